@@ -1,0 +1,282 @@
+//! Opening a client connection: the builder with every option, and the one-call [`connect`].
+
+use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+
+use crate::blocking::{SetReadTimeout, WebSocket};
+use crate::error::{Error, Phase};
+use crate::proto::handshake::{
+    ClientHandshake, ClientRequest, HandshakeError, DEFAULT_MAX_HANDSHAKE_SIZE,
+};
+use crate::proto::{Config, Role};
+use crate::stream::{connect_tcp, is_timeout, map_io_error, MaybeTlsStream};
+#[cfg(feature = "tls")]
+use crate::tls::TlsOptions;
+use crate::url::WsUrl;
+
+/// Connects to a `ws://` or `wss://` URL with default options.
+///
+/// ```no_run
+/// let mut ws = wsc::connect("wss://example.com/feed")?;
+/// ws.send_text(r#"{"subscribe":"ticker"}"#)?;
+/// let reply = ws.read()?;
+/// # Ok::<(), wsc::Error>(())
+/// ```
+pub fn connect(url: &str) -> Result<WebSocket<MaybeTlsStream>, Error> {
+    ClientBuilder::new(url).connect()
+}
+
+/// Runs the client handshake over a stream you opened yourself (a Unix socket, a tunnel, an
+/// in-memory pipe). The URL gives the Host header and the path.
+pub fn client<S: Read + Write>(url: &str, stream: S) -> Result<WebSocket<S>, Error> {
+    ClientBuilder::new(url).connect_on(stream)
+}
+
+/// Every option of a client connection.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// let mut ws = wsc::ClientBuilder::new("wss://example.com/socket")
+///     .header("Authorization", "Bearer token")
+///     .protocol("v2.json")
+///     .origin("https://example.com")
+///     .max_message_size(Some(1 << 20))
+///     .connect_timeout(Duration::from_secs(5))
+///     .read_timeout(Some(Duration::from_secs(30)))
+///     .connect()?;
+/// # Ok::<(), wsc::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ClientBuilder {
+    url: String,
+    headers: Vec<(String, String)>,
+    protocols: Vec<String>,
+    origin: Option<String>,
+    config: Config,
+    max_handshake_size: usize,
+    connect_timeout: Option<Duration>,
+    handshake_timeout: Option<Duration>,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    close_timeout: Option<Duration>,
+    #[cfg(feature = "tls")]
+    tls: TlsOptions,
+}
+
+impl ClientBuilder {
+    /// Options for connecting to `url`, all at their defaults.
+    pub fn new(url: impl Into<String>) -> Self {
+        ClientBuilder {
+            url: url.into(),
+            headers: Vec::new(),
+            protocols: Vec::new(),
+            origin: None,
+            config: Config::default(),
+            max_handshake_size: DEFAULT_MAX_HANDSHAKE_SIZE,
+            connect_timeout: Some(Duration::from_secs(30)),
+            handshake_timeout: Some(Duration::from_secs(30)),
+            read_timeout: None,
+            write_timeout: None,
+            close_timeout: Some(Duration::from_secs(5)),
+            #[cfg(feature = "tls")]
+            tls: TlsOptions::default(),
+        }
+    }
+
+    /// Adds a request header (sent as given; may repeat).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Offers a subprotocol; call again to offer more, in order of preference.
+    pub fn protocol(mut self, protocol: impl Into<String>) -> Self {
+        self.protocols.push(protocol.into());
+        self
+    }
+
+    /// Sets the `Origin` header.
+    pub fn origin(mut self, origin: impl Into<String>) -> Self {
+        self.origin = Some(origin.into());
+        self
+    }
+
+    /// Limits the size of a received message (default 64 MiB; `None`: no limit).
+    pub fn max_message_size(mut self, limit: Option<usize>) -> Self {
+        self.config.max_message_size = limit;
+        self
+    }
+
+    /// Limits the size of a received frame (default 16 MiB; `None`: no limit).
+    pub fn max_frame_size(mut self, limit: Option<usize>) -> Self {
+        self.config.max_frame_size = limit;
+        self
+    }
+
+    /// Limits the size of the server's handshake response head (default 64 KiB).
+    pub fn max_handshake_size(mut self, limit: usize) -> Self {
+        self.max_handshake_size = limit;
+        self
+    }
+
+    /// Replaces the protocol limits at once.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Bounds resolving and the TCP connect (default 30 s).
+    pub fn connect_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.connect_timeout = timeout.into();
+        self
+    }
+
+    /// Bounds the TLS handshake and the WebSocket handshake, each (default 30 s).
+    pub fn handshake_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.handshake_timeout = timeout.into();
+        self
+    }
+
+    /// Fails a read that waits longer than this for data (default: wait forever).
+    pub fn read_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// Fails a write that waits longer than this for the peer (default: wait forever).
+    pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// How long to wait for the server to close TCP after the close handshake (default 5 s).
+    pub fn close_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// TLS options for `wss://` URLs.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: TlsOptions) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    fn request(&self, url: &WsUrl) -> ClientRequest {
+        let mut headers = self.headers.clone();
+        if let Some((user, pass)) = &url.credentials {
+            let has_auth = headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
+            if !has_auth {
+                let token = BASE64.encode(format!("{user}:{pass}"));
+                headers.push(("Authorization".into(), format!("Basic {token}")));
+            }
+        }
+        ClientRequest {
+            host: url.host_header(),
+            path: url.path.clone(),
+            protocols: self.protocols.clone(),
+            origin: self.origin.clone(),
+            extensions: None,
+            headers,
+        }
+    }
+
+    /// Connects: TCP, TLS for `wss://`, then the WebSocket handshake.
+    pub fn connect(self) -> Result<WebSocket<MaybeTlsStream>, Error> {
+        let url = WsUrl::parse(&self.url)?;
+        let tcp = connect_tcp(&url.host, url.port, self.connect_timeout)?;
+        tcp.set_write_timeout(self.write_timeout)?;
+        let stream = if url.secure {
+            #[cfg(feature = "tls")]
+            {
+                let config = self.tls.build()?;
+                crate::stream::tls_handshake(tcp, &url.host, config, self.handshake_timeout)?
+            }
+            #[cfg(not(feature = "tls"))]
+            {
+                drop(tcp);
+                return Err(Error::TlsConfig(
+                    "wss:// URLs need the `tls` feature of wsc".into(),
+                ));
+            }
+        } else {
+            MaybeTlsStream::Plain(tcp)
+        };
+        let setter: SetReadTimeout<MaybeTlsStream> = MaybeTlsStream::set_read_timeout;
+        self.handshake(url, stream, Some(setter))
+    }
+
+    /// Runs the WebSocket handshake over a stream you opened yourself. Timeouts other than
+    /// your stream's own do not apply.
+    pub fn connect_on<S: Read + Write>(self, stream: S) -> Result<WebSocket<S>, Error> {
+        let url = WsUrl::parse(&self.url)?;
+        self.handshake(url, stream, None)
+    }
+
+    fn handshake<S: Read + Write>(
+        self,
+        url: WsUrl,
+        mut stream: S,
+        set_timeout: Option<SetReadTimeout<S>>,
+    ) -> Result<WebSocket<S>, Error> {
+        let host = url.host.clone();
+        let deadline = self.handshake_timeout.map(|t| Instant::now() + t);
+        let (mut handshake, request) =
+            ClientHandshake::new(&self.request(&url), self.max_handshake_size)?;
+        let io_err = |e: io::Error| map_io_error(e, Phase::WebSocketHandshake, &host);
+        stream.write_all(&request).map_err(io_err)?;
+        stream.flush().map_err(io_err)?;
+        let mut buf = Vec::with_capacity(1024);
+        let mut chunk = [0u8; 4096];
+        let (response, used) = loop {
+            if let Some(done) = handshake.parse_response(&buf)? {
+                break done;
+            }
+            if let (Some(set), Some(deadline)) = (set_timeout, deadline) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(handshake
+                        .take_refusal(&buf)
+                        .map(Error::Handshake)
+                        .unwrap_or(Error::Timeout(Phase::WebSocketHandshake)));
+                }
+                set(&stream, Some(left))?;
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) => {
+                    let refusal = handshake.take_refusal(&buf);
+                    return Err(Error::Handshake(
+                        refusal.unwrap_or(HandshakeError::ConnectionClosed),
+                    ));
+                }
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) => {
+                    return Err(handshake
+                        .take_refusal(&buf)
+                        .map(Error::Handshake)
+                        .unwrap_or(Error::Timeout(Phase::WebSocketHandshake)));
+                }
+                Err(e) => return Err(io_err(e)),
+            }
+        };
+        if let Some(set) = set_timeout {
+            set(&stream, self.read_timeout)?;
+        }
+        let mut ws = WebSocket::from_raw(stream, Role::Client, self.config, &buf[used..]);
+        ws.set_client_details(
+            response,
+            url.authority(),
+            set_timeout,
+            self.read_timeout,
+            self.close_timeout,
+        );
+        Ok(ws)
+    }
+}

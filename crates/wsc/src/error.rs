@@ -1,0 +1,283 @@
+//! The crate's error type: one enum, with a sub-enum per area and messages a user can act on.
+
+use std::fmt;
+use std::io;
+
+use crate::proto::close::{CloseCode, ClosePayloadError};
+use crate::proto::frame::FrameError;
+use crate::proto::handshake::HandshakeError;
+use crate::url::UrlError;
+
+/// Everything that can go wrong in `wsc`.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The URL could not be used.
+    Url(UrlError),
+    /// The host name did not resolve.
+    Dns {
+        /// The host that was looked up.
+        host: String,
+        /// What the resolver said.
+        source: io::Error,
+    },
+    /// No TCP connection could be made to any address of the host.
+    Connect {
+        /// The host and port.
+        target: String,
+        /// The error of the last address tried.
+        source: io::Error,
+    },
+    /// A phase did not finish in time.
+    Timeout(Phase),
+    /// The TLS configuration could not be built (certificate files, keys).
+    TlsConfig(String),
+    /// The TLS handshake or a TLS record failed.
+    #[cfg(feature = "tls")]
+    Tls {
+        /// The server name being verified.
+        host: String,
+        /// What rustls reported.
+        source: rustls::Error,
+    },
+    /// Reading from or writing to the connection failed.
+    Io(io::Error),
+    /// The server refused or botched the WebSocket opening handshake.
+    Handshake(HandshakeError),
+    /// The peer broke the WebSocket protocol; a close frame with
+    /// [`ProtocolError::close_code`] was sent to it.
+    Protocol(ProtocolError),
+    /// The peer closed the TCP connection without a close handshake.
+    ConnectionReset,
+    /// The connection is closed (the close handshake completed or the connection failed);
+    /// nothing more will be received.
+    ConnectionClosed,
+    /// A message or close was sent after this side had already sent a close frame.
+    AlreadyClosed,
+    /// Something the caller asked to send is not allowed by the protocol.
+    InvalidInput(&'static str),
+    /// The operating system could not supply random bytes for masking keys.
+    Random(getrandom::Error),
+}
+
+/// The phase of a connection that ran out of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Resolving the host and opening the TCP connection.
+    Connect,
+    /// The TLS handshake.
+    TlsHandshake,
+    /// Sending the upgrade request and receiving the server's response.
+    WebSocketHandshake,
+    /// Waiting for data on an open connection (the read timeout).
+    Read,
+    /// Writing to a peer that does not accept data.
+    Write,
+    /// Waiting for the server to close the TCP connection after the close handshake.
+    Close,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Connect => "TCP connect",
+            Phase::TlsHandshake => "TLS handshake",
+            Phase::WebSocketHandshake => "WebSocket handshake",
+            Phase::Read => "read",
+            Phase::Write => "write",
+            Phase::Close => "closing handshake",
+        })
+    }
+}
+
+/// A violation of RFC 6455 by the peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// A malformed frame header.
+    Frame(FrameError),
+    /// RSV bits set that no negotiated extension claims.
+    ReservedBits(u8),
+    /// A server sent a masked frame.
+    MaskedFrameFromServer,
+    /// A client sent an unmasked frame.
+    UnmaskedFrameFromClient,
+    /// A continuation frame arrived with no fragmented message in progress.
+    UnexpectedContinuation,
+    /// A new text or binary frame arrived while a fragmented message was still in progress.
+    ExpectedContinuation,
+    /// A text message (or close reason) that is not valid UTF-8.
+    InvalidUtf8,
+    /// A close frame with a bad payload.
+    InvalidClose(ClosePayloadError),
+    /// A frame bigger than the configured maximum.
+    FrameTooLarge {
+        /// The announced payload length.
+        size: u64,
+        /// The configured limit.
+        max: usize,
+    },
+    /// A message bigger than the configured maximum.
+    MessageTooLarge {
+        /// The size the message would reach.
+        size: u64,
+        /// The configured limit.
+        max: usize,
+    },
+}
+
+impl ProtocolError {
+    /// The close code sent to the peer for this violation.
+    pub fn close_code(&self) -> CloseCode {
+        match self {
+            ProtocolError::InvalidUtf8
+            | ProtocolError::InvalidClose(ClosePayloadError::InvalidReason) => {
+                CloseCode::INVALID_PAYLOAD
+            }
+            ProtocolError::FrameTooLarge { .. } | ProtocolError::MessageTooLarge { .. } => {
+                CloseCode::MESSAGE_TOO_BIG
+            }
+            _ => CloseCode::PROTOCOL_ERROR,
+        }
+    }
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::Frame(e) => write!(f, "{e}"),
+            ProtocolError::ReservedBits(bits) => {
+                write!(
+                    f,
+                    "reserved bits {bits:#05b} set but no extension negotiated them"
+                )
+            }
+            ProtocolError::MaskedFrameFromServer => f.write_str("the server sent a masked frame"),
+            ProtocolError::UnmaskedFrameFromClient => {
+                f.write_str("the client sent an unmasked frame")
+            }
+            ProtocolError::UnexpectedContinuation => {
+                f.write_str("continuation frame without a message in progress")
+            }
+            ProtocolError::ExpectedContinuation => {
+                f.write_str("new data frame while a fragmented message is in progress")
+            }
+            ProtocolError::InvalidUtf8 => f.write_str("text is not valid UTF-8"),
+            ProtocolError::InvalidClose(ClosePayloadError::Truncated) => {
+                f.write_str("close frame with a 1-byte payload")
+            }
+            ProtocolError::InvalidClose(ClosePayloadError::InvalidCode(code)) => {
+                write!(f, "close frame with invalid status code {code}")
+            }
+            ProtocolError::InvalidClose(ClosePayloadError::InvalidReason) => {
+                f.write_str("close frame whose reason is not valid UTF-8")
+            }
+            ProtocolError::FrameTooLarge { size, max } => write!(
+                f,
+                "frame of {size} bytes exceeds the maximum frame size of {max} bytes \
+                 (raise it with max_frame_size)"
+            ),
+            ProtocolError::MessageTooLarge { size, max } => write!(
+                f,
+                "message of {size} bytes or more exceeds the maximum message size of {max} bytes \
+                 (raise it with max_message_size)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Url(e) => write!(f, "invalid URL: {e}"),
+            Error::Dns { host, source } => write!(f, "cannot resolve host {host:?}: {source}"),
+            Error::Connect { target, source } => write!(f, "cannot connect to {target}: {source}"),
+            Error::Timeout(phase) => write!(f, "timed out during the {phase}"),
+            Error::TlsConfig(msg) => write!(f, "TLS configuration: {msg}"),
+            #[cfg(feature = "tls")]
+            Error::Tls { host, source } => {
+                write!(f, "TLS error with {host}: {source}")?;
+                if let rustls::Error::InvalidCertificate(cert) = source {
+                    let hint = match cert {
+                        rustls::CertificateError::NotValidForName
+                        | rustls::CertificateError::NotValidForNameContext { .. } => {
+                            " (the certificate does not name this host)"
+                        }
+                        rustls::CertificateError::Expired
+                        | rustls::CertificateError::ExpiredContext { .. } => {
+                            " (the certificate has expired)"
+                        }
+                        rustls::CertificateError::UnknownIssuer => {
+                            " (the certificate is not signed by a trusted CA; pass the CA with a \
+                             custom CA file, or skip verification only for testing)"
+                        }
+                        _ => "",
+                    };
+                    f.write_str(hint)?;
+                }
+                Ok(())
+            }
+            Error::Io(e) => write!(f, "I/O error: {e}"),
+            Error::Handshake(e) => write!(f, "WebSocket handshake failed: {e}"),
+            Error::Protocol(e) => {
+                write!(
+                    f,
+                    "protocol violation by the peer: {e} (closed with {})",
+                    e.close_code()
+                )
+            }
+            Error::ConnectionReset => {
+                f.write_str("the peer closed the connection without a closing handshake")
+            }
+            Error::ConnectionClosed => f.write_str("the connection is closed"),
+            Error::AlreadyClosed => f.write_str("cannot send: a close frame was already sent"),
+            Error::InvalidInput(what) => write!(f, "invalid input: {what}"),
+            Error::Random(e) => write!(f, "no randomness for masking keys: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Url(e) => Some(e),
+            Error::Dns { source, .. } | Error::Connect { source, .. } => Some(source),
+            #[cfg(feature = "tls")]
+            Error::Tls { source, .. } => Some(source),
+            Error::Io(e) => Some(e),
+            Error::Handshake(e) => Some(e),
+            Error::Protocol(e) => Some(e),
+            Error::Random(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl From<HandshakeError> for Error {
+    fn from(e: HandshakeError) -> Self {
+        Error::Handshake(e)
+    }
+}
+
+impl From<UrlError> for Error {
+    fn from(e: UrlError) -> Self {
+        Error::Url(e)
+    }
+}
+
+impl From<getrandom::Error> for Error {
+    fn from(e: getrandom::Error) -> Self {
+        Error::Random(e)
+    }
+}
+
+/// Shorthand for results in this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,107 @@
+//! # wsc: a complete, fast and light WebSocket client
+//!
+//! `wsc` speaks the whole of RFC 6455: every frame type, fragmentation, ping/pong, the closing
+//! handshake, UTF-8 validation, limits on what the peer may send, and TLS with rustls.
+//!
+//! The protocol lives in [`proto`], a sans-I/O state machine (bytes in, messages out), so it
+//! can be driven by any runtime; [`WebSocket`] drives it over a blocking stream.
+//!
+//! ## Connect, subscribe, stream
+//!
+//! ```no_run
+//! use wsc::Message;
+//!
+//! let mut ws = wsc::connect("wss://stream.example.com/ws")?;
+//! ws.send_text(r#"{"op":"subscribe","channel":"ticker"}"#)?;
+//! loop {
+//!     match ws.read()? {
+//!         Message::Text(text) => println!("{text}"),
+//!         Message::Binary(data) => println!("{} bytes", data.len()),
+//!         Message::Close(frame) => {
+//!             println!("closed: {frame:?}");
+//!             break;
+//!         }
+//!         Message::Ping(_) | Message::Pong(_) => {} // pongs are sent automatically
+//!     }
+//! }
+//! # Ok::<(), wsc::Error>(())
+//! ```
+//!
+//! ## Options
+//!
+//! [`ClientBuilder`] sets headers, subprotocols, the origin, limits, timeouts and TLS options
+//! (custom CA, client certificate, or skipping verification for tests):
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! let tls = wsc::TlsOptions::new().add_ca_pem_file("ca.pem")?;
+//! let ws = wsc::ClientBuilder::new("wss://internal.example:8443/events")
+//!     .header("Authorization", "Bearer secret")
+//!     .protocol("events.v1")
+//!     .connect_timeout(Duration::from_secs(5))
+//!     .read_timeout(Some(Duration::from_secs(60)))
+//!     .tls(tls)
+//!     .connect()?;
+//! # Ok::<(), wsc::Error>(())
+//! ```
+//!
+//! ## Errors
+//!
+//! Everything fails with [`Error`], whose variants say what went wrong and where: DNS, connect,
+//! a [`Phase`] that timed out, TLS, the handshake (with the server's status and body), or a
+//! [`ProtocolError`] by the peer (with the close code that was sent to it).
+//!
+//! ## A round trip, runnable
+//!
+//! ```
+//! use std::net::TcpListener;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let listener = TcpListener::bind("127.0.0.1:0")?;
+//! let url = format!("ws://{}/echo", listener.local_addr()?);
+//! let server = std::thread::spawn(move || -> Result<(), wsc::Error> {
+//!     let (tcp, _) = listener.accept()?;
+//!     let mut ws = wsc::server::accept(tcp)?;
+//!     loop {
+//!         match ws.read()? {
+//!             msg @ (wsc::Message::Text(_) | wsc::Message::Binary(_)) => ws.send(msg)?,
+//!             wsc::Message::Close(_) => return Ok(()),
+//!             _ => {}
+//!         }
+//!     }
+//! });
+//!
+//! let mut ws = wsc::connect(&url)?;
+//! ws.send_text("hello")?;
+//! assert_eq!(ws.read()?.as_text(), Some("hello"));
+//! ws.close_and_wait(None)?;
+//! server.join().unwrap()?;
+//! # Ok(())
+//! # }
+//! ```
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod blocking;
+mod client;
+pub mod error;
+pub mod proto;
+pub mod server;
+mod stream;
+#[cfg(feature = "tls")]
+pub mod tls;
+pub mod url;
+
+pub use blocking::WebSocket;
+pub use client::{client, connect, ClientBuilder};
+pub use error::{Error, Phase, ProtocolError, Result};
+pub use proto::handshake::{HandshakeError, Response};
+pub use proto::{CloseCode, CloseFrame, Config, Message, Utf8Bytes};
+pub use stream::MaybeTlsStream;
+#[cfg(feature = "tls")]
+pub use tls::{Roots, TlsOptions};
+pub use url::{UrlError, WsUrl};
+
+/// Re-exported so users can name payload and TLS types without adding the crates themselves.
+pub use bytes;
+#[cfg(feature = "tls")]
+pub use rustls;

@@ -1,0 +1,555 @@
+//! The WebSocket connection state machine, sans I/O: bytes in, messages out, frames queued.
+//!
+//! The caller (a driver) puts received bytes into the connection, takes messages out with
+//! [`Connection::next_message`], and writes [`Connection::pending_output`] to the socket. Pongs
+//! and close replies are queued automatically, so the driver only has to flush after each call.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::close::{parse_close_payload, CloseFrame, ClosePayloadError};
+use super::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD};
+use super::mask::{apply_mask, MaskKeys};
+use super::message::{Message, Utf8Bytes};
+use super::utf8::{self, Utf8Validator};
+use crate::error::{Error, ProtocolError};
+
+/// Which end of the connection this is: it decides who masks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Masks what it sends; rejects masked frames.
+    Client,
+    /// Sends unmasked; rejects unmasked frames.
+    Server,
+}
+
+/// Limits on what the peer may send. Exceeding one fails the connection with close code 1009.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// The largest frame payload accepted (default 16 MiB); `None` for no limit.
+    pub max_frame_size: Option<usize>,
+    /// The largest message accepted, all fragments together (default 64 MiB); `None` for no
+    /// limit.
+    pub max_message_size: Option<usize>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_frame_size: Some(16 << 20),
+            max_message_size: Some(64 << 20),
+        }
+    }
+}
+
+impl Config {
+    /// Sets the largest frame payload accepted.
+    pub fn max_frame_size(mut self, limit: Option<usize>) -> Self {
+        self.max_frame_size = limit;
+        self
+    }
+
+    /// Sets the largest message accepted.
+    pub fn max_message_size(mut self, limit: Option<usize>) -> Self {
+        self.max_message_size = limit;
+        self
+    }
+}
+
+/// Where the connection is in its lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Messages flow both ways.
+    Open,
+    /// We sent a close frame and wait for the peer's; we may still receive messages.
+    CloseSent,
+    /// Both close frames have been exchanged: the driver closes (server) or waits for the
+    /// server to close (client) the transport.
+    Closed,
+    /// The peer broke the protocol; a close frame with the reason is queued, nothing more is
+    /// received.
+    Failed,
+}
+
+/// A data frame whose payload is being received piece by piece.
+#[derive(Debug)]
+struct IncomingFrame {
+    fin: bool,
+    mask: Option<[u8; 4]>,
+    remaining: u64,
+    offset: usize,
+}
+
+/// A message being assembled from fragments (or from a frame that arrives in pieces).
+#[derive(Debug)]
+struct PartialMessage {
+    text: bool,
+    data: BytesMut,
+    utf8: Utf8Validator,
+}
+
+/// Initial capacity of a partial message: grows as data actually arrives, so a peer that
+/// announces a huge frame does not make us allocate for it up front.
+const PARTIAL_INITIAL_CAPACITY: usize = 64 << 10;
+
+/// The sans-I/O WebSocket connection, for either role.
+#[derive(Debug)]
+pub struct Connection {
+    role: Role,
+    config: Config,
+    state: State,
+    read_buf: BytesMut,
+    out: Vec<u8>,
+    out_pos: usize,
+    incoming: Option<IncomingFrame>,
+    partial: Option<PartialMessage>,
+    keys: MaskKeys,
+}
+
+impl Connection {
+    /// A connection in the open state (after the opening handshake).
+    pub fn new(role: Role, config: Config) -> Self {
+        Connection {
+            role,
+            config,
+            state: State::Open,
+            read_buf: BytesMut::new(),
+            out: Vec::new(),
+            out_pos: 0,
+            incoming: None,
+            partial: None,
+            keys: MaskKeys::new(),
+        }
+    }
+
+    /// This end's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Where the connection is in its lifetime.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Whether a message, ping, pong or close may still be sent.
+    pub fn can_send(&self) -> bool {
+        self.state == State::Open
+    }
+
+    /// Whether the connection will deliver no more messages.
+    pub fn is_terminated(&self) -> bool {
+        matches!(self.state, State::Closed | State::Failed)
+    }
+
+    // ----- input -----
+
+    /// Hands received bytes to the connection.
+    pub fn receive(&mut self, data: &[u8]) {
+        self.read_buf.extend_from_slice(data);
+    }
+
+    /// Lets `read` fill the read buffer directly (no intermediate copy): it is given a slice of
+    /// at least `chunk` bytes and returns how many it filled.
+    pub fn receive_with<E>(
+        &mut self,
+        chunk: usize,
+        read: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+    ) -> Result<usize, E> {
+        if self.read_buf.is_empty() && self.read_buf.capacity() > 4 * chunk.max(1 << 16) {
+            // A big message passed through; give the memory back.
+            self.read_buf = BytesMut::new();
+        }
+        let start = self.read_buf.len();
+        self.read_buf.resize(start + chunk, 0);
+        let result = read(&mut self.read_buf[start..]);
+        let filled = *result.as_ref().unwrap_or(&0);
+        self.read_buf.truncate(start + filled.min(chunk));
+        result
+    }
+
+    /// Bytes received but not yet turned into messages.
+    pub fn buffered_input(&self) -> usize {
+        self.read_buf.len()
+    }
+
+    /// Tells the connection that the peer closed the transport. Returns an error unless the
+    /// close handshake had completed (or the connection had already failed).
+    pub fn receive_eof(&mut self) -> Result<(), Error> {
+        match self.state {
+            State::Closed | State::Failed => Ok(()),
+            State::Open | State::CloseSent => {
+                self.state = State::Failed;
+                Err(Error::ConnectionReset)
+            }
+        }
+    }
+
+    /// The next complete message or control frame, if the buffered bytes hold one.
+    ///
+    /// `Ok(None)` means more bytes are needed (or the connection is closed: see
+    /// [`Connection::is_terminated`]). On a protocol violation the connection queues a close
+    /// frame with the matching code, moves to [`State::Failed`] and returns the error; messages
+    /// completed before the violation have already been returned.
+    pub fn next_message(&mut self) -> Result<Option<Message>, Error> {
+        loop {
+            if self.is_terminated() {
+                return Ok(None);
+            }
+            if let Some(frame) = self.incoming.as_mut() {
+                if frame.remaining > 0 {
+                    if self.read_buf.is_empty() {
+                        return Ok(None);
+                    }
+                    let n = (frame.remaining.min(self.read_buf.len() as u64)) as usize;
+                    let chunk = &mut self.read_buf[..n];
+                    if let Some(key) = frame.mask {
+                        apply_mask(chunk, key, frame.offset);
+                    }
+                    frame.offset += n;
+                    frame.remaining -= n as u64;
+                    let Some(partial) = self.partial.as_mut() else {
+                        unreachable!("a data frame in progress always belongs to a message")
+                    };
+                    let valid = !partial.text || partial.utf8.feed(chunk).is_ok();
+                    partial.data.extend_from_slice(chunk);
+                    self.read_buf.advance(n);
+                    if !valid {
+                        return Err(self.fail(ProtocolError::InvalidUtf8));
+                    }
+                }
+                if frame.remaining == 0 {
+                    let fin = frame.fin;
+                    self.incoming = None;
+                    if fin {
+                        return self.finish_partial().map(Some);
+                    }
+                }
+                continue;
+            }
+            let (header, header_len) = match FrameHeader::decode(&self.read_buf) {
+                Ok(Some(decoded)) => decoded,
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(self.fail(ProtocolError::Frame(e))),
+            };
+            if let Some(message) = self.start_frame(header, header_len)? {
+                return Ok(Some(message));
+            }
+        }
+    }
+
+    /// Handles a decoded header: control frames and whole single-frame messages complete at
+    /// once; other data frames start streaming into a partial message.
+    fn start_frame(
+        &mut self,
+        header: FrameHeader,
+        header_len: usize,
+    ) -> Result<Option<Message>, Error> {
+        let rsv = (u8::from(header.rsv[0]) << 2)
+            | (u8::from(header.rsv[1]) << 1)
+            | u8::from(header.rsv[2]);
+        if rsv != 0 {
+            return Err(self.fail(ProtocolError::ReservedBits(rsv)));
+        }
+        match (self.role, header.mask.is_some()) {
+            (Role::Client, true) => return Err(self.fail(ProtocolError::MaskedFrameFromServer)),
+            (Role::Server, false) => return Err(self.fail(ProtocolError::UnmaskedFrameFromClient)),
+            _ => {}
+        }
+        if header.opcode.is_control() {
+            // Control payloads are at most 125 bytes (checked by the decoder): wait for all.
+            let total = header_len + header.payload_len as usize;
+            if self.read_buf.len() < total {
+                return Ok(None);
+            }
+            self.read_buf.advance(header_len);
+            let mut payload = self.read_buf.split_to(header.payload_len as usize);
+            if let Some(key) = header.mask {
+                apply_mask(&mut payload, key, 0);
+            }
+            return self.on_control(header.opcode, payload.freeze()).map(Some);
+        }
+        if let Some(max) = self.config.max_frame_size {
+            if header.payload_len > max as u64 {
+                let size = header.payload_len;
+                return Err(self.fail(ProtocolError::FrameTooLarge { size, max }));
+            }
+        }
+        match (header.opcode, self.partial.is_some()) {
+            (OpCode::Continuation, false) => {
+                return Err(self.fail(ProtocolError::UnexpectedContinuation))
+            }
+            (OpCode::Text | OpCode::Binary, true) => {
+                return Err(self.fail(ProtocolError::ExpectedContinuation))
+            }
+            _ => {}
+        }
+        let so_far = self.partial.as_ref().map_or(0, |p| p.data.len() as u64);
+        let size = so_far.saturating_add(header.payload_len);
+        let too_big = match self.config.max_message_size {
+            Some(max) if size > max as u64 => Some(max),
+            _ if usize::try_from(size).is_err() => Some(usize::MAX),
+            _ => None,
+        };
+        if let Some(max) = too_big {
+            return Err(self.fail(ProtocolError::MessageTooLarge { size, max }));
+        }
+        let len = header.payload_len as usize;
+        let text = header.opcode == OpCode::Text;
+        if header.fin
+            && header.opcode != OpCode::Continuation
+            && self.read_buf.len() >= header_len + len
+        {
+            // Fast path: a whole single-frame message is here; hand it out without copying.
+            self.read_buf.advance(header_len);
+            let mut payload = self.read_buf.split_to(len);
+            if let Some(key) = header.mask {
+                apply_mask(&mut payload, key, 0);
+            }
+            let payload = payload.freeze();
+            if !text {
+                return Ok(Some(Message::Binary(payload)));
+            }
+            if utf8::validate(&payload).is_err() {
+                return Err(self.fail(ProtocolError::InvalidUtf8));
+            }
+            return Ok(Some(Message::Text(Utf8Bytes::from_validated(payload))));
+        }
+        self.read_buf.advance(header_len);
+        if header.opcode != OpCode::Continuation {
+            self.partial = Some(PartialMessage {
+                text,
+                data: BytesMut::with_capacity(len.min(PARTIAL_INITIAL_CAPACITY)),
+                utf8: Utf8Validator::new(),
+            });
+        }
+        self.incoming = Some(IncomingFrame {
+            fin: header.fin,
+            mask: header.mask,
+            remaining: header.payload_len,
+            offset: 0,
+        });
+        Ok(None)
+    }
+
+    /// Completes the message whose last fragment just arrived.
+    fn finish_partial(&mut self) -> Result<Message, Error> {
+        let Some(mut partial) = self.partial.take() else {
+            unreachable!("finish_partial is only called with a message in progress")
+        };
+        let data = partial.data.freeze();
+        if !partial.text {
+            return Ok(Message::Binary(data));
+        }
+        if partial.utf8.finish().is_err() {
+            return Err(self.fail(ProtocolError::InvalidUtf8));
+        }
+        Ok(Message::Text(Utf8Bytes::from_validated(data)))
+    }
+
+    /// Handles a ping, pong or close.
+    fn on_control(&mut self, opcode: OpCode, payload: Bytes) -> Result<Message, Error> {
+        match opcode {
+            OpCode::Ping => {
+                if self.state == State::Open {
+                    self.write_frame(OpCode::Pong, true, &payload)?;
+                }
+                Ok(Message::Ping(payload))
+            }
+            OpCode::Pong => Ok(Message::Pong(payload)),
+            _ => {
+                let frame = match parse_close_payload(payload) {
+                    Ok(frame) => frame,
+                    Err(ClosePayloadError::InvalidReason) => {
+                        return Err(self.fail(ProtocolError::InvalidClose(
+                            ClosePayloadError::InvalidReason,
+                        )))
+                    }
+                    Err(e) => return Err(self.fail(ProtocolError::InvalidClose(e))),
+                };
+                if self.state == State::Open {
+                    // Answer once, echoing the code (RFC 6455 section 5.5.1).
+                    let reply = frame.as_ref().map(|f| f.code.0.to_be_bytes());
+                    self.write_frame(OpCode::Close, true, reply.as_ref().map_or(&[][..], |c| c))?;
+                }
+                self.state = State::Closed;
+                Ok(Message::Close(frame))
+            }
+        }
+    }
+
+    /// Fails the connection: queues a close frame for `error` (if we may still send) and stops
+    /// receiving.
+    fn fail(&mut self, error: ProtocolError) -> Error {
+        if self.state == State::Open {
+            let code = error.close_code();
+            // A masking-key failure here cannot be reported better than the protocol error.
+            let _ = self.write_frame(OpCode::Close, true, &code.0.to_be_bytes());
+        }
+        self.state = State::Failed;
+        self.incoming = None;
+        self.partial = None;
+        Error::Protocol(error)
+    }
+
+    // ----- output -----
+
+    /// Queues a message, ping, pong or close frame.
+    pub fn send(&mut self, message: Message) -> Result<(), Error> {
+        match message {
+            Message::Text(text) => self.send_data(OpCode::Text, text.as_bytes()),
+            Message::Binary(data) => self.send_data(OpCode::Binary, &data),
+            Message::Ping(data) => self.send_control(OpCode::Ping, &data),
+            Message::Pong(data) => self.send_control(OpCode::Pong, &data),
+            Message::Close(frame) => self.close(frame),
+        }
+    }
+
+    /// Queues a text message.
+    pub fn send_text(&mut self, text: &str) -> Result<(), Error> {
+        self.send_data(OpCode::Text, text.as_bytes())
+    }
+
+    /// Queues a binary message.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.send_data(OpCode::Binary, data)
+    }
+
+    /// Queues a ping (at most 125 bytes of payload).
+    pub fn send_ping(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.send_control(OpCode::Ping, data)
+    }
+
+    /// Queues an unsolicited pong (at most 125 bytes of payload).
+    pub fn send_pong(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.send_control(OpCode::Pong, data)
+    }
+
+    /// Queues a message split into frames of at most `fragment_size` bytes of payload.
+    pub fn send_fragmented(
+        &mut self,
+        message: &Message,
+        fragment_size: usize,
+    ) -> Result<(), Error> {
+        let (opcode, payload) = match message {
+            Message::Text(t) => (OpCode::Text, t.as_bytes()),
+            Message::Binary(b) => (OpCode::Binary, &b[..]),
+            _ => return Err(Error::InvalidInput("control frames cannot be fragmented")),
+        };
+        if fragment_size == 0 {
+            return Err(Error::InvalidInput("fragment size must be at least 1"));
+        }
+        self.check_open()?;
+        let mut chunks = payload.chunks(fragment_size).peekable();
+        if chunks.peek().is_none() {
+            return self.write_frame(opcode, true, &[]);
+        }
+        let mut op = opcode;
+        while let Some(chunk) = chunks.next() {
+            self.write_frame(op, chunks.peek().is_none(), chunk)?;
+            op = OpCode::Continuation;
+        }
+        Ok(())
+    }
+
+    /// Starts the closing handshake: queues a close frame. Messages may still arrive until the
+    /// peer's close frame.
+    pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
+        self.check_open()?;
+        let mut payload = Vec::new();
+        if let Some(frame) = &frame {
+            let sendable = frame.code.is_valid_on_wire();
+            if !sendable {
+                return Err(Error::InvalidInput(
+                    "close code must be 1000-1003, 1007-1011 or 3000-4999",
+                ));
+            }
+            if frame.reason.len() > MAX_CONTROL_PAYLOAD - 2 {
+                return Err(Error::InvalidInput("close reason longer than 123 bytes"));
+            }
+            payload.extend_from_slice(&frame.code.0.to_be_bytes());
+            payload.extend_from_slice(frame.reason.as_bytes());
+        }
+        self.write_frame(OpCode::Close, true, &payload)?;
+        self.state = State::CloseSent;
+        Ok(())
+    }
+
+    fn check_open(&self) -> Result<(), Error> {
+        match self.state {
+            State::Open => Ok(()),
+            State::CloseSent => Err(Error::AlreadyClosed),
+            State::Closed | State::Failed => Err(Error::ConnectionClosed),
+        }
+    }
+
+    fn send_data(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
+        self.check_open()?;
+        self.write_frame(opcode, true, payload)
+    }
+
+    fn send_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
+        self.check_open()?;
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(Error::InvalidInput(
+                "ping and pong payloads are at most 125 bytes",
+            ));
+        }
+        self.write_frame(opcode, true, payload)
+    }
+
+    /// Appends one frame to the output, masked if we are the client.
+    fn write_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Result<(), Error> {
+        let mask = match self.role {
+            Role::Client => Some(self.keys.next_key()?),
+            Role::Server => None,
+        };
+        let header = FrameHeader {
+            fin,
+            rsv: [false; 3],
+            opcode,
+            mask,
+            payload_len: payload.len() as u64,
+        };
+        if self.out_pos == self.out.len() {
+            self.out.clear();
+            self.out_pos = 0;
+        }
+        self.out.reserve(header.encoded_len() + payload.len());
+        header.encode(&mut self.out);
+        let start = self.out.len();
+        self.out.extend_from_slice(payload);
+        if let Some(key) = mask {
+            apply_mask(&mut self.out[start..], key, 0);
+        }
+        Ok(())
+    }
+
+    /// Bytes queued for the peer, not yet written.
+    pub fn pending_output(&self) -> &[u8] {
+        &self.out[self.out_pos..]
+    }
+
+    /// Marks `n` bytes of [`Connection::pending_output`] as written.
+    pub fn consume_output(&mut self, n: usize) {
+        self.out_pos = (self.out_pos + n).min(self.out.len());
+        if self.out_pos == self.out.len() {
+            self.out.clear();
+            self.out_pos = 0;
+            if self.out.capacity() > 1 << 20 {
+                // A big message went out; give the memory back.
+                self.out = Vec::new();
+            }
+        }
+    }
+
+    /// Whether frames are waiting to be written.
+    pub fn has_pending_output(&self) -> bool {
+        self.out_pos < self.out.len()
+    }
+}

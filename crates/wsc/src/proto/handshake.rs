@@ -1,0 +1,759 @@
+//! The opening handshake (RFC 6455 section 4), both directions, sans I/O.
+//!
+//! The client builds its upgrade request and checks the server's answer with a real HTTP parser
+//! (httparse); the server parses a request and answers it. Bytes that follow the response in the
+//! same read belong to the first frames: parsers report how much they consumed.
+
+use std::fmt;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::StatusCode;
+
+/// The GUID appended to the key before hashing (RFC 6455 section 1.3).
+const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// Most headers accepted in a handshake message.
+const MAX_HEADERS: usize = 100;
+
+/// How much of a refusing server's body is kept for the error.
+pub const MAX_ERROR_BODY: usize = 4096;
+
+/// Default limit on the size of the handshake response (or request) head.
+pub const DEFAULT_MAX_HANDSHAKE_SIZE: usize = 64 << 10;
+
+/// The `Sec-WebSocket-Accept` value for a `Sec-WebSocket-Key`.
+pub fn accept_key(key: &str) -> String {
+    let mut sha = sha1_smol::Sha1::new();
+    sha.update(key.as_bytes());
+    sha.update(ACCEPT_GUID.as_bytes());
+    BASE64.encode(sha.digest().bytes())
+}
+
+/// A fresh `Sec-WebSocket-Key`: 16 random bytes, base64-encoded.
+pub fn generate_key() -> Result<String, getrandom::Error> {
+    let mut raw = [0u8; 16];
+    getrandom::getrandom(&mut raw)?;
+    Ok(BASE64.encode(raw))
+}
+
+/// Why an opening handshake failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// The server answered with something other than 101 Switching Protocols.
+    Rejected(Box<Response>),
+    /// The response (or request) is not valid HTTP/1.1.
+    InvalidHttp(String),
+    /// The response (or request) head exceeds the configured limit.
+    TooLarge {
+        /// The limit in bytes.
+        max: usize,
+    },
+    /// The connection closed before the handshake completed.
+    ConnectionClosed,
+    /// A required header is missing or has the wrong value.
+    BadHeader {
+        /// The header's name.
+        name: &'static str,
+        /// What was received, if anything.
+        found: Option<String>,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// `Sec-WebSocket-Accept` does not match the key we sent.
+    WrongAccept {
+        /// The value received.
+        found: String,
+        /// The value expected.
+        expected: String,
+    },
+    /// The server chose a subprotocol the client did not offer.
+    UnexpectedProtocol(String),
+    /// The server enabled an extension the client did not offer.
+    UnexpectedExtension(String),
+    /// A header the caller asked to send is not a valid HTTP header.
+    InvalidRequestHeader(String),
+    /// The request is not a WebSocket upgrade (server role): answer with this status.
+    BadRequest {
+        /// The status to answer with.
+        status: StatusCode,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandshakeError::Rejected(resp) => {
+                write!(
+                    f,
+                    "the server answered {} instead of 101 Switching Protocols",
+                    resp.status
+                )?;
+                let body = String::from_utf8_lossy(&resp.body);
+                let body = body.trim();
+                if !body.is_empty() {
+                    let preview: String = body.chars().take(200).collect();
+                    write!(f, ": {preview:?}")?;
+                }
+                Ok(())
+            }
+            HandshakeError::InvalidHttp(e) => write!(f, "not a valid HTTP/1.1 message: {e}"),
+            HandshakeError::TooLarge { max } => {
+                write!(f, "handshake head larger than {max} bytes")
+            }
+            HandshakeError::ConnectionClosed => {
+                f.write_str("the connection closed before the handshake completed")
+            }
+            HandshakeError::BadHeader {
+                name,
+                found,
+                expected,
+            } => match found {
+                Some(v) => write!(f, "header {name} is {v:?}, expected {expected}"),
+                None => write!(f, "header {name} is missing, expected {expected}"),
+            },
+            HandshakeError::WrongAccept { found, expected } => write!(
+                f,
+                "Sec-WebSocket-Accept is {found:?} but the key we sent requires {expected:?}"
+            ),
+            HandshakeError::UnexpectedProtocol(p) => {
+                write!(
+                    f,
+                    "the server chose subprotocol {p:?}, which the client did not offer"
+                )
+            }
+            HandshakeError::UnexpectedExtension(e) => {
+                write!(
+                    f,
+                    "the server enabled extension {e:?}, which the client did not offer"
+                )
+            }
+            HandshakeError::InvalidRequestHeader(h) => write!(f, "invalid request header: {h}"),
+            HandshakeError::BadRequest { status, reason } => {
+                write!(
+                    f,
+                    "not a valid WebSocket upgrade request ({status}): {reason}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for HandshakeError {}
+
+/// The server's answer to the upgrade request.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// All response headers.
+    pub headers: HeaderMap,
+    /// The subprotocol the server chose, if any.
+    pub protocol: Option<String>,
+    /// For a refusal, the start of the body (at most [`MAX_ERROR_BODY`] bytes).
+    pub body: Bytes,
+}
+
+/// What the client puts in its upgrade request.
+#[derive(Debug, Clone, Default)]
+pub struct ClientRequest {
+    /// The `Host` header: the host, with the port unless it is the scheme's default.
+    pub host: String,
+    /// The request target: path and query.
+    pub path: String,
+    /// Subprotocols to offer, in order of preference.
+    pub protocols: Vec<String>,
+    /// The `Origin` header, if any.
+    pub origin: Option<String>,
+    /// Extension offers for `Sec-WebSocket-Extensions`, if any.
+    pub extensions: Option<String>,
+    /// More headers, sent as given.
+    pub headers: Vec<(String, String)>,
+}
+
+/// The client side of the opening handshake.
+#[derive(Debug)]
+pub struct ClientHandshake {
+    expected_accept: String,
+    protocols: Vec<String>,
+    max_size: usize,
+    /// A refusal whose head has been parsed while we wait for (some of) its body.
+    refusal: Option<(Response, usize, usize)>,
+}
+
+fn header_str(value: &HeaderValue) -> String {
+    String::from_utf8_lossy(value.as_bytes()).into_owned()
+}
+
+/// Splits comma-separated header values of every occurrence of `name` into trimmed tokens.
+fn header_tokens<'a>(headers: &'a HeaderMap, name: &HeaderName) -> impl Iterator<Item = &'a str> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+    header_tokens(headers, name).any(|t| t.eq_ignore_ascii_case(token))
+}
+
+fn to_header_map(parsed: &[httparse::Header<'_>]) -> Result<HeaderMap, HandshakeError> {
+    let mut map = HeaderMap::with_capacity(parsed.len());
+    for h in parsed {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| HandshakeError::InvalidHttp(format!("bad header name {:?}", h.name)))?;
+        let value = HeaderValue::from_bytes(h.value)
+            .map_err(|_| HandshakeError::InvalidHttp(format!("bad value for header {}", h.name)))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+fn content_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn validate_header(name: &str, value: &str) -> Result<(), HandshakeError> {
+    HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| HandshakeError::InvalidRequestHeader(format!("bad header name {name:?}")))?;
+    HeaderValue::from_str(value)
+        .map_err(|_| HandshakeError::InvalidRequestHeader(format!("bad value for {name}")))?;
+    Ok(())
+}
+
+impl ClientHandshake {
+    /// Builds the upgrade request with a fresh random key. Returns the handshake state and the
+    /// bytes to send.
+    pub fn new(request: &ClientRequest, max_size: usize) -> Result<(Self, Vec<u8>), crate::Error> {
+        let key = generate_key()?;
+        Ok(Self::with_key(request, &key, max_size)?)
+    }
+
+    /// Builds the upgrade request with a given key (tests use this to be deterministic).
+    pub fn with_key(
+        request: &ClientRequest,
+        key: &str,
+        max_size: usize,
+    ) -> Result<(Self, Vec<u8>), HandshakeError> {
+        let mut out = String::with_capacity(256);
+        let path = if request.path.is_empty() {
+            "/"
+        } else {
+            &request.path
+        };
+        validate_header("Host", &request.host)?;
+        if path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err(HandshakeError::InvalidRequestHeader(format!(
+                "request path {path:?} contains spaces or control characters"
+            )));
+        }
+        out.push_str(&format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\n",
+            request.host
+        ));
+        out.push_str("Upgrade: websocket\r\nConnection: Upgrade\r\n");
+        out.push_str(&format!(
+            "Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        ));
+        if let Some(origin) = &request.origin {
+            validate_header("Origin", origin)?;
+            out.push_str(&format!("Origin: {origin}\r\n"));
+        }
+        if !request.protocols.is_empty() {
+            for p in &request.protocols {
+                if p.is_empty() || !p.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
+                    return Err(HandshakeError::InvalidRequestHeader(format!(
+                        "subprotocol {p:?} is not a token"
+                    )));
+                }
+            }
+            out.push_str(&format!(
+                "Sec-WebSocket-Protocol: {}\r\n",
+                request.protocols.join(", ")
+            ));
+        }
+        if let Some(ext) = &request.extensions {
+            validate_header("Sec-WebSocket-Extensions", ext)?;
+            out.push_str(&format!("Sec-WebSocket-Extensions: {ext}\r\n"));
+        }
+        for (name, value) in &request.headers {
+            validate_header(name, value)?;
+            out.push_str(&format!("{name}: {value}\r\n"));
+        }
+        out.push_str("\r\n");
+        let handshake = ClientHandshake {
+            expected_accept: accept_key(key),
+            protocols: request.protocols.clone(),
+            max_size,
+            refusal: None,
+        };
+        Ok((handshake, out.into_bytes()))
+    }
+
+    /// Parses the response from the start of `buf` (all bytes received so far).
+    ///
+    /// Returns `Ok(None)` while more bytes are needed, or the accepted response and how many
+    /// bytes of `buf` it used: the rest is frame data.
+    pub fn parse_response(
+        &mut self,
+        buf: &[u8],
+    ) -> Result<Option<(Response, usize)>, HandshakeError> {
+        if let Some((_, head_len, want)) = &self.refusal {
+            if buf.len() >= head_len + want {
+                return Err(self
+                    .take_refusal(buf)
+                    .unwrap_or(HandshakeError::ConnectionClosed));
+            }
+            return Ok(None);
+        }
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut headers);
+        let head_len = match parsed.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => {
+                if buf.len() > self.max_size {
+                    return Err(HandshakeError::TooLarge { max: self.max_size });
+                }
+                return Ok(None);
+            }
+            Err(e) => return Err(HandshakeError::InvalidHttp(e.to_string())),
+        };
+        if head_len > self.max_size {
+            return Err(HandshakeError::TooLarge { max: self.max_size });
+        }
+        if parsed.version != Some(1) {
+            return Err(HandshakeError::InvalidHttp(
+                "the response is not HTTP/1.1".into(),
+            ));
+        }
+        let status = parsed
+            .code
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .ok_or_else(|| HandshakeError::InvalidHttp("bad status code".into()))?;
+        let headers = to_header_map(parsed.headers)?;
+        let mut response = Response {
+            status,
+            headers,
+            protocol: None,
+            body: Bytes::new(),
+        };
+        if status != StatusCode::SWITCHING_PROTOCOLS {
+            let want = content_length(&response.headers)
+                .unwrap_or(MAX_ERROR_BODY)
+                .min(MAX_ERROR_BODY);
+            self.refusal = Some((response, head_len, want));
+            return self.parse_response(buf);
+        }
+        self.verify(&mut response)?;
+        Ok(Some((response, head_len)))
+    }
+
+    /// After the peer closed (or time ran out): the refusal, if its head had arrived, with as
+    /// much body as there is.
+    pub fn take_refusal(&mut self, buf: &[u8]) -> Option<HandshakeError> {
+        let (mut response, head_len, want) = self.refusal.take()?;
+        let end = buf.len().min(head_len + want);
+        response.body = Bytes::copy_from_slice(buf.get(head_len..end).unwrap_or(&[]));
+        Some(HandshakeError::Rejected(Box::new(response)))
+    }
+
+    fn verify(&self, response: &mut Response) -> Result<(), HandshakeError> {
+        let h = &response.headers;
+        if !has_token(h, &header::UPGRADE, "websocket") {
+            return Err(HandshakeError::BadHeader {
+                name: "Upgrade",
+                found: h.get(header::UPGRADE).map(header_str),
+                expected: "\"websocket\"",
+            });
+        }
+        if !has_token(h, &header::CONNECTION, "upgrade") {
+            return Err(HandshakeError::BadHeader {
+                name: "Connection",
+                found: h.get(header::CONNECTION).map(header_str),
+                expected: "\"Upgrade\"",
+            });
+        }
+        let accept = h
+            .get(header::SEC_WEBSOCKET_ACCEPT)
+            .ok_or(HandshakeError::BadHeader {
+                name: "Sec-WebSocket-Accept",
+                found: None,
+                expected: "the hash of our key",
+            })?;
+        if accept.as_bytes() != self.expected_accept.as_bytes() {
+            return Err(HandshakeError::WrongAccept {
+                found: header_str(accept),
+                expected: self.expected_accept.clone(),
+            });
+        }
+        let mut chosen = header_tokens(h, &header::SEC_WEBSOCKET_PROTOCOL);
+        if let Some(protocol) = chosen.next() {
+            if chosen.next().is_some() || !self.protocols.iter().any(|p| p == protocol) {
+                let all: Vec<&str> = header_tokens(h, &header::SEC_WEBSOCKET_PROTOCOL).collect();
+                return Err(HandshakeError::UnexpectedProtocol(all.join(", ")));
+            }
+            response.protocol = Some(protocol.to_string());
+        }
+        if let Some(ext) = header_tokens(h, &header::SEC_WEBSOCKET_EXTENSIONS).next() {
+            // No extension is offered yet, so any is unexpected.
+            return Err(HandshakeError::UnexpectedExtension(ext.to_string()));
+        }
+        Ok(())
+    }
+}
+
+/// A client's upgrade request, as the server sees it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The request target (path and query).
+    pub path: String,
+    /// All request headers.
+    pub headers: HeaderMap,
+    /// The client's `Sec-WebSocket-Key`.
+    pub key: String,
+    /// Subprotocols offered, in the client's order of preference.
+    pub protocols: Vec<String>,
+}
+
+fn bad_request(status: StatusCode, reason: impl Into<String>) -> HandshakeError {
+    HandshakeError::BadRequest {
+        status,
+        reason: reason.into(),
+    }
+}
+
+/// Parses and validates an upgrade request from the start of `buf` (server role).
+///
+/// Returns `Ok(None)` while more bytes are needed, or the request and how many bytes it used.
+pub fn parse_request(
+    buf: &[u8],
+    max_size: usize,
+) -> Result<Option<(Request, usize)>, HandshakeError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let head_len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() > max_size => {
+            return Err(HandshakeError::TooLarge { max: max_size })
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(HandshakeError::InvalidHttp(e.to_string())),
+    };
+    if head_len > max_size {
+        return Err(HandshakeError::TooLarge { max: max_size });
+    }
+    if parsed.method != Some("GET") {
+        return Err(bad_request(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "the method must be GET",
+        ));
+    }
+    if parsed.version != Some(1) {
+        return Err(bad_request(
+            StatusCode::BAD_REQUEST,
+            "the request must be HTTP/1.1",
+        ));
+    }
+    let path = parsed.path.unwrap_or("/").to_string();
+    let headers = to_header_map(parsed.headers)?;
+    if !headers.contains_key(header::HOST) {
+        return Err(bad_request(StatusCode::BAD_REQUEST, "missing Host header"));
+    }
+    if !has_token(&headers, &header::UPGRADE, "websocket") {
+        return Err(bad_request(
+            StatusCode::UPGRADE_REQUIRED,
+            "missing Upgrade: websocket",
+        ));
+    }
+    if !has_token(&headers, &header::CONNECTION, "upgrade") {
+        return Err(bad_request(
+            StatusCode::BAD_REQUEST,
+            "missing Connection: Upgrade",
+        ));
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(|v| v.as_bytes())
+        != Some(b"13")
+    {
+        return Err(bad_request(
+            StatusCode::UPGRADE_REQUIRED,
+            "Sec-WebSocket-Version must be 13",
+        ));
+    }
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .and_then(|k| k.to_str().ok())
+        .map(str::trim)
+        .filter(|k| BASE64.decode(k).map(|raw| raw.len() == 16).unwrap_or(false))
+        .ok_or_else(|| bad_request(StatusCode::BAD_REQUEST, "bad Sec-WebSocket-Key"))?
+        .to_string();
+    let protocols = header_tokens(&headers, &header::SEC_WEBSOCKET_PROTOCOL)
+        .map(str::to_string)
+        .collect();
+    let request = Request {
+        path,
+        headers,
+        key,
+        protocols,
+    };
+    Ok(Some((request, head_len)))
+}
+
+/// The 101 response accepting `request`, with the chosen subprotocol (which must be one the
+/// client offered) and extra headers.
+pub fn accept_response(
+    request: &Request,
+    protocol: Option<&str>,
+    extra_headers: &[(String, String)],
+) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n",
+        accept_key(&request.key)
+    );
+    if let Some(p) = protocol.filter(|p| request.protocols.iter().any(|o| o == p)) {
+        out.push_str(&format!("Sec-WebSocket-Protocol: {p}\r\n"));
+    }
+    for (name, value) in extra_headers {
+        if validate_header(name, value).is_ok() {
+            out.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    out.push_str("\r\n");
+    out.into_bytes()
+}
+
+/// An HTTP error response refusing an upgrade.
+pub fn reject_response(status: StatusCode, body: &str) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
+         Connection: close\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        body.len()
+    );
+    if status == StatusCode::UPGRADE_REQUIRED {
+        out.push_str("Sec-WebSocket-Version: 13\r\n");
+    }
+    out.push_str("\r\n");
+    out.push_str(body);
+    out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+    fn request() -> ClientRequest {
+        ClientRequest {
+            host: "example.com:8080".into(),
+            path: "/chat?room=1".into(),
+            protocols: vec!["chat".into(), "superchat".into()],
+            origin: Some("http://example.com".into()),
+            extensions: None,
+            headers: vec![("Authorization".into(), "Bearer x".into())],
+        }
+    }
+
+    fn ok_response(extra: &str) -> String {
+        format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n\
+             Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n{extra}\r\n"
+        )
+    }
+
+    #[test]
+    fn rfc_accept_key() {
+        assert_eq!(accept_key(KEY), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
+
+    #[test]
+    fn generated_keys_are_16_random_bytes() {
+        let a = generate_key().unwrap();
+        let b = generate_key().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(BASE64.decode(&a).unwrap().len(), 16);
+    }
+
+    #[test]
+    fn request_is_parsed_by_server_side() {
+        let (_, bytes) = ClientHandshake::with_key(&request(), KEY, 1024).unwrap();
+        let (req, n) = parse_request(&bytes, 4096).unwrap().unwrap();
+        assert_eq!(n, bytes.len());
+        assert_eq!(req.path, "/chat?room=1");
+        assert_eq!(req.key, KEY);
+        assert_eq!(req.protocols, ["chat", "superchat"]);
+        assert_eq!(req.headers["host"], "example.com:8080");
+        assert_eq!(req.headers["origin"], "http://example.com");
+        assert_eq!(req.headers["authorization"], "Bearer x");
+    }
+
+    #[test]
+    fn accepts_valid_response_and_keeps_trailing_bytes() {
+        let (mut hs, _) = ClientHandshake::with_key(&request(), KEY, 1024).unwrap();
+        let mut bytes = ok_response("Sec-WebSocket-Protocol: superchat\r\n").into_bytes();
+        let head = bytes.len();
+        bytes.extend_from_slice(&[0x81, 0x02, b'h', b'i']);
+        for cut in 0..head {
+            assert!(hs.parse_response(&bytes[..cut]).unwrap().is_none());
+        }
+        let (resp, n) = hs.parse_response(&bytes).unwrap().unwrap();
+        assert_eq!(n, head);
+        assert_eq!(resp.protocol.as_deref(), Some("superchat"));
+    }
+
+    #[test]
+    fn rejects_bad_responses() {
+        let cases = [
+            ok_response("").replace("WebSocket\r\n", "h2c\r\n"),
+            ok_response("").replace("keep-alive, Upgrade", "keep-alive"),
+            ok_response("").replace(
+                "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            ),
+            ok_response("Sec-WebSocket-Protocol: other\r\n"),
+            ok_response("Sec-WebSocket-Extensions: permessage-deflate\r\n"),
+            ok_response("").replace("HTTP/1.1", "HTTP/1.0"),
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade websocket\r\n\r\n".to_string(),
+        ];
+        for case in cases {
+            let (mut hs, _) = ClientHandshake::with_key(&request(), KEY, 1024).unwrap();
+            assert!(
+                hs.parse_response(case.as_bytes()).is_err(),
+                "accepted: {case}"
+            );
+        }
+    }
+
+    #[test]
+    fn refusal_carries_status_headers_and_body() {
+        let (mut hs, _) = ClientHandshake::with_key(&request(), KEY, 1024).unwrap();
+        let resp =
+            b"HTTP/1.1 403 Forbidden\r\nContent-Length: 11\r\nX-Why: token\r\n\r\nno access!!";
+        assert!(hs
+            .parse_response(&resp[..resp.len() - 3])
+            .unwrap()
+            .is_none());
+        match hs.parse_response(resp) {
+            Err(HandshakeError::Rejected(r)) => {
+                assert_eq!(r.status, 403);
+                assert_eq!(r.headers["x-why"], "token");
+                assert_eq!(&r.body[..], b"no access!!");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn refusal_body_is_bounded() {
+        let (mut hs, _) = ClientHandshake::with_key(&request(), KEY, 1024).unwrap();
+        let mut resp = b"HTTP/1.1 500 Oops\r\n\r\n".to_vec();
+        resp.extend(std::iter::repeat(b'x').take(3 * MAX_ERROR_BODY));
+        match hs.parse_response(&resp) {
+            Err(HandshakeError::Rejected(r)) => assert_eq!(r.body.len(), MAX_ERROR_BODY),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn oversized_head_is_an_error() {
+        let (mut hs, _) = ClientHandshake::with_key(&request(), KEY, 100).unwrap();
+        let mut resp = b"HTTP/1.1 101 Switching Protocols\r\nX-Big: ".to_vec();
+        resp.extend(std::iter::repeat(b'a').take(200));
+        assert!(matches!(
+            hs.parse_response(&resp),
+            Err(HandshakeError::TooLarge { max: 100 })
+        ));
+    }
+
+    #[test]
+    fn server_rejects_bad_requests() {
+        let good =
+            String::from_utf8(ClientHandshake::with_key(&request(), KEY, 1024).unwrap().1).unwrap();
+        let cases = [
+            good.replace("GET", "POST"),
+            good.replace("Sec-WebSocket-Version: 13", "Sec-WebSocket-Version: 8"),
+            good.replace(KEY, "c2hvcnQ="),
+            good.replace("Upgrade: websocket\r\n", ""),
+            good.replace("Host: example.com:8080\r\n", ""),
+        ];
+        for case in cases {
+            assert!(
+                parse_request(case.as_bytes(), 4096).is_err(),
+                "accepted: {case}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_header_injection() {
+        let mut req = request();
+        req.headers
+            .push(("X-Evil".into(), "a\r\nInjected: yes".into()));
+        assert!(ClientHandshake::with_key(&req, KEY, 1024).is_err());
+        let mut req = request();
+        req.path = "/a b".into();
+        assert!(ClientHandshake::with_key(&req, KEY, 1024).is_err());
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn request_round_trip(path in "/[a-zA-Z0-9/?=&%._~-]{0,40}",
+                                  protocols in proptest::collection::vec("[a-z][a-z0-9.]{0,10}", 0..4),
+                                  headers in proptest::collection::vec(("X-[A-Za-z]{1,10}", "[ -~]{0,30}"), 0..5)) {
+                let headers: Vec<(String, String)> =
+                    headers.into_iter().map(|(n, v)| (n, v.trim().to_string())).collect();
+                let req = ClientRequest { host: "h:1".into(), path: path.clone(), protocols: protocols.clone(),
+                                          origin: None, extensions: None, headers: headers.clone() };
+                let (_, bytes) = ClientHandshake::with_key(&req, KEY, 1 << 16).unwrap();
+                let (parsed, n) = parse_request(&bytes, 1 << 16).unwrap().unwrap();
+                prop_assert_eq!(n, bytes.len());
+                prop_assert_eq!(parsed.path, path);
+                prop_assert_eq!(parsed.protocols, protocols);
+                for (name, value) in &headers {
+                    prop_assert!(parsed.headers.get_all(name.as_str()).iter().any(|v| v.as_bytes() == value.as_bytes()));
+                }
+            }
+
+            #[test]
+            fn response_round_trip(offer in proptest::collection::vec("[a-z]{1,8}", 1..4), pick in 0usize..4) {
+                let req = ClientRequest { host: "h".into(), path: "/".into(), protocols: offer.clone(),
+                                          ..Default::default() };
+                let (mut hs, bytes) = ClientHandshake::with_key(&req, KEY, 1 << 16).unwrap();
+                let (parsed, _) = parse_request(&bytes, 1 << 16).unwrap().unwrap();
+                let chosen = offer.get(pick).map(String::as_str);
+                let resp = accept_response(&parsed, chosen, &[]);
+                let (response, n) = hs.parse_response(&resp).unwrap().unwrap();
+                prop_assert_eq!(n, resp.len());
+                prop_assert_eq!(response.protocol.as_deref(), chosen);
+            }
+
+            #[test]
+            fn response_parser_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+                let (mut hs, _) = ClientHandshake::with_key(&request(), KEY, 1024).unwrap();
+                let _ = hs.parse_response(&bytes);
+            }
+        }
+    }
+}

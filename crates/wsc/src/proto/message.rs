@@ -1,0 +1,188 @@
+//! What the connection hands out and takes in: messages, control frames, and checked text.
+
+use std::fmt;
+use std::ops::Deref;
+
+use bytes::Bytes;
+
+use super::close::CloseFrame;
+
+/// Bytes that are known to be valid UTF-8, shared without copying (a [`Bytes`] underneath).
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct Utf8Bytes(Bytes);
+
+impl Utf8Bytes {
+    /// Wraps bytes after checking that they are UTF-8.
+    pub fn try_from_bytes(bytes: Bytes) -> Result<Self, std::str::Utf8Error> {
+        std::str::from_utf8(&bytes)?;
+        Ok(Utf8Bytes(bytes))
+    }
+
+    /// Wraps bytes that the caller has already validated.
+    pub(crate) fn from_validated(bytes: Bytes) -> Self {
+        debug_assert!(std::str::from_utf8(&bytes).is_ok());
+        Utf8Bytes(bytes)
+    }
+
+    /// A static string, without allocating.
+    pub const fn from_static(s: &'static str) -> Self {
+        Utf8Bytes(Bytes::from_static(s.as_bytes()))
+    }
+
+    /// The text.
+    #[allow(unsafe_code)]
+    pub fn as_str(&self) -> &str {
+        // SAFETY: every constructor checks (or receives already checked) UTF-8, and the bytes
+        // are immutable afterwards.
+        unsafe { std::str::from_utf8_unchecked(&self.0) }
+    }
+
+    /// The underlying bytes, sharing the same memory.
+    pub fn into_bytes(self) -> Bytes {
+        self.0
+    }
+
+    /// The underlying bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Deref for Utf8Bytes {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Utf8Bytes {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<[u8]> for Utf8Bytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Utf8Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Utf8Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<String> for Utf8Bytes {
+    fn from(s: String) -> Self {
+        Utf8Bytes(Bytes::from(s))
+    }
+}
+
+impl From<&str> for Utf8Bytes {
+    fn from(s: &str) -> Self {
+        Utf8Bytes(Bytes::copy_from_slice(s.as_bytes()))
+    }
+}
+
+impl PartialEq<str> for Utf8Bytes {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Utf8Bytes {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// A WebSocket message or control frame, received or to be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A complete text message.
+    Text(Utf8Bytes),
+    /// A complete binary message.
+    Binary(Bytes),
+    /// A ping. When received, the pong has already been queued.
+    Ping(Bytes),
+    /// A pong (solicited or not).
+    Pong(Bytes),
+    /// A close frame, with its code and reason if it had one.
+    Close(Option<CloseFrame>),
+}
+
+impl Message {
+    /// A text message.
+    pub fn text(s: impl Into<Utf8Bytes>) -> Message {
+        Message::Text(s.into())
+    }
+
+    /// A binary message.
+    pub fn binary(b: impl Into<Bytes>) -> Message {
+        Message::Binary(b.into())
+    }
+
+    /// The payload bytes (for a close, the reason).
+    pub fn as_payload(&self) -> &[u8] {
+        match self {
+            Message::Text(t) => t.as_bytes(),
+            Message::Binary(b) | Message::Ping(b) | Message::Pong(b) => b,
+            Message::Close(Some(frame)) => frame.reason.as_bytes(),
+            Message::Close(None) => &[],
+        }
+    }
+
+    /// The payload length in bytes.
+    pub fn len(&self) -> usize {
+        self.as_payload().len()
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The text, if this is a text message.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Message::Text(t) => Some(t.as_str()),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a text or binary message (not a control frame).
+    pub fn is_data(&self) -> bool {
+        matches!(self, Message::Text(_) | Message::Binary(_))
+    }
+}
+
+impl From<String> for Message {
+    fn from(s: String) -> Self {
+        Message::Text(s.into())
+    }
+}
+
+impl From<&str> for Message {
+    fn from(s: &str) -> Self {
+        Message::Text(s.into())
+    }
+}
+
+impl From<Vec<u8>> for Message {
+    fn from(b: Vec<u8>) -> Self {
+        Message::Binary(b.into())
+    }
+}
+
+impl From<Bytes> for Message {
+    fn from(b: Bytes) -> Self {
+        Message::Binary(b)
+    }
+}

@@ -1,0 +1,17 @@
+//! The WebSocket protocol as a sans-I/O state machine (RFC 6455).
+//!
+//! Nothing here touches a socket, a clock or a thread: [`Connection`] takes bytes and gives
+//! messages, [`handshake`] builds and checks the opening handshake. The blocking client (and any
+//! other driver) moves bytes between these and a transport.
+
+pub mod close;
+pub mod connection;
+pub mod frame;
+pub mod handshake;
+pub mod mask;
+pub mod message;
+pub mod utf8;
+
+pub use close::{CloseCode, CloseFrame};
+pub use connection::{Config, Connection, Role, State};
+pub use message::{Message, Utf8Bytes};

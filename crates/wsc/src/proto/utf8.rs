@@ -1,0 +1,150 @@
+//! Incremental UTF-8 validation for text messages that arrive in pieces.
+//!
+//! A text message may be split across frames, and a frame across reads, at any byte, even in the
+//! middle of a code point. The validator keeps the (at most three) bytes of an unfinished code
+//! point between pieces and reports invalid input at the first byte that can no longer be the
+//! start of valid UTF-8, so a bad message is rejected before the rest of it arrives.
+
+/// The error: the text is not valid UTF-8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidUtf8;
+
+/// Validates a byte stream piece by piece.
+#[derive(Debug, Default, Clone)]
+pub struct Utf8Validator {
+    partial: [u8; 4],
+    partial_len: usize,
+}
+
+/// The length of the code point that starts with `lead` (a valid lead byte).
+fn sequence_len(lead: u8) -> usize {
+    match lead {
+        0xC0..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        _ => 4,
+    }
+}
+
+impl Utf8Validator {
+    /// A validator at the start of a message.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Checks the next piece of the stream.
+    pub fn feed(&mut self, mut chunk: &[u8]) -> Result<(), InvalidUtf8> {
+        if self.partial_len > 0 {
+            let want = sequence_len(self.partial[0]);
+            let take = (want - self.partial_len).min(chunk.len());
+            self.partial[self.partial_len..self.partial_len + take].copy_from_slice(&chunk[..take]);
+            self.partial_len += take;
+            chunk = &chunk[take..];
+            match simdutf8::compat::from_utf8(&self.partial[..self.partial_len]) {
+                Ok(_) => self.partial_len = 0,
+                Err(e) if e.error_len().is_none() => return Ok(()), // still unfinished
+                Err(_) => return Err(InvalidUtf8),
+            }
+        }
+        match simdutf8::compat::from_utf8(chunk) {
+            Ok(_) => Ok(()),
+            Err(e) if e.error_len().is_none() => {
+                let tail = &chunk[e.valid_up_to()..];
+                self.partial[..tail.len()].copy_from_slice(tail);
+                self.partial_len = tail.len();
+                Ok(())
+            }
+            Err(_) => Err(InvalidUtf8),
+        }
+    }
+
+    /// Checks that the stream does not end inside a code point, and resets for the next message.
+    pub fn finish(&mut self) -> Result<(), InvalidUtf8> {
+        let unfinished = self.partial_len > 0;
+        self.partial_len = 0;
+        if unfinished {
+            Err(InvalidUtf8)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Validates a complete text at once (the fast path for single-frame messages).
+pub fn validate(bytes: &[u8]) -> Result<(), InvalidUtf8> {
+    simdutf8::basic::from_utf8(bytes)
+        .map(|_| ())
+        .map_err(|_| InvalidUtf8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn check_split(bytes: &[u8], splits: &[usize]) -> Result<(), InvalidUtf8> {
+        let mut v = Utf8Validator::new();
+        let mut start = 0;
+        for &s in splits {
+            let s = s.clamp(start, bytes.len());
+            v.feed(&bytes[start..s])?;
+            start = s;
+        }
+        v.feed(&bytes[start..])?;
+        v.finish()
+    }
+
+    #[test]
+    fn code_point_split_everywhere() {
+        let text = "κόσμε € 𝄞 ok".as_bytes();
+        for i in 0..=text.len() {
+            for j in i..=text.len() {
+                assert_eq!(check_split(text, &[i, j]), Ok(()), "split at {i},{j}");
+            }
+        }
+    }
+
+    #[test]
+    fn fails_at_first_invalid_byte() {
+        let mut v = Utf8Validator::new();
+        v.feed("κόσμε".as_bytes()).unwrap();
+        // 0xF4 0x90 can never start a valid code point (above U+10FFFF): fail now, not at the end.
+        assert_eq!(v.feed(&[0xF4]), Ok(()));
+        assert_eq!(v.feed(&[0x90]), Err(InvalidUtf8));
+    }
+
+    #[test]
+    fn surrogates_and_overlongs_rejected() {
+        for bad in [
+            &[0xED, 0xA0, 0x80][..],
+            &[0xC0, 0xAF],
+            &[0xE0, 0x80, 0xAF],
+            &[0xFF],
+        ] {
+            assert_eq!(check_split(bad, &[1]), Err(InvalidUtf8), "{bad:x?}");
+            assert_eq!(validate(bad), Err(InvalidUtf8));
+        }
+    }
+
+    #[test]
+    fn truncated_at_end_rejected() {
+        assert_eq!(check_split(&[b'a', 0xE2, 0x82], &[]), Err(InvalidUtf8));
+    }
+
+    proptest! {
+        #[test]
+        fn agrees_with_std(bytes in proptest::collection::vec(any::<u8>(), 0..64),
+                           splits in proptest::collection::vec(0usize..64, 0..4)) {
+            let mut splits = splits;
+            splits.sort_unstable();
+            let expected = std::str::from_utf8(&bytes).is_ok();
+            prop_assert_eq!(check_split(&bytes, &splits).is_ok(), expected);
+        }
+
+        #[test]
+        fn valid_strings_pass(s in ".{0,40}", splits in proptest::collection::vec(0usize..160, 0..5)) {
+            let mut splits = splits;
+            splits.sort_unstable();
+            prop_assert_eq!(check_split(s.as_bytes(), &splits), Ok(()));
+        }
+    }
+}

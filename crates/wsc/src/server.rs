@@ -1,0 +1,113 @@
+//! The server role over a blocking stream: used by tests, examples and `wsc serve`.
+
+use std::io::{self, Read, Write};
+
+use crate::blocking::WebSocket;
+use crate::error::Error;
+use crate::proto::handshake::{
+    accept_response, parse_request, reject_response, HandshakeError, Request,
+    DEFAULT_MAX_HANDSHAKE_SIZE,
+};
+use crate::proto::{Config, Role};
+
+/// Options for accepting connections.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct Acceptor {
+    config: Config,
+    protocols: Vec<String>,
+    max_handshake_size: usize,
+}
+
+impl Default for Acceptor {
+    fn default() -> Self {
+        Acceptor {
+            config: Config::default(),
+            protocols: Vec::new(),
+            max_handshake_size: DEFAULT_MAX_HANDSHAKE_SIZE,
+        }
+    }
+}
+
+/// Accepts a WebSocket upgrade on `stream` with default options.
+///
+/// ```no_run
+/// let listener = std::net::TcpListener::bind("127.0.0.1:9001")?;
+/// let (tcp, _) = listener.accept()?;
+/// let mut ws = wsc::server::accept(tcp)?;
+/// while let Ok(msg) = ws.read() {
+///     if msg.is_data() {
+///         ws.send(msg)?;
+///     }
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn accept<S: Read + Write>(stream: S) -> Result<WebSocket<S>, Error> {
+    Acceptor::default().accept(stream).map(|(ws, _)| ws)
+}
+
+impl Acceptor {
+    /// Default options.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Limits on what clients may send.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// A subprotocol this server speaks; the first one the client offers that is on this list
+    /// is chosen.
+    pub fn protocol(mut self, protocol: impl Into<String>) -> Self {
+        self.protocols.push(protocol.into());
+        self
+    }
+
+    /// Limits the size of the request head (default 64 KiB).
+    pub fn max_handshake_size(mut self, limit: usize) -> Self {
+        self.max_handshake_size = limit;
+        self
+    }
+
+    /// Reads the upgrade request and answers it. Invalid requests get an HTTP error response
+    /// and an error. Returns the connection and the request (path, headers).
+    pub fn accept<S: Read + Write>(&self, mut stream: S) -> Result<(WebSocket<S>, Request), Error> {
+        let mut buf = Vec::with_capacity(1024);
+        let mut chunk = [0u8; 4096];
+        let (request, used) = loop {
+            match parse_request(&buf, self.max_handshake_size) {
+                Ok(Some(done)) => break done,
+                Ok(None) => {}
+                Err(e) => {
+                    let status = match &e {
+                        HandshakeError::BadRequest { status, .. } => *status,
+                        HandshakeError::TooLarge { .. } => {
+                            http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+                        }
+                        _ => http::StatusCode::BAD_REQUEST,
+                    };
+                    let _ = stream.write_all(&reject_response(status, &format!("{e}\n")));
+                    let _ = stream.flush();
+                    return Err(Error::Handshake(e));
+                }
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) => return Err(Error::Handshake(HandshakeError::ConnectionClosed)),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::Io(e)),
+            }
+        };
+        let chosen = request
+            .protocols
+            .iter()
+            .find(|p| self.protocols.contains(p))
+            .cloned();
+        stream.write_all(&accept_response(&request, chosen.as_deref(), &[]))?;
+        stream.flush()?;
+        let ws = WebSocket::from_raw(stream, Role::Server, self.config.clone(), &buf[used..]);
+        Ok((ws, request))
+    }
+}

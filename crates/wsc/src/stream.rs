@@ -1,0 +1,189 @@
+//! The transport under a client connection: plain TCP or TLS over TCP, and how it is opened.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Phase};
+
+/// A TCP stream, with TLS on top for `wss://`.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum MaybeTlsStream {
+    /// `ws://`.
+    Plain(TcpStream),
+    /// `wss://`.
+    #[cfg(feature = "tls")]
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl MaybeTlsStream {
+    /// The TCP stream underneath.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            MaybeTlsStream::Plain(s) => s,
+            #[cfg(feature = "tls")]
+            MaybeTlsStream::Tls(s) => &s.sock,
+        }
+    }
+
+    /// Sets the timeout of each blocking read.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.tcp().set_read_timeout(timeout)
+    }
+}
+
+impl Read for MaybeTlsStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            MaybeTlsStream::Plain(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            MaybeTlsStream::Tls(s) => match s.read(buf) {
+                // A peer that closes TCP without close_notify after the WebSocket close is
+                // common; the WebSocket layer decides whether the close was clean.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+                other => other,
+            },
+        }
+    }
+}
+
+impl Write for MaybeTlsStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            MaybeTlsStream::Plain(s) => s.write(buf),
+            #[cfg(feature = "tls")]
+            MaybeTlsStream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            MaybeTlsStream::Plain(s) => s.flush(),
+            #[cfg(feature = "tls")]
+            MaybeTlsStream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// Whether an I/O error means a socket timeout expired.
+pub(crate) fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Resolves `host` and connects to its addresses in turn until one answers, all within
+/// `timeout` (if given).
+pub(crate) fn connect_tcp(
+    host: &str,
+    port: u16,
+    timeout: Option<Duration>,
+) -> Result<TcpStream, Error> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let addrs: Vec<SocketAddr> = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => (host, port)
+            .to_socket_addrs()
+            .map_err(|source| Error::Dns {
+                host: host.to_string(),
+                source,
+            })?
+            .collect(),
+    };
+    let target = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "the host has no addresses");
+    for addr in addrs {
+        let attempt = match deadline {
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(Error::Timeout(Phase::Connect));
+                }
+                TcpStream::connect_timeout(&addr, left)
+            }
+            None => TcpStream::connect(addr),
+        };
+        match attempt {
+            Ok(stream) => {
+                stream.set_nodelay(true)?;
+                return Ok(stream);
+            }
+            Err(e) if is_timeout(&e) && deadline.is_some_and(|d| Instant::now() >= d) => {
+                return Err(Error::Timeout(Phase::Connect));
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(Error::Connect {
+        target,
+        source: last,
+    })
+}
+
+/// Turns an I/O error during `phase` into the crate error: timeouts name the phase, TLS
+/// failures carry rustls' reason and the host.
+pub(crate) fn map_io_error(e: io::Error, phase: Phase, host: &str) -> Error {
+    if is_timeout(&e) {
+        return Error::Timeout(phase);
+    }
+    #[cfg(feature = "tls")]
+    if let Some(tls) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        return Error::Tls {
+            host: host.to_string(),
+            source: tls.clone(),
+        };
+    }
+    let _ = host;
+    Error::Io(e)
+}
+
+/// Runs the TLS handshake over `tcp` within `timeout`.
+#[cfg(feature = "tls")]
+pub(crate) fn tls_handshake(
+    tcp: TcpStream,
+    host: &str,
+    config: std::sync::Arc<rustls::ClientConfig>,
+    timeout: Option<Duration>,
+) -> Result<MaybeTlsStream, Error> {
+    let name = crate::tls::server_name(host)?;
+    let mut conn = rustls::ClientConnection::new(config, name).map_err(|source| Error::Tls {
+        host: host.to_string(),
+        source,
+    })?;
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let mut tcp = tcp;
+    while conn.is_handshaking() {
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Timeout(Phase::TlsHandshake));
+            }
+            tcp.set_read_timeout(Some(left))?;
+            tcp.set_write_timeout(Some(left))?;
+        }
+        match conn.complete_io(&mut tcp) {
+            Ok((0, 0)) if conn.is_handshaking() => {
+                return Err(Error::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection during the TLS handshake",
+                )))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(map_io_error(e, Phase::TlsHandshake, host)),
+        }
+    }
+    tcp.set_read_timeout(None)?;
+    tcp.set_write_timeout(None)?;
+    Ok(MaybeTlsStream::Tls(Box::new(rustls::StreamOwned::new(
+        conn, tcp,
+    ))))
+}

@@ -1,0 +1,256 @@
+//! WebSocket URLs (RFC 6455 section 3): `ws://` and `wss://`, with host, port, path and query.
+
+use std::fmt;
+
+/// A parsed `ws://` or `wss://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsUrl {
+    /// `wss://`: TLS.
+    pub secure: bool,
+    /// The host: a name, an IPv4 address, or an IPv6 address without brackets.
+    pub host: String,
+    /// The port (80 or 443 when the URL gives none).
+    pub port: u16,
+    /// The request target: path (at least `/`) and query.
+    pub path: String,
+    /// `user:password` from the URL, percent-decoded, for Basic authorization.
+    pub credentials: Option<(String, String)>,
+}
+
+/// Why a URL cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UrlError {
+    /// No `scheme://`.
+    MissingScheme,
+    /// A scheme other than ws or wss.
+    UnsupportedScheme(String),
+    /// Nothing between `//` and the path.
+    MissingHost,
+    /// A port that is not a number from 1 to 65535.
+    InvalidPort(String),
+    /// A malformed host (bad IPv6 literal, forbidden characters).
+    InvalidHost(String),
+    /// A `#fragment`, which WebSocket URLs must not have.
+    Fragment,
+    /// Whitespace or control characters.
+    InvalidCharacter,
+}
+
+impl fmt::Display for UrlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UrlError::MissingScheme => {
+                f.write_str("missing scheme; use ws://host/path or wss://host/path")
+            }
+            UrlError::UnsupportedScheme(s) => {
+                write!(f, "unsupported scheme {s:?}; use ws:// or wss://")
+            }
+            UrlError::MissingHost => f.write_str("missing host"),
+            UrlError::InvalidPort(p) => write!(f, "invalid port {p:?}"),
+            UrlError::InvalidHost(h) => write!(f, "invalid host {h:?}"),
+            UrlError::Fragment => f.write_str("WebSocket URLs cannot have a #fragment"),
+            UrlError::InvalidCharacter => f.write_str("whitespace or control character in URL"),
+        }
+    }
+}
+
+impl std::error::Error for UrlError {}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl WsUrl {
+    /// Parses a `ws://` or `wss://` URL.
+    pub fn parse(input: &str) -> Result<WsUrl, UrlError> {
+        let input = input.trim();
+        if input.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(UrlError::InvalidCharacter);
+        }
+        let (scheme, rest) = input.split_once("://").ok_or(UrlError::MissingScheme)?;
+        let secure = match scheme.to_ascii_lowercase().as_str() {
+            "ws" => false,
+            "wss" => true,
+            _ => return Err(UrlError::UnsupportedScheme(scheme.to_string())),
+        };
+        if rest.contains('#') {
+            return Err(UrlError::Fragment);
+        }
+        let split = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, target) = rest.split_at(split);
+        let path = match target {
+            "" => "/".to_string(),
+            t if t.starts_with('?') => format!("/{t}"),
+            t => t.to_string(),
+        };
+        let (credentials, hostport) = match authority.rsplit_once('@') {
+            Some((userinfo, hostport)) => {
+                let (user, pass) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+                (Some((percent_decode(user), percent_decode(pass))), hostport)
+            }
+            None => (None, authority),
+        };
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            let (addr, after) = v6
+                .split_once(']')
+                .ok_or_else(|| UrlError::InvalidHost(hostport.to_string()))?;
+            if addr.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(UrlError::InvalidHost(addr.to_string()));
+            }
+            let port = match after {
+                "" => None,
+                p => Some(
+                    p.strip_prefix(':')
+                        .ok_or_else(|| UrlError::InvalidHost(hostport.to_string()))?,
+                ),
+            };
+            (addr.to_ascii_lowercase(), port)
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h.to_ascii_lowercase(), Some(p)),
+                None => (hostport.to_ascii_lowercase(), None),
+            }
+        };
+        if host.is_empty() {
+            return Err(UrlError::MissingHost);
+        }
+        let valid_host_char =
+            |c: char| c.is_ascii_alphanumeric() || "-._~%!$&'()*+,;=:".contains(c) || !c.is_ascii();
+        if !host.chars().all(valid_host_char) {
+            return Err(UrlError::InvalidHost(host));
+        }
+        let default_port = if secure { 443 } else { 80 };
+        let port = match port {
+            None | Some("") => default_port,
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => n,
+                _ => return Err(UrlError::InvalidPort(p.to_string())),
+            },
+        };
+        Ok(WsUrl {
+            secure,
+            host,
+            port,
+            path,
+            credentials,
+        })
+    }
+
+    /// The port the scheme uses when none is given.
+    pub fn default_port(&self) -> u16 {
+        if self.secure {
+            443
+        } else {
+            80
+        }
+    }
+
+    /// The host as written in a `Host` header or a `host:port` pair (IPv6 in brackets).
+    pub fn host_for_header(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        }
+    }
+
+    /// The `Host` header value: the port is included only when it is not the default.
+    pub fn host_header(&self) -> String {
+        if self.port == self.default_port() {
+            self.host_for_header()
+        } else {
+            format!("{}:{}", self.host_for_header(), self.port)
+        }
+    }
+
+    /// `host:port`, for messages and for connecting.
+    pub fn authority(&self) -> String {
+        format!("{}:{}", self.host_for_header(), self.port)
+    }
+}
+
+impl fmt::Display for WsUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.secure { "wss" } else { "ws" };
+        write!(f, "{scheme}://{}{}", self.host_header(), self.path)
+    }
+}
+
+impl std::str::FromStr for WsUrl {
+    type Err = UrlError;
+    fn from_str(s: &str) -> Result<Self, UrlError> {
+        WsUrl::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_common_forms() {
+        let u = WsUrl::parse("wss://Stream.Example.com/ws/v1?sub=btc&x=1").unwrap();
+        assert!(u.secure);
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("stream.example.com", 443, "/ws/v1?sub=btc&x=1")
+        );
+        assert_eq!(u.host_header(), "stream.example.com");
+
+        let u = WsUrl::parse("ws://127.0.0.1:9001").unwrap();
+        assert_eq!(
+            (u.port, u.path.as_str(), u.host_header().as_str()),
+            (9001, "/", "127.0.0.1:9001")
+        );
+
+        let u = WsUrl::parse("ws://[::1]:9001/x").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("::1", 9001));
+        assert_eq!(u.host_header(), "[::1]:9001");
+
+        let u = WsUrl::parse("ws://[::1]").unwrap();
+        assert_eq!((u.port, u.host_header().as_str()), (80, "[::1]"));
+
+        let u = WsUrl::parse("ws://h?q=1").unwrap();
+        assert_eq!(u.path, "/?q=1");
+
+        let u = WsUrl::parse("ws://us%40er:p%3Ass@h:80/").unwrap();
+        assert_eq!(u.credentials, Some(("us@er".into(), "p:ss".into())));
+        assert_eq!(u.host_header(), "h");
+    }
+
+    #[test]
+    fn rejects_bad_urls() {
+        let cases = [
+            ("http://h/", UrlError::UnsupportedScheme("http".into())),
+            ("h/path", UrlError::MissingScheme),
+            ("ws:///path", UrlError::MissingHost),
+            ("ws://h:0/", UrlError::InvalidPort("0".into())),
+            ("ws://h:70000/", UrlError::InvalidPort("70000".into())),
+            ("ws://h:+1/", UrlError::InvalidPort("+1".into())),
+            ("ws://[::1/", UrlError::InvalidHost("[::1".into())),
+            ("ws://[zz::1]/", UrlError::InvalidHost("zz::1".into())),
+            ("ws://h/#frag", UrlError::Fragment),
+            ("ws://h/a b", UrlError::InvalidCharacter),
+            ("ws://h<x>/", UrlError::InvalidHost("h<x>".into())),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(WsUrl::parse(input), Err(expected), "{input}");
+        }
+    }
+}
