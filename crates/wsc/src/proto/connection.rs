@@ -88,6 +88,16 @@ struct PartialMessage {
     utf8: Utf8Validator,
 }
 
+/// What handling a frame header led to.
+enum Step {
+    /// A complete message or control frame.
+    Message(Message),
+    /// The frame is not complete yet and must be handled whole (a control frame).
+    NeedMore,
+    /// The frame's payload now streams into a partial message.
+    Streaming,
+}
+
 /// Initial capacity of a partial message: grows as data actually arrives, so a peer that
 /// announces a huge frame does not make us allocate for it up front.
 const PARTIAL_INITIAL_CAPACITY: usize = 64 << 10;
@@ -237,19 +247,17 @@ impl Connection {
                 Ok(None) => return Ok(None),
                 Err(e) => return Err(self.fail(ProtocolError::Frame(e))),
             };
-            if let Some(message) = self.start_frame(header, header_len)? {
-                return Ok(Some(message));
+            match self.start_frame(header, header_len)? {
+                Step::Message(message) => return Ok(Some(message)),
+                Step::NeedMore => return Ok(None),
+                Step::Streaming => {}
             }
         }
     }
 
     /// Handles a decoded header: control frames and whole single-frame messages complete at
     /// once; other data frames start streaming into a partial message.
-    fn start_frame(
-        &mut self,
-        header: FrameHeader,
-        header_len: usize,
-    ) -> Result<Option<Message>, Error> {
+    fn start_frame(&mut self, header: FrameHeader, header_len: usize) -> Result<Step, Error> {
         let rsv = (u8::from(header.rsv[0]) << 2)
             | (u8::from(header.rsv[1]) << 1)
             | u8::from(header.rsv[2]);
@@ -265,14 +273,16 @@ impl Connection {
             // Control payloads are at most 125 bytes (checked by the decoder): wait for all.
             let total = header_len + header.payload_len as usize;
             if self.read_buf.len() < total {
-                return Ok(None);
+                return Ok(Step::NeedMore);
             }
             self.read_buf.advance(header_len);
             let mut payload = self.read_buf.split_to(header.payload_len as usize);
             if let Some(key) = header.mask {
                 apply_mask(&mut payload, key, 0);
             }
-            return self.on_control(header.opcode, payload.freeze()).map(Some);
+            return self
+                .on_control(header.opcode, payload.freeze())
+                .map(Step::Message);
         }
         if let Some(max) = self.config.max_frame_size {
             if header.payload_len > max as u64 {
@@ -313,12 +323,14 @@ impl Connection {
             }
             let payload = payload.freeze();
             if !text {
-                return Ok(Some(Message::Binary(payload)));
+                return Ok(Step::Message(Message::Binary(payload)));
             }
             if utf8::validate(&payload).is_err() {
                 return Err(self.fail(ProtocolError::InvalidUtf8));
             }
-            return Ok(Some(Message::Text(Utf8Bytes::from_validated(payload))));
+            return Ok(Step::Message(Message::Text(Utf8Bytes::from_validated(
+                payload,
+            ))));
         }
         self.read_buf.advance(header_len);
         if header.opcode != OpCode::Continuation {
@@ -334,7 +346,7 @@ impl Connection {
             remaining: header.payload_len,
             offset: 0,
         });
-        Ok(None)
+        Ok(Step::Streaming)
     }
 
     /// Completes the message whose last fragment just arrived.
