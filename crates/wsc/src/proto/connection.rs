@@ -565,3 +565,594 @@ impl Connection {
         self.out_pos < self.out.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::close::CloseCode;
+    use proptest::prelude::*;
+
+    /// A frame as a server sends it (unmasked) or, with `mask`, as a client does.
+    fn frame(opcode: u8, fin: bool, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+        let mut out = Vec::new();
+        let header = FrameHeader {
+            fin,
+            rsv: [false; 3],
+            opcode: OpCode::from_u8(opcode).unwrap(),
+            mask,
+            payload_len: payload.len() as u64,
+        };
+        header.encode(&mut out);
+        let start = out.len();
+        out.extend_from_slice(payload);
+        if let Some(key) = mask {
+            apply_mask(&mut out[start..], key, 0);
+        }
+        out
+    }
+
+    fn client() -> Connection {
+        Connection::new(Role::Client, Config::default())
+    }
+
+    fn server() -> Connection {
+        Connection::new(Role::Server, Config::default())
+    }
+
+    /// Decodes the frames a connection queued (as the peer would see them, unmasked).
+    fn sent_frames(conn: &mut Connection) -> Vec<(FrameHeader, Vec<u8>)> {
+        let mut out = conn.pending_output().to_vec();
+        let n = out.len();
+        conn.consume_output(n);
+        let mut frames = Vec::new();
+        let mut pos = 0;
+        while pos < out.len() {
+            let (h, hl) = FrameHeader::decode(&out[pos..]).unwrap().unwrap();
+            let start = pos + hl;
+            let end = start + h.payload_len as usize;
+            if let Some(key) = h.mask {
+                apply_mask(&mut out[start..end], key, 0);
+            }
+            frames.push((h, out[start..end].to_vec()));
+            pos = end;
+        }
+        frames
+    }
+
+    fn feed_all(conn: &mut Connection, bytes: &[u8]) -> Vec<Result<Message, Error>> {
+        conn.receive(bytes);
+        drain(conn)
+    }
+
+    fn drain(conn: &mut Connection) -> Vec<Result<Message, Error>> {
+        let mut out = Vec::new();
+        loop {
+            match conn.next_message() {
+                Ok(Some(m)) => out.push(Ok(m)),
+                Ok(None) => return out,
+                Err(e) => {
+                    out.push(Err(e));
+                    return out;
+                }
+            }
+        }
+    }
+
+    fn protocol_error(result: &Result<Message, Error>) -> &ProtocolError {
+        match result {
+            Err(Error::Protocol(e)) => e,
+            other => panic!("expected a protocol error, got {other:?}"),
+        }
+    }
+
+    /// The close code of the single close frame the connection queued.
+    fn sent_close_code(conn: &mut Connection) -> Option<u16> {
+        let frames = sent_frames(conn);
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert_eq!(frames[0].0.opcode, OpCode::Close);
+        let p = &frames[0].1;
+        (p.len() >= 2).then(|| u16::from_be_bytes([p[0], p[1]]))
+    }
+
+    // ----- masking -----
+
+    #[test]
+    fn client_masks_every_frame_with_fresh_keys() {
+        let mut c = client();
+        c.send_text("hello").unwrap();
+        c.send_text("hello").unwrap();
+        c.send_ping(b"p").unwrap();
+        let frames = sent_frames(&mut c);
+        assert!(frames.iter().all(|(h, _)| h.mask.is_some()));
+        assert_ne!(frames[0].0.mask, frames[1].0.mask);
+        assert_eq!(frames[0].1, b"hello");
+        // On the wire the payload is masked, not plain.
+        c.send_text("hello").unwrap();
+        assert!(!c.pending_output().windows(5).any(|w| w == b"hello"));
+    }
+
+    #[test]
+    fn server_sends_unmasked() {
+        let mut s = server();
+        s.send_binary(&[1, 2, 3]).unwrap();
+        assert_eq!(s.pending_output(), &[0x82, 0x03, 1, 2, 3]);
+    }
+
+    #[test]
+    fn client_rejects_masked_frames() {
+        let mut c = client();
+        let out = feed_all(&mut c, &frame(1, true, b"hi", Some([1, 2, 3, 4])));
+        assert_eq!(
+            protocol_error(&out[0]),
+            &ProtocolError::MaskedFrameFromServer
+        );
+        assert_eq!(sent_close_code(&mut c), Some(1002));
+    }
+
+    #[test]
+    fn server_rejects_unmasked_frames_and_unmasks() {
+        let mut s = server();
+        let out = feed_all(&mut s, &frame(1, true, b"hi", Some([9, 8, 7, 6])));
+        assert_eq!(out[0].as_ref().unwrap(), &Message::text("hi"));
+        let out = feed_all(&mut s, &frame(1, true, b"hi", None));
+        assert_eq!(
+            protocol_error(&out[0]),
+            &ProtocolError::UnmaskedFrameFromClient
+        );
+    }
+
+    // ----- framing -----
+
+    #[test]
+    fn reserved_bits_and_opcodes_fail_with_1002() {
+        for bytes in [
+            vec![0xC1, 0x00],
+            vec![0xA1, 0x00],
+            vec![0x91, 0x00],
+            vec![0x83, 0x00],
+            vec![0x8B, 0x00],
+        ] {
+            let mut c = client();
+            let out = feed_all(&mut c, &bytes);
+            assert!(matches!(out[0], Err(Error::Protocol(_))), "{bytes:x?}");
+            assert_eq!(sent_close_code(&mut c), Some(1002), "{bytes:x?}");
+        }
+    }
+
+    #[test]
+    fn frame_split_at_every_byte() {
+        let mut bytes = frame(2, true, &[7u8; 300], None);
+        bytes.extend(frame(9, true, b"ping", None));
+        bytes.extend(frame(1, false, "κό".as_bytes(), None));
+        bytes.extend(frame(0, true, "σμε".as_bytes(), None));
+        for split in 0..bytes.len() {
+            let mut c = client();
+            let mut out = feed_all(&mut c, &bytes[..split]);
+            out.extend(feed_all(&mut c, &bytes[split..]));
+            let out: Vec<Message> = out.into_iter().map(Result::unwrap).collect();
+            assert_eq!(
+                out,
+                [
+                    Message::binary(vec![7u8; 300]),
+                    Message::Ping(Bytes::from_static(b"ping")),
+                    Message::text("κόσμε")
+                ],
+                "split at {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn byte_by_byte_feed() {
+        let mut bytes = frame(1, true, b"hello", None);
+        bytes.extend(frame(10, true, b"", None));
+        let mut c = client();
+        let mut got = Vec::new();
+        for b in &bytes {
+            got.extend(feed_all(&mut c, &[*b]).into_iter().map(Result::unwrap));
+        }
+        assert_eq!(got, [Message::text("hello"), Message::Pong(Bytes::new())]);
+    }
+
+    #[test]
+    fn empty_messages() {
+        let mut c = client();
+        let out = feed_all(
+            &mut c,
+            &[frame(1, true, b"", None), frame(2, true, b"", None)].concat(),
+        );
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].as_ref().unwrap(), &Message::text(""));
+        assert_eq!(out[1].as_ref().unwrap(), &Message::binary(Vec::new()));
+    }
+
+    // ----- fragmentation -----
+
+    #[test]
+    fn fragments_reassemble_with_control_frames_between() {
+        let bytes = [
+            frame(2, false, b"ab", None),
+            frame(9, true, b"1", None),
+            frame(0, false, b"", None),
+            frame(10, true, b"2", None),
+            frame(0, true, b"cd", None),
+        ]
+        .concat();
+        let mut c = client();
+        let out: Vec<Message> = feed_all(&mut c, &bytes)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            out,
+            [
+                Message::Ping(Bytes::from_static(b"1")),
+                Message::Pong(Bytes::from_static(b"2")),
+                Message::binary(&b"abcd"[..])
+            ]
+        );
+        // The ping was answered with the same payload.
+        let frames = sent_frames(&mut c);
+        assert_eq!(frames.len(), 1);
+        assert_eq!(
+            (frames[0].0.opcode, frames[0].1.as_slice()),
+            (OpCode::Pong, &b"1"[..])
+        );
+    }
+
+    #[test]
+    fn continuation_without_message_fails() {
+        let mut c = client();
+        let out = feed_all(&mut c, &frame(0, true, b"x", None));
+        assert_eq!(
+            protocol_error(&out[0]),
+            &ProtocolError::UnexpectedContinuation
+        );
+        assert_eq!(sent_close_code(&mut c), Some(1002));
+    }
+
+    #[test]
+    fn new_message_during_fragmented_one_fails() {
+        let mut c = client();
+        let out = feed_all(
+            &mut c,
+            &[frame(1, false, b"a", None), frame(1, true, b"b", None)].concat(),
+        );
+        assert_eq!(
+            protocol_error(&out[0]),
+            &ProtocolError::ExpectedContinuation
+        );
+    }
+
+    #[test]
+    fn fragmented_control_frame_fails() {
+        let mut c = client();
+        let out = feed_all(&mut c, &frame(9, false, b"", None));
+        assert!(matches!(protocol_error(&out[0]), ProtocolError::Frame(_)));
+    }
+
+    #[test]
+    fn sends_fragmented() {
+        let mut c = client();
+        c.send_fragmented(&Message::text("abcdefg"), 3).unwrap();
+        let frames = sent_frames(&mut c);
+        let summary: Vec<(OpCode, bool, &[u8])> = frames
+            .iter()
+            .map(|(h, p)| (h.opcode, h.fin, p.as_slice()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (OpCode::Text, false, &b"abc"[..]),
+                (OpCode::Continuation, false, &b"def"[..]),
+                (OpCode::Continuation, true, &b"g"[..])
+            ]
+        );
+        // A server role parses it back into one message.
+        let mut s = server();
+        let mut c = client();
+        c.send_fragmented(&Message::binary(vec![5u8; 1000]), 7)
+            .unwrap();
+        let out = feed_all(&mut s, c.pending_output());
+        assert_eq!(out[0].as_ref().unwrap(), &Message::binary(vec![5u8; 1000]));
+    }
+
+    // ----- text -----
+
+    #[test]
+    fn invalid_utf8_fails_with_1007() {
+        let mut c = client();
+        let out = feed_all(&mut c, &frame(1, true, &[0xCE, 0xBA, 0xFF], None));
+        assert_eq!(protocol_error(&out[0]), &ProtocolError::InvalidUtf8);
+        assert_eq!(sent_close_code(&mut c), Some(1007));
+    }
+
+    #[test]
+    fn invalid_utf8_fails_fast_inside_an_incomplete_frame() {
+        // A 1000-byte text frame whose first bytes are already invalid: fail before the rest.
+        let mut c = client();
+        let mut bytes = frame(1, true, &[b'a'; 1000], None);
+        bytes[4 + 10] = 0xFF;
+        let out = feed_all(&mut c, &bytes[..30]);
+        assert_eq!(protocol_error(&out[0]), &ProtocolError::InvalidUtf8);
+    }
+
+    #[test]
+    fn invalid_utf8_fails_fast_across_fragments() {
+        let mut c = client();
+        let out = feed_all(&mut c, &frame(1, false, "κόσμε".as_bytes(), None));
+        assert!(out.is_empty());
+        let out = feed_all(&mut c, &frame(0, false, &[0xF4, 0x90], None));
+        assert_eq!(protocol_error(&out[0]), &ProtocolError::InvalidUtf8);
+    }
+
+    #[test]
+    fn code_point_split_across_fragments_is_fine() {
+        let euro = "€".as_bytes();
+        let bytes = [
+            frame(1, false, &euro[..1], None),
+            frame(0, false, &euro[1..2], None),
+            frame(0, true, &euro[2..], None),
+        ]
+        .concat();
+        let out = feed_all(&mut client(), &bytes);
+        assert_eq!(out[0].as_ref().unwrap(), &Message::text("€"));
+    }
+
+    #[test]
+    fn text_ending_mid_code_point_fails() {
+        let euro = "€".as_bytes();
+        let bytes = [frame(1, false, &euro[..2], None), frame(0, true, b"", None)].concat();
+        let out = feed_all(&mut client(), &bytes);
+        assert_eq!(protocol_error(&out[0]), &ProtocolError::InvalidUtf8);
+    }
+
+    // ----- ping / pong -----
+
+    #[test]
+    fn ping_is_answered_with_same_payload_and_returned() {
+        let mut c = client();
+        let payload = [0xFEu8; 125];
+        let out = feed_all(&mut c, &frame(9, true, &payload, None));
+        assert_eq!(
+            out[0].as_ref().unwrap(),
+            &Message::Ping(Bytes::copy_from_slice(&payload))
+        );
+        let frames = sent_frames(&mut c);
+        assert_eq!(
+            (frames[0].0.opcode, frames[0].1.as_slice()),
+            (OpCode::Pong, &payload[..])
+        );
+    }
+
+    #[test]
+    fn oversized_ping_fails() {
+        let mut c = client();
+        let out = feed_all(&mut c, &[0x89, 0x7E, 0x00, 0x7E]);
+        assert!(matches!(protocol_error(&out[0]), ProtocolError::Frame(_)));
+        assert_eq!(sent_close_code(&mut c), Some(1002));
+    }
+
+    #[test]
+    fn caller_cannot_send_oversized_control_frames() {
+        let mut c = client();
+        assert!(matches!(
+            c.send_ping(&[0; 126]),
+            Err(Error::InvalidInput(_))
+        ));
+        assert!(c.send_ping(&[0; 125]).is_ok());
+    }
+
+    // ----- close -----
+
+    #[test]
+    fn close_is_echoed_once_and_nothing_sent_after() {
+        let mut c = client();
+        let out = feed_all(&mut c, &frame(8, true, b"\x03\xe9bye", None));
+        assert_eq!(
+            out[0].as_ref().unwrap(),
+            &Message::Close(Some(CloseFrame::new(1001, "bye")))
+        );
+        assert_eq!(sent_close_code(&mut c), Some(1001));
+        assert_eq!(c.state(), State::Closed);
+        // Another close, a ping and data after the close are ignored; nothing more is sent.
+        let out = feed_all(
+            &mut c,
+            &[
+                frame(8, true, b"", None),
+                frame(9, true, b"", None),
+                frame(1, true, b"x", None),
+            ]
+            .concat(),
+        );
+        assert!(out.is_empty());
+        assert!(!c.has_pending_output());
+        assert!(matches!(c.send_text("late"), Err(Error::ConnectionClosed)));
+        assert!(c.receive_eof().is_ok());
+    }
+
+    #[test]
+    fn empty_close_is_answered_with_empty_close() {
+        let mut c = client();
+        let out = feed_all(&mut c, &frame(8, true, b"", None));
+        assert_eq!(out[0].as_ref().unwrap(), &Message::Close(None));
+        assert_eq!(sent_close_code(&mut c), None);
+    }
+
+    #[test]
+    fn invalid_close_payloads() {
+        let cases: [(&[u8], u16); 5] = [
+            (b"\x03", 1002),
+            (b"\x03\xed", 1002),     // 1005
+            (b"\x03\xf7", 1002),     // 1015
+            (b"\x13\x88", 1002),     // 5000
+            (b"\x03\xe8\xff", 1007), // bad reason
+        ];
+        for (payload, code) in cases {
+            let mut c = client();
+            let out = feed_all(&mut c, &frame(8, true, payload, None));
+            assert!(matches!(
+                out[0],
+                Err(Error::Protocol(ProtocolError::InvalidClose(_)))
+            ));
+            assert_eq!(sent_close_code(&mut c), Some(code), "{payload:x?}");
+        }
+    }
+
+    #[test]
+    fn client_initiated_close() {
+        let mut c = client();
+        c.close(Some(CloseFrame::new(CloseCode::NORMAL, "done")))
+            .unwrap();
+        assert_eq!(sent_close_code(&mut c), Some(1000));
+        assert!(matches!(c.send_text("x"), Err(Error::AlreadyClosed)));
+        assert!(matches!(c.close(None), Err(Error::AlreadyClosed)));
+        // Messages in flight still arrive, a ping is not answered, then the server's close.
+        let out = feed_all(
+            &mut c,
+            &[
+                frame(1, true, b"late", None),
+                frame(9, true, b"", None),
+                frame(8, true, b"\x03\xe8", None),
+            ]
+            .concat(),
+        );
+        assert_eq!(out.len(), 3);
+        assert_eq!(
+            out[2].as_ref().unwrap(),
+            &Message::Close(Some(CloseFrame::new(1000, "")))
+        );
+        assert!(!c.has_pending_output());
+        assert_eq!(c.state(), State::Closed);
+    }
+
+    #[test]
+    fn caller_close_codes_are_checked() {
+        let mut c = client();
+        assert!(c.close(Some(CloseFrame::new(1005, ""))).is_err());
+        assert!(c
+            .close(Some(CloseFrame::new(1000, "x".repeat(124))))
+            .is_err());
+        assert!(c
+            .close(Some(CloseFrame::new(4000, "x".repeat(123))))
+            .is_ok());
+    }
+
+    // ----- EOF -----
+
+    #[test]
+    fn eof_without_close_is_an_error() {
+        let mut c = client();
+        feed_all(&mut c, &frame(1, false, b"partial", None));
+        assert!(matches!(c.receive_eof(), Err(Error::ConnectionReset)));
+        assert!(c.is_terminated());
+    }
+
+    // ----- limits -----
+
+    #[test]
+    fn frame_limit_fails_with_1009_before_payload_arrives() {
+        let mut c = Connection::new(Role::Client, Config::default().max_frame_size(Some(100)));
+        // Only the header of a 64 KiB frame: rejected on its announced length.
+        let out = feed_all(&mut c, &[0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0]);
+        assert_eq!(
+            protocol_error(&out[0]),
+            &ProtocolError::FrameTooLarge {
+                size: 65536,
+                max: 100
+            }
+        );
+        assert_eq!(sent_close_code(&mut c), Some(1009));
+    }
+
+    #[test]
+    fn message_limit_counts_all_fragments() {
+        let mut c = Connection::new(Role::Client, Config::default().max_message_size(Some(10)));
+        let out = feed_all(
+            &mut c,
+            &[
+                frame(2, false, &[0; 6], None),
+                frame(0, true, &[0; 5], None),
+            ]
+            .concat(),
+        );
+        assert!(matches!(
+            protocol_error(&out[0]),
+            ProtocolError::MessageTooLarge { size: 11, max: 10 }
+        ));
+        assert_eq!(sent_close_code(&mut c), Some(1009));
+    }
+
+    #[test]
+    fn huge_announced_length_allocates_nothing_big() {
+        let mut c = Connection::new(
+            Role::Client,
+            Config::default()
+                .max_frame_size(None)
+                .max_message_size(None),
+        );
+        let out = feed_all(
+            &mut c,
+            &[0x82, 0x7F, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF],
+        );
+        assert!(out.is_empty() || matches!(out[0], Err(Error::Protocol(_))));
+        assert!(c.partial.as_ref().map_or(0, |p| p.data.capacity()) <= PARTIAL_INITIAL_CAPACITY);
+    }
+
+    #[test]
+    fn messages_before_a_violation_are_delivered_first() {
+        let mut c = client();
+        let bytes = [
+            frame(1, true, b"one", None),
+            frame(2, true, b"two", None),
+            vec![0xC1, 0x00],
+        ]
+        .concat();
+        let out = feed_all(&mut c, &bytes);
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0].as_ref().unwrap(), &Message::text("one"));
+        assert!(matches!(
+            out[2],
+            Err(Error::Protocol(ProtocolError::ReservedBits(4)))
+        ));
+        // Failed: nothing more comes out, sending is refused.
+        assert!(feed_all(&mut c, &frame(1, true, b"x", None)).is_empty());
+        assert!(c.send_text("x").is_err());
+    }
+
+    proptest! {
+        /// Whatever a client sends (any message, any fragmentation), the server role receives
+        /// exactly that, however the bytes are split.
+        #[test]
+        fn client_to_server_round_trip(
+            messages in proptest::collection::vec((any::<bool>(), ".{0,50}", 1usize..20), 1..6),
+            split in 1usize..64,
+        ) {
+            let mut c = client();
+            let mut expected = Vec::new();
+            for (binary, text, frag) in &messages {
+                let m = if *binary { Message::binary(text.clone().into_bytes()) } else { Message::text(text.as_str()) };
+                c.send_fragmented(&m, *frag).unwrap();
+                expected.push(m);
+            }
+            let wire = c.pending_output().to_vec();
+            let mut s = server();
+            let mut got = Vec::new();
+            for chunk in wire.chunks(split) {
+                got.extend(feed_all(&mut s, chunk).into_iter().map(Result::unwrap));
+            }
+            prop_assert_eq!(got, expected);
+        }
+
+        #[test]
+        fn arbitrary_input_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200), split in 1usize..32) {
+            for role in [Role::Client, Role::Server] {
+                let mut conn = Connection::new(role, Config::default().max_message_size(Some(1 << 16)));
+                for chunk in bytes.chunks(split) {
+                    conn.receive(chunk);
+                    let _ = drain(&mut conn);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,445 @@
+//! The blocking client against real peers on loopback: our own server role, and raw TCP
+//! servers that misbehave on purpose.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use wsc::proto::handshake::{accept_response, parse_request};
+use wsc::{
+    ClientBuilder, CloseCode, CloseFrame, Error, HandshakeError, Message, Phase, ProtocolError,
+};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Binds a loopback listener and runs `serve` on its first connection in a thread.
+fn serve_once<T: Send + 'static>(
+    serve: impl FnOnce(TcpStream) -> T + Send + 'static,
+) -> (String, JoinHandle<T>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
+        serve(tcp)
+    });
+    (format!("ws://{addr}"), handle)
+}
+
+/// A server (our own server role) that echoes data messages and records what it saw.
+fn echo_server() -> (
+    String,
+    JoinHandle<(wsc::proto::handshake::Request, Vec<Message>)>,
+) {
+    serve_once(|tcp| {
+        let (mut ws, request) = wsc::server::Acceptor::new()
+            .protocol("v2")
+            .accept(tcp)
+            .unwrap();
+        let mut seen = Vec::new();
+        loop {
+            match ws.read() {
+                Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
+                    seen.push(m.clone());
+                    ws.send(m).unwrap();
+                }
+                Ok(m @ Message::Close(_)) => {
+                    seen.push(m);
+                    return (request, seen);
+                }
+                Ok(other) => seen.push(other),
+                Err(e) => panic!("server: {e}"),
+            }
+        }
+    })
+}
+
+fn builder(url: &str) -> ClientBuilder {
+    ClientBuilder::new(url)
+        .handshake_timeout(TIMEOUT)
+        .read_timeout(Some(TIMEOUT))
+}
+
+/// Reads a raw upgrade request from `tcp` and answers 101; returns bytes read past it.
+fn raw_accept(tcp: &mut TcpStream, extra: &[u8]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = tcp.read(&mut chunk).unwrap();
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some((req, used)) = parse_request(&buf, 1 << 16).unwrap() {
+            let mut resp = accept_response(&req, None, &[]);
+            resp.extend_from_slice(extra);
+            tcp.write_all(&resp).unwrap();
+            return buf[used..].to_vec();
+        }
+    }
+}
+
+/// Reads one (masked) client frame from a raw socket: (opcode, payload).
+fn read_client_frame(tcp: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut head = [0u8; 2];
+    tcp.read_exact(&mut head).unwrap();
+    assert!(head[1] & 0x80 != 0, "client frames are masked");
+    let len = match head[1] & 0x7F {
+        126 => {
+            let mut b = [0u8; 2];
+            tcp.read_exact(&mut b).unwrap();
+            u16::from_be_bytes(b) as usize
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            tcp.read_exact(&mut b).unwrap();
+            u64::from_be_bytes(b) as usize
+        }
+        n => n as usize,
+    };
+    let mut key = [0u8; 4];
+    tcp.read_exact(&mut key).unwrap();
+    let mut payload = vec![0u8; len];
+    tcp.read_exact(&mut payload).unwrap();
+    for (i, b) in payload.iter_mut().enumerate() {
+        *b ^= key[i % 4];
+    }
+    (head[0] & 0x0F, payload)
+}
+
+#[test]
+fn echo_round_trip_text_binary_large_and_fragmented() {
+    let (url, server) = echo_server();
+    let mut ws = builder(&format!("{url}/echo?x=1")).connect().unwrap();
+    ws.send_text("hello").unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("hello"));
+    ws.send_binary(&[0, 1, 2, 255]).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::binary(vec![0, 1, 2, 255]));
+    let big: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
+    ws.send_binary(&big).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::binary(big.clone()));
+    ws.send_fragmented(Message::text("fragmented text"), 4)
+        .unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("fragmented text"));
+    let close = ws
+        .close_and_wait(Some(CloseFrame::new(1000, "bye")))
+        .unwrap();
+    assert_eq!(close, Some(CloseFrame::new(1000, "")));
+    assert!(matches!(ws.read(), Err(Error::ConnectionClosed)));
+    let (request, seen) = server.join().unwrap();
+    assert_eq!(request.path, "/echo?x=1");
+    assert_eq!(seen.len(), 5);
+    assert_eq!(seen[4], Message::Close(Some(CloseFrame::new(1000, "bye"))));
+}
+
+#[test]
+fn handshake_sends_headers_protocols_origin_and_url_credentials() {
+    let (url, server) = echo_server();
+    let url = url.replace("ws://", "ws://alice:s%3Acret@");
+    let mut ws = builder(&format!("{url}/chat"))
+        .header("X-Api-Key", "k123")
+        .protocol("v1")
+        .protocol("v2")
+        .origin("https://example.test")
+        .connect()
+        .unwrap();
+    assert_eq!(ws.protocol(), Some("v2"));
+    assert_eq!(ws.response().unwrap().status, 101);
+    ws.close_and_wait(None).unwrap();
+    let (request, _) = server.join().unwrap();
+    let h = &request.headers;
+    assert_eq!(h["x-api-key"], "k123");
+    assert_eq!(h["origin"], "https://example.test");
+    assert_eq!(request.protocols, ["v1", "v2"]);
+    // alice:s:cret, base64
+    assert_eq!(h["authorization"], "Basic YWxpY2U6czpjcmV0");
+    // Non-default port: included in Host.
+    let port = url.rsplit(':').next().unwrap();
+    assert!(h["host"].to_str().unwrap().ends_with(&format!(":{port}")));
+}
+
+#[test]
+fn frames_in_the_same_packet_as_the_101_are_not_lost() {
+    let (url, server) = serve_once(|mut tcp| {
+        // The 101 and two frames in one write.
+        raw_accept(
+            &mut tcp,
+            &[0x81, 0x05, b'f', b'i', b'r', b's', b't', 0x82, 0x01, 0x2A],
+        );
+        read_client_frame(&mut tcp)
+    });
+    let mut ws = builder(&url).connect().unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("first"));
+    assert_eq!(ws.read().unwrap(), Message::binary(vec![42]));
+    ws.send_text("ack").unwrap();
+    assert_eq!(server.join().unwrap(), (1, b"ack".to_vec()));
+}
+
+#[test]
+fn refusal_reports_status_headers_and_body() {
+    let (url, _server) = serve_once(|mut tcp| {
+        let mut buf = [0u8; 4096];
+        let _ = tcp.read(&mut buf).unwrap();
+        tcp.write_all(b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer\r\nContent-Length: 13\r\n\r\nbad api key\r\n")
+            .unwrap();
+        thread::sleep(Duration::from_millis(200));
+    });
+    match builder(&url).connect() {
+        Err(Error::Handshake(HandshakeError::Rejected(resp))) => {
+            assert_eq!(resp.status, 401);
+            assert_eq!(resp.headers["www-authenticate"], "Bearer");
+            assert_eq!(&resp.body[..], b"bad api key\r\n");
+            let msg = Error::Handshake(HandshakeError::Rejected(resp)).to_string();
+            assert!(msg.contains("401") && msg.contains("bad api key"), "{msg}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn plain_http_server_without_body_length_is_reported_on_close() {
+    let (url, _server) = serve_once(|mut tcp| {
+        let mut buf = [0u8; 4096];
+        let _ = tcp.read(&mut buf).unwrap();
+        tcp.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n<html>hi</html>")
+            .unwrap();
+    });
+    match builder(&url).connect() {
+        Err(Error::Handshake(HandshakeError::Rejected(resp))) => {
+            assert_eq!(resp.status, 200);
+            assert_eq!(&resp.body[..], b"<html>hi</html>");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn wrong_accept_key_is_rejected() {
+    let (url, _server) = serve_once(|mut tcp| {
+        let mut buf = [0u8; 4096];
+        let _ = tcp.read(&mut buf).unwrap();
+        tcp.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: dGhpcyBpcyB3cm9uZw==\r\n\r\n")
+            .unwrap();
+        thread::sleep(Duration::from_millis(200));
+    });
+    let err = builder(&url).connect().unwrap_err();
+    assert!(
+        matches!(err, Error::Handshake(HandshakeError::WrongAccept { .. })),
+        "{err}"
+    );
+}
+
+#[test]
+fn silent_server_times_out_in_the_handshake_phase() {
+    let (url, server) = serve_once(|mut tcp| {
+        let mut buf = [0u8; 4096];
+        let _ = tcp.read(&mut buf);
+        // Say nothing; wait for the client to give up.
+        let _ = tcp.read(&mut buf);
+    });
+    let start = Instant::now();
+    let err = ClientBuilder::new(&url)
+        .handshake_timeout(Duration::from_millis(300))
+        .connect()
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout(Phase::WebSocketHandshake)),
+        "{err}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert_eq!(err.to_string(), "timed out during the WebSocket handshake");
+    server.join().unwrap();
+}
+
+#[test]
+fn refused_port_is_a_connect_error() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let err = builder(&format!("ws://127.0.0.1:{port}/"))
+        .connect()
+        .unwrap_err();
+    match &err {
+        Error::Connect { target, source } => {
+            assert_eq!(target, &format!("127.0.0.1:{port}"));
+            assert_eq!(source.kind(), std::io::ErrorKind::ConnectionRefused);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().starts_with("cannot connect to 127.0.0.1:"));
+}
+
+#[test]
+fn bad_urls_fail_before_connecting() {
+    for url in ["http://127.0.0.1/", "ws://", "ws://h:99999/", "wss://h/#x"] {
+        assert!(matches!(wsc::connect(url), Err(Error::Url(_))), "{url}");
+    }
+}
+
+#[test]
+fn read_timeout_is_reported_and_the_connection_survives() {
+    let (url, server) = serve_once(|mut tcp| {
+        raw_accept(&mut tcp, &[]);
+        thread::sleep(Duration::from_millis(400));
+        tcp.write_all(&[0x81, 0x02, b'o', b'k']).unwrap();
+        read_client_frame(&mut tcp)
+    });
+    let mut ws = ClientBuilder::new(&url)
+        .read_timeout(Some(Duration::from_millis(100)))
+        .connect()
+        .unwrap();
+    assert!(matches!(ws.read(), Err(Error::Timeout(Phase::Read))));
+    ws.set_read_timeout(Some(TIMEOUT)).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("ok"));
+    ws.close(None).unwrap();
+    assert_eq!(server.join().unwrap(), (8, Vec::new()));
+}
+
+#[test]
+fn server_protocol_violation_fails_with_close_code_and_keeps_earlier_messages() {
+    let (url, server) = serve_once(|mut tcp| {
+        raw_accept(&mut tcp, &[]);
+        // A good message, then a frame with RSV2 set, in one write.
+        tcp.write_all(&[0x81, 0x02, b'h', b'i', 0xA1, 0x00])
+            .unwrap();
+        let close = read_client_frame(&mut tcp);
+        tcp.write_all(&[0x88, 0x02, 0x03, 0xEA]).unwrap();
+        close
+    });
+    let mut ws = builder(&url).connect().unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("hi"));
+    let err = ws.read().unwrap_err();
+    assert!(
+        matches!(err, Error::Protocol(ProtocolError::ReservedBits(2))),
+        "{err}"
+    );
+    assert!(err.to_string().contains("1002"), "{err}");
+    let (op, payload) = server.join().unwrap();
+    assert_eq!((op, &payload[..2]), (8, &1002u16.to_be_bytes()[..]));
+    assert!(matches!(ws.read(), Err(Error::ConnectionClosed)));
+}
+
+#[test]
+fn oversized_message_is_refused_with_1009() {
+    let (url, server) = serve_once(|tcp| {
+        let mut ws = wsc::server::accept(tcp).unwrap();
+        ws.send_binary(&vec![0u8; 2048]).unwrap();
+        match ws.read() {
+            Ok(Message::Close(frame)) => frame,
+            other => panic!("{other:?}"),
+        }
+    });
+    let mut ws = builder(&url)
+        .max_message_size(Some(1024))
+        .connect()
+        .unwrap();
+    let err = ws.read().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Protocol(
+                ProtocolError::FrameTooLarge { .. } | ProtocolError::MessageTooLarge { .. }
+            )
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        server.join().unwrap().unwrap().code,
+        CloseCode::MESSAGE_TOO_BIG
+    );
+}
+
+#[test]
+fn server_initiated_close_is_answered_once_and_waits_for_tcp_close() {
+    let (url, server) = serve_once(|tcp| {
+        let mut ws = wsc::server::accept(tcp).unwrap();
+        ws.send(Message::Ping(b"are you there".to_vec().into()))
+            .unwrap();
+        let pong = ws.read().unwrap();
+        ws.close(Some(CloseFrame::new(1001, "restart"))).unwrap();
+        let reply = ws.read().unwrap();
+        (pong, reply)
+    });
+    let mut ws = builder(&url).connect().unwrap();
+    assert_eq!(
+        ws.read().unwrap(),
+        Message::Ping(b"are you there".to_vec().into())
+    );
+    assert_eq!(
+        ws.read().unwrap(),
+        Message::Close(Some(CloseFrame::new(1001, "restart")))
+    );
+    assert!(matches!(ws.send_text("late"), Err(Error::ConnectionClosed)));
+    let (pong, reply) = server.join().unwrap();
+    assert_eq!(pong, Message::Pong(b"are you there".to_vec().into()));
+    assert_eq!(reply, Message::Close(Some(CloseFrame::new(1001, ""))));
+}
+
+#[test]
+fn close_wait_is_bounded_when_the_server_keeps_tcp_open() {
+    let (url, server) = serve_once(|mut tcp| {
+        raw_accept(&mut tcp, &[0x88, 0x02, 0x03, 0xE8]);
+        let reply = read_client_frame(&mut tcp);
+        thread::sleep(Duration::from_secs(3)); // never closes in time
+        reply
+    });
+    let mut ws = builder(&url)
+        .close_timeout(Some(Duration::from_millis(200)))
+        .connect()
+        .unwrap();
+    let start = Instant::now();
+    assert_eq!(
+        ws.read().unwrap(),
+        Message::Close(Some(CloseFrame::new(1000, "")))
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(server.join().unwrap(), (8, 1000u16.to_be_bytes().to_vec()));
+}
+
+#[test]
+fn eof_without_close_is_connection_reset() {
+    let (url, server) = serve_once(|mut tcp| {
+        raw_accept(&mut tcp, &[0x81, 0x01, b'x']);
+    });
+    let mut ws = builder(&url).connect().unwrap();
+    server.join().unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("x"));
+    assert!(matches!(ws.read(), Err(Error::ConnectionReset)));
+}
+
+#[test]
+fn client_over_a_caller_supplied_stream() {
+    let (url, server) = echo_server();
+    let tcp = TcpStream::connect(url.trim_start_matches("ws://")).unwrap();
+    let mut ws = wsc::client(&format!("{url}/custom"), tcp).unwrap();
+    ws.send_text("over my stream").unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("over my stream"));
+    ws.close_and_wait(None).unwrap();
+    assert_eq!(server.join().unwrap().0.path, "/custom");
+}
+
+#[test]
+fn iterator_yields_until_close() {
+    let (url, _server) = serve_once(|tcp| {
+        let mut ws = wsc::server::accept(tcp).unwrap();
+        for i in 0..3 {
+            ws.send_text(&i.to_string()).unwrap();
+        }
+        ws.close(None).unwrap();
+        let _ = ws.read();
+    });
+    let ws = builder(&url).connect().unwrap();
+    let got: Vec<Message> = ws.map(Result::unwrap).collect();
+    assert_eq!(
+        got,
+        [
+            Message::text("0"),
+            Message::text("1"),
+            Message::text("2"),
+            Message::Close(None)
+        ]
+    );
+}
