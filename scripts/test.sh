@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every test: formatting and lints, unit/property/integration/doc tests, feature
+# combinations, and the Autobahn conformance suite (kosoku, installed into .venv here).
+# This is the README's test command and what CI runs (.ci/run).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+start=$(date +%s)
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, all features)"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "cargo test (all features)"
+cargo test --workspace --all-features
+
+step "feature combinations build"
+cargo check -p wsc --no-default-features
+cargo check -p wsc --no-default-features --features tls,webpki-roots
+
+step "Autobahn|Testsuite sections 1-10 (kosoku)"
+cargo build --release -p wsc --example autobahn_client
+bash scripts/autobahn.sh --sections 1-10
+
+printf '\nall tests passed in %ss\n' "$(( $(date +%s) - start ))"
