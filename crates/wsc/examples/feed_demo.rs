@@ -19,7 +19,9 @@ fn feed_server(listener: TcpListener) -> Result<(), wsc::Error> {
     ws.send_text(&format!(r#"{{"subscribed":{subscription}}}"#))?;
     for seq in 0..10u32 {
         let price = 64_000.0 + f64::from(seq * 37 % 100) * 1.25;
-        ws.send_text(&format!(r#"{{"seq":{seq},"symbol":"BTC-USD","price":{price:.2}}}"#))?;
+        ws.send_text(&format!(
+            r#"{{"seq":{seq},"symbol":"BTC-USD","price":{price:.2}}}"#
+        ))?;
         if seq == 5 {
             ws.ping(b"keepalive")?;
         }
