@@ -29,6 +29,7 @@ pub struct WebSocket<S> {
     stream: S,
     conn: Connection,
     response: Option<Box<Response>>,
+    request_head: Option<Box<str>>,
     peer: String,
     set_read_timeout: Option<SetReadTimeout<S>>,
     read_timeout: Option<Duration>,
@@ -57,6 +58,7 @@ impl<S: Read + Write> WebSocket<S> {
             stream,
             conn,
             response: None,
+            request_head: None,
             peer: String::new(),
             set_read_timeout: None,
             read_timeout: None,
@@ -67,12 +69,14 @@ impl<S: Read + Write> WebSocket<S> {
 
     pub(crate) fn set_client_details(
         &mut self,
+        request_head: String,
         response: Response,
         peer: String,
         set_read_timeout: Option<SetReadTimeout<S>>,
         read_timeout: Option<Duration>,
         close_timeout: Option<Duration>,
     ) {
+        self.request_head = Some(request_head.into_boxed_str());
         self.response = Some(Box::new(response));
         self.peer = peer;
         self.set_read_timeout = set_read_timeout;
@@ -256,6 +260,11 @@ impl<S: Read + Write> WebSocket<S> {
     /// The server's handshake response (client connections only).
     pub fn response(&self) -> Option<&Response> {
         self.response.as_deref()
+    }
+
+    /// The upgrade request as sent (client connections only), for logging.
+    pub fn request_head(&self) -> Option<&str> {
+        self.request_head.as_deref()
     }
 
     /// The subprotocol the server chose, if any.

@@ -60,6 +60,7 @@ pub struct ClientBuilder {
     max_handshake_size: usize,
     connect_timeout: Option<Duration>,
     handshake_timeout: Option<Duration>,
+    open_timeout: Option<Duration>,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     close_timeout: Option<Duration>,
@@ -79,6 +80,7 @@ impl ClientBuilder {
             max_handshake_size: DEFAULT_MAX_HANDSHAKE_SIZE,
             connect_timeout: Some(Duration::from_secs(30)),
             handshake_timeout: Some(Duration::from_secs(30)),
+            open_timeout: None,
             read_timeout: None,
             write_timeout: None,
             close_timeout: Some(Duration::from_secs(5)),
@@ -141,6 +143,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Bounds the whole opening (TCP connect, TLS and WebSocket handshakes together), on top
+    /// of the per-phase timeouts; the error names the phase that was running (default: none).
+    pub fn open_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.open_timeout = timeout.into();
+        self
+    }
+
     /// Fails a read that waits longer than this for data (default: wait forever).
     pub fn read_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.read_timeout = timeout;
@@ -190,13 +199,19 @@ impl ClientBuilder {
     /// Connects: TCP, TLS for `wss://`, then the WebSocket handshake.
     pub fn connect(self) -> Result<WebSocket<MaybeTlsStream>, Error> {
         let url = WsUrl::parse(&self.url)?;
-        let tcp = connect_tcp(&url.host, url.port, self.connect_timeout)?;
+        let opened = Instant::now();
+        let tcp = connect_tcp(
+            &url.host,
+            url.port,
+            self.phase_timeout(self.connect_timeout, opened),
+        )?;
         tcp.set_write_timeout(self.write_timeout)?;
         let stream = if url.secure {
             #[cfg(feature = "tls")]
             {
                 let config = self.tls.build()?;
-                crate::stream::tls_handshake(tcp, &url.host, config, self.handshake_timeout)?
+                let timeout = self.phase_timeout(self.handshake_timeout, opened);
+                crate::stream::tls_handshake(tcp, &url.host, config, timeout)?
             }
             #[cfg(not(feature = "tls"))]
             {
@@ -209,14 +224,27 @@ impl ClientBuilder {
             MaybeTlsStream::Plain(tcp)
         };
         let setter: SetReadTimeout<MaybeTlsStream> = MaybeTlsStream::set_read_timeout;
-        self.handshake(url, stream, Some(setter))
+        let timeout = self.phase_timeout(self.handshake_timeout, opened);
+        self.handshake(url, stream, Some(setter), timeout)
+    }
+
+    /// A phase's timeout, shortened to what is left of the open timeout.
+    fn phase_timeout(&self, phase: Option<Duration>, opened: Instant) -> Option<Duration> {
+        let left = self
+            .open_timeout
+            .map(|t| t.saturating_sub(opened.elapsed()));
+        match (phase, left) {
+            (Some(p), Some(l)) => Some(p.min(l)),
+            (p, l) => p.or(l),
+        }
     }
 
     /// Runs the WebSocket handshake over a stream you opened yourself. Timeouts other than
     /// your stream's own do not apply.
     pub fn connect_on<S: Read + Write>(self, stream: S) -> Result<WebSocket<S>, Error> {
         let url = WsUrl::parse(&self.url)?;
-        self.handshake(url, stream, None)
+        let timeout = self.handshake_timeout;
+        self.handshake(url, stream, None, timeout)
     }
 
     fn handshake<S: Read + Write>(
@@ -224,9 +252,10 @@ impl ClientBuilder {
         url: WsUrl,
         mut stream: S,
         set_timeout: Option<SetReadTimeout<S>>,
+        timeout: Option<Duration>,
     ) -> Result<WebSocket<S>, Error> {
         let host = url.host.clone();
-        let deadline = self.handshake_timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.map(|t| Instant::now() + t);
         let (mut handshake, request) =
             ClientHandshake::new(&self.request(&url), self.max_handshake_size)?;
         let io_err = |e: io::Error| map_io_error(e, Phase::WebSocketHandshake, &host);
@@ -271,6 +300,7 @@ impl ClientBuilder {
         }
         let mut ws = WebSocket::from_raw(stream, Role::Client, self.config, &buf[used..]);
         ws.set_client_details(
+            String::from_utf8_lossy(&request).into_owned(),
             response,
             url.authority(),
             set_timeout,

@@ -1,0 +1,233 @@
+//! Command line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::exit::EXIT_STATUS_HELP;
+
+/// Talk to a WebSocket server from a terminal or a script, or run one for tests.
+#[derive(Debug, Parser)]
+#[command(
+    name = "wsc",
+    version,
+    after_help = EXIT_STATUS_HELP,
+    args_conflicts_with_subcommands = true,
+    subcommand_precedence_over_arg = true,
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a WebSocket server: echo (default), broadcast, or a market-data feed.
+    Serve(ServeArgs),
+    /// Start a feed server in-process and stream from it for a few seconds (offline).
+    Demo(DemoArgs),
+}
+
+/// The client (the default command): `wsc URL`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ClientArgs {
+    /// The ws:// or wss:// URL to connect to.
+    #[arg(value_name = "URL")]
+    pub url: Option<String>,
+
+    /// Send this text message right after connecting (repeatable), e.g. a subscription.
+    #[arg(short = 's', long = "send", value_name = "MSG")]
+    pub send: Vec<String>,
+
+    /// Exit after receiving N messages (sends close 1000 first).
+    #[arg(short = 'c', long, value_name = "N")]
+    pub count: Option<u64>,
+
+    /// Do not read stdin: only send --send messages and listen.
+    #[arg(short = 'n', long)]
+    pub no_stdin: bool,
+
+    /// Keep the connection open at the end of stdin (default: close it).
+    #[arg(long)]
+    pub keep_open: bool,
+
+    /// Binary mode: send stdin as binary messages and print received binary raw (not hex).
+    #[arg(short = 'b', long)]
+    pub binary: bool,
+
+    /// Print every received message and control frame as one JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Show the handshake headers and control frames on stderr.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+
+    /// Add a request header (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "'NAME: VALUE'")]
+    pub headers: Vec<String>,
+
+    /// Offer a subprotocol (repeatable, in order of preference).
+    #[arg(long = "protocol", value_name = "NAME")]
+    pub protocols: Vec<String>,
+
+    /// Send an Origin header.
+    #[arg(long)]
+    pub origin: Option<String>,
+
+    /// Do not verify the server's TLS certificate (testing only).
+    #[arg(short = 'k', long)]
+    pub insecure: bool,
+
+    /// Trust the CA certificates in this PEM file (in addition to the system's).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+
+    /// Client certificate (PEM) for mutual TLS; needs --key.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+
+    /// Private key (PEM) of the client certificate; needs --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+
+    /// Largest message accepted, in bytes (suffixes K, M, G allowed; default 64M).
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub max_message_size: Option<usize>,
+
+    /// Bound the whole opening (TCP, TLS and WebSocket handshake), in seconds.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
+    pub connect_timeout: f64,
+
+    /// Send a ping every SECS seconds; a missing pong is an error.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub ping_interval: Option<f64>,
+
+    /// How long to wait for a pong before giving up (default: the ping interval, at least 1 s).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, requires = "ping_interval")]
+    pub ping_timeout: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ServeMode {
+    /// Send every message back to its sender.
+    #[default]
+    Echo,
+    /// Send every message to every connected client.
+    Broadcast,
+    /// Stream generated JSON ticks after a subscription; ping now and then.
+    Feed,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on, e.g. 127.0.0.1:9001.
+    #[arg(value_name = "ADDR", default_value = "127.0.0.1:9001")]
+    pub addr: String,
+
+    /// Echo messages back (the default mode).
+    #[arg(long, conflicts_with_all = ["broadcast", "feed"])]
+    pub echo: bool,
+
+    /// Send every message to every client.
+    #[arg(long, conflicts_with = "feed")]
+    pub broadcast: bool,
+
+    /// Stream JSON ticks to subscribers.
+    #[arg(long)]
+    pub feed: bool,
+
+    /// Feed: ticks per second per symbol.
+    #[arg(long, value_name = "N", default_value = "10", value_parser = parse_rate)]
+    pub rate: f64,
+
+    /// Feed: send a ping every SECS seconds (0: never).
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs_or_zero)]
+    pub feed_ping: f64,
+
+    /// Largest message accepted from clients, in bytes (suffixes K, M, G allowed).
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub max_message_size: Option<usize>,
+}
+
+impl ServeArgs {
+    pub fn mode(&self) -> ServeMode {
+        if self.broadcast {
+            ServeMode::Broadcast
+        } else if self.feed {
+            ServeMode::Feed
+        } else {
+            ServeMode::Echo
+        }
+    }
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DemoArgs {
+    /// How long to stream, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "3", value_parser = parse_secs)]
+    pub duration: f64,
+}
+
+fn parse_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v < 1e9 => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number of seconds")),
+    }
+}
+
+fn parse_secs_or_zero(s: &str) -> Result<f64, String> {
+    if s.trim() == "0" {
+        return Ok(0.0);
+    }
+    parse_secs(s)
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 100_000.0 => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a rate between 0 and 100000 per second"
+        )),
+    }
+}
+
+/// Parses `1024`, `64K`, `16M`, `1G` (binary multiples).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let (digits, shift) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 10),
+        Some('M') => (&t[..t.len() - 1], 20),
+        Some('G') => (&t[..t.len() - 1], 30),
+        _ => (t, 0),
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(1usize << shift))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{s:?} is not a size (e.g. 1048576, 512K, 64M)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size("64k"), Ok(64 << 10));
+        assert_eq!(parse_size("16M"), Ok(16 << 20));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("x").is_err());
+        assert!(parse_size("99999999999999999999G").is_err());
+    }
+}

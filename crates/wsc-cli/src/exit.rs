@@ -1,0 +1,86 @@
+//! Exit statuses: one per kind of failure, so scripts can tell them apart.
+
+use std::fmt;
+use std::time::Duration;
+
+use wsc::{CloseFrame, Error};
+
+pub const EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0   clean close (or --count reached, end of input, Ctrl-C)
+  1   other error
+  2   bad arguments or URL
+  3   cannot resolve the host (DNS)
+  4   cannot connect (refused, unreachable)
+  5   TLS error (certificate, handshake)
+  6   WebSocket handshake refused or invalid (the HTTP status is in the message)
+  7   timeout (connect, handshake, read)
+  8   protocol violation by the server (the close code sent is in the message)
+  9   connection lost without a close handshake
+  10  no pong within the ping timeout
+  11  the server closed with an error code (not 1000/1001)
+  12  I/O error";
+
+/// Why the command line tool failed.
+#[derive(Debug)]
+pub enum CliError {
+    /// An error from the library.
+    Wsc(Error),
+    /// Bad arguments.
+    Usage(String),
+    /// No pong arrived in time.
+    PingTimeout(Duration),
+    /// The server closed with a code that signals a problem.
+    ClosedWithError(CloseFrame),
+    /// Local I/O (stdin, stdout, binding a port).
+    Io(String, std::io::Error),
+}
+
+impl CliError {
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => 2,
+            CliError::PingTimeout(_) => 10,
+            CliError::ClosedWithError(_) => 11,
+            CliError::Io(..) => 12,
+            CliError::Wsc(e) => match e {
+                Error::Url(_) | Error::TlsConfig(_) | Error::InvalidInput(_) => 2,
+                Error::Dns { .. } => 3,
+                Error::Connect { .. } => 4,
+                Error::Tls { .. } => 5,
+                Error::Handshake(_) => 6,
+                Error::Timeout(_) => 7,
+                Error::Protocol(_) => 8,
+                Error::ConnectionReset => 9,
+                Error::Io(_) => 12,
+                _ => 1,
+            },
+        }
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Wsc(e) => write!(f, "{e}"),
+            CliError::Usage(msg) => write!(f, "{msg}"),
+            CliError::PingTimeout(t) => {
+                write!(
+                    f,
+                    "no pong within {:.1} s: the server or the path to it is dead",
+                    t.as_secs_f64()
+                )
+            }
+            CliError::ClosedWithError(frame) => {
+                write!(f, "the server closed the connection: {frame}")
+            }
+            CliError::Io(what, e) => write!(f, "{what}: {e}"),
+        }
+    }
+}
+
+impl From<Error> for CliError {
+    fn from(e: Error) -> Self {
+        CliError::Wsc(e)
+    }
+}

@@ -1,0 +1,138 @@
+//! Printing what arrives: plain lines, raw or hex binary, or JSON lines; flushed at once so
+//! pipelines (`| grep`, `| jq`) see each message as it comes.
+
+use std::io::{self, Write};
+use std::time::SystemTime;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use serde_json::json;
+use wsc::Message;
+
+/// How received messages are shown.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Format {
+    /// One JSON object per line, control frames included.
+    pub json: bool,
+    /// Binary messages as raw bytes instead of hex.
+    pub raw_binary: bool,
+    /// Control frames on stderr.
+    pub verbose: bool,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// A short, printable view of a control frame payload.
+fn preview(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => format!("{s:?}"),
+        Err(_) => format!("0x{}", hex(bytes)),
+    }
+}
+
+/// The JSON line for a message.
+pub fn json_line(message: &Message, now: SystemTime) -> String {
+    let ts = humantime::format_rfc3339_millis(now).to_string();
+    let value = match message {
+        Message::Text(t) => json!({"type": "text", "ts": ts, "size": t.len(), "data": t.as_str()}),
+        Message::Binary(b) => {
+            json!({"type": "binary", "ts": ts, "size": b.len(), "data": BASE64.encode(b)})
+        }
+        Message::Ping(b) => {
+            json!({"type": "ping", "ts": ts, "size": b.len(), "data": BASE64.encode(b)})
+        }
+        Message::Pong(b) => {
+            json!({"type": "pong", "ts": ts, "size": b.len(), "data": BASE64.encode(b)})
+        }
+        Message::Close(frame) => json!({
+            "type": "close",
+            "ts": ts,
+            "size": message.len(),
+            "code": frame.as_ref().map(|f| f.code.0),
+            "reason": frame.as_ref().map(|f| f.reason.as_str()),
+        }),
+    };
+    value.to_string()
+}
+
+impl Format {
+    /// Prints a received message.
+    pub fn received(&self, out: &mut impl Write, message: &Message) -> io::Result<()> {
+        if self.json {
+            writeln!(out, "{}", json_line(message, SystemTime::now()))?;
+            return out.flush();
+        }
+        match message {
+            Message::Text(t) => writeln!(out, "{t}")?,
+            Message::Binary(b) if self.raw_binary => out.write_all(b)?,
+            Message::Binary(b) => writeln!(out, "{}", hex(b))?,
+            Message::Ping(b) => self.note(&format!("< ping {}", preview(b))),
+            Message::Pong(b) => self.note(&format!("< pong {}", preview(b))),
+            Message::Close(Some(frame)) => self.note(&format!("< close {frame}")),
+            Message::Close(None) => self.note("< close (no status)"),
+        }
+        out.flush()
+    }
+
+    /// A note on stderr in verbose mode.
+    pub fn note(&self, text: &str) {
+        if self.verbose {
+            eprintln!("{text}");
+        }
+    }
+
+    /// The handshake, in verbose mode.
+    pub fn handshake(&self, request: Option<&str>, response: Option<&wsc::Response>) {
+        if !self.verbose {
+            return;
+        }
+        for line in request.unwrap_or("").lines().filter(|l| !l.is_empty()) {
+            eprintln!("> {line}");
+        }
+        if let Some(resp) = response {
+            eprintln!("< HTTP/1.1 {}", resp.status);
+            for (name, value) in &resp.headers {
+                eprintln!("< {name}: {}", String::from_utf8_lossy(value.as_bytes()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_lines_parse_back() {
+        let now = SystemTime::UNIX_EPOCH;
+        let v: serde_json::Value =
+            serde_json::from_str(&json_line(&Message::binary(vec![0, 255]), now)).unwrap();
+        assert_eq!(v["type"], "binary");
+        assert_eq!(v["data"], "AP8=");
+        assert_eq!(v["size"], 2);
+        assert_eq!(v["ts"], "1970-01-01T00:00:00.000Z");
+        let close = Message::Close(Some(wsc::CloseFrame::new(1001, "bye")));
+        let v: serde_json::Value = serde_json::from_str(&json_line(&close, now)).unwrap();
+        assert_eq!(
+            (v["code"].as_u64(), v["reason"].as_str()),
+            (Some(1001), Some("bye"))
+        );
+    }
+
+    #[test]
+    fn text_and_hex() {
+        let f = Format::default();
+        let mut out = Vec::new();
+        f.received(&mut out, &Message::text("hi")).unwrap();
+        f.received(&mut out, &Message::binary(vec![0xde, 0xad]))
+            .unwrap();
+        assert_eq!(out, b"hi\ndead\n");
+    }
+}
