@@ -8,6 +8,13 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 step() { printf '\n==> %s\n' "$*"; }
 start=$(date +%s)
 
+step "Python peers in ${WSC_VENV:=.venv} (kosoku for Autobahn, websockets for interop)"
+if ! "$WSC_VENV/bin/python" -c "import kosoku, websockets" 2>/dev/null; then
+  python3 -m venv "$WSC_VENV"
+  "$WSC_VENV/bin/pip" install --quiet --disable-pip-version-check kosoku==0.1.0 websockets==17.4
+fi
+export WSC_VENV
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -1,0 +1,513 @@
+//! The real `wsc` binary against real servers on loopback: `wsc serve`, Python `websockets`
+//! (from the project's .venv, installed by scripts/test.sh), and raw TCP servers that
+//! misbehave on purpose.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, ChildStderr, ChildStdout, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use serde_json::Value;
+
+const WSC: &str = env!("CARGO_BIN_EXE_wsc");
+
+/// A child process killed when the test ends, however it ends.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `wsc` with `args` and `stdin`, with a deadline so that no test can hang.
+fn wsc(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(WSC)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_vec();
+    thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let (tx, rx) = mpsc::channel();
+    let id = child.id();
+    thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(id.to_string()).status();
+            panic!("wsc {args:?} did not finish in 20 s");
+        }
+    }
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Starts `wsc serve` on a free port and returns its ws:// base URL.
+fn wsc_serve(extra: &[&str]) -> (Proc, String, BufReader<ChildStderr>) {
+    let mut child = Command::new(WSC)
+        .args(["serve", "127.0.0.1:0"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("ws://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .trim_end_matches('/')
+        .to_string();
+    (Proc(child), url, err)
+}
+
+/// The project's Python, with `websockets` installed (scripts/test.sh sets it up).
+fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("WSC_PYTHON") {
+        return p.into();
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let py = root.join(".venv/bin/python");
+    assert!(
+        py.exists(),
+        "{} not found: run scripts/test.sh once (it creates .venv with websockets), or set WSC_PYTHON",
+        py.display()
+    );
+    py
+}
+
+/// Starts the Python `websockets` server; returns its URL and its event lines.
+fn py_server(args: &[&str]) -> (Proc, String, mpsc::Receiver<Value>) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/ws_server.py");
+    let mut child = Command::new(python())
+        .arg(script)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut out: BufReader<ChildStdout> = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let port = line
+        .strip_prefix("LISTENING ")
+        .unwrap_or_else(|| panic!("python server said {line:?}"))
+        .trim()
+        .to_string();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    (Proc(child), format!("ws://127.0.0.1:{port}"), rx)
+}
+
+/// The next event of the given kind from the Python server.
+fn py_event(rx: &mpsc::Receiver<Value>, kind: &str) -> Value {
+    loop {
+        let v = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("no event from the python server");
+        if v["event"] == kind {
+            return v;
+        }
+    }
+}
+
+/// A raw TCP server on loopback running `serve` on one connection.
+fn raw_server(serve: impl FnOnce(TcpStream) + Send + 'static) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        if let Ok((tcp, _)) = listener.accept() {
+            tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            serve(tcp);
+        }
+    });
+    format!("ws://{addr}")
+}
+
+/// Answers a WebSocket upgrade on a raw socket.
+fn raw_upgrade(tcp: &mut TcpStream) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    let (req, _) = loop {
+        let n = tcp.read(&mut chunk).unwrap();
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(done) = wsc::proto::handshake::parse_request(&buf, 1 << 16).unwrap() {
+            break done;
+        }
+    };
+    tcp.write_all(&wsc::proto::handshake::accept_response(&req, None, &[]))
+        .unwrap();
+}
+
+#[test]
+fn echo_round_trip_with_wsc_serve() {
+    let (_server, url, _) = wsc_serve(&["--echo"]);
+    let out = wsc(&[&url], b"hello\nworld\r\n\nlast line without newline");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "hello\nworld\n\nlast line without newline\n");
+}
+
+#[test]
+fn send_and_count_against_the_feed() {
+    let (_server, url, _) = wsc_serve(&["--feed", "--rate", "50"]);
+    let out = wsc(
+        &[
+            &format!("{url}/market"),
+            "-n",
+            "--send",
+            r#"{"op":"subscribe","symbols":["ETH-USD"]}"#,
+            "--count",
+            "4",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[0]["type"], "subscribed");
+    assert_eq!(lines[0]["symbols"][0], "ETH-USD");
+    assert!(lines[1..]
+        .iter()
+        .all(|t| t["type"] == "tick" && t["symbol"] == "ETH-USD"));
+}
+
+#[test]
+fn json_output_parses_back() {
+    let (_server, url, _) = wsc_serve(&[]);
+    let out = wsc(
+        &[&url, "--json", "--send", "héllo", "--count", "1", "-n"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let events: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let first = &events[0];
+    assert_eq!(first["type"], "text");
+    assert_eq!(first["data"], "héllo");
+    assert_eq!(first["size"], 6);
+    assert!(first["ts"].as_str().unwrap().ends_with('Z'));
+    // The server's close is reported too.
+    let last = events.last().unwrap();
+    assert_eq!(
+        (last["type"].as_str(), last["code"].as_u64()),
+        (Some("close"), Some(1000))
+    );
+}
+
+#[test]
+fn binary_mode_round_trips_raw_bytes() {
+    let (_server, url, _) = wsc_serve(&[]);
+    let data: Vec<u8> = (0..=255u8).collect();
+    let out = wsc(&[&url, "--binary", "--count", "1"], &data);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.stdout, data);
+}
+
+#[test]
+fn binary_messages_print_as_hex_by_default() {
+    let url = raw_server(|mut tcp| {
+        raw_upgrade(&mut tcp);
+        tcp.write_all(&[0x82, 0x03, 0xDE, 0xAD, 0x01, 0x88, 0x02, 0x03, 0xE8])
+            .unwrap();
+        let mut rest = Vec::new();
+        let _ = tcp.read_to_end(&mut rest);
+    });
+    let out = wsc(&[&url, "-n"], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "dead01\n");
+}
+
+#[test]
+fn python_websockets_echo_headers_and_protocol() {
+    let (_py, url, events) = py_server(&["--send-headers", "--subprotocol", "chat.v2"]);
+    let out = wsc(
+        &[
+            &format!("{url}/room?id=7"),
+            "-H",
+            "X-Token: abc 123",
+            "-H",
+            "Authorization: Bearer t0k",
+            "--protocol",
+            "chat.v1",
+            "--protocol",
+            "chat.v2",
+            "--origin",
+            "https://app.example",
+            "-v",
+            "--keep-open",
+            "--count",
+            "2",
+        ],
+        b"ping me\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut lines = stdout(&out)
+        .lines()
+        .map(String::from)
+        .collect::<Vec<_>>()
+        .into_iter();
+    let headers: Value = serde_json::from_str(&lines.next().unwrap()).unwrap();
+    assert_eq!(headers["x-token"], "abc 123");
+    assert_eq!(headers["authorization"], "Bearer t0k");
+    assert_eq!(headers["origin"], "https://app.example");
+    assert_eq!(lines.next().as_deref(), Some("ping me"));
+    let seen = py_event(&events, "headers");
+    assert_eq!(seen["path"], "/room?id=7");
+    assert_eq!(seen["subprotocol"], "chat.v2");
+    // -v shows the handshake on stderr.
+    let err = stderr(&out);
+    assert!(err.contains("> GET /room?id=7 HTTP/1.1"), "{err}");
+    assert!(err.contains("< HTTP/1.1 101 Switching Protocols"), "{err}");
+    assert!(err.contains("sec-websocket-protocol: chat.v2"), "{err}");
+    // --count reached: closed with 1000.
+    assert_eq!(py_event(&events, "closed")["code"], 1000);
+}
+
+#[test]
+fn python_websockets_large_and_many_messages() {
+    let (_py, url, events) = py_server(&[]);
+    let big = "x".repeat(200_000);
+    let mut input = String::new();
+    for i in 0..200 {
+        input.push_str(&format!("message {i}\n"));
+    }
+    input.push_str(&big);
+    input.push('\n');
+    // Python's server stops echoing once it sees our close, so keep the connection open
+    // until every echo is back.
+    let out = wsc(&[&url, "--keep-open", "--count", "201"], input.as_bytes());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let got = stdout(&out);
+    assert_eq!(got.len(), input.len());
+    assert!(got == input, "echoed text differs");
+    assert_eq!(py_event(&events, "closed")["code"], 1000);
+}
+
+#[test]
+fn unreachable_port_is_a_connect_error() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = wsc(&[&format!("ws://127.0.0.1:{port}/"), "-n"], b"");
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("wsc: cannot connect to 127.0.0.1:"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn plain_http_server_reports_its_status() {
+    let url = raw_server(|mut tcp| {
+        let mut buf = [0u8; 2048];
+        let _ = tcp.read(&mut buf);
+        let _ = tcp.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nno route\n");
+    });
+    let out = wsc(&[&url, "-n"], b"");
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("404 Not Found") && err.contains("no route"),
+        "{err}"
+    );
+}
+
+#[test]
+fn protocol_violation_exits_8_and_closes_with_1002() {
+    let (tx, rx) = mpsc::channel();
+    let url = raw_server(move |mut tcp| {
+        raw_upgrade(&mut tcp);
+        // A good message, then an unmasked frame with a reserved opcode (0x3).
+        tcp.write_all(&[0x81, 0x02, b'o', b'k', 0x83, 0x00])
+            .unwrap();
+        let mut frame = [0u8; 8];
+        let _ = tcp.read_exact(&mut frame);
+        let mask = [frame[2], frame[3], frame[4], frame[5]];
+        let code = u16::from_be_bytes([frame[6] ^ mask[0], frame[7] ^ mask[1]]);
+        let _ = tx.send((frame[0], code));
+    });
+    let out = wsc(&[&url, "-n"], b"");
+    assert_eq!(out.status.code(), Some(8), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "ok\n",
+        "messages before the error are printed"
+    );
+    assert!(stderr(&out).contains("1002"), "{}", stderr(&out));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        (0x88, 1002)
+    );
+}
+
+#[test]
+fn server_close_with_error_code_exits_11() {
+    let url = raw_server(|mut tcp| {
+        raw_upgrade(&mut tcp);
+        tcp.write_all(&[0x88, 0x06, 0x03, 0xF3, b'o', b'o', b'p', b's'])
+            .unwrap();
+        let mut rest = [0u8; 64];
+        let _ = tcp.read(&mut rest);
+    });
+    let out = wsc(&[&url, "-n"], b"");
+    assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
+    assert!(stderr(&out).contains("1011"), "{}", stderr(&out));
+}
+
+#[test]
+fn ctrl_c_sends_close_1000() {
+    let (_py, url, events) = py_server(&[]);
+    let child = Command::new(WSC)
+        .args([&url, "-n"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Proc(child);
+    py_event(&events, "headers");
+    let status = Command::new("kill")
+        .args(["-INT", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(py_event(&events, "closed")["code"], 1000);
+    let code = child.0.wait().unwrap().code();
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn missing_pong_is_reported() {
+    // A server that completes the handshake, then never reads again.
+    let url = raw_server(|mut tcp| {
+        raw_upgrade(&mut tcp);
+        thread::sleep(Duration::from_secs(4));
+    });
+    let out = wsc(
+        &[
+            &url,
+            "-n",
+            "--ping-interval",
+            "0.2",
+            "--ping-timeout",
+            "0.5",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no pong within 0.5 s"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn broadcast_reaches_other_clients() {
+    let (_server, url, _) = wsc_serve(&["--broadcast"]);
+    let listener = Command::new(WSC)
+        .args([&url, "-n", "--count", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let listener = Proc(listener);
+    thread::sleep(Duration::from_millis(500));
+    let out = wsc(&[&url, "--count", "1"], b"to everyone\n");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut child = listener;
+    let mut got = String::new();
+    child
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut got)
+        .unwrap();
+    assert_eq!(got, "to everyone\n");
+}
+
+#[test]
+fn serve_logs_one_line_per_connection() {
+    let (_server, url, mut log) = wsc_serve(&[]);
+    let out = wsc(&[&format!("{url}/logged")], b"a\nb\n");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut line = String::new();
+    log.read_line(&mut line).unwrap();
+    assert!(
+        line.contains("GET /logged: 2 in, 2 out, closed 1000"),
+        "{line}"
+    );
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    let out = wsc(&["http://example.com/"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("unsupported scheme"));
+    let out = wsc(&["ws://127.0.0.1:1/", "-H", "no-colon"], b"");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn demo_runs_offline_and_exits_0() {
+    let out = wsc(&["demo", "--duration", "1.6"], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let ticks = stdout(&out)
+        .lines()
+        .filter(|l| l.contains("\"tick\""))
+        .count();
+    assert!(ticks >= 4, "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(err.contains("< pong \"wsc-1\""), "{err}");
+    assert!(err.contains("< close 1000"), "{err}");
+}
+
+#[test]
+fn help_documents_exit_statuses() {
+    let out = wsc(&["--help"], b"");
+    let text = stdout(&out);
+    for needle in [
+        "Exit status:",
+        "8   protocol violation",
+        "--ping-interval",
+        "--cacert",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from --help");
+    }
+}
