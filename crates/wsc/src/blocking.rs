@@ -52,7 +52,12 @@ impl<S: Read + Write> WebSocket<S> {
     ///
     /// `leftover` are bytes read past the handshake: the start of the first frames.
     pub fn from_raw(stream: S, role: Role, config: Config, leftover: &[u8]) -> Self {
-        let mut conn = Connection::new(role, config);
+        Self::from_connection(stream, Connection::new(role, config), leftover)
+    }
+
+    /// Wraps a stream and a protocol connection set up by the caller (for example with
+    /// negotiated compression); `leftover` are bytes already read past the handshake.
+    pub fn from_connection(stream: S, mut conn: Connection, leftover: &[u8]) -> Self {
         conn.receive(leftover);
         WebSocket {
             stream,

@@ -11,7 +11,9 @@ use crate::error::{Error, Phase};
 use crate::proto::handshake::{
     ClientHandshake, ClientRequest, HandshakeError, DEFAULT_MAX_HANDSHAKE_SIZE,
 };
-use crate::proto::{Config, Role};
+#[cfg(feature = "deflate")]
+use crate::proto::deflate::{Codec, DeflateConfig};
+use crate::proto::{Config, Connection, Role};
 use crate::stream::{connect_tcp, is_timeout, map_io_error, MaybeTlsStream};
 #[cfg(feature = "tls")]
 use crate::tls::TlsOptions;
@@ -66,6 +68,8 @@ pub struct ClientBuilder {
     close_timeout: Option<Duration>,
     #[cfg(feature = "tls")]
     tls: TlsOptions,
+    #[cfg(feature = "deflate")]
+    deflate: Option<DeflateConfig>,
 }
 
 impl ClientBuilder {
@@ -86,6 +90,8 @@ impl ClientBuilder {
             close_timeout: Some(Duration::from_secs(5)),
             #[cfg(feature = "tls")]
             tls: TlsOptions::default(),
+            #[cfg(feature = "deflate")]
+            deflate: Some(DeflateConfig::default()),
         }
     }
 
@@ -175,6 +181,20 @@ impl ClientBuilder {
         self
     }
 
+    /// permessage-deflate: offered by default; `None` turns compression off, a config tunes
+    /// the offer (window bits, context takeover, threshold, level).
+    #[cfg(feature = "deflate")]
+    pub fn deflate(mut self, config: Option<DeflateConfig>) -> Self {
+        self.deflate = config;
+        self
+    }
+
+    /// Turns the default permessage-deflate offer on or off.
+    #[cfg(feature = "deflate")]
+    pub fn compression(self, on: bool) -> Self {
+        self.deflate(on.then(DeflateConfig::default))
+    }
+
     fn request(&self, url: &WsUrl) -> ClientRequest {
         let mut headers = self.headers.clone();
         if let Some((user, pass)) = &url.credentials {
@@ -193,6 +213,8 @@ impl ClientBuilder {
             origin: self.origin.clone(),
             extensions: None,
             headers,
+            #[cfg(feature = "deflate")]
+            deflate: self.deflate.clone(),
         }
     }
 
@@ -298,7 +320,17 @@ impl ClientBuilder {
         if let Some(set) = set_timeout {
             set(&stream, self.read_timeout)?;
         }
-        let mut ws = WebSocket::from_raw(stream, Role::Client, self.config, &buf[used..]);
+        #[cfg(feature = "deflate")]
+        let conn = {
+            let codec = response
+                .deflate
+                .zip(self.deflate.as_ref())
+                .map(|(params, config)| Codec::new(params, config));
+            Connection::with_deflate(Role::Client, self.config, codec)
+        };
+        #[cfg(not(feature = "deflate"))]
+        let conn = Connection::new(Role::Client, self.config);
+        let mut ws = WebSocket::from_connection(stream, conn, &buf[used..]);
         ws.set_client_details(
             String::from_utf8_lossy(&request).into_owned(),
             response,

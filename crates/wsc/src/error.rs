@@ -110,6 +110,8 @@ pub enum ProtocolError {
     InvalidUtf8,
     /// A close frame with a bad payload.
     InvalidClose(ClosePayloadError),
+    /// A compressed message that is not a valid DEFLATE stream.
+    BadCompression(String),
     /// A frame bigger than the configured maximum.
     FrameTooLarge {
         /// The announced payload length.
@@ -131,6 +133,7 @@ impl ProtocolError {
     pub fn close_code(&self) -> CloseCode {
         match self {
             ProtocolError::InvalidUtf8
+            | ProtocolError::BadCompression(_)
             | ProtocolError::InvalidClose(ClosePayloadError::InvalidReason) => {
                 CloseCode::INVALID_PAYLOAD
             }
@@ -163,6 +166,9 @@ impl fmt::Display for ProtocolError {
                 f.write_str("new data frame while a fragmented message is in progress")
             }
             ProtocolError::InvalidUtf8 => f.write_str("text is not valid UTF-8"),
+            ProtocolError::BadCompression(why) => {
+                write!(f, "compressed message is not valid permessage-deflate data: {why}")
+            }
             ProtocolError::InvalidClose(ClosePayloadError::Truncated) => {
                 f.write_str("close frame with a 1-byte payload")
             }

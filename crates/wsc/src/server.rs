@@ -8,13 +8,17 @@ use crate::proto::handshake::{
     accept_response, parse_request, reject_response, HandshakeError, Request,
     DEFAULT_MAX_HANDSHAKE_SIZE,
 };
-use crate::proto::{Config, Role};
+#[cfg(feature = "deflate")]
+use crate::proto::deflate::{parse_extensions, server_accept, Codec, DeflateConfig};
+use crate::proto::{Config, Connection, Role};
 
 /// Options for accepting connections.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct Acceptor {
     config: Config,
+    #[cfg(feature = "deflate")]
+    deflate: Option<DeflateConfig>,
     protocols: Vec<String>,
     max_handshake_size: usize,
 }
@@ -23,6 +27,8 @@ impl Default for Acceptor {
     fn default() -> Self {
         Acceptor {
             config: Config::default(),
+            #[cfg(feature = "deflate")]
+            deflate: Some(DeflateConfig::default().client_max_window_bits(None)),
             protocols: Vec::new(),
             max_handshake_size: DEFAULT_MAX_HANDSHAKE_SIZE,
         }
@@ -62,6 +68,13 @@ impl Acceptor {
     /// is chosen.
     pub fn protocol(mut self, protocol: impl Into<String>) -> Self {
         self.protocols.push(protocol.into());
+        self
+    }
+
+    /// permessage-deflate: accepted by default when the client offers it; `None` declines.
+    #[cfg(feature = "deflate")]
+    pub fn deflate(mut self, config: Option<DeflateConfig>) -> Self {
+        self.deflate = config;
         self
     }
 
@@ -105,9 +118,24 @@ impl Acceptor {
             .iter()
             .find(|p| self.protocols.contains(p))
             .cloned();
-        stream.write_all(&accept_response(&request, chosen.as_deref(), &[]))?;
+        let mut extra = Vec::new();
+        #[cfg(feature = "deflate")]
+        let conn = {
+            let accepted = self.deflate.as_ref().and_then(|config| {
+                let offers = parse_extensions(&request.extensions);
+                server_accept(config, &offers).map(|(params, answer)| (Codec::new(params, config), answer))
+            });
+            let codec = accepted.map(|(codec, answer)| {
+                extra.push(("Sec-WebSocket-Extensions".to_string(), answer));
+                codec
+            });
+            Connection::with_deflate(Role::Server, self.config.clone(), codec)
+        };
+        #[cfg(not(feature = "deflate"))]
+        let conn = Connection::new(Role::Server, self.config.clone());
+        stream.write_all(&accept_response(&request, chosen.as_deref(), &extra))?;
         stream.flush()?;
-        let ws = WebSocket::from_raw(stream, Role::Server, self.config.clone(), &buf[used..]);
+        let ws = WebSocket::from_connection(stream, conn, &buf[used..]);
         Ok((ws, request))
     }
 }

@@ -7,6 +7,8 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::close::{parse_close_payload, CloseFrame, ClosePayloadError};
+#[cfg(feature = "deflate")]
+use super::deflate::{Codec, InflateError};
 use super::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD};
 use super::mask::{apply_mask, MaskKeys};
 use super::message::{Message, Utf8Bytes};
@@ -84,6 +86,8 @@ struct IncomingFrame {
 #[derive(Debug)]
 struct PartialMessage {
     text: bool,
+    /// RSV1 was set on the first frame: the payload is permessage-deflate data.
+    compressed: bool,
     data: BytesMut,
     utf8: Utf8Validator,
 }
@@ -114,6 +118,8 @@ pub struct Connection {
     incoming: Option<IncomingFrame>,
     partial: Option<PartialMessage>,
     keys: MaskKeys,
+    #[cfg(feature = "deflate")]
+    deflate: Option<Box<Codec>>,
 }
 
 impl Connection {
@@ -129,7 +135,30 @@ impl Connection {
             incoming: None,
             partial: None,
             keys: MaskKeys::new(),
+            #[cfg(feature = "deflate")]
+            deflate: None,
         }
+    }
+
+    /// A connection that negotiated permessage-deflate.
+    #[cfg(feature = "deflate")]
+    pub fn with_deflate(role: Role, config: Config, codec: Option<Codec>) -> Self {
+        let mut conn = Connection::new(role, config);
+        conn.deflate = codec.map(Box::new);
+        conn
+    }
+
+    /// The negotiated permessage-deflate parameters, if any.
+    #[cfg(feature = "deflate")]
+    pub fn deflate_params(&self) -> Option<&super::deflate::DeflateParams> {
+        self.deflate.as_ref().map(|c| c.params())
+    }
+
+    fn compression_enabled(&self) -> bool {
+        #[cfg(feature = "deflate")]
+        return self.deflate.is_some();
+        #[cfg(not(feature = "deflate"))]
+        return false;
     }
 
     /// This end's role.
@@ -226,7 +255,8 @@ impl Connection {
                     let Some(partial) = self.partial.as_mut() else {
                         unreachable!("a data frame in progress always belongs to a message")
                     };
-                    let valid = !partial.text || partial.utf8.feed(chunk).is_ok();
+                    let valid =
+                        !partial.text || partial.compressed || partial.utf8.feed(chunk).is_ok();
                     partial.data.extend_from_slice(chunk);
                     self.read_buf.advance(n);
                     if !valid {
@@ -261,7 +291,12 @@ impl Connection {
         let rsv = (u8::from(header.rsv[0]) << 2)
             | (u8::from(header.rsv[1]) << 1)
             | u8::from(header.rsv[2]);
-        if rsv != 0 {
+        // permessage-deflate claims RSV1 on the first frame of a data message.
+        let compressed = header.rsv[0]
+            && self.compression_enabled()
+            && matches!(header.opcode, OpCode::Text | OpCode::Binary);
+        let unclaimed = if compressed { rsv & 0b011 } else { rsv };
+        if unclaimed != 0 {
             return Err(self.fail(ProtocolError::ReservedBits(rsv)));
         }
         match (self.role, header.mask.is_some()) {
@@ -322,20 +357,13 @@ impl Connection {
                 apply_mask(&mut payload, key, 0);
             }
             let payload = payload.freeze();
-            if !text {
-                return Ok(Step::Message(Message::Binary(payload)));
-            }
-            if utf8::validate(&payload).is_err() {
-                return Err(self.fail(ProtocolError::InvalidUtf8));
-            }
-            return Ok(Step::Message(Message::Text(Utf8Bytes::from_validated(
-                payload,
-            ))));
+            return self.complete(text, compressed, payload).map(Step::Message);
         }
         self.read_buf.advance(header_len);
         if header.opcode != OpCode::Continuation {
             self.partial = Some(PartialMessage {
                 text,
+                compressed,
                 data: BytesMut::with_capacity(len.min(PARTIAL_INITIAL_CAPACITY)),
                 utf8: Utf8Validator::new(),
             });
@@ -354,14 +382,44 @@ impl Connection {
         let Some(mut partial) = self.partial.take() else {
             unreachable!("finish_partial is only called with a message in progress")
         };
-        let data = partial.data.freeze();
-        if !partial.text {
-            return Ok(Message::Binary(data));
-        }
-        if partial.utf8.finish().is_err() {
+        if partial.text && !partial.compressed && partial.utf8.finish().is_err() {
             return Err(self.fail(ProtocolError::InvalidUtf8));
         }
-        Ok(Message::Text(Utf8Bytes::from_validated(data)))
+        self.complete(partial.text, partial.compressed, partial.data.freeze())
+    }
+
+    /// Turns a complete payload into a message: inflates it if compressed, checks text.
+    fn complete(&mut self, text: bool, compressed: bool, payload: Bytes) -> Result<Message, Error> {
+        let payload = if compressed { self.inflate(&payload)? } else { payload };
+        if !text {
+            return Ok(Message::Binary(payload));
+        }
+        if utf8::validate(&payload).is_err() {
+            return Err(self.fail(ProtocolError::InvalidUtf8));
+        }
+        Ok(Message::Text(Utf8Bytes::from_validated(payload)))
+    }
+
+    #[cfg(feature = "deflate")]
+    fn inflate(&mut self, compressed: &[u8]) -> Result<Bytes, Error> {
+        let max = self.config.max_message_size.unwrap_or(usize::MAX);
+        let Some(codec) = self.deflate.as_mut() else {
+            unreachable!("compressed messages are only accepted with a codec")
+        };
+        let mut out = Vec::new();
+        match codec.decompress(compressed, &mut out, max) {
+            Ok(()) => Ok(Bytes::from(out)),
+            Err(InflateError::TooLarge) => {
+                let size = out.len() as u64;
+                Err(self.fail(ProtocolError::MessageTooLarge { size, max }))
+            }
+            Err(InflateError::Corrupt(why)) => Err(self.fail(ProtocolError::BadCompression(why))),
+        }
+    }
+
+    #[cfg(not(feature = "deflate"))]
+    fn inflate(&mut self, _: &[u8]) -> Result<Bytes, Error> {
+        unreachable!("compressed messages are only accepted with a codec")
     }
 
     /// Handles a ping, pong or close.
@@ -369,7 +427,7 @@ impl Connection {
         match opcode {
             OpCode::Ping => {
                 if self.state == State::Open {
-                    self.write_frame(OpCode::Pong, true, &payload)?;
+                    self.write_frame(OpCode::Pong, true, false, &payload)?;
                 }
                 Ok(Message::Ping(payload))
             }
@@ -387,7 +445,7 @@ impl Connection {
                 if self.state == State::Open {
                     // Answer once, echoing the code (RFC 6455 section 5.5.1).
                     let reply = frame.as_ref().map(|f| f.code.0.to_be_bytes());
-                    self.write_frame(OpCode::Close, true, reply.as_ref().map_or(&[][..], |c| c))?;
+                    self.write_frame(OpCode::Close, true, false, reply.as_ref().map_or(&[][..], |c| c))?;
                 }
                 self.state = State::Closed;
                 Ok(Message::Close(frame))
@@ -401,7 +459,7 @@ impl Connection {
         if self.state == State::Open {
             let code = error.close_code();
             // A masking-key failure here cannot be reported better than the protocol error.
-            let _ = self.write_frame(OpCode::Close, true, &code.0.to_be_bytes());
+            let _ = self.write_frame(OpCode::Close, true, false, &code.0.to_be_bytes());
         }
         self.state = State::Failed;
         self.incoming = None;
@@ -457,14 +515,20 @@ impl Connection {
             return Err(Error::InvalidInput("fragment size must be at least 1"));
         }
         self.check_open()?;
+        let compressed = self.compress(payload);
+        let (payload, rsv1) = match &compressed {
+            Some(c) => (&c[..], true),
+            None => (payload, false),
+        };
         let mut chunks = payload.chunks(fragment_size).peekable();
         if chunks.peek().is_none() {
-            return self.write_frame(opcode, true, &[]);
+            return self.write_frame(opcode, true, rsv1, &[]);
         }
-        let mut op = opcode;
+        let mut first = true;
         while let Some(chunk) = chunks.next() {
-            self.write_frame(op, chunks.peek().is_none(), chunk)?;
-            op = OpCode::Continuation;
+            let op = if first { opcode } else { OpCode::Continuation };
+            self.write_frame(op, chunks.peek().is_none(), rsv1 && first, chunk)?;
+            first = false;
         }
         Ok(())
     }
@@ -487,7 +551,7 @@ impl Connection {
             payload.extend_from_slice(&frame.code.0.to_be_bytes());
             payload.extend_from_slice(frame.reason.as_bytes());
         }
-        self.write_frame(OpCode::Close, true, &payload)?;
+        self.write_frame(OpCode::Close, true, false, &payload)?;
         self.state = State::CloseSent;
         Ok(())
     }
@@ -502,7 +566,28 @@ impl Connection {
 
     fn send_data(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
         self.check_open()?;
-        self.write_frame(opcode, true, payload)
+        match self.compress(payload) {
+            Some(compressed) => self.write_frame(opcode, true, true, &compressed),
+            None => self.write_frame(opcode, true, false, payload),
+        }
+    }
+
+    /// The compressed payload, if compression is on and worth it for this message.
+    #[cfg(feature = "deflate")]
+    fn compress(&mut self, payload: &[u8]) -> Option<Vec<u8>> {
+        let codec = self.deflate.as_mut()?;
+        if !codec.should_compress(payload.len()) {
+            return None;
+        }
+        let mut out = Vec::with_capacity(payload.len() / 2 + 64);
+        // A compressor failure (never expected) falls back to sending uncompressed.
+        codec.compress(payload, &mut out).ok()?;
+        Some(out)
+    }
+
+    #[cfg(not(feature = "deflate"))]
+    fn compress(&mut self, _: &[u8]) -> Option<Vec<u8>> {
+        None
     }
 
     fn send_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
@@ -512,18 +597,24 @@ impl Connection {
                 "ping and pong payloads are at most 125 bytes",
             ));
         }
-        self.write_frame(opcode, true, payload)
+        self.write_frame(opcode, true, false, payload)
     }
 
     /// Appends one frame to the output, masked if we are the client.
-    fn write_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Result<(), Error> {
+    fn write_frame(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        rsv1: bool,
+        payload: &[u8],
+    ) -> Result<(), Error> {
         let mask = match self.role {
             Role::Client => Some(self.keys.next_key()?),
             Role::Server => None,
         };
         let header = FrameHeader {
             fin,
-            rsv: [false; 3],
+            rsv: [rsv1, false, false],
             opcode,
             mask,
             payload_len: payload.len() as u64,

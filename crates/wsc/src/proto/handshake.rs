@@ -74,6 +74,8 @@ pub enum HandshakeError {
     UnexpectedProtocol(String),
     /// The server enabled an extension the client did not offer.
     UnexpectedExtension(String),
+    /// The server's permessage-deflate parameters break RFC 7692 or our offer.
+    BadExtension(String),
     /// A header the caller asked to send is not a valid HTTP header.
     InvalidRequestHeader(String),
     /// The request is not a WebSocket upgrade (server role): answer with this status.
@@ -133,6 +135,9 @@ impl fmt::Display for HandshakeError {
                     "the server enabled extension {e:?}, which the client did not offer"
                 )
             }
+            HandshakeError::BadExtension(e) => {
+                write!(f, "unacceptable permessage-deflate answer: {e}")
+            }
             HandshakeError::InvalidRequestHeader(h) => write!(f, "invalid request header: {h}"),
             HandshakeError::BadRequest { status, reason } => {
                 write!(
@@ -157,6 +162,9 @@ pub struct Response {
     pub protocol: Option<String>,
     /// For a refusal, the start of the body (at most [`MAX_ERROR_BODY`] bytes).
     pub body: Bytes,
+    /// The permessage-deflate parameters agreed on, if compression was negotiated.
+    #[cfg(feature = "deflate")]
+    pub deflate: Option<super::deflate::DeflateParams>,
 }
 
 /// What the client puts in its upgrade request.
@@ -170,8 +178,11 @@ pub struct ClientRequest {
     pub protocols: Vec<String>,
     /// The `Origin` header, if any.
     pub origin: Option<String>,
-    /// Extension offers for `Sec-WebSocket-Extensions`, if any.
+    /// Extension offers for `Sec-WebSocket-Extensions`, if any (besides permessage-deflate).
     pub extensions: Option<String>,
+    /// The permessage-deflate offer, if compression is wanted.
+    #[cfg(feature = "deflate")]
+    pub deflate: Option<super::deflate::DeflateConfig>,
     /// More headers, sent as given.
     pub headers: Vec<(String, String)>,
 }
@@ -180,6 +191,8 @@ pub struct ClientRequest {
 #[derive(Debug)]
 pub struct ClientHandshake {
     expected_accept: String,
+    #[cfg(feature = "deflate")]
+    deflate: Option<super::deflate::DeflateConfig>,
     protocols: Vec<String>,
     max_size: usize,
     /// A refusal whose head has been parsed while we wait for (some of) its body.
@@ -286,8 +299,12 @@ impl ClientHandshake {
                 request.protocols.join(", ")
             ));
         }
-        if let Some(ext) = &request.extensions {
-            validate_header("Sec-WebSocket-Extensions", ext)?;
+        let mut offers: Vec<String> = request.extensions.iter().cloned().collect();
+        #[cfg(feature = "deflate")]
+        offers.extend(request.deflate.as_ref().map(|d| d.offer()));
+        if !offers.is_empty() {
+            let ext = offers.join(", ");
+            validate_header("Sec-WebSocket-Extensions", &ext)?;
             out.push_str(&format!("Sec-WebSocket-Extensions: {ext}\r\n"));
         }
         for (name, value) in &request.headers {
@@ -297,6 +314,8 @@ impl ClientHandshake {
         out.push_str("\r\n");
         let handshake = ClientHandshake {
             expected_accept: accept_key(key),
+            #[cfg(feature = "deflate")]
+            deflate: request.deflate.clone(),
             protocols: request.protocols.clone(),
             max_size,
             refusal: None,
@@ -350,6 +369,8 @@ impl ClientHandshake {
             headers,
             protocol: None,
             body: Bytes::new(),
+            #[cfg(feature = "deflate")]
+            deflate: None,
         };
         if status != StatusCode::SWITCHING_PROTOCOLS {
             let want = content_length(&response.headers)
@@ -408,11 +429,42 @@ impl ClientHandshake {
             }
             response.protocol = Some(protocol.to_string());
         }
-        if let Some(ext) = header_tokens(h, &header::SEC_WEBSOCKET_EXTENSIONS).next() {
-            // No extension is offered yet, so any is unexpected.
+        let answers: Vec<String> = h
+            .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+            .iter()
+            .map(header_str)
+            .collect();
+        let answer = answers.join(", ");
+        #[cfg(feature = "deflate")]
+        {
+            response.deflate = self.accept_extensions(&answer)?;
+        }
+        #[cfg(not(feature = "deflate"))]
+        if let Some(ext) = answer.split([',', ';']).map(str::trim).find(|e| !e.is_empty()) {
             return Err(HandshakeError::UnexpectedExtension(ext.to_string()));
         }
         Ok(())
+    }
+
+    /// Checks the extensions the server enabled: only permessage-deflate, once, as offered.
+    #[cfg(feature = "deflate")]
+    fn accept_extensions(
+        &self,
+        answer: &str,
+    ) -> Result<Option<super::deflate::DeflateParams>, HandshakeError> {
+        use super::deflate::{client_accept, parse_extensions, NAME};
+        let mut agreed = None;
+        for (name, params) in parse_extensions(answer) {
+            match &self.deflate {
+                Some(config) if name == NAME && agreed.is_none() => {
+                    let params = client_accept(config, &params)
+                        .map_err(|e| HandshakeError::BadExtension(e.to_string()))?;
+                    agreed = Some(params);
+                }
+                _ => return Err(HandshakeError::UnexpectedExtension(name.to_string())),
+            }
+        }
+        Ok(agreed)
     }
 }
 
@@ -427,6 +479,8 @@ pub struct Request {
     pub key: String,
     /// Subprotocols offered, in the client's order of preference.
     pub protocols: Vec<String>,
+    /// The `Sec-WebSocket-Extensions` offers, all headers joined.
+    pub extensions: String,
 }
 
 fn bad_request(status: StatusCode, reason: impl Into<String>) -> HandshakeError {
@@ -505,11 +559,18 @@ pub fn parse_request(
     let protocols = header_tokens(&headers, &header::SEC_WEBSOCKET_PROTOCOL)
         .map(str::to_string)
         .collect();
+    let extensions = headers
+        .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+        .iter()
+        .map(header_str)
+        .collect::<Vec<_>>()
+        .join(", ");
     let request = Request {
         path,
         headers,
         key,
         protocols,
+        extensions,
     };
     Ok(Some((request, head_len)))
 }
@@ -569,6 +630,7 @@ mod tests {
             origin: Some("http://example.com".into()),
             extensions: None,
             headers: vec![("Authorization".into(), "Bearer x".into())],
+            ..Default::default()
         }
     }
 
@@ -725,7 +787,7 @@ mod tests {
                 let headers: Vec<(String, String)> =
                     headers.into_iter().map(|(n, v)| (n, v.trim().to_string())).collect();
                 let req = ClientRequest { host: "h:1".into(), path: path.clone(), protocols: protocols.clone(),
-                                          origin: None, extensions: None, headers: headers.clone() };
+                                          origin: None, extensions: None, headers: headers.clone(), ..Default::default() };
                 let (_, bytes) = ClientHandshake::with_key(&req, KEY, 1 << 16).unwrap();
                 let (parsed, n) = parse_request(&bytes, 1 << 16).unwrap().unwrap();
                 prop_assert_eq!(n, bytes.len());
