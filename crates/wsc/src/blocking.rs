@@ -5,12 +5,12 @@
 //! every step. It holds no protocol logic.
 
 use std::io::{self, Read, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Phase};
 use crate::proto::handshake::Response;
 use crate::proto::{CloseFrame, Config, Connection, Message, Role, State};
-use crate::stream::map_io_error;
+use crate::stream::{is_timeout, map_io_error, MaybeTlsStream};
 
 /// Read this much at a time.
 const READ_CHUNK: usize = 16 << 10;
@@ -18,8 +18,31 @@ const READ_CHUNK: usize = 16 << 10;
 /// Most bytes discarded while waiting for the server to close TCP after the close handshake.
 const CLOSE_DRAIN_LIMIT: usize = 1 << 20;
 
-/// Sets a stream's read timeout; only known for the streams this crate opens itself.
-pub(crate) type SetReadTimeout<S> = fn(&S, Option<Duration>) -> io::Result<()>;
+/// How the driver bounds waits on the streams this crate opens itself (for a caller's own
+/// stream, the caller's timeouts apply).
+pub(crate) struct StreamControl<S> {
+    /// The idle-read timeout, per read.
+    pub(crate) set_read_timeout: fn(&mut S, Option<Duration>) -> io::Result<()>,
+    /// A deadline for every read until lifted, however many reads an operation takes.
+    pub(crate) set_deadline: fn(&mut S, Option<Instant>) -> io::Result<()>,
+}
+
+impl<S> Clone for StreamControl<S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S> Copy for StreamControl<S> {}
+
+impl StreamControl<MaybeTlsStream> {
+    pub(crate) fn for_maybe_tls() -> Self {
+        StreamControl {
+            set_read_timeout: MaybeTlsStream::set_read_timeout,
+            set_deadline: MaybeTlsStream::set_deadline,
+        }
+    }
+}
 
 /// A WebSocket connection over a blocking stream.
 ///
@@ -31,8 +54,7 @@ pub struct WebSocket<S> {
     response: Option<Box<Response>>,
     request_head: Option<Box<str>>,
     peer: String,
-    set_read_timeout: Option<SetReadTimeout<S>>,
-    read_timeout: Option<Duration>,
+    control: Option<StreamControl<S>>,
     close_timeout: Option<Duration>,
     drained: bool,
 }
@@ -65,8 +87,7 @@ impl<S: Read + Write> WebSocket<S> {
             response: None,
             request_head: None,
             peer: String::new(),
-            set_read_timeout: None,
-            read_timeout: None,
+            control: None,
             close_timeout: Some(Duration::from_secs(5)),
             drained: false,
         }
@@ -77,15 +98,13 @@ impl<S: Read + Write> WebSocket<S> {
         request_head: String,
         response: Response,
         peer: String,
-        set_read_timeout: Option<SetReadTimeout<S>>,
-        read_timeout: Option<Duration>,
+        control: Option<StreamControl<S>>,
         close_timeout: Option<Duration>,
     ) {
         self.request_head = Some(request_head.into_boxed_str());
         self.response = Some(Box::new(response));
         self.peer = peer;
-        self.set_read_timeout = set_read_timeout;
-        self.read_timeout = read_timeout;
+        self.control = control;
         self.close_timeout = close_timeout;
     }
 
@@ -133,22 +152,33 @@ impl<S: Read + Write> WebSocket<S> {
                 Ok(0) => return self.conn.receive_eof(),
                 Ok(_) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(map_io_error(e, Phase::Read, &self.peer)),
+                Err(e) => return Err(self.transport_error(e, Phase::Read)),
             }
         }
     }
 
+    /// Maps an I/O error; anything but a timeout kills the connection, so that later calls
+    /// report it closed instead of repeating the error forever.
+    fn transport_error(&mut self, e: io::Error, phase: Phase) -> Error {
+        if !is_timeout(&e) {
+            self.conn.abort();
+            self.drained = true;
+        }
+        map_io_error(e, phase, &self.peer)
+    }
+
     /// After the close handshake (or a failure), a client lets the server close TCP first
-    /// (RFC 6455 section 7.1.1), waiting at most the close timeout.
+    /// (RFC 6455 section 7.1.1), for at most the close timeout in all. Over a caller's own
+    /// stream, whose timeouts we cannot set, it does not wait.
     fn wait_for_server_close(&mut self) {
         if self.drained || self.conn.role() != Role::Client {
             return;
         }
         self.drained = true;
-        if let Some(set) = self.set_read_timeout {
-            if set(&self.stream, self.close_timeout).is_err() {
-                return;
-            }
+        let Some(control) = self.control else { return };
+        let deadline = self.close_timeout.map(|t| Instant::now() + t);
+        if (control.set_deadline)(&mut self.stream, deadline).is_err() {
+            return;
         }
         let mut scratch = [0u8; 4096];
         let mut drained = 0;
@@ -160,6 +190,7 @@ impl<S: Read + Write> WebSocket<S> {
                 Err(_) => break,
             }
         }
+        let _ = (control.set_deadline)(&mut self.stream, None);
     }
 
     /// Writes queued frames to the stream.
@@ -174,12 +205,13 @@ impl<S: Read + Write> WebSocket<S> {
                 }
                 Ok(n) => self.conn.consume_output(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(map_io_error(e, Phase::Write, &self.peer)),
+                Err(e) => return Err(self.transport_error(e, Phase::Write)),
             }
         }
-        self.stream
-            .flush()
-            .map_err(|e| map_io_error(e, Phase::Write, &self.peer))
+        match self.stream.flush() {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.transport_error(e, Phase::Write)),
+        }
     }
 
     /// Sends a message or control frame (a [`Message::Close`] starts the closing handshake).
@@ -230,26 +262,36 @@ impl<S: Read + Write> WebSocket<S> {
         self.flush()
     }
 
-    /// Closes and waits for the peer's close frame, discarding messages still in flight.
-    /// Returns the peer's close frame.
+    /// Closes and waits for the peer's close frame, discarding messages still in flight, for
+    /// at most the close timeout in all (on streams this crate opened). Returns the peer's
+    /// close frame.
     pub fn close_and_wait(
         &mut self,
         frame: Option<CloseFrame>,
     ) -> Result<Option<CloseFrame>, Error> {
-        if self.conn.can_send() {
-            self.close(frame)?;
+        match self.conn.state() {
+            State::Open => self.close(frame)?,
+            State::CloseSent => {}
+            State::Closed => return Ok(None),
+            State::Failed => return Err(Error::ConnectionClosed),
         }
-        if let (Some(set), Some(t)) = (self.set_read_timeout, self.close_timeout) {
-            set(&self.stream, Some(t))?;
+        let control = self.control;
+        if let Some(c) = control {
+            let deadline = self.close_timeout.map(|t| Instant::now() + t);
+            (c.set_deadline)(&mut self.stream, deadline)?;
         }
-        loop {
+        let result = loop {
             match self.read() {
-                Ok(Message::Close(frame)) => return Ok(frame),
+                Ok(Message::Close(frame)) => break Ok(frame),
                 Ok(_) => {}
-                Err(Error::Timeout(Phase::Read)) => return Err(Error::Timeout(Phase::Close)),
-                Err(e) => return Err(e),
+                Err(Error::Timeout(Phase::Read)) => break Err(Error::Timeout(Phase::Close)),
+                Err(e) => break Err(e),
             }
+        };
+        if let Some(c) = control {
+            let _ = (c.set_deadline)(&mut self.stream, None);
         }
+        result
     }
 
     /// The connection's state.
@@ -287,7 +329,7 @@ impl<S: Read + Write> WebSocket<S> {
         &mut self.stream
     }
 
-    /// The stream, giving up the connection; bytes not yet parsed are returned with it.
+    /// The stream, giving up the connection (bytes received but not yet parsed are dropped).
     pub fn into_inner(self) -> S {
         self.stream
     }
@@ -297,11 +339,11 @@ impl<S: Read + Write> WebSocket<S> {
         &self.conn
     }
 
-    /// Changes the read timeout for later reads (streams opened by this crate only).
+    /// Changes the read timeout for later reads (streams opened by this crate; set your own
+    /// stream's timeout yourself).
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
-        self.read_timeout = timeout;
-        if let Some(set) = self.set_read_timeout {
-            set(&self.stream, timeout)?;
+        if let Some(c) = self.control {
+            (c.set_read_timeout)(&mut self.stream, timeout)?;
         }
         Ok(())
     }

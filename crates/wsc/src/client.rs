@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
-use crate::blocking::{SetReadTimeout, WebSocket};
+use crate::blocking::{StreamControl, WebSocket};
 use crate::error::{Error, Phase};
+#[cfg(feature = "deflate")]
+use crate::proto::deflate::{Codec, DeflateConfig};
 use crate::proto::handshake::{
     ClientHandshake, ClientRequest, HandshakeError, DEFAULT_MAX_HANDSHAKE_SIZE,
 };
-#[cfg(feature = "deflate")]
-use crate::proto::deflate::{Codec, DeflateConfig};
 use crate::proto::{Config, Connection, Role};
 use crate::stream::{connect_tcp, is_timeout, map_io_error, MaybeTlsStream};
 #[cfg(feature = "tls")]
@@ -243,11 +243,10 @@ impl ClientBuilder {
                 ));
             }
         } else {
-            MaybeTlsStream::Plain(tcp)
+            MaybeTlsStream::plain(tcp)
         };
-        let setter: SetReadTimeout<MaybeTlsStream> = MaybeTlsStream::set_read_timeout;
         let timeout = self.phase_timeout(self.handshake_timeout, opened);
-        self.handshake(url, stream, Some(setter), timeout)
+        self.handshake(url, stream, Some(StreamControl::for_maybe_tls()), timeout)
     }
 
     /// A phase's timeout, shortened to what is left of the open timeout.
@@ -273,11 +272,13 @@ impl ClientBuilder {
         self,
         url: WsUrl,
         mut stream: S,
-        set_timeout: Option<SetReadTimeout<S>>,
+        control: Option<StreamControl<S>>,
         timeout: Option<Duration>,
     ) -> Result<WebSocket<S>, Error> {
         let host = url.host.clone();
-        let deadline = timeout.map(|t| Instant::now() + t);
+        if let Some(c) = control {
+            (c.set_deadline)(&mut stream, timeout.map(|t| Instant::now() + t))?;
+        }
         let (mut handshake, request) =
             ClientHandshake::new(&self.request(&url), self.max_handshake_size)?;
         let io_err = |e: io::Error| map_io_error(e, Phase::WebSocketHandshake, &host);
@@ -288,16 +289,6 @@ impl ClientBuilder {
         let (response, used) = loop {
             if let Some(done) = handshake.parse_response(&buf)? {
                 break done;
-            }
-            if let (Some(set), Some(deadline)) = (set_timeout, deadline) {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(handshake
-                        .take_refusal(&buf)
-                        .map(Error::Handshake)
-                        .unwrap_or(Error::Timeout(Phase::WebSocketHandshake)));
-                }
-                set(&stream, Some(left))?;
             }
             match stream.read(&mut chunk) {
                 Ok(0) => {
@@ -317,8 +308,9 @@ impl ClientBuilder {
                 Err(e) => return Err(io_err(e)),
             }
         };
-        if let Some(set) = set_timeout {
-            set(&stream, self.read_timeout)?;
+        if let Some(c) = control {
+            (c.set_deadline)(&mut stream, None)?;
+            (c.set_read_timeout)(&mut stream, self.read_timeout)?;
         }
         #[cfg(feature = "deflate")]
         let conn = {
@@ -335,8 +327,7 @@ impl ClientBuilder {
             String::from_utf8_lossy(&request).into_owned(),
             response,
             url.authority(),
-            set_timeout,
-            self.read_timeout,
+            control,
             self.close_timeout,
         );
         Ok(ws)

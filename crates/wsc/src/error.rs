@@ -167,7 +167,10 @@ impl fmt::Display for ProtocolError {
             }
             ProtocolError::InvalidUtf8 => f.write_str("text is not valid UTF-8"),
             ProtocolError::BadCompression(why) => {
-                write!(f, "compressed message is not valid permessage-deflate data: {why}")
+                write!(
+                    f,
+                    "compressed message is not valid permessage-deflate data: {why}"
+                )
             }
             ProtocolError::InvalidClose(ClosePayloadError::Truncated) => {
                 f.write_str("close frame with a 1-byte payload")

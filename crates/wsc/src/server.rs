@@ -4,12 +4,12 @@ use std::io::{self, Read, Write};
 
 use crate::blocking::WebSocket;
 use crate::error::Error;
+#[cfg(feature = "deflate")]
+use crate::proto::deflate::{parse_extensions, server_accept, Codec, DeflateConfig};
 use crate::proto::handshake::{
     accept_response, parse_request, reject_response, HandshakeError, Request,
     DEFAULT_MAX_HANDSHAKE_SIZE,
 };
-#[cfg(feature = "deflate")]
-use crate::proto::deflate::{parse_extensions, server_accept, Codec, DeflateConfig};
 use crate::proto::{Config, Connection, Role};
 
 /// Options for accepting connections.
@@ -123,7 +123,8 @@ impl Acceptor {
         let conn = {
             let accepted = self.deflate.as_ref().and_then(|config| {
                 let offers = parse_extensions(&request.extensions);
-                server_accept(config, &offers).map(|(params, answer)| (Codec::new(params, config), answer))
+                server_accept(config, &offers)
+                    .map(|(params, answer)| (Codec::new(params, config), answer))
             });
             let codec = accepted.map(|(codec, answer)| {
                 extra.push(("Sec-WebSocket-Extensions".to_string(), answer));

@@ -6,20 +6,80 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Phase};
 
+/// A TCP stream with an optional deadline: while one is set, every read waits at most until
+/// it, however many reads an operation takes. rustls reads until a whole record is in, so a
+/// per-read timeout alone lets a peer that trickles bytes stretch a handshake forever.
+#[derive(Debug)]
+pub struct DeadlineTcp {
+    tcp: TcpStream,
+    deadline: Option<Instant>,
+    read_timeout: Option<Duration>,
+}
+
+impl DeadlineTcp {
+    fn new(tcp: TcpStream) -> Self {
+        DeadlineTcp {
+            tcp,
+            deadline: None,
+            read_timeout: None,
+        }
+    }
+
+    fn set_deadline(&mut self, deadline: Option<Instant>) -> io::Result<()> {
+        self.deadline = deadline;
+        if deadline.is_none() {
+            self.tcp.set_read_timeout(self.read_timeout)?;
+        }
+        Ok(())
+    }
+
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.read_timeout = timeout;
+        self.tcp.set_read_timeout(timeout)
+    }
+}
+
+impl Read for DeadlineTcp {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(deadline) = self.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline expired"));
+            }
+            let left = self.read_timeout.map_or(left, |t| t.min(left));
+            self.tcp.set_read_timeout(Some(left))?;
+        }
+        self.tcp.read(buf)
+    }
+}
+
+impl Write for DeadlineTcp {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tcp.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
 /// A TCP stream, with TLS on top for `wss://`.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum MaybeTlsStream {
     /// `ws://`.
-    Plain(TcpStream),
+    Plain(DeadlineTcp),
     /// `wss://`.
     #[cfg(feature = "tls")]
-    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, DeadlineTcp>>),
 }
 
 impl MaybeTlsStream {
-    /// The TCP stream underneath.
-    pub fn tcp(&self) -> &TcpStream {
+    pub(crate) fn plain(tcp: TcpStream) -> Self {
+        MaybeTlsStream::Plain(DeadlineTcp::new(tcp))
+    }
+
+    fn inner(&self) -> &DeadlineTcp {
         match self {
             MaybeTlsStream::Plain(s) => s,
             #[cfg(feature = "tls")]
@@ -27,9 +87,27 @@ impl MaybeTlsStream {
         }
     }
 
-    /// Sets the timeout of each blocking read.
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.tcp().set_read_timeout(timeout)
+    fn inner_mut(&mut self) -> &mut DeadlineTcp {
+        match self {
+            MaybeTlsStream::Plain(s) => s,
+            #[cfg(feature = "tls")]
+            MaybeTlsStream::Tls(s) => &mut s.sock,
+        }
+    }
+
+    /// The TCP stream underneath.
+    pub fn tcp(&self) -> &TcpStream {
+        &self.inner().tcp
+    }
+
+    /// Sets the timeout of each blocking read (the idle-read timeout).
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.inner_mut().set_read_timeout(timeout)
+    }
+
+    /// Bounds every read until `deadline` (`None` lifts it).
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) -> io::Result<()> {
+        self.inner_mut().set_deadline(deadline)
     }
 }
 
@@ -159,18 +237,10 @@ pub(crate) fn tls_handshake(
         host: host.to_string(),
         source,
     })?;
-    let deadline = timeout.map(|t| Instant::now() + t);
-    let mut tcp = tcp;
+    let mut sock = DeadlineTcp::new(tcp);
+    sock.set_deadline(timeout.map(|t| Instant::now() + t))?;
     while conn.is_handshaking() {
-        if let Some(deadline) = deadline {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(Error::Timeout(Phase::TlsHandshake));
-            }
-            tcp.set_read_timeout(Some(left))?;
-            tcp.set_write_timeout(Some(left))?;
-        }
-        match conn.complete_io(&mut tcp) {
+        match conn.complete_io(&mut sock) {
             Ok((0, 0)) if conn.is_handshaking() => {
                 return Err(Error::Io(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -181,9 +251,8 @@ pub(crate) fn tls_handshake(
             Err(e) => return Err(map_io_error(e, Phase::TlsHandshake, host)),
         }
     }
-    tcp.set_read_timeout(None)?;
-    tcp.set_write_timeout(None)?;
+    sock.set_deadline(None)?;
     Ok(MaybeTlsStream::Tls(Box::new(rustls::StreamOwned::new(
-        conn, tcp,
+        conn, sock,
     ))))
 }

@@ -99,6 +99,20 @@ impl WsUrl {
             t if t.starts_with('?') => format!("/{t}"),
             t => t.to_string(),
         };
+        // The request line is ASCII: percent-encode anything else (UTF-8 bytes).
+        let path = if path.is_ascii() {
+            path
+        } else {
+            path.bytes()
+                .map(|b| {
+                    if b.is_ascii() {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect()
+        };
         let (credentials, hostport) = match authority.rsplit_once('@') {
             Some((userinfo, hostport)) => {
                 let (user, pass) = userinfo.split_once(':').unwrap_or((userinfo, ""));
@@ -123,6 +137,11 @@ impl WsUrl {
             (addr.to_ascii_lowercase(), port)
         } else {
             match hostport.rsplit_once(':') {
+                Some((h, _)) if h.contains(':') => {
+                    return Err(UrlError::InvalidHost(format!(
+                        "{hostport} (IPv6 addresses go in brackets: [::1])"
+                    )))
+                }
                 Some((h, p)) => (h.to_ascii_lowercase(), Some(p)),
                 None => (hostport.to_ascii_lowercase(), None),
             }
@@ -226,6 +245,9 @@ mod tests {
         let u = WsUrl::parse("ws://[::1]").unwrap();
         assert_eq!((u.port, u.host_header().as_str()), (80, "[::1]"));
 
+        let u = WsUrl::parse("ws://h/caf\u{e9}?q=\u{e9}").unwrap();
+        assert_eq!(u.path, "/caf%C3%A9?q=%C3%A9");
+
         let u = WsUrl::parse("ws://h?q=1").unwrap();
         assert_eq!(u.path, "/?q=1");
 
@@ -248,6 +270,10 @@ mod tests {
             ("ws://h/#frag", UrlError::Fragment),
             ("ws://h/a b", UrlError::InvalidCharacter),
             ("ws://h<x>/", UrlError::InvalidHost("h<x>".into())),
+            (
+                "ws://a:b:80/",
+                UrlError::InvalidHost("a:b:80 (IPv6 addresses go in brackets: [::1])".into()),
+            ),
         ];
         for (input, expected) in cases {
             assert_eq!(WsUrl::parse(input), Err(expected), "{input}");

@@ -443,3 +443,142 @@ fn iterator_yields_until_close() {
         ]
     );
 }
+
+/// Runs `f` on a thread and fails the test if it does not finish within `limit`.
+fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("did not finish within {limit:?}"))
+}
+
+#[test]
+fn close_and_wait_is_bounded_when_the_server_keeps_talking() {
+    let (url, _server) = serve_once(|mut tcp| {
+        raw_accept(&mut tcp, &[]);
+        // Never answers the close; sends a message every 100 ms for 5 s.
+        for _ in 0..50 {
+            if tcp.write_all(&[0x81, 0x01, b'x']).is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let err = within(Duration::from_secs(4), move || {
+        let mut ws = ClientBuilder::new(&url)
+            .close_timeout(Some(Duration::from_millis(500)))
+            .connect()
+            .unwrap();
+        ws.close_and_wait(None).unwrap_err()
+    });
+    assert!(matches!(err, Error::Timeout(Phase::Close)), "{err}");
+}
+
+#[test]
+fn close_drain_is_bounded_when_the_server_trickles_after_its_close() {
+    let (url, _server) = serve_once(|mut tcp| {
+        raw_accept(&mut tcp, &[0x88, 0x02, 0x03, 0xE8]);
+        for _ in 0..50 {
+            if tcp.write_all(b"z").is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let msg = within(Duration::from_secs(4), move || {
+        let mut ws = ClientBuilder::new(&url)
+            .close_timeout(Some(Duration::from_millis(500)))
+            .connect()
+            .unwrap();
+        ws.read().unwrap()
+    });
+    assert_eq!(msg, Message::Close(Some(CloseFrame::new(1000, ""))));
+}
+
+#[test]
+fn handshake_deadline_holds_against_a_trickling_server() {
+    let (url, _server) = serve_once(|mut tcp| {
+        let mut buf = [0u8; 4096];
+        let _ = tcp.read(&mut buf);
+        for b in b"HTTP/1.1 101 Switching Protocols\r\nX-Slow: "
+            .iter()
+            .chain([b'a'; 100].iter())
+        {
+            if tcp.write_all(&[*b]).is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let start = Instant::now();
+    let err = within(Duration::from_secs(5), move || {
+        ClientBuilder::new(&url)
+            .handshake_timeout(Duration::from_millis(700))
+            .connect()
+            .unwrap_err()
+    });
+    assert!(
+        matches!(err, Error::Timeout(Phase::WebSocketHandshake)),
+        "{err}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn a_failed_transport_ends_the_connection() {
+    /// A stream that fails every read after the handshake.
+    struct Broken {
+        handshake: std::io::Cursor<Vec<u8>>,
+        reads: usize,
+    }
+    impl Read for Broken {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.reads += 1;
+            let n = self.handshake.read(buf)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            Err(std::io::Error::other("link down"))
+        }
+    }
+    impl Write for Broken {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            // Answer the request with a valid 101 computed from its key.
+            if let Ok(Some((req, _))) = parse_request(buf, 1 << 16) {
+                self.handshake = std::io::Cursor::new(accept_response(&req, None, &[]));
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let stream = Broken {
+        handshake: std::io::Cursor::new(Vec::new()),
+        reads: 0,
+    };
+    let ws = ClientBuilder::new("ws://example.test/")
+        .compression(false)
+        .connect_on(stream)
+        .unwrap();
+    let results: Vec<_> = ws.take(5).collect();
+    assert_eq!(
+        results.len(),
+        1,
+        "one error, then the iterator ends: {results:?}"
+    );
+    assert!(matches!(results[0], Err(Error::Io(_))));
+}
+
+#[test]
+fn close_and_wait_after_the_server_closed_is_ok() {
+    let (url, _server) = serve_once(|mut tcp| {
+        raw_accept(&mut tcp, &[0x88, 0x02, 0x03, 0xE8]);
+        let _ = read_client_frame(&mut tcp);
+    });
+    let mut ws = builder(&url).connect().unwrap();
+    assert!(matches!(ws.read().unwrap(), Message::Close(_)));
+    assert_eq!(ws.close_and_wait(None).unwrap(), None);
+}

@@ -92,6 +92,9 @@ struct PartialMessage {
     utf8: Utf8Validator,
 }
 
+/// Payloads shorter than this are copied out of the read buffer instead of shared.
+const ZERO_COPY_MIN: usize = 4096;
+
 /// What handling a frame header led to.
 enum Step {
     /// A complete message or control frame.
@@ -229,6 +232,17 @@ impl Connection {
         }
     }
 
+    /// Marks the connection dead after a transport failure (I/O error, TLS error): nothing
+    /// more is received or sent, and the driver reports [`Error::ConnectionClosed`] from then
+    /// on.
+    pub fn abort(&mut self) {
+        self.state = State::Failed;
+        self.incoming = None;
+        self.partial = None;
+        self.out.clear();
+        self.out_pos = 0;
+    }
+
     /// The next complete message or control frame, if the buffered bytes hold one.
     ///
     /// `Ok(None)` means more bytes are needed (or the connection is closed: see
@@ -311,13 +325,8 @@ impl Connection {
                 return Ok(Step::NeedMore);
             }
             self.read_buf.advance(header_len);
-            let mut payload = self.read_buf.split_to(header.payload_len as usize);
-            if let Some(key) = header.mask {
-                apply_mask(&mut payload, key, 0);
-            }
-            return self
-                .on_control(header.opcode, payload.freeze())
-                .map(Step::Message);
+            let payload = self.take_payload(header.payload_len as usize, header.mask);
+            return self.on_control(header.opcode, payload).map(Step::Message);
         }
         if let Some(max) = self.config.max_frame_size {
             if header.payload_len > max as u64 {
@@ -348,16 +357,14 @@ impl Connection {
         let text = header.opcode == OpCode::Text;
         if header.fin
             && header.opcode != OpCode::Continuation
-            && self.read_buf.len() >= header_len + len
+            && self.read_buf.len() - header_len >= len
         {
             // Fast path: a whole single-frame message is here; hand it out without copying.
             self.read_buf.advance(header_len);
-            let mut payload = self.read_buf.split_to(len);
-            if let Some(key) = header.mask {
-                apply_mask(&mut payload, key, 0);
-            }
-            let payload = payload.freeze();
-            return self.complete(text, compressed, payload).map(Step::Message);
+            let payload = self.take_payload(len, header.mask);
+            return self
+                .complete(text, compressed, false, payload)
+                .map(Step::Message);
         }
         self.read_buf.advance(header_len);
         if header.opcode != OpCode::Continuation {
@@ -377,6 +384,26 @@ impl Connection {
         Ok(Step::Streaming)
     }
 
+    /// Takes `len` payload bytes off the read buffer, unmasked. Big payloads are split off
+    /// without copying; small ones are copied, so that a small message the caller keeps does
+    /// not pin the whole read buffer (and force a new one for the next read).
+    fn take_payload(&mut self, len: usize, mask: Option<[u8; 4]>) -> Bytes {
+        if len < ZERO_COPY_MIN {
+            let chunk = &mut self.read_buf[..len];
+            if let Some(key) = mask {
+                apply_mask(chunk, key, 0);
+            }
+            let payload = Bytes::copy_from_slice(chunk);
+            self.read_buf.advance(len);
+            return payload;
+        }
+        let mut payload = self.read_buf.split_to(len);
+        if let Some(key) = mask {
+            apply_mask(&mut payload, key, 0);
+        }
+        payload.freeze()
+    }
+
     /// Completes the message whose last fragment just arrived.
     fn finish_partial(&mut self) -> Result<Message, Error> {
         let Some(mut partial) = self.partial.take() else {
@@ -385,16 +412,33 @@ impl Connection {
         if partial.text && !partial.compressed && partial.utf8.finish().is_err() {
             return Err(self.fail(ProtocolError::InvalidUtf8));
         }
-        self.complete(partial.text, partial.compressed, partial.data.freeze())
+        let validated = !partial.compressed;
+        self.complete(
+            partial.text,
+            partial.compressed,
+            validated,
+            partial.data.freeze(),
+        )
     }
 
-    /// Turns a complete payload into a message: inflates it if compressed, checks text.
-    fn complete(&mut self, text: bool, compressed: bool, payload: Bytes) -> Result<Message, Error> {
-        let payload = if compressed { self.inflate(&payload)? } else { payload };
+    /// Turns a complete payload into a message: inflates it if compressed, checks text
+    /// (unless it was `validated` piece by piece already).
+    fn complete(
+        &mut self,
+        text: bool,
+        compressed: bool,
+        validated: bool,
+        payload: Bytes,
+    ) -> Result<Message, Error> {
+        let payload = if compressed {
+            self.inflate(&payload)?
+        } else {
+            payload
+        };
         if !text {
             return Ok(Message::Binary(payload));
         }
-        if utf8::validate(&payload).is_err() {
+        if !validated && utf8::validate(&payload).is_err() {
             return Err(self.fail(ProtocolError::InvalidUtf8));
         }
         Ok(Message::Text(Utf8Bytes::from_validated(payload)))
@@ -445,7 +489,12 @@ impl Connection {
                 if self.state == State::Open {
                     // Answer once, echoing the code (RFC 6455 section 5.5.1).
                     let reply = frame.as_ref().map(|f| f.code.0.to_be_bytes());
-                    self.write_frame(OpCode::Close, true, false, reply.as_ref().map_or(&[][..], |c| c))?;
+                    self.write_frame(
+                        OpCode::Close,
+                        true,
+                        false,
+                        reply.as_ref().map_or(&[][..], |c| c),
+                    )?;
                 }
                 self.state = State::Closed;
                 Ok(Message::Close(frame))

@@ -116,7 +116,9 @@ impl DeflateConfig {
         }
         match self.client_max_window_bits {
             Some(15) => offer.push_str("; client_max_window_bits"),
-            Some(bits) => offer.push_str(&format!("; client_max_window_bits={}", bits.clamp(8, 15))),
+            Some(bits) => {
+                offer.push_str(&format!("; client_max_window_bits={}", bits.clamp(8, 15)))
+            }
             None => {}
         }
         offer
@@ -152,9 +154,17 @@ impl fmt::Display for DeflateParams {
             f,
             "{NAME} (our window {} bits{}, peer's window {} bits{})",
             self.local_max_window_bits,
-            if self.local_no_context_takeover { ", no context takeover" } else { "" },
+            if self.local_no_context_takeover {
+                ", no context takeover"
+            } else {
+                ""
+            },
             self.remote_max_window_bits,
-            if self.remote_no_context_takeover { ", no context takeover" } else { "" },
+            if self.remote_no_context_takeover {
+                ", no context takeover"
+            } else {
+                ""
+            },
         )
     }
 }
@@ -198,7 +208,9 @@ fn window_bits(value: Option<&str>, name: &str) -> Result<u8, NegotiationError> 
     let value = value.ok_or_else(|| NegotiationError(format!("{name} needs a value")))?;
     match value.parse::<u8>() {
         Ok(bits @ 8..=15) if !value.starts_with('0') && !value.starts_with('+') => Ok(bits),
-        _ => Err(NegotiationError(format!("{name}={value} is not a window size from 8 to 15"))),
+        _ => Err(NegotiationError(format!(
+            "{name}={value} is not a window size from 8 to 15"
+        ))),
     }
 }
 
@@ -326,10 +338,16 @@ pub fn server_accept(
             answer.push_str("; client_no_context_takeover");
         }
         if result.local_max_window_bits < 15 {
-            answer.push_str(&format!("; server_max_window_bits={}", result.local_max_window_bits));
+            answer.push_str(&format!(
+                "; server_max_window_bits={}",
+                result.local_max_window_bits
+            ));
         }
         if client_bits_allowed && result.remote_max_window_bits < 15 {
-            answer.push_str(&format!("; client_max_window_bits={}", result.remote_max_window_bits));
+            answer.push_str(&format!(
+                "; client_max_window_bits={}",
+                result.remote_max_window_bits
+            ));
         }
         return Some((result, answer));
     }
@@ -356,7 +374,9 @@ pub struct Codec {
 
 impl fmt::Debug for Codec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Codec").field("params", &self.params).finish_non_exhaustive()
+        f.debug_struct("Codec")
+            .field("params", &self.params)
+            .finish_non_exhaustive()
     }
 }
 
@@ -387,9 +407,9 @@ impl Codec {
     pub fn compress(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
         let bits = self.params.local_max_window_bits.clamp(9, 15);
         let level = self.level;
-        let c = self
-            .compressor
-            .get_or_insert_with(|| Compress::new_with_window_bits(Compression::new(level), false, bits));
+        let c = self.compressor.get_or_insert_with(|| {
+            Compress::new_with_window_bits(Compression::new(level), false, bits)
+        });
         let start = out.len();
         let base_in = c.total_in();
         loop {
@@ -417,38 +437,78 @@ impl Codec {
 
     /// Inflates a whole message (`input` without its tail), appending to `out`, failing as
     /// soon as the output would exceed `max` bytes.
-    pub fn decompress(&mut self, input: &[u8], out: &mut Vec<u8>, max: usize) -> Result<(), InflateError> {
-        let d = self.inflater.get_or_insert_with(|| Decompress::new_with_window_bits(false, 15));
+    pub fn decompress(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        max: usize,
+    ) -> Result<(), InflateError> {
+        let result = self.inflate_into(input, out, max);
+        if result.is_err() || self.params.remote_no_context_takeover {
+            // After an error the stream state is unknown; without context takeover it is
+            // not needed. Either way, start the next message from scratch.
+            self.inflater = None;
+        }
+        result
+    }
+
+    fn inflate_into(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        max: usize,
+    ) -> Result<(), InflateError> {
+        let d = self
+            .inflater
+            .get_or_insert_with(|| Decompress::new_with_window_bits(false, 15));
         let start = out.len();
-        for piece in [input, &TAIL[..]] {
+        let limit = max.saturating_add(1);
+        for (index, piece) in [input, &TAIL[..]].into_iter().enumerate() {
             let base_in = d.total_in();
             loop {
                 let consumed = (d.total_in() - base_in) as usize;
+                let produced = out.len() - start;
+                if produced > max {
+                    return Err(InflateError::TooLarge);
+                }
                 if consumed == piece.len() && out.len() < out.capacity() {
                     break;
                 }
-                if out.len() - start >= max && consumed < piece.len() || out.len() - start > max {
-                    return Err(InflateError::TooLarge);
-                }
                 if out.capacity() - out.len() < 1024 {
-                    let room = (max + 1).saturating_sub(out.len() - start);
-                    out.reserve((piece.len() * 4).clamp(4096, 1 << 20).min(room.max(1024)));
+                    let room = limit - produced;
+                    out.reserve(
+                        (piece.len().saturating_mul(4))
+                            .clamp(4096, 1 << 20)
+                            .min(room.max(1024)),
+                    );
                 }
                 let before_out = d.total_out();
                 let status = d
                     .decompress_vec(&piece[consumed..], out, FlushDecompress::Sync)
                     .map_err(|e| InflateError::Corrupt(e.to_string()))?;
-                let progressed = d.total_in() - base_in != consumed as u64 || d.total_out() != before_out;
-                if status == Status::StreamEnd || (!progressed && out.len() < out.capacity()) {
+                if status == Status::StreamEnd {
+                    // A final block ends the stream: nothing of the message may follow it, and
+                    // the next message needs a fresh inflater.
+                    let consumed = (d.total_in() - base_in) as usize;
+                    if index == 0 && consumed < piece.len() {
+                        return Err(InflateError::Corrupt("data after the final block".into()));
+                    }
+                    self.inflater = None;
+                    return if out.len() - start > max {
+                        Err(InflateError::TooLarge)
+                    } else {
+                        Ok(())
+                    };
+                }
+                let progressed =
+                    d.total_in() - base_in != consumed as u64 || d.total_out() != before_out;
+                if !progressed && out.len() < out.capacity() {
                     break;
                 }
             }
         }
         if out.len() - start > max {
             return Err(InflateError::TooLarge);
-        }
-        if self.params.remote_no_context_takeover {
-            self.inflater = None;
         }
         Ok(())
     }
@@ -472,7 +532,9 @@ mod tests {
         // Section 7.2.3.1: "Hello" compressed is f2 48 cd c9 c9 07 00.
         let mut codec = Codec::new(params(15, false), &DeflateConfig::default());
         let mut out = Vec::new();
-        codec.decompress(&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], &mut out, 100).unwrap();
+        codec
+            .decompress(&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], &mut out, 100)
+            .unwrap();
         assert_eq!(out, b"Hello");
         let mut c = Vec::new();
         codec.compress(b"Hello", &mut c).unwrap();
@@ -508,19 +570,61 @@ mod tests {
     fn bomb_is_stopped_at_the_limit() {
         let mut tx = Codec::new(params(15, false), &DeflateConfig::default());
         let mut c = Vec::new();
-        tx.compress(&vec![0u8; 50 << 20], &mut c).unwrap();
+        tx.compress(&vec![0u8; 20 << 20], &mut c).unwrap();
         assert!(c.len() < 100 << 10, "{}", c.len());
         let mut rx = Codec::new(params(15, false), &DeflateConfig::default());
         let mut out = Vec::new();
-        assert_eq!(rx.decompress(&c, &mut out, 1 << 20), Err(InflateError::TooLarge));
+        assert_eq!(
+            rx.decompress(&c, &mut out, 1 << 20),
+            Err(InflateError::TooLarge)
+        );
         assert!(out.capacity() < 4 << 20, "allocated {}", out.capacity());
+    }
+
+    #[test]
+    fn unlimited_size_does_not_overflow() {
+        let mut tx = Codec::new(params(15, false), &DeflateConfig::default());
+        let mut c = Vec::new();
+        tx.compress(b"no limit", &mut c).unwrap();
+        let mut rx = Codec::new(params(15, false), &DeflateConfig::default());
+        let mut out = Vec::new();
+        rx.decompress(&c, &mut out, usize::MAX).unwrap();
+        assert_eq!(out, b"no limit");
+    }
+
+    #[test]
+    fn final_block_ends_the_stream_cleanly() {
+        // "Hello" as a final (BFINAL=1) fixed-Huffman block, as some encoders send it.
+        let hello_final = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        let mut rx = Codec::new(params(15, false), &DeflateConfig::default());
+        let mut out = Vec::new();
+        rx.decompress(&hello_final, &mut out, 100).unwrap();
+        assert_eq!(out, b"Hello");
+        // The next message starts a fresh stream and is not silently empty.
+        let mut tx = Codec::new(params(15, true), &DeflateConfig::default());
+        let mut world = Vec::new();
+        tx.compress(b"World", &mut world).unwrap();
+        let mut out = Vec::new();
+        rx.decompress(&world, &mut out, 100).unwrap();
+        assert_eq!(out, b"World");
+        // Garbage after a final block is an error, not ignored.
+        let mut bad = hello_final.to_vec();
+        bad.extend_from_slice(b"junk");
+        let mut out = Vec::new();
+        assert!(matches!(
+            rx.decompress(&bad, &mut out, 100),
+            Err(InflateError::Corrupt(_))
+        ));
     }
 
     #[test]
     fn corrupt_input_is_an_error() {
         let mut rx = Codec::new(params(15, false), &DeflateConfig::default());
         let mut out = Vec::new();
-        assert!(matches!(rx.decompress(&[0xff, 0xff, 0xff], &mut out, 1000), Err(InflateError::Corrupt(_))));
+        assert!(matches!(
+            rx.decompress(&[0xff, 0xff, 0xff], &mut out, 1000),
+            Err(InflateError::Corrupt(_))
+        ));
     }
 
     #[test]
@@ -559,9 +663,17 @@ mod tests {
     #[test]
     fn client_validates_answers() {
         let c = DeflateConfig::default();
-        let p = accept(&c, "permessage-deflate; server_max_window_bits=10; client_max_window_bits=9").unwrap();
+        let p = accept(
+            &c,
+            "permessage-deflate; server_max_window_bits=10; client_max_window_bits=9",
+        )
+        .unwrap();
         assert_eq!((p.remote_max_window_bits, p.local_max_window_bits), (10, 9));
-        let p = accept(&c, "permessage-deflate; client_no_context_takeover; server_no_context_takeover").unwrap();
+        let p = accept(
+            &c,
+            "permessage-deflate; client_no_context_takeover; server_no_context_takeover",
+        )
+        .unwrap();
         assert!(p.local_no_context_takeover && p.remote_no_context_takeover);
         let p = accept(&c, "permessage-deflate; server_max_window_bits=\"12\"").unwrap();
         assert_eq!(p.remote_max_window_bits, 12);
@@ -578,7 +690,11 @@ mod tests {
         }
         // Not offered, or above what we allowed.
         let no_client_bits = DeflateConfig::default().client_max_window_bits(None);
-        assert!(accept(&no_client_bits, "permessage-deflate; client_max_window_bits=10").is_err());
+        assert!(accept(
+            &no_client_bits,
+            "permessage-deflate; client_max_window_bits=10"
+        )
+        .is_err());
         let limited = DeflateConfig::default().server_max_window_bits(Some(10));
         assert!(accept(&limited, "permessage-deflate; server_max_window_bits=12").is_err());
         let asked = DeflateConfig::default().server_no_context_takeover(true);
@@ -593,13 +709,18 @@ mod tests {
         );
         let (p, answer) = server_accept(&server, &offers).unwrap();
         assert_eq!(answer, "permessage-deflate; server_max_window_bits=10");
-        assert_eq!((p.local_max_window_bits, p.remote_max_window_bits), (10, 15));
+        assert_eq!(
+            (p.local_max_window_bits, p.remote_max_window_bits),
+            (10, 15)
+        );
         // The answer is acceptable to a client that made the offer.
         let client = DeflateConfig::default().server_max_window_bits(Some(10));
         let exts = parse_extensions(&answer);
         assert!(client_accept(&client, &exts[0].1).is_ok());
         // An offer with a bad parameter is skipped for the next one.
-        let offers = parse_extensions("permessage-deflate; bogus, permessage-deflate; client_no_context_takeover");
+        let offers = parse_extensions(
+            "permessage-deflate; bogus, permessage-deflate; client_no_context_takeover",
+        );
         let (p, answer) = server_accept(&server, &offers).unwrap();
         assert_eq!(answer, "permessage-deflate; client_no_context_takeover");
         assert!(p.remote_no_context_takeover);

@@ -240,6 +240,29 @@ fn content_length(headers: &HeaderMap) -> Option<usize> {
         .ok()
 }
 
+/// Decodes as much of a chunked body as `data` holds (for error messages only).
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while out.len() < MAX_ERROR_BODY {
+        let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") else {
+            break;
+        };
+        let size = std::str::from_utf8(&data[..line_end])
+            .ok()
+            .and_then(|line| line.split(';').next())
+            .and_then(|hex| usize::from_str_radix(hex.trim(), 16).ok());
+        let Some(size @ 1..) = size else { break };
+        data = &data[line_end + 2..];
+        let take = size.min(data.len());
+        out.extend_from_slice(&data[..take]);
+        if data.len() < size + 2 {
+            break;
+        }
+        data = &data[size + 2..];
+    }
+    out
+}
+
 fn validate_header(name: &str, value: &str) -> Result<(), HandshakeError> {
     HeaderName::from_bytes(name.as_bytes())
         .map_err(|_| HandshakeError::InvalidRequestHeader(format!("bad header name {name:?}")))?;
@@ -373,11 +396,32 @@ impl ClientHandshake {
             deflate: None,
         };
         if status != StatusCode::SWITCHING_PROTOCOLS {
-            let want = content_length(&response.headers)
-                .unwrap_or(MAX_ERROR_BODY)
-                .min(MAX_ERROR_BODY);
-            self.refusal = Some((response, head_len, want));
-            return self.parse_response(buf);
+            let body = &buf[head_len..];
+            let no_body = status.is_informational()
+                || status == StatusCode::NO_CONTENT
+                || status == StatusCode::NOT_MODIFIED;
+            if no_body {
+                return Err(HandshakeError::Rejected(Box::new(response)));
+            }
+            if let Some(length) = content_length(&response.headers) {
+                // Wait for the announced body (up to the bound): it usually follows at once.
+                self.refusal = Some((response, head_len, length.min(MAX_ERROR_BODY)));
+                return self.parse_response(buf);
+            }
+            // Chunked or unframed: keep what came with the head rather than wait for the end
+            // of a body that may never end.
+            let chunked = response
+                .headers
+                .get(header::TRANSFER_ENCODING)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
+            let mut body = if chunked {
+                dechunk(body)
+            } else {
+                body.to_vec()
+            };
+            body.truncate(MAX_ERROR_BODY);
+            response.body = Bytes::from(body);
+            return Err(HandshakeError::Rejected(Box::new(response)));
         }
         self.verify(&mut response)?;
         Ok(Some((response, head_len)))
@@ -440,7 +484,11 @@ impl ClientHandshake {
             response.deflate = self.accept_extensions(&answer)?;
         }
         #[cfg(not(feature = "deflate"))]
-        if let Some(ext) = answer.split([',', ';']).map(str::trim).find(|e| !e.is_empty()) {
+        if let Some(ext) = answer
+            .split([',', ';'])
+            .map(str::trim)
+            .find(|e| !e.is_empty())
+        {
             return Err(HandshakeError::UnexpectedExtension(ext.to_string()));
         }
         Ok(())
@@ -726,10 +774,25 @@ mod tests {
     #[test]
     fn refusal_body_is_bounded() {
         let (mut hs, _) = ClientHandshake::with_key(&request(), KEY, 1024).unwrap();
-        let mut resp = b"HTTP/1.1 500 Oops\r\n\r\n".to_vec();
+        let mut resp = b"HTTP/1.1 500 Oops\r\nContent-Length: 100000\r\n\r\n".to_vec();
         resp.extend(std::iter::repeat(b'x').take(3 * MAX_ERROR_BODY));
         match hs.parse_response(&resp) {
             Err(HandshakeError::Rejected(r)) => assert_eq!(r.body.len(), MAX_ERROR_BODY),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn refusals_without_length_do_not_wait() {
+        let (mut hs, _) = ClientHandshake::with_key(&request(), KEY, 1024).unwrap();
+        let resp = b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nnope!\r\n3\r\n...\r\n0\r\n\r\n";
+        match hs.parse_response(resp) {
+            Err(HandshakeError::Rejected(r)) => assert_eq!(&r.body[..], b"nope!..."),
+            other => panic!("{other:?}"),
+        }
+        let (mut hs, _) = ClientHandshake::with_key(&request(), KEY, 1024).unwrap();
+        match hs.parse_response(b"HTTP/1.1 304 Not Modified\r\nETag: x\r\n\r\n") {
+            Err(HandshakeError::Rejected(r)) => assert!(r.body.is_empty()),
             other => panic!("{other:?}"),
         }
     }
