@@ -93,6 +93,10 @@ pub struct ClientArgs {
     #[arg(long, value_name = "FILE", requires = "cert")]
     pub key: Option<PathBuf>,
 
+    /// Do not offer permessage-deflate compression.
+    #[arg(long)]
+    pub no_compression: bool,
+
     /// Largest message accepted, in bytes (suffixes K, M, G allowed; default 64M).
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     pub max_message_size: Option<usize>,
@@ -146,6 +150,10 @@ pub struct ServeArgs {
     /// Feed: send a ping every SECS seconds (0: never).
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs_or_zero)]
     pub feed_ping: f64,
+
+    /// Decline permessage-deflate compression.
+    #[arg(long)]
+    pub no_compression: bool,
 
     /// Largest message accepted from clients, in bytes (suffixes K, M, G allowed).
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]

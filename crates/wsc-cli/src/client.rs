@@ -107,7 +107,9 @@ pub fn builder(args: &ClientArgs, url: &str) -> Result<ClientBuilder, CliError> 
     if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
         tls = tls.client_cert_pem_files(cert, key)?;
     }
-    Ok(b.tls(tls).close_timeout(Some(CLOSE_WAIT)))
+    Ok(b.tls(tls)
+        .compression(!args.no_compression)
+        .close_timeout(Some(CLOSE_WAIT)))
 }
 
 /// Tracks keepalive pings.
@@ -179,6 +181,10 @@ pub fn run(args: &ClientArgs, stop: &AtomicBool) -> Result<(), CliError> {
     };
     let mut ws = builder(args, url)?.connect()?;
     format.handshake(ws.request_head(), ws.response());
+    match ws.connection().deflate_params() {
+        Some(params) => format.note(&format!("* compression: {params}")),
+        None => format.note("* compression: off"),
+    }
     ws.set_read_timeout(Some(POLL))?;
     for msg in &args.send {
         ws.send_text(msg)?;

@@ -18,6 +18,7 @@ pub fn run(args: &DemoArgs, interrupted: &Arc<AtomicBool>) -> Result<(), CliErro
         rate: 4.0,
         feed_ping: Some(Duration::from_secs(1)),
         config: Config::default(),
+        compression: true,
         log: false,
     };
     let addr = serve::start("127.0.0.1:0", settings)?;

@@ -25,6 +25,8 @@ pub struct Settings {
     pub rate: f64,
     pub feed_ping: Option<Duration>,
     pub config: Config,
+    /// Accept permessage-deflate offers.
+    pub compression: bool,
     /// Log one line per connection on stderr.
     pub log: bool,
 }
@@ -40,6 +42,7 @@ impl Settings {
             rate: args.rate,
             feed_ping: (args.feed_ping > 0.0).then(|| Duration::from_secs_f64(args.feed_ping)),
             config,
+            compression: !args.no_compression,
             log: true,
         }
     }
@@ -106,7 +109,11 @@ fn handle(tcp: TcpStream, id: u64, settings: &Settings, hub: &Hub) {
         .map_or_else(|_| "?".to_string(), |a| a.to_string());
     let started = Instant::now();
     let _ = tcp.set_nodelay(true);
-    let (mut ws, request) = match Acceptor::new().config(settings.config.clone()).accept(tcp) {
+    let mut acceptor = Acceptor::new().config(settings.config.clone());
+    if !settings.compression {
+        acceptor = acceptor.deflate(None);
+    }
+    let (mut ws, request) = match acceptor.accept(tcp) {
         Ok(accepted) => accepted,
         Err(e) => {
             if settings.log {
@@ -127,13 +134,18 @@ fn handle(tcp: TcpStream, id: u64, settings: &Settings, hub: &Hub) {
         ServeMode::Feed => feed(&mut ws, settings, id, &mut stats),
     };
     if settings.log {
+        let compression = if ws.connection().deflate_params().is_some() {
+            ", deflate"
+        } else {
+            ""
+        };
         let end = match result {
             Ok(Some(frame)) => format!("closed {frame}"),
             Ok(None) => "closed (no status)".to_string(),
             Err(e) => format!("failed: {e}"),
         };
         eprintln!(
-            "{peer} GET {}: {} in, {} out, {end} after {:.1} s",
+            "{peer} GET {}{compression}: {} in, {} out, {end} after {:.1} s",
             request.path,
             stats.received,
             stats.sent,

@@ -4,25 +4,18 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, ChildStderr, ChildStdout, Command, Output, Stdio};
+use std::process::{ChildStderr, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
 use serde_json::Value;
 
+#[path = "../../../tests/peers/spawn.rs"]
+mod peers;
+use peers::Proc;
+
 const WSC: &str = env!("CARGO_BIN_EXE_wsc");
-
-/// A child process killed when the test ends, however it ends.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Runs `wsc` with `args` and `stdin`, with a deadline so that no test can hang.
 fn wsc(args: &[&str], stdin: &[u8]) -> Output {
@@ -80,60 +73,11 @@ fn wsc_serve(extra: &[&str]) -> (Proc, String, BufReader<ChildStderr>) {
     (Proc(child), url, err)
 }
 
-/// The project's Python, with `websockets` installed (scripts/test.sh sets it up).
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("WSC_PYTHON") {
-        return p.into();
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let py = root.join(".venv/bin/python");
-    assert!(
-        py.exists(),
-        "{} not found: run scripts/test.sh once (it creates .venv with websockets), or set WSC_PYTHON",
-        py.display()
-    );
-    py
-}
-
-/// Starts the Python `websockets` server; returns its URL and its event lines.
-fn py_server(args: &[&str]) -> (Proc, String, mpsc::Receiver<Value>) {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/ws_server.py");
-    let mut child = Command::new(python())
-        .arg(script)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut out: BufReader<ChildStdout> = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let port = line
-        .strip_prefix("LISTENING ")
-        .unwrap_or_else(|| panic!("python server said {line:?}"))
-        .trim()
-        .to_string();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in out.lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str(&line) {
-                let _ = tx.send(v);
-            }
-        }
-    });
-    (Proc(child), format!("ws://127.0.0.1:{port}"), rx)
-}
-
-/// The next event of the given kind from the Python server.
-fn py_event(rx: &mpsc::Receiver<Value>, kind: &str) -> Value {
-    loop {
-        let v = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("no event from the python server");
-        if v["event"] == kind {
-            return v;
-        }
-    }
+/// Starts the Python `websockets` server; returns it, its URL and its events.
+fn py_server(args: &[&str]) -> (peers::Peer, String) {
+    let peer = peers::python_server(args);
+    let url = peer.url.clone();
+    (peer, url)
 }
 
 /// A raw TCP server on loopback running `serve` on one connection.
@@ -250,7 +194,7 @@ fn binary_messages_print_as_hex_by_default() {
 
 #[test]
 fn python_websockets_echo_headers_and_protocol() {
-    let (_py, url, events) = py_server(&["--send-headers", "--subprotocol", "chat.v2"]);
+    let (py, url) = py_server(&["--send-headers", "--subprotocol", "chat.v2"]);
     let out = wsc(
         &[
             &format!("{url}/room?id=7"),
@@ -282,7 +226,7 @@ fn python_websockets_echo_headers_and_protocol() {
     assert_eq!(headers["authorization"], "Bearer t0k");
     assert_eq!(headers["origin"], "https://app.example");
     assert_eq!(lines.next().as_deref(), Some("ping me"));
-    let seen = py_event(&events, "headers");
+    let seen = py.event("headers");
     assert_eq!(seen["path"], "/room?id=7");
     assert_eq!(seen["subprotocol"], "chat.v2");
     // -v shows the handshake on stderr.
@@ -291,12 +235,12 @@ fn python_websockets_echo_headers_and_protocol() {
     assert!(err.contains("< HTTP/1.1 101 Switching Protocols"), "{err}");
     assert!(err.contains("sec-websocket-protocol: chat.v2"), "{err}");
     // --count reached: closed with 1000.
-    assert_eq!(py_event(&events, "closed")["code"], 1000);
+    assert_eq!(py.event("closed")["code"], 1000);
 }
 
 #[test]
 fn python_websockets_large_and_many_messages() {
-    let (_py, url, events) = py_server(&[]);
+    let (py, url) = py_server(&[]);
     let big = "x".repeat(200_000);
     let mut input = String::new();
     for i in 0..200 {
@@ -311,7 +255,7 @@ fn python_websockets_large_and_many_messages() {
     let got = stdout(&out);
     assert_eq!(got.len(), input.len());
     assert!(got == input, "echoed text differs");
-    assert_eq!(py_event(&events, "closed")["code"], 1000);
+    assert_eq!(py.event("closed")["code"], 1000);
 }
 
 #[test]
@@ -391,7 +335,7 @@ fn server_close_with_error_code_exits_11() {
 
 #[test]
 fn ctrl_c_sends_close_1000() {
-    let (_py, url, events) = py_server(&[]);
+    let (py, url) = py_server(&[]);
     let child = Command::new(WSC)
         .args([&url, "-n"])
         .stdin(Stdio::null())
@@ -400,13 +344,13 @@ fn ctrl_c_sends_close_1000() {
         .spawn()
         .unwrap();
     let mut child = Proc(child);
-    py_event(&events, "headers");
+    py.event("headers");
     let status = Command::new("kill")
         .args(["-INT", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    assert_eq!(py_event(&events, "closed")["code"], 1000);
+    assert_eq!(py.event("closed")["code"], 1000);
     let code = child.0.wait().unwrap().code();
     assert_eq!(code, Some(0));
 }
@@ -470,7 +414,7 @@ fn serve_logs_one_line_per_connection() {
     let mut line = String::new();
     log.read_line(&mut line).unwrap();
     assert!(
-        line.contains("GET /logged: 2 in, 2 out, closed 1000"),
+        line.contains("GET /logged, deflate: 2 in, 2 out, closed 1000"),
         "{line}"
     );
 }

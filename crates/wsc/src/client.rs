@@ -221,6 +221,13 @@ impl ClientBuilder {
     /// Connects: TCP, TLS for `wss://`, then the WebSocket handshake.
     pub fn connect(self) -> Result<WebSocket<MaybeTlsStream>, Error> {
         let url = WsUrl::parse(&self.url)?;
+        // A bad TLS setup is reported before any network activity.
+        #[cfg(feature = "tls")]
+        let tls_config = if url.secure {
+            Some(self.tls.build()?)
+        } else {
+            None
+        };
         let opened = Instant::now();
         let tcp = connect_tcp(
             &url.host,
@@ -231,7 +238,9 @@ impl ClientBuilder {
         let stream = if url.secure {
             #[cfg(feature = "tls")]
             {
-                let config = self.tls.build()?;
+                let Some(config) = tls_config else {
+                    unreachable!("built above for wss:// URLs")
+                };
                 let timeout = self.phase_timeout(self.handshake_timeout, opened);
                 crate::stream::tls_handshake(tcp, &url.host, config, timeout)?
             }

@@ -219,12 +219,21 @@ impl fmt::Display for Error {
                             " (the certificate has expired)"
                         }
                         rustls::CertificateError::UnknownIssuer => {
-                            " (the certificate is not signed by a trusted CA; pass the CA with a \
-                             custom CA file, or skip verification only for testing)"
+                            " (the certificate is not signed by a trusted CA; trust its CA with \
+                             TlsOptions::add_ca_pem_file (--cacert), or skip verification only \
+                             for testing)"
                         }
                         _ => "",
                     };
                     f.write_str(hint)?;
+                }
+                if let rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired) =
+                    source
+                {
+                    f.write_str(
+                        " (the server requires a client certificate: TlsOptions::\
+                         client_cert_pem_files, --cert/--key)",
+                    )?;
                 }
                 Ok(())
             }

@@ -18,15 +18,20 @@ use rcgen::{
 use wsc::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use wsc::rustls::server::WebPkiClientVerifier;
 use wsc::rustls::{
-    self, CertificateError, RootCertStore, ServerConfig, ServerConnection, StreamOwned,
+    self, AlertDescription, CertificateError, RootCertStore, ServerConfig, ServerConnection,
+    StreamOwned,
 };
 use wsc::{
-    ClientBuilder, CloseCode, CloseFrame, Error, MaybeTlsStream, Message, Roots, TlsOptions,
-    WebSocket,
+    ClientBuilder, CloseCode, CloseFrame, Error, HandshakeError, MaybeTlsStream, Message, Phase,
+    Roots, TlsOptions, WebSocket,
 };
 
 /// Bounds every blocking step on both sides, so that no test can hang.
 const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The messages each successful connection exchanges.
+const TEXT: &str = "hello over TLS";
+const BINARY: &[u8] = &[0, 1, 2, 0xfe, 0xff];
 
 // ---------------------------------------------------------------------------------------------
 // Certificates
@@ -41,6 +46,16 @@ struct Identity {
 }
 
 impl Identity {
+    /// Bundles a certificate rcgen made with the key it certifies.
+    fn new(cert: rcgen::Certificate, key: KeyPair) -> Self {
+        Identity {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            chain: vec![cert.der().clone()],
+            key,
+        }
+    }
+
     /// The private key as rustls takes it.
     fn private_key(&self) -> PrivateKeyDer<'static> {
         PrivatePkcs8KeyDer::from(self.key.serialize_der()).into()
@@ -81,12 +96,7 @@ impl TestCa {
     fn issue(&self, params: CertificateParams) -> Identity {
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Identity {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            chain: vec![cert.der().clone()],
-            key,
-        }
+        Identity::new(cert, key)
     }
 
     /// A currently valid server certificate for `names` (DNS names or IP addresses).
@@ -108,7 +118,9 @@ impl TestCa {
 fn leaf_params(names: &[&str], usage: ExtendedKeyUsagePurpose) -> CertificateParams {
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     let mut params = CertificateParams::new(names).unwrap();
-    params.distinguished_name.push(DnType::CommonName, "wsc test");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "wsc test");
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![usage];
     params.use_authority_key_identifier_extension = true;
@@ -121,12 +133,7 @@ fn self_signed(names: &[&str]) -> Identity {
     let cert = leaf_params(names, ExtendedKeyUsagePurpose::ServerAuth)
         .self_signed(&key)
         .unwrap();
-    Identity {
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-        chain: vec![cert.der().clone()],
-        key,
-    }
+    Identity::new(cert, key)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -322,11 +329,10 @@ fn echo_and_close(mut ws: WebSocket<MaybeTlsStream>) -> Option<CloseFrame> {
         matches!(ws.get_ref(), MaybeTlsStream::Tls(_)),
         "wss:// must run over TLS"
     );
-    ws.send_text("hello over TLS").unwrap();
-    assert_eq!(ws.read().unwrap(), Message::text("hello over TLS"));
-    let binary = [0u8, 1, 2, 0xfe, 0xff];
-    ws.send_binary(&binary).unwrap();
-    assert_eq!(ws.read().unwrap(), Message::binary(binary.to_vec()));
+    ws.send_text(TEXT).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text(TEXT));
+    ws.send_binary(BINARY).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::binary(BINARY));
     ws.close_and_wait(Some(CloseFrame::new(CloseCode::NORMAL, "bye")))
         .unwrap()
 }
@@ -340,8 +346,15 @@ fn assert_echo_works(server: EchoServer, ws: WebSocket<MaybeTlsStream>) -> Serve
         "the server must answer the close"
     );
     let served = server.finish_one().expect("server failed");
-    assert_eq!(served.messages.len(), 2);
-    assert_eq!(served.close.as_ref().map(|c| c.code), Some(CloseCode::NORMAL));
+    assert_eq!(
+        served.messages,
+        [Message::text(TEXT), Message::binary(BINARY)]
+    );
+    assert_eq!(
+        served.close,
+        Some(CloseFrame::new(CloseCode::NORMAL, "bye")),
+        "the server must receive the client's close"
+    );
     served
 }
 
@@ -375,4 +388,410 @@ fn assert_server_failed(server: EchoServer) {
         outcome.is_err(),
         "the server completed a handshake the client should have refused: {outcome:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A trusted CA
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn trusted_ca_as_pem_text_connects_and_echoes() {
+    let ca = TestCa::new("wsc test CA");
+    let server = EchoServer::start(server_config(&ca.server_cert(&["localhost"]), None), 1);
+
+    let ws = connect(&server.url("localhost"), trusting(&ca)).unwrap();
+    let served = assert_echo_works(server, ws);
+    assert_eq!(
+        served.sni.as_deref(),
+        Some("localhost"),
+        "SNI is sent for names"
+    );
+    assert_eq!(served.client_cert, None);
+}
+
+#[test]
+fn trusted_ca_as_pem_file_connects_and_echoes() {
+    let ca = TestCa::new("wsc test CA");
+    let server = EchoServer::start(server_config(&ca.server_cert(&["localhost"]), None), 1);
+    let dir = TempDir::new();
+    let ca_file = dir.write("ca.pem", ca.pem());
+
+    let tls = TlsOptions::new()
+        .roots(Roots::None)
+        .add_ca_pem_file(&ca_file)
+        .unwrap();
+    let ws = connect(&server.url("localhost"), tls).unwrap();
+    assert_echo_works(server, ws);
+}
+
+#[test]
+fn trusted_ca_as_der_connects() {
+    let ca = TestCa::new("wsc test CA");
+    let server = EchoServer::start(server_config(&ca.server_cert(&["localhost"]), None), 1);
+
+    let tls = TlsOptions::new().roots(Roots::None).add_ca_der(ca.der());
+    let ws = connect(&server.url("localhost"), tls).unwrap();
+    assert_echo_works(server, ws);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Certificates the client must refuse
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn certificate_for_another_name_is_refused() {
+    let ca = TestCa::new("wsc test CA");
+    let server = EchoServer::start(server_config(&ca.server_cert(&["other.example"]), None), 1);
+
+    let err = connect(&server.url("localhost"), trusting(&ca)).unwrap_err();
+    assert!(
+        matches!(
+            certificate_error(&err, "localhost"),
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
+        ),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(message.contains("localhost"), "{message}");
+    assert!(
+        message.contains("the certificate does not name this host"),
+        "{message}"
+    );
+    assert_server_failed(server);
+}
+
+#[test]
+fn certificate_with_only_a_dns_name_does_not_match_an_ip_address() {
+    let ca = TestCa::new("wsc test CA");
+    let server = EchoServer::start(server_config(&ca.server_cert(&["localhost"]), None), 1);
+
+    let err = connect(&server.url("127.0.0.1"), trusting(&ca)).unwrap_err();
+    assert!(
+        matches!(
+            certificate_error(&err, "127.0.0.1"),
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
+        ),
+        "{err:?}"
+    );
+    assert_server_failed(server);
+}
+
+#[test]
+fn expired_certificate_is_refused() {
+    let ca = TestCa::new("wsc test CA");
+    let mut params = leaf_params(&["localhost"], ExtendedKeyUsagePurpose::ServerAuth);
+    params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+    let server = EchoServer::start(server_config(&ca.issue(params), None), 1);
+
+    let err = connect(&server.url("localhost"), trusting(&ca)).unwrap_err();
+    assert!(
+        matches!(
+            certificate_error(&err, "localhost"),
+            CertificateError::Expired | CertificateError::ExpiredContext { .. }
+        ),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(message.contains("localhost"), "{message}");
+    assert!(message.contains("the certificate has expired"), "{message}");
+    assert_server_failed(server);
+}
+
+/// Asserts an untrusted-issuer error whose message says how to fix it.
+fn assert_unknown_issuer(err: &Error) {
+    assert!(
+        matches!(
+            certificate_error(err, "localhost"),
+            CertificateError::UnknownIssuer
+        ),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(message.contains("not signed by a trusted CA"), "{message}");
+    assert!(
+        message.contains("add_ca_pem_file"),
+        "the message must hint at a fix: {message}"
+    );
+}
+
+#[test]
+fn certificate_from_an_untrusted_ca_is_refused_with_custom_roots() {
+    let server_ca = TestCa::new("server CA");
+    let other_ca = TestCa::new("some other CA");
+    let server = EchoServer::start(
+        server_config(&server_ca.server_cert(&["localhost"]), None),
+        1,
+    );
+
+    let err = connect(&server.url("localhost"), trusting(&other_ca)).unwrap_err();
+    assert_unknown_issuer(&err);
+    assert_server_failed(server);
+}
+
+#[test]
+#[cfg(any(feature = "webpki-roots", feature = "native-roots"))]
+fn certificate_from_an_untrusted_ca_is_refused_with_default_roots() {
+    let ca = TestCa::new("wsc test CA");
+    let server = EchoServer::start(server_config(&ca.server_cert(&["localhost"]), None), 1);
+
+    let err = connect(&server.url("localhost"), TlsOptions::new()).unwrap_err();
+    assert_unknown_issuer(&err);
+    assert_server_failed(server);
+}
+
+// ---------------------------------------------------------------------------------------------
+// IP addresses
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn ip_address_in_the_certificate_matches_and_no_sni_is_sent() {
+    let ca = TestCa::new("wsc test CA");
+    let server = EchoServer::start(server_config(&ca.server_cert(&["127.0.0.1"]), None), 1);
+
+    let ws = connect(&server.url("127.0.0.1"), trusting(&ca)).unwrap();
+    let served = assert_echo_works(server, ws);
+    assert_eq!(served.sni, None, "SNI must not carry an IP address");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mutual TLS
+// ---------------------------------------------------------------------------------------------
+
+/// A server that requires a client certificate signed by `ca`.
+fn mtls_server(ca: &TestCa, connections: usize) -> EchoServer {
+    EchoServer::start(
+        server_config(&ca.server_cert(&["localhost"]), Some(ca)),
+        connections,
+    )
+}
+
+#[test]
+fn client_certificate_from_pem_files_is_accepted() {
+    let ca = TestCa::new("wsc test CA");
+    let server = mtls_server(&ca, 1);
+    let client = ca.client_cert();
+    let dir = TempDir::new();
+    let cert_file = dir.write("client.pem", &client.cert_pem);
+    let key_file = dir.write("client.key", &client.key_pem);
+
+    let tls = trusting(&ca)
+        .client_cert_pem_files(&cert_file, &key_file)
+        .unwrap();
+    let ws = connect(&server.url("localhost"), tls).unwrap();
+    let served = assert_echo_works(server, ws);
+    assert_eq!(served.client_cert.as_ref(), Some(&client.chain[0]));
+}
+
+#[test]
+fn client_certificate_in_memory_is_accepted() {
+    let ca = TestCa::new("wsc test CA");
+    let server = mtls_server(&ca, 1);
+    let client = ca.client_cert();
+
+    let tls = trusting(&ca).client_cert(client.chain.clone(), client.private_key());
+    let ws = connect(&server.url("localhost"), tls).unwrap();
+    let served = assert_echo_works(server, ws);
+    assert_eq!(served.client_cert.as_ref(), Some(&client.chain[0]));
+}
+
+/// Asserts that a client refused by an mTLS server got an error rather than a connection.
+///
+/// With TLS 1.3 the client finishes its handshake before the server checks its certificate,
+/// so the refusal arrives during the WebSocket handshake: normally the server's `alert`, but
+/// the server's close may reset the connection first.
+fn assert_refused_by_server(
+    result: Result<WebSocket<MaybeTlsStream>, Error>,
+    alert: AlertDescription,
+) {
+    let err = result.expect_err("the server must refuse the client");
+    match &err {
+        Error::Tls { host, source } => {
+            assert_eq!(host, "localhost");
+            assert_eq!(source, &rustls::Error::AlertReceived(alert), "{err:?}");
+        }
+        Error::Io(_)
+        | Error::ConnectionReset
+        | Error::Handshake(HandshakeError::ConnectionClosed) => {}
+        other => panic!("expected a TLS or I/O error, got {other:?}"),
+    }
+}
+
+#[test]
+fn missing_client_certificate_is_refused() {
+    let ca = TestCa::new("wsc test CA");
+    let server = mtls_server(&ca, 1);
+
+    let started = Instant::now();
+    assert_refused_by_server(
+        connect(&server.url("localhost"), trusting(&ca)),
+        AlertDescription::CertificateRequired,
+    );
+    assert!(
+        started.elapsed() < TIMEOUT,
+        "the refusal must not wait for a timeout"
+    );
+    let served = server.finish_one();
+    let server_err = served.expect_err("the server must refuse the client");
+    assert!(
+        matches!(
+            rustls_error(&server_err),
+            Some(rustls::Error::NoCertificatesPresented)
+        ),
+        "{server_err:?}"
+    );
+}
+
+#[test]
+fn client_certificate_from_another_ca_is_refused() {
+    let ca = TestCa::new("wsc test CA");
+    let server = mtls_server(&ca, 1);
+    let stranger = TestCa::new("stranger CA").client_cert();
+
+    let tls = trusting(&ca).client_cert(stranger.chain.clone(), stranger.private_key());
+    assert_refused_by_server(
+        connect(&server.url("localhost"), tls),
+        AlertDescription::UnknownCA,
+    );
+    let server_err = server.finish_one().expect_err("the server must refuse");
+    assert!(
+        matches!(
+            rustls_error(&server_err),
+            Some(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer
+            ))
+        ),
+        "{server_err:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Skipping verification
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn danger_accept_invalid_certs_connects_to_a_self_signed_wrong_name() {
+    let identity = self_signed(&["wrong.example"]);
+    let server = EchoServer::start(server_config(&identity, None), 2);
+    let url = server.url("localhost");
+
+    // Without the option, the same server is refused.
+    let err = connect(
+        &url,
+        TlsOptions::new()
+            .roots(Roots::None)
+            .add_ca_der(identity.chain[0].clone()),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            certificate_error(&err, "localhost"),
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
+        ),
+        "{err:?}"
+    );
+
+    let tls = TlsOptions::new().danger_accept_invalid_certs(true);
+    let close = echo_and_close(connect(&url, tls).unwrap());
+    assert_eq!(close.map(|frame| frame.code), Some(CloseCode::NORMAL));
+
+    let outcomes = server.finish();
+    assert_eq!(outcomes.len(), 2);
+    assert!(outcomes[0].is_err(), "{:?}", outcomes[0]);
+    let served = outcomes[1].as_ref().expect("server failed");
+    assert_eq!(
+        served.messages,
+        [Message::text(TEXT), Message::binary(BINARY)]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A server that never answers
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn silent_server_times_out_in_the_tls_handshake() {
+    // The kernel completes the TCP handshake from the backlog; nobody ever speaks TLS.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("wss://localhost:{}/", listener.local_addr().unwrap().port());
+    let ca = TestCa::new("wsc test CA");
+
+    // Connect in a thread, so that a handshake timeout that is not applied fails the test
+    // instead of hanging it.
+    let tls = trusting(&ca);
+    let (done, outcome) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let result = ClientBuilder::new(url)
+            .connect_timeout(TIMEOUT)
+            .handshake_timeout(Duration::from_millis(300))
+            .tls(tls)
+            .connect();
+        let _ = done.send(result.map(drop));
+    });
+    let err = outcome
+        .recv_timeout(TIMEOUT)
+        .expect("the handshake timeout was not applied")
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout(Phase::TlsHandshake)),
+        "{err:?}"
+    );
+    drop(listener);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Unusable CA and key files
+// ---------------------------------------------------------------------------------------------
+
+/// The message of a TLS configuration error, after checking the variant.
+fn config_error(result: Result<TlsOptions, Error>) -> String {
+    match result {
+        Err(Error::TlsConfig(message)) => message,
+        Err(other) => panic!("expected a TLS configuration error, got {other:?}"),
+        Ok(_) => panic!("expected a TLS configuration error, got options"),
+    }
+}
+
+/// Whether `message` names `path`.
+fn names_path(message: &str, path: &Path) -> bool {
+    message.contains(&path.display().to_string())
+}
+
+#[test]
+fn missing_ca_file_is_a_config_error_naming_the_path() {
+    let dir = TempDir::new();
+    let path = dir.0.join("no-such-ca.pem");
+
+    let message = config_error(TlsOptions::new().add_ca_pem_file(&path));
+    assert!(names_path(&message, &path), "{message}");
+}
+
+#[test]
+fn ca_file_without_certificates_is_a_config_error_naming_the_path() {
+    let dir = TempDir::new();
+    let key_only = dir.write("key-only.pem", self_signed(&["localhost"]).key_pem);
+    let garbage = dir.write("garbage.pem", "this is not PEM at all\n");
+
+    for path in [key_only, garbage] {
+        let message = config_error(TlsOptions::new().add_ca_pem_file(&path));
+        assert!(names_path(&message, &path), "{message}");
+        assert!(message.contains("no PEM certificate"), "{message}");
+    }
+}
+
+#[test]
+fn ca_pem_text_without_certificates_is_a_config_error() {
+    let message = config_error(TlsOptions::new().add_ca_pem(b"nothing here"));
+    assert!(message.contains("no PEM certificate"), "{message}");
+}
+
+#[test]
+fn missing_client_key_file_is_a_config_error_naming_the_path() {
+    let dir = TempDir::new();
+    let client = TestCa::new("wsc test CA").client_cert();
+    let cert_file = dir.write("client.pem", &client.cert_pem);
+    let key_file = dir.0.join("no-such-key.pem");
+
+    let message = config_error(TlsOptions::new().client_cert_pem_files(&cert_file, &key_file));
+    assert!(names_path(&message, &key_file), "{message}");
 }

@@ -427,6 +427,11 @@ impl Codec {
         if out.len() >= start + 4 && out[out.len() - 4..] == TAIL {
             out.truncate(out.len() - 4);
         }
+        if out.len() == start {
+            // zlib emits nothing for an empty message right after a flush; an empty payload
+            // would leave the peer's inflater mid-block. RFC 7692 section 7.2.3.6: send 0x00.
+            out.push(0x00);
+        }
         if self.params.local_no_context_takeover {
             // Free the state instead of resetting it: it is ~300 KiB, and idle connections
             // should not hold it.
@@ -725,5 +730,36 @@ mod tests {
         assert_eq!(answer, "permessage-deflate; client_no_context_takeover");
         assert!(p.remote_no_context_takeover);
         assert!(server_accept(&server, &parse_extensions("x-other")).is_none());
+    }
+}
+#[cfg(test)]
+mod sequence_tests {
+    use super::*;
+
+    #[test]
+    fn empty_and_short_messages_in_sequence() {
+        let p = DeflateParams {
+            local_no_context_takeover: false,
+            remote_no_context_takeover: false,
+            local_max_window_bits: 15,
+            remote_max_window_bits: 15,
+        };
+        let mut tx = Codec::new(p, &DeflateConfig::default());
+        let mut rx = Codec::new(p, &DeflateConfig::default());
+        for msg in [
+            &b"hello"[..],
+            b"world",
+            b"",
+            b"last line without newline",
+            b"",
+            b"x",
+        ] {
+            let mut c = Vec::new();
+            tx.compress(msg, &mut c).unwrap();
+            let mut d = Vec::new();
+            rx.decompress(&c, &mut d, 1000)
+                .unwrap_or_else(|e| panic!("{msg:?} -> {c:x?}: {e:?}"));
+            assert_eq!(d, msg);
+        }
     }
 }
