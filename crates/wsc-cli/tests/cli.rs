@@ -455,3 +455,48 @@ fn help_documents_exit_statuses() {
         assert!(text.contains(needle), "{needle} missing from --help");
     }
 }
+
+#[test]
+fn compression_is_negotiated_and_can_be_turned_off() {
+    let (_server, url, mut log) = wsc_serve(&[]);
+    let out = wsc(
+        &[&url, "-v", "--count", "1", "--keep-open"],
+        b"squeeze me\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "squeeze me\n");
+    assert!(
+        stderr(&out).contains("* compression: permessage-deflate"),
+        "{}",
+        stderr(&out)
+    );
+    let mut line = String::new();
+    log.read_line(&mut line).unwrap();
+    assert!(line.contains(", deflate:"), "{line}");
+
+    let out = wsc(
+        &[
+            &url,
+            "-v",
+            "--no-compression",
+            "--count",
+            "1",
+            "--keep-open",
+        ],
+        b"plain\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("* compression: off"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !stderr(&out).contains("Sec-WebSocket-Extensions"),
+        "{}",
+        stderr(&out)
+    );
+    let mut line = String::new();
+    log.read_line(&mut line).unwrap();
+    assert!(!line.contains("deflate"), "{line}");
+}

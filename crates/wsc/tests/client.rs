@@ -582,3 +582,55 @@ fn close_and_wait_after_the_server_closed_is_ok() {
     assert!(matches!(ws.read().unwrap(), Message::Close(_)));
     assert_eq!(ws.close_and_wait(None).unwrap(), None);
 }
+
+#[test]
+fn decompression_bomb_is_stopped_with_1009() {
+    use wsc::proto::deflate::{Codec, DeflateConfig, DeflateParams};
+    let (url, server) = serve_once(|mut tcp| {
+        // Accept with permessage-deflate, then send 8 MiB of zeros compressed to ~8 KiB.
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        let req = loop {
+            let n = tcp.read(&mut chunk).unwrap();
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some((req, _)) = parse_request(&buf, 1 << 16).unwrap() {
+                break req;
+            }
+        };
+        let ext = (
+            "Sec-WebSocket-Extensions".to_string(),
+            "permessage-deflate".to_string(),
+        );
+        tcp.write_all(&accept_response(&req, None, &[ext])).unwrap();
+        let params = DeflateParams {
+            local_no_context_takeover: false,
+            remote_no_context_takeover: false,
+            local_max_window_bits: 15,
+            remote_max_window_bits: 15,
+        };
+        let mut codec = Codec::new(params, &DeflateConfig::default());
+        let mut bomb = Vec::new();
+        codec.compress(&vec![0u8; 8 << 20], &mut bomb).unwrap();
+        let mut frame = vec![0xC2, 127];
+        frame.extend_from_slice(&(bomb.len() as u64).to_be_bytes());
+        frame.extend_from_slice(&bomb);
+        tcp.write_all(&frame).unwrap();
+        (bomb.len(), read_client_frame(&mut tcp))
+    });
+    let mut ws = builder(&url)
+        .max_message_size(Some(1 << 20))
+        .connect()
+        .unwrap();
+    assert!(ws.connection().deflate_params().is_some());
+    let err = ws.read().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Protocol(ProtocolError::MessageTooLarge { max: 1048576, .. })
+        ),
+        "{err}"
+    );
+    let (bomb_len, (op, payload)) = server.join().unwrap();
+    assert!(bomb_len < 1 << 20, "the bomb itself is small: {bomb_len}");
+    assert_eq!((op, &payload[..2]), (8, &1009u16.to_be_bytes()[..]));
+}
