@@ -162,13 +162,7 @@ pub(crate) fn connect_tcp(
     let deadline = timeout.map(|t| Instant::now() + t);
     let addrs: Vec<SocketAddr> = match host.parse::<std::net::IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => (host, port)
-            .to_socket_addrs()
-            .map_err(|source| Error::Dns {
-                host: host.to_string(),
-                source,
-            })?
-            .collect(),
+        Err(_) => resolve(host, port, deadline)?,
     };
     let target = if host.contains(':') {
         format!("[{host}]:{port}")
@@ -202,6 +196,34 @@ pub(crate) fn connect_tcp(
         target,
         source: last,
     })
+}
+
+/// Resolves `host` with the system resolver, within the deadline. The resolver call cannot be
+/// interrupted, so it runs on its own thread, which is left to finish in the background if
+/// the deadline passes first.
+fn resolve(host: &str, port: u16, deadline: Option<Instant>) -> Result<Vec<SocketAddr>, Error> {
+    let dns_error = |source| Error::Dns {
+        host: host.to_string(),
+        source,
+    };
+    let Some(deadline) = deadline else {
+        return Ok((host, port).to_socket_addrs().map_err(dns_error)?.collect());
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let name = host.to_string();
+    std::thread::Builder::new()
+        .name("wsc-resolve".into())
+        .spawn(move || {
+            let result: io::Result<Vec<SocketAddr>> = (name.as_str(), port)
+                .to_socket_addrs()
+                .map(Iterator::collect);
+            let _ = tx.send(result);
+        })
+        .map_err(Error::Io)?;
+    match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        Ok(result) => result.map_err(dns_error),
+        Err(_) => Err(Error::Timeout(Phase::Connect)),
+    }
 }
 
 /// Turns an I/O error during `phase` into the crate error: timeouts name the phase, TLS

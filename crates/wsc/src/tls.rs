@@ -222,18 +222,23 @@ fn add_roots(store: &mut RootCertStore, roots: Roots) -> Result<(), Error> {
     }
 }
 
+/// The system store, read once per process (reading it parses every file in it).
 #[cfg(feature = "native-roots")]
 fn add_system_roots(store: &mut RootCertStore) -> Result<(), Error> {
-    let found = rustls_native_certs::load_native_certs();
-    let (added, _ignored) = store.add_parsable_certificates(found.certs);
+    type Loaded = (Vec<CertificateDer<'static>>, Option<String>);
+    static SYSTEM: OnceLock<Loaded> = OnceLock::new();
+    let (certs, first_error) = SYSTEM.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        (found.certs, found.errors.first().map(|e| e.to_string()))
+    });
+    let (added, _ignored) = store.add_parsable_certificates(certs.iter().cloned());
     if added == 0 {
+        let why = first_error
+            .as_ref()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
         return Err(Error::TlsConfig(format!(
-            "no root certificates in the system store{}",
-            found
-                .errors
-                .first()
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default()
+            "no root certificates in the system store{why}"
         )));
     }
     Ok(())
