@@ -52,7 +52,8 @@ fn root() -> PathBuf {
 
 /// The project's Python with `websockets`.
 pub fn python() -> PathBuf {
-    let venv = std::env::var_os("WSC_VENV").map_or_else(|| root().join(".venv"), PathBuf::from);
+    // Relative paths are relative to the repository root, as in scripts/test.sh.
+    let venv = root().join(std::env::var_os("WSC_VENV").unwrap_or_else(|| ".venv".into()));
     let py = venv.join("bin/python");
     assert!(
         py.exists(),
@@ -108,9 +109,9 @@ pub fn node_server(per_message_deflate: &str) -> Option<Peer> {
         eprintln!("SKIPPED: node is not installed; the Node `ws` interop test did not run");
         return None;
     }
-    let node_path = std::env::var_os("WSC_NODE_PATH").map_or_else(
-        || root().join("target/node-peers/node_modules"),
-        PathBuf::from,
+    let node_path = root().join(
+        std::env::var_os("WSC_NODE_PATH")
+            .unwrap_or_else(|| "target/node-peers/node_modules".into()),
     );
     assert!(
         node_path.join("ws").exists(),
