@@ -45,6 +45,24 @@
 //! # Ok::<(), wsc::Error>(())
 //! ```
 //!
+//! ## Compression
+//!
+//! permessage-deflate (RFC 7692, feature `deflate`, on by default) is offered by every client
+//! and accepted by the server role; tune it with [`proto::deflate::DeflateConfig`] or turn it
+//! off:
+//!
+//! ```no_run
+//! use wsc::proto::deflate::DeflateConfig;
+//! let ws = wsc::ClientBuilder::new("wss://stream.example.com/ws")
+//!     .deflate(Some(DeflateConfig::default().server_max_window_bits(Some(12)).level(1)))
+//!     .connect()?;
+//! println!("negotiated: {:?}", ws.connection().deflate_params());
+//! # Ok::<(), wsc::Error>(())
+//! ```
+//!
+//! Inflated messages are bounded by the maximum message size, so a small "bomb" frame is
+//! stopped with close code 1009 before it can exhaust memory.
+//!
 //! ## Errors
 //!
 //! Everything fails with [`Error`], whose variants say what went wrong and where: DNS, connect,

@@ -52,6 +52,18 @@ fn file_error(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
     Error::TlsConfig(format!("cannot read {what} from {}: {e}", path.display()))
 }
 
+/// All certificates in a PEM file; none is an error naming `what` and the path.
+fn read_pem_certs(what: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| file_error(what, path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_error(what, path, e))?;
+    if certs.is_empty() {
+        return Err(file_error(what, path, "no PEM certificate found"));
+    }
+    Ok(certs)
+}
+
 impl TlsOptions {
     /// Verify servers against the default roots.
     pub fn new() -> Self {
@@ -66,18 +78,7 @@ impl TlsOptions {
 
     /// Trusts the CA certificates in a PEM file, in addition to the roots.
     pub fn add_ca_pem_file(mut self, path: impl AsRef<Path>) -> Result<Self, Error> {
-        let path = path.as_ref();
-        let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|e| file_error("CA certificates", path, e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| file_error("CA certificates", path, e))?;
-        if certs.is_empty() {
-            return Err(file_error(
-                "CA certificates",
-                path,
-                "no PEM certificate found",
-            ));
-        }
+        let certs = read_pem_certs("CA certificates", path.as_ref())?;
         self.extra_cas.extend(certs);
         Ok(self)
     }
@@ -108,17 +109,7 @@ impl TlsOptions {
         key: impl AsRef<Path>,
     ) -> Result<Self, Error> {
         let (cert, key) = (cert.as_ref(), key.as_ref());
-        let chain = CertificateDer::pem_file_iter(cert)
-            .map_err(|e| file_error("client certificate", cert, e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| file_error("client certificate", cert, e))?;
-        if chain.is_empty() {
-            return Err(file_error(
-                "client certificate",
-                cert,
-                "no PEM certificate found",
-            ));
-        }
+        let chain = read_pem_certs("client certificate", cert)?;
         let key =
             PrivateKeyDer::from_pem_file(key).map_err(|e| file_error("private key", key, e))?;
         Ok(self.client_cert(chain, key))

@@ -34,8 +34,11 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
 const POOL: usize = 512;
 
 /// Fresh, unpredictable masking keys, buffered from the OS CSPRNG.
+///
+/// The pool is allocated on first use, so a server-role connection (which never masks)
+/// carries no pool at all.
 pub struct MaskKeys {
-    pool: Box<[u8; POOL]>,
+    pool: Option<Box<[u8; POOL]>>,
     next: usize,
 }
 
@@ -43,19 +46,20 @@ impl MaskKeys {
     /// An empty pool; the first key triggers the first fill.
     pub fn new() -> Self {
         MaskKeys {
-            pool: Box::new([0; POOL]),
+            pool: None,
             next: POOL,
         }
     }
 
     /// The next key. Fails only if the operating system cannot supply randomness.
     pub fn next_key(&mut self) -> Result<[u8; 4], getrandom::Error> {
+        let pool = self.pool.get_or_insert_with(|| Box::new([0; POOL]));
         if self.next + 4 > POOL {
-            getrandom::getrandom(&mut self.pool[..])?;
+            getrandom::getrandom(&mut pool[..])?;
             self.next = 0;
         }
         let mut key = [0; 4];
-        key.copy_from_slice(&self.pool[self.next..self.next + 4]);
+        key.copy_from_slice(&pool[self.next..self.next + 4]);
         self.next += 4;
         Ok(key)
     }
