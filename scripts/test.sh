@@ -38,6 +38,9 @@ step "feature combinations build"
 cargo check -p wsc --no-default-features
 cargo check -p wsc --no-default-features --features tls,webpki-roots
 
+step "fuzz targets compile (running them: docs/fuzzing.md)"
+cargo check --manifest-path fuzz/Cargo.toml --bins
+
 step "Autobahn|Testsuite sections 1-10, 12, 13 (kosoku)"
 cargo build --release -p wsc --example autobahn_client
 bash scripts/autobahn.sh --sections 1-13 --timeout 1200
