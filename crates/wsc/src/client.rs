@@ -54,22 +54,22 @@ pub fn client<S: Read + Write>(url: &str, stream: S) -> Result<WebSocket<S>, Err
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct ClientBuilder {
-    url: String,
-    headers: Vec<(String, String)>,
-    protocols: Vec<String>,
-    origin: Option<String>,
-    config: Config,
-    max_handshake_size: usize,
-    connect_timeout: Option<Duration>,
-    handshake_timeout: Option<Duration>,
-    open_timeout: Option<Duration>,
-    read_timeout: Option<Duration>,
-    write_timeout: Option<Duration>,
-    close_timeout: Option<Duration>,
+    pub(crate) url: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) protocols: Vec<String>,
+    pub(crate) origin: Option<String>,
+    pub(crate) config: Config,
+    pub(crate) max_handshake_size: usize,
+    pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) handshake_timeout: Option<Duration>,
+    pub(crate) open_timeout: Option<Duration>,
+    pub(crate) read_timeout: Option<Duration>,
+    pub(crate) write_timeout: Option<Duration>,
+    pub(crate) close_timeout: Option<Duration>,
     #[cfg(feature = "tls")]
-    tls: TlsOptions,
+    pub(crate) tls: TlsOptions,
     #[cfg(feature = "deflate")]
-    deflate: Option<DeflateConfig>,
+    pub(crate) deflate: Option<DeflateConfig>,
 }
 
 impl ClientBuilder {
@@ -195,7 +195,7 @@ impl ClientBuilder {
         self.deflate(on.then(DeflateConfig::default))
     }
 
-    fn request(&self, url: &WsUrl) -> ClientRequest {
+    pub(crate) fn request(&self, url: &WsUrl) -> ClientRequest {
         let mut headers = self.headers.clone();
         if let Some((user, pass)) = &url.credentials {
             let has_auth = headers
@@ -258,8 +258,29 @@ impl ClientBuilder {
         self.handshake(url, stream, Some(StreamControl::for_maybe_tls()), timeout)
     }
 
+    /// The connection the accepted handshake opens, with compression if it was agreed.
+    pub(crate) fn open_connection(&self, response: &crate::Response) -> Connection {
+        #[cfg(feature = "deflate")]
+        {
+            let codec = response
+                .deflate
+                .zip(self.deflate.as_ref())
+                .map(|(params, config)| Codec::new(params, config));
+            Connection::with_deflate(Role::Client, self.config.clone(), codec)
+        }
+        #[cfg(not(feature = "deflate"))]
+        {
+            let _ = response;
+            Connection::new(Role::Client, self.config.clone())
+        }
+    }
+
     /// A phase's timeout, shortened to what is left of the open timeout.
-    fn phase_timeout(&self, phase: Option<Duration>, opened: Instant) -> Option<Duration> {
+    pub(crate) fn phase_timeout(
+        &self,
+        phase: Option<Duration>,
+        opened: Instant,
+    ) -> Option<Duration> {
         let left = self
             .open_timeout
             .map(|t| t.saturating_sub(opened.elapsed()));
@@ -321,16 +342,7 @@ impl ClientBuilder {
             (c.set_deadline)(&mut stream, None)?;
             (c.set_read_timeout)(&mut stream, self.read_timeout)?;
         }
-        #[cfg(feature = "deflate")]
-        let conn = {
-            let codec = response
-                .deflate
-                .zip(self.deflate.as_ref())
-                .map(|(params, config)| Codec::new(params, config));
-            Connection::with_deflate(Role::Client, self.config, codec)
-        };
-        #[cfg(not(feature = "deflate"))]
-        let conn = Connection::new(Role::Client, self.config);
+        let conn = self.open_connection(&response);
         let mut ws = WebSocket::from_connection(stream, conn, &buf[used..]);
         ws.set_client_details(
             String::from_utf8_lossy(&request).into_owned(),

@@ -107,6 +107,8 @@ pub mod server;
 mod stream;
 #[cfg(feature = "tls")]
 pub mod tls;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 pub mod url;
 
 pub use blocking::WebSocket;

@@ -94,14 +94,7 @@ impl Acceptor {
                 Ok(Some(done)) => break done,
                 Ok(None) => {}
                 Err(e) => {
-                    let status = match &e {
-                        HandshakeError::BadRequest { status, .. } => *status,
-                        HandshakeError::TooLarge { .. } => {
-                            http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
-                        }
-                        _ => http::StatusCode::BAD_REQUEST,
-                    };
-                    let _ = stream.write_all(&reject_response(status, &format!("{e}\n")));
+                    let _ = stream.write_all(&refusal(&e));
                     let _ = stream.flush();
                     return Err(Error::Handshake(e));
                 }
@@ -113,6 +106,16 @@ impl Acceptor {
                 Err(e) => return Err(Error::Io(e)),
             }
         };
+        let (response, conn) = self.answer(&request);
+        stream.write_all(&response)?;
+        stream.flush()?;
+        let ws = WebSocket::from_connection(stream, conn, &buf[used..]);
+        Ok((ws, request))
+    }
+
+    /// The 101 response to a valid request and the connection it opens: the subprotocol and
+    /// compression chosen here serve every driver.
+    pub(crate) fn answer(&self, request: &Request) -> (Vec<u8>, Connection) {
         let chosen = request
             .protocols
             .iter()
@@ -134,9 +137,22 @@ impl Acceptor {
         };
         #[cfg(not(feature = "deflate"))]
         let conn = Connection::new(Role::Server, self.config.clone());
-        stream.write_all(&accept_response(&request, chosen.as_deref(), &extra))?;
-        stream.flush()?;
-        let ws = WebSocket::from_connection(stream, conn, &buf[used..]);
-        Ok((ws, request))
+        (accept_response(request, chosen.as_deref(), &extra), conn)
     }
+
+    /// The largest request head accepted.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn max_handshake(&self) -> usize {
+        self.max_handshake_size
+    }
+}
+
+/// The HTTP error response for a request that is not a valid upgrade.
+pub(crate) fn refusal(e: &HandshakeError) -> Vec<u8> {
+    let status = match e {
+        HandshakeError::BadRequest { status, .. } => *status,
+        HandshakeError::TooLarge { .. } => http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        _ => http::StatusCode::BAD_REQUEST,
+    };
+    reject_response(status, &format!("{e}\n"))
 }

@@ -215,6 +215,18 @@ impl Connection {
         result
     }
 
+    /// Frees the read and write buffers if they are empty: an idle connection then holds no
+    /// buffer memory (async drivers call this when the socket has nothing to read).
+    pub fn release_idle_buffers(&mut self) {
+        if self.read_buf.is_empty() && self.read_buf.capacity() > 0 {
+            self.read_buf = BytesMut::new();
+        }
+        if self.out_pos == self.out.len() && self.out.capacity() > 0 {
+            self.out = Vec::new();
+            self.out_pos = 0;
+        }
+    }
+
     /// Bytes received but not yet turned into messages.
     pub fn buffered_input(&self) -> usize {
         self.read_buf.len()

@@ -1,0 +1,784 @@
+//! The async driver on tokio: the same sans-I/O core as the blocking client, driven by any
+//! `AsyncRead + AsyncWrite` stream (feature `tokio`).
+//!
+//! [`WebSocketStream`] is a [`futures_core::Stream`] of messages and a [`futures_sink::Sink`]
+//! for sending, with `recv`/`send`/`close` methods on top. All of its state lives in the
+//! struct, never in a future, so every method is cancellation safe: a `recv()` dropped by
+//! `select!` loses no message, and a `send()` dropped half-way leaves the frame queued, to go
+//! out with the next write.
+//!
+//! [`WebSocketStream::split`] gives a reading and a writing half for two tasks. Pongs and
+//! close replies are written by whichever half is polled, so a task that only reads still
+//! answers pings.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), wsc::Error> {
+//! let (mut ws, _response) = wsc::tokio::connect("wss://stream.example.com/ws").await?;
+//! ws.send_text(r#"{"op":"subscribe","channel":"ticker"}"#).await?;
+//! while let Some(message) = ws.recv().await {
+//!     println!("{:?}", message?);
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::future::{poll_fn, Future};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{ready, Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use ::tokio::net::TcpStream;
+use ::tokio::time::{sleep, timeout, Sleep};
+use futures_core::Stream;
+use futures_sink::Sink;
+
+use crate::client::ClientBuilder;
+use crate::error::{Error, Phase};
+use crate::proto::handshake::{parse_request, ClientHandshake, HandshakeError, Request, Response};
+use crate::proto::{CloseFrame, Connection, Message, Role, State};
+use crate::server::{refusal, Acceptor};
+use crate::stream::{is_timeout, map_io_error};
+use crate::url::WsUrl;
+
+/// Read this much at a time.
+const READ_CHUNK: usize = 16 << 10;
+
+/// Default bound on queued outgoing bytes before `Sink::poll_ready` waits for the socket.
+const DEFAULT_WRITE_BUFFER: usize = 128 << 10;
+
+/// Most bytes discarded while waiting for the server to close TCP after the close handshake.
+const CLOSE_DRAIN_LIMIT: usize = 1 << 20;
+
+/// Connects to a `ws://` or `wss://` URL with default options.
+pub async fn connect(url: &str) -> Result<(WebSocketStream<TokioStream>, Response), Error> {
+    ClientBuilder::new(url).connect_async().await
+}
+
+/// Runs the client handshake over a stream you opened yourself.
+pub async fn client<S>(url: &str, stream: S) -> Result<(WebSocketStream<S>, Response), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    ClientBuilder::new(url).connect_async_on(stream).await
+}
+
+/// Accepts a WebSocket upgrade on `stream` with default options (server role).
+pub async fn accept<S>(stream: S) -> Result<WebSocketStream<S>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    Acceptor::new().accept_async(stream).await.map(|(ws, _)| ws)
+}
+
+/// TCP, with TLS on top for `wss://`.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TokioStream {
+    /// `ws://`.
+    Plain(TcpStream),
+    /// `wss://`.
+    #[cfg(feature = "tls")]
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl TokioStream {
+    /// The TCP stream underneath.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            TokioStream::Plain(s) => s,
+            #[cfg(feature = "tls")]
+            TokioStream::Tls(s) => s.get_ref().0,
+        }
+    }
+}
+
+impl AsyncRead for TokioStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            TokioStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            #[cfg(feature = "tls")]
+            TokioStream::Tls(s) => match Pin::new(s.as_mut()).poll_read(cx, buf) {
+                // A server that closes TCP without close_notify after the WebSocket close is
+                // common; the WebSocket layer decides whether the close was clean.
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    Poll::Ready(Ok(()))
+                }
+                other => other,
+            },
+        }
+    }
+}
+
+impl AsyncWrite for TokioStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            TokioStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            #[cfg(feature = "tls")]
+            TokioStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            TokioStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            #[cfg(feature = "tls")]
+            TokioStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            TokioStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            #[cfg(feature = "tls")]
+            TokioStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The connection state both halves share: the stream and the protocol core.
+struct Inner<S> {
+    stream: S,
+    conn: Connection,
+    write_buffer: usize,
+    close_timeout: Option<Duration>,
+    close_wait: Option<Pin<Box<Sleep>>>,
+    drained: bool,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
+    /// Reads more bytes into the connection; `Ok(0)` is end of stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let stream = &mut self.stream;
+        let mut pending = false;
+        let result = self.conn.receive_with(READ_CHUNK, |buf| {
+            let mut rb = ReadBuf::new(buf);
+            match Pin::new(&mut *stream).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => Ok(rb.filled().len()),
+                Poll::Ready(Err(e)) => Err(e),
+                Poll::Pending => {
+                    pending = true;
+                    Ok(0)
+                }
+            }
+        });
+        if pending {
+            // Idle: hold no buffer memory while waiting.
+            self.conn.release_idle_buffers();
+            return Poll::Pending;
+        }
+        Poll::Ready(result)
+    }
+
+    /// Writes every queued byte, then flushes the stream.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        while self.conn.has_pending_output() {
+            match ready!(Pin::new(&mut self.stream).poll_write(cx, self.conn.pending_output())) {
+                Ok(0) => {
+                    self.conn.abort();
+                    return Poll::Ready(Err(Error::Io(io::ErrorKind::WriteZero.into())));
+                }
+                Ok(n) => self.conn.consume_output(n),
+                Err(e) => return Poll::Ready(Err(self.transport_error(e, Phase::Write))),
+            }
+        }
+        match ready!(Pin::new(&mut self.stream).poll_flush(cx)) {
+            Ok(()) => Poll::Ready(Ok(())),
+            Err(e) => Poll::Ready(Err(self.transport_error(e, Phase::Write))),
+        }
+    }
+
+    fn transport_error(&mut self, e: io::Error, phase: Phase) -> Error {
+        if !is_timeout(&e) {
+            self.conn.abort();
+            self.drained = true;
+        }
+        map_io_error(e, phase, "")
+    }
+
+    /// The next message; `None` once the connection is over (after the close handshake,
+    /// after an error, or at the end of the stream).
+    fn poll_next_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        loop {
+            if self.conn.has_pending_output() {
+                // Pongs and close replies go out while the caller only reads; a full socket
+                // does not hold up messages already received.
+                if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+            match self.conn.next_message() {
+                Ok(Some(message)) => {
+                    if self.conn.has_pending_output() {
+                        let _ = self.poll_write_out(cx);
+                    }
+                    return Poll::Ready(Some(Ok(message)));
+                }
+                Ok(None) if self.conn.is_terminated() => {
+                    if self.conn.has_pending_output() && ready!(self.poll_write_out(cx)).is_err() {
+                        return Poll::Ready(None);
+                    }
+                    ready!(self.poll_drain(cx));
+                    return Poll::Ready(None);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = self.poll_write_out(cx);
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+            match ready!(self.poll_fill(cx)) {
+                Ok(0) => {
+                    if let Err(e) = self.conn.receive_eof() {
+                        self.drained = true;
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    self.drained = true;
+                }
+                Ok(_) => {}
+                Err(e) => return Poll::Ready(Some(Err(self.transport_error(e, Phase::Read)))),
+            }
+        }
+    }
+
+    /// After the close handshake, a client lets the server close TCP first (RFC 6455 7.1.1),
+    /// for at most the close timeout.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.drained || self.conn.role() != Role::Client {
+            return Poll::Ready(());
+        }
+        if self.close_wait.is_none() {
+            self.close_wait = self.close_timeout.map(|t| Box::pin(sleep(t)));
+        }
+        let mut scratch = [0u8; 1024];
+        let mut drained = 0;
+        loop {
+            if let Some(deadline) = self.close_wait.as_mut() {
+                if deadline.as_mut().poll(cx).is_ready() {
+                    break;
+                }
+            }
+            let mut rb = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut self.stream).poll_read(cx, &mut rb) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(())) if !rb.filled().is_empty() && drained < CLOSE_DRAIN_LIMIT => {
+                    drained += rb.filled().len();
+                }
+                Poll::Ready(_) => break,
+            }
+        }
+        self.drained = true;
+        self.close_wait = None;
+        Poll::Ready(())
+    }
+
+    /// Waits until the queued output is below the write buffer bound.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.conn.pending_output().len() >= self.write_buffer {
+            ready!(self.poll_write_out(cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.conn.can_send() {
+            self.conn.close(None)?;
+        }
+        ready!(self.poll_write_out(cx))?;
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// An async WebSocket connection over `S`.
+pub struct WebSocketStream<S> {
+    inner: Inner<S>,
+}
+
+impl<S> std::fmt::Debug for WebSocketStream<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocketStream")
+            .field("role", &self.inner.conn.role())
+            .field("state", &self.inner.conn.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
+    /// Wraps a stream on which the handshake has happened and a protocol connection;
+    /// `leftover` are bytes already read past the handshake.
+    pub fn from_connection(stream: S, mut conn: Connection, leftover: &[u8]) -> Self {
+        conn.receive(leftover);
+        WebSocketStream {
+            inner: Inner {
+                stream,
+                conn,
+                write_buffer: DEFAULT_WRITE_BUFFER,
+                close_timeout: Some(Duration::from_secs(5)),
+                close_wait: None,
+                drained: false,
+            },
+        }
+    }
+
+    /// Bounds the bytes queued for sending: past it, `Sink::poll_ready` (and `send`) wait for
+    /// the socket to take them (default 128 KiB). A single message is never split.
+    pub fn set_write_buffer(&mut self, bytes: usize) {
+        self.inner.write_buffer = bytes.max(1);
+    }
+
+    /// How long a client waits for the server to close TCP after the close handshake.
+    pub fn set_close_timeout(&mut self, timeout: Option<Duration>) {
+        self.inner.close_timeout = timeout;
+    }
+
+    /// The next message or control frame; `None` when the connection is over. Cancellation
+    /// safe.
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        poll_fn(|cx| self.inner.poll_next_message(cx)).await
+    }
+
+    /// Sends a message or control frame and waits until it is written.
+    pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
+        poll_fn(|cx| self.inner.poll_ready(cx)).await?;
+        self.inner.conn.send(message.into())?;
+        poll_fn(|cx| self.inner.poll_write_out(cx)).await
+    }
+
+    /// Sends a text message.
+    pub async fn send_text(&mut self, text: &str) -> Result<(), Error> {
+        self.send(Message::text(text)).await
+    }
+
+    /// Sends a binary message.
+    pub async fn send_binary(&mut self, data: impl Into<bytes::Bytes>) -> Result<(), Error> {
+        self.send(Message::Binary(data.into())).await
+    }
+
+    /// Sends a ping.
+    pub async fn ping(&mut self, data: impl Into<bytes::Bytes>) -> Result<(), Error> {
+        self.send(Message::Ping(data.into())).await
+    }
+
+    /// Sends a close frame and waits for the peer's, discarding messages still in flight,
+    /// within the close timeout. Returns the peer's close frame.
+    pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<Option<CloseFrame>, Error> {
+        match self.inner.conn.state() {
+            State::Open => self.inner.conn.close(frame)?,
+            State::CloseSent => {}
+            State::Closed => return Ok(None),
+            State::Failed => return Err(Error::ConnectionClosed),
+        }
+        poll_fn(|cx| self.inner.poll_write_out(cx)).await?;
+        let close_timeout = self.inner.close_timeout;
+        let wait = async {
+            loop {
+                match self.recv().await {
+                    Some(Ok(Message::Close(frame))) => {
+                        // Let the server close TCP first (bounded by the close timeout).
+                        while self.recv().await.is_some() {}
+                        return Ok(frame);
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(e),
+                    None => return Err(Error::ConnectionClosed),
+                }
+            }
+        };
+        match close_timeout {
+            Some(t) => timeout(t, wait)
+                .await
+                .unwrap_or(Err(Error::Timeout(Phase::Close))),
+            None => wait.await,
+        }
+    }
+
+    /// The protocol connection (state, negotiated compression).
+    pub fn connection(&self) -> &Connection {
+        &self.inner.conn
+    }
+
+    /// The stream.
+    pub fn get_ref(&self) -> &S {
+        &self.inner.stream
+    }
+
+    /// Splits into a reading and a writing half, usable from two tasks at once.
+    pub fn split(self) -> (WsReader<S>, WsWriter<S>) {
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(self.inner),
+            wakers: Arc::new(FanOut::default()),
+        });
+        (
+            WsReader {
+                shared: shared.clone(),
+            },
+            WsWriter { shared },
+        )
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocketStream<S> {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().inner.poll_next_message(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocketStream<S> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().inner.poll_ready(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
+        self.get_mut().inner.conn.send(item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().inner.poll_write_out(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().inner.poll_close(cx)
+    }
+}
+
+/// Wakes both halves on any readiness of the shared stream. The stream keeps one waker per
+/// direction, and both halves may write (the reader writes pongs and close replies), so a
+/// waker registered by one half could otherwise replace the other's and lose its wakeup.
+/// Waking both costs at most a spurious poll.
+#[derive(Default)]
+struct FanOut {
+    reader: Mutex<Option<Waker>>,
+    writer: Mutex<Option<Waker>>,
+}
+
+impl Wake for FanOut {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        for slot in [&self.reader, &self.writer] {
+            let waker = slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if let Some(w) = waker {
+                w.wake();
+            }
+        }
+    }
+}
+
+struct Shared<S> {
+    inner: Mutex<Inner<S>>,
+    wakers: Arc<FanOut>,
+}
+
+impl<S> Shared<S> {
+    /// Records `cx`'s waker for one side, and locks the state.
+    fn enter(&self, side: &Mutex<Option<Waker>>, cx: &Context<'_>) -> MutexGuard<'_, Inner<S>> {
+        let mut slot = side.lock().unwrap_or_else(|e| e.into_inner());
+        if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *slot = Some(cx.waker().clone());
+        }
+        drop(slot);
+        // A panic while polling cannot leave the protocol state half-updated in a way that
+        // matters more than the panic itself: keep going with the state as it is.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The reading half: a [`Stream`] of messages; answers pings by itself.
+pub struct WsReader<S> {
+    shared: Arc<Shared<S>>,
+}
+
+/// The writing half: a [`Sink`] of messages, with `send` and `close`.
+pub struct WsWriter<S> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
+    fn poll_message(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        let waker = Waker::from(self.shared.wakers.clone());
+        let mut inner = self.shared.enter(&self.shared.wakers.reader, cx);
+        inner.poll_next_message(&mut Context::from_waker(&waker))
+    }
+
+    /// The next message; `None` when the connection is over. Cancellation safe.
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        poll_fn(|cx| self.poll_message(cx)).await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WsReader<S> {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.poll_message(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
+    fn with<T>(
+        &self,
+        cx: &mut Context<'_>,
+        f: impl FnOnce(&mut Inner<S>, &mut Context<'_>) -> T,
+    ) -> T {
+        let waker = Waker::from(self.shared.wakers.clone());
+        let mut inner = self.shared.enter(&self.shared.wakers.writer, cx);
+        f(&mut inner, &mut Context::from_waker(&waker))
+    }
+
+    /// Sends a message or control frame and waits until it is written.
+    pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
+        let message = message.into();
+        poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_ready(cx))).await?;
+        self.shared
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .conn
+            .send(message)?;
+        poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_write_out(cx))).await
+    }
+
+    /// Sends a close frame (the reading half then receives the peer's close).
+    pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
+        {
+            let mut inner = self.shared.inner.lock().unwrap_or_else(|e| e.into_inner());
+            if inner.conn.can_send() {
+                inner.conn.close(frame)?;
+            }
+        }
+        poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_write_out(cx))).await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WsWriter<S> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.with(cx, |inner, cx| inner.poll_ready(cx))
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
+        self.shared
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .conn
+            .send(item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.with(cx, |inner, cx| inner.poll_write_out(cx))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.with(cx, |inner, cx| inner.poll_close(cx))
+    }
+}
+
+// ----- opening -----
+
+/// Resolves and connects, trying each address in turn, within `limit`.
+async fn connect_tcp(host: &str, port: u16, limit: Option<Duration>) -> Result<TcpStream, Error> {
+    let attempt = async {
+        let addrs: Vec<SocketAddr> = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => ::tokio::net::lookup_host((host, port))
+                .await
+                .map_err(|source| Error::Dns {
+                    host: host.to_string(),
+                    source,
+                })?
+                .collect(),
+        };
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "the host has no addresses");
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(tcp) => {
+                    tcp.set_nodelay(true)?;
+                    return Ok(tcp);
+                }
+                Err(e) => last = e,
+            }
+        }
+        let target = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        Err(Error::Connect {
+            target,
+            source: last,
+        })
+    };
+    within(limit, Phase::Connect, attempt).await
+}
+
+/// Runs `f` within `limit`, naming `phase` if it runs out.
+async fn within<T>(
+    limit: Option<Duration>,
+    phase: Phase,
+    f: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    match limit {
+        Some(t) => timeout(t, f).await.unwrap_or(Err(Error::Timeout(phase))),
+        None => f.await,
+    }
+}
+
+impl ClientBuilder {
+    /// Connects on tokio: TCP, TLS for `wss://` (tokio-rustls), then the handshake. Returns
+    /// the connection and the server's response.
+    pub async fn connect_async(self) -> Result<(WebSocketStream<TokioStream>, Response), Error> {
+        let url = WsUrl::parse(&self.url)?;
+        #[cfg(feature = "tls")]
+        let tls_config = if url.secure {
+            Some(self.tls.build()?)
+        } else {
+            None
+        };
+        let opened = Instant::now();
+        let tcp = connect_tcp(
+            &url.host,
+            url.port,
+            self.phase_timeout(self.connect_timeout, opened),
+        )
+        .await?;
+        let stream = if url.secure {
+            #[cfg(feature = "tls")]
+            {
+                let Some(config) = tls_config else {
+                    unreachable!("built above for wss:// URLs")
+                };
+                let name = crate::tls::server_name(&url.host)?;
+                let connector = tokio_rustls::TlsConnector::from(config);
+                let limit = self.phase_timeout(self.handshake_timeout, opened);
+                let host = url.host.clone();
+                let tls = within(limit, Phase::TlsHandshake, async move {
+                    connector
+                        .connect(name, tcp)
+                        .await
+                        .map_err(|e| map_io_error(e, Phase::TlsHandshake, &host))
+                })
+                .await?;
+                TokioStream::Tls(Box::new(tls))
+            }
+            #[cfg(not(feature = "tls"))]
+            {
+                drop(tcp);
+                return Err(Error::TlsConfig(
+                    "wss:// URLs need the `tls` feature of wsc".into(),
+                ));
+            }
+        } else {
+            TokioStream::Plain(tcp)
+        };
+        let limit = self.phase_timeout(self.handshake_timeout, opened);
+        self.handshake_async(url, stream, limit).await
+    }
+
+    /// Runs the handshake over a stream you opened yourself (the handshake timeout applies).
+    pub async fn connect_async_on<S>(
+        self,
+        stream: S,
+    ) -> Result<(WebSocketStream<S>, Response), Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let url = WsUrl::parse(&self.url)?;
+        let limit = self.handshake_timeout;
+        self.handshake_async(url, stream, limit).await
+    }
+
+    async fn handshake_async<S>(
+        self,
+        url: WsUrl,
+        mut stream: S,
+        limit: Option<Duration>,
+    ) -> Result<(WebSocketStream<S>, Response), Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let (mut handshake, request) =
+            ClientHandshake::new(&self.request(&url), self.max_handshake_size)?;
+        let host = url.host.clone();
+        let mut buf = Vec::with_capacity(1024);
+        let exchange = async {
+            let io_err = |e: io::Error| map_io_error(e, Phase::WebSocketHandshake, &host);
+            stream.write_all(&request).await.map_err(io_err)?;
+            stream.flush().await.map_err(io_err)?;
+            let mut chunk = [0u8; 4096];
+            loop {
+                if let Some(done) = handshake.parse_response(&buf)? {
+                    return Ok(done);
+                }
+                let n = stream.read(&mut chunk).await.map_err(io_err)?;
+                if n == 0 {
+                    let refusal = handshake.take_refusal(&buf);
+                    return Err(Error::Handshake(
+                        refusal.unwrap_or(HandshakeError::ConnectionClosed),
+                    ));
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        };
+        let (response, used) = within(limit, Phase::WebSocketHandshake, exchange).await?;
+        let conn = self.open_connection(&response);
+        let mut ws = WebSocketStream::from_connection(stream, conn, &buf[used..]);
+        ws.set_close_timeout(self.close_timeout);
+        Ok((ws, response))
+    }
+}
+
+impl Acceptor {
+    /// Reads the upgrade request and answers it, on tokio (server role). Invalid requests
+    /// get an HTTP error response and an error.
+    pub async fn accept_async<S>(
+        &self,
+        mut stream: S,
+    ) -> Result<(WebSocketStream<S>, Request), Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut buf = Vec::with_capacity(1024);
+        let mut chunk = [0u8; 4096];
+        let (request, used) = loop {
+            match parse_request(&buf, self.max_handshake()) {
+                Ok(Some(done)) => break done,
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = stream.write_all(&refusal(&e)).await;
+                    let _ = stream.flush().await;
+                    return Err(Error::Handshake(e));
+                }
+            }
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(Error::Handshake(HandshakeError::ConnectionClosed));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let (response, conn) = self.answer(&request);
+        stream.write_all(&response).await?;
+        stream.flush().await?;
+        Ok((
+            WebSocketStream::from_connection(stream, conn, &buf[used..]),
+            request,
+        ))
+    }
+}
