@@ -89,7 +89,20 @@ pub fn builder(args: &ClientArgs, url: &str) -> Result<ClientBuilder, CliError> 
         let (name, value) = header
             .split_once(':')
             .ok_or_else(|| CliError::Usage(format!("header {header:?} is not 'Name: value'")))?;
-        b = b.header(name.trim(), value.trim());
+        let (name, value) = (name.trim(), value.trim());
+        let name_ok = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        let value_ok = value
+            .bytes()
+            .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+        if !name_ok || !value_ok {
+            return Err(CliError::Usage(format!(
+                "header {header:?} has characters not allowed in HTTP headers"
+            )));
+        }
+        b = b.header(name, value);
     }
     for p in &args.protocols {
         b = b.protocol(p);
@@ -117,7 +130,7 @@ struct Keepalive {
     interval: Duration,
     timeout: Duration,
     next_ping: Instant,
-    awaiting: Option<(Vec<u8>, Instant)>,
+    awaiting: Option<Instant>,
     counter: u64,
 }
 
@@ -144,8 +157,8 @@ impl Keepalive {
         format: &Format,
     ) -> Result<(), CliError> {
         let now = Instant::now();
-        if let Some((_, sent)) = &self.awaiting {
-            if now.duration_since(*sent) >= self.timeout {
+        if let Some(sent) = self.awaiting {
+            if now.duration_since(sent) >= self.timeout {
                 return Err(CliError::PingTimeout(self.timeout));
             }
         }
@@ -155,22 +168,23 @@ impl Keepalive {
             ws.ping(&payload)?;
             format.note(&format!("> ping {:?}", String::from_utf8_lossy(&payload)));
             if self.awaiting.is_none() {
-                self.awaiting = Some((payload, now));
+                self.awaiting = Some(now);
             }
             self.next_ping = now + self.interval;
         }
         Ok(())
     }
 
-    fn pong(&mut self, payload: &[u8]) {
-        if self.awaiting.as_ref().is_some_and(|(p, _)| p == payload) {
-            self.awaiting = None;
-        }
+    /// Any pong proves the peer alive: a peer may answer only the latest of several pings
+    /// (RFC 6455 section 5.5.3), or send unsolicited pongs as a heartbeat.
+    fn pong(&mut self) {
+        self.awaiting = None;
     }
 }
 
-/// Runs a client session until it ends. `stop` is set by Ctrl-C (or the demo's timer).
-pub fn run(args: &ClientArgs, stop: &AtomicBool) -> Result<(), CliError> {
+/// Runs a client session until it ends. `stop` is set by the demo's timer; without it, a
+/// flag set by Ctrl-C is installed once the connection is open.
+pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliError> {
     let url = args.url.as_deref().ok_or_else(|| {
         CliError::Usage("no URL given (try: wsc ws://host:port/path, or wsc --help)".into())
     })?;
@@ -179,6 +193,9 @@ pub fn run(args: &ClientArgs, stop: &AtomicBool) -> Result<(), CliError> {
         raw_binary: args.binary,
         verbose: args.verbose,
     };
+    if args.count == Some(0) {
+        return Err(CliError::Usage("--count must be at least 1".into()));
+    }
     let mut ws = builder(args, url)?.connect()?;
     format.handshake(ws.request_head(), ws.response());
     match ws.connection().deflate_params() {
@@ -189,6 +206,7 @@ pub fn run(args: &ClientArgs, stop: &AtomicBool) -> Result<(), CliError> {
     for msg in &args.send {
         ws.send_text(msg)?;
     }
+    let stop = stop.cloned().unwrap_or_else(interrupt_flag);
     let stdin = (!args.no_stdin).then(|| spawn_stdin_reader(args.binary));
     Session {
         ws,
@@ -200,7 +218,7 @@ pub fn run(args: &ClientArgs, stop: &AtomicBool) -> Result<(), CliError> {
         keep_open: args.keep_open,
         closing_since: None,
     }
-    .run(stop)
+    .run(&stop)
 }
 
 struct Session {
@@ -238,6 +256,11 @@ impl Session {
                 Err(Error::Timeout(Phase::Read)) => continue,
                 Err(e) => return Err(e.into()),
             };
+            let counted_out = self.count.is_some_and(|n| self.received >= n);
+            if counted_out && message.is_data() {
+                // --count reached: what still arrives before the server's close is dropped.
+                continue;
+            }
             if let Err(e) = self.format.received(&mut out, &message) {
                 if e.kind() == io::ErrorKind::BrokenPipe {
                     // The reader went away (`| head`): leave quietly, closing politely.
@@ -253,9 +276,9 @@ impl Session {
                         self.start_close("count reached")?;
                     }
                 }
-                Message::Pong(payload) => {
+                Message::Pong(_) => {
                     if let Some(k) = self.keepalive.as_mut() {
-                        k.pong(&payload);
+                        k.pong();
                     }
                 }
                 Message::Ping(_) => self.format.note("> pong (automatic)"),

@@ -43,7 +43,7 @@ pub fn run(args: &DemoArgs, interrupted: &Arc<AtomicBool>) -> Result<(), CliErro
         thread::sleep(duration);
         flag.store(true, Ordering::Relaxed);
     });
-    crate::client::run(&client, interrupted)?;
+    crate::client::run(&client, Some(interrupted))?;
     eprintln!("\nwsc demo: closed cleanly");
     Ok(())
 }

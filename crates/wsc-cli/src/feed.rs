@@ -70,13 +70,12 @@ impl Feed {
         }
     }
 
-    pub fn is_subscribed(&self) -> bool {
-        !self.symbols.is_empty()
-    }
-
     /// Subscribes and returns the confirmation message.
     pub fn subscribe(&mut self, symbols: Vec<String>) -> String {
         for s in symbols {
+            if self.symbols.len() >= 100 {
+                break; // a bound across requests, not only per request
+            }
             if !self.symbols.iter().any(|(name, _)| *name == s) {
                 let start = 100.0 + (self.next_random() % 60_000) as f64;
                 self.symbols.push((s, start));

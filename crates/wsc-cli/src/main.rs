@@ -16,11 +16,12 @@ use crate::args::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let stop = client::interrupt_flag();
     let result = match &cli.command {
-        Some(Command::Serve(args)) => serve::run(args, &stop),
-        Some(Command::Demo(args)) => demo::run(args, &stop),
-        None => client::run(&cli.client, &stop),
+        Some(Command::Serve(args)) => serve::run(args, &client::interrupt_flag()),
+        Some(Command::Demo(args)) => demo::run(args, &client::interrupt_flag()),
+        // The client installs its Ctrl-C handler once connected: until then Ctrl-C simply
+        // stops the program, as during any blocking network call.
+        None => client::run(&cli.client, None),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

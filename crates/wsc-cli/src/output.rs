@@ -54,7 +54,7 @@ pub fn json_line(message: &Message, now: SystemTime) -> String {
         Message::Close(frame) => json!({
             "type": "close",
             "ts": ts,
-            "size": message.len(),
+            "size": frame.as_ref().map_or(0, |f| 2 + f.reason.len()),
             "code": frame.as_ref().map(|f| f.code.0),
             "reason": frame.as_ref().map(|f| f.reason.as_str()),
         }),

@@ -1,22 +1,25 @@
-//! `wsc serve`: echo, broadcast or feed, a thread per connection on the library's server role.
+//! `wsc serve`: echo, broadcast or feed, on the library's async server role (`wsc::tokio`),
+//! one task per connection, so thousands of clients cost little.
 
-use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::broadcast;
+use tokio::time::{interval_at, MissedTickBehavior};
 use wsc::server::Acceptor;
-use wsc::{CloseFrame, Config, Error, Message, Phase, WebSocket};
+use wsc::tokio::WebSocketStream;
+use wsc::{CloseFrame, Config, Error, Message};
 
 use crate::args::{ServeArgs, ServeMode};
 use crate::exit::CliError;
 use crate::feed::{self, Feed};
 
-/// Longest wait between looks at the broadcast queue or the feed clock.
-const POLL: Duration = Duration::from_millis(20);
+/// Messages a broadcast client may fall behind by before it misses some.
+const BROADCAST_BACKLOG: usize = 1024;
 
 /// What the server does with each connection.
 #[derive(Debug, Clone)]
@@ -48,52 +51,52 @@ impl Settings {
     }
 }
 
-/// Connected clients' outboxes, for broadcast.
-#[derive(Default)]
-struct Hub {
-    clients: Mutex<HashMap<u64, Sender<Message>>>,
-}
-
-impl Hub {
-    fn join(&self, id: u64) -> Receiver<Message> {
-        let (tx, rx) = mpsc::channel();
-        self.lock().insert(id, tx);
-        rx
-    }
-
-    fn leave(&self, id: u64) {
-        self.lock().remove(&id);
-    }
-
-    fn publish(&self, message: &Message) {
-        self.lock().retain(|_, tx| tx.send(message.clone()).is_ok());
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Sender<Message>>> {
-        // A panicked connection thread cannot leave the map inconsistent: keep going.
-        self.clients.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Binds `addr` and serves in background threads; returns the bound address.
+/// Binds `addr` and serves on a tokio runtime in a background thread; returns the address.
 pub fn start(addr: &str, settings: Settings) -> Result<SocketAddr, CliError> {
-    let listener =
-        TcpListener::bind(addr).map_err(|e| CliError::Io(format!("cannot listen on {addr}"), e))?;
+    addr.to_socket_addrs().map_err(|e| {
+        CliError::Usage(format!(
+            "cannot use {addr:?} as an address to listen on: {e}"
+        ))
+    })?;
+    let listener = std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| CliError::Io(format!("cannot listen on {addr}"), e))?;
     let local = listener
         .local_addr()
         .map_err(|e| CliError::Io("cannot read the bound address".into(), e))?;
-    let settings = Arc::new(settings);
-    let hub = Arc::new(Hub::default());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Io("cannot start the async runtime".into(), e))?;
     thread::spawn(move || {
-        let ids = AtomicU64::new(1);
-        for tcp in listener.incoming() {
-            let Ok(tcp) = tcp else { continue };
-            let (settings, hub) = (settings.clone(), hub.clone());
-            let id = ids.fetch_add(1, Ordering::Relaxed);
-            thread::spawn(move || handle(tcp, id, &settings, &hub));
-        }
+        runtime.block_on(async move {
+            match TcpListener::from_std(listener) {
+                Ok(listener) => accept_loop(listener, Arc::new(settings)).await,
+                Err(e) => eprintln!("wsc: cannot listen: {e}"),
+            }
+        })
     });
     Ok(local)
+}
+
+async fn accept_loop(listener: TcpListener, settings: Arc<Settings>) {
+    let (hub, _) = broadcast::channel::<Message>(BROADCAST_BACKLOG);
+    let ids = AtomicU64::new(1);
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a moment instead of spinning.
+                eprintln!("wsc: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let id = ids.fetch_add(1, Ordering::Relaxed);
+        let (settings, hub) = (settings.clone(), hub.clone());
+        tokio::spawn(async move { handle(tcp, peer, id, &settings, &hub).await });
+    }
 }
 
 /// Counters for the connection's log line.
@@ -103,17 +106,22 @@ struct Stats {
     sent: u64,
 }
 
-fn handle(tcp: TcpStream, id: u64, settings: &Settings, hub: &Hub) {
-    let peer = tcp
-        .peer_addr()
-        .map_or_else(|_| "?".to_string(), |a| a.to_string());
+type Outcome = Result<Option<CloseFrame>, Error>;
+
+async fn handle(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    settings: &Settings,
+    hub: &broadcast::Sender<Message>,
+) {
     let started = Instant::now();
     let _ = tcp.set_nodelay(true);
     let mut acceptor = Acceptor::new().config(settings.config.clone());
     if !settings.compression {
         acceptor = acceptor.deflate(None);
     }
-    let (mut ws, request) = match acceptor.accept(tcp) {
+    let (mut ws, request) = match acceptor.accept_async(tcp).await {
         Ok(accepted) => accepted,
         Err(e) => {
             if settings.log {
@@ -124,14 +132,9 @@ fn handle(tcp: TcpStream, id: u64, settings: &Settings, hub: &Hub) {
     };
     let mut stats = Stats::default();
     let result = match settings.mode {
-        ServeMode::Echo => echo(&mut ws, &mut stats),
-        ServeMode::Broadcast => {
-            let inbox = hub.join(id);
-            let r = broadcast(&mut ws, &inbox, hub, &mut stats);
-            hub.leave(id);
-            r
-        }
-        ServeMode::Feed => feed(&mut ws, settings, id, &mut stats),
+        ServeMode::Echo => echo(&mut ws, &mut stats).await,
+        ServeMode::Broadcast => broadcast(&mut ws, hub, &mut stats).await,
+        ServeMode::Feed => feed(&mut ws, settings, id, &mut stats).await,
     };
     if settings.log {
         let compression = if ws.connection().deflate_params().is_some() {
@@ -154,108 +157,110 @@ fn handle(tcp: TcpStream, id: u64, settings: &Settings, hub: &Hub) {
     }
 }
 
-type Outcome = Result<Option<CloseFrame>, Error>;
+/// The outcome when the stream ends without a close frame having been seen.
+fn ended() -> Outcome {
+    Err(Error::ConnectionReset)
+}
 
-fn echo(ws: &mut WebSocket<TcpStream>, stats: &mut Stats) -> Outcome {
-    loop {
-        match ws.read()? {
+async fn echo(ws: &mut WebSocketStream<TcpStream>, stats: &mut Stats) -> Outcome {
+    while let Some(message) = ws.recv().await {
+        match message? {
             m @ (Message::Text(_) | Message::Binary(_)) => {
                 stats.received += 1;
-                ws.send(m)?;
+                ws.send(m).await?;
                 stats.sent += 1;
             }
             Message::Close(frame) => return Ok(frame),
             _ => {}
         }
     }
+    ended()
 }
 
-/// Reads with a short timeout so the caller can do other work between messages.
-fn poll_read(ws: &mut WebSocket<TcpStream>, wait: Duration) -> Result<Option<Message>, Error> {
-    ws.get_ref()
-        .set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
-    match ws.read() {
-        Ok(m) => Ok(Some(m)),
-        Err(Error::Timeout(Phase::Read)) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-fn broadcast(
-    ws: &mut WebSocket<TcpStream>,
-    inbox: &Receiver<Message>,
-    hub: &Hub,
+async fn broadcast(
+    ws: &mut WebSocketStream<TcpStream>,
+    hub: &broadcast::Sender<Message>,
     stats: &mut Stats,
 ) -> Outcome {
+    let mut inbox = hub.subscribe();
     loop {
-        while let Ok(m) = inbox.try_recv() {
-            ws.send(m)?;
-            stats.sent += 1;
-        }
-        match poll_read(ws, POLL)? {
-            Some(m @ (Message::Text(_) | Message::Binary(_))) => {
-                stats.received += 1;
-                hub.publish(&m);
-            }
-            Some(Message::Close(frame)) => return Ok(frame),
-            _ => {}
+        tokio::select! {
+            message = ws.recv() => match message {
+                Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
+                    stats.received += 1;
+                    let _ = hub.send(m);
+                }
+                Some(Ok(Message::Close(frame))) => return Ok(frame),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e),
+                None => return ended(),
+            },
+            published = inbox.recv() => match published {
+                Ok(m) => {
+                    ws.send(m).await?;
+                    stats.sent += 1;
+                }
+                // A slow client misses what it fell behind on rather than grow the server.
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return ended(),
+            },
         }
     }
 }
 
-fn feed(ws: &mut WebSocket<TcpStream>, settings: &Settings, id: u64, stats: &mut Stats) -> Outcome {
+async fn feed(
+    ws: &mut WebSocketStream<TcpStream>,
+    settings: &Settings,
+    id: u64,
+    stats: &mut Stats,
+) -> Outcome {
     let mut feed = Feed::new(0x9E37_79B9_7F4A_7C15 ^ id.wrapping_mul(0xA24B_AED4_963E_E407));
-    let tick_every = Duration::from_secs_f64(1.0 / settings.rate);
-    let mut next_tick = Instant::now();
-    let mut next_ping = settings.feed_ping.map(|p| Instant::now() + p);
-    let mut pings = 0u64;
+    let every = Duration::from_secs_f64(1.0 / settings.rate);
+    let mut ticks = interval_at(tokio::time::Instant::now() + every, every);
+    // Fell behind: skip rather than burst.
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let ping_every = settings.feed_ping.unwrap_or(Duration::from_secs(3600));
+    let mut pings = interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    let mut sent_pings = 0u64;
     loop {
-        let now = Instant::now();
-        if feed.is_subscribed() && now >= next_tick {
-            for tick in feed.ticks() {
-                ws.send_text(&tick)?;
-                stats.sent += 1;
+        tokio::select! {
+            message = ws.recv() => match message {
+                Some(Ok(Message::Text(text))) => {
+                    stats.received += 1;
+                    let reply = match feed::parse_request(&text) {
+                        feed::Request::Subscribe(symbols) => feed.subscribe(symbols),
+                        feed::Request::Unsubscribe => feed.unsubscribe(),
+                        feed::Request::Unknown => serde_json::json!({
+                            "type": "error",
+                            "message": "unknown request; send {\"op\":\"subscribe\",\"symbols\":[\"BTC-USD\"]}",
+                        })
+                        .to_string(),
+                    };
+                    ws.send_text(&reply).await?;
+                    stats.sent += 1;
+                }
+                Some(Ok(Message::Binary(_))) => stats.received += 1,
+                Some(Ok(Message::Close(frame))) => return Ok(frame),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e),
+                None => return ended(),
+            },
+            _ = ticks.tick() => {
+                for tick in feed.ticks() {
+                    ws.send_text(&tick).await?;
+                    stats.sent += 1;
+                }
             }
-            next_tick += tick_every;
-            if next_tick < now {
-                next_tick = now + tick_every; // fell behind: skip rather than burst
+            _ = pings.tick(), if settings.feed_ping.is_some() => {
+                sent_pings += 1;
+                ws.ping(format!("feed-{sent_pings}").into_bytes()).await?;
             }
-        }
-        if let (Some(at), Some(every)) = (next_ping, settings.feed_ping) {
-            if now >= at {
-                pings += 1;
-                ws.ping(format!("feed-{pings}").as_bytes())?;
-                next_ping = Some(now + every);
-            }
-        }
-        let mut wait = POLL;
-        if feed.is_subscribed() {
-            wait = wait.min(next_tick.saturating_duration_since(Instant::now()));
-        }
-        match poll_read(ws, wait)? {
-            Some(Message::Text(text)) => {
-                stats.received += 1;
-                let reply = match feed::parse_request(&text) {
-                    feed::Request::Subscribe(symbols) => feed.subscribe(symbols),
-                    feed::Request::Unsubscribe => feed.unsubscribe(),
-                    feed::Request::Unknown => serde_json::json!({
-                        "type": "error",
-                        "message": "unknown request; send {\"op\":\"subscribe\",\"symbols\":[\"BTC-USD\"]}",
-                    })
-                    .to_string(),
-                };
-                ws.send_text(&reply)?;
-                stats.sent += 1;
-            }
-            Some(Message::Binary(_)) => stats.received += 1,
-            Some(Message::Close(frame)) => return Ok(frame),
-            _ => {}
         }
     }
 }
 
 /// `wsc serve`: runs until interrupted.
-pub fn run(args: &ServeArgs, stop: &std::sync::atomic::AtomicBool) -> Result<(), CliError> {
+pub fn run(args: &ServeArgs, stop: &AtomicBool) -> Result<(), CliError> {
     let settings = Settings::from_args(args);
     let mode = settings.mode;
     let addr = start(&args.addr, settings)?;

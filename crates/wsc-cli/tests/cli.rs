@@ -500,3 +500,61 @@ fn compression_is_negotiated_and_can_be_turned_off() {
     log.read_line(&mut line).unwrap();
     assert!(!line.contains("deflate"), "{line}");
 }
+
+#[test]
+fn count_is_exact_even_when_more_arrives_at_once() {
+    let (_server, url, _) = wsc_serve(&["--feed", "--rate", "50"]);
+    let subscribe = r#"{"op":"subscribe","symbols":["A","B","C","D"]}"#;
+    let out = wsc(&[&url, "-n", "--send", subscribe, "--count", "2"], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 2, "{}", stdout(&out));
+    let out = wsc(&[&url, "-n", "--count", "0"], b"");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn local_mistakes_exit_2() {
+    let out = wsc(&["ws://127.0.0.1:1/", "-H", "X-A: b\r\nX-Injected: y"], b"");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = wsc(&["serve", "not-an-address"], b"");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
+fn serve_handles_many_clients_at_once() {
+    let (_server, url, _) = wsc_serve(&["--echo"]);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let echoed = runtime.block_on(async move {
+        let mut tasks = Vec::new();
+        for i in 0..1000 {
+            let url = format!("{url}/client-{i}");
+            tasks.push(tokio::spawn(async move {
+                let (mut ws, _) = wsc::ClientBuilder::new(url)
+                    .compression(false)
+                    .connect_async()
+                    .await?;
+                ws.send_text(&format!("hello {i}")).await?;
+                let reply = ws.recv().await.ok_or(wsc::Error::ConnectionClosed)??;
+                ws.close(None).await?;
+                Ok::<_, wsc::Error>(reply == wsc::Message::text(format!("hello {i}")))
+            }));
+        }
+        let mut ok = 0;
+        for t in tasks {
+            if tokio::time::timeout(Duration::from_secs(30), t)
+                .await
+                .expect("a client hung")
+                .expect("task panicked")
+                .expect("client failed")
+            {
+                ok += 1;
+            }
+        }
+        ok
+    });
+    assert_eq!(echoed, 1000);
+}

@@ -464,7 +464,12 @@ impl Connection {
         };
         let mut out = Vec::new();
         match codec.decompress(compressed, &mut out, max) {
-            Ok(()) => Ok(Bytes::from(out)),
+            Ok(()) => {
+                if out.capacity() - out.len() > (out.len() / 4).max(4096) {
+                    out.shrink_to_fit();
+                }
+                Ok(Bytes::from(out))
+            }
             Err(InflateError::TooLarge) => {
                 let size = out.len() as u64;
                 Err(self.fail(ProtocolError::MessageTooLarge { size, max }))

@@ -75,13 +75,13 @@ impl DeflateConfig {
 
     /// Sets `server_max_window_bits` (8-15).
     pub fn server_max_window_bits(mut self, bits: Option<u8>) -> Self {
-        self.server_max_window_bits = bits;
+        self.server_max_window_bits = bits.map(|b| b.clamp(8, 15));
         self
     }
 
     /// Sets `client_max_window_bits` (8-15).
     pub fn client_max_window_bits(mut self, bits: Option<u8>) -> Self {
-        self.client_max_window_bits = bits;
+        self.client_max_window_bits = bits.map(|b| b.clamp(8, 15));
         self
     }
 
@@ -463,59 +463,67 @@ impl Codec {
         out: &mut Vec<u8>,
         max: usize,
     ) -> Result<(), InflateError> {
-        let d = self
-            .inflater
-            .get_or_insert_with(|| Decompress::new_with_window_bits(false, 15));
+        if input.is_empty() {
+            // Not valid DEFLATE data, but harmless: an empty message. Leave the inflater
+            // untouched rather than feed it half a stored block.
+            return Ok(());
+        }
         let start = out.len();
         let limit = max.saturating_add(1);
-        for (index, piece) in [input, &TAIL[..]].into_iter().enumerate() {
-            let base_in = d.total_in();
-            loop {
-                let consumed = (d.total_in() - base_in) as usize;
-                let produced = out.len() - start;
-                if produced > max {
-                    return Err(InflateError::TooLarge);
+        let pieces = [input, &TAIL[..]];
+        let (mut index, mut offset) = (0, 0);
+        loop {
+            while index < pieces.len() && offset == pieces[index].len() {
+                index += 1;
+                offset = 0;
+            }
+            let produced = out.len() - start;
+            if produced > max {
+                return Err(InflateError::TooLarge);
+            }
+            let input_left = index < pieces.len();
+            if !input_left && out.len() < out.capacity() {
+                return Ok(());
+            }
+            if out.capacity() - out.len() < 1024 {
+                // Grow geometrically, but never past the limit: zlib fills all spare room.
+                let room = limit - produced;
+                let step = (out.capacity() - start).max(64 << 10);
+                out.reserve_exact(step.min(room));
+            }
+            let d = self
+                .inflater
+                .get_or_insert_with(|| Decompress::new_with_window_bits(false, 15));
+            let (before_in, before_out) = (d.total_in(), d.total_out());
+            let piece = if input_left { &pieces[index][offset..] } else { &[][..] };
+            let status = d
+                .decompress_vec(piece, out, FlushDecompress::Sync)
+                .map_err(|e| InflateError::Corrupt(e.to_string()))?;
+            offset += (d.total_in() - before_in) as usize;
+            if status == Status::StreamEnd {
+                // A final block ends this DEFLATE stream (RFC 7692 section 7.2.3.4 allows
+                // it): the next message starts a fresh one, and so does any data that
+                // follows in this message (such as the empty stored block of the RFC's
+                // example). Our own appended tail is not needed after a final block.
+                self.inflater = None;
+                if index == 0 && offset < pieces[0].len() {
+                    continue;
                 }
-                if consumed == piece.len() && out.len() < out.capacity() {
-                    break;
-                }
-                if out.capacity() - out.len() < 1024 {
-                    let room = limit - produced;
-                    out.reserve(
-                        (piece.len().saturating_mul(4))
-                            .clamp(4096, 1 << 20)
-                            .min(room.max(1024)),
-                    );
-                }
-                let before_out = d.total_out();
-                let status = d
-                    .decompress_vec(&piece[consumed..], out, FlushDecompress::Sync)
-                    .map_err(|e| InflateError::Corrupt(e.to_string()))?;
-                if status == Status::StreamEnd {
-                    // A final block ends the stream: nothing of the message may follow it, and
-                    // the next message needs a fresh inflater.
-                    let consumed = (d.total_in() - base_in) as usize;
-                    if index == 0 && consumed < piece.len() {
-                        return Err(InflateError::Corrupt("data after the final block".into()));
-                    }
-                    self.inflater = None;
-                    return if out.len() - start > max {
-                        Err(InflateError::TooLarge)
-                    } else {
-                        Ok(())
-                    };
-                }
-                let progressed =
-                    d.total_in() - base_in != consumed as u64 || d.total_out() != before_out;
-                if !progressed && out.len() < out.capacity() {
-                    break;
-                }
+                return if out.len() - start > max {
+                    Err(InflateError::TooLarge)
+                } else {
+                    Ok(())
+                };
+            }
+            let progressed = d.total_in() != before_in || d.total_out() != before_out;
+            if !progressed && out.len() < out.capacity() {
+                return if input_left {
+                    Err(InflateError::Corrupt("the inflater made no progress".into()))
+                } else {
+                    Ok(())
+                };
             }
         }
-        if out.len() - start > max {
-            return Err(InflateError::TooLarge);
-        }
-        Ok(())
     }
 }
 
@@ -583,7 +591,7 @@ mod tests {
             rx.decompress(&c, &mut out, 1 << 20),
             Err(InflateError::TooLarge)
         );
-        assert!(out.capacity() < 4 << 20, "allocated {}", out.capacity());
+        assert!(out.capacity() <= (1 << 20) + 1, "allocated {}", out.capacity());
     }
 
     #[test]
@@ -599,11 +607,15 @@ mod tests {
 
     #[test]
     fn final_block_ends_the_stream_cleanly() {
-        // "Hello" as a final (BFINAL=1) fixed-Huffman block, as some encoders send it.
-        let hello_final = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        // RFC 7692 section 7.2.3.4: "Hello" in a final (BFINAL=1) block, then an empty
+        // stored block.
+        let hello_final = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00];
         let mut rx = Codec::new(params(15, false), &DeflateConfig::default());
         let mut out = Vec::new();
         rx.decompress(&hello_final, &mut out, 100).unwrap();
+        assert_eq!(out, b"Hello");
+        let mut out = Vec::new();
+        rx.decompress(&hello_final[..7], &mut out, 100).unwrap();
         assert_eq!(out, b"Hello");
         // The next message starts a fresh stream and is not silently empty.
         let mut tx = Codec::new(params(15, true), &DeflateConfig::default());
@@ -612,14 +624,31 @@ mod tests {
         let mut out = Vec::new();
         rx.decompress(&world, &mut out, 100).unwrap();
         assert_eq!(out, b"World");
-        // Garbage after a final block is an error, not ignored.
-        let mut bad = hello_final.to_vec();
-        bad.extend_from_slice(b"junk");
+    }
+
+    #[test]
+    fn empty_payload_leaves_the_inflater_intact() {
+        let mut tx = Codec::new(params(15, false), &DeflateConfig::default());
+        let mut rx = Codec::new(params(15, false), &DeflateConfig::default());
         let mut out = Vec::new();
-        assert!(matches!(
-            rx.decompress(&bad, &mut out, 100),
-            Err(InflateError::Corrupt(_))
-        ));
+        rx.decompress(&[], &mut out, 100).unwrap();
+        assert!(out.is_empty());
+        let mut c = Vec::new();
+        tx.compress(b"after", &mut c).unwrap();
+        rx.decompress(&c, &mut out, 100).unwrap();
+        assert_eq!(out, b"after");
+    }
+
+    #[test]
+    fn inflation_never_allocates_much_past_the_limit() {
+        let mut tx = Codec::new(params(15, false), &DeflateConfig::default());
+        let mut c = Vec::new();
+        tx.compress(&vec![7u8; 30 << 20], &mut c).unwrap();
+        let mut rx = Codec::new(params(15, false), &DeflateConfig::default());
+        let mut out = Vec::new();
+        let max = 10 << 20;
+        assert_eq!(rx.decompress(&c, &mut out, max), Err(InflateError::TooLarge));
+        assert!(out.capacity() <= max + 1, "capacity {}", out.capacity());
     }
 
     #[test]
