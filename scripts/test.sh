@@ -41,8 +41,21 @@ cargo check -p wsc --no-default-features --features tls,webpki-roots
 step "fuzz targets compile (running them: docs/fuzzing.md)"
 cargo check --manifest-path fuzz/Cargo.toml --bins
 
-step "Autobahn|Testsuite sections 1-10, 12, 13 (kosoku)"
-cargo build --release -p wsc --example autobahn_client
-bash scripts/autobahn.sh --sections 1-13 --timeout 1200
+step "Autobahn|Testsuite sections 1-10, 12, 13 (kosoku): blocking and async testees, in parallel"
+cargo build --release -p wsc --features tokio --example autobahn_client --example autobahn_client_tokio
+bash scripts/autobahn.sh --sections 1-13 --timeout 1500 --port 9001 \
+  --outdir target/autobahn >target/autobahn.log 2>&1 &
+blocking=$!
+bash scripts/autobahn.sh --sections 1-13 --timeout 1500 --port 9002 --agent wsc-tokio \
+  --outdir target/autobahn-tokio \
+  --client 'target/release/examples/autobahn_client_tokio $AUTOBAHN_URL' \
+  >target/autobahn-tokio.log 2>&1 &
+async=$!
+status=0
+wait "$blocking" || status=1
+wait "$async" || status=1
+echo "--- blocking client (wsc::WebSocket)"; cat target/autobahn.log
+echo "--- async client (wsc::tokio)"; cat target/autobahn-tokio.log
+((status == 0)) || { echo "Autobahn failed" >&2; exit 1; }
 
 printf '\nall tests passed in %ss\n' "$(( $(date +%s) - start ))"

@@ -4,7 +4,9 @@
 //! handshake, UTF-8 validation, limits on what the peer may send, and TLS with rustls.
 //!
 //! The protocol lives in [`proto`], a sans-I/O state machine (bytes in, messages out), so it
-//! can be driven by any runtime; [`WebSocket`] drives it over a blocking stream.
+//! can be driven by any runtime; [`WebSocket`] drives it over a blocking stream, and
+//! `wsc::tokio::WebSocketStream` (feature `tokio`) over an async one, as a `Stream` and a
+//! `Sink` that can be split between two tasks.
 //!
 //! ## Connect, subscribe, stream
 //!
