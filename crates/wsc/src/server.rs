@@ -121,6 +121,7 @@ impl Acceptor {
             .iter()
             .find(|p| self.protocols.contains(p))
             .cloned();
+        #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
         let mut extra = Vec::new();
         #[cfg(feature = "deflate")]
         let conn = {

@@ -154,6 +154,7 @@ struct Inner<S> {
     close_timeout: Option<Duration>,
     close_wait: Option<Pin<Box<Sleep>>>,
     drained: bool,
+    drained_bytes: usize,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
@@ -261,7 +262,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             self.close_wait = self.close_timeout.map(|t| Box::pin(sleep(t)));
         }
         let mut scratch = [0u8; 1024];
-        let mut drained = 0;
         loop {
             if let Some(deadline) = self.close_wait.as_mut() {
                 if deadline.as_mut().poll(cx).is_ready() {
@@ -271,8 +271,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             let mut rb = ReadBuf::new(&mut scratch);
             match Pin::new(&mut self.stream).poll_read(cx, &mut rb) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(())) if !rb.filled().is_empty() && drained < CLOSE_DRAIN_LIMIT => {
-                    drained += rb.filled().len();
+                Poll::Ready(Ok(())) if !rb.filled().is_empty() => {
+                    self.drained_bytes += rb.filled().len();
+                    if self.drained_bytes >= CLOSE_DRAIN_LIMIT {
+                        break;
+                    }
                 }
                 Poll::Ready(_) => break,
             }
@@ -326,6 +329,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 close_timeout: Some(Duration::from_secs(5)),
                 close_wait: None,
                 drained: false,
+                drained_bytes: 0,
             },
         }
     }
@@ -370,7 +374,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     }
 
     /// Sends a close frame and waits for the peer's, discarding messages still in flight,
-    /// within the close timeout. Returns the peer's close frame.
+    /// within the close timeout; then lets the server close TCP first (a second, separate
+    /// close timeout). Returns the peer's close frame.
     pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<Option<CloseFrame>, Error> {
         match self.inner.conn.state() {
             State::Open => self.inner.conn.close(frame)?,
@@ -378,28 +383,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             State::Closed => return Ok(None),
             State::Failed => return Err(Error::ConnectionClosed),
         }
-        poll_fn(|cx| self.inner.poll_write_out(cx)).await?;
         let close_timeout = self.inner.close_timeout;
-        let wait = async {
+        let exchange = async {
+            poll_fn(|cx| self.inner.poll_write_out(cx)).await?;
             loop {
                 match self.recv().await {
-                    Some(Ok(Message::Close(frame))) => {
-                        // Let the server close TCP first (bounded by the close timeout).
-                        while self.recv().await.is_some() {}
-                        return Ok(frame);
-                    }
+                    Some(Ok(Message::Close(frame))) => return Ok(frame),
                     Some(Ok(_)) => {}
                     Some(Err(e)) => return Err(e),
                     None => return Err(Error::ConnectionClosed),
                 }
             }
         };
-        match close_timeout {
-            Some(t) => timeout(t, wait)
+        let frame = match close_timeout {
+            Some(t) => timeout(t, exchange)
                 .await
-                .unwrap_or(Err(Error::Timeout(Phase::Close))),
-            None => wait.await,
-        }
+                .unwrap_or(Err(Error::Timeout(Phase::Close)))?,
+            None => exchange.await?,
+        };
+        // The drain after the close handshake is bounded by its own timer.
+        while self.recv().await.is_some() {}
+        Ok(frame)
     }
 
     /// The protocol connection (state, negotiated compression).

@@ -527,6 +527,7 @@ fn handshake_deadline_holds_against_a_trickling_server() {
 }
 
 #[test]
+#[cfg(feature = "deflate")]
 fn a_failed_transport_ends_the_connection() {
     /// A stream that fails every read after the handshake.
     struct Broken {
@@ -584,6 +585,7 @@ fn close_and_wait_after_the_server_closed_is_ok() {
 }
 
 #[test]
+#[cfg(feature = "deflate")]
 fn decompression_bomb_is_stopped_with_1009() {
     use wsc::proto::deflate::{Codec, DeflateConfig, DeflateParams};
     let (url, server) = serve_once(|mut tcp| {

@@ -1,6 +1,7 @@
 //! Interop with third-party servers on loopback: Python `websockets` and Node `ws`, with
 //! permessage-deflate on and off, with and without context takeover, and with reduced window
 //! bits. The peers echo; every message must come back intact.
+#![cfg(feature = "deflate")]
 
 use std::time::Duration;
 

@@ -92,6 +92,9 @@ struct PartialMessage {
     utf8: Utf8Validator,
 }
 
+/// Queued output beyond which received pings are not answered.
+const MAX_PONG_BACKLOG: usize = 64 << 10;
+
 /// Payloads shorter than this are copied out of the read buffer instead of shared.
 const ZERO_COPY_MIN: usize = 4096;
 
@@ -487,7 +490,9 @@ impl Connection {
     fn on_control(&mut self, opcode: OpCode, payload: Bytes) -> Result<Message, Error> {
         match opcode {
             OpCode::Ping => {
-                if self.state == State::Open {
+                // A peer that floods pings while not reading our output would grow it without
+                // bound; past the backlog, pings go unanswered (only the latest needs a pong).
+                if self.state == State::Open && self.pending_output().len() < MAX_PONG_BACKLOG {
                     self.write_frame(OpCode::Pong, true, false, &payload)?;
                 }
                 Ok(Message::Ping(payload))

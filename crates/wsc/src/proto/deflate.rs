@@ -495,7 +495,11 @@ impl Codec {
                 .inflater
                 .get_or_insert_with(|| Decompress::new_with_window_bits(false, 15));
             let (before_in, before_out) = (d.total_in(), d.total_out());
-            let piece = if input_left { &pieces[index][offset..] } else { &[][..] };
+            let piece = if input_left {
+                &pieces[index][offset..]
+            } else {
+                &[][..]
+            };
             let status = d
                 .decompress_vec(piece, out, FlushDecompress::Sync)
                 .map_err(|e| InflateError::Corrupt(e.to_string()))?;
@@ -518,7 +522,9 @@ impl Codec {
             let progressed = d.total_in() != before_in || d.total_out() != before_out;
             if !progressed && out.len() < out.capacity() {
                 return if input_left {
-                    Err(InflateError::Corrupt("the inflater made no progress".into()))
+                    Err(InflateError::Corrupt(
+                        "the inflater made no progress".into(),
+                    ))
                 } else {
                     Ok(())
                 };
@@ -591,7 +597,11 @@ mod tests {
             rx.decompress(&c, &mut out, 1 << 20),
             Err(InflateError::TooLarge)
         );
-        assert!(out.capacity() <= (1 << 20) + 1, "allocated {}", out.capacity());
+        assert!(
+            out.capacity() <= (1 << 20) + 1,
+            "allocated {}",
+            out.capacity()
+        );
     }
 
     #[test]
@@ -647,7 +657,10 @@ mod tests {
         let mut rx = Codec::new(params(15, false), &DeflateConfig::default());
         let mut out = Vec::new();
         let max = 10 << 20;
-        assert_eq!(rx.decompress(&c, &mut out, max), Err(InflateError::TooLarge));
+        assert_eq!(
+            rx.decompress(&c, &mut out, max),
+            Err(InflateError::TooLarge)
+        );
         assert!(out.capacity() <= max + 1, "capacity {}", out.capacity());
     }
 

@@ -322,6 +322,7 @@ impl ClientHandshake {
                 request.protocols.join(", ")
             ));
         }
+        #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
         let mut offers: Vec<String> = request.extensions.iter().cloned().collect();
         #[cfg(feature = "deflate")]
         offers.extend(request.deflate.as_ref().map(|d| d.offer()));
@@ -665,6 +666,7 @@ pub fn reject_response(status: StatusCode, body: &str) -> Vec<u8> {
 }
 
 #[cfg(test)]
+#[allow(clippy::needless_update)] // `..Default::default()` fills the feature-gated fields
 mod tests {
     use super::*;
 

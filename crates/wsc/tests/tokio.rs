@@ -1,0 +1,1076 @@
+#![cfg(feature = "tokio")]
+//! The async driver (`wsc::tokio`) against real peers on loopback: our own async and blocking
+//! server roles, and raw TCP servers that misbehave on purpose. Every test body runs under a
+//! deadline, so a driver that hangs fails the test instead of stalling the run.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use futures_util::{stream, SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinSet;
+use tokio::time::{sleep, timeout};
+use wsc::bytes::Bytes;
+use wsc::proto::handshake::{accept_response, parse_request};
+use wsc::server::Acceptor;
+use wsc::tokio::WebSocketStream;
+use wsc::{ClientBuilder, CloseCode, CloseFrame, Error, Message, Phase, ProtocolError};
+
+/// The longest any one test may take.
+const BUDGET: Duration = Duration::from_secs(120);
+
+/// Frame header bits, for raw servers.
+const FIN: u8 = 0x80;
+const RSV2: u8 = 0x20;
+const OP_CONTINUATION: u8 = 0x0;
+const OP_TEXT: u8 = 0x1;
+const OP_BINARY: u8 = 0x2;
+const OP_CLOSE: u8 = 0x8;
+const OP_PING: u8 = 0x9;
+const OP_PONG: u8 = 0xA;
+
+/// Runs `f` within `limit`, failing the test if it does not finish.
+async fn within<F: Future>(limit: Duration, f: F) -> F::Output {
+    match timeout(limit, f).await {
+        Ok(out) => out,
+        Err(_) => panic!("did not finish within {limit:?}"),
+    }
+}
+
+/// Deterministic incompressible bytes.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Noise of `len` (at least 4) bytes that starts with `i`, so a receiver can tell which
+/// message it is and that it is intact.
+fn numbered(i: u32, len: usize) -> Vec<u8> {
+    let mut data = noise(u64::from(i) + 1, len.max(4));
+    data[..4].copy_from_slice(&i.to_be_bytes());
+    data
+}
+
+/// The number a [`numbered`] payload carries, after checking the rest of it.
+fn number_of(data: &[u8]) -> u32 {
+    let i = u32::from_be_bytes(data[..4].try_into().unwrap());
+    assert!(
+        data == &numbered(i, data.len())[..],
+        "payload {i} is corrupt"
+    );
+    i
+}
+
+/// A client builder with short, test-sized timeouts.
+fn builder(url: &str) -> ClientBuilder {
+    ClientBuilder::new(url)
+        .connect_timeout(Duration::from_secs(10))
+        .handshake_timeout(Duration::from_secs(10))
+        .close_timeout(Some(Duration::from_secs(10)))
+}
+
+/// Turns permessage-deflate on or off (a no-op without the `deflate` feature).
+fn with_compression(b: ClientBuilder, on: bool) -> ClientBuilder {
+    #[cfg(feature = "deflate")]
+    return b.compression(on);
+    #[cfg(not(feature = "deflate"))]
+    {
+        let _ = on;
+        b
+    }
+}
+
+/// Whether permessage-deflate was negotiated.
+fn compressed<S: AsyncRead + AsyncWrite + Unpin>(ws: &WebSocketStream<S>) -> bool {
+    #[cfg(feature = "deflate")]
+    return ws.connection().deflate_params().is_some();
+    #[cfg(not(feature = "deflate"))]
+    {
+        let _ = ws;
+        false
+    }
+}
+
+async fn listen() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    (listener, url)
+}
+
+/// Echoes data messages until the connection ends; returns everything it received.
+async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocketStream<S>) -> Vec<Message> {
+    let mut seen = Vec::new();
+    while let Some(message) = ws.recv().await {
+        let message = message.unwrap_or_else(|e| panic!("echo server: {e}"));
+        if message.is_data() {
+            ws.send(message.clone()).await.unwrap();
+        }
+        seen.push(message);
+    }
+    seen
+}
+
+/// Our async server role on a tokio listener: accepts one connection and echoes.
+async fn async_echo_server() -> (String, tokio::task::JoinHandle<Vec<Message>>) {
+    let (listener, url) = listen().await;
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let (ws, request) = Acceptor::new().accept_async(tcp).await.unwrap();
+        assert_eq!(request.path, "/echo");
+        echo(ws).await
+    });
+    (url, server)
+}
+
+/// Reads the upgrade request on a raw socket and answers 101 (no extensions).
+async fn raw_accept(tcp: &mut TcpStream) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = tcp.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the client hung up during the handshake");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some((request, used)) = parse_request(&buf, 1 << 16).unwrap() {
+            assert_eq!(used, buf.len(), "the client sent frames before the 101");
+            tcp.write_all(&accept_response(&request, None, &[]))
+                .await
+                .unwrap();
+            return;
+        }
+    }
+}
+
+/// An unmasked frame as a server sends it; `head` is the first byte (FIN, RSV, opcode).
+fn server_frame(head: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![head];
+    match payload.len() {
+        n if n < 126 => out.push(n as u8),
+        n if n <= 0xFFFF => {
+            out.push(126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Reads one client frame from a raw socket: (first byte, unmasked payload).
+async fn read_client_frame(tcp: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut head = [0u8; 2];
+    tcp.read_exact(&mut head).await?;
+    assert_ne!(head[1] & 0x80, 0, "client frames must be masked");
+    let len = match head[1] & 0x7F {
+        126 => usize::from(tcp.read_u16().await?),
+        127 => usize::try_from(tcp.read_u64().await?).unwrap(),
+        n => usize::from(n),
+    };
+    let mut key = [0u8; 4];
+    tcp.read_exact(&mut key).await?;
+    let mut payload = vec![0u8; len];
+    tcp.read_exact(&mut payload).await?;
+    for (i, b) in payload.iter_mut().enumerate() {
+        *b ^= key[i % 4];
+    }
+    Ok((head[0], payload))
+}
+
+/// The messages of an echo round trip: text, empty, unicode, binary, and 5 MB of each kind.
+fn round_trip_messages() -> Vec<Message> {
+    let mut big_text = "the quick brown fox jumps over the lazy dog. ".repeat(5_000_000 / 45 + 1);
+    big_text.truncate(5_000_000);
+    vec![
+        Message::text("hello"),
+        Message::text(""),
+        Message::text("grüße, 世界 🦀"),
+        Message::binary(vec![0u8, 1, 2, 255]),
+        Message::binary(Vec::new()),
+        Message::binary(noise(7, 5_000_000)),
+        Message::text(big_text),
+        Message::binary(noise(8, 70_000)),
+    ]
+}
+
+/// Sends every round-trip message, checks each echo, then closes with 4000 "bye" and checks
+/// that `close` returns the server's answer.
+async fn round_trip(ws: &mut WebSocketStream<wsc::tokio::TokioStream>) {
+    for message in round_trip_messages() {
+        ws.send(message.clone()).await.unwrap();
+        let echoed = ws.recv().await.expect("connection ended").unwrap();
+        assert!(echoed == message, "echo differs (len {})", message.len());
+    }
+    let reply = ws
+        .close(Some(CloseFrame::new(4000u16, "bye")))
+        .await
+        .unwrap();
+    // Both server roles echo the code of the client's close frame.
+    assert_eq!(reply, Some(CloseFrame::new(4000u16, "")));
+    assert!(ws.recv().await.is_none());
+    assert!(matches!(
+        ws.send_text("late").await,
+        Err(Error::ConnectionClosed)
+    ));
+    assert!(matches!(ws.close(None).await, Ok(None)));
+}
+
+fn assert_server_saw_round_trip(seen: &[Message]) {
+    let expected = round_trip_messages();
+    assert_eq!(seen.len(), expected.len() + 1);
+    for (got, want) in seen.iter().zip(&expected) {
+        assert!(got == want, "the server got a different message");
+    }
+    assert_eq!(
+        seen.last(),
+        Some(&Message::Close(Some(CloseFrame::new(4000u16, "bye"))))
+    );
+}
+
+// ----- 1. echo round trips -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_round_trip_against_the_async_server_role() {
+    within(BUDGET, async {
+        for compression in [true, false] {
+            let (url, server) = async_echo_server().await;
+            let (mut ws, response) = with_compression(builder(&format!("{url}/echo")), compression)
+                .connect_async()
+                .await
+                .unwrap();
+            assert_eq!(response.status, 101);
+            assert_eq!(compressed(&ws), compression && cfg!(feature = "deflate"));
+            round_trip(&mut ws).await;
+            assert_server_saw_round_trip(&server.await.unwrap());
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_round_trip_against_the_blocking_server_role() {
+    within(BUDGET, async {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("ws://{}/echo", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let (tcp, _) = listener.accept().unwrap();
+            tcp.set_read_timeout(Some(BUDGET)).unwrap();
+            let mut ws = wsc::server::accept(tcp).unwrap();
+            let mut seen = Vec::new();
+            loop {
+                let message = ws.read().unwrap_or_else(|e| panic!("blocking server: {e}"));
+                if message.is_data() {
+                    ws.send(message.clone()).unwrap();
+                }
+                let done = matches!(message, Message::Close(_));
+                seen.push(message);
+                if done {
+                    return seen;
+                }
+            }
+        });
+        let (mut ws, _) = builder(&url).connect_async().await.unwrap();
+        assert_eq!(compressed(&ws), cfg!(feature = "deflate"));
+        round_trip(&mut ws).await;
+        let seen = tokio::task::spawn_blocking(move || server.join().unwrap())
+            .await
+            .unwrap();
+        assert_server_saw_round_trip(&seen);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_server_role_closes_first() {
+    within(BUDGET, async {
+        let (listener, url) = listen().await;
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = wsc::tokio::accept(tcp).await.unwrap();
+            ws.send_text("last words").await.unwrap();
+            ws.close(Some(CloseFrame::new(4001u16, "done"))).await
+        });
+        let (mut ws, _) = builder(&url).connect_async().await.unwrap();
+        assert_eq!(
+            ws.recv().await.unwrap().unwrap(),
+            Message::text("last words")
+        );
+        assert_eq!(
+            ws.recv().await.unwrap().unwrap(),
+            Message::Close(Some(CloseFrame::new(4001u16, "done")))
+        );
+        // The server closes TCP once it has our answer.
+        assert!(ws.recv().await.is_none());
+        assert!(ws.recv().await.is_none());
+        assert!(matches!(ws.ping("x").await, Err(Error::ConnectionClosed)));
+        let reply = server.await.unwrap().unwrap();
+        assert_eq!(reply, Some(CloseFrame::new(4001u16, "")));
+    })
+    .await;
+}
+
+/// The server answers the close after a while and then keeps TCP open. `close` must still
+/// return the server's close frame (like the blocking `close_and_wait`), after waiting at most
+/// the close timeout for TCP to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+
+async fn close_returns_the_servers_frame_when_the_server_keeps_tcp_open() {
+    within(BUDGET, async {
+        let (listener, url) = listen().await;
+        let server = tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            raw_accept(&mut tcp).await;
+            let (head, payload) = read_client_frame(&mut tcp).await.unwrap();
+            assert_eq!(head, FIN | OP_CLOSE);
+            assert_eq!(&payload[..2], &4000u16.to_be_bytes());
+            sleep(Duration::from_millis(200)).await;
+            let mut close = 1000u16.to_be_bytes().to_vec();
+            close.extend_from_slice(b"srv");
+            tcp.write_all(&server_frame(FIN | OP_CLOSE, &close))
+                .await
+                .unwrap();
+            sleep(Duration::from_secs(5)).await;
+        });
+        let close_timeout = Duration::from_millis(500);
+        let (mut ws, _) = builder(&url)
+            .close_timeout(Some(close_timeout))
+            .connect_async()
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let reply = ws.close(Some(CloseFrame::new(4000u16, "bye"))).await;
+        let took = started.elapsed();
+        server.abort();
+        assert_eq!(reply.unwrap(), Some(CloseFrame::new(1000u16, "srv")));
+        assert!(took < Duration::from_secs(2), "close took {took:?}");
+    })
+    .await;
+}
+
+// ----- 2. split halves from two tasks -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_halves_send_and_receive_concurrently_in_order() {
+    within(BUDGET, async {
+        const N: u32 = 1500;
+        // Sizes cycle up to 96 KiB: about 36 MB each way, far more than the socket buffers
+        // hold, so the halves must make progress together.
+        let size = |i: u32| 4 + (i as usize % 7) * 16 * 1024 + (i as usize % 13);
+        let (url, server) = async_echo_server().await;
+        let (ws, _) = with_compression(builder(&format!("{url}/echo")), false)
+            .connect_async()
+            .await
+            .unwrap();
+        let (mut reader, mut writer) = ws.split();
+        let reading = tokio::spawn(async move {
+            let mut next = 0u32;
+            while next < N {
+                match reader.recv().await {
+                    Some(Ok(Message::Binary(data))) => {
+                        assert_eq!(data.len(), size(next));
+                        assert_eq!(number_of(&data), next, "out of order");
+                        next += 1;
+                    }
+                    other => panic!("reader: {other:?}"),
+                }
+            }
+            reader
+        });
+        let writing = tokio::spawn(async move {
+            for i in 0..N {
+                writer
+                    .send(Message::binary(numbered(i, size(i))))
+                    .await
+                    .unwrap();
+            }
+            writer
+        });
+        let (reader, writer) = tokio::join!(reading, writing);
+        let (mut reader, mut writer) = (reader.unwrap(), writer.unwrap());
+        writer.close(None).await.unwrap();
+        assert_eq!(reader.recv().await.unwrap().unwrap(), Message::Close(None));
+        assert!(reader.recv().await.is_none());
+        assert!(matches!(
+            writer.send(Message::text("late")).await,
+            Err(Error::ConnectionClosed)
+        ));
+        let seen = server.await.unwrap();
+        assert_eq!(seen.len(), N as usize + 1);
+        assert_eq!(seen.last(), Some(&Message::Close(None)));
+    })
+    .await;
+}
+
+/// The server pings `count` times, each time waiting for the matching pong (while counting
+/// the numbered data messages that arrive meanwhile, until `expect_data`), then closes.
+/// Returns how many data messages it got and the client's answer to its close.
+async fn pinging_server(
+    listener: TcpListener,
+    count: u32,
+    expect_data: u32,
+) -> (u32, Option<CloseFrame>) {
+    let (tcp, _) = listener.accept().await.unwrap();
+    let mut ws = wsc::tokio::accept(tcp).await.unwrap();
+    let mut data = 0u32;
+    let mut outstanding = VecDeque::new();
+    let mut pinged = 0u32;
+    while pinged < count || !outstanding.is_empty() || data < expect_data {
+        if pinged < count && outstanding.is_empty() {
+            let payload = Bytes::from(format!("ping {pinged}"));
+            ws.ping(payload.clone()).await.unwrap();
+            outstanding.push_back(payload);
+            pinged += 1;
+        }
+        let next = timeout(Duration::from_secs(20), ws.recv()).await;
+        match next.expect("no pong or message within 20 s") {
+            Some(Ok(Message::Pong(payload))) => {
+                assert_eq!(Some(payload), outstanding.pop_front(), "pong payload");
+            }
+            Some(Ok(Message::Binary(payload))) => {
+                assert_eq!(number_of(&payload), data);
+                data += 1;
+            }
+            other => panic!("pinging server: {other:?}"),
+        }
+    }
+    let reply = ws.close(Some(CloseFrame::new(1000u16, ""))).await.unwrap();
+    (data, reply)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reader_half_answers_pings_while_the_writer_is_idle() {
+    within(BUDGET, async {
+        let (listener, url) = listen().await;
+        let server = tokio::spawn(pinging_server(listener, 25, 0));
+        let (ws, _) = builder(&url).connect_async().await.unwrap();
+        let (mut reader, writer) = ws.split();
+        let reading = tokio::spawn(async move {
+            let mut pings = Vec::new();
+            loop {
+                match reader.recv().await {
+                    Some(Ok(Message::Ping(payload))) => pings.push(payload),
+                    Some(Ok(Message::Close(frame))) => {
+                        assert_eq!(frame, Some(CloseFrame::new(1000u16, "")));
+                    }
+                    None => return pings,
+                    other => panic!("reader: {other:?}"),
+                }
+            }
+        });
+        let pings = reading.await.unwrap();
+        let expected: Vec<Bytes> = (0..25).map(|i| format!("ping {i}").into()).collect();
+        assert_eq!(pings, expected);
+        assert_eq!(
+            server.await.unwrap(),
+            (0, Some(CloseFrame::new(1000u16, "")))
+        );
+        drop(writer);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reader_half_answers_pings_while_the_writer_is_busy() {
+    within(BUDGET, async {
+        const N: u32 = 400;
+        let (listener, url) = listen().await;
+        let server = tokio::spawn(pinging_server(listener, 40, N));
+        let (ws, _) = with_compression(builder(&url), false)
+            .connect_async()
+            .await
+            .unwrap();
+        let (mut reader, mut writer) = ws.split();
+        let reading = tokio::spawn(async move {
+            let mut pings = 0;
+            loop {
+                match reader.recv().await {
+                    Some(Ok(Message::Ping(_))) => pings += 1,
+                    Some(Ok(Message::Close(_))) => {}
+                    None => return pings,
+                    other => panic!("reader: {other:?}"),
+                }
+            }
+        });
+        let writing = tokio::spawn(async move {
+            for i in 0..N {
+                writer
+                    .send(Message::binary(numbered(i, 32 * 1024)))
+                    .await
+                    .unwrap();
+            }
+            writer
+        });
+        let writer = writing.await.unwrap();
+        assert_eq!(reading.await.unwrap(), 40);
+        assert_eq!(
+            server.await.unwrap(),
+            (N, Some(CloseFrame::new(1000u16, "")))
+        );
+        drop(writer);
+    })
+    .await;
+}
+
+// ----- 3. cancellation safety of recv -----
+
+/// What the slow server sends: numbered binary messages of several sizes, some fragmented
+/// with a ping between the fragments, and small text messages.
+fn slow_server_plan() -> (Vec<Message>, Vec<Vec<u8>>, Vec<Bytes>) {
+    let mut messages = Vec::new();
+    let mut wire = Vec::new();
+    let mut pings = Vec::new();
+    for i in 0..48u32 {
+        match i % 4 {
+            0 => {
+                let data = numbered(i, 600_000);
+                wire.push(server_frame(FIN | OP_BINARY, &data));
+                messages.push(Message::binary(data));
+            }
+            1 => {
+                let text = format!("message {i}");
+                wire.push(server_frame(FIN | OP_TEXT, text.as_bytes()));
+                messages.push(Message::text(text));
+            }
+            2 => {
+                let data = numbered(i, 150_000);
+                let ping = Bytes::from(format!("between fragments of {i}"));
+                let mut bytes = server_frame(OP_BINARY, &data[..50_000]);
+                bytes.extend(server_frame(OP_CONTINUATION, &data[50_000..100_000]));
+                bytes.extend(server_frame(FIN | OP_PING, &ping));
+                bytes.extend(server_frame(FIN | OP_CONTINUATION, &data[100_000..]));
+                wire.push(bytes);
+                messages.push(Message::binary(data));
+                pings.push(ping);
+            }
+            _ => {
+                let data = numbered(i, 70_000);
+                wire.push(server_frame(FIN | OP_BINARY, &data));
+                messages.push(Message::binary(data));
+            }
+        }
+    }
+    (messages, wire, pings)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recv_dropped_mid_message_loses_and_duplicates_nothing() {
+    within(BUDGET, async {
+        let (messages, wire, pings) = slow_server_plan();
+        let (listener, url) = listen().await;
+        let server = tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            tcp.set_nodelay(true).unwrap();
+            raw_accept(&mut tcp).await;
+            for bytes in &wire {
+                // The first piece is a single byte: half a frame header.
+                let mut rest = &bytes[..];
+                let mut piece = 1;
+                while !rest.is_empty() {
+                    let n = piece.min(rest.len());
+                    tcp.write_all(&rest[..n]).await.unwrap();
+                    rest = &rest[n..];
+                    piece = bytes.len() / 5 + 1;
+                    sleep(Duration::from_millis(3)).await;
+                }
+            }
+            let mut close = 1000u16.to_be_bytes().to_vec();
+            close.extend_from_slice(b"end");
+            tcp.write_all(&server_frame(FIN | OP_CLOSE, &close))
+                .await
+                .unwrap();
+            let mut frames = Vec::new();
+            loop {
+                let frame = read_client_frame(&mut tcp).await.unwrap();
+                let done = frame.0 & 0x0F == OP_CLOSE;
+                frames.push(frame);
+                if done {
+                    return frames;
+                }
+            }
+        });
+        let (mut ws, _) = builder(&url).connect_async().await.unwrap();
+        let mut received = Vec::new();
+        let mut pinged = Vec::new();
+        let mut dropped = 0u32;
+        let close = loop {
+            tokio::select! {
+                next = ws.recv() => match next {
+                    Some(Ok(Message::Ping(payload))) => pinged.push(payload),
+                    Some(Ok(Message::Close(frame))) => break frame,
+                    Some(Ok(message)) => received.push(message),
+                    other => panic!("client: {other:?}"),
+                },
+                _ = sleep(Duration::from_millis(1)) => dropped += 1,
+            }
+        };
+        assert_eq!(close, Some(CloseFrame::new(1000u16, "end")));
+        assert_eq!(received.len(), messages.len());
+        for (i, (got, want)) in received.iter().zip(&messages).enumerate() {
+            assert!(got == want, "message {i} differs");
+        }
+        assert_eq!(pinged, pings);
+        // The server paused 3 ms between pieces about 250 times.
+        assert!(dropped > 100, "recv was dropped only {dropped} times");
+        // The server closes TCP after our close reply.
+        assert!(ws.recv().await.is_none());
+        let frames = server.await.unwrap();
+        let expected: Vec<(u8, Vec<u8>)> = pings
+            .iter()
+            .map(|p| (FIN | OP_PONG, p.to_vec()))
+            .chain([(FIN | OP_CLOSE, 1000u16.to_be_bytes().to_vec())])
+            .collect();
+        assert_eq!(frames, expected);
+    })
+    .await;
+}
+
+// ----- 4. backpressure -----
+
+const WRITE_BUFFER: usize = 64 * 1024;
+const CHUNK: usize = 16 * 1024;
+
+/// A server that completes the handshake, reads nothing until `go` fires, then collects the
+/// numbers of the binary messages it gets until the connection ends.
+async fn stalled_server(
+    listener: TcpListener,
+    go: oneshot::Receiver<()>,
+) -> (Vec<u32>, Option<CloseFrame>) {
+    let (tcp, _) = listener.accept().await.unwrap();
+    let mut ws = wsc::tokio::accept(tcp).await.unwrap();
+    go.await.unwrap();
+    let mut numbers = Vec::new();
+    let mut close = None;
+    while let Some(message) = ws.recv().await {
+        match message.unwrap() {
+            Message::Binary(data) => numbers.push(number_of(&data)),
+            Message::Close(frame) => close = frame,
+            other => panic!("stalled server: {other:?}"),
+        }
+    }
+    (numbers, close)
+}
+
+/// Checks what the stalled server received: increasing numbers, each once, including every
+/// message whose send completed.
+fn check_delivered(numbers: &[u32], completed: u32, attempted: u32) {
+    assert!(
+        numbers.windows(2).all(|w| w[0] < w[1]),
+        "messages duplicated or out of order"
+    );
+    assert!(numbers.len() as u32 >= completed && numbers.len() as u32 <= attempted);
+    assert!(numbers
+        .iter()
+        .copied()
+        .take(completed as usize)
+        .eq(0..completed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_blocks_when_the_peer_does_not_read_and_the_queue_stays_bounded() {
+    within(BUDGET, async {
+        let (listener, url) = listen().await;
+        let (go, wait) = oneshot::channel();
+        let server = tokio::spawn(stalled_server(listener, wait));
+        let (mut ws, _) = with_compression(builder(&url), false)
+            .connect_async()
+            .await
+            .unwrap();
+        ws.set_write_buffer(WRITE_BUFFER);
+        let bound = WRITE_BUFFER + CHUNK + 14;
+        let (mut completed, mut attempted, mut blocked) = (0u32, 0u32, 0u32);
+        let mut queued_after = Vec::new();
+        while blocked < 60 {
+            assert!(attempted < 20_000, "send never blocked");
+            let limit = Duration::from_millis(if blocked == 0 { 300 } else { 10 });
+            let send = ws.send(Message::binary(numbered(attempted, CHUNK)));
+            attempted += 1;
+            match timeout(limit, send).await {
+                Ok(result) => {
+                    result.unwrap();
+                    completed += 1;
+                }
+                Err(_) => blocked += 1,
+            }
+            let queued = ws.connection().pending_output().len();
+            assert!(
+                queued <= bound,
+                "{queued} bytes queued after {attempted} sends"
+            );
+            if blocked > 0 {
+                queued_after.push(queued);
+            }
+        }
+        // Sixty sends that timed out offered 60 * 16 KiB, yet the queue stayed within the
+        // write buffer and one message (checked after every send above).
+        assert_eq!(queued_after.len(), 60);
+
+        // The server starts reading: everything queued goes out, intact, then the close.
+        go.send(()).unwrap();
+        SinkExt::<Message>::flush(&mut ws).await.unwrap();
+        assert!(ws.connection().pending_output().is_empty());
+        ws.send(Message::binary(numbered(attempted, CHUNK)))
+            .await
+            .unwrap();
+        attempted += 1;
+        let reply = ws.close(None).await.unwrap();
+        assert_eq!(reply, None);
+        let (numbers, close) = server.await.unwrap();
+        assert_eq!(close, None);
+        check_delivered(&numbers, completed, attempted);
+        assert_eq!(numbers.last(), Some(&(attempted - 1)));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_feed_and_send_block_when_the_peer_does_not_read() {
+    within(BUDGET, async {
+        let (listener, url) = listen().await;
+        let (go, wait) = oneshot::channel();
+        let server = tokio::spawn(stalled_server(listener, wait));
+        let (mut ws, _) = with_compression(builder(&url), false)
+            .connect_async()
+            .await
+            .unwrap();
+        ws.set_write_buffer(WRITE_BUFFER);
+        let bound = WRITE_BUFFER + CHUNK + 14;
+        let (mut completed, mut attempted, mut blocked) = (0u32, 0u32, 0u32);
+        while blocked < 40 {
+            assert!(attempted < 20_000, "feed never blocked");
+            let limit = Duration::from_millis(if blocked == 0 { 300 } else { 10 });
+            let feed = ws.feed(Message::binary(numbered(attempted, CHUNK)));
+            attempted += 1;
+            match timeout(limit, feed).await {
+                Ok(result) => {
+                    result.unwrap();
+                    completed += 1;
+                }
+                Err(_) => blocked += 1,
+            }
+            let queued = ws.connection().pending_output().len();
+            assert!(
+                queued <= bound,
+                "{queued} bytes queued after {attempted} feeds"
+            );
+        }
+        // `SinkExt::send` (feed and flush) blocks too.
+        let send = SinkExt::send(&mut ws, Message::binary(numbered(attempted, CHUNK)));
+        attempted += 1;
+        assert!(timeout(Duration::from_millis(100), send).await.is_err());
+        assert!(ws.connection().pending_output().len() <= bound);
+
+        go.send(()).unwrap();
+        SinkExt::<Message>::close(&mut ws).await.unwrap();
+        // The server's close answer, then the end.
+        assert_eq!(ws.next().await.unwrap().unwrap(), Message::Close(None));
+        assert!(ws.next().await.is_none());
+        let (numbers, close) = server.await.unwrap();
+        assert_eq!(close, None);
+        check_delivered(&numbers, completed, attempted);
+    })
+    .await;
+}
+
+/// `close` promises to finish within the close timeout; a peer that reads nothing must not
+/// hold it forever while the close frame waits behind a full socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+
+async fn close_is_bounded_when_the_peer_does_not_read() {
+    within(BUDGET, async {
+        let (listener, url) = listen().await;
+        let (go, wait) = oneshot::channel();
+        let server = tokio::spawn(stalled_server(listener, wait));
+        let close_timeout = Duration::from_millis(500);
+        let (mut ws, _) = with_compression(builder(&url), false)
+            .close_timeout(Some(close_timeout))
+            .connect_async()
+            .await
+            .unwrap();
+        let mut i = 0;
+        loop {
+            assert!(i < 20_000, "send never blocked");
+            let send = ws.send(Message::binary(numbered(i, CHUNK)));
+            i += 1;
+            if timeout(Duration::from_millis(300), send).await.is_err() {
+                break;
+            }
+        }
+        let started = Instant::now();
+        let closed = timeout(close_timeout * 6, ws.close(None)).await;
+        let took = started.elapsed();
+        server.abort();
+        drop(go);
+        match closed {
+            Ok(Err(Error::Timeout(Phase::Close))) => {}
+            Ok(other) => panic!("close returned {other:?}"),
+            Err(_) => panic!("close still waiting after {took:?}"),
+        }
+    })
+    .await;
+}
+
+// ----- 5. many connections -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_connections_all_echo() {
+    within(BUDGET, async {
+        const CLIENTS: usize = 200;
+        let (listener, url) = listen().await;
+        let server = tokio::spawn(async move {
+            let mut connections = JoinSet::new();
+            for _ in 0..CLIENTS {
+                let (tcp, _) = listener.accept().await.unwrap();
+                connections.spawn(async move {
+                    let (ws, _) = Acceptor::new().accept_async(tcp).await.unwrap();
+                    echo(ws).await.len()
+                });
+            }
+            let mut seen = Vec::new();
+            while let Some(count) = connections.join_next().await {
+                seen.push(count.unwrap());
+            }
+            seen
+        });
+        let mut clients = JoinSet::new();
+        for id in 0..CLIENTS {
+            let url = format!("{url}/client/{id}");
+            clients.spawn(async move {
+                let (mut ws, _) = builder(&url).connect_async().await.unwrap();
+                let text = Message::text(format!("hello from {id}"));
+                let binary = Message::binary(numbered(id as u32, 1000 + id * 37));
+                ws.send(text.clone()).await.unwrap();
+                ws.send(binary.clone()).await.unwrap();
+                assert_eq!(ws.recv().await.unwrap().unwrap(), text);
+                assert_eq!(ws.recv().await.unwrap().unwrap(), binary);
+                let reply = ws.close(None).await.unwrap();
+                assert_eq!(reply, None);
+                id
+            });
+        }
+        let mut done = Vec::new();
+        while let Some(id) = clients.join_next().await {
+            done.push(id.unwrap());
+        }
+        done.sort_unstable();
+        assert!(done.into_iter().eq(0..CLIENTS));
+        let seen = server.await.unwrap();
+        assert_eq!(seen, vec![3; CLIENTS]);
+    })
+    .await;
+}
+
+// ----- 6. protocol violation -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_violation_by_the_server_fails_with_1002() {
+    within(BUDGET, async {
+        let (listener, url) = listen().await;
+        let server = tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            raw_accept(&mut tcp).await;
+            // A good message, then a frame with RSV2 set, in one write.
+            let mut bytes = server_frame(FIN | OP_TEXT, b"good");
+            bytes.extend(server_frame(FIN | RSV2 | OP_TEXT, b"bad"));
+            tcp.write_all(&bytes).await.unwrap();
+            read_client_frame(&mut tcp).await.unwrap()
+            // TCP closes here.
+        });
+        let (mut ws, _) = builder(&url).connect_async().await.unwrap();
+        assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("good"));
+        let err = ws.recv().await.unwrap().unwrap_err();
+        assert!(
+            matches!(err, Error::Protocol(ProtocolError::ReservedBits(2))),
+            "{err}"
+        );
+        assert!(ws.recv().await.is_none());
+        assert!(ws.recv().await.is_none());
+        let (head, payload) = server.await.unwrap();
+        assert_eq!(head, FIN | OP_CLOSE);
+        assert_eq!(payload, CloseCode::PROTOCOL_ERROR.0.to_be_bytes());
+        assert!(matches!(
+            ws.send_text("after").await,
+            Err(Error::ConnectionClosed)
+        ));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_vanishing_without_close_is_connection_reset() {
+    within(BUDGET, async {
+        let (listener, url) = listen().await;
+        let server = tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            raw_accept(&mut tcp).await;
+            // Half a frame, then TCP closes.
+            tcp.write_all(&server_frame(FIN | OP_BINARY, &[1, 2, 3])[..3])
+                .await
+                .unwrap();
+        });
+        let (mut ws, _) = builder(&url).connect_async().await.unwrap();
+        server.await.unwrap();
+        assert!(matches!(ws.recv().await, Some(Err(Error::ConnectionReset))));
+        assert!(ws.recv().await.is_none());
+    })
+    .await;
+}
+
+// ----- 7. Stream and Sink, opening errors -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_and_sink_combinators() {
+    within(BUDGET, async {
+        let (listener, url) = listen().await;
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = wsc::tokio::accept(tcp).await.unwrap();
+            for i in 0..5 {
+                ws.send_text(&format!("m{i}")).await.unwrap();
+            }
+            echo(ws).await
+        });
+        let (mut ws, _) = wsc::tokio::connect(&url).await.unwrap();
+        let first: Vec<Message> = ws.by_ref().take(3).map(Result::unwrap).collect().await;
+        assert_eq!(
+            first,
+            vec![
+                Message::text("m0"),
+                Message::text("m1"),
+                Message::text("m2")
+            ]
+        );
+        // The stream goes on where `take` stopped.
+        assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("m3"));
+        assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("m4"));
+
+        let outgoing: Vec<Message> = (0..10u32)
+            .map(|i| Message::binary(numbered(i, 5000)))
+            .collect();
+        ws.send_all(&mut stream::iter(outgoing.clone()).map(Ok))
+            .await
+            .unwrap();
+        SinkExt::send(&mut ws, Message::text("sink")).await.unwrap();
+        let echoed: Vec<Message> = ws.by_ref().take(11).map(Result::unwrap).collect().await;
+        assert_eq!(&echoed[..10], &outgoing[..]);
+        assert_eq!(echoed[10], Message::text("sink"));
+
+        SinkExt::<Message>::close(&mut ws).await.unwrap();
+        let rest: Vec<_> = ws.by_ref().map(Result::unwrap).collect().await;
+        assert_eq!(rest, vec![Message::Close(None)]);
+        let seen = server.await.unwrap();
+        assert_eq!(seen.len(), 12);
+        assert_eq!(seen[11], Message::Close(None));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_halves_are_a_stream_and_a_sink() {
+    within(BUDGET, async {
+        let (url, server) = async_echo_server().await;
+        let (ws, _) = builder(&format!("{url}/echo"))
+            .connect_async()
+            .await
+            .unwrap();
+        let (reader, mut writer) = ws.split();
+        let outgoing: Vec<Message> = (0..50u32)
+            .map(|i| Message::binary(numbered(i, 100 + i as usize * 1000)))
+            .collect();
+        let collect = tokio::spawn(reader.take(50).map(Result::unwrap).collect::<Vec<_>>());
+        writer
+            .send_all(&mut stream::iter(outgoing.clone()).map(Ok))
+            .await
+            .unwrap();
+        assert_eq!(collect.await.unwrap(), outgoing);
+        SinkExt::<Message>::close(&mut writer).await.unwrap();
+        let seen = server.await.unwrap();
+        assert_eq!(seen.len(), 51);
+        assert_eq!(seen[50], Message::Close(None));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_and_server_over_an_in_memory_pipe() {
+    within(BUDGET, async {
+        // A tiny pipe: every frame is read and written in many small pieces.
+        let (a, b) = tokio::io::duplex(61);
+        let (client, server) = tokio::join!(
+            wsc::tokio::client("ws://pipe.test/chat", a),
+            wsc::tokio::accept(b)
+        );
+        let (mut ws, response) = client.unwrap();
+        assert_eq!(response.status, 101);
+        let server = tokio::spawn(echo(server.unwrap()));
+        let big = Message::binary(noise(3, 200_000));
+        ws.send(big.clone()).await.unwrap();
+        assert!(ws.recv().await.unwrap().unwrap() == big);
+        ws.send_text("small").await.unwrap();
+        assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("small"));
+        assert_eq!(ws.close(None).await.unwrap(), None);
+        assert_eq!(server.await.unwrap().len(), 3);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_port_is_a_connect_error() {
+    within(BUDGET, async {
+        let (listener, url) = listen().await;
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let err = builder(&url).connect_async().await.unwrap_err();
+        match err {
+            Error::Connect { target, source } => {
+                assert_eq!(target, addr.to_string());
+                assert_eq!(source.kind(), std::io::ErrorKind::ConnectionRefused);
+            }
+            other => panic!("{other:?}"),
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_server_times_out_in_the_handshake_phase() {
+    within(BUDGET, async {
+        let (listener, url) = listen().await;
+        let (release, hold) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            // Accepts TCP, reads the request, never answers.
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut sink = [0u8; 1024];
+            let _ = tcp.read(&mut sink).await;
+            let _ = hold.await;
+        });
+        let limit = Duration::from_millis(400);
+        let started = Instant::now();
+        let err = builder(&url)
+            .handshake_timeout(limit)
+            .connect_async()
+            .await
+            .unwrap_err();
+        let took = started.elapsed();
+        assert!(
+            matches!(err, Error::Timeout(Phase::WebSocketHandshake)),
+            "{err:?}"
+        );
+        assert!(took >= limit, "gave up after {took:?}");
+        assert!(took < limit + Duration::from_secs(2), "took {took:?}");
+        let _ = release.send(());
+        server.await.unwrap();
+    })
+    .await;
+}
