@@ -633,22 +633,31 @@ async fn connect_tcp(host: &str, port: u16, limit: Option<Duration>) -> Result<T
     within(limit, Phase::Connect, attempt).await
 }
 
-/// Runs `f` within `limit`, naming `phase` if it runs out.
-async fn within<T>(
+/// Runs `f` within `limit`, naming `phase` if it runs out. Not an `async fn`: that would
+/// keep a second copy of `f` in its state.
+fn within<T>(
     limit: Option<Duration>,
     phase: Phase,
     f: impl Future<Output = Result<T, Error>>,
-) -> Result<T, Error> {
-    match limit {
-        Some(t) => timeout(t, f).await.unwrap_or(Err(Error::Timeout(phase))),
-        None => f.await,
-    }
+) -> impl Future<Output = Result<T, Error>> {
+    // tokio clamps a duration too large for the clock to "never".
+    let bounded = timeout(limit.unwrap_or(Duration::MAX), f);
+    async move { bounded.await.unwrap_or(Err(Error::Timeout(phase))) }
 }
 
 impl ClientBuilder {
     /// Connects on tokio: TCP, TLS for `wss://` (tokio-rustls), then the handshake. Returns
     /// the connection and the server's response.
-    pub async fn connect_async(self) -> Result<(WebSocketStream<TokioStream>, Response), Error> {
+    ///
+    /// The opening's state is boxed, so that a task which connects and then idles on the
+    /// connection does not carry the opening's (much larger) state for its whole life.
+    pub fn connect_async(
+        self,
+    ) -> impl Future<Output = Result<(WebSocketStream<TokioStream>, Response), Error>> + Send {
+        Box::pin(self.open_async())
+    }
+
+    async fn open_async(self) -> Result<(WebSocketStream<TokioStream>, Response), Error> {
         let url = WsUrl::parse(&self.url)?;
         #[cfg(feature = "tls")]
         let tls_config = if url.secure {
@@ -726,19 +735,18 @@ impl ClientBuilder {
             let io_err = |e: io::Error| map_io_error(e, Phase::WebSocketHandshake, &host);
             stream.write_all(&request).await.map_err(io_err)?;
             stream.flush().await.map_err(io_err)?;
-            let mut chunk = [0u8; 4096];
             loop {
                 if let Some(done) = handshake.parse_response(&buf)? {
                     return Ok(done);
                 }
-                let n = stream.read(&mut chunk).await.map_err(io_err)?;
-                if n == 0 {
+                // Straight into `buf`: a stack buffer here would live in the future's state.
+                buf.reserve(4096);
+                if stream.read_buf(&mut buf).await.map_err(io_err)? == 0 {
                     let refusal = handshake.take_refusal(&buf);
                     return Err(Error::Handshake(
                         refusal.unwrap_or(HandshakeError::ConnectionClosed),
                     ));
                 }
-                buf.extend_from_slice(&chunk[..n]);
             }
         };
         let (response, used) = within(limit, Phase::WebSocketHandshake, exchange).await?;
@@ -760,7 +768,6 @@ impl Acceptor {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let mut buf = Vec::with_capacity(1024);
-        let mut chunk = [0u8; 4096];
         let (request, used) = loop {
             match parse_request(&buf, self.max_handshake()) {
                 Ok(Some(done)) => break done,
@@ -771,11 +778,10 @@ impl Acceptor {
                     return Err(Error::Handshake(e));
                 }
             }
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
+            buf.reserve(4096);
+            if stream.read_buf(&mut buf).await? == 0 {
                 return Err(Error::Handshake(HandshakeError::ConnectionClosed));
             }
-            buf.extend_from_slice(&chunk[..n]);
         };
         let (response, conn) = self.answer(&request);
         stream.write_all(&response).await?;
