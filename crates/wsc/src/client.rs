@@ -156,13 +156,15 @@ impl ClientBuilder {
         self
     }
 
-    /// Fails a read that waits longer than this for data (default: wait forever).
+    /// Fails a read that waits longer than this for data (default: wait forever). Blocking
+    /// client only: in async code, wrap `recv()` in `tokio::time::timeout`.
     pub fn read_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.read_timeout = timeout;
         self
     }
 
-    /// Fails a write that waits longer than this for the peer (default: wait forever).
+    /// Fails a write that waits longer than this for the peer (default: wait forever). Blocking
+    /// client only: in async code, wrap `send()` in `tokio::time::timeout`.
     pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.write_timeout = timeout;
         self

@@ -795,3 +795,70 @@ fn missing_client_key_file_is_a_config_error_naming_the_path() {
     let message = config_error(TlsOptions::new().client_cert_pem_files(&cert_file, &key_file));
     assert!(names_path(&message, &key_file), "{message}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The async client (wsc::tokio) over tokio-rustls: same verification, same errors
+// ---------------------------------------------------------------------------------------------
+
+#[cfg(feature = "tokio")]
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn async_client_connects_over_tls_and_echoes() {
+    let ca = TestCa::new("wsc test CA");
+    let server = EchoServer::start(server_config(&ca.server_cert(&["localhost"]), None), 1);
+    let url = server.url("localhost");
+    let close = block_on(async move {
+        let (mut ws, response) = wsc::ClientBuilder::new(url)
+            .tls(trusting(&ca))
+            .handshake_timeout(TIMEOUT)
+            .connect_async()
+            .await
+            .unwrap();
+        assert_eq!(response.status, 101);
+        ws.send_text("over tls, async").await.unwrap();
+        let echoed = ws.recv().await.unwrap().unwrap();
+        assert_eq!(echoed, Message::text("over tls, async"));
+        ws.close(Some(CloseFrame::new(1000, "bye"))).await.unwrap()
+    });
+    assert_eq!(close.map(|f| f.code.0), Some(1000));
+    let served = server.finish_one().unwrap();
+    assert_eq!(served.sni.as_deref(), Some("localhost"));
+    assert_eq!(served.messages, [Message::text("over tls, async")]);
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn async_client_refuses_a_wrong_name_with_the_same_error() {
+    let ca = TestCa::new("wsc test CA");
+    let server = EchoServer::start(server_config(&ca.server_cert(&["other.example"]), None), 1);
+    let url = server.url("localhost");
+    let err = block_on(async move {
+        wsc::ClientBuilder::new(url)
+            .tls(trusting(&ca))
+            .handshake_timeout(TIMEOUT)
+            .connect_async()
+            .await
+            .unwrap_err()
+    });
+    assert!(
+        matches!(
+            certificate_error(&err, "localhost"),
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("the certificate does not name this host"),
+        "{err}"
+    );
+    assert_server_failed(server);
+}
