@@ -155,6 +155,13 @@ struct Inner<S> {
     close_wait: Option<Pin<Box<Sleep>>>,
     drained: bool,
     drained_bytes: usize,
+    /// The transport failed: nothing more can be written (queued frames were discarded).
+    dead: bool,
+    /// An error to report before the stream ends (a write failed after a message was
+    /// already being returned).
+    pending_error: Option<Error>,
+    /// The server's host, for TLS error messages.
+    host: Box<str>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
@@ -183,11 +190,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
 
     /// Writes every queued byte, then flushes the stream.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.dead {
+            return Poll::Ready(Err(Error::ConnectionClosed));
+        }
         while self.conn.has_pending_output() {
             match ready!(Pin::new(&mut self.stream).poll_write(cx, self.conn.pending_output())) {
                 Ok(0) => {
-                    self.conn.abort();
-                    return Poll::Ready(Err(Error::Io(io::ErrorKind::WriteZero.into())));
+                    let e = io::Error::from(io::ErrorKind::WriteZero);
+                    return Poll::Ready(Err(self.transport_error(e, Phase::Write)));
                 }
                 Ok(n) => self.conn.consume_output(n),
                 Err(e) => return Poll::Ready(Err(self.transport_error(e, Phase::Write))),
@@ -203,15 +213,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         if !is_timeout(&e) {
             self.conn.abort();
             self.drained = true;
+            self.dead = true;
         }
-        map_io_error(e, phase, "")
+        map_io_error(e, phase, &self.host)
     }
 
     /// The next message; `None` once the connection is over (after the close handshake,
     /// after an error, or at the end of the stream).
     fn poll_next_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
         loop {
-            if self.conn.has_pending_output() {
+            if let Some(e) = self.pending_error.take() {
+                return Poll::Ready(Some(Err(e)));
+            }
+            if self.conn.has_pending_output() && !self.conn.is_terminated() {
                 // Pongs and close replies go out while the caller only reads; a full socket
                 // does not hold up messages already received.
                 if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
@@ -221,13 +235,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             match self.conn.next_message() {
                 Ok(Some(message)) => {
                     if self.conn.has_pending_output() {
-                        let _ = self.poll_write_out(cx);
+                        if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
+                            // Report it after this message, before the stream ends.
+                            self.pending_error = Some(e);
+                        }
                     }
                     return Poll::Ready(Some(Ok(message)));
                 }
                 Ok(None) if self.conn.is_terminated() => {
-                    if self.conn.has_pending_output() && ready!(self.poll_write_out(cx)).is_err() {
-                        return Poll::Ready(None);
+                    // One close timeout bounds both flushing the close reply (or the close
+                    // frame of a failure) and waiting for the server to close TCP.
+                    if self.close_wait.is_none() && !self.drained {
+                        self.close_wait = self.close_timeout.map(|t| Box::pin(sleep(t)));
+                    }
+                    if self.conn.has_pending_output() {
+                        match self.poll_write_out(cx) {
+                            Poll::Ready(Ok(())) => {}
+                            Poll::Ready(Err(_)) => return Poll::Ready(None),
+                            Poll::Pending => {
+                                let expired = self
+                                    .close_wait
+                                    .as_mut()
+                                    .is_some_and(|t| t.as_mut().poll(cx).is_ready());
+                                if !expired {
+                                    return Poll::Pending;
+                                }
+                                self.conn.abort();
+                                self.drained = true;
+                                self.dead = true;
+                                self.close_wait = None;
+                                return Poll::Ready(None);
+                            }
+                        }
                     }
                     ready!(self.poll_drain(cx));
                     return Poll::Ready(None);
@@ -287,6 +326,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
 
     /// Waits until the queued output is below the write buffer bound.
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.dead {
+            return Poll::Ready(Err(Error::ConnectionClosed));
+        }
         if self.conn.pending_output().len() >= self.write_buffer {
             ready!(self.poll_write_out(cx))?;
         }
@@ -330,6 +372,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 close_wait: None,
                 drained: false,
                 drained_bytes: 0,
+                dead: false,
+                pending_error: None,
+                host: "".into(),
             },
         }
     }
@@ -377,11 +422,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     /// within the close timeout; then lets the server close TCP first (a second, separate
     /// close timeout). Returns the peer's close frame.
     pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<Option<CloseFrame>, Error> {
-        match self.inner.conn.state() {
-            State::Open => self.inner.conn.close(frame)?,
-            State::CloseSent => {}
-            State::Closed => return Ok(None),
-            State::Failed => return Err(Error::ConnectionClosed),
+        let before = self.inner.conn.state();
+        if before == State::Open {
+            self.inner.conn.close(frame)?;
+        }
+        if matches!(before, State::Closed | State::Failed) {
+            // The close handshake is over (or failed): still flush the queued close frame
+            // and let the server close TCP, both bounded by the close timeout.
+            while self.recv().await.is_some() {}
+            return match before {
+                State::Closed => Ok(None),
+                _ => Err(Error::ConnectionClosed),
+            };
         }
         let close_timeout = self.inner.close_timeout;
         let exchange = async {
@@ -753,6 +805,7 @@ impl ClientBuilder {
         let conn = self.open_connection(&response);
         let mut ws = WebSocketStream::from_connection(stream, conn, &buf[used..]);
         ws.set_close_timeout(self.close_timeout);
+        ws.inner.host = url.host.into();
         Ok((ws, response))
     }
 }
