@@ -19,6 +19,13 @@ use crate::stream::{connect_tcp, is_timeout, map_io_error, MaybeTlsStream};
 use crate::tls::TlsOptions;
 use crate::url::WsUrl;
 
+/// The shared TLS client configuration (nothing without the `tls` feature).
+#[cfg(feature = "tls")]
+pub(crate) type TlsClientConfig = std::sync::Arc<rustls::ClientConfig>;
+/// The shared TLS client configuration (nothing without the `tls` feature).
+#[cfg(not(feature = "tls"))]
+pub(crate) type TlsClientConfig = std::convert::Infallible;
+
 /// Connects to a `ws://` or `wss://` URL with default options.
 ///
 /// ```no_run
@@ -220,16 +227,25 @@ impl ClientBuilder {
         }
     }
 
-    /// Connects: TCP, TLS for `wss://`, then the WebSocket handshake.
-    pub fn connect(self) -> Result<WebSocket<MaybeTlsStream>, Error> {
+    /// The parsed URL and, for `wss://`, the TLS configuration: a bad URL or TLS setup is
+    /// reported before any network activity. Shared by the blocking and async openings.
+    pub(crate) fn prepare(&self) -> Result<(WsUrl, Option<TlsClientConfig>), Error> {
         let url = WsUrl::parse(&self.url)?;
-        // A bad TLS setup is reported before any network activity.
         #[cfg(feature = "tls")]
         let tls_config = if url.secure {
             Some(self.tls.build()?)
         } else {
             None
         };
+        #[cfg(not(feature = "tls"))]
+        let tls_config = None;
+        Ok((url, tls_config))
+    }
+
+    /// Connects: TCP, TLS for `wss://`, then the WebSocket handshake.
+    pub fn connect(self) -> Result<WebSocket<MaybeTlsStream>, Error> {
+        #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
+        let (url, tls_config) = self.prepare()?;
         let opened = Instant::now();
         let tcp = connect_tcp(
             &url.host,

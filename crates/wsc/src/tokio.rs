@@ -710,13 +710,8 @@ impl ClientBuilder {
     }
 
     async fn open_async(self) -> Result<(WebSocketStream<TokioStream>, Response), Error> {
-        let url = WsUrl::parse(&self.url)?;
-        #[cfg(feature = "tls")]
-        let tls_config = if url.secure {
-            Some(self.tls.build()?)
-        } else {
-            None
-        };
+        #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
+        let (url, tls_config) = self.prepare()?;
         let opened = Instant::now();
         let tcp = connect_tcp(
             &url.host,
