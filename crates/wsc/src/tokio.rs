@@ -470,9 +470,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
 
     /// Splits into a reading and a writing half, usable from two tasks at once.
     pub fn split(self) -> (WsReader<S>, WsWriter<S>) {
+        let wakers = Arc::new(FanOut::default());
         let shared = Arc::new(Shared {
             inner: Mutex::new(self.inner),
-            wakers: Arc::new(FanOut::default()),
+            waker: Waker::from(wakers.clone()),
+            wakers,
         });
         (
             WsReader {
@@ -539,6 +541,8 @@ impl Wake for FanOut {
 struct Shared<S> {
     inner: Mutex<Inner<S>>,
     wakers: Arc<FanOut>,
+    /// The fan-out waker handed to the stream, built once.
+    waker: Waker,
 }
 
 impl<S> Shared<S> {
@@ -567,9 +571,8 @@ pub struct WsWriter<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
     fn poll_message(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
-        let waker = Waker::from(self.shared.wakers.clone());
         let mut inner = self.shared.enter(&self.shared.wakers.reader, cx);
-        inner.poll_next_message(&mut Context::from_waker(&waker))
+        inner.poll_next_message(&mut Context::from_waker(&self.shared.waker))
     }
 
     /// The next message; `None` when the connection is over. Cancellation safe.
@@ -592,9 +595,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
         cx: &mut Context<'_>,
         f: impl FnOnce(&mut Inner<S>, &mut Context<'_>) -> T,
     ) -> T {
-        let waker = Waker::from(self.shared.wakers.clone());
         let mut inner = self.shared.enter(&self.shared.wakers.writer, cx);
-        f(&mut inner, &mut Context::from_waker(&waker))
+        f(&mut inner, &mut Context::from_waker(&self.shared.waker))
     }
 
     /// Sends a message or control frame and waits until it is written.

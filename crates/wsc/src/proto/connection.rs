@@ -6,7 +6,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::close::{parse_close_payload, CloseFrame, ClosePayloadError};
+use super::close::{parse_close_payload, CloseFrame};
 #[cfg(feature = "deflate")]
 use super::deflate::{Codec, InflateError};
 use super::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD};
@@ -501,11 +501,6 @@ impl Connection {
             _ => {
                 let frame = match parse_close_payload(payload) {
                     Ok(frame) => frame,
-                    Err(ClosePayloadError::InvalidReason) => {
-                        return Err(self.fail(ProtocolError::InvalidClose(
-                            ClosePayloadError::InvalidReason,
-                        )))
-                    }
                     Err(e) => return Err(self.fail(ProtocolError::InvalidClose(e))),
                 };
                 if self.state == State::Open {
