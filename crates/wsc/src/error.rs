@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io;
 
+use crate::net::ProxyError;
 use crate::proto::close::{CloseCode, ClosePayloadError};
 use crate::proto::frame::FrameError;
 use crate::proto::handshake::HandshakeError;
@@ -30,6 +31,15 @@ pub enum Error {
     },
     /// A phase did not finish in time.
     Timeout(Phase),
+    /// The proxy refused or botched the tunnel to the server.
+    Proxy {
+        /// The proxy, as `scheme://host:port`.
+        proxy: String,
+        /// What went wrong.
+        error: ProxyError,
+    },
+    /// A keepalive ping got no pong within the deadline: the peer, or the path to it, is dead.
+    KeepaliveTimeout(std::time::Duration),
     /// The TLS configuration could not be built (certificate files, keys).
     TlsConfig(String),
     /// The TLS handshake or a TLS record failed.
@@ -65,6 +75,8 @@ pub enum Error {
 pub enum Phase {
     /// Resolving the host and opening the TCP connection.
     Connect,
+    /// Opening the tunnel through a proxy (HTTP CONNECT or SOCKS5).
+    Proxy,
     /// The TLS handshake.
     TlsHandshake,
     /// Sending the upgrade request and receiving the server's response.
@@ -81,6 +93,7 @@ impl fmt::Display for Phase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Phase::Connect => "TCP connect",
+            Phase::Proxy => "proxy handshake",
             Phase::TlsHandshake => "TLS handshake",
             Phase::WebSocketHandshake => "WebSocket handshake",
             Phase::Read => "read",
@@ -204,6 +217,12 @@ impl fmt::Display for Error {
             Error::Dns { host, source } => write!(f, "cannot resolve host {host:?}: {source}"),
             Error::Connect { target, source } => write!(f, "cannot connect to {target}: {source}"),
             Error::Timeout(phase) => write!(f, "timed out during the {phase}"),
+            Error::Proxy { proxy, error } => write!(f, "proxy {proxy}: {error}"),
+            Error::KeepaliveTimeout(waited) => write!(
+                f,
+                "no pong within {waited:?} of a keepalive ping: the peer or the network path \
+                 to it is dead"
+            ),
             Error::TlsConfig(msg) => write!(f, "TLS configuration: {msg}"),
             #[cfg(feature = "tls")]
             Error::Tls { host, source } => {
@@ -261,6 +280,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Url(e) => Some(e),
+            Error::Proxy { error, .. } => Some(error),
             Error::Dns { source, .. } | Error::Connect { source, .. } => Some(source),
             #[cfg(feature = "tls")]
             Error::Tls { source, .. } => Some(source),

@@ -104,6 +104,7 @@
 pub mod blocking;
 mod client;
 pub mod error;
+pub mod net;
 pub mod proto;
 pub mod server;
 mod stream;
@@ -116,6 +117,7 @@ pub mod url;
 pub use blocking::WebSocket;
 pub use client::{client, connect, ClientBuilder};
 pub use error::{Error, Phase, ProtocolError, Result};
+pub use net::{Proxy, ProxyConfig, ProxyError};
 pub use proto::handshake::{HandshakeError, Response};
 pub use proto::{CloseCode, CloseFrame, Config, Message, Utf8Bytes};
 pub use stream::MaybeTlsStream;
