@@ -112,6 +112,71 @@ pub struct ClientArgs {
     /// How long to wait for a pong before giving up (default: the ping interval, at least 1 s).
     #[arg(long, value_name = "SECS", value_parser = parse_secs, requires = "ping_interval")]
     pub ping_timeout: Option<f64>,
+
+    /// Fail (exit 7) when no message arrives for SECS seconds.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub idle_timeout: Option<f64>,
+
+    /// Reconnect after the connection drops, with backoff, sending the --send messages again;
+    /// stdin lines wait for the new connection.
+    #[arg(long)]
+    pub reconnect: bool,
+
+    /// With --reconnect: give up after N failed attempts in a row (default: never).
+    #[arg(long, value_name = "N", requires = "reconnect")]
+    pub reconnect_max_attempts: Option<u32>,
+
+    /// With --reconnect: the longest wait between attempts (default 30).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, requires = "reconnect")]
+    pub reconnect_max_delay: Option<f64>,
+
+    /// Tunnel through this proxy: http://[user:pass@]host:port (HTTP CONNECT), socks5:// or
+    /// socks5h:// (SOCKS5, host name resolved by the proxy). Default: HTTPS_PROXY /
+    /// HTTP_PROXY / ALL_PROXY from the environment, minus NO_PROXY.
+    #[arg(long, value_name = "URL", conflicts_with = "no_proxy")]
+    pub proxy: Option<String>,
+
+    /// Connect directly, ignoring the proxy environment variables.
+    #[arg(long)]
+    pub no_proxy: bool,
+
+    /// Use ADDR for HOST instead of DNS (repeatable; several addresses comma-separated),
+    /// e.g. --resolve example.com:127.0.0.1 or --resolve localhost:[::1],127.0.0.1.
+    #[arg(long, value_name = "HOST:ADDR[,ADDR]", value_parser = parse_resolve)]
+    pub resolve: Vec<(String, Vec<std::net::IpAddr>)>,
+
+    /// Follow redirects of the handshake (301, 302, 303, 307, 308), up to --max-redirects.
+    #[arg(short = 'L', long)]
+    pub location: bool,
+
+    /// With --location: the most redirects to follow (default 10).
+    #[arg(long, value_name = "N", default_value = "10", requires = "location")]
+    pub max_redirects: u32,
+
+    /// With --location: allow a redirect from wss:// to unencrypted ws://.
+    #[arg(long, requires = "location")]
+    pub allow_insecure_redirects: bool,
+}
+
+/// Parses `HOST:ADDR[,ADDR...]` (IPv6 addresses with or without brackets).
+fn parse_resolve(s: &str) -> Result<(String, Vec<std::net::IpAddr>), String> {
+    let (host, addrs) = s
+        .split_once(':')
+        .filter(|(h, a)| !h.is_empty() && !a.is_empty())
+        .ok_or_else(|| format!("{s:?} is not HOST:ADDR (e.g. example.com:127.0.0.1)"))?;
+    let addrs = addrs
+        .split(',')
+        .map(|a| {
+            let a = a.trim();
+            let bare = a
+                .strip_prefix('[')
+                .and_then(|a| a.strip_suffix(']'))
+                .unwrap_or(a);
+            bare.parse()
+                .map_err(|_| format!("{a:?} in {s:?} is not an IP address"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((host.to_string(), addrs))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -227,6 +292,21 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn resolve_entries() {
+        let (host, addrs) = parse_resolve("localhost:[::1],127.0.0.1").unwrap();
+        assert_eq!(host, "localhost");
+        assert_eq!(
+            addrs,
+            [
+                "::1".parse::<std::net::IpAddr>().unwrap(),
+                [127, 0, 0, 1].into()
+            ]
+        );
+        assert!(parse_resolve("localhost").is_err());
+        assert!(parse_resolve("localhost:nope").is_err());
     }
 
     #[test]

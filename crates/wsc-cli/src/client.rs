@@ -1,5 +1,5 @@
-//! The client session: connect, send `--send` messages and stdin, print what arrives, keep
-//! pinging if asked, and close cleanly on end of input, `--count` or Ctrl-C.
+//! The client session: connect (and reconnect, with `--reconnect`), send `--send` messages and
+//! stdin, print what arrives, and close cleanly on end of input, `--count` or Ctrl-C.
 
 use std::io::{self, BufRead, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use wsc::reconnect::{Disconnect, Event, Reconnect, Reconnecting};
 use wsc::{
-    ClientBuilder, CloseCode, CloseFrame, Error, MaybeTlsStream, Message, Phase, TlsOptions,
-    WebSocket,
+    ClientBuilder, CloseCode, CloseFrame, Error, Keepalive, MaybeTlsStream, Message, Phase, Proxy,
+    ProxyConfig, TlsOptions, WebSocket,
 };
 
 use crate::args::ClientArgs;
@@ -120,65 +121,52 @@ pub fn builder(args: &ClientArgs, url: &str) -> Result<ClientBuilder, CliError> 
     if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
         tls = tls.client_cert_pem_files(cert, key)?;
     }
+    if let Some(proxy) = &args.proxy {
+        let proxy =
+            Proxy::parse(proxy).map_err(|e| CliError::Usage(format!("--proxy {proxy:?}: {e}")))?;
+        b = b.proxy(proxy);
+    } else if args.no_proxy {
+        b = b.proxy(ProxyConfig::None);
+    }
+    for (host, addrs) in &args.resolve {
+        b = b.resolve(host, addrs.iter().copied());
+    }
+    if args.location {
+        b = b
+            .max_redirects(args.max_redirects)
+            .allow_insecure_redirects(args.allow_insecure_redirects);
+    }
     Ok(b.tls(tls)
         .compression(!args.no_compression)
         .close_timeout(Some(CLOSE_WAIT)))
 }
 
-/// Tracks keepalive pings.
-struct Keepalive {
-    interval: Duration,
-    timeout: Duration,
-    next_ping: Instant,
-    awaiting: Option<Instant>,
-    counter: u64,
+/// The connection: one, or one that is re-opened after drops (`--reconnect`).
+// One per process: the size difference between the variants does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Link {
+    Direct(WebSocket<MaybeTlsStream>),
+    Reconnecting(Reconnecting),
 }
 
-impl Keepalive {
-    fn new(args: &ClientArgs) -> Option<Self> {
-        let interval = Duration::from_secs_f64(args.ping_interval?);
-        let timeout = args
-            .ping_timeout
-            .map(Duration::from_secs_f64)
-            .unwrap_or_else(|| interval.max(Duration::from_secs(1)));
-        Some(Keepalive {
-            interval,
-            timeout,
-            next_ping: Instant::now() + interval,
-            awaiting: None,
-            counter: 0,
-        })
+impl Link {
+    /// The open connection, if there is one (none while reconnecting).
+    fn ws(&mut self) -> Option<&mut WebSocket<MaybeTlsStream>> {
+        match self {
+            Link::Direct(ws) => Some(ws),
+            Link::Reconnecting(r) => r.get_mut(),
+        }
     }
 
-    /// Sends a ping when one is due; fails if the last one went unanswered too long.
-    fn tick(
-        &mut self,
-        ws: &mut WebSocket<MaybeTlsStream>,
-        format: &Format,
-    ) -> Result<(), CliError> {
-        let now = Instant::now();
-        if let Some(sent) = self.awaiting {
-            if now.duration_since(sent) >= self.timeout {
-                return Err(CliError::PingTimeout(self.timeout));
-            }
-        }
-        if now >= self.next_ping && ws.can_send() {
-            self.counter += 1;
-            let payload = format!("wsc-{}", self.counter).into_bytes();
-            ws.ping(&payload)?;
-            format.note(&format!("> ping {:?}", String::from_utf8_lossy(&payload)));
-            if self.awaiting.is_none() {
-                self.awaiting = Some(now);
-            }
-            self.next_ping = now + self.interval;
-        }
-        Ok(())
+    fn can_send(&mut self) -> bool {
+        self.ws().is_some_and(|ws| ws.can_send())
     }
 
-    /// Any pong proves the peer alive: a peer may answer only the latest of several pings
-    /// (RFC 6455 section 5.5.3), or send unsolicited pongs as a heartbeat.
-    fn pong(&mut self) {
-        self.awaiting = None;
+    fn next_event(&mut self) -> Result<Event, Error> {
+        match self {
+            Link::Direct(ws) => ws.read().map(Event::Message),
+            Link::Reconnecting(r) => r.next_event(),
+        }
     }
 }
 
@@ -196,22 +184,52 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
     if args.count == Some(0) {
         return Err(CliError::Usage("--count must be at least 1".into()));
     }
-    let mut ws = builder(args, url)?.connect()?;
+    let mut b = builder(args, url)?.read_timeout(Some(POLL));
+    if let Some(interval) = args.ping_interval {
+        let interval = Duration::from_secs_f64(interval);
+        let timeout = args
+            .ping_timeout
+            .map(Duration::from_secs_f64)
+            .unwrap_or_else(|| interval.max(Duration::from_secs(1)));
+        b = b.keepalive(Keepalive::new(interval, timeout));
+        format.note(&format!(
+            "* keepalive: a ping every {:.1} s, each answered within {:.1} s",
+            interval.as_secs_f64(),
+            timeout.as_secs_f64()
+        ));
+    }
+    let mut link = if args.reconnect {
+        let mut policy = Reconnect::new().max_attempts(args.reconnect_max_attempts);
+        if let Some(max) = args.reconnect_max_delay {
+            policy = policy.max_delay(Duration::from_secs_f64(max));
+        }
+        let mut r = b.connect_reconnecting(policy)?;
+        for msg in &args.send {
+            r.subscribe(msg.as_str())?;
+        }
+        Link::Reconnecting(r)
+    } else {
+        let mut ws = b.connect()?;
+        for msg in &args.send {
+            ws.send_text(msg)?;
+        }
+        Link::Direct(ws)
+    };
+    let Some(ws) = link.ws() else {
+        unreachable!("a new link is connected")
+    };
     format.handshake(ws.request_head(), ws.response());
     match ws.connection().deflate_params() {
         Some(params) => format.note(&format!("* compression: {params}")),
         None => format.note("* compression: off"),
     }
-    ws.set_read_timeout(Some(POLL))?;
-    for msg in &args.send {
-        ws.send_text(msg)?;
-    }
     let stop = stop.cloned().unwrap_or_else(interrupt_flag);
     let stdin = (!args.no_stdin).then(|| spawn_stdin_reader(args.binary));
     Session {
-        ws,
+        link,
         format,
-        keepalive: Keepalive::new(args),
+        idle_timeout: args.idle_timeout.map(Duration::from_secs_f64),
+        last_message: Instant::now(),
         stdin,
         received: 0,
         count: args.count,
@@ -222,9 +240,10 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
 }
 
 struct Session {
-    ws: WebSocket<MaybeTlsStream>,
+    link: Link,
     format: Format,
-    keepalive: Option<Keepalive>,
+    idle_timeout: Option<Duration>,
+    last_message: Instant,
     stdin: Option<Receiver<Input>>,
     received: u64,
     count: Option<u64>,
@@ -237,6 +256,10 @@ impl Session {
         let mut out = io::stdout().lock();
         loop {
             if stop.load(Ordering::Relaxed) {
+                if self.closing_since.is_none() && !self.link.can_send() {
+                    // Between connections (--reconnect): nothing to close.
+                    return Ok(());
+                }
                 self.start_close("stopping")?;
             }
             self.pump_stdin()?;
@@ -248,14 +271,32 @@ impl Session {
                     );
                     return Ok(());
                 }
-            } else if let Some(k) = self.keepalive.as_mut() {
-                k.tick(&mut self.ws, &self.format)?;
+            } else if let Some(limit) = self.idle_timeout {
+                if self.last_message.elapsed() >= limit {
+                    return Err(Error::Timeout(Phase::Read).into());
+                }
             }
-            let message = match self.ws.read() {
-                Ok(m) => m,
+            let message = match self.link.next_event() {
+                Ok(Event::Message(m)) => m,
+                Ok(Event::Disconnected(why)) => {
+                    if self.closing_since.is_some() {
+                        return match why {
+                            Disconnect::Closed(frame) => closed(frame),
+                            Disconnect::Failed(e) => Err(e.into()),
+                        };
+                    }
+                    self.format.event_disconnected(&why.to_string());
+                    continue;
+                }
+                Ok(Event::Reconnected(r)) => {
+                    self.last_message = Instant::now();
+                    self.format.event_reconnected(r.attempts, r.downtime);
+                    continue;
+                }
                 Err(Error::Timeout(Phase::Read)) => continue,
                 Err(e) => return Err(e.into()),
             };
+            self.last_message = Instant::now();
             let counted_out = self.count.is_some_and(|n| self.received >= n);
             if counted_out && message.is_data() {
                 // --count reached: what still arrives before the server's close is dropped.
@@ -264,7 +305,9 @@ impl Session {
             if let Err(e) = self.format.received(&mut out, &message) {
                 if e.kind() == io::ErrorKind::BrokenPipe {
                     // The reader went away (`| head`): leave quietly, closing politely.
-                    let _ = self.ws.close(Some(CloseFrame::new(CloseCode::NORMAL, "")));
+                    if let Some(ws) = self.link.ws() {
+                        let _ = ws.close(Some(CloseFrame::new(CloseCode::NORMAL, "")));
+                    }
                     return Ok(());
                 }
                 return Err(CliError::Io("cannot write to stdout".into(), e));
@@ -276,11 +319,7 @@ impl Session {
                         self.start_close("count reached")?;
                     }
                 }
-                Message::Pong(_) => {
-                    if let Some(k) = self.keepalive.as_mut() {
-                        k.pong();
-                    }
-                }
+                Message::Pong(_) => {}
                 Message::Ping(_) => self.format.note("> pong (automatic)"),
                 Message::Close(frame) => return closed(frame),
             }
@@ -290,6 +329,10 @@ impl Session {
     /// Sends what stdin produced since the last look.
     fn pump_stdin(&mut self) -> Result<(), CliError> {
         let Some(rx) = &self.stdin else { return Ok(()) };
+        // While reconnecting, input waits in the channel for the new connection.
+        let Some(ws) = self.link.ws() else {
+            return Ok(());
+        };
         loop {
             let input = match rx.try_recv() {
                 Ok(input) => input,
@@ -297,8 +340,8 @@ impl Session {
                 Err(TryRecvError::Disconnected) => Input::End,
             };
             match input {
-                Input::Text(text) if self.ws.can_send() => self.ws.send_text(&text)?,
-                Input::Binary(data) if self.ws.can_send() => self.ws.send_binary(&data)?,
+                Input::Text(text) if ws.can_send() => ws.send_text(&text)?,
+                Input::Binary(data) if ws.can_send() => ws.send_binary(&data)?,
                 Input::Text(_) | Input::Binary(_) => {}
                 Input::End => {
                     self.stdin = None;
@@ -314,10 +357,12 @@ impl Session {
 
     /// Sends close 1000 once; the loop then waits for the server's close.
     fn start_close(&mut self, why: &str) -> Result<(), CliError> {
-        if self.closing_since.is_none() && self.ws.can_send() {
+        if self.closing_since.is_some() {
+            return Ok(());
+        }
+        if let Some(ws) = self.link.ws().filter(|ws| ws.can_send()) {
             self.format.note(&format!("> close 1000 ({why})"));
-            self.ws
-                .close(Some(CloseFrame::new(CloseCode::NORMAL, "")))?;
+            ws.close(Some(CloseFrame::new(CloseCode::NORMAL, "")))?;
             self.closing_since = Some(Instant::now());
         }
         Ok(())
@@ -338,7 +383,9 @@ fn closed(frame: Option<CloseFrame>) -> Result<(), CliError> {
 pub fn interrupt_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // If registration fails, Ctrl-C simply kills the process as usual.
+        // A second signal ends the process at once (say, while a reconnect waits); the first
+        // only sets the flag. If registration fails, Ctrl-C kills the process as usual.
+        let _ = signal_hook::flag::register_conditional_shutdown(signal, 130, flag.clone());
         let _ = signal_hook::flag::register(signal, flag.clone());
     }
     flag

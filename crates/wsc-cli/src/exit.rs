@@ -1,7 +1,6 @@
 //! Exit statuses: one per kind of failure, so scripts can tell them apart.
 
 use std::fmt;
-use std::time::Duration;
 
 use wsc::{CloseFrame, Error};
 
@@ -11,15 +10,17 @@ Exit status:
   1   other error
   2   bad arguments or URL
   3   cannot resolve the host (DNS)
-  4   cannot connect (refused, unreachable)
+  4   cannot connect (refused, unreachable; also the proxy)
   5   TLS error (certificate, handshake)
-  6   WebSocket handshake refused or invalid (the HTTP status is in the message)
-  7   timeout (connect, handshake, read)
+  6   WebSocket handshake refused or invalid (the HTTP status is in the message), or a
+      redirect not followed
+  7   timeout (connect, proxy, TLS or WebSocket handshake, --idle-timeout)
   8   protocol violation by the server (the close code sent is in the message)
   9   connection lost without a close handshake
   10  no pong within the ping timeout
   11  the server closed with an error code (not 1000/1001)
-  12  I/O error";
+  12  I/O error
+  13  the proxy refused or failed (the proxy and its answer are in the message)";
 
 /// Why the command line tool failed.
 #[derive(Debug)]
@@ -28,8 +29,6 @@ pub enum CliError {
     Wsc(Error),
     /// Bad arguments.
     Usage(String),
-    /// No pong arrived in time.
-    PingTimeout(Duration),
     /// The server closed with a code that signals a problem.
     ClosedWithError(CloseFrame),
     /// Local I/O (stdin, stdout, binding a port).
@@ -40,7 +39,6 @@ impl CliError {
     pub fn exit_status(&self) -> u8 {
         match self {
             CliError::Usage(_) => 2,
-            CliError::PingTimeout(_) => 10,
             CliError::ClosedWithError(_) => 11,
             CliError::Io(..) => 12,
             CliError::Wsc(e) => match e {
@@ -48,10 +46,12 @@ impl CliError {
                 Error::Dns { .. } => 3,
                 Error::Connect { .. } => 4,
                 Error::Tls { .. } => 5,
-                Error::Handshake(_) => 6,
+                Error::Handshake(_) | Error::Redirect(_) => 6,
                 Error::Timeout(_) => 7,
                 Error::Protocol(_) => 8,
                 Error::ConnectionReset => 9,
+                Error::KeepaliveTimeout(_) => 10,
+                Error::Proxy { .. } => 13,
                 Error::Io(_) => 12,
                 _ => 1,
             },
@@ -64,13 +64,6 @@ impl fmt::Display for CliError {
         match self {
             CliError::Wsc(e) => write!(f, "{e}"),
             CliError::Usage(msg) => write!(f, "{msg}"),
-            CliError::PingTimeout(t) => {
-                write!(
-                    f,
-                    "no pong within {:.1} s: the server or the path to it is dead",
-                    t.as_secs_f64()
-                )
-            }
             CliError::ClosedWithError(frame) => {
                 write!(f, "the server closed the connection: {frame}")
             }

@@ -62,6 +62,12 @@ pub fn json_line(message: &Message, now: SystemTime) -> String {
     value.to_string()
 }
 
+/// Writes one line to stdout and flushes it (a closed stdout is noticed by the next message).
+fn print_line(line: &str) {
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
 impl Format {
     /// Prints a received message.
     pub fn received(&self, out: &mut impl Write, message: &Message) -> io::Result<()> {
@@ -82,6 +88,35 @@ impl Format {
     }
 
     /// A note on stderr in verbose mode.
+    /// A drop (`--reconnect`): always on stderr, and as a JSON line in `--json` mode so a
+    /// consumer can mark the gap.
+    pub fn event_disconnected(&self, why: &str) {
+        eprintln!("wsc: connection lost: {why}; reconnecting");
+        if self.json {
+            let ts = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+            print_line(&json!({"type": "disconnected", "ts": ts, "reason": why}).to_string());
+        }
+    }
+
+    /// A reconnect (`--reconnect`), like [`Format::event_disconnected`].
+    pub fn event_reconnected(&self, attempts: u32, downtime: std::time::Duration) {
+        eprintln!(
+            "wsc: reconnected after {:.1} s ({attempts} attempt{})",
+            downtime.as_secs_f64(),
+            if attempts == 1 { "" } else { "s" }
+        );
+        if self.json {
+            let ts = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+            let line = json!({
+                "type": "reconnected",
+                "ts": ts,
+                "attempts": attempts,
+                "downtime_ms": downtime.as_millis() as u64,
+            });
+            print_line(&line.to_string());
+        }
+    }
+
     pub fn note(&self, text: &str) {
         if self.verbose {
             eprintln!("{text}");

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Phase};
 use crate::proto::handshake::Response;
-use crate::proto::{CloseFrame, Config, Connection, Message, Role, State};
+use crate::proto::{CloseFrame, Config, Connection, Keepalive, Message, Role, State};
 use crate::stream::{is_timeout, map_io_error, MaybeTlsStream};
 
 /// Read this much at a time.
@@ -57,6 +57,8 @@ pub struct WebSocket<S> {
     control: Option<StreamControl<S>>,
     close_timeout: Option<Duration>,
     drained: bool,
+    /// A keepalive deadline is set on the stream (and must be lifted when keepalive stops).
+    keepalive_deadline: bool,
 }
 
 impl<S> std::fmt::Debug for WebSocket<S> {
@@ -90,6 +92,7 @@ impl<S: Read + Write> WebSocket<S> {
             control: None,
             close_timeout: Some(Duration::from_secs(5)),
             drained: false,
+            keepalive_deadline: false,
         }
     }
 
@@ -144,17 +147,52 @@ impl<S: Read + Write> WebSocket<S> {
         }
     }
 
-    /// Reads more bytes into the connection.
+    /// Reads more bytes into the connection, or returns without any when a keepalive step
+    /// is due.
     fn fill(&mut self) -> Result<(), Error> {
+        let wake = self.keepalive_step()?;
         let stream = &mut self.stream;
         loop {
             match self.conn.receive_with(READ_CHUNK, |buf| stream.read(buf)) {
                 Ok(0) => return self.conn.receive_eof(),
                 Ok(_) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_timeout(&e) && wake.is_some_and(|at| Instant::now() >= at) => {
+                    return Ok(())
+                }
                 Err(e) => return Err(self.transport_error(e, Phase::Read)),
             }
         }
+    }
+
+    /// Runs the keepalive clock before a read: sends a ping when one is due and bounds the
+    /// read by the next keepalive step. Returns when that step is.
+    fn keepalive_step(&mut self) -> Result<Option<Instant>, Error> {
+        let Some(control) = self.control else {
+            return Ok(None);
+        };
+        let wake = match self.conn.poll_keepalive(Instant::now()) {
+            Ok(wake) => wake,
+            Err(e) => {
+                // The peer is gone: no close handshake to wait for.
+                self.drained = true;
+                return Err(e);
+            }
+        };
+        if self.conn.has_pending_output() {
+            self.flush()?;
+        }
+        if wake.is_some() || self.keepalive_deadline {
+            (control.set_deadline)(&mut self.stream, wake)?;
+            self.keepalive_deadline = wake.is_some();
+        }
+        Ok(wake)
+    }
+
+    /// Turns keepalive pings on or off (see [`crate::ClientBuilder::keepalive`]). Only on
+    /// streams this crate opened: it needs to bound reads.
+    pub fn set_keepalive(&mut self, keepalive: Option<Keepalive>) {
+        self.conn.set_keepalive(keepalive, Instant::now());
     }
 
     /// Maps an I/O error; anything but a timeout kills the connection, so that later calls
@@ -180,6 +218,7 @@ impl<S: Read + Write> WebSocket<S> {
         if (control.set_deadline)(&mut self.stream, deadline).is_err() {
             return;
         }
+        self.keepalive_deadline = false;
         let mut scratch = [0u8; 4096];
         let mut drained = 0;
         while drained < CLOSE_DRAIN_LIMIT {
@@ -279,6 +318,8 @@ impl<S: Read + Write> WebSocket<S> {
         if let Some(c) = control {
             let deadline = self.close_timeout.map(|t| Instant::now() + t);
             (c.set_deadline)(&mut self.stream, deadline)?;
+            // The close timeout now bounds reads, not keepalive (which stops after a close).
+            self.keepalive_deadline = false;
         }
         let result = loop {
             match self.read() {

@@ -7,14 +7,16 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
 use crate::blocking::{StreamControl, WebSocket};
-use crate::error::{Error, Phase};
+use crate::error::{Error, Phase, RedirectError};
+use crate::net::connect::{connect_tcp, Overrides};
+use crate::net::{tunnel, Proxy, ProxyConfig};
 #[cfg(feature = "deflate")]
 use crate::proto::deflate::{Codec, DeflateConfig};
 use crate::proto::handshake::{
     ClientHandshake, ClientRequest, HandshakeError, DEFAULT_MAX_HANDSHAKE_SIZE,
 };
-use crate::proto::{Config, Connection, Role};
-use crate::stream::{connect_tcp, is_timeout, map_io_error, MaybeTlsStream};
+use crate::proto::{Config, Connection, Keepalive, Role};
+use crate::stream::{is_timeout, map_io_error, MaybeTlsStream};
 #[cfg(feature = "tls")]
 use crate::tls::TlsOptions;
 use crate::url::WsUrl;
@@ -77,6 +79,11 @@ pub struct ClientBuilder {
     pub(crate) tls: TlsOptions,
     #[cfg(feature = "deflate")]
     pub(crate) deflate: Option<DeflateConfig>,
+    pub(crate) proxy: ProxyConfig,
+    pub(crate) resolve: Overrides,
+    pub(crate) keepalive: Option<Keepalive>,
+    pub(crate) max_redirects: u32,
+    pub(crate) insecure_redirects: bool,
 }
 
 impl ClientBuilder {
@@ -99,6 +106,11 @@ impl ClientBuilder {
             tls: TlsOptions::default(),
             #[cfg(feature = "deflate")]
             deflate: Some(DeflateConfig::default()),
+            proxy: ProxyConfig::default(),
+            resolve: Overrides::new(),
+            keepalive: None,
+            max_redirects: 0,
+            insecure_redirects: false,
         }
     }
 
@@ -163,8 +175,8 @@ impl ClientBuilder {
         self
     }
 
-    /// Fails a read that waits longer than this for data (default: wait forever). Blocking
-    /// client only: in async code, wrap `recv()` in `tokio::time::timeout`.
+    /// Fails a read that waits longer than this for data with [`Error::Timeout`]
+    /// (`Phase::Read`); the connection stays usable (default: wait forever).
     pub fn read_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.read_timeout = timeout;
         self
@@ -204,6 +216,63 @@ impl ClientBuilder {
         self.deflate(on.then(DeflateConfig::default))
     }
 
+    /// The proxy to tunnel through: by default the one the environment names
+    /// (`HTTPS_PROXY` for `wss://`, `HTTP_PROXY` for `ws://`, then `ALL_PROXY`, lower-case
+    /// first, minus the hosts in `NO_PROXY`; loopback hosts never use the environment's
+    /// proxy). Pass a [`Proxy`] to use one explicitly, or [`ProxyConfig::None`].
+    ///
+    /// ```no_run
+    /// let ws = wsc::ClientBuilder::new("wss://stream.example.com/ws")
+    ///     .proxy(wsc::Proxy::parse("http://user:secret@proxy.corp:3128")?)
+    ///     .connect()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn proxy(mut self, proxy: impl Into<ProxyConfig>) -> Self {
+        self.proxy = proxy.into();
+        self
+    }
+
+    /// Connects directly, ignoring the proxy environment variables.
+    pub fn no_proxy(self) -> Self {
+        self.proxy(ProxyConfig::None)
+    }
+
+    /// Uses these addresses for `host` instead of asking the resolver (as curl's `--resolve`);
+    /// the port still comes from the URL. The TLS server name and the `Host` header stay
+    /// `host`.
+    pub fn resolve(
+        mut self,
+        host: impl Into<String>,
+        addrs: impl IntoIterator<Item = std::net::IpAddr>,
+    ) -> Self {
+        self.resolve
+            .push((host.into(), addrs.into_iter().collect()));
+        self
+    }
+
+    /// Pings the server every `interval` and fails with [`Error::KeepaliveTimeout`] when a
+    /// pong does not come back within the timeout, so a dead peer or path is noticed within
+    /// interval + timeout (default: off). The blocking client pings while [`WebSocket::read`]
+    /// waits; the async one while the stream (or its reading half) is polled.
+    pub fn keepalive(mut self, keepalive: impl Into<Option<Keepalive>>) -> Self {
+        self.keepalive = keepalive.into();
+        self
+    }
+
+    /// Follows up to `max` redirects (301, 302, 303, 307, 308) of the opening handshake
+    /// (default 0: a redirect is an error that names its target). Authorization and cookie
+    /// headers are dropped when a redirect leaves the origin.
+    pub fn max_redirects(mut self, max: u32) -> Self {
+        self.max_redirects = max;
+        self
+    }
+
+    /// Lets redirects go from `wss://` to unencrypted `ws://` (default: refused).
+    pub fn allow_insecure_redirects(mut self, allow: bool) -> Self {
+        self.insecure_redirects = allow;
+        self
+    }
+
     pub(crate) fn request(&self, url: &WsUrl) -> ClientRequest {
         let mut headers = self.headers.clone();
         if let Some((user, pass)) = &url.credentials {
@@ -231,27 +300,127 @@ impl ClientBuilder {
     /// reported before any network activity. Shared by the blocking and async openings.
     pub(crate) fn prepare(&self) -> Result<(WsUrl, Option<TlsClientConfig>), Error> {
         let url = WsUrl::parse(&self.url)?;
-        #[cfg(feature = "tls")]
-        let tls_config = if url.secure {
-            Some(self.tls.build()?)
-        } else {
-            None
-        };
-        #[cfg(not(feature = "tls"))]
-        let tls_config = None;
+        let tls_config = self.tls_config(&url)?;
         Ok((url, tls_config))
     }
 
-    /// Connects: TCP, TLS for `wss://`, then the WebSocket handshake.
-    pub fn connect(self) -> Result<WebSocket<MaybeTlsStream>, Error> {
-        #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
-        let (url, tls_config) = self.prepare()?;
+    /// The TLS configuration for a `wss://` URL.
+    pub(crate) fn tls_config(&self, url: &WsUrl) -> Result<Option<TlsClientConfig>, Error> {
+        #[cfg(feature = "tls")]
+        if url.secure {
+            return Ok(Some(self.tls.build()?));
+        }
+        let _ = url;
+        Ok(None)
+    }
+
+    /// The proxy for `url`, if any.
+    pub(crate) fn proxy_for(&self, url: &WsUrl) -> Result<Option<Proxy>, Error> {
+        self.proxy
+            .resolve(url.secure, &url.host, url.port)
+            .map_err(|error| Error::Proxy {
+                proxy: "from the environment".into(),
+                error,
+            })
+    }
+
+    /// After a failed opening: the URL to try next if `error` is a redirect this builder may
+    /// follow, else `error` itself. Counts the hop, and drops credentials when the redirect
+    /// leaves the origin.
+    pub(crate) fn follow_redirect(
+        &mut self,
+        url: &WsUrl,
+        error: Error,
+        hops: &mut u32,
+    ) -> Result<WsUrl, Error> {
+        let Error::Handshake(HandshakeError::Rejected(response)) = &error else {
+            return Err(error);
+        };
+        let redirect = matches!(response.status.as_u16(), 301 | 302 | 303 | 307 | 308);
+        if !redirect || self.max_redirects == 0 {
+            return Err(error);
+        }
+        let location = response
+            .headers
+            .get(http::header::LOCATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_default();
+        let bad = |error| {
+            Error::Redirect(RedirectError::BadLocation {
+                location: location.clone(),
+                error,
+            })
+        };
+        if location.trim().is_empty() {
+            return Err(bad(None));
+        }
+        let mut next = url.join(&location).map_err(|e| bad(Some(e)))?;
+        if *hops >= self.max_redirects {
+            return Err(Error::Redirect(RedirectError::TooMany {
+                max: self.max_redirects,
+                location: next.to_string(),
+            }));
+        }
+        if url.secure && !next.secure && !self.insecure_redirects {
+            return Err(Error::Redirect(RedirectError::Downgrade {
+                location: next.to_string(),
+            }));
+        }
+        if url.same_origin(&next) {
+            if next.credentials.is_none() {
+                next.credentials = url.credentials.clone();
+            }
+        } else {
+            self.headers.retain(|(name, _)| {
+                !name.eq_ignore_ascii_case("authorization") && !name.eq_ignore_ascii_case("cookie")
+            });
+        }
+        *hops += 1;
+        Ok(next)
+    }
+
+    /// Connects: TCP (through a proxy if one applies), TLS for `wss://`, then the WebSocket
+    /// handshake, following redirects if allowed.
+    pub fn connect(mut self) -> Result<WebSocket<MaybeTlsStream>, Error> {
+        let (mut url, mut tls_config) = self.prepare()?;
         let opened = Instant::now();
-        let tcp = connect_tcp(
-            &url.host,
-            url.port,
-            self.phase_timeout(self.connect_timeout, opened),
-        )?;
+        let mut hops = 0;
+        loop {
+            match self.open(&url, tls_config, opened) {
+                Ok(ws) => return Ok(ws),
+                Err(e) => {
+                    url = self.follow_redirect(&url, e, &mut hops)?;
+                    tls_config = self.tls_config(&url)?;
+                }
+            }
+        }
+    }
+
+    /// TCP to the server, directly or through the proxy.
+    fn open_tcp(&self, url: &WsUrl, opened: Instant) -> Result<std::net::TcpStream, Error> {
+        let limit = self.phase_timeout(self.connect_timeout, opened);
+        let Some(proxy) = self.proxy_for(url)? else {
+            return connect_tcp(&url.host, url.port, &self.resolve, limit);
+        };
+        let mut tcp = connect_tcp(proxy.host(), proxy.port(), &self.resolve, limit)
+            .map_err(|e| proxy_unreachable(&proxy, e))?;
+        let deadline = self
+            .phase_timeout(self.handshake_timeout, opened)
+            .map(|t| Instant::now() + t);
+        tunnel::open_blocking(&mut tcp, &proxy, &url.host, url.port, deadline)?;
+        Ok(tcp)
+    }
+
+    /// One opening of `url`, without redirects.
+    fn open(
+        &self,
+        url: &WsUrl,
+        #[cfg_attr(not(feature = "tls"), allow(unused_variables))] tls_config: Option<
+            TlsClientConfig,
+        >,
+        opened: Instant,
+    ) -> Result<WebSocket<MaybeTlsStream>, Error> {
+        let tcp = self.open_tcp(url, opened)?;
         tcp.set_write_timeout(self.write_timeout)?;
         let stream = if url.secure {
             #[cfg(feature = "tls")]
@@ -273,7 +442,12 @@ impl ClientBuilder {
             MaybeTlsStream::plain(tcp)
         };
         let timeout = self.phase_timeout(self.handshake_timeout, opened);
-        self.handshake(url, stream, Some(StreamControl::for_maybe_tls()), timeout)
+        self.handshake(
+            url.clone(),
+            stream,
+            Some(StreamControl::for_maybe_tls()),
+            timeout,
+        )
     }
 
     /// The connection the accepted handshake opens, with compression if it was agreed.
@@ -317,7 +491,7 @@ impl ClientBuilder {
     }
 
     fn handshake<S: Read + Write>(
-        self,
+        &self,
         url: WsUrl,
         mut stream: S,
         control: Option<StreamControl<S>>,
@@ -369,6 +543,18 @@ impl ClientBuilder {
             control,
             self.close_timeout,
         );
+        ws.set_keepalive(self.keepalive);
         Ok(ws)
+    }
+}
+
+/// Names the proxy in a failure to reach it.
+pub(crate) fn proxy_unreachable(proxy: &Proxy, error: Error) -> Error {
+    match error {
+        Error::Connect { source, .. } => Error::Connect {
+            target: format!("the proxy {}", proxy.display_name()),
+            source,
+        },
+        other => other,
     }
 }

@@ -38,6 +38,8 @@ pub enum Error {
         /// What went wrong.
         error: ProxyError,
     },
+    /// A redirect of the opening handshake could not be followed.
+    Redirect(RedirectError),
     /// A keepalive ping got no pong within the deadline: the peer, or the path to it, is dead.
     KeepaliveTimeout(std::time::Duration),
     /// The TLS configuration could not be built (certificate files, keys).
@@ -69,6 +71,57 @@ pub enum Error {
     /// The operating system could not supply random bytes for masking keys.
     Random(getrandom::Error),
 }
+
+/// Why a redirect was not followed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RedirectError {
+    /// The server redirected more times than allowed.
+    TooMany {
+        /// The limit.
+        max: u32,
+        /// Where the last redirect pointed.
+        location: String,
+    },
+    /// A `wss://` server redirected to a `ws://` URL, which is not allowed by default.
+    Downgrade {
+        /// Where the redirect pointed.
+        location: String,
+    },
+    /// A redirect without a usable `Location` header.
+    BadLocation {
+        /// The header's value (empty when there was none).
+        location: String,
+        /// Why it cannot be used.
+        error: Option<UrlError>,
+    },
+}
+
+impl fmt::Display for RedirectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RedirectError::TooMany { max, location } => write!(
+                f,
+                "more than {max} redirects (the last to {location}); raise the limit with \
+                 max_redirects (--max-redirects)"
+            ),
+            RedirectError::Downgrade { location } => write!(
+                f,
+                "refusing to follow a redirect from wss:// to unencrypted {location}; allow it \
+                 with allow_insecure_redirects (--allow-insecure-redirects)"
+            ),
+            RedirectError::BadLocation { location, error } => {
+                write!(f, "the redirect's Location {location:?} is not usable")?;
+                if let Some(e) = error {
+                    write!(f, ": {e}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for RedirectError {}
 
 /// The phase of a connection that ran out of time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,10 +271,12 @@ impl fmt::Display for Error {
             Error::Connect { target, source } => write!(f, "cannot connect to {target}: {source}"),
             Error::Timeout(phase) => write!(f, "timed out during the {phase}"),
             Error::Proxy { proxy, error } => write!(f, "proxy {proxy}: {error}"),
+            Error::Redirect(e) => write!(f, "redirect not followed: {e}"),
             Error::KeepaliveTimeout(waited) => write!(
                 f,
-                "no pong within {waited:?} of a keepalive ping: the peer or the network path \
-                 to it is dead"
+                "no pong within {:.1} s of a keepalive ping: the peer or the network path to \
+                 it is dead",
+                waited.as_secs_f64()
             ),
             Error::TlsConfig(msg) => write!(f, "TLS configuration: {msg}"),
             #[cfg(feature = "tls")]
@@ -281,6 +336,7 @@ impl std::error::Error for Error {
         match self {
             Error::Url(e) => Some(e),
             Error::Proxy { error, .. } => Some(error),
+            Error::Redirect(e) => Some(e),
             Error::Dns { source, .. } | Error::Connect { source, .. } => Some(source),
             #[cfg(feature = "tls")]
             Error::Tls { source, .. } => Some(source),

@@ -106,6 +106,9 @@ mod client;
 pub mod error;
 pub mod net;
 pub mod proto;
+pub mod reconnect;
+#[cfg(feature = "tokio")]
+mod reconnect_tokio;
 pub mod server;
 mod stream;
 #[cfg(feature = "tls")]
@@ -116,10 +119,11 @@ pub mod url;
 
 pub use blocking::WebSocket;
 pub use client::{client, connect, ClientBuilder};
-pub use error::{Error, Phase, ProtocolError, Result};
-pub use net::{Proxy, ProxyConfig, ProxyError};
+pub use error::{Error, Phase, ProtocolError, RedirectError, Result};
+pub use net::{Proxy, ProxyConfig, ProxyError, ProxyKind};
 pub use proto::handshake::{HandshakeError, Response};
-pub use proto::{CloseCode, CloseFrame, Config, Message, Utf8Bytes};
+pub use proto::{CloseCode, CloseFrame, Config, Keepalive, Message, Utf8Bytes};
+pub use reconnect::{Reconnect, Reconnecting};
 pub use stream::MaybeTlsStream;
 #[cfg(feature = "tls")]
 pub use tls::{Roots, TlsOptions};

@@ -1,7 +1,7 @@
 //! The transport under a client connection: plain TCP or TLS over TCP, and how it is opened.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Phase};
@@ -150,80 +150,6 @@ pub(crate) fn is_timeout(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
     )
-}
-
-/// Resolves `host` and connects to its addresses in turn until one answers, all within
-/// `timeout` (if given).
-pub(crate) fn connect_tcp(
-    host: &str,
-    port: u16,
-    timeout: Option<Duration>,
-) -> Result<TcpStream, Error> {
-    let deadline = timeout.map(|t| Instant::now() + t);
-    let addrs: Vec<SocketAddr> = match host.parse::<std::net::IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => resolve(host, port, deadline)?,
-    };
-    let target = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
-    let mut last = io::Error::new(io::ErrorKind::NotFound, "the host has no addresses");
-    for addr in addrs {
-        let attempt = match deadline {
-            Some(deadline) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(Error::Timeout(Phase::Connect));
-                }
-                TcpStream::connect_timeout(&addr, left)
-            }
-            None => TcpStream::connect(addr),
-        };
-        match attempt {
-            Ok(stream) => {
-                stream.set_nodelay(true)?;
-                return Ok(stream);
-            }
-            Err(e) if is_timeout(&e) && deadline.is_some_and(|d| Instant::now() >= d) => {
-                return Err(Error::Timeout(Phase::Connect));
-            }
-            Err(e) => last = e,
-        }
-    }
-    Err(Error::Connect {
-        target,
-        source: last,
-    })
-}
-
-/// Resolves `host` with the system resolver, within the deadline. The resolver call cannot be
-/// interrupted, so it runs on its own thread, which is left to finish in the background if
-/// the deadline passes first.
-fn resolve(host: &str, port: u16, deadline: Option<Instant>) -> Result<Vec<SocketAddr>, Error> {
-    let dns_error = |source| Error::Dns {
-        host: host.to_string(),
-        source,
-    };
-    let Some(deadline) = deadline else {
-        return Ok((host, port).to_socket_addrs().map_err(dns_error)?.collect());
-    };
-    let (tx, rx) = std::sync::mpsc::channel();
-    let name = host.to_string();
-    std::thread::Builder::new()
-        .name("wsc-resolve".into())
-        .spawn(move || {
-            let result: io::Result<Vec<SocketAddr>> = (name.as_str(), port)
-                .to_socket_addrs()
-                .map(Iterator::collect);
-            let _ = tx.send(result);
-        })
-        .map_err(Error::Io)?;
-    match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        Ok(result) => result.map_err(dns_error),
-        Err(_) => Err(Error::Timeout(Phase::Connect)),
-    }
 }
 
 /// Turns an I/O error during `phase` into the crate error: timeouts name the phase, TLS

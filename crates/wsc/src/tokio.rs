@@ -23,7 +23,6 @@
 
 use std::future::{poll_fn, Future};
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll, Wake, Waker};
@@ -31,17 +30,21 @@ use std::time::{Duration, Instant};
 
 use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use ::tokio::net::TcpStream;
-use ::tokio::time::{sleep, timeout, Sleep};
+use ::tokio::time::{sleep, sleep_until, timeout, Sleep};
 use futures_core::Stream;
 use futures_sink::Sink;
 
 use crate::client::ClientBuilder;
 use crate::error::{Error, Phase};
+use crate::net::connect::tokio::connect_tcp;
+use crate::net::tunnel;
 use crate::proto::handshake::{parse_request, ClientHandshake, HandshakeError, Request, Response};
-use crate::proto::{CloseFrame, Connection, Message, Role, State};
+use crate::proto::{CloseFrame, Connection, Keepalive, Message, Role, State};
 use crate::server::{refusal, Acceptor};
 use crate::stream::{is_timeout, map_io_error};
 use crate::url::WsUrl;
+
+pub use crate::reconnect_tokio::Reconnecting;
 
 /// Read this much at a time.
 const READ_CHUNK: usize = 16 << 10;
@@ -162,6 +165,12 @@ struct Inner<S> {
     pending_error: Option<Error>,
     /// The server's host, for TLS error messages.
     host: Box<str>,
+    /// Wakes the reader for keepalive steps and the idle-read timeout (allocated only when
+    /// one of them is on).
+    timer: Option<Pin<Box<Sleep>>>,
+    read_timeout: Option<Duration>,
+    /// Since when the reader has waited without data (for the idle-read timeout).
+    idle_since: Option<Instant>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
@@ -277,7 +286,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     return Poll::Ready(Some(Err(e)));
                 }
             }
-            match ready!(self.poll_fill(cx)) {
+            let filled = match self.poll_fill(cx) {
+                Poll::Ready(filled) => filled,
+                Poll::Pending => match self.poll_timers(cx) {
+                    Poll::Ready(Some(e)) => return Poll::Ready(Some(Err(e))),
+                    // A ping was queued: go round to write it.
+                    Poll::Ready(None) => continue,
+                    Poll::Pending => return Poll::Pending,
+                },
+            };
+            self.idle_since = None;
+            match filled {
                 Ok(0) => {
                     if let Err(e) = self.conn.receive_eof() {
                         self.drained = true;
@@ -288,6 +307,48 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 Ok(_) => {}
                 Err(e) => return Poll::Ready(Some(Err(self.transport_error(e, Phase::Read)))),
             }
+        }
+    }
+
+    /// While no data comes: runs the keepalive clock and the idle-read timeout, and arms the
+    /// timer for the next step. `Ready(None)`: a ping was queued.
+    fn poll_timers(&mut self, cx: &mut Context<'_>) -> Poll<Option<Error>> {
+        if self.read_timeout.is_none() && !self.conn.has_keepalive() {
+            return Poll::Pending;
+        }
+        let now = Instant::now();
+        let queued = self.conn.pending_output().len();
+        let mut wake = match self.conn.poll_keepalive(now) {
+            Ok(wake) => wake,
+            Err(e) => {
+                // The peer is gone: nothing to flush, no close handshake to wait for.
+                self.drained = true;
+                self.dead = true;
+                return Poll::Ready(Some(e));
+            }
+        };
+        if self.conn.pending_output().len() > queued {
+            return Poll::Ready(None);
+        }
+        if let Some(limit) = self.read_timeout {
+            let since = *self.idle_since.get_or_insert(now);
+            if now.saturating_duration_since(since) >= limit {
+                self.idle_since = Some(now);
+                return Poll::Ready(Some(Error::Timeout(Phase::Read)));
+            }
+            let idle_end = since + limit;
+            wake = Some(wake.map_or(idle_end, |at| at.min(idle_end)));
+        }
+        let Some(at) = wake else {
+            return Poll::Pending;
+        };
+        let at = ::tokio::time::Instant::from_std(at);
+        let timer = self.timer.get_or_insert_with(|| Box::pin(sleep_until(at)));
+        timer.as_mut().reset(at);
+        match timer.as_mut().poll(cx) {
+            // Due already: go round, the next call acts on it.
+            Poll::Ready(()) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -375,6 +436,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 dead: false,
                 pending_error: None,
                 host: "".into(),
+                timer: None,
+                read_timeout: None,
+                idle_since: None,
             },
         }
     }
@@ -383,6 +447,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     /// the socket to take them (default 128 KiB). A single message is never split.
     pub fn set_write_buffer(&mut self, bytes: usize) {
         self.inner.write_buffer = bytes.max(1);
+    }
+
+    /// Pings every interval and ends the stream with [`Error::KeepaliveTimeout`] when a pong
+    /// is overdue (see [`ClientBuilder::keepalive`]). Runs while the stream (or its reading
+    /// half) is polled.
+    pub fn set_keepalive(&mut self, keepalive: Option<Keepalive>) {
+        self.inner.conn.set_keepalive(keepalive, Instant::now());
+    }
+
+    /// Yields [`Error::Timeout`] (`Phase::Read`) from `recv` when no data arrives for this
+    /// long; the stream stays usable, and the wait starts again.
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
+        self.inner.read_timeout = timeout;
+        self.inner.idle_since = None;
     }
 
     /// How long a client waits for the server to close TCP after the close handshake.
@@ -651,42 +729,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WsWriter<S> {
 
 // ----- opening -----
 
-/// Resolves and connects, trying each address in turn, within `limit`.
-async fn connect_tcp(host: &str, port: u16, limit: Option<Duration>) -> Result<TcpStream, Error> {
-    let attempt = async {
-        let addrs: Vec<SocketAddr> = match host.parse::<std::net::IpAddr>() {
-            Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => ::tokio::net::lookup_host((host, port))
-                .await
-                .map_err(|source| Error::Dns {
-                    host: host.to_string(),
-                    source,
-                })?
-                .collect(),
-        };
-        let mut last = io::Error::new(io::ErrorKind::NotFound, "the host has no addresses");
-        for addr in addrs {
-            match TcpStream::connect(addr).await {
-                Ok(tcp) => {
-                    tcp.set_nodelay(true)?;
-                    return Ok(tcp);
-                }
-                Err(e) => last = e,
-            }
-        }
-        let target = if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        };
-        Err(Error::Connect {
-            target,
-            source: last,
-        })
-    };
-    within(limit, Phase::Connect, attempt).await
-}
-
 /// Runs `f` within `limit`, naming `phase` if it runs out. Not an `async fn`: that would
 /// keep a second copy of `f` in its state.
 fn within<T>(
@@ -711,16 +753,48 @@ impl ClientBuilder {
         Box::pin(self.open_async())
     }
 
-    async fn open_async(self) -> Result<(WebSocketStream<TokioStream>, Response), Error> {
-        #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
-        let (url, tls_config) = self.prepare()?;
+    async fn open_async(mut self) -> Result<(WebSocketStream<TokioStream>, Response), Error> {
+        let (mut url, mut tls_config) = self.prepare()?;
         let opened = Instant::now();
-        let tcp = connect_tcp(
-            &url.host,
-            url.port,
-            self.phase_timeout(self.connect_timeout, opened),
-        )
-        .await?;
+        let mut hops = 0;
+        loop {
+            match self.open_once_async(&url, tls_config, opened).await {
+                Ok(done) => return Ok(done),
+                Err(e) => {
+                    url = self.follow_redirect(&url, e, &mut hops)?;
+                    tls_config = self.tls_config(&url)?;
+                }
+            }
+        }
+    }
+
+    /// TCP to the server, directly or through the proxy.
+    async fn open_tcp_async(&self, url: &WsUrl, opened: Instant) -> Result<TcpStream, Error> {
+        let limit = self.phase_timeout(self.connect_timeout, opened);
+        let Some(proxy) = self.proxy_for(url)? else {
+            let connecting = connect_tcp(&url.host, url.port, &self.resolve);
+            return within(limit, Phase::Connect, connecting).await;
+        };
+        let connecting = connect_tcp(proxy.host(), proxy.port(), &self.resolve);
+        let mut tcp = within(limit, Phase::Connect, connecting)
+            .await
+            .map_err(|e| crate::client::proxy_unreachable(&proxy, e))?;
+        let limit = self.phase_timeout(self.handshake_timeout, opened);
+        let tunnelling = tunnel::open_async(&mut tcp, &proxy, &url.host, url.port);
+        within(limit, Phase::Proxy, tunnelling).await?;
+        Ok(tcp)
+    }
+
+    /// One opening of `url`, without redirects.
+    async fn open_once_async(
+        &self,
+        url: &WsUrl,
+        #[cfg_attr(not(feature = "tls"), allow(unused_variables))] tls_config: Option<
+            crate::client::TlsClientConfig,
+        >,
+        opened: Instant,
+    ) -> Result<(WebSocketStream<TokioStream>, Response), Error> {
+        let tcp = self.open_tcp_async(url, opened).await?;
         let stream = if url.secure {
             #[cfg(feature = "tls")]
             {
@@ -751,7 +825,7 @@ impl ClientBuilder {
             TokioStream::Plain(tcp)
         };
         let limit = self.phase_timeout(self.handshake_timeout, opened);
-        self.handshake_async(url, stream, limit).await
+        self.handshake_async(url.clone(), stream, limit).await
     }
 
     /// Runs the handshake over a stream you opened yourself (the handshake timeout applies).
@@ -768,7 +842,7 @@ impl ClientBuilder {
     }
 
     async fn handshake_async<S>(
-        self,
+        &self,
         url: WsUrl,
         mut stream: S,
         limit: Option<Duration>,
@@ -802,6 +876,8 @@ impl ClientBuilder {
         let conn = self.open_connection(&response);
         let mut ws = WebSocketStream::from_connection(stream, conn, &buf[used..]);
         ws.set_close_timeout(self.close_timeout);
+        ws.set_keepalive(self.keepalive);
+        ws.set_read_timeout(self.read_timeout);
         ws.inner.host = url.host.into();
         Ok((ws, response))
     }

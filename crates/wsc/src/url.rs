@@ -171,6 +171,43 @@ impl WsUrl {
         })
     }
 
+    /// Resolves a redirect's `Location` against this URL: absolute (`http`/`https` map to
+    /// `ws`/`wss`), scheme-relative (`//host/path`), absolute-path or relative. A fragment is
+    /// dropped.
+    pub fn join(&self, location: &str) -> Result<WsUrl, UrlError> {
+        let location = location.trim();
+        let location = location.split_once('#').map_or(location, |(l, _)| l);
+        let scheme = if self.secure { "wss" } else { "ws" };
+        if let Some((given, rest)) = location.split_once("://") {
+            let mapped = match given.to_ascii_lowercase().as_str() {
+                "http" | "ws" => "ws",
+                "https" | "wss" => "wss",
+                _ => return Err(UrlError::UnsupportedScheme(given.to_string())),
+            };
+            return WsUrl::parse(&format!("{mapped}://{rest}"));
+        }
+        if let Some(rest) = location.strip_prefix("//") {
+            return WsUrl::parse(&format!("{scheme}://{rest}"));
+        }
+        let origin = format!("{scheme}://{}", self.host_header());
+        let path_only = self.path.split('?').next().unwrap_or("/");
+        let target = if location.starts_with('/') {
+            location.to_string()
+        } else if location.starts_with('?') || location.is_empty() {
+            format!("{path_only}{location}")
+        } else {
+            let dir = path_only.rsplit_once('/').map_or("", |(dir, _)| dir);
+            format!("{dir}/{location}")
+        };
+        WsUrl::parse(&format!("{origin}{target}"))
+    }
+
+    /// Whether `other` has the same scheme, host and port (credentials may follow a redirect
+    /// only within one origin).
+    pub fn same_origin(&self, other: &WsUrl) -> bool {
+        self.secure == other.secure && self.host == other.host && self.port == other.port
+    }
+
     /// The port the scheme uses when none is given.
     pub fn default_port(&self) -> u16 {
         if self.secure {
@@ -278,5 +315,27 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(WsUrl::parse(input), Err(expected), "{input}");
         }
+    }
+
+    #[test]
+    fn redirect_locations_resolve_against_the_url() {
+        let base = WsUrl::parse("wss://feed.example:8443/v1/stream?x=1").unwrap();
+        let join = |l: &str| base.join(l).unwrap().to_string();
+        assert_eq!(join("https://other.example/ws"), "wss://other.example/ws");
+        assert_eq!(
+            join("http://other.example:81/ws"),
+            "ws://other.example:81/ws"
+        );
+        assert_eq!(join("ws://other.example/ws#frag"), "ws://other.example/ws");
+        assert_eq!(join("//mirror.example/a"), "wss://mirror.example/a");
+        assert_eq!(join("/v2/stream"), "wss://feed.example:8443/v2/stream");
+        assert_eq!(join("next?y=2"), "wss://feed.example:8443/v1/next?y=2");
+        assert_eq!(join("?y=2"), "wss://feed.example:8443/v1/stream?y=2");
+        assert_eq!(
+            base.join("ftp://x.example/").unwrap_err(),
+            UrlError::UnsupportedScheme("ftp".into())
+        );
+        assert!(base.same_origin(&base.join("/other").unwrap()));
+        assert!(!base.same_origin(&base.join("ws://feed.example:8443/").unwrap()));
     }
 }

@@ -7,4 +7,4 @@ pub mod proxy;
 mod socks5;
 pub(crate) mod tunnel;
 
-pub use proxy::{Proxy, ProxyConfig, ProxyError};
+pub use proxy::{Proxy, ProxyConfig, ProxyError, ProxyKind};

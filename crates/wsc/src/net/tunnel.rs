@@ -1,1 +1,587 @@
-//! Tunnels (stub).
+//! Opening a tunnel through a proxy on a TCP connection to it: the blocking and tokio
+//! drivers. The protocol decisions are made by [`Negotiation`] (over the sans-I/O
+//! [`super::http_connect`] and [`super::socks5`] modules); the drivers
+//! only resolve names, move bytes and keep time.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use super::http_connect::{self, MAX_HEAD};
+use super::proxy::{host_port, Proxy, ProxyError, ProxyKind};
+use super::socks5::{Socks5, Step};
+use crate::error::{Error, Phase};
+
+/// The most read at once while waiting for an HTTP proxy's answer. Reading more than the head
+/// is harmless: the server cannot speak before the client, so any byte after the head is an
+/// error anyway.
+const READ_CHUNK: usize = 1024;
+
+/// What the driver does next.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// Read up to [`Negotiation::read_limit`] bytes.
+    Read,
+    /// Send these bytes, then read.
+    Send(Vec<u8>),
+    /// The tunnel is open.
+    Done,
+}
+
+/// A tunnel negotiation in progress, whatever the proxy's kind: the part of the drivers that
+/// thinks.
+#[derive(Debug)]
+enum Negotiation {
+    /// Waiting for the answer to CONNECT.
+    Http {
+        /// `host:port`, for errors.
+        target: String,
+        /// The answer so far (at most [`MAX_HEAD`] bytes).
+        received: Vec<u8>,
+    },
+    /// A SOCKS5 exchange.
+    Socks5(Socks5),
+}
+
+impl Negotiation {
+    /// Starts a negotiation for a tunnel to `host:port` (`resolved`: the address looked up
+    /// locally for `socks5://`), with the first bytes to send.
+    fn start(
+        proxy: &Proxy,
+        host: &str,
+        port: u16,
+        resolved: Option<IpAddr>,
+    ) -> Result<(Negotiation, Vec<u8>), ProxyError> {
+        match proxy.kind() {
+            ProxyKind::Http => Ok((
+                Negotiation::Http {
+                    target: host_port(host, port),
+                    received: Vec::new(),
+                },
+                http_connect::request(host, port, proxy.auth()),
+            )),
+            ProxyKind::Socks5 => {
+                let socks = Socks5::new(host, port, resolved, proxy.auth())?;
+                let greeting = socks.greeting();
+                Ok((Negotiation::Socks5(socks), greeting))
+            }
+        }
+    }
+
+    /// The most bytes to read next: for SOCKS5 exactly what the current message lacks, so
+    /// that nothing after the final reply is consumed.
+    fn read_limit(&self) -> usize {
+        match self {
+            Negotiation::Http { received, .. } => READ_CHUNK
+                .min(MAX_HEAD.saturating_sub(received.len()))
+                .max(1),
+            Negotiation::Socks5(socks) => socks.needed().max(1),
+        }
+    }
+
+    /// Takes bytes read from the proxy (at most [`Negotiation::read_limit`]).
+    fn receive(&mut self, data: &[u8]) -> Result<Next, ProxyError> {
+        match self {
+            Negotiation::Http { target, received } => {
+                received.extend_from_slice(data);
+                match http_connect::parse_response(received, target)? {
+                    None => Ok(Next::Read),
+                    Some(head) if head < received.len() => Err(ProxyError::BadResponse(format!(
+                        "{} bytes arrived after the proxy's 200 answer, before anything was \
+                         sent through the tunnel",
+                        received.len() - head
+                    ))),
+                    Some(_) => Ok(Next::Done),
+                }
+            }
+            Negotiation::Socks5(socks) => {
+                let (used, step) = socks.receive(data)?;
+                if used < data.len() {
+                    return Err(ProxyError::BadResponse(
+                        "the SOCKS5 proxy sent more than its reply".into(),
+                    ));
+                }
+                Ok(match step {
+                    Step::NeedMore => Next::Read,
+                    Step::Send(bytes) => Next::Send(bytes),
+                    Step::Done => Next::Done,
+                })
+            }
+        }
+    }
+}
+
+/// Whether the server's name must be resolved here: SOCKS5 without remote DNS
+/// (`socks5://`), for a host that is not already an address.
+fn resolves_locally(proxy: &Proxy, host: &str) -> bool {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    proxy.kind() == ProxyKind::Socks5 && !proxy.is_remote_dns() && bare.parse::<IpAddr>().is_err()
+}
+
+/// The error for a name that resolved to nothing.
+fn no_addresses(host: &str) -> Error {
+    Error::Dns {
+        host: host.to_string(),
+        source: io::Error::new(io::ErrorKind::NotFound, "the host has no addresses"),
+    }
+}
+
+/// Wraps a protocol failure with the proxy's name (never its credentials).
+fn proxy_error(proxy: &Proxy) -> impl Fn(ProxyError) -> Error + '_ {
+    move |error| Error::Proxy {
+        proxy: proxy.display_name(),
+        error,
+    }
+}
+
+/// Opens a tunnel to `host:port` (an IPv6 literal without brackets) through `proxy`, over
+/// `tcp`, a connection already made to the proxy; every read and write ends by `deadline`.
+/// On success the stream carries the server's bytes, none of them consumed. The stream's read
+/// and write timeouts are `None` afterwards, whatever happened.
+pub(crate) fn open_blocking(
+    tcp: &mut TcpStream,
+    proxy: &Proxy,
+    host: &str,
+    port: u16,
+    deadline: Option<Instant>,
+) -> Result<(), Error> {
+    let result = negotiate_blocking(tcp, proxy, host, port, deadline);
+    let restored = tcp
+        .set_read_timeout(None)
+        .and_then(|()| tcp.set_write_timeout(None));
+    result?;
+    restored.map_err(Error::Io)
+}
+
+/// The blocking driver's loop, without the timeout restoration.
+fn negotiate_blocking(
+    tcp: &mut TcpStream,
+    proxy: &Proxy,
+    host: &str,
+    port: u16,
+    deadline: Option<Instant>,
+) -> Result<(), Error> {
+    let resolved = if resolves_locally(proxy, host) {
+        let addrs = super::connect::resolve(host, port, deadline).map_err(|e| match e {
+            Error::Timeout(_) => Error::Timeout(Phase::Proxy),
+            other => other,
+        })?;
+        Some(addrs.first().ok_or_else(|| no_addresses(host))?.ip())
+    } else {
+        None
+    };
+    let (mut negotiation, first) =
+        Negotiation::start(proxy, host, port, resolved).map_err(proxy_error(proxy))?;
+    send_blocking(tcp, &first, deadline)?;
+    let mut scratch = vec![0u8; READ_CHUNK];
+    loop {
+        let limit = negotiation.read_limit().min(scratch.len());
+        tcp.set_read_timeout(time_left(deadline)?)?;
+        let n = match tcp.read(&mut scratch[..limit]) {
+            Ok(0) => return Err(proxy_error(proxy)(ProxyError::ClosedEarly)),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_error(e)),
+        };
+        match negotiation
+            .receive(&scratch[..n])
+            .map_err(proxy_error(proxy))?
+        {
+            Next::Read => {}
+            Next::Send(bytes) => send_blocking(tcp, &bytes, deadline)?,
+            Next::Done => return Ok(()),
+        }
+    }
+}
+
+/// Writes all of `bytes` by the deadline.
+fn send_blocking(
+    tcp: &mut TcpStream,
+    bytes: &[u8],
+    deadline: Option<Instant>,
+) -> Result<(), Error> {
+    tcp.set_write_timeout(time_left(deadline)?)?;
+    tcp.write_all(bytes).map_err(io_error)?;
+    tcp.flush().map_err(io_error)
+}
+
+/// The time left before the deadline (`None`: no deadline); none left is a timeout. (A zero
+/// duration must not reach `set_read_timeout`, which rejects it.)
+fn time_left(deadline: Option<Instant>) -> Result<Option<Duration>, Error> {
+    match deadline {
+        None => Ok(None),
+        Some(deadline) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                Err(Error::Timeout(Phase::Proxy))
+            } else {
+                Ok(Some(left))
+            }
+        }
+    }
+}
+
+/// An I/O error during the negotiation: socket timeouts mean the deadline passed.
+fn io_error(e: io::Error) -> Error {
+    if crate::stream::is_timeout(&e) {
+        Error::Timeout(Phase::Proxy)
+    } else {
+        Error::Io(e)
+    }
+}
+
+/// The async driver: opens a tunnel to `host:port` through `proxy` over `stream`, a
+/// connection already made to the proxy. It sets no timeouts: the caller bounds the whole
+/// future (and maps the expiry to [`Phase::Proxy`]). On success the stream carries the
+/// server's bytes, none of them consumed. Only small state (a `Vec` buffer, the negotiation)
+/// lives across the awaits.
+#[cfg(feature = "tokio")]
+pub(crate) async fn open_async<S>(
+    stream: &mut S,
+    proxy: &Proxy,
+    host: &str,
+    port: u16,
+) -> Result<(), Error>
+where
+    S: ::tokio::io::AsyncRead + ::tokio::io::AsyncWrite + Unpin + ?Sized,
+{
+    use ::tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let resolved = if resolves_locally(proxy, host) {
+        let mut addrs = ::tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|source| Error::Dns {
+                host: host.to_string(),
+                source,
+            })?;
+        Some(addrs.next().ok_or_else(|| no_addresses(host))?.ip())
+    } else {
+        None
+    };
+    let (mut negotiation, first) =
+        Negotiation::start(proxy, host, port, resolved).map_err(proxy_error(proxy))?;
+    stream.write_all(&first).await?;
+    stream.flush().await?;
+    let mut scratch = vec![0u8; READ_CHUNK];
+    loop {
+        let limit = negotiation.read_limit().min(scratch.len());
+        let n = stream.read(&mut scratch[..limit]).await?;
+        if n == 0 {
+            return Err(proxy_error(proxy)(ProxyError::ClosedEarly));
+        }
+        match negotiation
+            .receive(&scratch[..n])
+            .map_err(proxy_error(proxy))?
+        {
+            Next::Read => {}
+            Next::Send(bytes) => {
+                stream.write_all(&bytes).await?;
+                stream.flush().await?;
+            }
+            Next::Done => return Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{SocketAddr, TcpListener};
+    use std::thread::JoinHandle;
+
+    /// A one-connection fake proxy on loopback running `script` on the accepted socket.
+    fn fake_proxy(script: impl FnOnce(TcpStream) + Send + 'static) -> (SocketAddr, JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        let handle = std::thread::spawn(move || {
+            let (tcp, _) = listener.accept().expect("accept");
+            tcp.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            script(tcp);
+        });
+        (addr, handle)
+    }
+
+    /// Reads an HTTP request head (up to the blank line).
+    fn read_head(tcp: &mut TcpStream) -> Vec<u8> {
+        let mut head = Vec::new();
+        let mut byte = [0u8];
+        while !head.ends_with(b"\r\n\r\n") {
+            tcp.read_exact(&mut byte).expect("request head");
+            head.push(byte[0]);
+        }
+        head
+    }
+
+    fn read_n(tcp: &mut TcpStream, n: usize) -> Vec<u8> {
+        let mut buf = vec![0; n];
+        tcp.read_exact(&mut buf).expect("read from client");
+        buf
+    }
+
+    fn soon() -> Option<Instant> {
+        Some(Instant::now() + Duration::from_secs(10))
+    }
+
+    fn proxy_err(result: Result<(), Error>) -> ProxyError {
+        match result {
+            Err(Error::Proxy { error, .. }) => error,
+            other => panic!("expected a proxy error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn http_connect_success_leaves_the_stream_to_the_server() {
+        let (addr, proxy_thread) = fake_proxy(|mut tcp| {
+            assert_eq!(
+                read_head(&mut tcp),
+                b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\
+                  Proxy-Authorization: Basic dTpw\r\n\r\n"
+            );
+            tcp.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                .unwrap();
+            // The client speaks first through the tunnel; echo it back.
+            let hello = read_n(&mut tcp, 5);
+            tcp.write_all(&hello).unwrap();
+        });
+        let proxy = Proxy::http("127.0.0.1", addr.port()).credentials("u", "p");
+        let mut tcp = TcpStream::connect(addr).unwrap();
+        open_blocking(&mut tcp, &proxy, "example.com", 443, soon()).unwrap();
+        assert_eq!(tcp.read_timeout().unwrap(), None);
+        assert_eq!(tcp.write_timeout().unwrap(), None);
+        tcp.write_all(b"hello").unwrap();
+        assert_eq!(read_n(&mut tcp, 5), b"hello");
+        proxy_thread.join().unwrap();
+    }
+
+    #[test]
+    fn http_connect_refused_reports_the_status() {
+        let (addr, proxy_thread) = fake_proxy(|mut tcp| {
+            read_head(&mut tcp);
+            tcp.write_all(
+                b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 4\r\n\r\nnope",
+            )
+            .unwrap();
+        });
+        let proxy = Proxy::http("127.0.0.1", addr.port());
+        let mut tcp = TcpStream::connect(addr).unwrap();
+        let result = open_blocking(&mut tcp, &proxy, "::1", 8080, soon());
+        let message = result.as_ref().map_err(ToString::to_string).unwrap_err();
+        assert!(
+            message.starts_with(&format!(
+                "proxy http://127.0.0.1:{}: refused the tunnel to [::1]:8080 with 407",
+                addr.port()
+            )),
+            "{message}"
+        );
+        assert!(matches!(
+            proxy_err(result),
+            ProxyError::HttpStatus { status: 407, .. }
+        ));
+        proxy_thread.join().unwrap();
+    }
+
+    #[test]
+    fn bytes_after_the_200_are_a_bad_response() {
+        let (addr, proxy_thread) = fake_proxy(|mut tcp| {
+            read_head(&mut tcp);
+            tcp.write_all(b"HTTP/1.1 200 OK\r\n\r\nSURPRISE").unwrap();
+        });
+        let proxy = Proxy::http("127.0.0.1", addr.port());
+        let mut tcp = TcpStream::connect(addr).unwrap();
+        let error = proxy_err(open_blocking(&mut tcp, &proxy, "h", 80, soon()));
+        assert!(
+            matches!(&error, ProxyError::BadResponse(m) if m.contains("8 bytes")),
+            "{error}"
+        );
+        proxy_thread.join().unwrap();
+    }
+
+    #[test]
+    fn a_silent_proxy_times_out_in_the_proxy_phase() {
+        let (addr, proxy_thread) = fake_proxy(|mut tcp| {
+            read_head(&mut tcp);
+            // Say nothing until the client gives up and closes.
+            let mut rest = Vec::new();
+            let _ = tcp.read_to_end(&mut rest);
+        });
+        let proxy = Proxy::http("127.0.0.1", addr.port());
+        let mut tcp = TcpStream::connect(addr).unwrap();
+        let started = Instant::now();
+        let deadline = Some(started + Duration::from_millis(200));
+        let result = open_blocking(&mut tcp, &proxy, "h", 80, deadline);
+        assert!(
+            matches!(result, Err(Error::Timeout(Phase::Proxy))),
+            "{result:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(tcp.read_timeout().unwrap(), None);
+        drop(tcp);
+        proxy_thread.join().unwrap();
+    }
+
+    #[test]
+    fn a_proxy_that_hangs_up_closed_early() {
+        let (addr, proxy_thread) = fake_proxy(|mut tcp| {
+            read_head(&mut tcp);
+        });
+        let proxy = Proxy::http("127.0.0.1", addr.port());
+        let mut tcp = TcpStream::connect(addr).unwrap();
+        let error = proxy_err(open_blocking(&mut tcp, &proxy, "h", 80, None));
+        assert_eq!(error, ProxyError::ClosedEarly);
+        proxy_thread.join().unwrap();
+    }
+
+    /// A SOCKS5 proxy expecting user/password and a CONNECT to `expected_target` (the bytes
+    /// after ATYP's predecessor), answering with `reply` plus server bytes in one write.
+    fn socks5_script(
+        expected_target: Vec<u8>,
+        reply: Vec<u8>,
+    ) -> impl FnOnce(TcpStream) + Send + 'static {
+        move |mut tcp| {
+            assert_eq!(read_n(&mut tcp, 4), [5, 2, 0, 2]);
+            tcp.write_all(&[5, 2]).unwrap();
+            assert_eq!(read_n(&mut tcp, 9), b"\x01\x04user\x02pw");
+            tcp.write_all(&[1, 0]).unwrap();
+            assert_eq!(read_n(&mut tcp, 3), [5, 1, 0]);
+            assert_eq!(read_n(&mut tcp, expected_target.len()), expected_target);
+            tcp.write_all(&reply).unwrap();
+            let _ = read_n(&mut tcp, 1);
+        }
+    }
+
+    #[test]
+    fn socks5_with_credentials_reads_exactly_the_reply() {
+        let mut target = vec![3, 11];
+        target.extend_from_slice(b"example.com");
+        target.extend_from_slice(&443u16.to_be_bytes());
+        // The reply (domain bound address) and the server's first bytes in one segment.
+        let mut reply = vec![5, 0, 0, 3, 4];
+        reply.extend_from_slice(b"bind\x00\x50SERVER");
+        let (addr, proxy_thread) = fake_proxy(socks5_script(target, reply));
+        let proxy = Proxy::socks5("127.0.0.1", addr.port()).credentials("user", "pw");
+        let mut tcp = TcpStream::connect(addr).unwrap();
+        open_blocking(&mut tcp, &proxy, "example.com", 443, soon()).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        assert_eq!(read_n(&mut tcp, 6), b"SERVER");
+        tcp.write_all(b"x").unwrap();
+        proxy_thread.join().unwrap();
+    }
+
+    #[test]
+    fn socks5_local_dns_sends_an_address() {
+        let (addr, proxy_thread) = fake_proxy(|mut tcp| {
+            assert_eq!(read_n(&mut tcp, 3), [5, 1, 0]);
+            tcp.write_all(&[5, 0]).unwrap();
+            let head = read_n(&mut tcp, 4);
+            let len = match head[3] {
+                1 => 4,
+                4 => 16,
+                other => panic!("address type {other}"),
+            };
+            let addr = read_n(&mut tcp, len + 2);
+            assert!(addr[..len].iter().any(|&b| b != 0));
+            assert_eq!(&addr[len..], &[0, 80]);
+            tcp.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).unwrap();
+        });
+        let proxy = Proxy::socks5("127.0.0.1", addr.port()).remote_dns(false);
+        let mut tcp = TcpStream::connect(addr).unwrap();
+        open_blocking(&mut tcp, &proxy, "localhost", 80, soon()).unwrap();
+        proxy_thread.join().unwrap();
+    }
+
+    #[test]
+    fn socks5_refusal_names_the_target() {
+        let (addr, proxy_thread) = fake_proxy(|mut tcp| {
+            read_n(&mut tcp, 3);
+            tcp.write_all(&[5, 0]).unwrap();
+            read_n(&mut tcp, 10);
+            tcp.write_all(&[5, 5, 0, 1, 0, 0, 0, 0, 0, 0]).unwrap();
+        });
+        let proxy = Proxy::socks5("127.0.0.1", addr.port());
+        let mut tcp = TcpStream::connect(addr).unwrap();
+        let error = proxy_err(open_blocking(&mut tcp, &proxy, "10.9.8.7", 9, soon()));
+        assert_eq!(
+            error,
+            ProxyError::Socks5Reply {
+                target: "10.9.8.7:9".into(),
+                code: 5
+            }
+        );
+        proxy_thread.join().unwrap();
+    }
+
+    #[test]
+    fn negotiation_bounds_http_reads() {
+        let proxy = Proxy::http("p", 1);
+        let (mut n, _) = Negotiation::start(&proxy, "h", 1, None).unwrap();
+        assert_eq!(n.read_limit(), READ_CHUNK);
+        // A head that never ends: one endless header line, in reads of at most the limit.
+        let mut fed = b"HTTP/1.1 200 OK\r\nX-Endless: ".to_vec();
+        assert_eq!(n.receive(&fed), Ok(Next::Read));
+        let result = loop {
+            let limit = n.read_limit();
+            assert!(limit <= READ_CHUNK && fed.len() + limit <= MAX_HEAD);
+            fed.resize(fed.len() + limit, b'a');
+            match n.receive(&fed[fed.len() - limit..]) {
+                Ok(Next::Read) => {}
+                other => break other,
+            }
+        };
+        assert_eq!(fed.len(), MAX_HEAD);
+        assert!(matches!(result, Err(ProxyError::BadResponse(_))));
+    }
+
+    #[cfg(feature = "tokio")]
+    #[tokio::test]
+    async fn async_driver_http_and_socks5() {
+        let (addr, proxy_thread) = fake_proxy(|mut tcp| {
+            read_head(&mut tcp);
+            tcp.write_all(b"HTTP/1.1 200 OK\r\n\r\n").unwrap();
+        });
+        let proxy = Proxy::http("127.0.0.1", addr.port());
+        let mut tcp = ::tokio::net::TcpStream::connect(addr).await.unwrap();
+        open_async(&mut tcp, &proxy, "h", 80).await.unwrap();
+        proxy_thread.join().unwrap();
+
+        let mut target = vec![3, 11];
+        target.extend_from_slice(b"example.com");
+        target.extend_from_slice(&443u16.to_be_bytes());
+        let mut reply = vec![5, 0, 0, 4];
+        reply.extend_from_slice(&[0; 18]);
+        reply.extend_from_slice(b"SERVER");
+        let (addr, proxy_thread) = fake_proxy(socks5_script(target, reply));
+        let proxy = Proxy::socks5("127.0.0.1", addr.port()).credentials("user", "pw");
+        let mut tcp = ::tokio::net::TcpStream::connect(addr).await.unwrap();
+        open_async(&mut tcp, &proxy, "example.com", 443)
+            .await
+            .unwrap();
+        let mut server = [0u8; 6];
+        ::tokio::io::AsyncReadExt::read_exact(&mut tcp, &mut server)
+            .await
+            .unwrap();
+        assert_eq!(&server, b"SERVER");
+        ::tokio::io::AsyncWriteExt::write_all(&mut tcp, b"x")
+            .await
+            .unwrap();
+        proxy_thread.join().unwrap();
+
+        let (addr, proxy_thread) = fake_proxy(|mut tcp| {
+            read_n(&mut tcp, 3);
+            tcp.write_all(&[5, 0xFF]).unwrap();
+        });
+        let proxy = Proxy::socks5("127.0.0.1", addr.port());
+        let mut tcp = ::tokio::net::TcpStream::connect(addr).await.unwrap();
+        let error = proxy_err(open_async(&mut tcp, &proxy, "h", 1).await);
+        assert_eq!(
+            error,
+            ProxyError::Socks5NoAcceptableAuth {
+                offered_credentials: false
+            }
+        );
+        proxy_thread.join().unwrap();
+    }
+}

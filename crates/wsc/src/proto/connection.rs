@@ -6,10 +6,13 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use std::time::Instant;
+
 use super::close::{parse_close_payload, CloseFrame};
 #[cfg(feature = "deflate")]
 use super::deflate::{Codec, InflateError};
 use super::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD};
+use super::keepalive::{Due, Keepalive, KeepaliveTimer};
 use super::mask::{apply_mask, MaskKeys};
 use super::message::{Message, Utf8Bytes};
 use super::utf8::{self, Utf8Validator};
@@ -126,6 +129,7 @@ pub struct Connection {
     keys: MaskKeys,
     #[cfg(feature = "deflate")]
     deflate: Option<Box<Codec>>,
+    keepalive: Option<KeepaliveTimer>,
 }
 
 impl Connection {
@@ -143,6 +147,7 @@ impl Connection {
             keys: MaskKeys::new(),
             #[cfg(feature = "deflate")]
             deflate: None,
+            keepalive: None,
         }
     }
 
@@ -256,6 +261,46 @@ impl Connection {
         self.partial = None;
         self.out.clear();
         self.out_pos = 0;
+    }
+
+    /// Turns keepalive pings on (or off with `None`); the first ping is due one interval
+    /// after `now`. The driver then calls [`Connection::poll_keepalive`].
+    pub fn set_keepalive(&mut self, keepalive: Option<Keepalive>, now: Instant) {
+        self.keepalive = keepalive.map(|k| KeepaliveTimer::new(k, now));
+    }
+
+    /// Whether keepalive pings are on.
+    pub fn has_keepalive(&self) -> bool {
+        self.keepalive.is_some()
+    }
+
+    /// Runs the keepalive clock at `now`: queues a ping when one is due and returns when to
+    /// call again (`None`: keepalive is off or the connection is no longer open). Call it
+    /// after [`Connection::next_message`] has taken every buffered frame, so that a pong
+    /// already received counts.
+    ///
+    /// A pong overdue at `now` fails the connection (as [`Connection::abort`]: the peer is
+    /// gone, so nothing more is queued for it) and returns [`Error::KeepaliveTimeout`].
+    pub fn poll_keepalive(&mut self, now: Instant) -> Result<Option<Instant>, Error> {
+        let Some(keepalive) = &mut self.keepalive else {
+            return Ok(None);
+        };
+        if self.state != State::Open {
+            return Ok(None);
+        }
+        match keepalive.poll(now) {
+            Due::Wait(at) => Ok(Some(at)),
+            Due::Ping(payload, at) => {
+                self.write_frame(OpCode::Ping, true, false, &payload)?;
+                Ok(Some(at))
+            }
+            Due::Dead => {
+                // A close frame would go nowhere, and writing to a dead peer can block.
+                let waited = keepalive.settings().timeout;
+                self.abort();
+                Err(Error::KeepaliveTimeout(waited))
+            }
+        }
     }
 
     /// The next complete message or control frame, if the buffered bytes hold one.
@@ -497,7 +542,12 @@ impl Connection {
                 }
                 Ok(Message::Ping(payload))
             }
-            OpCode::Pong => Ok(Message::Pong(payload)),
+            OpCode::Pong => {
+                if let Some(keepalive) = &mut self.keepalive {
+                    keepalive.on_pong();
+                }
+                Ok(Message::Pong(payload))
+            }
             _ => {
                 let frame = match parse_close_payload(payload) {
                     Ok(frame) => frame,

@@ -96,6 +96,16 @@ impl fmt::Display for HandshakeError {
                     "the server answered {} instead of 101 Switching Protocols",
                     resp.status
                 )?;
+                if resp.status.is_redirection() {
+                    if let Some(to) = resp.headers.get(http::header::LOCATION) {
+                        write!(
+                            f,
+                            ", a redirect to {:?} (follow redirects with \
+                             ClientBuilder::max_redirects, or --location)",
+                            String::from_utf8_lossy(to.as_bytes())
+                        )?;
+                    }
+                }
                 let body = String::from_utf8_lossy(&resp.body);
                 let body = body.trim();
                 if !body.is_empty() {

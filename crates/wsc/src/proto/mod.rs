@@ -10,10 +10,12 @@ pub mod connection;
 pub mod deflate;
 pub mod frame;
 pub mod handshake;
+pub mod keepalive;
 pub mod mask;
 pub mod message;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
 pub use connection::{Config, Connection, Role, State};
+pub use keepalive::Keepalive;
 pub use message::{Message, Utf8Bytes};

@@ -1,0 +1,139 @@
+//! Keepalive: a ping every interval and a deadline for its pong, so that a dead peer (or a
+//! dead path to it: a NAT that forgot the mapping, a cable pulled) is noticed within
+//! interval + timeout instead of hours later by TCP.
+//!
+//! Sans-I/O like the rest of the core: the driver passes the current time in and is told when
+//! to call again; it never reads a clock here.
+
+use std::time::{Duration, Instant};
+
+/// How often to ping and how long to wait for the pong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Time from one ping to the next (counted from when a ping is sent).
+    pub interval: Duration,
+    /// How long a ping may wait for its pong before the peer is declared dead.
+    pub timeout: Duration,
+}
+
+impl Keepalive {
+    /// A ping every `interval`, each answered within `timeout`.
+    pub fn new(interval: Duration, timeout: Duration) -> Self {
+        Keepalive { interval, timeout }
+    }
+}
+
+/// What the driver must do now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Due {
+    /// Nothing until this time.
+    Wait(Instant),
+    /// Send a ping with this payload, then wait until the time.
+    Ping([u8; 4], Instant),
+    /// The pong did not come in time.
+    Dead,
+}
+
+/// The keepalive clock of one connection.
+#[derive(Debug, Clone)]
+pub(crate) struct KeepaliveTimer {
+    settings: Keepalive,
+    next_ping: Instant,
+    /// The deadline of the ping in flight, if one is.
+    awaiting: Option<Instant>,
+    sent: u32,
+}
+
+impl KeepaliveTimer {
+    /// Starts the clock: the first ping goes out one interval after `now`.
+    pub(crate) fn new(settings: Keepalive, now: Instant) -> Self {
+        KeepaliveTimer {
+            settings,
+            next_ping: now + settings.interval,
+            awaiting: None,
+            sent: 0,
+        }
+    }
+
+    pub(crate) fn settings(&self) -> Keepalive {
+        self.settings
+    }
+
+    /// Any pong proves the peer alive (some peers answer with an empty payload).
+    pub(crate) fn on_pong(&mut self) {
+        self.awaiting = None;
+    }
+
+    /// What is due at `now`.
+    pub(crate) fn poll(&mut self, now: Instant) -> Due {
+        if let Some(deadline) = self.awaiting {
+            return if now >= deadline {
+                Due::Dead
+            } else {
+                Due::Wait(deadline)
+            };
+        }
+        if now < self.next_ping {
+            return Due::Wait(self.next_ping);
+        }
+        self.sent = self.sent.wrapping_add(1);
+        let deadline = now + self.settings.timeout;
+        self.awaiting = Some(deadline);
+        self.next_ping = now + self.settings.interval;
+        Due::Ping(self.sent.to_be_bytes(), deadline)
+    }
+
+    /// When [`KeepaliveTimer::poll`] next has something to do.
+    #[cfg(test)]
+    pub(crate) fn next_wake(&self) -> Instant {
+        self.awaiting.unwrap_or(self.next_ping)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn pings_every_interval_while_pongs_come_back() {
+        let t0 = Instant::now();
+        let mut ka = KeepaliveTimer::new(Keepalive::new(secs(10), secs(3)), t0);
+        assert_eq!(ka.poll(t0), Due::Wait(t0 + secs(10)));
+        assert_eq!(
+            ka.poll(t0 + secs(10)),
+            Due::Ping(1u32.to_be_bytes(), t0 + secs(13))
+        );
+        assert_eq!(ka.poll(t0 + secs(11)), Due::Wait(t0 + secs(13)));
+        ka.on_pong();
+        assert_eq!(ka.next_wake(), t0 + secs(20));
+        assert_eq!(ka.poll(t0 + secs(12)), Due::Wait(t0 + secs(20)));
+        assert_eq!(
+            ka.poll(t0 + secs(21)),
+            Due::Ping(2u32.to_be_bytes(), t0 + secs(24))
+        );
+    }
+
+    #[test]
+    fn a_missing_pong_is_death_at_the_deadline_not_before() {
+        let t0 = Instant::now();
+        let mut ka = KeepaliveTimer::new(Keepalive::new(secs(10), secs(3)), t0);
+        assert!(matches!(ka.poll(t0 + secs(10)), Due::Ping(..)));
+        assert_eq!(ka.poll(t0 + secs(12)), Due::Wait(t0 + secs(13)));
+        assert_eq!(ka.poll(t0 + secs(13)), Due::Dead);
+    }
+
+    #[test]
+    fn a_long_timeout_holds_back_the_next_ping() {
+        let t0 = Instant::now();
+        let mut ka = KeepaliveTimer::new(Keepalive::new(secs(1), secs(5)), t0);
+        assert!(matches!(ka.poll(t0 + secs(1)), Due::Ping(..)));
+        // One ping in flight at a time: the interval passing does not send another.
+        assert_eq!(ka.poll(t0 + secs(3)), Due::Wait(t0 + secs(6)));
+        ka.on_pong();
+        assert!(matches!(ka.poll(t0 + secs(3)), Due::Ping(..)));
+    }
+}

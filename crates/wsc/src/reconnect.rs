@@ -1,0 +1,407 @@
+//! Reconnecting after a drop: a backoff policy, the events that tell a feed consumer about
+//! the gap, and the blocking [`Reconnecting`] client that re-opens the connection and
+//! replays its subscription messages.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use wsc::reconnect::{Event, Reconnect};
+//!
+//! let mut feed = wsc::ClientBuilder::new("wss://stream.example.com/ws")
+//!     .keepalive(wsc::Keepalive::new(Duration::from_secs(20), Duration::from_secs(10)))
+//!     .connect_reconnecting(Reconnect::new().max_attempts(Some(20)))?;
+//! feed.subscribe(r#"{"op":"subscribe","channel":"ticker"}"#)?; // replayed after each reconnect
+//! loop {
+//!     match feed.next_event()? {
+//!         Event::Message(message) => println!("{message:?}"),
+//!         Event::Disconnected(why) => eprintln!("gap starts: {why}"),
+//!         Event::Reconnected(r) => eprintln!("back after {:?} ({} attempts)", r.downtime, r.attempts),
+//!     }
+//! }
+//! # Ok::<(), wsc::Error>(())
+//! ```
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::blocking::WebSocket;
+use crate::client::ClientBuilder;
+use crate::error::{Error, Phase};
+use crate::proto::handshake::HandshakeError;
+use crate::proto::{CloseFrame, Message};
+use crate::stream::MaybeTlsStream;
+
+/// When to try again after a drop: exponential backoff with jitter, bounded in delay and,
+/// optionally, in attempts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct Reconnect {
+    initial_delay: Duration,
+    max_delay: Duration,
+    max_attempts: Option<u32>,
+    jitter: bool,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Reconnect {
+            initial_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            max_attempts: None,
+            jitter: true,
+        }
+    }
+}
+
+impl Reconnect {
+    /// The default policy: first retry after about 0.5 s, doubling up to 30 s, forever.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The delay before the first attempt after a drop (default 500 ms).
+    pub fn initial_delay(mut self, delay: Duration) -> Self {
+        self.initial_delay = delay;
+        self
+    }
+
+    /// The longest delay between attempts (default 30 s).
+    pub fn max_delay(mut self, delay: Duration) -> Self {
+        self.max_delay = delay;
+        self
+    }
+
+    /// Gives up after this many failed attempts in a row (default `None`: never).
+    pub fn max_attempts(mut self, attempts: Option<u32>) -> Self {
+        self.max_attempts = attempts;
+        self
+    }
+
+    /// Randomizes each delay to between half and all of it (default on), so that many
+    /// clients dropped at once do not come back at once.
+    pub fn jitter(mut self, on: bool) -> Self {
+        self.jitter = on;
+        self
+    }
+
+    /// The delay before attempt `attempt` (1-based): the initial delay doubled per attempt,
+    /// capped at the maximum, then jittered with `random`.
+    pub fn delay(&self, attempt: u32, random: u32) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(31);
+        let base = self
+            .initial_delay
+            .saturating_mul(1u32 << doublings)
+            .min(self.max_delay);
+        if !self.jitter {
+            return base;
+        }
+        let half = base / 2;
+        let fraction = f64::from(random) / f64::from(u32::MAX);
+        half + half.mul_f64(fraction)
+    }
+
+    pub(crate) fn gives_up_after(&self, failed: u32) -> bool {
+        self.max_attempts.is_some_and(|max| failed >= max)
+    }
+}
+
+/// What a reconnecting client reports.
+#[derive(Debug)]
+pub enum Event {
+    /// A message or control frame from the server (a close from the server is reported as
+    /// [`Event::Disconnected`] instead).
+    Message(Message),
+    /// The connection dropped; reconnecting starts with the next call. Messages the server
+    /// sends from now until [`Event::Reconnected`] are lost: this is the gap.
+    Disconnected(Disconnect),
+    /// A new connection is open and the subscriptions were sent again.
+    Reconnected(Reconnected),
+}
+
+/// Why the connection dropped.
+#[derive(Debug)]
+pub enum Disconnect {
+    /// The server closed the connection (with its close frame).
+    Closed(Option<CloseFrame>),
+    /// The connection failed: reset, I/O or TLS error, protocol violation, keepalive timeout.
+    Failed(Error),
+}
+
+impl fmt::Display for Disconnect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Disconnect::Closed(Some(frame)) => {
+                write!(f, "the server closed the connection ({}", frame.code)?;
+                if !frame.reason.is_empty() {
+                    write!(f, " {:?}", &*frame.reason)?;
+                }
+                f.write_str(")")
+            }
+            Disconnect::Closed(None) => f.write_str("the server closed the connection"),
+            Disconnect::Failed(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// A successful reconnect: how long the connection was down and how many attempts it took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Reconnected {
+    /// Attempts made, the successful one included.
+    pub attempts: u32,
+    /// From noticing the drop to the new connection being open.
+    pub downtime: Duration,
+}
+
+/// Whether another attempt could succeed where `error` failed: network trouble and server
+/// errors yes; a bad URL, TLS setup or certificate, or a refusal such as 401/403/404 no.
+pub fn is_retryable(error: &Error) -> bool {
+    match error {
+        Error::Dns { .. }
+        | Error::Connect { .. }
+        | Error::Timeout(_)
+        | Error::Io(_)
+        | Error::ConnectionReset
+        | Error::ConnectionClosed
+        | Error::KeepaliveTimeout(_)
+        | Error::Protocol(_) => true,
+        Error::Handshake(HandshakeError::Rejected(response)) => {
+            let status = response.status.as_u16();
+            status >= 500 || status == 408 || status == 429
+        }
+        Error::Handshake(_) => true,
+        Error::Proxy { error, .. } => error.is_retryable(),
+        _ => false,
+    }
+}
+
+/// A random number for jitter; without randomness the delay is simply not jittered.
+pub(crate) fn random_u32() -> u32 {
+    let mut bytes = [0u8; 4];
+    match getrandom::getrandom(&mut bytes) {
+        Ok(()) => u32::from_ne_bytes(bytes),
+        Err(_) => u32::MAX,
+    }
+}
+
+/// The bookkeeping both reconnecting clients share: the policy, the subscriptions to replay,
+/// and the state of the current gap.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub(crate) builder: ClientBuilder,
+    pub(crate) policy: Reconnect,
+    pub(crate) subscriptions: Vec<Message>,
+    /// When the current gap began.
+    pub(crate) down_since: Option<Instant>,
+    /// Failed attempts in the current gap.
+    pub(crate) failed: u32,
+    /// The caller closed the connection, or reconnecting gave up: no more attempts.
+    pub(crate) stopped: bool,
+}
+
+impl Plan {
+    pub(crate) fn new(builder: ClientBuilder, policy: Reconnect) -> Self {
+        Plan {
+            builder,
+            policy,
+            subscriptions: Vec::new(),
+            down_since: None,
+            failed: 0,
+            stopped: false,
+        }
+    }
+
+    /// Records a drop and turns it into its event.
+    pub(crate) fn dropped(&mut self, cause: Disconnect) -> Event {
+        self.down_since = Some(Instant::now());
+        self.failed = 0;
+        Event::Disconnected(cause)
+    }
+
+    /// The delay before the next attempt.
+    pub(crate) fn next_delay(&self) -> Duration {
+        self.policy.delay(self.failed + 1, random_u32())
+    }
+
+    /// Records a failed attempt: `Err` (the error to return) when it is time to give up.
+    pub(crate) fn attempt_failed(&mut self, error: Error) -> Result<(), Error> {
+        self.failed += 1;
+        if !is_retryable(&error) || self.policy.gives_up_after(self.failed) {
+            self.stopped = true;
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// Records the successful attempt and turns it into its event.
+    pub(crate) fn reconnected(&mut self) -> Event {
+        let event = Event::Reconnected(Reconnected {
+            attempts: self.failed + 1,
+            downtime: self.down_since.map_or(Duration::ZERO, |t| t.elapsed()),
+        });
+        self.down_since = None;
+        self.failed = 0;
+        event
+    }
+}
+
+/// Whether a read error ends the connection (a read timeout does not).
+pub(crate) fn ends_connection(error: &Error) -> bool {
+    !matches!(error, Error::Timeout(Phase::Read))
+}
+
+/// A blocking client that reconnects after a drop (see the [module docs](self)).
+#[derive(Debug)]
+pub struct Reconnecting {
+    plan: Plan,
+    ws: Option<WebSocket<MaybeTlsStream>>,
+}
+
+impl ClientBuilder {
+    /// Connects, and reconnects by `policy` whenever the connection drops. The first
+    /// connection is not retried: its failure (a wrong URL, a refusal) is returned at once.
+    pub fn connect_reconnecting(self, policy: Reconnect) -> Result<Reconnecting, Error> {
+        let ws = self.clone().connect()?;
+        Ok(Reconnecting {
+            plan: Plan::new(self, policy),
+            ws: Some(ws),
+        })
+    }
+}
+
+impl Reconnecting {
+    /// The next message, or a drop or reconnect. Returns an error when reconnecting gives
+    /// up (the last attempt's error), after [`Reconnecting::close`]
+    /// ([`Error::ConnectionClosed`]), and for a read timeout (the connection stays up).
+    pub fn next_event(&mut self) -> Result<Event, Error> {
+        if let Some(ws) = &mut self.ws {
+            return match ws.read() {
+                Ok(Message::Close(frame)) => {
+                    self.ws = None;
+                    Ok(self.plan.dropped(Disconnect::Closed(frame)))
+                }
+                Ok(message) => Ok(Event::Message(message)),
+                Err(e) if !ends_connection(&e) => Err(e),
+                Err(e) => {
+                    self.ws = None;
+                    Ok(self.plan.dropped(Disconnect::Failed(e)))
+                }
+            };
+        }
+        if self.plan.stopped {
+            return Err(Error::ConnectionClosed);
+        }
+        if self.plan.down_since.is_none() {
+            self.plan.down_since = Some(Instant::now());
+        }
+        loop {
+            std::thread::sleep(self.plan.next_delay());
+            match self.open() {
+                Ok(ws) => {
+                    self.ws = Some(ws);
+                    return Ok(self.plan.reconnected());
+                }
+                Err(e) => self.plan.attempt_failed(e)?,
+            }
+        }
+    }
+
+    /// Opens a connection and sends the subscriptions.
+    fn open(&self) -> Result<WebSocket<MaybeTlsStream>, Error> {
+        let mut ws = self.plan.builder.clone().connect()?;
+        for message in &self.plan.subscriptions {
+            ws.send(message.clone())?;
+        }
+        Ok(ws)
+    }
+
+    /// Sends a message on the current connection ([`Error::ConnectionClosed`] while
+    /// reconnecting: it is not queued).
+    pub fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
+        match &mut self.ws {
+            Some(ws) => ws.send(message),
+            None => Err(Error::ConnectionClosed),
+        }
+    }
+
+    /// Sends a message now (if connected) and again after every reconnect, in the order
+    /// subscribed.
+    pub fn subscribe(&mut self, message: impl Into<Message>) -> Result<(), Error> {
+        let message = message.into();
+        self.plan.subscriptions.push(message.clone());
+        match &mut self.ws {
+            Some(ws) => ws.send(message),
+            None => Ok(()),
+        }
+    }
+
+    /// The messages replayed after each reconnect.
+    pub fn subscriptions(&self) -> &[Message] {
+        &self.plan.subscriptions
+    }
+
+    /// Closes the connection and stops reconnecting; returns the server's close frame.
+    pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<Option<CloseFrame>, Error> {
+        self.plan.stopped = true;
+        match self.ws.take() {
+            Some(mut ws) => ws.close_and_wait(frame),
+            None => Ok(None),
+        }
+    }
+
+    /// The current connection, if one is open.
+    pub fn get_ref(&self) -> Option<&WebSocket<MaybeTlsStream>> {
+        self.ws.as_ref()
+    }
+
+    /// The current connection, mutably, if one is open.
+    pub fn get_mut(&mut self) -> Option<&mut WebSocket<MaybeTlsStream>> {
+        self.ws.as_mut()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_and_jitters_within_half() {
+        let policy = Reconnect::new()
+            .initial_delay(Duration::from_millis(100))
+            .max_delay(Duration::from_secs(1))
+            .jitter(false);
+        let delays: Vec<u128> = (1..=6).map(|n| policy.delay(n, 0).as_millis()).collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(policy.delay(u32::MAX, 0), Duration::from_secs(1));
+        let jittered = policy.jitter(true);
+        assert_eq!(jittered.delay(3, 0), Duration::from_millis(200));
+        assert_eq!(jittered.delay(3, u32::MAX), Duration::from_millis(400));
+        let mid = jittered.delay(3, u32::MAX / 2);
+        assert!(mid > Duration::from_millis(290) && mid < Duration::from_millis(310));
+    }
+
+    #[test]
+    fn attempts_are_bounded_and_permanent_errors_stop_at_once() {
+        let mut plan = Plan::new(
+            ClientBuilder::new("ws://127.0.0.1:1/"),
+            Reconnect::new().max_attempts(Some(2)),
+        );
+        assert!(plan.attempt_failed(Error::ConnectionReset).is_ok());
+        assert!(plan.attempt_failed(Error::ConnectionReset).is_err());
+        assert!(plan.stopped);
+
+        let mut plan = Plan::new(ClientBuilder::new("ws://127.0.0.1:1/"), Reconnect::new());
+        let permanent = Error::Url(crate::url::UrlError::MissingHost);
+        assert!(plan.attempt_failed(permanent).is_err());
+        assert!(plan.stopped);
+    }
+
+    #[test]
+    fn retryable_errors() {
+        assert!(is_retryable(&Error::Timeout(Phase::Connect)));
+        assert!(is_retryable(&Error::KeepaliveTimeout(Duration::from_secs(
+            1
+        ))));
+        assert!(!is_retryable(&Error::TlsConfig("bad".into())));
+        assert!(!is_retryable(&Error::InvalidInput("x")));
+    }
+}

@@ -1,0 +1,529 @@
+#![cfg(feature = "tokio")]
+//! Real networks on loopback: dual-stack connects (Happy Eyeballs), keepalive against a peer
+//! that stops answering, idle-read timeouts, reconnecting after a server dies, and redirects.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use wsc::reconnect::{Disconnect, Event, Reconnect};
+use wsc::{ClientBuilder, CloseCode, CloseFrame, Error, Keepalive, Message, Phase, RedirectError};
+
+const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
+
+fn builder(url: &str) -> ClientBuilder {
+    ClientBuilder::new(url)
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(10))
+        .handshake_timeout(Duration::from_secs(10))
+}
+
+/// Accepts one WebSocket connection and echoes until the client closes.
+fn echo_on(listener: TcpListener) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let mut ws = wsc::server::accept(tcp).unwrap();
+        while let Ok(message) = ws.read() {
+            if message.is_data() && ws.send(message).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// A listener on `ip` at a port that is free on both loopback families.
+fn listener_with_free_twin(ip: IpAddr) -> (TcpListener, u16) {
+    for _ in 0..50 {
+        let listener = TcpListener::bind((ip, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let other = if ip.is_ipv4() { V6 } else { V4 };
+        if TcpListener::bind((other, port)).is_ok() {
+            return (listener, port);
+        }
+    }
+    panic!("no port free on both families");
+}
+
+#[test]
+fn dual_stack_connect_falls_back_when_one_family_refuses() {
+    for (listening, order) in [(V4, [V6, V4]), (V6, [V4, V6])] {
+        let (listener, port) = listener_with_free_twin(listening);
+        let server = echo_on(listener);
+        let mut ws = builder(&format!("ws://localhost:{port}/"))
+            .resolve("localhost", order)
+            .connect()
+            .unwrap();
+        assert_eq!(ws.get_ref().tcp().peer_addr().unwrap().ip(), listening);
+        ws.send_text("over the family that answers").unwrap();
+        assert_eq!(
+            ws.read().unwrap().as_text(),
+            Some("over the family that answers")
+        );
+        ws.close_and_wait(None).unwrap();
+        server.join().unwrap();
+    }
+}
+
+#[test]
+fn the_system_resolver_is_used_for_localhost() {
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = echo_on(listener);
+    let mut ws = builder(&format!("ws://localhost:{port}/"))
+        .connect()
+        .unwrap();
+    ws.send_text("hi").unwrap();
+    assert_eq!(ws.read().unwrap().as_text(), Some("hi"));
+    ws.close_and_wait(None).unwrap();
+    server.join().unwrap();
+}
+
+/// An IPv6 listener whose accept queue is full: further SYNs are dropped, as on a network that
+/// black-holes the family. The returned values keep it so.
+async fn black_holed_v6(port: u16) -> (tokio::net::TcpListener, TcpStream) {
+    let socket = tokio::net::TcpSocket::new_v6().unwrap();
+    socket.bind(SocketAddr::new(V6, port)).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let filler = TcpStream::connect((V6, port)).unwrap();
+    (listener, filler)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_family_costs_a_short_delay_not_the_connect_timeout() {
+    let (listener, port) = listener_with_free_twin(V4);
+    let _hole = black_holed_v6(port).await;
+    let server = echo_on(listener);
+    let url = format!("ws://localhost:{port}/");
+    let timeout = Duration::from_secs(20);
+
+    // Blocking: IPv6 listed first, never answers; IPv4 is tried beside it after 250 ms.
+    let blocking_url = url.clone();
+    let (mut ws, took) = tokio::task::spawn_blocking(move || {
+        let start = Instant::now();
+        let ws = builder(&blocking_url)
+            .connect_timeout(timeout)
+            .resolve("localhost", [V6, V4])
+            .connect()
+            .unwrap();
+        (ws, start.elapsed())
+    })
+    .await
+    .unwrap();
+    assert!(took < timeout / 2, "connect took {took:?}");
+    assert_eq!(ws.get_ref().tcp().peer_addr().unwrap().ip(), V4);
+    ws.send_text("a").unwrap();
+    assert_eq!(ws.read().unwrap().as_text(), Some("a"));
+    ws.close_and_wait(None).unwrap();
+    server.join().unwrap();
+
+    // Async, against a second server on the same port.
+    let listener = TcpListener::bind((V4, port)).unwrap();
+    let server = echo_on(listener);
+    let start = Instant::now();
+    let (mut ws, _) = builder(&url)
+        .connect_timeout(timeout)
+        .resolve("localhost", [V6, V4])
+        .connect_async()
+        .await
+        .unwrap();
+    assert!(start.elapsed() < timeout / 2, "took {:?}", start.elapsed());
+    assert_eq!(ws.get_ref().tcp().peer_addr().unwrap().ip(), V4);
+    ws.send_text("b").await.unwrap();
+    assert_eq!(ws.recv().await.unwrap().unwrap().as_text(), Some("b"));
+    ws.close(None).await.unwrap();
+    tokio::task::spawn_blocking(move || server.join().unwrap())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn async_dual_stack_connect_falls_back_when_one_family_refuses() {
+    let (listener, port) = listener_with_free_twin(V6);
+    let server = echo_on(listener);
+    let (mut ws, _) = builder(&format!("ws://localhost:{port}/"))
+        .resolve("localhost", [V4, V6])
+        .connect_async()
+        .await
+        .unwrap();
+    assert_eq!(ws.get_ref().tcp().peer_addr().unwrap().ip(), V6);
+    ws.send_text("v6").await.unwrap();
+    assert_eq!(ws.recv().await.unwrap().unwrap().as_text(), Some("v6"));
+    ws.close(None).await.unwrap();
+    tokio::task::spawn_blocking(move || server.join().unwrap())
+        .await
+        .unwrap();
+}
+
+/// Completes the WebSocket handshake, then neither reads nor answers anything: a peer that
+/// died (or a path that went dead) after the connection opened.
+fn unresponsive_server() -> (String, thread::JoinHandle<()>) {
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let handle = thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let ws = wsc::server::accept(tcp).unwrap();
+        thread::sleep(Duration::from_secs(3));
+        drop(ws);
+    });
+    (url, handle)
+}
+
+#[test]
+fn keepalive_detects_a_peer_that_stops_answering_pings() {
+    let (url, server) = unresponsive_server();
+    let keepalive = Keepalive::new(Duration::from_millis(200), Duration::from_millis(300));
+    let mut ws = builder(&url).keepalive(keepalive).connect().unwrap();
+    let start = Instant::now();
+    match ws.read() {
+        Err(Error::KeepaliveTimeout(waited)) => assert_eq!(waited, keepalive.timeout),
+        other => panic!("expected a keepalive timeout, got {other:?}"),
+    }
+    // Detected within interval + timeout, not before the pong could have come.
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(500), "{took:?}");
+    assert!(took < Duration::from_millis(2500), "{took:?}");
+    assert!(matches!(ws.read(), Err(Error::ConnectionClosed)));
+    server.join().unwrap();
+}
+
+#[tokio::test]
+async fn async_keepalive_detects_a_peer_that_stops_answering_pings() {
+    let (url, server) = unresponsive_server();
+    let keepalive = Keepalive::new(Duration::from_millis(200), Duration::from_millis(300));
+    let (mut ws, _) = builder(&url)
+        .keepalive(keepalive)
+        .connect_async()
+        .await
+        .unwrap();
+    let start = Instant::now();
+    match ws.recv().await {
+        Some(Err(Error::KeepaliveTimeout(_))) => {}
+        other => panic!("expected a keepalive timeout, got {other:?}"),
+    }
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(500), "{took:?}");
+    assert!(took < Duration::from_millis(2500), "{took:?}");
+    assert!(ws.recv().await.is_none());
+    tokio::task::spawn_blocking(move || server.join().unwrap())
+        .await
+        .unwrap();
+}
+
+/// Answers pings (automatically), counts them, and sends one message after `after`.
+fn pinged_server(after: Duration) -> (String, thread::JoinHandle<usize>) {
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let handle = thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let mut ws = wsc::server::accept(tcp).unwrap();
+        ws.get_ref()
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let start = Instant::now();
+        let mut pings = 0;
+        let mut sent = false;
+        loop {
+            if !sent && start.elapsed() >= after {
+                ws.send_text("still here").unwrap();
+                sent = true;
+            }
+            match ws.read() {
+                Ok(Message::Ping(_)) => pings += 1,
+                Ok(Message::Close(_)) => return pings,
+                Ok(_) => {}
+                Err(Error::Timeout(_)) => {}
+                Err(e) => panic!("server: {e}"),
+            }
+        }
+    });
+    (url, handle)
+}
+
+#[test]
+fn keepalive_keeps_a_live_connection_and_pings_on_schedule() {
+    let (url, server) = pinged_server(Duration::from_millis(1000));
+    let keepalive = Keepalive::new(Duration::from_millis(100), Duration::from_millis(500));
+    let mut ws = builder(&url).keepalive(keepalive).connect().unwrap();
+    let mut pongs = 0;
+    let text = loop {
+        match ws.read().unwrap() {
+            Message::Pong(_) => pongs += 1,
+            Message::Text(t) => break t,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(text, "still here");
+    ws.close_and_wait(None).unwrap();
+    let pings = server.join().unwrap();
+    assert!(pings >= 5, "only {pings} pings in a second at 100 ms");
+    assert!(pongs >= 5, "only {pongs} pongs");
+}
+
+#[tokio::test]
+async fn async_idle_read_timeout_is_reported_and_the_stream_survives() {
+    let (url, server) = pinged_server(Duration::from_millis(600));
+    let (mut ws, _) = builder(&url)
+        .read_timeout(Some(Duration::from_millis(200)))
+        .connect_async()
+        .await
+        .unwrap();
+    let mut timeouts = 0;
+    let text = loop {
+        match ws.recv().await.unwrap() {
+            Err(Error::Timeout(Phase::Read)) => timeouts += 1,
+            Ok(Message::Text(t)) => break t,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(text, "still here");
+    assert!((1..=3).contains(&timeouts), "{timeouts} timeouts");
+    ws.close(None).await.unwrap();
+    tokio::task::spawn_blocking(move || server.join().unwrap())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn async_handshake_times_out_when_the_server_accepts_tcp_but_never_answers() {
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let hold = thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        thread::sleep(Duration::from_millis(1500));
+        drop(tcp);
+    });
+    let err = builder(&url)
+        .handshake_timeout(Duration::from_millis(300))
+        .connect_async()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout(Phase::WebSocketHandshake)),
+        "{err}"
+    );
+    tokio::task::spawn_blocking(move || hold.join().unwrap())
+        .await
+        .unwrap();
+}
+
+/// One life of a feed server: accepts a client, expects the subscription, sends `tick`, then
+/// ends as `end` says: `None` kills it (TCP dropped without a close), `Some` closes with it.
+fn feed_life(listener: TcpListener, tick: &'static str, end: Option<CloseCode>) {
+    let (tcp, _) = listener.accept().unwrap();
+    drop(listener);
+    let mut ws = wsc::server::accept(tcp).unwrap();
+    assert_eq!(ws.read().unwrap().as_text(), Some("subscribe:ticker"));
+    ws.send_text(tick).unwrap();
+    if let Some(code) = end {
+        ws.close(Some(CloseFrame::new(code, "restart"))).unwrap();
+        while ws.read().is_ok() {}
+    }
+}
+
+#[test]
+fn reconnect_after_the_server_dies_resubscribes_and_reports_the_gap() {
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let policy = Reconnect::new()
+        .initial_delay(Duration::from_millis(50))
+        .max_delay(Duration::from_millis(200));
+    let first = thread::spawn(move || feed_life(listener, "tick 1", None));
+    let mut feed = builder(&format!("ws://{addr}/feed"))
+        .connect_reconnecting(policy)
+        .unwrap();
+    feed.subscribe("subscribe:ticker").unwrap();
+    assert!(
+        matches!(feed.next_event().unwrap(), Event::Message(m) if m.as_text() == Some("tick 1"))
+    );
+    first.join().unwrap();
+    match feed.next_event().unwrap() {
+        Event::Disconnected(Disconnect::Failed(Error::ConnectionReset)) => {}
+        other => panic!("expected the drop, got {other:?}"),
+    }
+    // The server is down for a while: attempts fail, then it comes back on the same port.
+    let restart = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(500));
+        feed_life(
+            TcpListener::bind(addr).unwrap(),
+            "tick 2",
+            Some(CloseCode::GOING_AWAY),
+        );
+    });
+    match feed.next_event().unwrap() {
+        Event::Reconnected(r) => {
+            assert!(r.attempts >= 2, "{r:?}");
+            assert!(r.downtime >= Duration::from_millis(400), "{r:?}");
+        }
+        other => panic!("expected a reconnect, got {other:?}"),
+    }
+    assert!(
+        matches!(feed.next_event().unwrap(), Event::Message(m) if m.as_text() == Some("tick 2"))
+    );
+    match feed.next_event().unwrap() {
+        Event::Disconnected(Disconnect::Closed(Some(frame))) => {
+            assert_eq!(frame.code, CloseCode::GOING_AWAY)
+        }
+        other => panic!("expected the server's close, got {other:?}"),
+    }
+    restart.join().unwrap();
+    feed.close(None).unwrap();
+    assert!(matches!(feed.next_event(), Err(Error::ConnectionClosed)));
+}
+
+#[test]
+fn reconnect_gives_up_after_max_attempts() {
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || feed_life(listener, "only", None));
+    let mut feed = builder(&format!("ws://{addr}/"))
+        .connect_reconnecting(
+            Reconnect::new()
+                .initial_delay(Duration::from_millis(10))
+                .max_attempts(Some(3)),
+        )
+        .unwrap();
+    feed.subscribe("subscribe:ticker").unwrap();
+    assert!(matches!(feed.next_event().unwrap(), Event::Message(_)));
+    server.join().unwrap();
+    assert!(matches!(feed.next_event().unwrap(), Event::Disconnected(_)));
+    match feed.next_event() {
+        Err(Error::Connect { .. }) => {}
+        other => panic!("expected the last connect error, got {other:?}"),
+    }
+    assert!(matches!(feed.next_event(), Err(Error::ConnectionClosed)));
+}
+
+#[tokio::test]
+async fn async_reconnect_after_the_server_dies_resubscribes_and_reports_the_gap() {
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let first = thread::spawn(move || feed_life(listener, "tick 1", None));
+    let mut feed = builder(&format!("ws://{addr}/feed"))
+        .connect_reconnecting_async(Reconnect::new().initial_delay(Duration::from_millis(50)))
+        .await
+        .unwrap();
+    feed.subscribe("subscribe:ticker").await.unwrap();
+    assert!(
+        matches!(feed.next_event().await.unwrap(), Event::Message(m) if m.as_text() == Some("tick 1"))
+    );
+    tokio::task::spawn_blocking(move || first.join().unwrap())
+        .await
+        .unwrap();
+    assert!(matches!(
+        feed.next_event().await.unwrap(),
+        Event::Disconnected(Disconnect::Failed(_))
+    ));
+    let restart = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(300));
+        feed_life(
+            TcpListener::bind(addr).unwrap(),
+            "tick 2",
+            Some(CloseCode::NORMAL),
+        );
+    });
+    assert!(matches!(feed.next_event().await.unwrap(), Event::Reconnected(r) if r.attempts >= 1));
+    assert!(
+        matches!(feed.next_event().await.unwrap(), Event::Message(m) if m.as_text() == Some("tick 2"))
+    );
+    assert!(matches!(
+        feed.next_event().await.unwrap(),
+        Event::Disconnected(Disconnect::Closed(_))
+    ));
+    tokio::task::spawn_blocking(move || restart.join().unwrap())
+        .await
+        .unwrap();
+    feed.close(None).await.unwrap();
+}
+
+/// Answers every connection with a redirect to `location` (formatted with its own address).
+fn redirector(status: u16, location: impl Fn(SocketAddr) -> String + Send + 'static) -> SocketAddr {
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let Ok(mut tcp) = tcp else { return };
+            let mut buf = [0u8; 4096];
+            let _ = tcp.read(&mut buf);
+            let head = format!(
+                "HTTP/1.1 {status} Moved\r\nLocation: {}\r\nContent-Length: 0\r\n\r\n",
+                location(addr)
+            );
+            let _ = tcp.write_all(head.as_bytes());
+        }
+    });
+    addr
+}
+
+/// Accepts one WebSocket connection and returns its request (path and headers).
+fn recording_server() -> (
+    SocketAddr,
+    thread::JoinHandle<wsc::proto::handshake::Request>,
+) {
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let (mut ws, request) = wsc::server::Acceptor::new().accept(tcp).unwrap();
+        while ws.read().is_ok() {}
+        request
+    });
+    (addr, handle)
+}
+
+#[test]
+fn redirects_are_followed_when_allowed_and_credentials_stay_behind() {
+    let (target, server) = recording_server();
+    let hop = redirector(307, move |_| format!("ws://{target}/moved?x=1"));
+    let url = format!("ws://{hop}/old");
+
+    let err = builder(&url).connect().unwrap_err();
+    assert!(err.to_string().contains("redirect"), "{err}");
+    assert!(err.to_string().contains("/moved?x=1"), "{err}");
+
+    let mut ws = builder(&url)
+        .max_redirects(2)
+        .header("Authorization", "Bearer secret")
+        .connect()
+        .unwrap();
+    ws.close_and_wait(None).unwrap();
+    let request = server.join().unwrap();
+    assert_eq!(request.path, "/moved?x=1");
+    assert!(
+        request.headers.get("authorization").is_none(),
+        "credentials followed a redirect to another origin"
+    );
+}
+
+#[test]
+fn redirect_loops_stop_at_the_limit() {
+    let looping = redirector(302, |own| format!("http://{own}/again"));
+    let err = builder(&format!("ws://{looping}/"))
+        .max_redirects(3)
+        .connect()
+        .unwrap_err();
+    match err {
+        Error::Redirect(RedirectError::TooMany { max: 3, location }) => {
+            assert!(location.ends_with("/again"), "{location}")
+        }
+        other => panic!("expected too many redirects, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn async_redirects_are_followed() {
+    let (target, server) = recording_server();
+    let second = redirector(308, move |_| format!("ws://{target}/final"));
+    let first = redirector(302, move |_| format!("ws://{second}/step"));
+    let (mut ws, _) = builder(&format!("ws://{first}/start"))
+        .max_redirects(5)
+        .connect_async()
+        .await
+        .unwrap();
+    ws.close(None).await.unwrap();
+    let request = tokio::task::spawn_blocking(move || server.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(request.path, "/final");
+}
