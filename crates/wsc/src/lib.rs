@@ -133,3 +133,8 @@ pub use url::{UrlError, WsUrl};
 pub use bytes;
 #[cfg(feature = "tls")]
 pub use rustls;
+
+/// The README's Rust examples, compiled as doctests so that they stay true.
+#[cfg(all(doctest, feature = "tokio", feature = "deflate"))]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeExamples;
