@@ -8,10 +8,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 step() { printf '\n==> %s\n' "$*"; }
 start=$(date +%s)
 
-step "Python peers in ${WSC_VENV:=.venv} (kosoku for Autobahn, websockets for interop)"
-if ! "$WSC_VENV/bin/python" -c "import kosoku, websockets" 2>/dev/null; then
+step "Python peers in ${WSC_VENV:=.venv} (kosoku for Autobahn, websockets for interop, pproxy for the proxy tests)"
+if ! "$WSC_VENV/bin/python" -c "import kosoku, websockets, pproxy" 2>/dev/null; then
   python3 -m venv "$WSC_VENV"
-  "$WSC_VENV/bin/pip" install --quiet --disable-pip-version-check kosoku==0.1.0 websockets==17.4
+  "$WSC_VENV/bin/pip" install --quiet --disable-pip-version-check kosoku==0.1.0 websockets==17.4 pproxy==2.7.9
 fi
 export WSC_VENV
 

@@ -407,7 +407,13 @@ impl ClientBuilder {
         let deadline = self
             .phase_timeout(self.handshake_timeout, opened)
             .map(|t| Instant::now() + t);
-        tunnel::open_blocking(&mut tcp, &proxy, &url.host, url.port, deadline)?;
+        tunnel::open_blocking(
+            &mut tcp,
+            &proxy,
+            (&url.host, url.port),
+            &self.resolve,
+            deadline,
+        )?;
         Ok(tcp)
     }
 

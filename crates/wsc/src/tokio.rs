@@ -780,7 +780,7 @@ impl ClientBuilder {
             .await
             .map_err(|e| crate::client::proxy_unreachable(&proxy, e))?;
         let limit = self.phase_timeout(self.handshake_timeout, opened);
-        let tunnelling = tunnel::open_async(&mut tcp, &proxy, &url.host, url.port);
+        let tunnelling = tunnel::open_async(&mut tcp, &proxy, (&url.host, url.port), &self.resolve);
         within(limit, Phase::Proxy, tunnelling).await?;
         Ok(tcp)
     }

@@ -7,6 +7,7 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use super::connect::{overridden, Overrides};
 use super::http_connect::{self, MAX_HEAD};
 use super::proxy::{host_port, Proxy, ProxyError, ProxyKind};
 use super::socks5::{Socks5, Step};
@@ -144,11 +145,11 @@ fn proxy_error(proxy: &Proxy) -> impl Fn(ProxyError) -> Error + '_ {
 pub(crate) fn open_blocking(
     tcp: &mut TcpStream,
     proxy: &Proxy,
-    host: &str,
-    port: u16,
+    (host, port): (&str, u16),
+    overrides: &Overrides,
     deadline: Option<Instant>,
 ) -> Result<(), Error> {
-    let result = negotiate_blocking(tcp, proxy, host, port, deadline);
+    let result = negotiate_blocking(tcp, proxy, host, port, overrides, deadline);
     let restored = tcp
         .set_read_timeout(None)
         .and_then(|()| tcp.set_write_timeout(None));
@@ -162,13 +163,17 @@ fn negotiate_blocking(
     proxy: &Proxy,
     host: &str,
     port: u16,
+    overrides: &Overrides,
     deadline: Option<Instant>,
 ) -> Result<(), Error> {
     let resolved = if resolves_locally(proxy, host) {
-        let addrs = super::connect::resolve(host, port, deadline).map_err(|e| match e {
-            Error::Timeout(_) => Error::Timeout(Phase::Proxy),
-            other => other,
-        })?;
+        let addrs = match overridden(overrides, host, port) {
+            Some(addrs) => addrs,
+            None => super::connect::resolve(host, port, deadline).map_err(|e| match e {
+                Error::Timeout(_) => Error::Timeout(Phase::Proxy),
+                other => other,
+            })?,
+        };
         Some(addrs.first().ok_or_else(|| no_addresses(host))?.ip())
     } else {
         None
@@ -242,8 +247,8 @@ fn io_error(e: io::Error) -> Error {
 pub(crate) async fn open_async<S>(
     stream: &mut S,
     proxy: &Proxy,
-    host: &str,
-    port: u16,
+    (host, port): (&str, u16),
+    overrides: &Overrides,
 ) -> Result<(), Error>
 where
     S: ::tokio::io::AsyncRead + ::tokio::io::AsyncWrite + Unpin + ?Sized,
@@ -251,13 +256,17 @@ where
     use ::tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let resolved = if resolves_locally(proxy, host) {
-        let mut addrs = ::tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|source| Error::Dns {
-                host: host.to_string(),
-                source,
-            })?;
-        Some(addrs.next().ok_or_else(|| no_addresses(host))?.ip())
+        let addrs: Vec<std::net::SocketAddr> = match overridden(overrides, host, port) {
+            Some(addrs) => addrs,
+            None => ::tokio::net::lookup_host((host, port))
+                .await
+                .map_err(|source| Error::Dns {
+                    host: host.to_string(),
+                    source,
+                })?
+                .collect(),
+        };
+        Some(addrs.first().ok_or_else(|| no_addresses(host))?.ip())
     } else {
         None
     };
@@ -349,7 +358,7 @@ mod tests {
         });
         let proxy = Proxy::http("127.0.0.1", addr.port()).credentials("u", "p");
         let mut tcp = TcpStream::connect(addr).unwrap();
-        open_blocking(&mut tcp, &proxy, "example.com", 443, soon()).unwrap();
+        open_blocking(&mut tcp, &proxy, ("example.com", 443), &Vec::new(), soon()).unwrap();
         assert_eq!(tcp.read_timeout().unwrap(), None);
         assert_eq!(tcp.write_timeout().unwrap(), None);
         tcp.write_all(b"hello").unwrap();
@@ -368,7 +377,7 @@ mod tests {
         });
         let proxy = Proxy::http("127.0.0.1", addr.port());
         let mut tcp = TcpStream::connect(addr).unwrap();
-        let result = open_blocking(&mut tcp, &proxy, "::1", 8080, soon());
+        let result = open_blocking(&mut tcp, &proxy, ("::1", 8080), &Vec::new(), soon());
         let message = result.as_ref().map_err(ToString::to_string).unwrap_err();
         assert!(
             message.starts_with(&format!(
@@ -392,7 +401,13 @@ mod tests {
         });
         let proxy = Proxy::http("127.0.0.1", addr.port());
         let mut tcp = TcpStream::connect(addr).unwrap();
-        let error = proxy_err(open_blocking(&mut tcp, &proxy, "h", 80, soon()));
+        let error = proxy_err(open_blocking(
+            &mut tcp,
+            &proxy,
+            ("h", 80),
+            &Vec::new(),
+            soon(),
+        ));
         assert!(
             matches!(&error, ProxyError::BadResponse(m) if m.contains("8 bytes")),
             "{error}"
@@ -412,7 +427,7 @@ mod tests {
         let mut tcp = TcpStream::connect(addr).unwrap();
         let started = Instant::now();
         let deadline = Some(started + Duration::from_millis(200));
-        let result = open_blocking(&mut tcp, &proxy, "h", 80, deadline);
+        let result = open_blocking(&mut tcp, &proxy, ("h", 80), &Vec::new(), deadline);
         assert!(
             matches!(result, Err(Error::Timeout(Phase::Proxy))),
             "{result:?}"
@@ -430,7 +445,13 @@ mod tests {
         });
         let proxy = Proxy::http("127.0.0.1", addr.port());
         let mut tcp = TcpStream::connect(addr).unwrap();
-        let error = proxy_err(open_blocking(&mut tcp, &proxy, "h", 80, None));
+        let error = proxy_err(open_blocking(
+            &mut tcp,
+            &proxy,
+            ("h", 80),
+            &Vec::new(),
+            None,
+        ));
         assert_eq!(error, ProxyError::ClosedEarly);
         proxy_thread.join().unwrap();
     }
@@ -464,7 +485,7 @@ mod tests {
         let (addr, proxy_thread) = fake_proxy(socks5_script(target, reply));
         let proxy = Proxy::socks5("127.0.0.1", addr.port()).credentials("user", "pw");
         let mut tcp = TcpStream::connect(addr).unwrap();
-        open_blocking(&mut tcp, &proxy, "example.com", 443, soon()).unwrap();
+        open_blocking(&mut tcp, &proxy, ("example.com", 443), &Vec::new(), soon()).unwrap();
         tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         assert_eq!(read_n(&mut tcp, 6), b"SERVER");
         tcp.write_all(b"x").unwrap();
@@ -489,7 +510,7 @@ mod tests {
         });
         let proxy = Proxy::socks5("127.0.0.1", addr.port()).remote_dns(false);
         let mut tcp = TcpStream::connect(addr).unwrap();
-        open_blocking(&mut tcp, &proxy, "localhost", 80, soon()).unwrap();
+        open_blocking(&mut tcp, &proxy, ("localhost", 80), &Vec::new(), soon()).unwrap();
         proxy_thread.join().unwrap();
     }
 
@@ -503,7 +524,13 @@ mod tests {
         });
         let proxy = Proxy::socks5("127.0.0.1", addr.port());
         let mut tcp = TcpStream::connect(addr).unwrap();
-        let error = proxy_err(open_blocking(&mut tcp, &proxy, "10.9.8.7", 9, soon()));
+        let error = proxy_err(open_blocking(
+            &mut tcp,
+            &proxy,
+            ("10.9.8.7", 9),
+            &Vec::new(),
+            soon(),
+        ));
         assert_eq!(
             error,
             ProxyError::Socks5Reply {
@@ -544,7 +571,9 @@ mod tests {
         });
         let proxy = Proxy::http("127.0.0.1", addr.port());
         let mut tcp = ::tokio::net::TcpStream::connect(addr).await.unwrap();
-        open_async(&mut tcp, &proxy, "h", 80).await.unwrap();
+        open_async(&mut tcp, &proxy, ("h", 80), &Vec::new())
+            .await
+            .unwrap();
         proxy_thread.join().unwrap();
 
         let mut target = vec![3, 11];
@@ -556,7 +585,7 @@ mod tests {
         let (addr, proxy_thread) = fake_proxy(socks5_script(target, reply));
         let proxy = Proxy::socks5("127.0.0.1", addr.port()).credentials("user", "pw");
         let mut tcp = ::tokio::net::TcpStream::connect(addr).await.unwrap();
-        open_async(&mut tcp, &proxy, "example.com", 443)
+        open_async(&mut tcp, &proxy, ("example.com", 443), &Vec::new())
             .await
             .unwrap();
         let mut server = [0u8; 6];
@@ -575,7 +604,7 @@ mod tests {
         });
         let proxy = Proxy::socks5("127.0.0.1", addr.port());
         let mut tcp = ::tokio::net::TcpStream::connect(addr).await.unwrap();
-        let error = proxy_err(open_async(&mut tcp, &proxy, "h", 1).await);
+        let error = proxy_err(open_async(&mut tcp, &proxy, ("h", 1), &Vec::new()).await);
         assert_eq!(
             error,
             ProxyError::Socks5NoAcceptableAuth {
