@@ -72,6 +72,21 @@ fn all_failed(host: &str, port: u16, last: Option<io::Error>) -> Error {
     }
 }
 
+/// The addresses of `host`: itself if it is an IP literal, the overrides if it has some, else
+/// what the resolver says by `deadline`.
+pub(crate) fn addresses(
+    host: &str,
+    port: u16,
+    overrides: &Overrides,
+    deadline: Option<Instant>,
+) -> Result<Vec<SocketAddr>, Error> {
+    match (host.parse::<IpAddr>(), overridden(overrides, host, port)) {
+        (Ok(ip), _) => Ok(vec![SocketAddr::new(ip, port)]),
+        (Err(_), Some(addrs)) => Ok(addrs),
+        (Err(_), None) => resolve(host, port, deadline),
+    }
+}
+
 /// Resolves `host` (unless it is an IP literal or overridden) and connects to the first of its
 /// addresses to answer, all within `timeout` (if given).
 pub(crate) fn connect_tcp(
@@ -81,11 +96,7 @@ pub(crate) fn connect_tcp(
     timeout: Option<Duration>,
 ) -> Result<TcpStream, Error> {
     let deadline = timeout.map(|t| Instant::now() + t);
-    let addrs = match (host.parse::<IpAddr>(), overridden(overrides, host, port)) {
-        (Ok(ip), _) => vec![SocketAddr::new(ip, port)],
-        (Err(_), Some(addrs)) => addrs,
-        (Err(_), None) => resolve(host, port, deadline)?,
-    };
+    let addrs = addresses(host, port, overrides, deadline)?;
     let tcp = race(interleave(addrs), deadline).map_err(|e| match e {
         RaceError::TimedOut => Error::Timeout(Phase::Connect),
         RaceError::Failed(last) => all_failed(host, port, last),
@@ -221,6 +232,26 @@ pub(crate) mod tokio {
 
     type Attempt = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
 
+    /// The addresses of `host`, as [`super::addresses`], resolved on tokio's blocking pool.
+    /// The caller bounds it.
+    pub(crate) async fn addresses(
+        host: &str,
+        port: u16,
+        overrides: &Overrides,
+    ) -> Result<Vec<SocketAddr>, Error> {
+        match (host.parse::<IpAddr>(), overridden(overrides, host, port)) {
+            (Ok(ip), _) => Ok(vec![SocketAddr::new(ip, port)]),
+            (Err(_), Some(addrs)) => Ok(addrs),
+            (Err(_), None) => Ok(::tokio::net::lookup_host((host, port))
+                .await
+                .map_err(|source| Error::Dns {
+                    host: host.to_string(),
+                    source,
+                })?
+                .collect()),
+        }
+    }
+
     /// Resolves `host` (unless it is an IP literal or overridden) and races connections to
     /// its addresses. The caller bounds it with the connect timeout.
     pub(crate) async fn connect_tcp(
@@ -228,18 +259,7 @@ pub(crate) mod tokio {
         port: u16,
         overrides: &Overrides,
     ) -> Result<TcpStream, Error> {
-        let addrs: Vec<SocketAddr> =
-            match (host.parse::<IpAddr>(), overridden(overrides, host, port)) {
-                (Ok(ip), _) => vec![SocketAddr::new(ip, port)],
-                (Err(_), Some(addrs)) => addrs,
-                (Err(_), None) => ::tokio::net::lookup_host((host, port))
-                    .await
-                    .map_err(|source| Error::Dns {
-                        host: host.to_string(),
-                        source,
-                    })?
-                    .collect(),
-            };
+        let addrs = addresses(host, port, overrides).await?;
         let tcp = race(interleave(addrs))
             .await
             .map_err(|last| all_failed(host, port, last))?;

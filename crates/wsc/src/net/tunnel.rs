@@ -7,7 +7,7 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use super::connect::{overridden, Overrides};
+use super::connect::{addresses, Overrides};
 use super::http_connect::{self, MAX_HEAD};
 use super::proxy::{host_port, Proxy, ProxyError, ProxyKind};
 use super::socks5::{Socks5, Step};
@@ -167,13 +167,10 @@ fn negotiate_blocking(
     deadline: Option<Instant>,
 ) -> Result<(), Error> {
     let resolved = if resolves_locally(proxy, host) {
-        let addrs = match overridden(overrides, host, port) {
-            Some(addrs) => addrs,
-            None => super::connect::resolve(host, port, deadline).map_err(|e| match e {
-                Error::Timeout(_) => Error::Timeout(Phase::Proxy),
-                other => other,
-            })?,
-        };
+        let addrs = addresses(host, port, overrides, deadline).map_err(|e| match e {
+            Error::Timeout(_) => Error::Timeout(Phase::Proxy),
+            other => other,
+        })?;
         Some(addrs.first().ok_or_else(|| no_addresses(host))?.ip())
     } else {
         None
@@ -256,16 +253,7 @@ where
     use ::tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let resolved = if resolves_locally(proxy, host) {
-        let addrs: Vec<std::net::SocketAddr> = match overridden(overrides, host, port) {
-            Some(addrs) => addrs,
-            None => ::tokio::net::lookup_host((host, port))
-                .await
-                .map_err(|source| Error::Dns {
-                    host: host.to_string(),
-                    source,
-                })?
-                .collect(),
-        };
+        let addrs = super::connect::tokio::addresses(host, port, overrides).await?;
         Some(addrs.first().ok_or_else(|| no_addresses(host))?.ip())
     } else {
         None
