@@ -15,6 +15,10 @@ use crate::stream::{is_timeout, map_io_error, MaybeTlsStream};
 /// Read this much at a time.
 const READ_CHUNK: usize = 16 << 10;
 
+/// How long the last read before declaring a peer dead may wait (the pong, if it came, is
+/// already in the socket).
+const LAST_CHANCE: Duration = Duration::from_millis(10);
+
 /// Most bytes discarded while waiting for the server to close TCP after the close handshake.
 const CLOSE_DRAIN_LIMIT: usize = 1 << 20;
 
@@ -25,6 +29,10 @@ pub(crate) struct StreamControl<S> {
     pub(crate) set_read_timeout: fn(&mut S, Option<Duration>) -> io::Result<()>,
     /// A deadline for every read until lifted, however many reads an operation takes.
     pub(crate) set_deadline: fn(&mut S, Option<Instant>) -> io::Result<()>,
+    /// The same, with the idle-read timeout set aside: the close timeout alone bounds closing.
+    pub(crate) set_close_deadline: fn(&mut S, Option<Instant>) -> io::Result<()>,
+    /// The timeout of each write.
+    pub(crate) set_write_timeout: fn(&mut S, Option<Duration>) -> io::Result<()>,
 }
 
 impl<S> Clone for StreamControl<S> {
@@ -40,6 +48,8 @@ impl StreamControl<MaybeTlsStream> {
         StreamControl {
             set_read_timeout: MaybeTlsStream::set_read_timeout,
             set_deadline: MaybeTlsStream::set_deadline,
+            set_close_deadline: MaybeTlsStream::set_close_deadline,
+            set_write_timeout: MaybeTlsStream::set_write_timeout,
         }
     }
 }
@@ -59,6 +69,14 @@ pub struct WebSocket<S> {
     drained: bool,
     /// A keepalive deadline is set on the stream (and must be lifted when keepalive stops).
     keepalive_deadline: bool,
+    /// A pong is overdue and one more read was given to let it in (it may wait in the
+    /// socket behind other data) before the peer is declared dead.
+    last_chance: bool,
+    /// When the close handshake must be over (set by `close_and_wait`, so that waiting for
+    /// the server's TCP close shares its bound).
+    close_deadline: Option<Instant>,
+    /// The write timeout the caller configured (restored after a keepalive ping's write).
+    write_timeout: Option<Duration>,
 }
 
 impl<S> std::fmt::Debug for WebSocket<S> {
@@ -93,6 +111,9 @@ impl<S: Read + Write> WebSocket<S> {
             close_timeout: Some(Duration::from_secs(5)),
             drained: false,
             keepalive_deadline: false,
+            last_chance: false,
+            close_deadline: None,
+            write_timeout: None,
         }
     }
 
@@ -103,7 +124,9 @@ impl<S: Read + Write> WebSocket<S> {
         peer: String,
         control: Option<StreamControl<S>>,
         close_timeout: Option<Duration>,
+        write_timeout: Option<Duration>,
     ) {
+        self.write_timeout = write_timeout;
         self.request_head = Some(request_head.into_boxed_str());
         self.response = Some(Box::new(response));
         self.peer = peer;
@@ -155,7 +178,11 @@ impl<S: Read + Write> WebSocket<S> {
         loop {
             match self.conn.receive_with(READ_CHUNK, |buf| stream.read(buf)) {
                 Ok(0) => return self.conn.receive_eof(),
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    // Data came: the peer is alive, whatever its pong is doing.
+                    self.last_chance = false;
+                    return Ok(());
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_timeout(&e) && wake.is_some_and(|at| Instant::now() >= at) => {
                     return Ok(())
@@ -171,7 +198,17 @@ impl<S: Read + Write> WebSocket<S> {
         let Some(control) = self.control else {
             return Ok(None);
         };
-        let wake = match self.conn.poll_keepalive(Instant::now()) {
+        let now = Instant::now();
+        if self.conn.keepalive_overdue(now) && !self.last_chance {
+            // The pong may be in the socket behind other data: one more short read first.
+            self.last_chance = true;
+            let wake = now + LAST_CHANCE;
+            (control.set_deadline)(&mut self.stream, Some(wake))?;
+            self.keepalive_deadline = true;
+            return Ok(Some(wake));
+        }
+        self.last_chance = false;
+        let wake = match self.conn.poll_keepalive(now) {
             Ok(wake) => wake,
             Err(e) => {
                 // The peer is gone: no close handshake to wait for.
@@ -180,7 +217,23 @@ impl<S: Read + Write> WebSocket<S> {
             }
         };
         if self.conn.has_pending_output() {
-            self.flush()?;
+            // A peer that stopped reading must not hold the ping's write past its deadline.
+            let bound = wake.map(|at| at.saturating_duration_since(now));
+            let bound = match (bound, self.write_timeout) {
+                (Some(b), Some(w)) => Some(b.min(w)),
+                (b, w) => b.or(w),
+            };
+            (control.set_write_timeout)(&mut self.stream, bound)?;
+            let flushed = self.flush();
+            (control.set_write_timeout)(&mut self.stream, self.write_timeout)?;
+            match flushed {
+                Err(Error::Timeout(Phase::Write)) if self.write_timeout != bound => {
+                    self.conn.abort();
+                    self.drained = true;
+                    return Err(Error::KeepaliveTimeout(self.conn.keepalive_timeout()));
+                }
+                other => other?,
+            }
         }
         if wake.is_some() || self.keepalive_deadline {
             (control.set_deadline)(&mut self.stream, wake)?;
@@ -214,8 +267,10 @@ impl<S: Read + Write> WebSocket<S> {
         }
         self.drained = true;
         let Some(control) = self.control else { return };
-        let deadline = self.close_timeout.map(|t| Instant::now() + t);
-        if (control.set_deadline)(&mut self.stream, deadline).is_err() {
+        let deadline = self
+            .close_deadline
+            .or_else(|| self.close_timeout.map(|t| Instant::now() + t));
+        if (control.set_close_deadline)(&mut self.stream, deadline).is_err() {
             return;
         }
         self.keepalive_deadline = false;
@@ -317,7 +372,8 @@ impl<S: Read + Write> WebSocket<S> {
         let control = self.control;
         if let Some(c) = control {
             let deadline = self.close_timeout.map(|t| Instant::now() + t);
-            (c.set_deadline)(&mut self.stream, deadline)?;
+            (c.set_close_deadline)(&mut self.stream, deadline)?;
+            self.close_deadline = deadline;
             // The close timeout now bounds reads, not keepalive (which stops after a close).
             self.keepalive_deadline = false;
         }
@@ -329,6 +385,7 @@ impl<S: Read + Write> WebSocket<S> {
                 Err(e) => break Err(e),
             }
         };
+        self.close_deadline = None;
         if let Some(c) = control {
             let _ = (c.set_deadline)(&mut self.stream, None);
         }

@@ -548,6 +548,7 @@ impl ClientBuilder {
             url.authority(),
             control,
             self.close_timeout,
+            self.write_timeout,
         );
         ws.set_keepalive(self.keepalive);
         Ok(ws)

@@ -39,6 +39,7 @@ pub struct Reconnect {
     max_delay: Duration,
     max_attempts: Option<u32>,
     jitter: bool,
+    stable_after: Duration,
 }
 
 impl Default for Reconnect {
@@ -48,6 +49,7 @@ impl Default for Reconnect {
             max_delay: Duration::from_secs(30),
             max_attempts: None,
             jitter: true,
+            stable_after: Duration::from_secs(10),
         }
     }
 }
@@ -80,6 +82,14 @@ impl Reconnect {
     /// clients dropped at once do not come back at once.
     pub fn jitter(mut self, on: bool) -> Self {
         self.jitter = on;
+        self
+    }
+
+    /// How long a connection must stay up to count as stable (default 10 s): a server that
+    /// accepts and then drops the connection sooner keeps the backoff growing instead of
+    /// being retried at the initial delay forever.
+    pub fn stable_after(mut self, duration: Duration) -> Self {
+        self.stable_after = duration;
         self
     }
 
@@ -194,6 +204,11 @@ pub(crate) struct Plan {
     pub(crate) down_since: Option<Instant>,
     /// Failed attempts in the current gap.
     pub(crate) failed: u32,
+    /// Connections in a row that dropped before they were stable: they count toward the
+    /// backoff.
+    pub(crate) flaps: u32,
+    /// When the current connection opened.
+    pub(crate) up_since: Instant,
     /// The caller closed the connection, or reconnecting gave up: no more attempts.
     pub(crate) stopped: bool,
 }
@@ -206,20 +221,30 @@ impl Plan {
             subscriptions: Vec::new(),
             down_since: None,
             failed: 0,
+            flaps: 0,
+            up_since: Instant::now(),
             stopped: false,
         }
     }
 
     /// Records a drop and turns it into its event.
     pub(crate) fn dropped(&mut self, cause: Disconnect) -> Event {
-        self.down_since = Some(Instant::now());
+        let now = Instant::now();
+        if now.duration_since(self.up_since) < self.policy.stable_after {
+            self.flaps = self.flaps.saturating_add(1);
+        } else {
+            self.flaps = 0;
+        }
+        self.down_since = Some(now);
         self.failed = 0;
         Event::Disconnected(cause)
     }
 
-    /// The delay before the next attempt.
+    /// The delay before the next attempt: the first after a stable connection comes after
+    /// the initial delay, later ones (and those after short-lived connections) back off.
     pub(crate) fn next_delay(&self) -> Duration {
-        self.policy.delay(self.failed + 1, random_u32())
+        let attempt = self.failed.saturating_add(self.flaps).saturating_add(1);
+        self.policy.delay(attempt, random_u32())
     }
 
     /// Records a failed attempt: `Err` (the error to return) when it is time to give up.
@@ -240,6 +265,7 @@ impl Plan {
         });
         self.down_since = None;
         self.failed = 0;
+        self.up_since = Instant::now();
         event
     }
 }
@@ -393,6 +419,24 @@ mod tests {
         let permanent = Error::Url(crate::url::UrlError::MissingHost);
         assert!(plan.attempt_failed(permanent).is_err());
         assert!(plan.stopped);
+    }
+
+    #[test]
+    fn short_lived_connections_keep_the_backoff_growing() {
+        let policy = Reconnect::new()
+            .initial_delay(Duration::from_millis(100))
+            .max_delay(Duration::from_secs(10))
+            .jitter(false);
+        let mut plan = Plan::new(ClientBuilder::new("ws://127.0.0.1:1/"), policy.clone());
+        for expected in [200, 400, 800] {
+            plan.dropped(Disconnect::Closed(None));
+            assert_eq!(plan.next_delay(), Duration::from_millis(expected));
+            plan.reconnected();
+        }
+        // A connection that stayed up past `stable_after` starts the backoff over.
+        plan.up_since = Instant::now() - Duration::from_secs(11);
+        plan.dropped(Disconnect::Closed(None));
+        assert_eq!(plan.next_delay(), Duration::from_millis(100));
     }
 
     #[test]

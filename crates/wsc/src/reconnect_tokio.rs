@@ -57,6 +57,9 @@ impl Reconnecting {
         if let Some(ws) = &mut self.ws {
             return match ws.recv().await {
                 Some(Ok(Message::Close(frame))) => {
+                    // Let the driver send the close reply and wait (bounded by the close
+                    // timeout) for the server to close TCP, as the blocking client does.
+                    while ws.recv().await.is_some() {}
                     self.ws = None;
                     Ok(self.plan.dropped(Disconnect::Closed(frame)))
                 }

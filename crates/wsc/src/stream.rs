@@ -13,6 +13,9 @@ use crate::error::{Error, Phase};
 pub struct DeadlineTcp {
     tcp: TcpStream,
     deadline: Option<Instant>,
+    /// The idle-read timeout still applies under the deadline (off while closing, where only
+    /// the close timeout counts).
+    idle_under_deadline: bool,
     read_timeout: Option<Duration>,
 }
 
@@ -21,12 +24,14 @@ impl DeadlineTcp {
         DeadlineTcp {
             tcp,
             deadline: None,
+            idle_under_deadline: true,
             read_timeout: None,
         }
     }
 
-    fn set_deadline(&mut self, deadline: Option<Instant>) -> io::Result<()> {
+    fn set_deadline(&mut self, deadline: Option<Instant>, idle: bool) -> io::Result<()> {
         self.deadline = deadline;
+        self.idle_under_deadline = idle;
         if deadline.is_none() {
             self.tcp.set_read_timeout(self.read_timeout)?;
         }
@@ -46,7 +51,10 @@ impl Read for DeadlineTcp {
             if left.is_zero() {
                 return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline expired"));
             }
-            let left = self.read_timeout.map_or(left, |t| t.min(left));
+            let left = match self.read_timeout {
+                Some(idle) if self.idle_under_deadline => idle.min(left),
+                _ => left,
+            };
             self.tcp.set_read_timeout(Some(left))?;
         }
         self.tcp.read(buf)
@@ -105,9 +113,20 @@ impl MaybeTlsStream {
         self.inner_mut().set_read_timeout(timeout)
     }
 
-    /// Bounds every read until `deadline` (`None` lifts it).
+    /// Bounds every read until `deadline` (`None` lifts it); the read timeout still applies
+    /// to each read.
     pub fn set_deadline(&mut self, deadline: Option<Instant>) -> io::Result<()> {
-        self.inner_mut().set_deadline(deadline)
+        self.inner_mut().set_deadline(deadline, true)
+    }
+
+    /// Bounds every read until `deadline` alone, the read timeout set aside (for closing).
+    pub(crate) fn set_close_deadline(&mut self, deadline: Option<Instant>) -> io::Result<()> {
+        self.inner_mut().set_deadline(deadline, false)
+    }
+
+    /// Sets the timeout of each blocking write.
+    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.inner().tcp.set_write_timeout(timeout)
     }
 }
 
@@ -186,7 +205,7 @@ pub(crate) fn tls_handshake(
         source,
     })?;
     let mut sock = DeadlineTcp::new(tcp);
-    sock.set_deadline(timeout.map(|t| Instant::now() + t))?;
+    sock.set_deadline(timeout.map(|t| Instant::now() + t), true)?;
     while conn.is_handshaking() {
         match conn.complete_io(&mut sock) {
             Ok((0, 0)) if conn.is_handshaking() => {
@@ -199,7 +218,7 @@ pub(crate) fn tls_handshake(
             Err(e) => return Err(map_io_error(e, Phase::TlsHandshake, host)),
         }
     }
-    sock.set_deadline(None)?;
+    sock.set_deadline(None, true)?;
     Ok(MaybeTlsStream::Tls(Box::new(rustls::StreamOwned::new(
         conn, sock,
     ))))

@@ -316,7 +316,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         if self.read_timeout.is_none() && !self.conn.has_keepalive() {
             return Poll::Pending;
         }
-        let now = Instant::now();
+        // tokio's clock, which its timers follow (it may be paused in tests).
+        let now = ::tokio::time::Instant::now().into_std();
         let queued = self.conn.pending_output().len();
         let mut wake = match self.conn.poll_keepalive(now) {
             Ok(wake) => wake,
@@ -330,7 +331,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         if self.conn.pending_output().len() > queued {
             return Poll::Ready(None);
         }
-        if let Some(limit) = self.read_timeout {
+        // The idle timeout is for an open connection: closing has its own timeout.
+        let idle = self
+            .read_timeout
+            .filter(|_| self.conn.state() == State::Open);
+        if let Some(limit) = idle {
             let since = *self.idle_since.get_or_insert(now);
             if now.saturating_duration_since(since) >= limit {
                 self.idle_since = Some(now);
@@ -453,7 +458,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     /// is overdue (see [`ClientBuilder::keepalive`]). Runs while the stream (or its reading
     /// half) is polled.
     pub fn set_keepalive(&mut self, keepalive: Option<Keepalive>) {
-        self.inner.conn.set_keepalive(keepalive, Instant::now());
+        let now = ::tokio::time::Instant::now().into_std();
+        self.inner.conn.set_keepalive(keepalive, now);
     }
 
     /// Yields [`Error::Timeout`] (`Phase::Read`) from `recv` when no data arrives for this

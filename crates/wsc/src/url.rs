@@ -76,6 +76,38 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Whether `s` is a URL scheme (RFC 3986 section 3.1: a letter, then letters, digits, `+`,
+/// `-` or `.`), so that `/login?next=https://x` is not read as one.
+fn is_scheme(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+}
+
+/// Resolves `.` and `..` segments in an absolute path (RFC 3986 section 5.2.4).
+fn remove_dot_segments(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    for (i, segment) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        match *segment {
+            "." => {
+                if last {
+                    out.push("");
+                }
+            }
+            ".." => {
+                out.pop();
+                if last {
+                    out.push("");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
 impl WsUrl {
     /// Parses a `ws://` or `wss://` URL.
     pub fn parse(input: &str) -> Result<WsUrl, UrlError> {
@@ -178,7 +210,7 @@ impl WsUrl {
         let location = location.trim();
         let location = location.split_once('#').map_or(location, |(l, _)| l);
         let scheme = if self.secure { "wss" } else { "ws" };
-        if let Some((given, rest)) = location.split_once("://") {
+        if let Some((given, rest)) = location.split_once("://").filter(|(s, _)| is_scheme(s)) {
             let mapped = match given.to_ascii_lowercase().as_str() {
                 "http" | "ws" => "ws",
                 "https" | "wss" => "wss",
@@ -199,6 +231,15 @@ impl WsUrl {
             let dir = path_only.rsplit_once('/').map_or("", |(dir, _)| dir);
             format!("{dir}/{location}")
         };
+        let (path, query) = match target.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (target.as_str(), None),
+        };
+        let mut target = remove_dot_segments(path);
+        if let Some(query) = query {
+            target.push('?');
+            target.push_str(query);
+        }
         WsUrl::parse(&format!("{origin}{target}"))
     }
 
@@ -331,6 +372,14 @@ mod tests {
         assert_eq!(join("/v2/stream"), "wss://feed.example:8443/v2/stream");
         assert_eq!(join("next?y=2"), "wss://feed.example:8443/v1/next?y=2");
         assert_eq!(join("?y=2"), "wss://feed.example:8443/v1/stream?y=2");
+        assert_eq!(
+            join("/login?next=https://x.example/v1"),
+            "wss://feed.example:8443/login?next=https://x.example/v1"
+        );
+        assert_eq!(join("../v2/stream"), "wss://feed.example:8443/v2/stream");
+        assert_eq!(join("./a/./b/../c"), "wss://feed.example:8443/v1/a/c");
+        assert_eq!(join("/a/b/.."), "wss://feed.example:8443/a/");
+        assert_eq!(join("../../../x"), "wss://feed.example:8443/x");
         assert_eq!(
             base.join("ftp://x.example/").unwrap_err(),
             UrlError::UnsupportedScheme("ftp".into())

@@ -527,3 +527,131 @@ async fn async_redirects_are_followed() {
         .unwrap();
     assert_eq!(request.path, "/final");
 }
+
+#[test]
+fn a_host_without_addresses_fails_at_once() {
+    for timeout in [None, Some(Duration::from_secs(5))] {
+        let start = Instant::now();
+        let err = builder("ws://nowhere.test/")
+            .connect_timeout(timeout)
+            .resolve("nowhere.test", [])
+            .connect()
+            .unwrap_err();
+        assert!(matches!(err, Error::Connect { .. }), "{err}");
+        assert!(start.elapsed() < Duration::from_secs(1));
+    }
+}
+
+/// After the handshake, answers each ping with a text message at once and the pong 50 ms
+/// later: a healthy peer whose pong sits behind other data. Raw frames, to control the order.
+fn data_then_pong_server() -> String {
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let mut tcp = wsc::server::accept(tcp).unwrap().into_inner();
+        loop {
+            // Client frames here are small and masked: 2 header bytes, 4 key bytes, payload.
+            let mut head = [0u8; 2];
+            if tcp.read_exact(&mut head).is_err() {
+                return;
+            }
+            let mut rest = vec![0u8; 4 + usize::from(head[1] & 0x7f)];
+            if tcp.read_exact(&mut rest).is_err() {
+                return;
+            }
+            let (key, masked) = rest.split_at(4);
+            let payload: Vec<u8> = masked
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ key[i % 4])
+                .collect();
+            match head[0] & 0x0f {
+                0x9 => {
+                    tcp.write_all(&[0x81, 4, b'd', b'a', b't', b'a']).unwrap();
+                    thread::sleep(Duration::from_millis(50));
+                    let mut pong = vec![0x8a, payload.len() as u8];
+                    pong.extend_from_slice(&payload);
+                    tcp.write_all(&pong).unwrap();
+                }
+                0x8 => return,
+                _ => {}
+            }
+        }
+    });
+    url
+}
+
+#[test]
+fn keepalive_does_not_fail_a_slow_reader_whose_pong_is_waiting() {
+    let url = data_then_pong_server();
+    let keepalive = Keepalive::new(Duration::from_millis(200), Duration::from_millis(300));
+    let mut ws = builder(&url).keepalive(keepalive).connect().unwrap();
+    assert_eq!(ws.read().unwrap().as_text(), Some("data"));
+    // A slow consumer: the pong came long ago but has not been read.
+    thread::sleep(Duration::from_millis(1000));
+    match ws.read() {
+        Ok(Message::Pong(_)) => {}
+        other => panic!("a healthy peer was declared dead: {other:?}"),
+    }
+}
+
+#[test]
+fn keepalive_is_not_held_up_by_a_full_send_buffer() {
+    let (url, server) = unresponsive_server();
+    let keepalive = Keepalive::new(Duration::from_millis(200), Duration::from_millis(300));
+    let mut ws = builder(&url).keepalive(keepalive).connect().unwrap();
+    // Fill the path to the peer, as unacknowledged data to a dead peer would.
+    let tcp = ws.get_ref().tcp().try_clone().unwrap();
+    tcp.set_nonblocking(true).unwrap();
+    let junk = [0u8; 65536];
+    while (&tcp).write(&junk).is_ok() {}
+    tcp.set_nonblocking(false).unwrap();
+    let start = Instant::now();
+    match ws.read() {
+        Err(Error::KeepaliveTimeout(_)) => {}
+        other => panic!("expected a keepalive timeout, got {other:?}"),
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    server.join().unwrap();
+}
+
+/// Answers the client's close after `delay`, then closes TCP.
+fn slow_closer(delay: Duration) -> String {
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let mut tcp = wsc::server::accept(tcp).unwrap().into_inner();
+        let mut buf = [0u8; 64];
+        let _ = tcp.read(&mut buf);
+        thread::sleep(delay);
+        tcp.write_all(&[0x88, 2, 0x03, 0xe8]).unwrap();
+    });
+    url
+}
+
+#[tokio::test]
+async fn the_idle_read_timeout_does_not_cut_the_close_short() {
+    let options = |url: &str| {
+        builder(url)
+            .read_timeout(Some(Duration::from_millis(200)))
+            .close_timeout(Some(Duration::from_secs(3)))
+    };
+    let url = slow_closer(Duration::from_millis(500));
+    let blocking = tokio::task::spawn_blocking(move || {
+        let mut ws = options(&url).connect().unwrap();
+        ws.close_and_wait(None)
+    });
+    let frame = blocking.await.unwrap().unwrap();
+    assert_eq!(frame.map(|f| f.code), Some(CloseCode::NORMAL));
+
+    let url = slow_closer(Duration::from_millis(500));
+    let (mut ws, _) = options(&url).connect_async().await.unwrap();
+    let frame = ws.close(None).await.unwrap();
+    assert_eq!(frame.map(|f| f.code), Some(CloseCode::NORMAL));
+}

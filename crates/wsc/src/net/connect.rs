@@ -114,7 +114,8 @@ enum RaceError {
 /// Connects to `addrs` in order, starting the next attempt when the previous one fails or
 /// after [`ATTEMPT_DELAY`], whichever comes first; the first connection made wins. A single
 /// address is tried on this thread; with more, each attempt runs on a thread of its own, and
-/// the losers close their sockets when they finish (at the latest at the deadline).
+/// the losers close their sockets when they finish (at the deadline, or without one when the
+/// system gives up on them).
 fn race(addrs: Vec<SocketAddr>, deadline: Option<Instant>) -> Result<TcpStream, RaceError> {
     let left = |deadline: Instant| deadline.saturating_duration_since(Instant::now());
     let attempt = move |addr: SocketAddr| match deadline {
@@ -123,6 +124,9 @@ fn race(addrs: Vec<SocketAddr>, deadline: Option<Instant>) -> Result<TcpStream, 
         None => TcpStream::connect(addr),
     };
     let timed_out = || deadline.is_some_and(|d| left(d).is_zero());
+    if addrs.is_empty() {
+        return Err(RaceError::Failed(None));
+    }
     if let [addr] = addrs[..] {
         return attempt(addr).map_err(|e| {
             if timed_out() {

@@ -269,6 +269,20 @@ impl Connection {
         self.keepalive = keepalive.map(|k| KeepaliveTimer::new(k, now));
     }
 
+    /// Whether a keepalive pong is overdue at `now` (the next [`Connection::poll_keepalive`]
+    /// would fail the connection): a driver may read once more first, in case the pong has
+    /// arrived but not been received yet.
+    pub fn keepalive_overdue(&self, now: Instant) -> bool {
+        self.state == State::Open && self.keepalive.as_ref().is_some_and(|k| k.overdue(now))
+    }
+
+    /// The keepalive's pong timeout (zero when keepalive is off).
+    pub fn keepalive_timeout(&self) -> std::time::Duration {
+        self.keepalive
+            .as_ref()
+            .map_or(std::time::Duration::ZERO, |k| k.settings().timeout)
+    }
+
     /// Whether keepalive pings are on.
     pub fn has_keepalive(&self) -> bool {
         self.keepalive.is_some()

@@ -17,7 +17,8 @@ pub struct Keepalive {
 }
 
 impl Keepalive {
-    /// A ping every `interval`, each answered within `timeout`.
+    /// A ping every `interval`, each answered within `timeout` (an interval of zero pings again
+    /// as soon as each pong is in).
     pub fn new(interval: Duration, timeout: Duration) -> Self {
         Keepalive { interval, timeout }
     }
@@ -57,6 +58,11 @@ impl KeepaliveTimer {
 
     pub(crate) fn settings(&self) -> Keepalive {
         self.settings
+    }
+
+    /// Whether the ping in flight has passed its deadline.
+    pub(crate) fn overdue(&self, now: Instant) -> bool {
+        self.awaiting.is_some_and(|deadline| now >= deadline)
     }
 
     /// Any pong proves the peer alive (some peers answer with an empty payload).
