@@ -65,6 +65,30 @@
 //! Inflated messages are bounded by the maximum message size, so a small "bomb" frame is
 //! stopped with close code 1009 before it can exhaust memory.
 //!
+//! ## Real networks
+//!
+//! Every address of the host is tried, IPv6 and IPv4 raced as in Happy Eyeballs (RFC 8305).
+//! Proxies (HTTP CONNECT, SOCKS5) come from `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`/`NO_PROXY`
+//! or from [`ClientBuilder::proxy`]; [`ClientBuilder::keepalive`] detects a dead peer;
+//! [`ClientBuilder::max_redirects`] follows redirects; and [`reconnect`] re-opens a dropped
+//! connection, replays its subscriptions and reports the gap:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use wsc::reconnect::{Event, Reconnect};
+//!
+//! let mut feed = wsc::ClientBuilder::new("wss://stream.example.com/ws")
+//!     .keepalive(wsc::Keepalive::new(Duration::from_secs(20), Duration::from_secs(10)))
+//!     .connect_reconnecting(Reconnect::new())?;
+//! feed.subscribe(r#"{"op":"subscribe","channel":"ticker"}"#)?;
+//! while let Ok(event) = feed.next_event() {
+//!     if let Event::Reconnected(r) = event {
+//!         eprintln!("missed up to {:?} of messages", r.downtime);
+//!     }
+//! }
+//! # Ok::<(), wsc::Error>(())
+//! ```
+//!
 //! ## Errors
 //!
 //! Everything fails with [`Error`], whose variants say what went wrong and where: DNS, connect,
