@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Phase};
 use crate::proto::handshake::Response;
-use crate::proto::{CloseFrame, Config, Connection, Keepalive, Message, Role, State};
+use crate::proto::{CloseFrame, Config, Connection, Keepalive, Message, MessageRef, Role, State};
 use crate::stream::{is_timeout, map_io_error, MaybeTlsStream};
 
 /// Read this much at a time.
@@ -141,25 +141,57 @@ impl<S: Read + Write> WebSocket<S> {
     /// returns [`Error::ConnectionClosed`]. Messages that arrived before a protocol violation
     /// are returned before the error.
     pub fn read(&mut self) -> Result<Message, Error> {
+        self.stage()?;
+        self.conn.take_staged().ok_or(Error::ConnectionClosed)
+    }
+
+    /// As [`WebSocket::read`], but the message is borrowed from the connection's buffer
+    /// instead of copied out: the fast way to read (no allocation for a whole unfragmented
+    /// message). It stays valid until the next call on this connection;
+    /// [`MessageRef::to_owned`] keeps it.
+    ///
+    /// ```no_run
+    /// # let mut ws = wsc::connect("ws://127.0.0.1:9001/")?;
+    /// let mut bytes = 0;
+    /// while let Ok(message) = ws.read_ref() {
+    ///     bytes += message.as_payload().len();
+    /// }
+    /// # Ok::<(), wsc::Error>(())
+    /// ```
+    pub fn read_ref(&mut self) -> Result<MessageRef<'_>, Error> {
+        self.stage()?;
+        self.conn.staged().ok_or(Error::ConnectionClosed)
+    }
+
+    /// Reads until a message is staged in the connection, sending what its arrival queued
+    /// (pongs, the close reply).
+    fn stage(&mut self) -> Result<(), Error> {
         loop {
-            match self.conn.next_message() {
-                Ok(Some(message)) => {
-                    if let Err(e) = self.flush() {
-                        // Deliver what arrived; the write error shows up on the next call.
-                        if !matches!(message, Message::Ping(_)) {
-                            return Err(e);
+            match self.conn.stage_next() {
+                Ok(true) => {
+                    let (ping, close) = match self.conn.staged() {
+                        Some(MessageRef::Ping(_)) => (true, false),
+                        Some(MessageRef::Close(_)) => (false, true),
+                        _ => (false, false),
+                    };
+                    if self.conn.has_pending_output() {
+                        if let Err(e) = self.flush() {
+                            // A ping is delivered anyway; the write error shows up next time.
+                            if !ping {
+                                return Err(e);
+                            }
                         }
                     }
-                    if matches!(message, Message::Close(_)) {
+                    if close {
                         self.wait_for_server_close();
                     }
-                    return Ok(message);
+                    return Ok(());
                 }
-                Ok(None) if self.conn.is_terminated() => {
+                Ok(false) if self.conn.is_terminated() => {
                     self.wait_for_server_close();
                     return Err(Error::ConnectionClosed);
                 }
-                Ok(None) => {}
+                Ok(false) => {}
                 Err(e) => {
                     let _ = self.flush();
                     self.wait_for_server_close();

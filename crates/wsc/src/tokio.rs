@@ -39,7 +39,7 @@ use crate::error::{Error, Phase};
 use crate::net::connect::tokio::connect_tcp;
 use crate::net::tunnel;
 use crate::proto::handshake::{parse_request, ClientHandshake, HandshakeError, Request, Response};
-use crate::proto::{CloseFrame, Connection, Keepalive, Message, Role, State};
+use crate::proto::{CloseFrame, Connection, Keepalive, Message, MessageRef, Role, State};
 use crate::server::{refusal, Acceptor};
 use crate::stream::{is_timeout, map_io_error};
 use crate::url::WsUrl;
@@ -230,6 +230,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     /// The next message; `None` once the connection is over (after the close handshake,
     /// after an error, or at the end of the stream).
     fn poll_next_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        match ready!(self.poll_stage(cx)) {
+            Some(Ok(())) => match self.conn.take_staged() {
+                Some(message) => Poll::Ready(Some(Ok(message))),
+                None => Poll::Ready(None),
+            },
+            Some(Err(e)) => Poll::Ready(Some(Err(e))),
+            None => Poll::Ready(None),
+        }
+    }
+
+    /// Makes the next message ready in the connection (to be taken or borrowed); `None` once
+    /// the connection is over.
+    fn poll_stage(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<(), Error>>> {
         loop {
             if let Some(e) = self.pending_error.take() {
                 return Poll::Ready(Some(Err(e)));
@@ -241,17 +254,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     return Poll::Ready(Some(Err(e)));
                 }
             }
-            match self.conn.next_message() {
-                Ok(Some(message)) => {
+            match self.conn.stage_next() {
+                Ok(true) => {
                     if self.conn.has_pending_output() {
                         if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
                             // Report it after this message, before the stream ends.
                             self.pending_error = Some(e);
                         }
                     }
-                    return Poll::Ready(Some(Ok(message)));
+                    return Poll::Ready(Some(Ok(())));
                 }
-                Ok(None) if self.conn.is_terminated() => {
+                Ok(false) if self.conn.is_terminated() => {
                     // One close timeout bounds both flushing the close reply (or the close
                     // frame of a failure) and waiting for the server to close TCP.
                     if self.close_wait.is_none() && !self.drained {
@@ -280,7 +293,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     ready!(self.poll_drain(cx));
                     return Poll::Ready(None);
                 }
-                Ok(None) => {}
+                Ok(false) => {}
                 Err(e) => {
                     let _ = self.poll_write_out(cx);
                     return Poll::Ready(Some(Err(e)));
@@ -478,6 +491,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     /// safe.
     pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
         poll_fn(|cx| self.inner.poll_next_message(cx)).await
+    }
+
+    /// The next message or control frame, borrowed instead of copied: the fast way to read
+    /// (no allocation for a whole unfragmented message). It stays valid until the next call
+    /// on this stream. Cancellation safe.
+    pub async fn recv_ref(&mut self) -> Option<Result<MessageRef<'_>, Error>> {
+        match poll_fn(|cx| self.inner.poll_stage(cx)).await? {
+            Ok(()) => self.inner.conn.staged().map(Ok),
+            Err(e) => Some(Err(e)),
+        }
     }
 
     /// Sends a message or control frame and waits until it is written.

@@ -4,17 +4,18 @@
 //! [`Connection::next_message`], and writes [`Connection::pending_output`] to the socket. Pongs
 //! and close replies are queued automatically, so the driver only has to flush after each call.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 use std::time::Instant;
 
+use super::buffer::ReadBuffer;
 use super::close::{parse_close_payload, CloseFrame};
 #[cfg(feature = "deflate")]
 use super::deflate::{Codec, InflateError};
 use super::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD};
 use super::keepalive::{Due, Keepalive, KeepaliveTimer};
 use super::mask::{apply_mask, MaskKeys};
-use super::message::{Message, Utf8Bytes};
+use super::message::{str_from_validated, Message, MessageRef, Utf8Bytes};
 use super::utf8::{self, Utf8Validator};
 use crate::error::{Error, ProtocolError};
 
@@ -98,9 +99,6 @@ struct PartialMessage {
 /// Queued output beyond which received pings are not answered.
 const MAX_PONG_BACKLOG: usize = 64 << 10;
 
-/// Payloads shorter than this are copied out of the read buffer instead of shared.
-const ZERO_COPY_MIN: usize = 4096;
-
 /// What handling a frame header led to.
 enum Step {
     /// A complete message or control frame.
@@ -115,13 +113,28 @@ enum Step {
 /// announces a huge frame does not make us allocate for it up front.
 const PARTIAL_INITIAL_CAPACITY: usize = 64 << 10;
 
+/// A message made ready by [`Connection::stage_next`].
+#[derive(Debug)]
+enum Staged {
+    None,
+    /// Lent from the read buffer: the payload is its first `len` bytes.
+    Range {
+        text: bool,
+        len: usize,
+    },
+    /// Assembled (fragments, compression, control frames).
+    Owned(Message),
+}
+
 /// The sans-I/O WebSocket connection, for either role.
 #[derive(Debug)]
 pub struct Connection {
     role: Role,
     config: Config,
     state: State,
-    read_buf: BytesMut,
+    read_buf: ReadBuffer,
+    /// The message [`Connection::stage_next`] made ready, lent out until the next call.
+    staged: Staged,
     out: Vec<u8>,
     out_pos: usize,
     incoming: Option<IncomingFrame>,
@@ -139,7 +152,8 @@ impl Connection {
             role,
             config,
             state: State::Open,
-            read_buf: BytesMut::new(),
+            read_buf: ReadBuffer::default(),
+            staged: Staged::None,
             out: Vec::new(),
             out_pos: 0,
             incoming: None,
@@ -201,34 +215,31 @@ impl Connection {
 
     /// Hands received bytes to the connection.
     pub fn receive(&mut self, data: &[u8]) {
+        self.settle();
         self.read_buf.extend_from_slice(data);
     }
 
     /// Lets `read` fill the read buffer directly (no intermediate copy): it is given a slice of
     /// at least `chunk` bytes and returns how many it filled.
+    ///
+    /// The buffer is reused from read to read (never zeroed again), and the slice grows past
+    /// `chunk` while reads keep filling it, so a fast stream takes fewer, bigger reads.
     pub fn receive_with<E>(
         &mut self,
         chunk: usize,
         read: impl FnOnce(&mut [u8]) -> Result<usize, E>,
     ) -> Result<usize, E> {
-        if self.read_buf.is_empty() && self.read_buf.capacity() > 4 * chunk.max(1 << 16) {
-            // A big message passed through; give the memory back.
-            self.read_buf = BytesMut::new();
-        }
-        let start = self.read_buf.len();
-        self.read_buf.resize(start + chunk, 0);
-        let result = read(&mut self.read_buf[start..]);
-        let filled = *result.as_ref().unwrap_or(&0);
-        self.read_buf.truncate(start + filled.min(chunk));
-        result
+        self.settle();
+        // A big message passed through: give the memory back.
+        self.read_buf.shrink_if_oversized();
+        self.read_buf.fill_with(chunk, read)
     }
 
     /// Frees the read and write buffers if they are empty: an idle connection then holds no
     /// buffer memory (async drivers call this when the socket has nothing to read).
     pub fn release_idle_buffers(&mut self) {
-        if self.read_buf.is_empty() && self.read_buf.capacity() > 0 {
-            self.read_buf = BytesMut::new();
-        }
+        self.settle();
+        self.read_buf.release_if_empty();
         if self.out_pos == self.out.len() && self.out.capacity() > 0 {
             self.out = Vec::new();
             self.out_pos = 0;
@@ -237,7 +248,11 @@ impl Connection {
 
     /// Bytes received but not yet turned into messages.
     pub fn buffered_input(&self) -> usize {
-        self.read_buf.len()
+        let staged = match self.staged {
+            Staged::Range { len, .. } => len,
+            _ => 0,
+        };
+        self.read_buf.len() - staged
     }
 
     /// Tells the connection that the peer closed the transport. Returns an error unless the
@@ -324,6 +339,113 @@ impl Connection {
     /// frame with the matching code, moves to [`State::Failed`] and returns the error; messages
     /// completed before the violation have already been returned.
     pub fn next_message(&mut self) -> Result<Option<Message>, Error> {
+        if self.stage_next()? {
+            Ok(self.take_staged())
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Makes the next message ready to be borrowed with [`Connection::staged`], without
+    /// copying it when it can be lent straight from the read buffer (an unfragmented,
+    /// uncompressed text or binary message that is all there). Returns whether one is ready;
+    /// errors as [`Connection::next_message`]. The message stays lent until the next call
+    /// that takes or receives data.
+    pub fn stage_next(&mut self) -> Result<bool, Error> {
+        self.settle();
+        if let Some((text, header_len, len)) = self.lendable() {
+            self.read_buf.advance(header_len);
+            self.staged = Staged::Range { text, len };
+            return Ok(true);
+        }
+        match self.parse_owned()? {
+            Some(message) => {
+                self.staged = Staged::Owned(message);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The message [`Connection::stage_next`] made ready, borrowed.
+    pub fn staged(&self) -> Option<MessageRef<'_>> {
+        match &self.staged {
+            Staged::None => None,
+            Staged::Range { text: true, len } => {
+                // Validated by `lendable`, untouched since (the loan ends before any change).
+                Some(MessageRef::Text(str_from_validated(&self.read_buf[..*len])))
+            }
+            Staged::Range { text: false, len } => Some(MessageRef::Binary(&self.read_buf[..*len])),
+            Staged::Owned(message) => Some(MessageRef::from(message)),
+        }
+    }
+
+    /// Takes the staged message out, owned (a lent one is copied).
+    pub fn take_staged(&mut self) -> Option<Message> {
+        match std::mem::replace(&mut self.staged, Staged::None) {
+            Staged::None => None,
+            Staged::Range { text, len } => {
+                let payload = Bytes::copy_from_slice(&self.read_buf[..len]);
+                self.read_buf.advance(len);
+                Some(if text {
+                    Message::Text(Utf8Bytes::from_validated(payload))
+                } else {
+                    Message::Binary(payload)
+                })
+            }
+            Staged::Owned(message) => Some(message),
+        }
+    }
+
+    /// Ends the loan of the staged message: its bytes are consumed.
+    fn settle(&mut self) {
+        match std::mem::replace(&mut self.staged, Staged::None) {
+            Staged::Range { len, .. } => self.read_buf.advance(len),
+            Staged::None | Staged::Owned(_) => {}
+        }
+    }
+
+    /// The frame at the head of the buffer, if it is a whole message that can be lent as it
+    /// is: `(text, header length, payload length)`. Anything else (control frames, fragments,
+    /// compression, violations, limits) goes the general way, which checks every rule.
+    fn lendable(&mut self) -> Option<(bool, usize, usize)> {
+        if self.incoming.is_some() || self.partial.is_some() || self.is_terminated() {
+            return None;
+        }
+        let (header, header_len) = FrameHeader::decode(&self.read_buf).ok()??;
+        let text = match header.opcode {
+            OpCode::Text => true,
+            OpCode::Binary => false,
+            _ => return None,
+        };
+        let masked_as_expected = header.mask.is_some() == (self.role == Role::Server);
+        if !header.fin || header.rsv != [false; 3] || !masked_as_expected {
+            return None;
+        }
+        let len = usize::try_from(header.payload_len).ok()?;
+        let limit = match (self.config.max_frame_size, self.config.max_message_size) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(usize::MAX),
+        };
+        if len > limit || self.read_buf.len() - header_len < len {
+            return None;
+        }
+        let payload = &mut self.read_buf[header_len..header_len + len];
+        if let Some(key) = header.mask {
+            apply_mask(payload, key, 0);
+        }
+        if text && simdutf8::basic::from_utf8(payload).is_err() {
+            if let Some(key) = header.mask {
+                // Undo, so that the general path sees the frame as it came.
+                apply_mask(payload, key, 0);
+            }
+            return None;
+        }
+        Some((text, header_len, len))
+    }
+
+    /// The general parser: every rule, fragments, control frames, compression.
+    fn parse_owned(&mut self) -> Result<Option<Message>, Error> {
         loop {
             if self.is_terminated() {
                 return Ok(None);
@@ -462,20 +584,13 @@ impl Connection {
     /// without copying; small ones are copied, so that a small message the caller keeps does
     /// not pin the whole read buffer (and force a new one for the next read).
     fn take_payload(&mut self, len: usize, mask: Option<[u8; 4]>) -> Bytes {
-        if len < ZERO_COPY_MIN {
-            let chunk = &mut self.read_buf[..len];
-            if let Some(key) = mask {
-                apply_mask(chunk, key, 0);
-            }
-            let payload = Bytes::copy_from_slice(chunk);
-            self.read_buf.advance(len);
-            return payload;
-        }
-        let mut payload = self.read_buf.split_to(len);
+        let chunk = &mut self.read_buf[..len];
         if let Some(key) = mask {
-            apply_mask(&mut payload, key, 0);
+            apply_mask(chunk, key, 0);
         }
-        payload.freeze()
+        let payload = Bytes::copy_from_slice(chunk);
+        self.read_buf.advance(len);
+        payload
     }
 
     /// Completes the message whose last fragment just arrived.
@@ -1363,6 +1478,38 @@ mod tests {
                 got.extend(feed_all(&mut s, chunk).into_iter().map(Result::unwrap));
             }
             prop_assert_eq!(got, expected);
+        }
+
+        /// Borrowing staged messages gives exactly what taking them does: the same messages
+        /// and the same errors, for any input split anywhere, both roles.
+        #[test]
+        fn borrowed_and_owned_reads_agree(
+            messages in proptest::collection::vec((any::<bool>(), ".{0,50}", 1usize..20), 1..6),
+            noise in proptest::collection::vec(any::<u8>(), 0..8),
+            split in 1usize..64,
+        ) {
+            let mut c = client();
+            for (binary, text, frag) in &messages {
+                let m = if *binary { Message::binary(text.clone().into_bytes()) } else { Message::text(text.as_str()) };
+                c.send_fragmented(&m, *frag).unwrap();
+            }
+            let mut wire = c.pending_output().to_vec();
+            wire.extend_from_slice(&noise);
+            let (mut owned, mut borrowed) = (server(), server());
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for chunk in wire.chunks(split) {
+                owned.receive(chunk);
+                a.extend(drain(&mut owned).into_iter().map(|r| r.map_err(|e| e.to_string())));
+                borrowed.receive(chunk);
+                loop {
+                    match borrowed.stage_next() {
+                        Ok(true) => b.push(Ok(borrowed.staged().unwrap().to_owned())),
+                        Ok(false) => break,
+                        Err(e) => { b.push(Err(e.to_string())); break; }
+                    }
+                }
+            }
+            prop_assert_eq!(a, b);
         }
 
         #[test]

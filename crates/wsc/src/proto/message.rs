@@ -186,3 +186,79 @@ impl From<Bytes> for Message {
         Message::Binary(b)
     }
 }
+
+/// A message borrowed from the connection instead of copied out of it: the fast way to read
+/// (see [`crate::WebSocket::read_ref`]). Valid until the next read; [`MessageRef::to_owned`]
+/// keeps one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageRef<'a> {
+    /// A text message (valid UTF-8).
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+    /// A ping (already answered).
+    Ping(&'a [u8]),
+    /// A pong.
+    Pong(&'a [u8]),
+    /// The peer's close frame (already answered).
+    Close(Option<&'a CloseFrame>),
+}
+
+impl<'a> MessageRef<'a> {
+    /// The message, owned (its payload copied).
+    pub fn to_owned(&self) -> Message {
+        match *self {
+            MessageRef::Text(t) => Message::Text(Utf8Bytes::from(t)),
+            MessageRef::Binary(b) => Message::Binary(Bytes::copy_from_slice(b)),
+            MessageRef::Ping(b) => Message::Ping(Bytes::copy_from_slice(b)),
+            MessageRef::Pong(b) => Message::Pong(Bytes::copy_from_slice(b)),
+            MessageRef::Close(frame) => Message::Close(frame.cloned()),
+        }
+    }
+
+    /// The payload: the text's bytes, the binary data, or a control frame's payload (empty
+    /// for a close).
+    pub fn as_payload(&self) -> &'a [u8] {
+        match *self {
+            MessageRef::Text(t) => t.as_bytes(),
+            MessageRef::Binary(b) | MessageRef::Ping(b) | MessageRef::Pong(b) => b,
+            MessageRef::Close(_) => &[],
+        }
+    }
+
+    /// The text, for a text message.
+    pub fn as_text(&self) -> Option<&'a str> {
+        match *self {
+            MessageRef::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a text or binary message (not a control frame).
+    pub fn is_data(&self) -> bool {
+        matches!(self, MessageRef::Text(_) | MessageRef::Binary(_))
+    }
+}
+
+impl<'a> From<&'a Message> for MessageRef<'a> {
+    fn from(message: &'a Message) -> Self {
+        match message {
+            Message::Text(t) => MessageRef::Text(t.as_str()),
+            Message::Binary(b) => MessageRef::Binary(b),
+            Message::Ping(b) => MessageRef::Ping(b),
+            Message::Pong(b) => MessageRef::Pong(b),
+            Message::Close(frame) => MessageRef::Close(frame.as_ref()),
+        }
+    }
+}
+
+/// Text from bytes that were validated as UTF-8 and have not changed since: the borrowing
+/// counterpart of [`Utf8Bytes::from_validated`], without a second validation pass.
+#[allow(unsafe_code)]
+pub(crate) fn str_from_validated(bytes: &[u8]) -> &str {
+    debug_assert!(std::str::from_utf8(bytes).is_ok());
+    // SAFETY: callers pass bytes they validated as UTF-8 and could not have changed since
+    // (the connection lends a staged payload only through `&self`, and every `&mut self`
+    // method that touches the read buffer ends the loan first).
+    unsafe { std::str::from_utf8_unchecked(bytes) }
+}

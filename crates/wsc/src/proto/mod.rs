@@ -4,6 +4,7 @@
 //! messages, [`handshake`] builds and checks the opening handshake. The blocking client (and any
 //! other driver) moves bytes between these and a transport.
 
+mod buffer;
 pub mod close;
 pub mod connection;
 #[cfg(feature = "deflate")]
@@ -18,4 +19,4 @@ pub mod utf8;
 pub use close::{CloseCode, CloseFrame};
 pub use connection::{Config, Connection, Role, State};
 pub use keepalive::Keepalive;
-pub use message::{Message, Utf8Bytes};
+pub use message::{Message, MessageRef, Utf8Bytes};
