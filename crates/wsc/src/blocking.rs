@@ -19,6 +19,9 @@ const READ_CHUNK: usize = 16 << 10;
 /// already in the socket).
 const LAST_CHANCE: Duration = Duration::from_millis(10);
 
+/// Queued bytes past which [`WebSocket::feed`] writes.
+const FEED_BUFFER: usize = 128 << 10;
+
 /// Most bytes discarded while waiting for the server to close TCP after the close handshake.
 const CLOSE_DRAIN_LIMIT: usize = 1 << 20;
 
@@ -205,6 +208,10 @@ impl<S: Read + Write> WebSocket<S> {
     /// Reads more bytes into the connection, or returns without any when a keepalive step
     /// is due.
     fn fill(&mut self) -> Result<(), Error> {
+        if self.conn.has_pending_output() {
+            // Fed messages go out before we wait for an answer to them.
+            self.flush()?;
+        }
         let wake = self.keepalive_step()?;
         let stream = &mut self.stream;
         loop {
@@ -344,6 +351,17 @@ impl<S: Read + Write> WebSocket<S> {
     pub fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         self.conn.send(message.into())?;
         self.flush()
+    }
+
+    /// Queues a message without writing it yet, for bursts of small messages: one write for
+    /// many instead of one each. The queue is written by [`WebSocket::flush`], by any `send`,
+    /// before a read waits for data, and by itself once it holds 128 KiB.
+    pub fn feed(&mut self, message: impl Into<Message>) -> Result<(), Error> {
+        self.conn.send(message.into())?;
+        if self.conn.pending_output().len() >= FEED_BUFFER {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     /// Sends a text message.

@@ -636,3 +636,25 @@ fn decompression_bomb_is_stopped_with_1009() {
     assert!(bomb_len < 1 << 20, "the bomb itself is small: {bomb_len}");
     assert_eq!((op, &payload[..2]), (8, &1009u16.to_be_bytes()[..]));
 }
+
+#[test]
+fn fed_messages_go_out_in_batches_and_borrowed_reads_see_every_echo() {
+    let (url, server) = echo_server();
+    let mut ws = builder(&url).connect().unwrap();
+    for i in 0..1000 {
+        ws.feed(format!("message {i}")).unwrap();
+    }
+    // Nothing flushed by hand: the read writes the queue before it waits.
+    for i in 0..1000 {
+        match ws.read_ref().unwrap() {
+            wsc::MessageRef::Text(text) => assert_eq!(text, format!("message {i}")),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    ws.feed(vec![7u8; 100_000]).unwrap();
+    ws.flush().unwrap();
+    assert_eq!(ws.read_ref().unwrap().as_payload(), &[7u8; 100_000][..]);
+    ws.close_and_wait(None).unwrap();
+    let (_, seen) = server.join().unwrap();
+    assert_eq!(seen.len(), 1002);
+}
