@@ -29,6 +29,7 @@ impl ReadBuffer {
     }
 
     /// Consumes `n` bytes from the front.
+    #[inline]
     pub(crate) fn advance(&mut self, n: usize) {
         debug_assert!(n <= self.len());
         self.head += n;
@@ -105,12 +106,14 @@ impl ReadBuffer {
 impl Deref for ReadBuffer {
     type Target = [u8];
 
+    #[inline]
     fn deref(&self) -> &[u8] {
         &self.buf[self.head..self.tail]
     }
 }
 
 impl DerefMut for ReadBuffer {
+    #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
         &mut self.buf[self.head..self.tail]
     }

@@ -147,11 +147,17 @@ pub struct Connection {
     #[cfg(feature = "deflate")]
     deflate: Option<Box<Codec>>,
     keepalive: Option<KeepaliveTimer>,
+    /// The largest payload lent as it is (the smaller of the frame and message limits).
+    lend_limit: usize,
 }
 
 impl Connection {
     /// A connection in the open state (after the opening handshake).
     pub fn new(role: Role, config: Config) -> Self {
+        let lend_limit = match (config.max_frame_size, config.max_message_size) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(usize::MAX),
+        };
         Connection {
             role,
             config,
@@ -166,6 +172,7 @@ impl Connection {
             #[cfg(feature = "deflate")]
             deflate: None,
             keepalive: None,
+            lend_limit,
         }
     }
 
@@ -402,44 +409,68 @@ impl Connection {
     }
 
     /// Ends the loan of the staged message: its bytes are consumed.
+    #[inline]
     fn settle(&mut self) {
-        match std::mem::replace(&mut self.staged, Staged::None) {
-            Staged::Range { len, .. } => self.read_buf.advance(len),
-            Staged::None | Staged::Owned(_) => {}
+        match self.staged {
+            Staged::None => {}
+            Staged::Range { len, .. } => {
+                self.read_buf.advance(len);
+                self.staged = Staged::None;
+            }
+            Staged::Owned(_) => self.staged = Staged::None,
         }
     }
 
     /// The frame at the head of the buffer, if it is a whole message that can be lent as it
     /// is: `(text, header length, payload length)`. Anything else (control frames, fragments,
     /// compression, violations, limits) goes the general way, which checks every rule.
+    #[inline]
     fn lendable(&mut self) -> Option<(bool, usize, usize)> {
         if self.incoming.is_some() || self.partial.is_some() || self.is_terminated() {
             return None;
         }
-        let (header, header_len) = FrameHeader::decode(&self.read_buf).ok()??;
-        let text = match header.opcode {
-            OpCode::Text => true,
-            OpCode::Binary => false,
+        let buf = &mut self.read_buf[..];
+        let (&b0, &b1) = (buf.first()?, buf.get(1)?);
+        // FIN set, no RSV bits, text (1) or binary (2).
+        let text = match b0 {
+            0x81 => true,
+            0x82 => false,
             _ => return None,
         };
-        let masked_as_expected = header.mask.is_some() == (self.role == Role::Server);
-        if !header.fin || header.rsv != [false; 3] || !masked_as_expected {
+        let masked = b1 & 0x80 != 0;
+        if masked != (self.role == Role::Server) {
             return None;
         }
-        let len = usize::try_from(header.payload_len).ok()?;
-        let limit = match (self.config.max_frame_size, self.config.max_message_size) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b).unwrap_or(usize::MAX),
+        let (len, mut header_len) = match b1 & 0x7F {
+            126 => (
+                usize::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?])),
+                4,
+            ),
+            // 64-bit lengths are for big messages: the general path handles them.
+            127 => return None,
+            n => (usize::from(n), 2),
         };
-        if len > limit || self.read_buf.len() - header_len < len {
+        let key = if masked {
+            let key = [
+                *buf.get(header_len)?,
+                *buf.get(header_len + 1)?,
+                *buf.get(header_len + 2)?,
+                *buf.get(header_len + 3)?,
+            ];
+            header_len += 4;
+            Some(key)
+        } else {
+            None
+        };
+        if len > self.lend_limit || buf.len() - header_len < len {
             return None;
         }
-        let payload = &mut self.read_buf[header_len..header_len + len];
-        if let Some(key) = header.mask {
+        let payload = &mut buf[header_len..header_len + len];
+        if let Some(key) = key {
             apply_mask(payload, key, 0);
         }
-        if text && simdutf8::basic::from_utf8(payload).is_err() {
-            if let Some(key) = header.mask {
+        if text && !utf8::is_valid(payload) {
+            if let Some(key) = key {
                 // Undo, so that the general path sees the frame as it came.
                 apply_mask(payload, key, 0);
             }
