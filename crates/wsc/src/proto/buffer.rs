@@ -18,6 +18,8 @@ pub(crate) struct ReadBuffer {
     /// How much free space the next read gets: doubled while reads fill it, up to
     /// [`MAX_READ`].
     read_size: usize,
+    /// The last read filled all it was offered: the peer is sending faster than we read.
+    behind: bool,
 }
 
 impl ReadBuffer {
@@ -54,7 +56,8 @@ impl ReadBuffer {
         if let Ok(n) = result {
             let n = n.min(offered);
             self.tail += n;
-            if n == offered && offered >= want {
+            self.behind = n == offered;
+            if self.behind && offered >= want {
                 // The socket had more: offer more next time.
                 self.read_size = (want * 2).min(MAX_READ);
             }
@@ -81,9 +84,11 @@ impl ReadBuffer {
         self.buf.resize(grown, 0);
     }
 
-    /// Frees the memory if nothing is buffered (and forgets the read size it grew to).
-    pub(crate) fn release_if_empty(&mut self) {
-        if self.is_empty() && !self.buf.is_empty() {
+    /// Frees the memory if nothing is buffered and the last read drained the socket (and
+    /// forgets the read size it grew to). While a fast stream keeps reads full, the buffer is
+    /// kept: freeing it would cost an allocation and zeroing per wakeup.
+    pub(crate) fn release_if_idle(&mut self) {
+        if self.is_empty() && !self.behind && !self.buf.is_empty() {
             *self = ReadBuffer::default();
         }
     }
@@ -167,7 +172,12 @@ mod tests {
             "{offered} {}",
             b.capacity()
         );
-        b.release_if_empty();
+        // Kept while reads come back full, freed once one drains the socket.
+        b.release_if_idle();
+        assert!(b.capacity() > 0);
+        b.fill_with(16, |_| Ok::<_, ()>(1)).unwrap();
+        b.advance(1);
+        b.release_if_idle();
         assert_eq!(b.capacity(), 0);
     }
 

@@ -247,10 +247,11 @@ impl Connection {
     }
 
     /// Frees the read and write buffers if they are empty: an idle connection then holds no
-    /// buffer memory (async drivers call this when the socket has nothing to read).
+    /// buffer memory (async drivers call this when the socket has nothing to read). A read
+    /// buffer that the last read filled is kept: the peer is streaming faster than we read.
     pub fn release_idle_buffers(&mut self) {
         self.settle();
-        self.read_buf.release_if_empty();
+        self.read_buf.release_if_idle();
         if self.out_pos == self.out.len() && self.out.capacity() > 0 {
             self.out = Vec::new();
             self.out_pos = 0;
