@@ -171,6 +171,10 @@ impl<S: Read + Write> WebSocket<S> {
     fn stage(&mut self) -> Result<(), Error> {
         loop {
             match self.conn.stage_next() {
+                // A data message lent from the buffer: nothing was queued by its arrival.
+                Ok(true) if self.conn.staged_is_lent() && !self.conn.has_pending_output() => {
+                    return Ok(());
+                }
                 Ok(true) => {
                     let (ping, close) = match self.conn.staged() {
                         Some(MessageRef::Ping(_)) => (true, false),

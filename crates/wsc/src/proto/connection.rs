@@ -113,6 +113,13 @@ enum Step {
 /// announces a huge frame does not make us allocate for it up front.
 const PARTIAL_INITIAL_CAPACITY: usize = 64 << 10;
 
+/// The largest output buffer kept after it drained.
+const MAX_KEPT_OUTPUT: usize = 64 << 20;
+
+/// Most reserved ahead of the data for the rest of a frame (a frame announced bigger, with no
+/// limit configured, grows as its data arrives).
+const MAX_RESERVE_AHEAD: usize = 256 << 20;
+
 /// Outgoing payloads are copied and masked in blocks of this size (a multiple of 4, small
 /// enough to stay in the L1/L2 cache between the copy and the mask).
 const MASK_BLOCK: usize = 16 << 10;
@@ -363,6 +370,7 @@ impl Connection {
     /// uncompressed text or binary message that is all there). Returns whether one is ready;
     /// errors as [`Connection::next_message`]. The message stays lent until the next call
     /// that takes or receives data.
+    #[inline]
     pub fn stage_next(&mut self) -> Result<bool, Error> {
         self.settle();
         if let Some((text, header_len, len)) = self.lendable() {
@@ -379,7 +387,15 @@ impl Connection {
         }
     }
 
+    /// Whether the staged message is a data message lent from the read buffer (the fast
+    /// path: no control frame, nothing queued in reply).
+    #[inline]
+    pub fn staged_is_lent(&self) -> bool {
+        matches!(self.staged, Staged::Range { .. })
+    }
+
     /// The message [`Connection::stage_next`] made ready, borrowed.
+    #[inline]
     pub fn staged(&self) -> Option<MessageRef<'_>> {
         match &self.staged {
             Staged::None => None,
@@ -503,6 +519,12 @@ impl Connection {
                     };
                     let valid =
                         !partial.text || partial.compressed || partial.utf8.feed(chunk).is_ok();
+                    if partial.data.capacity() - partial.data.len() < n {
+                        // Past the first block, reserve the rest of the frame at once (its
+                        // length passed the limits): one reallocation, not a doubling series.
+                        let rest = usize::try_from(frame.remaining).unwrap_or(usize::MAX);
+                        partial.data.reserve(n + rest.min(MAX_RESERVE_AHEAD));
+                    }
                     partial.data.extend_from_slice(chunk);
                     self.read_buf.advance(n);
                     if !valid {
@@ -932,8 +954,10 @@ impl Connection {
         if self.out_pos == self.out.len() {
             self.out.clear();
             self.out_pos = 0;
-            if self.out.capacity() > 1 << 20 {
-                // A big message went out; give the memory back.
+            if self.out.capacity() > MAX_KEPT_OUTPUT {
+                // A very big message went out; give the memory back. Smaller buffers are
+                // kept: allocating (and faulting in) megabytes per message costs more than
+                // the copy itself.
                 self.out = Vec::new();
             }
         }
