@@ -427,7 +427,9 @@ impl ClientBuilder {
         opened: Instant,
     ) -> Result<WebSocket<MaybeTlsStream>, Error> {
         let tcp = self.open_tcp(url, opened)?;
-        tcp.set_write_timeout(self.write_timeout)?;
+        if self.write_timeout.is_some() {
+            tcp.set_write_timeout(self.write_timeout)?;
+        }
         let stream = if url.secure {
             #[cfg(feature = "tls")]
             {

@@ -17,7 +17,15 @@ pub struct DeadlineTcp {
     /// the close timeout counts).
     idle_under_deadline: bool,
     read_timeout: Option<Duration>,
+    /// The timeout the socket has now, and since when: re-arming costs a system call, so a
+    /// value armed moments ago is kept.
+    armed: Option<Duration>,
+    armed_at: Option<Instant>,
 }
+
+/// A socket timeout armed this recently is not re-armed for the next read (the deadline is
+/// then overshot by at most this much).
+const REARM_SLACK: Duration = Duration::from_millis(5);
 
 impl DeadlineTcp {
     fn new(tcp: TcpStream) -> Self {
@@ -26,28 +34,41 @@ impl DeadlineTcp {
             deadline: None,
             idle_under_deadline: true,
             read_timeout: None,
+            armed: None,
+            armed_at: None,
         }
+    }
+
+    /// Gives the socket this read timeout, unless it has it already.
+    fn arm(&mut self, timeout: Option<Duration>, now: Option<Instant>) -> io::Result<()> {
+        if self.armed != timeout {
+            self.tcp.set_read_timeout(timeout)?;
+            self.armed = timeout;
+        }
+        self.armed_at = now;
+        Ok(())
     }
 
     fn set_deadline(&mut self, deadline: Option<Instant>, idle: bool) -> io::Result<()> {
         self.deadline = deadline;
         self.idle_under_deadline = idle;
         if deadline.is_none() {
-            self.tcp.set_read_timeout(self.read_timeout)?;
+            self.arm(self.read_timeout, None)?;
         }
         Ok(())
     }
 
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         self.read_timeout = timeout;
-        self.tcp.set_read_timeout(timeout)
+        self.arm(timeout, None)
     }
 }
 
 impl Read for DeadlineTcp {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if let Some(deadline) = self.deadline {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let now = Instant::now();
+            let left = deadline.saturating_duration_since(now);
             if left.is_zero() {
                 return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline expired"));
             }
@@ -55,7 +76,11 @@ impl Read for DeadlineTcp {
                 Some(idle) if self.idle_under_deadline => idle.min(left),
                 _ => left,
             };
-            self.tcp.set_read_timeout(Some(left))?;
+            let recent = self.armed_at.is_some_and(|at| now.duration_since(at) < REARM_SLACK)
+                && self.armed.is_some_and(|armed| armed <= left + REARM_SLACK);
+            if !recent {
+                self.arm(Some(left), Some(now))?;
+            }
         }
         self.tcp.read(buf)
     }
