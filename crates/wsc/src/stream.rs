@@ -76,7 +76,9 @@ impl Read for DeadlineTcp {
                 Some(idle) if self.idle_under_deadline => idle.min(left),
                 _ => left,
             };
-            let recent = self.armed_at.is_some_and(|at| now.duration_since(at) < REARM_SLACK)
+            let recent = self
+                .armed_at
+                .is_some_and(|at| now.duration_since(at) < REARM_SLACK)
                 && self.armed.is_some_and(|armed| armed <= left + REARM_SLACK);
             if !recent {
                 self.arm(Some(left), Some(now))?;

@@ -451,8 +451,12 @@ impl Codec {
         let result = self.inflate_into(input, out, max);
         if result.is_err() || self.params.remote_no_context_takeover {
             // After an error the stream state is unknown; without context takeover it is
-            // not needed. Either way, start the next message from scratch.
-            self.inflater = None;
+            // not needed. Either way, start the next message from scratch: reset, which
+            // keeps the state's memory (allocating it anew per message cost more than the
+            // inflating on a feed of small messages).
+            if let Some(d) = self.inflater.as_mut() {
+                d.reset(false);
+            }
         }
         result
     }
@@ -488,7 +492,10 @@ impl Codec {
             if out.capacity() - out.len() < 1024 {
                 // Grow geometrically, but never past the limit: zlib fills all spare room.
                 let room = limit - produced;
-                let step = (out.capacity() - start).max(64 << 10);
+                // The first step guesses from the input (small messages are the common case),
+                // then each step doubles what is there.
+                let guess = input.len().saturating_mul(4).clamp(1024, 64 << 10);
+                let step = (out.capacity() - start).max(guess);
                 out.reserve_exact(step.min(room));
             }
             let d = self
@@ -509,7 +516,7 @@ impl Codec {
                 // it): the next message starts a fresh one, and so does any data that
                 // follows in this message (such as the empty stored block of the RFC's
                 // example). Our own appended tail is not needed after a final block.
-                self.inflater = None;
+                d.reset(false);
                 if index == 0 && offset < pieces[0].len() {
                     continue;
                 }
