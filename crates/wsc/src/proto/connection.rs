@@ -124,6 +124,18 @@ const MAX_RESERVE_AHEAD: usize = 256 << 20;
 /// enough to stay in the L1/L2 cache between the copy and the mask).
 const MASK_BLOCK: usize = 16 << 10;
 
+/// Messages up to this size that are not all in yet are waited for whole (then lent without
+/// a copy) rather than assembled piece by piece.
+const LEND_WAIT_MAX: usize = 256 << 10;
+
+/// What `lendable` found at the head of the read buffer.
+enum Lend {
+    /// A whole message: (text, header length, payload length).
+    Ready(bool, usize, usize),
+    /// A lendable message whose end has not arrived yet.
+    Wait,
+}
+
 /// A message made ready by [`Connection::stage_next`].
 #[derive(Debug)]
 enum Staged {
@@ -156,6 +168,8 @@ pub struct Connection {
     keepalive: Option<KeepaliveTimer>,
     /// The largest payload lent as it is (the smaller of the frame and message limits).
     lend_limit: usize,
+    /// Bytes of a text message being waited for whole that were already checked as UTF-8.
+    wait_checked: usize,
 }
 
 impl Connection {
@@ -180,6 +194,7 @@ impl Connection {
             deflate: None,
             keepalive: None,
             lend_limit,
+            wait_checked: 0,
         }
     }
 
@@ -373,10 +388,14 @@ impl Connection {
     #[inline]
     pub fn stage_next(&mut self) -> Result<bool, Error> {
         self.settle();
-        if let Some((text, header_len, len)) = self.lendable() {
-            self.read_buf.advance(header_len);
-            self.staged = Staged::Range { text, len };
-            return Ok(true);
+        match self.lendable() {
+            Some(Lend::Ready(text, header_len, len)) => {
+                self.read_buf.advance(header_len);
+                self.staged = Staged::Range { text, len };
+                return Ok(true);
+            }
+            Some(Lend::Wait) => return Ok(false),
+            None => {}
         }
         match self.parse_owned()? {
             Some(message) => {
@@ -442,7 +461,7 @@ impl Connection {
     /// is: `(text, header length, payload length)`. Anything else (control frames, fragments,
     /// compression, violations, limits) goes the general way, which checks every rule.
     #[inline]
-    fn lendable(&mut self) -> Option<(bool, usize, usize)> {
+    fn lendable(&mut self) -> Option<Lend> {
         if self.incoming.is_some() || self.partial.is_some() || self.is_terminated() {
             return None;
         }
@@ -479,9 +498,26 @@ impl Connection {
         } else {
             None
         };
-        if len > self.lend_limit || buf.len() - header_len < len {
+        if len > self.lend_limit {
             return None;
         }
+        if buf.len() - header_len < len {
+            if len > LEND_WAIT_MAX || (text && key.is_some()) {
+                return None;
+            }
+            if text {
+                // Text still fails at its first invalid byte: check what has arrived.
+                let arrived = &buf[header_len + self.wait_checked..];
+                match simdutf8::compat::from_utf8(arrived) {
+                    Ok(_) => self.wait_checked += arrived.len(),
+                    Err(e) if e.error_len().is_none() => self.wait_checked += e.valid_up_to(),
+                    Err(_) => return None,
+                }
+            }
+            // Worth waiting for the rest rather than copying it piece by piece.
+            return Some(Lend::Wait);
+        }
+        self.wait_checked = 0;
         let payload = &mut buf[header_len..header_len + len];
         if let Some(key) = key {
             apply_mask(payload, key, 0);
@@ -493,7 +529,7 @@ impl Connection {
             }
             return None;
         }
-        Some((text, header_len, len))
+        Some(Lend::Ready(text, header_len, len))
     }
 
     /// The general parser: every rule, fragments, control frames, compression.
@@ -1484,6 +1520,35 @@ mod tests {
             ProtocolError::MessageTooLarge { size: 11, max: 10 }
         ));
         assert_eq!(sent_close_code(&mut c), Some(1009));
+    }
+
+    #[test]
+    fn a_single_frame_arriving_in_pieces_is_waited_for_but_bad_text_fails_at_once() {
+        let text = "é".repeat(500);
+        let wire = frame(1, true, text.as_bytes(), None);
+        let mut c = client();
+        for piece in wire.chunks(97) {
+            c.receive(piece);
+            if c.buffered_input() < wire.len() {
+                assert!(
+                    !c.stage_next().unwrap(),
+                    "nothing before the frame is whole"
+                );
+            }
+        }
+        assert!(c.stage_next().unwrap());
+        assert_eq!(c.staged(), Some(MessageRef::Text(&text)));
+
+        // The first piece already holds an invalid byte: the error comes with it.
+        let mut bad = text.clone().into_bytes();
+        bad[10] = 0xFF;
+        let wire = frame(1, true, &bad, None);
+        let mut c = client();
+        c.receive(&wire[..100]);
+        assert!(matches!(
+            c.stage_next(),
+            Err(Error::Protocol(ProtocolError::InvalidUtf8))
+        ));
     }
 
     #[test]
