@@ -81,20 +81,18 @@ pub fn validate(bytes: &[u8]) -> Result<(), InvalidUtf8> {
 /// UTF-8 validator, and most text on the wire (JSON) is ASCII.
 #[inline]
 pub fn is_ascii(bytes: &[u8]) -> bool {
-    let mut acc = [0u64; 4];
-    let mut blocks = bytes.chunks_exact(32);
-    for block in &mut blocks {
-        for (slot, word) in acc.iter_mut().zip(block.chunks_exact(8)) {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(word);
-            *slot |= u64::from_ne_bytes(w);
-        }
+    let mut acc = 0u64;
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        acc |= u64::from_ne_bytes(w);
     }
     let mut tail = 0u8;
-    for &b in blocks.remainder() {
+    for &b in words.remainder() {
         tail |= b;
     }
-    (acc[0] | acc[1] | acc[2] | acc[3]) & 0x8080_8080_8080_8080 == 0 && tail < 0x80
+    acc & 0x8080_8080_8080_8080 == 0 && tail < 0x80
 }
 
 /// Whether `bytes` are valid UTF-8 (short ASCII checked first, the common case).
