@@ -9,7 +9,8 @@
 //!
 //! Flags: bit 0 enables permessage-deflate (bits 4-7 pick its parameters), bit 1 uses tiny
 //! limits (frame 64 bytes, message 200 bytes) instead of 1 MiB, bit 2 feeds bytes through
-//! `receive_with` instead of `receive`, bit 3 has the connection start its own close first.
+//! `receive_with` instead of `receive`, bit 3 has the connection start its own close first,
+//! bit 4 reads with `stage_next`/`staged` (borrowed) instead of `next_message`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -145,7 +146,13 @@ fn run(role: Role, flags: u8, chunks: &[&[u8]]) -> Trace {
                 calls <= received + 2,
                 "next_message keeps returning without consuming"
             );
-            let next = conn.next_message();
+            let next = if flags & 0x10 != 0 {
+                // The borrowed read, copied out here to be checked the same way.
+                conn.stage_next()
+                    .map(|ready| ready.then(|| conn.staged().map(|m| m.to_owned())).flatten())
+            } else {
+                conn.next_message()
+            };
             match &next {
                 Ok(None) => {}
                 Ok(Some(m)) => events.push(format!("{m:?}")),
