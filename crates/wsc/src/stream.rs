@@ -52,6 +52,8 @@ impl DeadlineTcp {
     fn set_deadline(&mut self, deadline: Option<Instant>, idle: bool) -> io::Result<()> {
         self.deadline = deadline;
         self.idle_under_deadline = idle;
+        // A new deadline is armed afresh on the next read.
+        self.armed_at = None;
         if deadline.is_none() {
             self.arm(self.read_timeout, None)?;
         }
@@ -76,10 +78,13 @@ impl Read for DeadlineTcp {
                 Some(idle) if self.idle_under_deadline => idle.min(left),
                 _ => left,
             };
+            // Only a timeout that may end the read a little late, never early, is kept.
             let recent = self
                 .armed_at
                 .is_some_and(|at| now.duration_since(at) < REARM_SLACK)
-                && self.armed.is_some_and(|armed| armed <= left + REARM_SLACK);
+                && self
+                    .armed
+                    .is_some_and(|armed| armed >= left && armed <= left + REARM_SLACK);
             if !recent {
                 self.arm(Some(left), Some(now))?;
             }
@@ -249,4 +254,37 @@ pub(crate) fn tls_handshake(
     Ok(MaybeTlsStream::Tls(Box::new(rustls::StreamOwned::new(
         conn, sock,
     ))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    #[test]
+    fn a_short_timeout_armed_moments_ago_does_not_cut_a_longer_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        let mut stream = DeadlineTcp::new(client);
+        let mut buf = [0u8; 16];
+        peer.write_all(b"x").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        // A 10 ms deadline, met at once by the waiting byte...
+        stream
+            .set_deadline(Some(Instant::now() + Duration::from_millis(10)), true)
+            .unwrap();
+        assert_eq!(stream.read(&mut buf).unwrap(), 1);
+        // ...then a long one: the read must wait for data arriving later, not time out.
+        stream
+            .set_deadline(Some(Instant::now() + Duration::from_secs(5)), true)
+            .unwrap();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            peer.write_all(b"y").unwrap();
+            peer
+        });
+        assert_eq!(stream.read(&mut buf).unwrap(), 1);
+        writer.join().unwrap();
+    }
 }

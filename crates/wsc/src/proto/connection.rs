@@ -113,12 +113,13 @@ enum Step {
 /// announces a huge frame does not make us allocate for it up front.
 const PARTIAL_INITIAL_CAPACITY: usize = 64 << 10;
 
-/// The largest output buffer kept after it drained.
-const MAX_KEPT_OUTPUT: usize = 64 << 20;
+/// The largest output buffer kept after it drained (the default frame size limit: messages
+/// up to it reuse the buffer).
+const MAX_KEPT_OUTPUT: usize = 16 << 20;
 
 /// Most reserved ahead of the data for the rest of a frame (a frame announced bigger, with no
 /// limit configured, grows as its data arrives).
-const MAX_RESERVE_AHEAD: usize = 256 << 20;
+const MAX_RESERVE_AHEAD: usize = 4 << 20;
 
 /// Outgoing payloads are copied and masked in blocks of this size (a multiple of 4, small
 /// enough to stay in the L1/L2 cache between the copy and the mask).
@@ -462,6 +463,17 @@ impl Connection {
     /// compression, violations, limits) goes the general way, which checks every rule.
     #[inline]
     fn lendable(&mut self) -> Option<Lend> {
+        let found = self.lendable_frame();
+        if !matches!(found, Some(Lend::Wait)) {
+            // Whatever was waited for is over: the count must not carry to another frame.
+            self.wait_checked = 0;
+        }
+        found
+    }
+
+    /// [`Connection::lendable`] without the bookkeeping of the wait.
+    #[inline]
+    fn lendable_frame(&mut self) -> Option<Lend> {
         if self.incoming.is_some() || self.partial.is_some() || self.is_terminated() {
             return None;
         }
@@ -517,7 +529,6 @@ impl Connection {
             // Worth waiting for the rest rather than copying it piece by piece.
             return Some(Lend::Wait);
         }
-        self.wait_checked = 0;
         let payload = &mut buf[header_len..header_len + len];
         if let Some(key) = key {
             apply_mask(payload, key, 0);
