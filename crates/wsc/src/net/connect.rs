@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use super::proxy::host_port;
 use crate::error::{Error, Phase};
 
 /// How long an attempt gets before the next address is tried beside it (RFC 8305 section
@@ -53,19 +54,10 @@ pub(crate) fn interleave(addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
     }
 }
 
-/// `host:port`, with brackets around an IPv6 literal: how a target is named in errors.
-pub(crate) fn target_name(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}
-
 /// The error after every address failed: the last failure, or a timeout if the time ran out.
 fn all_failed(host: &str, port: u16, last: Option<io::Error>) -> Error {
     Error::Connect {
-        target: target_name(host, port),
+        target: host_port(host, port),
         source: last.unwrap_or_else(|| {
             io::Error::new(io::ErrorKind::NotFound, "the host has no addresses")
         }),
@@ -354,11 +346,5 @@ mod tests {
             Some(vec![a("[::1]:443")])
         );
         assert_eq!(overridden(&overrides, "other.example", 443), None);
-    }
-
-    #[test]
-    fn target_names_bracket_ipv6() {
-        assert_eq!(target_name("::1", 80), "[::1]:80");
-        assert_eq!(target_name("example.com", 80), "example.com:80");
     }
 }

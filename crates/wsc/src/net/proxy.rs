@@ -251,7 +251,8 @@ impl std::str::FromStr for Proxy {
     }
 }
 
-/// `host:port`, with brackets around an IPv6 literal.
+/// `host:port`, with brackets around an IPv6 literal: how targets and proxies are named in
+/// requests and errors.
 pub(crate) fn host_port(host: &str, port: u16) -> String {
     if host.contains(':') {
         format!("[{host}]:{port}")
@@ -639,6 +640,12 @@ impl std::error::Error for ProxyError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_port_brackets_ipv6() {
+        assert_eq!(host_port("::1", 80), "[::1]:80");
+        assert_eq!(host_port("example.com", 80), "example.com:80");
+    }
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
