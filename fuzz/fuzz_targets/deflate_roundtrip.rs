@@ -67,8 +67,13 @@ fuzz_target!(|data: &[u8]| {
         } else {
             from.send_fragmented(&message, fragment).unwrap();
         }
-        let wire = from.pending_output().to_vec();
-        from.consume_output(wire.len());
+        // A big message is queued block by block: drain it all.
+        let mut wire = Vec::new();
+        while from.has_pending_output() {
+            let n = from.pending_output().len();
+            wire.extend_from_slice(from.pending_output());
+            from.consume_output(n);
+        }
         to.receive(&wire);
         let got = to.next_message();
         assert!(

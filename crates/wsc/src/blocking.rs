@@ -362,7 +362,7 @@ impl<S: Read + Write> WebSocket<S> {
     /// before a read waits for data, and by itself once it holds 128 KiB.
     pub fn feed(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         self.conn.send(message.into())?;
-        if self.conn.pending_output().len() >= FEED_BUFFER {
+        if self.conn.queued_output() >= FEED_BUFFER {
             self.flush()?;
         }
         Ok(())

@@ -331,7 +331,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         }
         // tokio's clock, which its timers follow (it may be paused in tests).
         let now = ::tokio::time::Instant::now().into_std();
-        let queued = self.conn.pending_output().len();
+        let queued = self.conn.queued_output();
         let mut wake = match self.conn.poll_keepalive(now) {
             Ok(wake) => wake,
             Err(e) => {
@@ -341,7 +341,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 return Poll::Ready(Some(e));
             }
         };
-        if self.conn.pending_output().len() > queued {
+        if self.conn.queued_output() > queued {
             return Poll::Ready(None);
         }
         // The idle timeout is for an open connection: closing has its own timeout.
@@ -408,7 +408,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         if self.dead {
             return Poll::Ready(Err(Error::ConnectionClosed));
         }
-        if self.conn.pending_output().len() >= self.write_buffer {
+        if self.conn.queued_output() >= self.write_buffer {
             ready!(self.poll_write_out(cx))?;
         }
         Poll::Ready(Ok(()))

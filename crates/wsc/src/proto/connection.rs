@@ -4,7 +4,7 @@
 //! [`Connection::next_message`], and writes [`Connection::pending_output`] to the socket. Pongs
 //! and close replies are queued automatically, so the driver only has to flush after each call.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use std::time::Instant;
 
@@ -92,8 +92,54 @@ struct PartialMessage {
     text: bool,
     /// RSV1 was set on the first frame: the payload is permessage-deflate data.
     compressed: bool,
-    data: BytesMut,
+    /// The payload so far is `data[..filled]`. A big message's buffer is sized (and zeroed)
+    /// for its whole frame up front, so that reads can fill it directly.
+    data: Vec<u8>,
+    filled: usize,
+    /// `data[..checked]` was fed to `utf8` (text only).
+    checked: usize,
     utf8: Utf8Validator,
+}
+
+impl PartialMessage {
+    fn new(text: bool, compressed: bool, data: Vec<u8>) -> Self {
+        PartialMessage {
+            text,
+            compressed,
+            data,
+            filled: 0,
+            checked: 0,
+            utf8: Utf8Validator::new(),
+        }
+    }
+
+    /// Appends payload bytes copied from the read buffer; `frame_rest` more bytes of the
+    /// frame are still to come.
+    fn append(&mut self, chunk: &[u8], frame_rest: u64) {
+        let room = self.data.len() - self.filled;
+        let (head, tail) = chunk.split_at(room.min(chunk.len()));
+        self.data[self.filled..self.filled + head.len()].copy_from_slice(head);
+        if !tail.is_empty() {
+            if self.data.capacity() - self.data.len() < tail.len() {
+                // Past the first block, reserve the rest of the frame at once (its length
+                // passed the limits): one reallocation, not a doubling series.
+                let rest = usize::try_from(frame_rest).unwrap_or(usize::MAX);
+                self.data.reserve(tail.len() + rest.min(MAX_RESERVE_AHEAD));
+            }
+            self.data.extend_from_slice(tail);
+        }
+        self.filled += chunk.len();
+    }
+
+    /// Checks the text received since the last call; false if it is not UTF-8.
+    fn check_utf8(&mut self) -> bool {
+        if !self.text || self.compressed || self.checked == self.filled {
+            return true;
+        }
+        let fresh = &self.data[self.checked..self.filled];
+        self.checked = self.filled;
+        self.utf8.feed(fresh).is_ok()
+    }
 }
 
 /// Queued output beyond which received pings are not answered.
@@ -108,6 +154,18 @@ enum Step {
     /// The frame's payload now streams into a partial message.
     Streaming,
 }
+
+/// The largest message buffer kept for the next big message (the default frame size limit),
+/// and the largest frame whose buffer is sized for it up front.
+const MAX_KEPT_INPUT: usize = 16 << 20;
+
+/// Frames with at least this much payload still to come, when nothing else is buffered, are
+/// read straight into their message rather than through the read buffer.
+const DIRECT_MIN: usize = 64 << 10;
+
+/// At most this much is read straight in at a time when the payload is masked (server
+/// role): it is unmasked while it is still in the cache.
+const DIRECT_MASKED_MAX: usize = 256 << 10;
 
 /// Initial capacity of a partial message: grows as data actually arrives, so a peer that
 /// announces a huge frame does not make us allocate for it up front.
@@ -124,6 +182,20 @@ const MAX_RESERVE_AHEAD: usize = 4 << 20;
 /// Outgoing payloads are copied and masked in blocks of this size (a multiple of 4, small
 /// enough to stay in the L1/L2 cache between the copy and the mask).
 const MASK_BLOCK: usize = 16 << 10;
+
+/// Payloads of owned messages bigger than this are not copied into the output buffer at once:
+/// they are copied (and masked) a block of this size at a time as the output drains, so the
+/// buffer stays small and cache-hot, however big the message.
+const OUTPUT_BLOCK: usize = 256 << 10;
+
+/// The part of a big outgoing payload not yet copied into the output buffer.
+#[derive(Debug)]
+struct OutgoingPayload {
+    data: Bytes,
+    /// How much of `data` went into the output buffer already.
+    pos: usize,
+    mask: Option<[u8; 4]>,
+}
 
 /// Messages up to this size that are not all in yet are waited for whole (then lent without
 /// a copy) rather than assembled piece by piece.
@@ -148,6 +220,11 @@ enum Staged {
     },
     /// Assembled (fragments, compression, control frames).
     Owned(Message),
+    /// A big message read into the connection's reused message buffer: its first `len` bytes.
+    Assembled {
+        text: bool,
+        len: usize,
+    },
 }
 
 /// The sans-I/O WebSocket connection, for either role.
@@ -161,8 +238,12 @@ pub struct Connection {
     staged: Staged,
     out: Vec<u8>,
     out_pos: usize,
+    /// The rest of a big payload queued after `out` (see [`OUTPUT_BLOCK`]).
+    out_rest: Option<OutgoingPayload>,
     incoming: Option<IncomingFrame>,
     partial: Option<PartialMessage>,
+    /// The buffer of the last big message, zeroed once and reused by the next one.
+    assembled: Vec<u8>,
     keys: MaskKeys,
     #[cfg(feature = "deflate")]
     deflate: Option<Box<Codec>>,
@@ -188,8 +269,10 @@ impl Connection {
             staged: Staged::None,
             out: Vec::new(),
             out_pos: 0,
+            out_rest: None,
             incoming: None,
             partial: None,
+            assembled: Vec::new(),
             keys: MaskKeys::new(),
             #[cfg(feature = "deflate")]
             deflate: None,
@@ -264,9 +347,50 @@ impl Connection {
         read: impl FnOnce(&mut [u8]) -> Result<usize, E>,
     ) -> Result<usize, E> {
         self.settle();
+        if let Some(target) = self.direct_target() {
+            let n = read(target)?;
+            self.direct_received(n);
+            return Ok(n);
+        }
         // A big message passed through: give the memory back.
         self.read_buf.shrink_if_oversized();
         self.read_buf.fill_with(chunk, read)
+    }
+
+    /// Where a read may go straight into the message being received: the rest of a big
+    /// frame, when the read buffer holds nothing that comes before it.
+    fn direct_target(&mut self) -> Option<&mut [u8]> {
+        if !self.read_buf.is_empty() {
+            return None;
+        }
+        let frame = self.incoming.as_ref()?;
+        let partial = self.partial.as_mut()?;
+        let room = partial.data.len() - partial.filled;
+        let mut want = usize::try_from(frame.remaining)
+            .unwrap_or(usize::MAX)
+            .min(room);
+        if frame.mask.is_some() {
+            want = want.min(DIRECT_MASKED_MAX);
+        }
+        if want < DIRECT_MIN {
+            return None;
+        }
+        Some(&mut partial.data[partial.filled..partial.filled + want])
+    }
+
+    /// Takes `n` bytes read into [`Connection::direct_target`] as payload (unmasked here;
+    /// text is checked by the parser).
+    fn direct_received(&mut self, n: usize) {
+        let (Some(frame), Some(partial)) = (self.incoming.as_mut(), self.partial.as_mut()) else {
+            return;
+        };
+        let chunk = &mut partial.data[partial.filled..partial.filled + n];
+        if let Some(key) = frame.mask {
+            apply_mask(chunk, key, frame.offset);
+        }
+        frame.offset += n;
+        frame.remaining -= n as u64;
+        partial.filled += n;
     }
 
     /// Frees the read and write buffers if they are empty: an idle connection then holds no
@@ -275,6 +399,7 @@ impl Connection {
     pub fn release_idle_buffers(&mut self) {
         self.settle();
         self.read_buf.release_if_idle();
+        self.assembled = Vec::new();
         if self.out_pos == self.out.len() && self.out.capacity() > 0 {
             self.out = Vec::new();
             self.out_pos = 0;
@@ -311,6 +436,7 @@ impl Connection {
         self.partial = None;
         self.out.clear();
         self.out_pos = 0;
+        self.out_rest = None;
     }
 
     /// Turns keepalive pings on (or off with `None`); the first ping is due one interval
@@ -399,8 +525,8 @@ impl Connection {
             None => {}
         }
         match self.parse_owned()? {
-            Some(message) => {
-                self.staged = Staged::Owned(message);
+            Some(staged) => {
+                self.staged = staged;
                 Ok(true)
             }
             None => Ok(false),
@@ -425,6 +551,15 @@ impl Connection {
             }
             Staged::Range { text: false, len } => Some(MessageRef::Binary(&self.read_buf[..*len])),
             Staged::Owned(message) => Some(MessageRef::from(message)),
+            Staged::Assembled { text: true, len } => {
+                // Validated piece by piece as it arrived, untouched since.
+                Some(MessageRef::Text(str_from_validated(
+                    &self.assembled[..*len],
+                )))
+            }
+            Staged::Assembled { text: false, len } => {
+                Some(MessageRef::Binary(&self.assembled[..*len]))
+            }
         }
     }
 
@@ -442,6 +577,21 @@ impl Connection {
                 })
             }
             Staged::Owned(message) => Some(message),
+            Staged::Assembled { text, len } => {
+                let payload = if len < self.assembled.len() / 2 {
+                    // Much smaller than the buffer: copy, rather than pin the buffer.
+                    Bytes::copy_from_slice(&self.assembled[..len])
+                } else {
+                    let mut buf = std::mem::take(&mut self.assembled);
+                    buf.truncate(len);
+                    Bytes::from(buf)
+                };
+                Some(if text {
+                    Message::Text(Utf8Bytes::from_validated(payload))
+                } else {
+                    Message::Binary(payload)
+                })
+            }
         }
     }
 
@@ -454,7 +604,7 @@ impl Connection {
                 self.read_buf.advance(len);
                 self.staged = Staged::None;
             }
-            Staged::Owned(_) => self.staged = Staged::None,
+            Staged::Owned(_) | Staged::Assembled { .. } => self.staged = Staged::None,
         }
     }
 
@@ -544,16 +694,16 @@ impl Connection {
     }
 
     /// The general parser: every rule, fragments, control frames, compression.
-    fn parse_owned(&mut self) -> Result<Option<Message>, Error> {
+    fn parse_owned(&mut self) -> Result<Option<Staged>, Error> {
         loop {
             if self.is_terminated() {
                 return Ok(None);
             }
             if let Some(frame) = self.incoming.as_mut() {
-                if frame.remaining > 0 {
-                    if self.read_buf.is_empty() {
-                        return Ok(None);
-                    }
+                let Some(partial) = self.partial.as_mut() else {
+                    unreachable!("a data frame in progress always belongs to a message")
+                };
+                if frame.remaining > 0 && !self.read_buf.is_empty() {
                     let n = (frame.remaining.min(self.read_buf.len() as u64)) as usize;
                     let chunk = &mut self.read_buf[..n];
                     if let Some(key) = frame.mask {
@@ -561,29 +711,20 @@ impl Connection {
                     }
                     frame.offset += n;
                     frame.remaining -= n as u64;
-                    let Some(partial) = self.partial.as_mut() else {
-                        unreachable!("a data frame in progress always belongs to a message")
-                    };
-                    let valid =
-                        !partial.text || partial.compressed || partial.utf8.feed(chunk).is_ok();
-                    if partial.data.capacity() - partial.data.len() < n {
-                        // Past the first block, reserve the rest of the frame at once (its
-                        // length passed the limits): one reallocation, not a doubling series.
-                        let rest = usize::try_from(frame.remaining).unwrap_or(usize::MAX);
-                        partial.data.reserve(n + rest.min(MAX_RESERVE_AHEAD));
-                    }
-                    partial.data.extend_from_slice(chunk);
+                    partial.append(chunk, frame.remaining);
                     self.read_buf.advance(n);
-                    if !valid {
-                        return Err(self.fail(ProtocolError::InvalidUtf8));
-                    }
                 }
-                if frame.remaining == 0 {
-                    let fin = frame.fin;
-                    self.incoming = None;
-                    if fin {
-                        return self.finish_partial().map(Some);
-                    }
+                // Also covers what a direct read put in.
+                if !partial.check_utf8() {
+                    return Err(self.fail(ProtocolError::InvalidUtf8));
+                }
+                if frame.remaining > 0 {
+                    return Ok(None);
+                }
+                let fin = frame.fin;
+                self.incoming = None;
+                if fin {
+                    return self.finish_partial().map(Some);
                 }
                 continue;
             }
@@ -593,7 +734,7 @@ impl Connection {
                 Err(e) => return Err(self.fail(ProtocolError::Frame(e))),
             };
             match self.start_frame(header, header_len)? {
-                Step::Message(message) => return Ok(Some(message)),
+                Step::Message(message) => return Ok(Some(Staged::Owned(message))),
                 Step::NeedMore => return Ok(None),
                 Step::Streaming => {}
             }
@@ -644,7 +785,7 @@ impl Connection {
             }
             _ => {}
         }
-        let so_far = self.partial.as_ref().map_or(0, |p| p.data.len() as u64);
+        let so_far = self.partial.as_ref().map_or(0, |p| p.filled as u64);
         let size = so_far.saturating_add(header.payload_len);
         let too_big = match self.config.max_message_size {
             Some(max) if size > max as u64 => Some(max),
@@ -669,12 +810,20 @@ impl Connection {
         }
         self.read_buf.advance(header_len);
         if header.opcode != OpCode::Continuation {
-            self.partial = Some(PartialMessage {
-                text,
-                compressed,
-                data: BytesMut::with_capacity(len.min(PARTIAL_INITIAL_CAPACITY)),
-                utf8: Utf8Validator::new(),
-            });
+            let data = if !compressed && (DIRECT_MIN..=MAX_KEPT_INPUT).contains(&len) {
+                // Big: the whole frame's buffer at once, for direct reads. Reused from the
+                // last big message, or zeroed memory fresh from the allocator (which the
+                // system zeroes page by page as the data arrives).
+                let reused = std::mem::take(&mut self.assembled);
+                if reused.len() >= len {
+                    reused
+                } else {
+                    vec![0; len]
+                }
+            } else {
+                Vec::with_capacity(len.min(PARTIAL_INITIAL_CAPACITY))
+            };
+            self.partial = Some(PartialMessage::new(text, compressed, data));
         }
         self.incoming = Some(IncomingFrame {
             fin: header.fin,
@@ -699,20 +848,31 @@ impl Connection {
     }
 
     /// Completes the message whose last fragment just arrived.
-    fn finish_partial(&mut self) -> Result<Message, Error> {
+    fn finish_partial(&mut self) -> Result<Staged, Error> {
         let Some(mut partial) = self.partial.take() else {
             unreachable!("finish_partial is only called with a message in progress")
         };
         if partial.text && !partial.compressed && partial.utf8.finish().is_err() {
             return Err(self.fail(ProtocolError::InvalidUtf8));
         }
+        if !partial.compressed && (DIRECT_MIN..=MAX_KEPT_INPUT).contains(&partial.data.len()) {
+            // A big buffer: lend the message from it, and keep it for the next one.
+            self.assembled = partial.data;
+            return Ok(Staged::Assembled {
+                text: partial.text,
+                len: partial.filled,
+            });
+        }
+        // Only a reused or presized buffer is longer than its message, and those are big.
+        partial.data.truncate(partial.filled);
         let validated = !partial.compressed;
         self.complete(
             partial.text,
             partial.compressed,
             validated,
-            partial.data.freeze(),
+            Bytes::from(partial.data),
         )
+        .map(Staged::Owned)
     }
 
     /// Turns a complete payload into a message: inflates it if compressed, checks text
@@ -771,7 +931,7 @@ impl Connection {
             OpCode::Ping => {
                 // A peer that floods pings while not reading our output would grow it without
                 // bound; past the backlog, pings go unanswered (only the latest needs a pong).
-                if self.state == State::Open && self.pending_output().len() < MAX_PONG_BACKLOG {
+                if self.state == State::Open && self.queued_output() < MAX_PONG_BACKLOG {
                     self.write_frame(OpCode::Pong, true, false, &payload)?;
                 }
                 Ok(Message::Ping(payload))
@@ -822,8 +982,8 @@ impl Connection {
     /// Queues a message, ping, pong or close frame.
     pub fn send(&mut self, message: Message) -> Result<(), Error> {
         match message {
-            Message::Text(text) => self.send_data(OpCode::Text, text.as_bytes()),
-            Message::Binary(data) => self.send_data(OpCode::Binary, &data),
+            Message::Text(text) => self.send_data_owned(OpCode::Text, text.into_bytes()),
+            Message::Binary(data) => self.send_data_owned(OpCode::Binary, data),
             Message::Ping(data) => self.send_control(OpCode::Ping, &data),
             Message::Pong(data) => self.send_control(OpCode::Pong, &data),
             Message::Close(frame) => self.close(frame),
@@ -922,6 +1082,27 @@ impl Connection {
         }
     }
 
+    /// [`Connection::send_data`] for a payload the connection may keep: a big one is queued
+    /// by reference and copied into the output a block at a time.
+    fn send_data_owned(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), Error> {
+        self.check_open()?;
+        let (payload, rsv1) = match self.compress(&payload) {
+            Some(compressed) => (Bytes::from(compressed), true),
+            None => (payload, false),
+        };
+        if payload.len() <= OUTPUT_BLOCK {
+            return self.write_frame(opcode, true, rsv1, &payload);
+        }
+        let mask = self.write_header(opcode, true, rsv1, payload.len())?;
+        self.out_rest = Some(OutgoingPayload {
+            data: payload,
+            pos: 0,
+            mask,
+        });
+        self.refill_output(OUTPUT_BLOCK);
+        Ok(())
+    }
+
     /// The compressed payload, if compression is on and worth it for this message.
     #[cfg(feature = "deflate")]
     fn compress(&mut self, payload: &[u8]) -> Option<Vec<u8>> {
@@ -958,6 +1139,21 @@ impl Connection {
         rsv1: bool,
         payload: &[u8],
     ) -> Result<(), Error> {
+        let mask = self.write_header(opcode, fin, rsv1, payload.len())?;
+        self.out.reserve(payload.len());
+        copy_masked(&mut self.out, payload, mask, 0);
+        Ok(())
+    }
+
+    /// Appends a frame header for a payload of `len` bytes that the caller appends next;
+    /// returns the masking key (client role). Whatever is queued before stays before.
+    fn write_header(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        rsv1: bool,
+        len: usize,
+    ) -> Result<Option<[u8; 4]>, Error> {
         let mask = match self.role {
             Role::Client => Some(self.keys.next_key()?),
             Role::Server => None,
@@ -967,32 +1163,48 @@ impl Connection {
             rsv: [rsv1, false, false],
             opcode,
             mask,
-            payload_len: payload.len() as u64,
+            payload_len: len as u64,
         };
         if self.out_pos == self.out.len() {
             self.out.clear();
             self.out_pos = 0;
         }
-        self.out.reserve(header.encoded_len() + payload.len());
+        // A big payload still being queued goes first: copy the rest of it now.
+        self.refill_output(usize::MAX);
+        self.out.reserve(header.encoded_len());
         header.encode(&mut self.out);
-        match mask {
-            None => self.out.extend_from_slice(payload),
-            Some(key) => {
-                // Copy and mask block by block, each block masked while it is still in the
-                // cache: one pass over a big payload's memory instead of two.
-                for (i, block) in payload.chunks(MASK_BLOCK).enumerate() {
-                    let start = self.out.len();
-                    self.out.extend_from_slice(block);
-                    apply_mask(&mut self.out[start..], key, i * MASK_BLOCK);
-                }
-            }
-        }
-        Ok(())
+        Ok(mask)
     }
 
-    /// Bytes queued for the peer, not yet written.
+    /// Copies up to `limit` more bytes of a big payload being queued into the output buffer.
+    fn refill_output(&mut self, limit: usize) {
+        let Some(rest) = self.out_rest.as_mut() else {
+            return;
+        };
+        let block = &rest.data[rest.pos..];
+        let block = &block[..block.len().min(limit)];
+        self.out.reserve(block.len());
+        copy_masked(&mut self.out, block, rest.mask, rest.pos);
+        rest.pos += block.len();
+        if rest.pos == rest.data.len() {
+            self.out_rest = None;
+        }
+    }
+
+    /// The next bytes to write to the peer: a part of what is queued (the rest follows once
+    /// they are consumed).
     pub fn pending_output(&self) -> &[u8] {
         &self.out[self.out_pos..]
+    }
+
+    /// How many bytes are queued for the peer in all (more than
+    /// [`Connection::pending_output`] while a big message goes out).
+    pub fn queued_output(&self) -> usize {
+        let rest = self
+            .out_rest
+            .as_ref()
+            .map_or(0, |rest| rest.data.len() - rest.pos);
+        self.out.len() - self.out_pos + rest
     }
 
     /// Marks `n` bytes of [`Connection::pending_output`] as written.
@@ -1007,12 +1219,30 @@ impl Connection {
                 // the copy itself.
                 self.out = Vec::new();
             }
+            self.refill_output(OUTPUT_BLOCK);
         }
     }
 
     /// Whether frames are waiting to be written.
     pub fn has_pending_output(&self) -> bool {
+        // A big payload being queued always has its next block in `out`.
         self.out_pos < self.out.len()
+    }
+}
+
+/// Appends `payload` to `out`, masked with `mask` from payload offset `offset` (client role).
+fn copy_masked(out: &mut Vec<u8>, payload: &[u8], mask: Option<[u8; 4]>, offset: usize) {
+    match mask {
+        None => out.extend_from_slice(payload),
+        Some(key) => {
+            // Copy and mask block by block, each block masked while it is still in the
+            // cache: one pass over a big payload's memory instead of two.
+            for (i, block) in payload.chunks(MASK_BLOCK).enumerate() {
+                let start = out.len();
+                out.extend_from_slice(block);
+                apply_mask(&mut out[start..], key, offset + i * MASK_BLOCK);
+            }
+        }
     }
 }
 
@@ -1308,6 +1538,195 @@ mod tests {
     }
 
     // ----- text -----
+
+    /// Drains the output in writes of `write` bytes, as a driver does; returns the wire.
+    fn drain_output(conn: &mut Connection, write: usize) -> Vec<u8> {
+        let mut wire = Vec::new();
+        while conn.has_pending_output() {
+            let n = conn.pending_output().len().min(write);
+            wire.extend_from_slice(&conn.pending_output()[..n]);
+            conn.consume_output(n);
+        }
+        assert_eq!(conn.queued_output(), 0);
+        wire
+    }
+
+    #[test]
+    fn big_messages_go_out_block_by_block_in_order() {
+        let big: Vec<u8> = (0..(3 * OUTPUT_BLOCK + 3))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        for role in [Role::Client, Role::Server] {
+            let mut sender = Connection::new(role, Config::default());
+            sender.send(Message::binary(big.clone())).unwrap();
+            // The whole frame is queued, but only a block of it sits in the output buffer.
+            let header = if role == Role::Client { 14 } else { 10 };
+            assert_eq!(sender.queued_output(), header + big.len());
+            assert!(sender.pending_output().len() <= header + OUTPUT_BLOCK);
+            // Partly written, then more frames are queued: they go after the big one.
+            let mut wire = sender.pending_output()[..1000].to_vec();
+            sender.consume_output(1000);
+            sender.send_ping(b"p").unwrap();
+            sender.send(Message::text("after")).unwrap();
+            wire.extend(drain_output(&mut sender, 100_003));
+            assert!(sender.out.capacity() <= MAX_KEPT_OUTPUT);
+
+            let peer_role = match role {
+                Role::Client => Role::Server,
+                Role::Server => Role::Client,
+            };
+            let mut receiver = Connection::new(peer_role, Config::default());
+            let got: Vec<Message> = wire
+                .chunks(65_537)
+                .flat_map(|chunk| feed_all(&mut receiver, chunk))
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(
+                got,
+                vec![
+                    Message::binary(big.clone()),
+                    Message::Ping(Bytes::from_static(b"p")),
+                    Message::text("after"),
+                ]
+            );
+        }
+    }
+
+    /// Feeds `wire` through `receive_with` in reads of at most `read` bytes, staging after
+    /// each; returns the sizes of the slices the reads were offered and the staged messages
+    /// (owned copies), or the first error.
+    fn read_through(
+        conn: &mut Connection,
+        wire: &[u8],
+        read: usize,
+    ) -> (Vec<usize>, Result<Vec<Message>, Error>) {
+        let (mut offered, mut got, mut pos) = (Vec::new(), Vec::new(), 0);
+        while pos < wire.len() {
+            conn.receive_with(1024, |buf: &mut [u8]| {
+                offered.push(buf.len());
+                let n = buf.len().min(read).min(wire.len() - pos);
+                buf[..n].copy_from_slice(&wire[pos..pos + n]);
+                pos += n;
+                Ok::<_, ()>(n)
+            })
+            .unwrap();
+            loop {
+                match conn.stage_next() {
+                    Ok(true) => got.push(conn.staged().unwrap().to_owned()),
+                    Ok(false) => break,
+                    Err(e) => return (offered, Err(e)),
+                }
+            }
+        }
+        (offered, Ok(got))
+    }
+
+    /// A compressed big message is queued block by block too, and inflates intact.
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn big_compressed_messages_go_out_block_by_block() {
+        use crate::proto::deflate::{DeflateConfig, DeflateParams};
+        let params = DeflateParams {
+            local_no_context_takeover: false,
+            remote_no_context_takeover: false,
+            local_max_window_bits: 15,
+            remote_max_window_bits: 15,
+        };
+        let codec = || Some(Codec::new(params, &DeflateConfig::default()));
+        let mut c = Connection::with_deflate(Role::Client, Config::default(), codec());
+        let mut s = Connection::with_deflate(Role::Server, Config::default(), codec());
+        // Pseudo-random bytes: they stay big when compressed.
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let big: Vec<u8> = (0..(2 << 20))
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        c.send(Message::binary(big.clone())).unwrap();
+        assert!(c.queued_output() > 2 * OUTPUT_BLOCK);
+        assert!(c.pending_output().len() <= 14 + OUTPUT_BLOCK);
+        let wire = drain_output(&mut c, 50_000);
+        let got: Vec<Message> = wire
+            .chunks(70_001)
+            .flat_map(|chunk| feed_all(&mut s, chunk))
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(got, vec![Message::binary(big)]);
+    }
+
+    #[test]
+    fn big_frames_are_read_straight_into_a_reused_message_buffer() {
+        let big: Vec<u8> = (0..(1 << 20) + 5).map(|i| (i % 253) as u8).collect();
+        let text = "ü".repeat(300_000);
+        for role in [Role::Client, Role::Server] {
+            let mask = (role == Role::Server).then_some([9, 8, 7, 6]);
+            let mut wire = frame(2, true, &big, mask);
+            wire.extend(frame(1, true, text.as_bytes(), mask));
+            wire.extend(frame(2, true, &big[..70_000], mask));
+            wire.extend(frame(1, true, b"small", mask));
+            let mut conn = Connection::new(role, Config::default());
+            let (offered, got) = read_through(&mut conn, &wire, 100_000);
+            let want = vec![
+                Message::binary(big.clone()),
+                Message::text(text.as_str()),
+                Message::binary(big[..70_000].to_vec()),
+                Message::text("small"),
+            ];
+            assert_eq!(got.unwrap(), want);
+            // Past the first read, the rest of the big frame was offered as one slice (in
+            // cache-sized pieces when it must be unmasked).
+            let direct = match role {
+                Role::Client => offered.iter().any(|&n| n > 900_000),
+                Role::Server => offered.iter().filter(|&&n| n == DIRECT_MASKED_MAX).count() >= 3,
+            };
+            assert!(direct, "{offered:?}");
+            assert!(conn.assembled.len() >= big.len());
+        }
+
+        // The buffer is reused: the next big message is lent from the same memory.
+        let mut conn = client();
+        let mut first = None;
+        for round in 0..2u8 {
+            let payload = vec![round; 500_000];
+            let wire = frame(2, true, &payload, None);
+            let mut pos = 0;
+            while !conn.stage_next().unwrap() {
+                conn.receive_with(1024, |buf: &mut [u8]| {
+                    let n = buf.len().min(wire.len() - pos);
+                    buf[..n].copy_from_slice(&wire[pos..pos + n]);
+                    pos += n;
+                    Ok::<_, ()>(n)
+                })
+                .unwrap();
+            }
+            let Some(MessageRef::Binary(data)) = conn.staged() else {
+                panic!("not binary")
+            };
+            assert_eq!(data, &payload[..]);
+            let at = data.as_ptr();
+            assert_eq!(*first.get_or_insert(at), at);
+        }
+        // Taken owned, it is moved out, not copied.
+        let owned = conn.take_staged().unwrap();
+        assert_eq!(owned, Message::binary(vec![1u8; 500_000]));
+    }
+
+    #[test]
+    fn bad_text_read_directly_fails_before_the_frame_ends() {
+        let mut bad = "a".repeat(1 << 20).into_bytes();
+        bad[200_000] = 0xFF;
+        let wire = frame(1, true, &bad, None);
+        let mut conn = client();
+        let (_, got) = read_through(&mut conn, &wire[..400_000], 150_000);
+        assert!(matches!(
+            got,
+            Err(Error::Protocol(ProtocolError::InvalidUtf8))
+        ));
+        assert_eq!(sent_close_code(&mut conn), Some(1007));
+    }
 
     #[test]
     fn invalid_utf8_fails_with_1007() {
