@@ -1,7 +1,7 @@
 //! `wsc-bench serve`: one server for every scenario, a thread per connection, routed by the
 //! path of the upgrade request. The handshake is wsc's blocking `Acceptor`; the feeds are
-//! then written as pre-encoded frames with raw `write_all` calls, so the server is far faster
-//! than any client reading them.
+//! then written as pre-encoded frames with raw `write_all` calls, and `/sink` (the 16 MiB
+//! echo) echoes raw frames, so the server is far faster than any client it serves.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use wsc::proto::deflate::DeflateConfig;
 use wsc::proto::frame::{FrameHeader, OpCode};
+use wsc::proto::mask::apply_mask;
 use wsc::proto::Config;
 use wsc::server::Acceptor;
 use wsc::Message;
@@ -20,6 +21,8 @@ use crate::payload::{feed_message, frame, header_len, CompressedFeed};
 
 /// About this many bytes of frames are encoded once and written again and again.
 const CHUNK: usize = 256 << 10;
+/// `/sink` reads and unmasks payloads in pieces of this size.
+const SINK_PIECE: usize = 256 << 10;
 /// Stack of each connection thread (idle runs hold thousands of them).
 const THREAD_STACK: usize = 256 << 10;
 /// How long a finished feed waits for the client's close before letting go.
@@ -65,7 +68,8 @@ fn handle(tcp: TcpStream, compressed: &CompressedFeed) -> Result<()> {
     match route.as_str() {
         "/feed" => feed(tcp),
         "/compressed" => compressed_feed(tcp, compressed),
-        "/echo" | "/sink" => echo(tcp, true),
+        "/echo" => echo(tcp, true),
+        "/sink" => sink(tcp),
         "/close" => echo(tcp, false),
         _ => {
             let mut w = &tcp;
@@ -219,7 +223,78 @@ fn wait_for_close(tcp: &TcpStream) -> Result<bool> {
     }
 }
 
-/// `/echo`, `/sink` (echo: every data message back, same opcode, flushed at once) and
+/// `/sink`: every frame back as it came, unmasked, frame by frame (a valid echo of each
+/// message, however the client fragments it). No `WebSocket` in between: the header is read,
+/// the payload read straight into a reused buffer, unmasked in place and written back after
+/// its new header, so that the server copies each byte no more than the kernel does. Pings
+/// are answered; a close is echoed and ends the connection.
+fn sink(tcp: TcpStream) -> Result<()> {
+    let (ws, _request) = plain_acceptor().accept(&tcp)?;
+    if ws.connection().buffered_input() > 0 {
+        return Err(err("/sink: data before the handshake completed"));
+    }
+    drop(ws);
+    let (mut r, mut w) = (&tcp, &tcp);
+    let mut head = [0u8; 14];
+    let mut payload = Vec::new();
+    loop {
+        let header = read_header(&mut r, &mut head)?;
+        let len = usize::try_from(header.payload_len).map_err(|_| err("/sink: frame too big"))?;
+        if payload.len() < len {
+            payload.resize(len, 0);
+        }
+        let key = header.mask.ok_or_else(|| err("/sink: unmasked frame"))?;
+        // In cache-sized pieces, each unmasked while it is still in the cache.
+        for (i, piece) in payload[..len].chunks_mut(SINK_PIECE).enumerate() {
+            r.read_exact(piece)?;
+            apply_mask(piece, key, i * SINK_PIECE);
+        }
+        let opcode = match header.opcode {
+            OpCode::Ping => OpCode::Pong,
+            OpCode::Pong => continue,
+            op => op,
+        };
+        let reply = FrameHeader {
+            mask: None,
+            opcode,
+            ..header
+        };
+        let mut out = Vec::with_capacity(10);
+        reply.encode(&mut out);
+        w.write_all(&out)?;
+        w.write_all(&payload[..len])?;
+        if opcode == OpCode::Close {
+            return Ok(());
+        }
+    }
+}
+
+/// Reads one frame header (2 to 14 bytes) off `r`.
+fn read_header(r: &mut impl Read, head: &mut [u8; 14]) -> Result<FrameHeader> {
+    let mut have = 2;
+    r.read_exact(&mut head[..2])?;
+    loop {
+        match FrameHeader::decode(&head[..have]).map_err(|e| err(e.to_string()))? {
+            Some((header, _)) => return Ok(header),
+            None => {
+                // The rest of the header: its length follows from the first two bytes.
+                let need =
+                    2 + match head[1] & 0x7F {
+                        126 => 2,
+                        127 => 8,
+                        _ => 0,
+                    } + if head[1] & 0x80 != 0 { 4 } else { 0 };
+                if need <= have {
+                    return Err(err("/sink: bad frame header"));
+                }
+                r.read_exact(&mut head[have..need])?;
+                have = need;
+            }
+        }
+    }
+}
+
+/// `/echo` (every data message back, same opcode, flushed at once) and
 /// `/close` (no echo: waits for the client's close and answers it).
 fn echo(tcp: TcpStream, echo: bool) -> Result<()> {
     let (mut ws, _request) = plain_acceptor().accept(tcp)?;
