@@ -50,13 +50,14 @@ impl DeadlineTcp {
     }
 
     fn set_deadline(&mut self, deadline: Option<Instant>, idle: bool) -> io::Result<()> {
+        if deadline != self.deadline || idle != self.idle_under_deadline {
+            // A new deadline is armed afresh on the next read.
+            self.armed_at = None;
+        }
         self.deadline = deadline;
         self.idle_under_deadline = idle;
-        // A new deadline is armed afresh on the next read.
-        self.armed_at = None;
-        if deadline.is_none() {
-            self.arm(self.read_timeout, None)?;
-        }
+        // Without a deadline, the next read restores the read timeout if it must: a
+        // connection that ends first (after its handshake, after its close) spares the call.
         Ok(())
     }
 
@@ -88,6 +89,8 @@ impl Read for DeadlineTcp {
             if !recent {
                 self.arm(Some(left), Some(now))?;
             }
+        } else if self.armed != self.read_timeout {
+            self.arm(self.read_timeout, None)?;
         }
         self.tcp.read(buf)
     }
@@ -260,6 +263,30 @@ pub(crate) fn tls_handshake(
 mod tests {
     use super::*;
     use std::net::TcpListener;
+
+    #[test]
+    fn a_lifted_deadline_no_longer_bounds_reads() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        let mut stream = DeadlineTcp::new(client);
+        let mut buf = [0u8; 16];
+        peer.write_all(b"x").unwrap();
+        stream
+            .set_deadline(Some(Instant::now() + Duration::from_millis(50)), true)
+            .unwrap();
+        assert_eq!(stream.read(&mut buf).unwrap(), 1);
+        // Lifted: a read that waits past the old deadline gets its data.
+        stream.set_deadline(None, true).unwrap();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            peer.write_all(b"y").unwrap();
+            peer
+        });
+        assert_eq!(stream.read(&mut buf).unwrap(), 1);
+        assert_eq!(stream.tcp.read_timeout().unwrap(), None);
+        writer.join().unwrap();
+    }
 
     #[test]
     fn a_short_timeout_armed_moments_ago_does_not_cut_a_longer_deadline() {

@@ -35,7 +35,7 @@ pub fn accept_key(key: &str) -> String {
 /// A fresh `Sec-WebSocket-Key`: 16 random bytes, base64-encoded.
 pub fn generate_key() -> Result<String, getrandom::Error> {
     let mut raw = [0u8; 16];
-    getrandom::getrandom(&mut raw)?;
+    super::random::fill(&mut raw)?;
     Ok(BASE64.encode(raw))
 }
 

@@ -30,37 +30,23 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     }
 }
 
-/// Bytes of randomness fetched per system call: 128 masking keys.
-const POOL: usize = 512;
-
-/// Fresh, unpredictable masking keys, buffered from the OS CSPRNG.
-///
-/// The pool is allocated on first use, so a server-role connection (which never masks)
-/// carries no pool at all.
+/// Fresh, unpredictable masking keys, from the OS CSPRNG (through `proto::random`, which
+/// fetches it in blocks, so that sending a frame does not cost a system call).
 pub struct MaskKeys {
-    pool: Option<Box<[u8; POOL]>>,
-    next: usize,
+    _private: (),
 }
 
 impl MaskKeys {
-    /// An empty pool; the first key triggers the first fill.
+    /// A source of keys.
     pub fn new() -> Self {
-        MaskKeys {
-            pool: None,
-            next: POOL,
-        }
+        MaskKeys { _private: () }
     }
 
     /// The next key. Fails only if the operating system cannot supply randomness.
+    #[inline]
     pub fn next_key(&mut self) -> Result<[u8; 4], getrandom::Error> {
-        let pool = self.pool.get_or_insert_with(|| Box::new([0; POOL]));
-        if self.next + 4 > POOL {
-            getrandom::getrandom(&mut pool[..])?;
-            self.next = 0;
-        }
         let mut key = [0; 4];
-        key.copy_from_slice(&pool[self.next..self.next + 4]);
-        self.next += 4;
+        super::random::fill(&mut key)?;
         Ok(key)
     }
 }

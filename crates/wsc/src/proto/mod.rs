@@ -14,6 +14,7 @@ pub mod handshake;
 pub mod keepalive;
 pub mod mask;
 pub mod message;
+mod random;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
