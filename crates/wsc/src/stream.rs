@@ -62,8 +62,9 @@ impl DeadlineTcp {
     }
 
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        // Armed by the next read that needs it (see `set_deadline`).
         self.read_timeout = timeout;
-        self.arm(timeout, None)
+        Ok(())
     }
 }
 
