@@ -446,8 +446,8 @@ def svg_chart(res: Results) -> str:
         grid.append(f'<line x1="{x:.1f}" y1="48" x2="{x:.1f}" y2="{y - 8}" class="g"/>'
                     f'<text x="{x:.1f}" y="44" text-anchor="middle" class="n">{frac:g}</text>')
     title = "wsc-bench: median per client and scenario"
-    subtitle = ("bar length: relative to the best client of the scenario (1 = best; for idle, "
-                "the fewest bytes per connection over this client's)")
+    subtitle = ("bar length: relative to the best of the scenario, raw (the limit) included "
+                "(1 = best; for idle, the fewest bytes/conn over this client's)")
     return "\n".join([
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
@@ -512,8 +512,9 @@ def cmd_report(a: argparse.Namespace) -> int:
         "",
         "## Results",
         "",
-        "\"vs best\": the median relative to the best client of the scenario (for idle: the fewest "
-        "bytes per connection over this one's).",
+        "\"vs best\": the median relative to the best client of the scenario, `raw` included "
+        "(no library: the least work any client could do, in feed, echo, large and connect; see "
+        "crates/wsc-bench/README.md); for idle, the fewest bytes per connection over this one's.",
         "",
         results_md,
         "",

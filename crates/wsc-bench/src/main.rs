@@ -1,5 +1,6 @@
 //! `wsc-bench`: wsc's clients side by side with tungstenite, tokio-tungstenite,
-//! fastwebsockets and yawc (and a raw TCP reader, the physical limit), on loopback.
+//! fastwebsockets and yawc, on loopback; and `raw`, plain socket calls doing the least any
+//! client could (see `impls/raw.rs`): the physical limit of feed, echo, large and connect.
 //!
 //! ```text
 //! wsc-bench serve --addr 127.0.0.1:9100
@@ -38,13 +39,13 @@ const IMPLS: [&str; 7] = [
     "raw",
 ];
 
-/// The raw reader's buffer unless `--read-buf` is given (see `impls/raw.rs` for why not more).
+/// The buffer of raw's feed reads without `--read-buf` (see `impls/raw.rs` for why not more).
 const RAW_READ_BUF: usize = 64 << 10;
 
 const USAGE: &str = "usage:
   wsc-bench serve --addr 127.0.0.1:PORT
   wsc-bench client --scenario S --impl I --addr 127.0.0.1:PORT [--size N] [--count M] [--warmup W]
-                   [--read-buf BYTES]   (raw only; default 65536)
+                   [--read-buf BYTES]   (raw feed only; default 65536)
   wsc-bench list
 
 scenarios: feed, echo, large, connect, compressed, idle
@@ -53,8 +54,10 @@ impls: wsc, wsc-async, tungstenite, tokio-tungstenite, fastwebsockets, yawc, raw
 /// Why `imp` does not run `scenario`, if it does not.
 fn unsupported(scenario: Scenario, imp: &str) -> Option<&'static str> {
     match (scenario, imp) {
-        (Scenario::Feed, "raw") => None,
-        (_, "raw") => Some("the raw TCP reader only reads the feed"),
+        (Scenario::Compressed | Scenario::Idle, "raw") => Some(
+            "raw sets the limit of the transfers only (feed, echo, large, connect): \
+             inflating and holding connections are the libraries' own work",
+        ),
         (Scenario::Compressed, "tungstenite" | "tokio-tungstenite" | "fastwebsockets") => {
             Some("no permessage-deflate in this library")
         }
@@ -180,14 +183,7 @@ fn client_cmd(args: &[String]) -> i32 {
         "tokio-tungstenite" => run_async::<impls::tokio_tungstenite::Client>(&params, &mut report),
         "fastwebsockets" => run_async::<impls::fastwebsockets::Client>(&params, &mut report),
         "yawc" => run_async::<impls::yawc::Client>(&params, &mut report),
-        "raw" => impls::raw::feed(
-            &params.addr,
-            params.size,
-            params.count,
-            params.warmup,
-            read_buf,
-            &mut report,
-        ),
+        "raw" => impls::raw::run(&params, read_buf, &mut report),
         _ => unreachable!("checked above"),
     };
     match result {

@@ -179,8 +179,17 @@ fn stream_setup(p: &Params) -> Result<(String, Opts, u64, u64)> {
     })
 }
 
+/// The route of `echo` and `large`.
+pub fn echo_route(scenario: Scenario) -> &'static str {
+    if scenario == Scenario::Large {
+        "/sink"
+    } else {
+        "/echo"
+    }
+}
+
 /// The payload of `echo` (text) and `large` (binary).
-fn echo_payload(p: &Params) -> (Kind, Bytes) {
+pub fn echo_payload(p: &Params) -> (Kind, Bytes) {
     match p.scenario {
         Scenario::Large => {
             let data: Vec<u8> = (0..p.size).map(|i| (i * 31 % 251) as u8).collect();
@@ -202,7 +211,7 @@ fn check_echo(seen: Option<(Kind, usize)>, kind: Kind, size: usize, i: u64) -> R
 }
 
 /// Fills the report of a round-trip scenario.
-fn round_trips(p: &Params, mut samples: Vec<Duration>, secs: f64, r: &mut Report) {
+pub fn round_trips(p: &Params, mut samples: Vec<Duration>, secs: f64, r: &mut Report) {
     samples.sort_unstable();
     r.secs = Some(secs);
     r.p50_us = percentile_us(&samples, 50.0);
@@ -215,7 +224,8 @@ fn round_trips(p: &Params, mut samples: Vec<Duration>, secs: f64, r: &mut Report
     }
 }
 
-fn connects(p: &Params, mut samples: Vec<Duration>, secs: f64, r: &mut Report) {
+/// Fills the report of `connect`.
+pub fn connects(p: &Params, mut samples: Vec<Duration>, secs: f64, r: &mut Report) {
     samples.sort_unstable();
     r.secs = Some(secs);
     r.conns_per_sec = Some(p.count as f64 / secs);
@@ -257,11 +267,7 @@ fn stream_sync<C: SyncClient>(p: &Params, r: &mut Report) -> Result<()> {
 }
 
 fn echo_sync<C: SyncClient>(p: &Params, r: &mut Report) -> Result<()> {
-    let path = if p.scenario == Scenario::Large {
-        "/sink"
-    } else {
-        "/echo"
-    };
+    let path = echo_route(p.scenario);
     let (kind, payload) = echo_payload(p);
     let mut c = C::connect(&p.addr, path, &Opts::default())?;
     let mut samples = Vec::with_capacity(p.count as usize);
@@ -343,11 +349,7 @@ async fn stream_async<C: AsyncClient>(p: &Params, r: &mut Report) -> Result<()> 
 }
 
 async fn echo_async<C: AsyncClient>(p: &Params, r: &mut Report) -> Result<()> {
-    let path = if p.scenario == Scenario::Large {
-        "/sink"
-    } else {
-        "/echo"
-    };
+    let path = echo_route(p.scenario);
     let (kind, payload) = echo_payload(p);
     let mut c = C::connect(&p.addr, path, &Opts::default()).await?;
     let mut samples = Vec::with_capacity(p.count as usize);

@@ -1,23 +1,55 @@
-//! The physical limit: the same `/feed` byte stream read with plain `read` calls into one
-//! buffer (64 KiB unless `--read-buf` says otherwise), counting bytes until the expected
-//! total (M frames of known length) has arrived. No parsing, no validation, no copies beyond
-//! the kernel's.
+//! The physical limit of each scenario it runs: the least work any WebSocket client could do
+//! for it over the same server, with plain socket calls.
 //!
-//! Why 64 KiB: on the project's machine, reads into 128 KiB or 256 KiB buffers moved 16 KiB
-//! frames at 3-4 GB/s against about 6 GB/s with 16-64 KiB (the buffer no longer stays in
-//! the core's caches), below what wsc-async (16 KiB reads) reached: not a limit.
+//! - `feed`: the `/feed` byte stream read with plain `read` calls into one buffer (64 KiB
+//!   unless `--read-buf` says otherwise), counting bytes until the expected total (M frames
+//!   of known length) has arrived. No parsing, no validation, no copies beyond the kernel's.
+//! - `echo` and `large`: one frame, encoded (masked) once before the clock starts, written
+//!   per round trip; the echoed frame read back into a reused buffer, its header compared with
+//!   the one expected, nothing else looked at (no UTF-8 check). The mask key is zero, so the
+//!   payload goes out as it is: a conforming client picks a fresh random key per frame and
+//!   masks with it, a pass over the payload that the limit leaves out (the server unmasks
+//!   either way).
+//! - `connect`: a pre-built upgrade request with a fixed key, the response read up to its
+//!   blank line and only its status line checked (not the accept key), a pre-encoded close,
+//!   reads until EOF.
+//!
+//! Why 64 KiB for the feed: on the project's machine, reads into 128 KiB or 256 KiB buffers
+//! moved 16 KiB frames at 3-4 GB/s against about 6 GB/s with 16-64 KiB (the buffer no longer
+//! stays in the core's caches), below what wsc-async (16 KiB reads) reached: not a limit.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Instant;
 
-use super::{err, handshake, Result};
+use wsc::proto::frame::{FrameHeader, OpCode};
+
+use super::{err, handshake, Kind, Result};
 use crate::payload::header_len;
 use crate::report::Report;
+use crate::scenario::{connects, echo_payload, echo_route, round_trips, Params, Scenario};
+
+/// Close 1000, masked with a zero key.
+const CLOSE: [u8; 8] = [0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8];
+/// The echoed payload of `large` is read in pieces of this size, one after another into the
+/// 16 MiB buffer (`/sink` reads it in pieces of the same size).
+const PIECE: usize = 256 << 10;
+/// Largest response head accepted by `connect`.
+const MAX_HEAD: usize = 4096;
+
+/// Runs `p.scenario` (`read_buf`: the feed's buffer).
+pub fn run(p: &Params, read_buf: usize, report: &mut Report) -> Result<()> {
+    match p.scenario {
+        Scenario::Feed => feed(&p.addr, p.size, p.count, p.warmup, read_buf, report),
+        Scenario::Echo | Scenario::Large => echo(p, report),
+        Scenario::Connect => connect(p, report),
+        Scenario::Compressed | Scenario::Idle => Err(err("no raw limit for this scenario")),
+    }
+}
 
 /// Reads the feed of `count` messages of `size` bytes, `read_buf` bytes at most per read;
 /// the clock starts once the first `warmup` messages' bytes have arrived.
-pub fn feed(
+fn feed(
     addr: &str,
     size: usize,
     count: u64,
@@ -50,8 +82,8 @@ pub fn feed(
         }
     }
     let secs = start.elapsed().as_secs_f64();
-    // Close 1000, masked (with a zero key), then let go; the server ends on EOF.
-    let _ = tcp.write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8]);
+    // Close, then let go; the server ends on EOF.
+    let _ = tcp.write_all(&CLOSE);
     // Bytes and messages of the measured part (frames are all the same size).
     let wire = expected - measured_from.unwrap_or(0).min(expected);
     let msgs = wire as f64 / frame_len as f64;
@@ -65,4 +97,178 @@ pub fn feed(
         "reads the raw TCP stream into a {read_buf}-byte buffer, counts bytes only"
     ));
     Ok(())
+}
+
+/// The frame to send (masked, zero key) and the header the server echoes it with.
+fn echo_frames(kind: Kind, payload: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let header = FrameHeader {
+        fin: true,
+        rsv: [false; 3],
+        opcode: match kind {
+            Kind::Text => OpCode::Text,
+            Kind::Binary => OpCode::Binary,
+        },
+        mask: Some([0; 4]),
+        payload_len: payload.len() as u64,
+    };
+    let mut frame = Vec::with_capacity(header.encoded_len() + payload.len());
+    header.encode(&mut frame);
+    frame.extend_from_slice(payload);
+    let mut echoed = Vec::with_capacity(header_len(payload.len()));
+    FrameHeader {
+        mask: None,
+        ..header
+    }
+    .encode(&mut echoed);
+    (frame, echoed)
+}
+
+/// `echo` and `large`: `p.count` round trips of one pre-encoded frame, after `p.warmup`.
+fn echo(p: &Params, report: &mut Report) -> Result<()> {
+    let (kind, payload) = echo_payload(p);
+    let (frame, head) = echo_frames(kind, &payload);
+    let mut tcp = TcpStream::connect(&p.addr)?;
+    tcp.set_nodelay(true)?;
+    if !handshake::client_blocking(&mut tcp, &p.addr, echo_route(p.scenario))?.is_empty() {
+        return Err(err("data from the server before the first message"));
+    }
+    // The echoed frame, header and payload; written once, so that its pages are mapped before
+    // the clock starts.
+    let mut buf = vec![1u8; head.len() + payload.len()];
+    // The header with the start of the payload (all of it for `echo`) in one read, as a
+    // buffered client reads them; the server sends nothing else until the next frame.
+    let first = buf.len().min(head.len() + PIECE);
+    let mut samples = Vec::with_capacity(p.count as usize);
+    let mut start = Instant::now();
+    for i in 0..p.warmup + p.count {
+        if i == p.warmup {
+            start = Instant::now();
+        }
+        let t0 = Instant::now();
+        tcp.write_all(&frame)?;
+        tcp.read_exact(&mut buf[..first])?;
+        if buf[..head.len()] != head[..] {
+            return Err(err(format!(
+                "round trip {i}: got a frame starting {:02x?}, expected {head:02x?}",
+                &buf[..head.len()]
+            )));
+        }
+        for piece in buf[first..].chunks_mut(PIECE) {
+            tcp.read_exact(piece)?;
+        }
+        let dt = t0.elapsed();
+        if i >= p.warmup {
+            samples.push(dt);
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    close(tcp, &mut buf)?;
+    round_trips(p, samples, secs, report);
+    report.notes = Some(
+        "writes a pre-encoded frame (mask key 0), reads the echo into a reused buffer \
+         and compares its header only"
+            .into(),
+    );
+    Ok(())
+}
+
+/// `connect`: `p.count` connections to `/close`, after `p.warmup`.
+fn connect(p: &Params, report: &mut Report) -> Result<()> {
+    // Resolved once: a client given an address does not parse it per connection either.
+    let addr = p
+        .addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| err(format!("{}: no address", p.addr)))?;
+    // The key of RFC 6455's example: the server answers any valid key alike.
+    let request = format!(
+        "GET /close HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        p.addr
+    );
+    let mut buf = [0u8; MAX_HEAD];
+    let mut samples = Vec::with_capacity(p.count as usize);
+    let mut start = Instant::now();
+    for i in 0..p.warmup + p.count {
+        if i == p.warmup {
+            start = Instant::now();
+        }
+        let t0 = Instant::now();
+        let mut tcp = TcpStream::connect(addr)?;
+        tcp.set_nodelay(true)?;
+        tcp.write_all(request.as_bytes())?;
+        read_head(&mut tcp, &mut buf)?;
+        close(tcp, &mut buf)?;
+        if i >= p.warmup {
+            samples.push(t0.elapsed());
+        }
+    }
+    connects(p, samples, start.elapsed().as_secs_f64(), report);
+    report.notes = Some(
+        "pre-built upgrade request (fixed key), checks the 101 status line only, \
+         pre-encoded close (mask key 0), reads until EOF"
+            .into(),
+    );
+    Ok(())
+}
+
+/// Reads the response head into `buf` and checks its status line. The server sends nothing
+/// behind the head until the client's close, so the head ends where the bytes read so far end.
+fn read_head(tcp: &mut TcpStream, buf: &mut [u8]) -> Result<()> {
+    let mut got = 0;
+    while !buf[..got].ends_with(b"\r\n\r\n") {
+        if got == buf.len() {
+            return Err(err("response head too large"));
+        }
+        match tcp.read(&mut buf[got..])? {
+            0 => return Err(err("connection closed during the handshake")),
+            n => got += n,
+        }
+    }
+    if !buf.starts_with(b"HTTP/1.1 101") {
+        let line = buf[..got].split(|&b| b == b'\r').next().unwrap_or_default();
+        return Err(err(format!(
+            "handshake refused: {}",
+            String::from_utf8_lossy(line)
+        )));
+    }
+    Ok(())
+}
+
+/// Sends close 1000 and reads (into `buf`, dropped) until EOF: the server answers the close,
+/// then closes TCP. The socket is closed on return, inside the caller's timing.
+fn close(mut tcp: TcpStream, buf: &mut [u8]) -> Result<()> {
+    tcp.write_all(&CLOSE)?;
+    while tcp.read(buf)? > 0 {}
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echo_frames_are_a_masked_frame_and_its_unmasked_echo() {
+        for (kind, opcode, len) in [
+            (Kind::Text, OpCode::Text, 32),
+            (Kind::Binary, OpCode::Binary, 70_000),
+        ] {
+            let payload = vec![7u8; len];
+            let (frame, head) = echo_frames(kind, &payload);
+            let (sent, n) = FrameHeader::decode(&frame).unwrap().unwrap();
+            assert_eq!((sent.opcode, sent.mask), (opcode, Some([0; 4])));
+            assert!(sent.fin);
+            assert_eq!(&frame[n..], &payload[..]);
+            let (echoed, m) = FrameHeader::decode(&head).unwrap().unwrap();
+            assert_eq!(m, head.len());
+            assert_eq!((echoed.opcode, echoed.mask), (opcode, None));
+            assert_eq!(echoed.payload_len, len as u64);
+        }
+        let (close, n) = FrameHeader::decode(&CLOSE).unwrap().unwrap();
+        assert_eq!(
+            (close.opcode, close.mask, n),
+            (OpCode::Close, Some([0; 4]), 6)
+        );
+        assert_eq!(&CLOSE[n..], &1000u16.to_be_bytes());
+    }
 }
