@@ -161,9 +161,13 @@ impl<S: Read + Write> WebSocket<S> {
     /// }
     /// # Ok::<(), wsc::Error>(())
     /// ```
+    #[inline]
     pub fn read_ref(&mut self) -> Result<MessageRef<'_>, Error> {
         self.stage()?;
-        self.conn.staged().ok_or(Error::ConnectionClosed)
+        match self.conn.staged() {
+            Some(message) => Ok(message),
+            None => Err(Error::ConnectionClosed),
+        }
     }
 
     /// Reads until a message is staged in the connection, sending what its arrival queued

@@ -163,6 +163,8 @@ struct Inner<S> {
     /// An error to report before the stream ends (a write failed after a message was
     /// already being returned).
     pending_error: Option<Error>,
+    /// The error of the last failed `poll_stage`, until its caller takes it.
+    failure: Option<Error>,
     /// The server's host, for TLS error messages.
     host: Box<str>,
     /// Wakes the reader for keepalive steps and the idle-read timeout (allocated only when
@@ -231,27 +233,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     /// after an error, or at the end of the stream).
     fn poll_next_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
         match ready!(self.poll_stage(cx)) {
-            Some(Ok(())) => match self.conn.take_staged() {
+            Some(true) => match self.conn.take_staged() {
                 Some(message) => Poll::Ready(Some(Ok(message))),
                 None => Poll::Ready(None),
             },
-            Some(Err(e)) => Poll::Ready(Some(Err(e))),
+            Some(false) => Poll::Ready(Some(Err(self.take_failure()))),
             None => Poll::Ready(None),
         }
     }
 
-    /// Makes the next message ready in the connection (to be taken or borrowed); `None` once
-    /// the connection is over.
-    fn poll_stage(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<(), Error>>> {
+    /// Makes the next message ready in the connection (to be taken or borrowed): `Some(true)`;
+    /// `Some(false)` when it failed, with the error in `failure` (a flag rather than the error
+    /// itself keeps the per-message return value small); `None` once the connection is over.
+    fn poll_stage(&mut self, cx: &mut Context<'_>) -> Poll<Option<bool>> {
         loop {
             if let Some(e) = self.pending_error.take() {
-                return Poll::Ready(Some(Err(e)));
+                return self.staging_failed(e);
             }
             if self.conn.has_pending_output() && !self.conn.is_terminated() {
                 // Pongs and close replies go out while the caller only reads; a full socket
                 // does not hold up messages already received.
                 if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
-                    return Poll::Ready(Some(Err(e)));
+                    return self.staging_failed(e);
                 }
             }
             match self.conn.stage_next() {
@@ -262,7 +265,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                             self.pending_error = Some(e);
                         }
                     }
-                    return Poll::Ready(Some(Ok(())));
+                    return Poll::Ready(Some(true));
                 }
                 Ok(false) if self.conn.is_terminated() => {
                     // One close timeout bounds both flushing the close reply (or the close
@@ -296,13 +299,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 Ok(false) => {}
                 Err(e) => {
                     let _ = self.poll_write_out(cx);
-                    return Poll::Ready(Some(Err(e)));
+                    return self.staging_failed(e);
                 }
             }
             let filled = match self.poll_fill(cx) {
                 Poll::Ready(filled) => filled,
                 Poll::Pending => match self.poll_timers(cx) {
-                    Poll::Ready(Some(e)) => return Poll::Ready(Some(Err(e))),
+                    Poll::Ready(Some(e)) => return self.staging_failed(e),
                     // A ping was queued: go round to write it.
                     Poll::Ready(None) => continue,
                     Poll::Pending => return Poll::Pending,
@@ -313,14 +316,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 Ok(0) => {
                     if let Err(e) = self.conn.receive_eof() {
                         self.drained = true;
-                        return Poll::Ready(Some(Err(e)));
+                        return self.staging_failed(e);
                     }
                     self.drained = true;
                 }
                 Ok(_) => {}
-                Err(e) => return Poll::Ready(Some(Err(self.transport_error(e, Phase::Read)))),
+                Err(e) => {
+                    let e = self.transport_error(e, Phase::Read);
+                    return self.staging_failed(e);
+                }
             }
         }
+    }
+
+    /// Parks the error of a failed [`Inner::poll_stage`] for its caller.
+    #[cold]
+    fn staging_failed(&mut self, e: Error) -> Poll<Option<bool>> {
+        self.failure = Some(e);
+        Poll::Ready(Some(false))
+    }
+
+    /// The error [`Inner::poll_stage`] parked.
+    #[cold]
+    fn take_failure(&mut self) -> Error {
+        self.failure.take().unwrap_or(Error::ConnectionClosed)
     }
 
     /// While no data comes: runs the keepalive clock and the idle-read timeout, and arms the
@@ -453,6 +472,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 drained_bytes: 0,
                 dead: false,
                 pending_error: None,
+                failure: None,
                 host: "".into(),
                 timer: None,
                 read_timeout: None,
@@ -497,9 +517,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     /// (no allocation for a whole unfragmented message). It stays valid until the next call
     /// on this stream. Cancellation safe.
     pub async fn recv_ref(&mut self) -> Option<Result<MessageRef<'_>, Error>> {
-        match poll_fn(|cx| self.inner.poll_stage(cx)).await? {
-            Ok(()) => self.inner.conn.staged().map(Ok),
-            Err(e) => Some(Err(e)),
+        if poll_fn(|cx| self.inner.poll_stage(cx)).await? {
+            self.inner.conn.staged().map(Ok)
+        } else {
+            Some(Err(self.inner.take_failure()))
         }
     }
 

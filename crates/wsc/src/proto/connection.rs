@@ -540,15 +540,25 @@ impl Connection {
     }
 
     /// The message [`Connection::stage_next`] made ready, borrowed.
-    #[inline]
+    #[inline(always)]
     pub fn staged(&self) -> Option<MessageRef<'_>> {
-        match &self.staged {
-            Staged::None => None,
-            Staged::Range { text: true, len } => {
+        // The lent message (the fast path) inline at the caller; the rest out of line.
+        if let Staged::Range { text, len } = self.staged {
+            let bytes = &self.read_buf[..len];
+            return Some(if text {
                 // Validated by `lendable`, untouched since (the loan ends before any change).
-                Some(MessageRef::Text(str_from_validated(&self.read_buf[..*len])))
-            }
-            Staged::Range { text: false, len } => Some(MessageRef::Binary(&self.read_buf[..*len])),
+                MessageRef::Text(str_from_validated(bytes))
+            } else {
+                MessageRef::Binary(bytes)
+            });
+        }
+        self.staged_other()
+    }
+
+    #[inline(never)]
+    fn staged_other(&self) -> Option<MessageRef<'_>> {
+        match &self.staged {
+            Staged::None | Staged::Range { .. } => None,
             Staged::Owned(message) => Some(MessageRef::from(message)),
             Staged::Assembled { text: true, len } => {
                 // Validated piece by piece as it arrived, untouched since.
