@@ -692,7 +692,9 @@ impl Connection {
         if let Some(key) = key {
             apply_mask(payload, key, 0);
         }
-        if text && !utf8::is_valid(payload) {
+        // While it was waited for, the text was checked up to `wait_checked` (a code point
+        // boundary; zero unless this frame was waited for, and never for masked text).
+        if text && !utf8::is_valid(&payload[self.wait_checked..]) {
             if let Some(key) = key {
                 // Undo, so that the general path sees the frame as it came.
                 apply_mask(payload, key, 0);
@@ -1974,6 +1976,23 @@ mod tests {
         }
         assert!(c.stage_next().unwrap());
         assert_eq!(c.staged(), Some(MessageRef::Text(&text)));
+
+        // The invalid byte comes with the piece that completes the frame: the part checked
+        // while waiting is not checked again, the rest is.
+        let mut bad = text.clone().into_bytes();
+        let at = bad.len() - 3;
+        bad[at] = 0xFF;
+        let wire = frame(1, true, &bad, None);
+        let mut c = client();
+        let split = wire.len() - 50;
+        c.receive(&wire[..split]);
+        assert!(!c.stage_next().unwrap());
+        assert!(c.wait_checked > 0);
+        c.receive(&wire[split..]);
+        assert!(matches!(
+            c.stage_next(),
+            Err(Error::Protocol(ProtocolError::InvalidUtf8))
+        ));
 
         // The first piece already holds an invalid byte: the error comes with it.
         let mut bad = text.clone().into_bytes();
