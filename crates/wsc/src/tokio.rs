@@ -163,8 +163,6 @@ struct Inner<S> {
     /// An error to report before the stream ends (a write failed after a message was
     /// already being returned).
     pending_error: Option<Error>,
-    /// The error of the last failed `poll_stage`, until its caller takes it.
-    failure: Option<Error>,
     /// The server's host, for TLS error messages.
     host: Box<str>,
     /// Wakes the reader for keepalive steps and the idle-read timeout (allocated only when
@@ -243,8 +241,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     }
 
     /// Makes the next message ready in the connection (to be taken or borrowed): `Some(true)`;
-    /// `Some(false)` when it failed, with the error in `failure` (a flag rather than the error
-    /// itself keeps the per-message return value small); `None` once the connection is over.
+    /// `Some(false)` when it failed, with the error in `pending_error` for the caller to take
+    /// at once (a flag rather than the error itself keeps the per-message return value
+    /// small); `None` once the connection is over.
     fn poll_stage(&mut self, cx: &mut Context<'_>) -> Poll<Option<bool>> {
         loop {
             if let Some(e) = self.pending_error.take() {
@@ -332,14 +331,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     /// Parks the error of a failed [`Inner::poll_stage`] for its caller.
     #[cold]
     fn staging_failed(&mut self, e: Error) -> Poll<Option<bool>> {
-        self.failure = Some(e);
+        self.pending_error = Some(e);
         Poll::Ready(Some(false))
     }
 
     /// The error [`Inner::poll_stage`] parked.
     #[cold]
     fn take_failure(&mut self) -> Error {
-        self.failure.take().unwrap_or(Error::ConnectionClosed)
+        self.pending_error.take().unwrap_or(Error::ConnectionClosed)
     }
 
     /// While no data comes: runs the keepalive clock and the idle-read timeout, and arms the
@@ -472,7 +471,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 drained_bytes: 0,
                 dead: false,
                 pending_error: None,
-                failure: None,
                 host: "".into(),
                 timer: None,
                 read_timeout: None,

@@ -149,6 +149,8 @@ const MAX_PONG_BACKLOG: usize = 64 << 10;
 enum Step {
     /// A complete message or control frame.
     Message(Message),
+    /// A complete message, staged in the reused message buffer.
+    Staged(Staged),
     /// The frame is not complete yet and must be handled whole (a control frame).
     NeedMore,
     /// The frame's payload now streams into a partial message.
@@ -210,6 +212,15 @@ enum Lend {
     Wait,
 }
 
+/// Where a whole compressed message is.
+#[cfg_attr(not(feature = "deflate"), allow(dead_code))]
+enum Compressed {
+    /// The first `len` bytes of the read buffer (unmasked).
+    ReadBuffer(usize),
+    /// Assembled from its frames.
+    Assembled(Vec<u8>),
+}
+
 /// A message made ready by [`Connection::stage_next`].
 #[derive(Debug)]
 enum Staged {
@@ -240,7 +251,7 @@ pub struct Connection {
     out: Vec<u8>,
     out_pos: usize,
     /// The rest of a big payload queued after `out` (see [`OUTPUT_BLOCK`]).
-    out_rest: Option<OutgoingPayload>,
+    out_rest: Option<Box<OutgoingPayload>>,
     incoming: Option<IncomingFrame>,
     partial: Option<PartialMessage>,
     /// The buffer of the last big message, zeroed once and reused by the next one.
@@ -587,7 +598,7 @@ impl Connection {
             }
             Staged::Owned(message) => Some(message),
             Staged::Assembled { text, len } => {
-                let payload = if len < self.assembled.len() / 2 {
+                let payload = if self.assembled.capacity() - len > (len / 4).max(4096) {
                     // Much smaller than the buffer: copy, rather than pin the buffer.
                     Bytes::copy_from_slice(&self.assembled[..len])
                 } else {
@@ -613,7 +624,14 @@ impl Connection {
                 self.read_buf.advance(len);
                 self.staged = Staged::None;
             }
-            Staged::Owned(_) | Staged::Assembled { .. } => self.staged = Staged::None,
+            Staged::Owned(_) => self.staged = Staged::None,
+            Staged::Assembled { .. } => {
+                self.staged = Staged::None;
+                if self.assembled.capacity() > MAX_KEPT_INPUT {
+                    // A very big (inflated) message: give the memory back.
+                    self.assembled = Vec::new();
+                }
+            }
         }
     }
 
@@ -746,6 +764,7 @@ impl Connection {
             };
             match self.start_frame(header, header_len)? {
                 Step::Message(message) => return Ok(Some(Staged::Owned(message))),
+                Step::Staged(staged) => return Ok(Some(staged)),
                 Step::NeedMore => return Ok(None),
                 Step::Streaming => {}
             }
@@ -812,12 +831,20 @@ impl Connection {
             && header.opcode != OpCode::Continuation
             && self.read_buf.len() - header_len >= len
         {
-            // Fast path: a whole single-frame message is here; hand it out without copying.
+            // Fast path: a whole single-frame message is here.
             self.read_buf.advance(header_len);
+            if compressed {
+                // Inflated straight from the read buffer into the reused message buffer.
+                let payload = &mut self.read_buf[..len];
+                if let Some(key) = header.mask {
+                    apply_mask(payload, key, 0);
+                }
+                return self
+                    .inflate_and_stage(text, Compressed::ReadBuffer(len))
+                    .map(Step::Staged);
+            }
             let payload = self.take_payload(len, header.mask);
-            return self
-                .complete(text, compressed, false, payload)
-                .map(Step::Message);
+            return self.complete(text, false, payload).map(Step::Message);
         }
         self.read_buf.advance(header_len);
         if header.opcode != OpCode::Continuation {
@@ -876,30 +903,16 @@ impl Connection {
         }
         // Only a reused or presized buffer is longer than its message, and those are big.
         partial.data.truncate(partial.filled);
-        let validated = !partial.compressed;
-        self.complete(
-            partial.text,
-            partial.compressed,
-            validated,
-            Bytes::from(partial.data),
-        )
-        .map(Staged::Owned)
+        if partial.compressed {
+            return self.inflate_and_stage(partial.text, Compressed::Assembled(partial.data));
+        }
+        self.complete(partial.text, true, Bytes::from(partial.data))
+            .map(Staged::Owned)
     }
 
-    /// Turns a complete payload into a message: inflates it if compressed, checks text
-    /// (unless it was `validated` piece by piece already).
-    fn complete(
-        &mut self,
-        text: bool,
-        compressed: bool,
-        validated: bool,
-        payload: Bytes,
-    ) -> Result<Message, Error> {
-        let payload = if compressed {
-            self.inflate(&payload)?
-        } else {
-            payload
-        };
+    /// Turns a complete uncompressed payload into a message, checking text (unless it was
+    /// `validated` piece by piece already).
+    fn complete(&mut self, text: bool, validated: bool, payload: Bytes) -> Result<Message, Error> {
         if !text {
             return Ok(Message::Binary(payload));
         }
@@ -909,30 +922,43 @@ impl Connection {
         Ok(Message::Text(Utf8Bytes::from_validated(payload)))
     }
 
+    /// Inflates a whole compressed message into the reused message buffer and stages it
+    /// there (text checked): no allocation per message. Fails the connection on bad data.
     #[cfg(feature = "deflate")]
-    fn inflate(&mut self, compressed: &[u8]) -> Result<Bytes, Error> {
+    fn inflate_and_stage(&mut self, text: bool, from: Compressed) -> Result<Staged, Error> {
         let max = self.config.max_message_size.unwrap_or(usize::MAX);
         let Some(codec) = self.deflate.as_mut() else {
             unreachable!("compressed messages are only accepted with a codec")
         };
-        let mut out = Vec::new();
-        match codec.decompress(compressed, &mut out, max) {
-            Ok(()) => {
-                if out.capacity() - out.len() > (out.len() / 4).max(4096) {
-                    out.shrink_to_fit();
-                }
-                Ok(Bytes::from(out))
+        self.assembled.clear();
+        let inflated = match &from {
+            Compressed::ReadBuffer(len) => {
+                codec.decompress(&self.read_buf[..*len], &mut self.assembled, max)
             }
-            Err(InflateError::TooLarge) => {
-                let size = out.len() as u64;
-                Err(self.fail(ProtocolError::MessageTooLarge { size, max }))
-            }
-            Err(InflateError::Corrupt(why)) => Err(self.fail(ProtocolError::BadCompression(why))),
+            Compressed::Assembled(data) => codec.decompress(data, &mut self.assembled, max),
+        };
+        if let Compressed::ReadBuffer(len) = from {
+            self.read_buf.advance(len);
         }
+        let len = self.assembled.len();
+        match inflated {
+            Ok(()) => {}
+            Err(InflateError::TooLarge) => {
+                let size = len as u64;
+                return Err(self.fail(ProtocolError::MessageTooLarge { size, max }));
+            }
+            Err(InflateError::Corrupt(why)) => {
+                return Err(self.fail(ProtocolError::BadCompression(why)))
+            }
+        }
+        if text && !utf8::is_valid(&self.assembled) {
+            return Err(self.fail(ProtocolError::InvalidUtf8));
+        }
+        Ok(Staged::Assembled { text, len })
     }
 
     #[cfg(not(feature = "deflate"))]
-    fn inflate(&mut self, _: &[u8]) -> Result<Bytes, Error> {
+    fn inflate_and_stage(&mut self, _: bool, _: Compressed) -> Result<Staged, Error> {
         unreachable!("compressed messages are only accepted with a codec")
     }
 
@@ -1105,11 +1131,11 @@ impl Connection {
             return self.write_frame(opcode, true, rsv1, &payload);
         }
         let mask = self.write_header(opcode, true, rsv1, payload.len())?;
-        self.out_rest = Some(OutgoingPayload {
+        self.out_rest = Some(Box::new(OutgoingPayload {
             data: payload,
             pos: 0,
             mask,
-        });
+        }));
         self.refill_output(OUTPUT_BLOCK);
         Ok(())
     }
@@ -1666,6 +1692,42 @@ mod tests {
             .map(Result::unwrap)
             .collect();
         assert_eq!(got, vec![Message::binary(big)]);
+    }
+
+    /// Compressed messages are inflated into one reused buffer and lent from it; they can
+    /// still be taken owned.
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn compressed_messages_are_inflated_into_a_reused_buffer() {
+        use crate::proto::deflate::{DeflateConfig, DeflateParams};
+        let params = DeflateParams {
+            local_no_context_takeover: true,
+            remote_no_context_takeover: true,
+            local_max_window_bits: 15,
+            remote_max_window_bits: 15,
+        };
+        let codec = || Some(Codec::new(params, &DeflateConfig::default()));
+        let mut c = Connection::with_deflate(Role::Client, Config::default(), codec());
+        let mut s = Connection::with_deflate(Role::Server, Config::default(), codec());
+        let texts: Vec<String> = (0..3)
+            .map(|i| format!("{{\"ticker\":\"BTC-USD\",\"seq\":{i}}}").repeat(20))
+            .collect();
+        for t in &texts {
+            c.send(Message::text(t.as_str())).unwrap();
+        }
+        s.receive(&drain_output(&mut c, usize::MAX));
+        let mut at = None;
+        for t in &texts[..2] {
+            assert!(s.stage_next().unwrap());
+            let Some(MessageRef::Text(got)) = s.staged() else {
+                panic!("not text")
+            };
+            assert_eq!(got, t);
+            let ptr = got.as_ptr();
+            assert_eq!(*at.get_or_insert(ptr), ptr, "not the same buffer");
+        }
+        assert!(s.stage_next().unwrap());
+        assert_eq!(s.take_staged(), Some(Message::text(texts[2].as_str())));
     }
 
     #[test]
