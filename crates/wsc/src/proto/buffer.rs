@@ -56,7 +56,9 @@ impl ReadBuffer {
     ) -> Result<usize, E> {
         let want = min.max(self.read_size);
         self.reserve(want);
-        let spare = &mut self.buf[self.tail..];
+        // At most `want`: a read that spills past the caches costs more than it saves.
+        let end = self.buf.len().min(self.tail + want);
+        let spare = &mut self.buf[self.tail..end];
         let offered = spare.len();
         let result = read(spare);
         if let Ok(n) = result {
