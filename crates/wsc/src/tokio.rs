@@ -246,8 +246,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     /// small); `None` once the connection is over.
     fn poll_stage(&mut self, cx: &mut Context<'_>) -> Poll<Option<bool>> {
         loop {
-            if let Some(e) = self.pending_error.take() {
-                return self.staging_failed(e);
+            if self.pending_error.is_some() {
+                // A deferred error: it stays parked for the caller to take.
+                return Poll::Ready(Some(false));
             }
             if self.conn.has_pending_output() && !self.conn.is_terminated() {
                 // Pongs and close replies go out while the caller only reads; a full socket
@@ -514,12 +515,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     /// The next message or control frame, borrowed instead of copied: the fast way to read
     /// (no allocation for a whole unfragmented message). It stays valid until the next call
     /// on this stream. Cancellation safe.
-    pub async fn recv_ref(&mut self) -> Option<Result<MessageRef<'_>, Error>> {
-        if poll_fn(|cx| self.inner.poll_stage(cx)).await? {
-            self.inner.conn.staged().map(Ok)
-        } else {
-            Some(Err(self.inner.take_failure()))
-        }
+    pub fn recv_ref(&mut self) -> RecvRef<'_, S> {
+        RecvRef { ws: Some(self) }
     }
 
     /// Sends a message or control frame and waits until it is written.
@@ -608,6 +605,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             },
             WsWriter { shared },
         )
+    }
+}
+
+/// The future of [`WebSocketStream::recv_ref`]: written out rather than an `async fn`, as
+/// the per-message step of the fastest read path.
+#[must_use = "futures do nothing unless polled"]
+pub struct RecvRef<'a, S> {
+    /// Until the message is handed out (it borrows the stream for `'a`).
+    ws: Option<&'a mut WebSocketStream<S>>,
+}
+
+impl<S> std::fmt::Debug for RecvRef<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvRef").finish_non_exhaustive()
+    }
+}
+
+impl<'a, S: AsyncRead + AsyncWrite + Unpin> Future for RecvRef<'a, S> {
+    type Output = Option<Result<MessageRef<'a>, Error>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // Polled again after it completed: nothing more (the stream is no longer held).
+        let Some(ws) = self.ws.take() else {
+            return Poll::Ready(None);
+        };
+        match ws.inner.poll_stage(cx) {
+            Poll::Pending => {
+                self.ws = Some(ws);
+                Poll::Pending
+            }
+            Poll::Ready(Some(true)) => Poll::Ready(ws.inner.conn.staged().map(Ok)),
+            Poll::Ready(Some(false)) => Poll::Ready(Some(Err(ws.inner.take_failure()))),
+            Poll::Ready(None) => Poll::Ready(None),
+        }
     }
 }
 
