@@ -62,6 +62,13 @@ impl DeadlineTcp {
     }
 
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        // Refused now, as the socket would refuse it, rather than at the next read.
+        if timeout == Some(Duration::ZERO) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a read timeout of zero is not allowed; use None for no timeout",
+            ));
+        }
         // Armed by the next read that needs it (see `set_deadline`).
         self.read_timeout = timeout;
         Ok(())
@@ -264,6 +271,18 @@ pub(crate) fn tls_handshake(
 mod tests {
     use super::*;
     use std::net::TcpListener;
+
+    #[test]
+    fn a_zero_read_timeout_is_refused_when_set() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let mut stream = DeadlineTcp::new(client);
+        let err = stream.set_read_timeout(Some(Duration::ZERO)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        stream
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+    }
 
     #[test]
     fn a_lifted_deadline_no_longer_bounds_reads() {

@@ -252,6 +252,9 @@ pub struct Connection {
     out_pos: usize,
     /// The rest of a big payload queued after `out` (see [`OUTPUT_BLOCK`]).
     out_rest: Option<Box<OutgoingPayload>>,
+    /// Frames queued while a big payload goes out (pongs, pings, the close, more messages):
+    /// moved to `out` once it has, so that they wait for it without copying it.
+    out_after: Vec<u8>,
     incoming: Option<IncomingFrame>,
     partial: Option<PartialMessage>,
     /// The buffer of the last big message, zeroed once and reused by the next one.
@@ -282,6 +285,7 @@ impl Connection {
             out: Vec::new(),
             out_pos: 0,
             out_rest: None,
+            out_after: Vec::new(),
             incoming: None,
             partial: None,
             assembled: Vec::new(),
@@ -348,11 +352,12 @@ impl Connection {
         self.read_buf.extend_from_slice(data);
     }
 
-    /// Lets `read` fill the read buffer directly (no intermediate copy): it is given a slice of
-    /// at least `chunk` bytes and returns how many it filled.
+    /// Lets `read` fill the connection's buffers directly (no intermediate copy): it is given
+    /// a slice of at least `chunk` bytes (up to 64 KiB) and returns how many it filled.
     ///
-    /// The buffer is reused from read to read (never zeroed again), and the slice grows past
-    /// `chunk` while reads keep filling it, so a fast stream takes fewer, bigger reads.
+    /// The slice is free room in the read buffer, which is reused from read to read (never
+    /// zeroed again) and offered more, up to 64 KiB, while reads keep filling it; or, in the
+    /// middle of a big frame, the next part of that frame's message buffer.
     pub fn receive_with<E>(
         &mut self,
         chunk: usize,
@@ -360,9 +365,10 @@ impl Connection {
     ) -> Result<usize, E> {
         self.settle();
         if let Some(target) = self.direct_target() {
+            let offered = target.len();
             let n = read(target)?;
-            self.direct_received(n);
-            return Ok(n);
+            self.direct_received(n, offered);
+            return Ok(n.min(offered));
         }
         // A big message passed through: give the memory back.
         self.read_buf.shrink_if_oversized();
@@ -370,30 +376,42 @@ impl Connection {
     }
 
     /// Where a read may go straight into the message being received: the rest of a big
-    /// frame, when the read buffer holds nothing that comes before it.
+    /// frame, when the read buffer holds nothing that comes before it. The message buffer
+    /// grows (zeroed) by at most one read's worth at a time, as the data arrives.
     fn direct_target(&mut self) -> Option<&mut [u8]> {
         if !self.read_buf.is_empty() {
             return None;
         }
         let frame = self.incoming.as_ref()?;
         let partial = self.partial.as_mut()?;
-        let room = partial.data.len() - partial.filled;
-        let want = usize::try_from(frame.remaining)
-            .unwrap_or(usize::MAX)
-            .min(room)
-            .min(DIRECT_MAX);
+        if partial.compressed {
+            return None;
+        }
+        let remaining = usize::try_from(frame.remaining).unwrap_or(usize::MAX);
+        let want = remaining.min(DIRECT_MAX);
         if want < DIRECT_MIN {
             return None;
         }
-        Some(&mut partial.data[partial.filled..partial.filled + want])
+        let end = partial.filled + want;
+        if partial.data.len() < end {
+            if partial.data.capacity() < end {
+                // The rest of the frame at once (its length passed the limits), up to a bound.
+                let ahead = (remaining - want).min(MAX_RESERVE_AHEAD);
+                partial.data.reserve_exact(end + ahead - partial.data.len());
+            }
+            partial.data.resize(end, 0);
+        }
+        Some(&mut partial.data[partial.filled..end])
     }
 
     /// Takes `n` bytes read into [`Connection::direct_target`] as payload (unmasked here;
     /// text is checked by the parser).
-    fn direct_received(&mut self, n: usize) {
+    fn direct_received(&mut self, n: usize, offered: usize) {
         let (Some(frame), Some(partial)) = (self.incoming.as_mut(), self.partial.as_mut()) else {
             return;
         };
+        // A reader cannot report more than it was given.
+        let n = n.min(offered);
         let chunk = &mut partial.data[partial.filled..partial.filled + n];
         if let Some(key) = frame.mask {
             apply_mask(chunk, key, frame.offset);
@@ -413,6 +431,7 @@ impl Connection {
         if self.out_pos == self.out.len() && self.out.capacity() > 0 {
             self.out = Vec::new();
             self.out_pos = 0;
+            self.out_after = Vec::new();
         }
     }
 
@@ -447,6 +466,7 @@ impl Connection {
         self.out.clear();
         self.out_pos = 0;
         self.out_rest = None;
+        self.out_after.clear();
     }
 
     /// Turns keepalive pings on (or off with `None`); the first ping is due one interval
@@ -598,14 +618,22 @@ impl Connection {
             }
             Staged::Owned(message) => Some(message),
             Staged::Assembled { text, len } => {
-                let payload = if self.assembled.capacity() - len > (len / 4).max(4096) {
-                    // Much smaller than the buffer: copy, rather than pin the buffer.
+                let payload = if len < DIRECT_MIN {
+                    // Small: copied; the buffer stays for the next message.
                     Bytes::copy_from_slice(&self.assembled[..len])
                 } else {
+                    // Big: the buffer is handed over, trimmed to the message (giving back
+                    // the excess does not move the data).
                     let mut buf = std::mem::take(&mut self.assembled);
                     buf.truncate(len);
+                    if buf.capacity() - len > (len / 4).max(4096) {
+                        buf.shrink_to_fit();
+                    }
                     Bytes::from(buf)
                 };
+                if self.assembled.capacity() > MAX_KEPT_INPUT {
+                    self.assembled = Vec::new();
+                }
                 Some(if text {
                     Message::Text(Utf8Bytes::from_validated(payload))
                 } else {
@@ -848,17 +876,15 @@ impl Connection {
         }
         self.read_buf.advance(header_len);
         if header.opcode != OpCode::Continuation {
-            let data = if !compressed && (DIRECT_MIN..=MAX_KEPT_INPUT).contains(&len) {
-                // Big: the whole frame's buffer at once, for direct reads. Reused from the
-                // last big message, or zeroed memory fresh from the allocator (which the
-                // system zeroes page by page as the data arrives).
-                let reused = std::mem::take(&mut self.assembled);
-                if reused.len() >= len {
-                    reused
-                } else {
-                    vec![0; len]
-                }
+            let reuse = !compressed
+                && (DIRECT_MIN..=MAX_KEPT_INPUT).contains(&len)
+                && (len..=MAX_KEPT_INPUT).contains(&self.assembled.len());
+            let data = if reuse {
+                // Big, and the last big message's buffer holds it: reads go straight in.
+                std::mem::take(&mut self.assembled)
             } else {
+                // Grows as the data arrives (see `direct_target`), so that a peer that
+                // announces a huge frame does not make us allocate for it up front.
                 Vec::with_capacity(len.min(PARTIAL_INITIAL_CAPACITY))
             };
             self.partial = Some(PartialMessage::new(text, compressed, data));
@@ -968,7 +994,7 @@ impl Connection {
             OpCode::Ping => {
                 // A peer that floods pings while not reading our output would grow it without
                 // bound; past the backlog, pings go unanswered (only the latest needs a pong).
-                if self.state == State::Open && self.queued_output() < MAX_PONG_BACKLOG {
+                if self.state == State::Open && self.output_backlog() < MAX_PONG_BACKLOG {
                     self.write_frame(OpCode::Pong, true, false, &payload)?;
                 }
                 Ok(Message::Ping(payload))
@@ -1127,7 +1153,8 @@ impl Connection {
             Some(compressed) => (Bytes::from(compressed), true),
             None => (payload, false),
         };
-        if payload.len() <= OUTPUT_BLOCK {
+        if payload.len() <= OUTPUT_BLOCK || self.out_rest.is_some() {
+            // Small, or behind another big one: copied whole.
             return self.write_frame(opcode, true, rsv1, &payload);
         }
         let mask = self.write_header(opcode, true, rsv1, payload.len())?;
@@ -1177,8 +1204,9 @@ impl Connection {
         payload: &[u8],
     ) -> Result<(), Error> {
         let mask = self.write_header(opcode, fin, rsv1, payload.len())?;
-        self.out.reserve(payload.len());
-        copy_masked(&mut self.out, payload, mask, 0);
+        let out = self.frame_target();
+        out.reserve(payload.len());
+        copy_masked(out, payload, mask, 0);
         Ok(())
     }
 
@@ -1206,14 +1234,23 @@ impl Connection {
             self.out.clear();
             self.out_pos = 0;
         }
-        // A big payload still being queued goes first: copy the rest of it now.
-        self.refill_output(usize::MAX);
-        self.out.reserve(header.encoded_len());
-        header.encode(&mut self.out);
+        let out = self.frame_target();
+        out.reserve(header.encoded_len());
+        header.encode(out);
         Ok(mask)
     }
 
-    /// Copies up to `limit` more bytes of a big payload being queued into the output buffer.
+    /// Where the next frame goes: behind a big payload still being queued, if there is one.
+    fn frame_target(&mut self) -> &mut Vec<u8> {
+        if self.out_rest.is_some() {
+            &mut self.out_after
+        } else {
+            &mut self.out
+        }
+    }
+
+    /// Copies up to `limit` more bytes of a big payload being queued into the output buffer;
+    /// once it is all there, the frames queued behind it follow.
     fn refill_output(&mut self, limit: usize) {
         let Some(rest) = self.out_rest.as_mut() else {
             return;
@@ -1225,6 +1262,16 @@ impl Connection {
         rest.pos += block.len();
         if rest.pos == rest.data.len() {
             self.out_rest = None;
+            self.out.append(&mut self.out_after);
+        }
+    }
+
+    /// Output queued beyond a big payload that is going out: what received pings may add to.
+    fn output_backlog(&self) -> usize {
+        if self.out_rest.is_some() {
+            self.out_after.len()
+        } else {
+            self.out.len() - self.out_pos
         }
     }
 
@@ -1241,7 +1288,7 @@ impl Connection {
             .out_rest
             .as_ref()
             .map_or(0, |rest| rest.data.len() - rest.pos);
-        self.out.len() - self.out_pos + rest
+        self.out.len() - self.out_pos + rest + self.out_after.len()
     }
 
     /// Marks `n` bytes of [`Connection::pending_output`] as written.
@@ -1605,6 +1652,8 @@ mod tests {
             sender.consume_output(1000);
             sender.send_ping(b"p").unwrap();
             sender.send(Message::text("after")).unwrap();
+            // They wait behind it without pulling the rest of it into the buffer.
+            assert!(sender.pending_output().len() <= header + OUTPUT_BLOCK);
             wire.extend(drain_output(&mut sender, 100_003));
             assert!(sender.out.capacity() <= MAX_KEPT_OUTPUT);
 
@@ -2082,6 +2131,64 @@ mod tests {
         );
         assert!(out.is_empty() || matches!(out[0], Err(Error::Protocol(_))));
         assert!(c.partial.as_ref().map_or(0, |p| p.data.capacity()) <= PARTIAL_INITIAL_CAPACITY);
+    }
+
+    #[test]
+    fn an_announced_big_frame_gets_memory_only_as_its_data_arrives() {
+        // 16 MiB announced (within the default limits), one byte sent.
+        let mut c = client();
+        let mut wire = vec![0x82, 0x7F];
+        wire.extend_from_slice(&(16u64 << 20).to_be_bytes());
+        wire.push(7);
+        c.receive(&wire);
+        assert!(!c.stage_next().unwrap());
+        let capacity = c.partial.as_ref().map_or(0, |p| p.data.capacity());
+        assert!(capacity <= PARTIAL_INITIAL_CAPACITY, "{capacity}");
+        // A direct read zeroes no more than it is offered.
+        c.receive_with(1024, |buf: &mut [u8]| {
+            assert!(buf.len() <= DIRECT_MAX);
+            Ok::<_, ()>(10)
+        })
+        .unwrap();
+        assert!(!c.stage_next().unwrap());
+        let len = c.partial.as_ref().map_or(0, |p| p.data.len());
+        assert!(len <= 1 + DIRECT_MAX, "{len}");
+    }
+
+    /// Owned takes of big messages keep no more than `MAX_KEPT_INPUT` and hand out buffers
+    /// trimmed to the message.
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn owned_takes_of_big_messages_keep_and_pin_nothing_big() {
+        use crate::proto::deflate::{DeflateConfig, DeflateParams};
+        let params = DeflateParams {
+            local_no_context_takeover: false,
+            remote_no_context_takeover: false,
+            local_max_window_bits: 15,
+            remote_max_window_bits: 15,
+        };
+        let codec = || Some(Codec::new(params, &DeflateConfig::default()));
+        let mut c = Connection::with_deflate(Role::Client, Config::default(), codec());
+        let mut s = Connection::with_deflate(Role::Server, Config::default(), codec());
+        // 20 MiB of zeros: a small compressed message that inflates past the kept size.
+        c.send(Message::binary(vec![0u8; 20 << 20])).unwrap();
+        s.receive(&drain_output(&mut c, usize::MAX));
+        assert!(s.stage_next().unwrap());
+        let Some(Message::Binary(big)) = s.take_staged() else {
+            panic!("not binary")
+        };
+        assert_eq!(big.len(), 20 << 20);
+        assert!(s.assembled.capacity() <= MAX_KEPT_INPUT);
+        // A fragmented 100 KB message after it comes out at its own size.
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 7) as u8).collect();
+        c.send_fragmented(&Message::binary(data.clone()), 30_000)
+            .unwrap();
+        s.receive(&drain_output(&mut c, usize::MAX));
+        assert!(s.stage_next().unwrap());
+        let Some(Message::Binary(got)) = s.take_staged() else {
+            panic!("not binary")
+        };
+        assert_eq!(&got[..], &data[..]);
     }
 
     #[test]
