@@ -270,28 +270,30 @@ fn echo_sync<C: SyncClient>(p: &Params, r: &mut Report) -> Result<()> {
     let path = echo_route(p.scenario);
     let (kind, payload) = echo_payload(p);
     let mut c = C::connect(&p.addr, path, &Opts::default())?;
-    let mut samples = Vec::with_capacity(p.count as usize);
-    let mut start = Instant::now();
-    for i in 0..p.warmup + p.count {
-        if i == p.warmup {
-            start = Instant::now();
-        }
-        let t0 = Instant::now();
+    let (samples, secs) = timed_rounds(p, |i| {
         c.send(kind, &payload)?;
         let seen = c.recv(|k, data| (k, data.len()))?;
-        let dt = t0.elapsed();
-        check_echo(seen, kind, p.size, i)?;
-        if i >= p.warmup {
-            samples.push(dt);
-        }
-    }
-    let secs = start.elapsed().as_secs_f64();
+        check_echo(seen, kind, p.size, i)
+    })?;
     c.close()?;
     round_trips(p, samples, secs, r);
     Ok(())
 }
 
 fn connect_sync<C: SyncClient>(p: &Params, r: &mut Report) -> Result<()> {
+    let (samples, secs) = timed_rounds(p, |_| {
+        C::connect(&p.addr, "/close", &Opts::default())?.close()
+    })?;
+    connects(p, samples, secs, r);
+    Ok(())
+}
+
+/// Runs `round` `p.warmup` times, then `p.count` times on the clock (blocking clients and
+/// `raw`): the duration of each timed round, and the seconds of all of them.
+pub fn timed_rounds(
+    p: &Params,
+    mut round: impl FnMut(u64) -> Result<()>,
+) -> Result<(Vec<Duration>, f64)> {
     let mut samples = Vec::with_capacity(p.count as usize);
     let mut start = Instant::now();
     for i in 0..p.warmup + p.count {
@@ -299,13 +301,12 @@ fn connect_sync<C: SyncClient>(p: &Params, r: &mut Report) -> Result<()> {
             start = Instant::now();
         }
         let t0 = Instant::now();
-        C::connect(&p.addr, "/close", &Opts::default())?.close()?;
+        round(i)?;
         if i >= p.warmup {
             samples.push(t0.elapsed());
         }
     }
-    connects(p, samples, start.elapsed().as_secs_f64(), r);
-    Ok(())
+    Ok((samples, start.elapsed().as_secs_f64()))
 }
 
 // ----- async -----

@@ -272,11 +272,17 @@ mod tests {
     use super::*;
     use std::net::TcpListener;
 
-    #[test]
-    fn a_zero_read_timeout_is_refused_when_set() {
+    /// A stream over loopback TCP, and its peer.
+    fn connected() -> (DeadlineTcp, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let mut stream = DeadlineTcp::new(client);
+        let (peer, _) = listener.accept().unwrap();
+        (DeadlineTcp::new(client), peer)
+    }
+
+    #[test]
+    fn a_zero_read_timeout_is_refused_when_set() {
+        let (mut stream, _peer) = connected();
         let err = stream.set_read_timeout(Some(Duration::ZERO)).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
         stream
@@ -286,10 +292,7 @@ mod tests {
 
     #[test]
     fn a_lifted_deadline_no_longer_bounds_reads() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (mut peer, _) = listener.accept().unwrap();
-        let mut stream = DeadlineTcp::new(client);
+        let (mut stream, mut peer) = connected();
         let mut buf = [0u8; 16];
         peer.write_all(b"x").unwrap();
         stream
@@ -310,10 +313,7 @@ mod tests {
 
     #[test]
     fn a_short_timeout_armed_moments_ago_does_not_cut_a_longer_deadline() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (mut peer, _) = listener.accept().unwrap();
-        let mut stream = DeadlineTcp::new(client);
+        let (mut stream, mut peer) = connected();
         let mut buf = [0u8; 16];
         peer.write_all(b"x").unwrap();
         std::thread::sleep(Duration::from_millis(20));

@@ -27,7 +27,9 @@ use wsc::proto::frame::{FrameHeader, OpCode};
 use super::{err, handshake, Kind, Result};
 use crate::payload::header_len;
 use crate::report::Report;
-use crate::scenario::{connects, echo_payload, echo_route, round_trips, Params, Scenario};
+use crate::scenario::{
+    connects, echo_payload, echo_route, round_trips, timed_rounds, Params, Scenario,
+};
 
 /// Close 1000, masked with a zero key.
 const CLOSE: [u8; 8] = [0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8];
@@ -138,13 +140,7 @@ fn echo(p: &Params, report: &mut Report) -> Result<()> {
     // The header with the start of the payload (all of it for `echo`) in one read, as a
     // buffered client reads them; the server sends nothing else until the next frame.
     let first = buf.len().min(head.len() + PIECE);
-    let mut samples = Vec::with_capacity(p.count as usize);
-    let mut start = Instant::now();
-    for i in 0..p.warmup + p.count {
-        if i == p.warmup {
-            start = Instant::now();
-        }
-        let t0 = Instant::now();
+    let (samples, secs) = timed_rounds(p, |i| {
         tcp.write_all(&frame)?;
         tcp.read_exact(&mut buf[..first])?;
         if buf[..head.len()] != head[..] {
@@ -156,12 +152,8 @@ fn echo(p: &Params, report: &mut Report) -> Result<()> {
         for piece in buf[first..].chunks_mut(PIECE) {
             tcp.read_exact(piece)?;
         }
-        let dt = t0.elapsed();
-        if i >= p.warmup {
-            samples.push(dt);
-        }
-    }
-    let secs = start.elapsed().as_secs_f64();
+        Ok(())
+    })?;
     close(tcp, &mut buf)?;
     round_trips(p, samples, secs, report);
     report.notes = Some(
@@ -187,23 +179,14 @@ fn connect(p: &Params, report: &mut Report) -> Result<()> {
         p.addr
     );
     let mut buf = [0u8; MAX_HEAD];
-    let mut samples = Vec::with_capacity(p.count as usize);
-    let mut start = Instant::now();
-    for i in 0..p.warmup + p.count {
-        if i == p.warmup {
-            start = Instant::now();
-        }
-        let t0 = Instant::now();
+    let (samples, secs) = timed_rounds(p, |_| {
         let mut tcp = TcpStream::connect(addr)?;
         tcp.set_nodelay(true)?;
         tcp.write_all(request.as_bytes())?;
         read_head(&mut tcp, &mut buf)?;
-        close(tcp, &mut buf)?;
-        if i >= p.warmup {
-            samples.push(t0.elapsed());
-        }
-    }
-    connects(p, samples, start.elapsed().as_secs_f64(), report);
+        close(tcp, &mut buf)
+    })?;
+    connects(p, samples, secs, report);
     report.notes = Some(
         "pre-built upgrade request (fixed key), checks the 101 status line only, \
          pre-encoded close (mask key 0), reads until EOF"

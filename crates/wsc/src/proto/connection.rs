@@ -1707,20 +1707,28 @@ mod tests {
         (offered, Ok(got))
     }
 
-    /// A compressed big message is queued block by block too, and inflates intact.
+    /// A client and a server that agreed on permessage-deflate (15-bit windows).
     #[cfg(feature = "deflate")]
-    #[test]
-    fn big_compressed_messages_go_out_block_by_block() {
+    fn deflate_pair(no_context_takeover: bool) -> (Connection, Connection) {
         use crate::proto::deflate::{DeflateConfig, DeflateParams};
         let params = DeflateParams {
-            local_no_context_takeover: false,
-            remote_no_context_takeover: false,
+            local_no_context_takeover: no_context_takeover,
+            remote_no_context_takeover: no_context_takeover,
             local_max_window_bits: 15,
             remote_max_window_bits: 15,
         };
         let codec = || Some(Codec::new(params, &DeflateConfig::default()));
-        let mut c = Connection::with_deflate(Role::Client, Config::default(), codec());
-        let mut s = Connection::with_deflate(Role::Server, Config::default(), codec());
+        (
+            Connection::with_deflate(Role::Client, Config::default(), codec()),
+            Connection::with_deflate(Role::Server, Config::default(), codec()),
+        )
+    }
+
+    /// A compressed big message is queued block by block too, and inflates intact.
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn big_compressed_messages_go_out_block_by_block() {
+        let (mut c, mut s) = deflate_pair(false);
         // Pseudo-random bytes: they stay big when compressed.
         let mut x = 0x2545_F491_4F6C_DD1Du64;
         let big: Vec<u8> = (0..(2 << 20))
@@ -1748,16 +1756,7 @@ mod tests {
     #[cfg(feature = "deflate")]
     #[test]
     fn compressed_messages_are_inflated_into_a_reused_buffer() {
-        use crate::proto::deflate::{DeflateConfig, DeflateParams};
-        let params = DeflateParams {
-            local_no_context_takeover: true,
-            remote_no_context_takeover: true,
-            local_max_window_bits: 15,
-            remote_max_window_bits: 15,
-        };
-        let codec = || Some(Codec::new(params, &DeflateConfig::default()));
-        let mut c = Connection::with_deflate(Role::Client, Config::default(), codec());
-        let mut s = Connection::with_deflate(Role::Server, Config::default(), codec());
+        let (mut c, mut s) = deflate_pair(true);
         let texts: Vec<String> = (0..3)
             .map(|i| format!("{{\"ticker\":\"BTC-USD\",\"seq\":{i}}}").repeat(20))
             .collect();
@@ -2160,16 +2159,7 @@ mod tests {
     #[cfg(feature = "deflate")]
     #[test]
     fn owned_takes_of_big_messages_keep_and_pin_nothing_big() {
-        use crate::proto::deflate::{DeflateConfig, DeflateParams};
-        let params = DeflateParams {
-            local_no_context_takeover: false,
-            remote_no_context_takeover: false,
-            local_max_window_bits: 15,
-            remote_max_window_bits: 15,
-        };
-        let codec = || Some(Codec::new(params, &DeflateConfig::default()));
-        let mut c = Connection::with_deflate(Role::Client, Config::default(), codec());
-        let mut s = Connection::with_deflate(Role::Server, Config::default(), codec());
+        let (mut c, mut s) = deflate_pair(false);
         // 20 MiB of zeros: a small compressed message that inflates past the kept size.
         c.send(Message::binary(vec![0u8; 20 << 20])).unwrap();
         s.receive(&drain_output(&mut c, usize::MAX));
