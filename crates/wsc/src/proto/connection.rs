@@ -92,8 +92,8 @@ struct PartialMessage {
     text: bool,
     /// RSV1 was set on the first frame: the payload is permessage-deflate data.
     compressed: bool,
-    /// The payload so far is `data[..filled]`. A big message's buffer is sized (and zeroed)
-    /// for its whole frame up front, so that reads can fill it directly.
+    /// The payload so far is `data[..filled]`. Past it, a big frame's buffer holds zeroed
+    /// room that reads fill directly (grown a read at a time, or a reused buffer's rest).
     data: Vec<u8>,
     filled: usize,
     /// `data[..checked]` was fed to `utf8` (text only).
@@ -157,8 +157,8 @@ enum Step {
     Streaming,
 }
 
-/// The largest message buffer kept for the next big message (the default frame size limit),
-/// and the largest frame whose buffer is sized for it up front.
+/// The largest message buffer kept for the next big or compressed message (the default frame
+/// size limit), and so the largest frame that reuses it.
 const MAX_KEPT_INPUT: usize = 16 << 20;
 
 /// Frames with at least this much payload still to come, when nothing else is buffered, are
@@ -232,7 +232,8 @@ enum Staged {
     },
     /// Assembled (fragments, compression, control frames).
     Owned(Message),
-    /// A big message read into the connection's reused message buffer: its first `len` bytes.
+    /// A big or inflated message in the connection's reused message buffer: its first `len`
+    /// bytes.
     Assembled {
         text: bool,
         len: usize,
@@ -257,7 +258,8 @@ pub struct Connection {
     out_after: Vec<u8>,
     incoming: Option<IncomingFrame>,
     partial: Option<PartialMessage>,
-    /// The buffer of the last big message, zeroed once and reused by the next one.
+    /// The buffer of the last big or compressed message, kept (up to [`MAX_KEPT_INPUT`]) for
+    /// the next one; its length is how much of it is initialized.
     assembled: Vec<u8>,
     keys: MaskKeys,
     #[cfg(feature = "deflate")]
@@ -927,7 +929,7 @@ impl Connection {
                 len: partial.filled,
             });
         }
-        // Only a reused or presized buffer is longer than its message, and those are big.
+        // Zeroed room past the message is only left in a reused buffer (lent above); drop any.
         partial.data.truncate(partial.filled);
         if partial.compressed {
             return self.inflate_and_stage(partial.text, Compressed::Assembled(partial.data));
