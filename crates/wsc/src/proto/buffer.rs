@@ -92,12 +92,16 @@ impl ReadBuffer {
         self.buf.resize(grown, 0);
     }
 
-    /// Frees the memory if nothing is buffered and the last read drained the socket (and
-    /// forgets the read size it grew to). While a fast stream keeps reads full, the buffer is
-    /// kept: freeing it would cost an allocation and zeroing per wakeup.
+    /// Frees the memory if nothing is buffered and the last read drained the socket. While a
+    /// fast stream keeps reads full, the buffer is kept: freeing it would cost an allocation
+    /// and zeroing per wakeup. The read size it grew to is kept too: a stream that catches up
+    /// with its peer now and then goes on with full-size reads, not 16 KiB ones growing back.
     pub(crate) fn release_if_idle(&mut self) {
         if self.is_empty() && !self.behind && !self.buf.is_empty() {
-            *self = ReadBuffer::default();
+            *self = ReadBuffer {
+                read_size: self.read_size,
+                ..ReadBuffer::default()
+            };
         }
     }
 
@@ -187,6 +191,13 @@ mod tests {
         b.advance(1);
         b.release_if_idle();
         assert_eq!(b.capacity(), 0);
+        // The next read, after the wakeup, is offered the size reads had grown to.
+        b.fill_with(16, |s| {
+            offered = s.len();
+            Ok::<_, ()>(0)
+        })
+        .unwrap();
+        assert!(offered >= MAX_READ / 2, "{offered}");
     }
 
     #[test]
