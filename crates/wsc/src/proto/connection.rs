@@ -556,6 +556,13 @@ impl Connection {
             Some(Lend::Wait) => return Ok(false),
             None => {}
         }
+        self.stage_general()
+    }
+
+    /// [`Connection::stage_next`] the general way, out of line so that the lending path,
+    /// inlined at the caller, stays small.
+    #[inline(never)]
+    fn stage_general(&mut self) -> Result<bool, Error> {
         match self.parse_owned()? {
             Some(staged) => {
                 self.staged = staged;
@@ -724,14 +731,8 @@ impl Connection {
             if len > LEND_WAIT_MAX || (text && key.is_some()) {
                 return None;
             }
-            if text {
-                // Text still fails at its first invalid byte: check what has arrived.
-                let arrived = &buf[header_len + self.wait_checked..];
-                match simdutf8::compat::from_utf8(arrived) {
-                    Ok(_) => self.wait_checked += arrived.len(),
-                    Err(e) if e.error_len().is_none() => self.wait_checked += e.valid_up_to(),
-                    Err(_) => return None,
-                }
+            if text && !check_arrived(&buf[header_len..], &mut self.wait_checked) {
+                return None;
             }
             // Worth waiting for the rest rather than copying it piece by piece.
             return Some(Lend::Wait);
@@ -1314,6 +1315,20 @@ impl Connection {
         // A big payload being queued always has its next block in `out`.
         self.out_pos < self.out.len()
     }
+}
+
+/// While a text frame is waited for: checks what has arrived past `checked` (text still fails
+/// at its first invalid byte) and moves `checked` to the last code point boundary. False if
+/// it is not UTF-8. Out of line: the lending path stays small.
+#[inline(never)]
+fn check_arrived(arrived: &[u8], checked: &mut usize) -> bool {
+    let fresh = &arrived[*checked..];
+    match simdutf8::compat::from_utf8(fresh) {
+        Ok(_) => *checked += fresh.len(),
+        Err(e) if e.error_len().is_none() => *checked += e.valid_up_to(),
+        Err(_) => return false,
+    }
+    true
 }
 
 /// Appends `payload` to `out`, masked with `mask` from payload offset `offset` (client role).
