@@ -353,28 +353,34 @@ async fn echo_async<C: AsyncClient>(p: &Params, r: &mut Report) -> Result<()> {
     let path = echo_route(p.scenario);
     let (kind, payload) = echo_payload(p);
     let mut c = C::connect(&p.addr, path, &Opts::default()).await?;
-    let mut samples = Vec::with_capacity(p.count as usize);
-    let mut start = Instant::now();
-    for i in 0..p.warmup + p.count {
-        if i == p.warmup {
-            start = Instant::now();
-        }
-        let t0 = Instant::now();
+    let (samples, secs) = timed_rounds_async(p, async |i| {
         c.send(kind, &payload).await?;
         let seen = c.recv(|k, data| (k, data.len())).await?;
-        let dt = t0.elapsed();
-        check_echo(seen, kind, p.size, i)?;
-        if i >= p.warmup {
-            samples.push(dt);
-        }
-    }
-    let secs = start.elapsed().as_secs_f64();
+        check_echo(seen, kind, p.size, i)
+    })
+    .await?;
     c.close().await?;
     round_trips(p, samples, secs, r);
     Ok(())
 }
 
 async fn connect_async<C: AsyncClient>(p: &Params, r: &mut Report) -> Result<()> {
+    let (samples, secs) = timed_rounds_async(p, async |_| {
+        C::connect(&p.addr, "/close", &Opts::default())
+            .await?
+            .close()
+            .await
+    })
+    .await?;
+    connects(p, samples, secs, r);
+    Ok(())
+}
+
+/// [`timed_rounds`] for the async clients.
+async fn timed_rounds_async(
+    p: &Params,
+    mut round: impl AsyncFnMut(u64) -> Result<()>,
+) -> Result<(Vec<Duration>, f64)> {
     let mut samples = Vec::with_capacity(p.count as usize);
     let mut start = Instant::now();
     for i in 0..p.warmup + p.count {
@@ -382,16 +388,12 @@ async fn connect_async<C: AsyncClient>(p: &Params, r: &mut Report) -> Result<()>
             start = Instant::now();
         }
         let t0 = Instant::now();
-        C::connect(&p.addr, "/close", &Opts::default())
-            .await?
-            .close()
-            .await?;
+        round(i).await?;
         if i >= p.warmup {
             samples.push(t0.elapsed());
         }
     }
-    connects(p, samples, start.elapsed().as_secs_f64(), r);
-    Ok(())
+    Ok((samples, start.elapsed().as_secs_f64()))
 }
 
 /// Opens K connections to `/echo` one after another, each handed to its own task that waits

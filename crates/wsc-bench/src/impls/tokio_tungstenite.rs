@@ -20,6 +20,20 @@ fn is_closed(e: &tungstenite::Error) -> bool {
     )
 }
 
+impl Client {
+    /// Reads (and drops) until the stream ends.
+    async fn drain(&mut self) -> Result<()> {
+        loop {
+            match self.ws.next().await {
+                Some(Ok(_)) => {}
+                None => return Ok(()),
+                Some(Err(e)) if is_closed(&e) => return Ok(()),
+                Some(Err(e)) => return Err(e.into()),
+            }
+        }
+    }
+}
+
 impl AsyncClient for Client {
     async fn connect(addr: &str, path: &str, opts: &Opts) -> Result<Self> {
         if opts.compression {
@@ -56,25 +70,11 @@ impl AsyncClient for Client {
 
     async fn close(mut self) -> Result<()> {
         self.ws.close(None).await?;
-        loop {
-            match self.ws.next().await {
-                Some(Ok(_)) => {}
-                None => return Ok(()),
-                Some(Err(e)) if is_closed(&e) => return Ok(()),
-                Some(Err(e)) => return Err(e.into()),
-            }
-        }
+        self.drain().await
     }
 
     async fn finish(mut self) -> Result<()> {
         // Polling again writes the queued close reply; the stream then ends.
-        loop {
-            match self.ws.next().await {
-                Some(Ok(_)) => {}
-                None => return Ok(()),
-                Some(Err(e)) if is_closed(&e) => return Ok(()),
-                Some(Err(e)) => return Err(e.into()),
-            }
-        }
+        self.drain().await
     }
 }

@@ -34,6 +34,19 @@ fn is_closed(e: &tungstenite::Error) -> bool {
     )
 }
 
+impl Client {
+    /// Reads (and drops) until the connection is closed.
+    fn drain(&mut self) -> Result<()> {
+        loop {
+            match self.ws.read() {
+                Ok(_) => {}
+                Err(e) if is_closed(&e) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
 impl SyncClient for Client {
     fn connect(addr: &str, path: &str, opts: &Opts) -> Result<Self> {
         if opts.compression {
@@ -70,23 +83,11 @@ impl SyncClient for Client {
 
     fn close(mut self) -> Result<()> {
         self.ws.close(None)?;
-        loop {
-            match self.ws.read() {
-                Ok(_) => {}
-                Err(e) if is_closed(&e) => return Ok(()),
-                Err(e) => return Err(e.into()),
-            }
-        }
+        self.drain()
     }
 
     fn finish(mut self) -> Result<()> {
         // The next read writes the queued close reply and reports the end.
-        loop {
-            match self.ws.read() {
-                Ok(_) => {}
-                Err(e) if is_closed(&e) => return Ok(()),
-                Err(e) => return Err(e.into()),
-            }
-        }
+        self.drain()
     }
 }
