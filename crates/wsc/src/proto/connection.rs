@@ -120,15 +120,22 @@ impl PartialMessage {
         let (head, tail) = chunk.split_at(room.min(chunk.len()));
         self.data[self.filled..self.filled + head.len()].copy_from_slice(head);
         if !tail.is_empty() {
-            if self.data.capacity() - self.data.len() < tail.len() {
-                // Past the first block, reserve the rest of the frame at once (its length
-                // passed the limits): one reallocation, not a doubling series.
-                let rest = usize::try_from(frame_rest).unwrap_or(usize::MAX);
-                self.data.reserve(tail.len() + rest.min(MAX_RESERVE_AHEAD));
-            }
+            self.make_room(self.data.len() + tail.len(), frame_rest);
             self.data.extend_from_slice(tail);
         }
         self.filled += chunk.len();
+    }
+
+    /// Makes the capacity at least `len` bytes; when it must grow, the rest of the frame
+    /// (`frame_rest` bytes after those, which passed the limits) is reserved too, up to
+    /// [`MAX_RESERVE_AHEAD`]: one reallocation where the frame's length is known, and the
+    /// usual doubling where it is not (a message in many small fragments).
+    fn make_room(&mut self, len: usize, frame_rest: u64) {
+        if self.data.capacity() < len {
+            let rest = usize::try_from(frame_rest).unwrap_or(usize::MAX);
+            self.data
+                .reserve(len + rest.min(MAX_RESERVE_AHEAD) - self.data.len());
+        }
     }
 
     /// Checks the text received since the last call; false if it is not UTF-8.
@@ -396,11 +403,7 @@ impl Connection {
         }
         let end = partial.filled + want;
         if partial.data.len() < end {
-            if partial.data.capacity() < end {
-                // The rest of the frame at once (its length passed the limits), up to a bound.
-                let ahead = (remaining - want).min(MAX_RESERVE_AHEAD);
-                partial.data.reserve_exact(end + ahead - partial.data.len());
-            }
+            partial.make_room(end, frame.remaining - want as u64);
             partial.data.resize(end, 0);
         }
         Some(&mut partial.data[partial.filled..end])
