@@ -4,7 +4,7 @@
 #
 # usage: scripts/bench.sh [--rounds N] [--quick] [--micro | --no-micro] [--no-pin]
 #                         [--out FILE.md] [--svg FILE.svg]
-#   --rounds N   rounds (default 5); in each round every (scenario, client) runs once, the
+#   --rounds N   rounds (default 9); in each round every (scenario, client) runs once, the
 #                clients of a scenario in an order rotated from round to round; medians
 #   --quick      smoke test: 1 round, small counts, no micro-benchmarks (unless --micro);
 #                writes target/bench/quick/BENCHMARKS.md and bench.svg, not the real ones
@@ -22,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 command_line="bash scripts/bench.sh${*:+ $*}"
-rounds=5 quick=0 micro="" pin=1 out="" svg=""
+rounds=9 quick=0 micro="" pin=1 out="" svg=""
 while (($#)); do
   case "$1" in
     --rounds) rounds=${2:?--rounds needs a number}; shift 2 ;;

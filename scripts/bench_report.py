@@ -34,7 +34,8 @@ from pathlib import Path
 
 # ----- what is measured -----
 
-IMPL_ORDER = ["wsc", "wsc-async", "tungstenite", "tokio-tungstenite", "fastwebsockets", "yawc", "raw"]
+IMPL_ORDER = ["wsc", "wsc-async", "tungstenite", "tokio-tungstenite", "fastwebsockets", "yawc", "raw",
+              "raw-utf8"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,15 @@ TARGETS = [
     Target("idle", "wsc-async", None, "bytes_per_conn", "<", 4096, "idle: wsc-async bytes per connection"),
     Target("compressed", "wsc", "yawc", "msgs_per_sec", ">", 1.0, "compressed: wsc / yawc, msgs/s"),
     Target("compressed", "wsc-async", "yawc", "msgs_per_sec", ">", 1.0, "compressed: wsc-async / yawc, msgs/s"),
+]
+
+# Ratios shown beside the targets, with no goal of their own: the 16 KiB feed against the limit
+# of a conforming client (raw reads plus the UTF-8 check RFC 6455 requires of text).
+REFERENCES = [
+    Target("feed-16384", "wsc", "raw-utf8", "mb_per_sec", ">=", 0.0, "feed 16 KiB: wsc / raw-utf8, MB/s"),
+    Target("feed-16384", "wsc-async", "raw-utf8", "mb_per_sec", ">=", 0.0,
+           "feed 16 KiB: wsc-async / raw-utf8, MB/s"),
+    Target("feed-16384", "raw-utf8", "raw", "mb_per_sec", ">=", 0.0, "feed 16 KiB: raw-utf8 / raw, MB/s"),
 ]
 
 OPS = {">=": lambda a, b: a >= b, ">": lambda a, b: a > b, "<": lambda a, b: a < b}
@@ -265,6 +275,24 @@ def results_table(res: Results) -> str:
                      "also (medians)", "runs"], rows)
 
 
+def ratio(res: Results, t: Target) -> tuple[float | None, list[float]]:
+    """The ratio of the two medians, and the same ratio within each round."""
+    a, b = res.med(t.key, t.num, t.metric), res.med(t.key, t.den, t.metric)
+    ra, rb = res.by_round(t.key, t.num, t.metric), res.by_round(t.key, t.den, t.metric)
+    return (a / b if a and b else None), [ra[k] / rb[k] for k in ra if k in rb and rb[k]]
+
+
+def reference_rows(res: Results) -> list[list[str]]:
+    rows = []
+    for t in REFERENCES:
+        val, per_round = ratio(res, t)
+        if val is None:
+            continue
+        rng = f"{min(per_round):.2f} – {max(per_round):.2f}" if len(per_round) > 1 else ""
+        rows.append([t.what, f"{val:.2f}×", rng])
+    return rows
+
+
 def target_rows(res: Results) -> tuple[list[list[str]], int, int]:
     rows, met_n, total = [], 0, 0
     for t in TARGETS:
@@ -274,10 +302,7 @@ def target_rows(res: Results) -> tuple[list[list[str]], int, int]:
             per_round = res.values(t.key, t.num, t.metric)
             shown = fmt_value(val, "bytes/conn") if val is not None else "n/a"
         else:
-            a, b = res.med(t.key, t.num, t.metric), res.med(t.key, t.den, t.metric)
-            val = a / b if a and b else None
-            ra, rb = res.by_round(t.key, t.num, t.metric), res.by_round(t.key, t.den, t.metric)
-            per_round = [ra[k] / rb[k] for k in ra if k in rb and rb[k]]
+            val, per_round = ratio(res, t)
             shown = f"{val:.2f}×" if val is not None else "n/a"
         met = val is not None and OPS[t.op](val, t.goal)
         met_n += met
@@ -406,7 +431,7 @@ def machine() -> dict:
 
 COLORS = {
     "wsc": "#d62728", "wsc-async": "#ff7f0e", "tungstenite": "#1f77b4", "tokio-tungstenite": "#6baed6",
-    "fastwebsockets": "#2ca02c", "yawc": "#9467bd", "raw": "#7f7f7f",
+    "fastwebsockets": "#2ca02c", "yawc": "#9467bd", "raw": "#7f7f7f", "raw-utf8": "#bdbdbd",
 }
 
 
@@ -479,6 +504,13 @@ def cmd_report(a: argparse.Namespace) -> int:
     results_md = results_table(res)
     trows, met_n, total = target_rows(res)
     targets_md = md_table(["ratio", "median", "per round", "target", "verdict"], trows)
+    refs = reference_rows(res)
+    if refs:
+        targets_md += (
+            "\n\nFor reference, no target: `raw-utf8` is `raw` plus the UTF-8 check of each text "
+            "payload that RFC 6455 requires of every client (simdutf8), so it is the limit of a "
+            "conforming client on the 16 KiB feed, where `raw` is the limit of the socket.\n\n"
+            + md_table(["ratio", "median", "per round"], refs))
 
     clients_md = ""
     if a.clients and os.path.exists(a.clients):

@@ -29,7 +29,7 @@ use report::Report;
 use scenario::{run_async, run_sync, Params, Scenario, SCENARIOS};
 
 /// The clients, in the order `list` prints them.
-const IMPLS: [&str; 7] = [
+const IMPLS: [&str; 8] = [
     "wsc",
     "wsc-async",
     "tungstenite",
@@ -37,6 +37,7 @@ const IMPLS: [&str; 7] = [
     "fastwebsockets",
     "yawc",
     "raw",
+    "raw-utf8",
 ];
 
 /// The buffer of raw's feed reads without `--read-buf` (see `impls/raw.rs` for why not more).
@@ -49,14 +50,18 @@ const USAGE: &str = "usage:
   wsc-bench list
 
 scenarios: feed, echo, large, connect, compressed, idle
-impls: wsc, wsc-async, tungstenite, tokio-tungstenite, fastwebsockets, yawc, raw";
+impls: wsc, wsc-async, tungstenite, tokio-tungstenite, fastwebsockets, yawc, raw, raw-utf8";
 
 /// Why `imp` does not run `scenario`, if it does not.
 fn unsupported(scenario: Scenario, imp: &str) -> Option<&'static str> {
     match (scenario, imp) {
-        (Scenario::Compressed | Scenario::Idle, "raw") => Some(
+        (Scenario::Compressed | Scenario::Idle, "raw" | "raw-utf8") => Some(
             "raw sets the limit of the transfers only (feed, echo, large, connect): \
              inflating and holding connections are the libraries' own work",
+        ),
+        (Scenario::Echo | Scenario::Large | Scenario::Connect, "raw-utf8") => Some(
+            "raw-utf8 is raw plus the UTF-8 check of a text feed: in the other scenarios the \
+             limit is raw's",
         ),
         (Scenario::Compressed, "tungstenite" | "tokio-tungstenite" | "fastwebsockets") => {
             Some("no permessage-deflate in this library")
@@ -183,7 +188,8 @@ fn client_cmd(args: &[String]) -> i32 {
         "tokio-tungstenite" => run_async::<impls::tokio_tungstenite::Client>(&params, &mut report),
         "fastwebsockets" => run_async::<impls::fastwebsockets::Client>(&params, &mut report),
         "yawc" => run_async::<impls::yawc::Client>(&params, &mut report),
-        "raw" => impls::raw::run(&params, read_buf, &mut report),
+        "raw" => impls::raw::run(&params, read_buf, false, &mut report),
+        "raw-utf8" => impls::raw::run(&params, read_buf, true, &mut report),
         _ => unreachable!("checked above"),
     };
     match result {

@@ -10,6 +10,9 @@
 //!   payload goes out as it is: a conforming client picks a fresh random key per frame and
 //!   masks with it, a pass over the payload that the limit leaves out (the server unmasks
 //!   either way).
+//! - `feed` as `raw-utf8`: the same reads, and each text payload checked for UTF-8 (whole
+//!   with `simdutf8`'s fast check, or piece by piece where a read splits it), as RFC 6455
+//!   requires of every client: the limit of a conforming client, not of a socket.
 //! - `connect`: a pre-built upgrade request with a fixed key, the response read up to its
 //!   blank line and only its status line checked (not the accept key), a pre-encoded close,
 //!   reads until EOF.
@@ -23,6 +26,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Instant;
 
 use wsc::proto::frame::{FrameHeader, OpCode};
+use wsc::proto::utf8::{self, Utf8Validator};
 
 use super::{err, handshake, Kind, Result};
 use crate::payload::header_len;
@@ -39,24 +43,77 @@ const PIECE: usize = 256 << 10;
 /// Largest response head accepted by `connect`.
 const MAX_HEAD: usize = 4096;
 
-/// Runs `p.scenario` (`read_buf`: the feed's buffer).
-pub fn run(p: &Params, read_buf: usize, report: &mut Report) -> Result<()> {
+/// Runs `p.scenario` (`read_buf`: the feed's buffer; `check_utf8`: `raw-utf8`, which also
+/// validates the feed's text).
+pub fn run(p: &Params, read_buf: usize, check_utf8: bool, report: &mut Report) -> Result<()> {
     match p.scenario {
-        Scenario::Feed => feed(&p.addr, p.size, p.count, p.warmup, read_buf, report),
+        Scenario::Feed => {
+            let check = check_utf8.then(|| TextCheck::new(p.size));
+            feed(&p.addr, p.size, p.count, p.warmup, read_buf, check, report)
+        }
         Scenario::Echo | Scenario::Large => echo(p, report),
         Scenario::Connect => connect(p, report),
         Scenario::Compressed | Scenario::Idle => Err(err("no raw limit for this scenario")),
     }
 }
 
-/// Reads the feed of `count` messages of `size` bytes, `read_buf` bytes at most per read;
-/// the clock starts once the first `warmup` messages' bytes have arrived.
+/// The UTF-8 check of `raw-utf8`: the feed's frames all have the same length, so where each
+/// payload starts and ends in the byte stream is known without parsing a header.
+struct TextCheck {
+    frame_len: u64,
+    header_len: u64,
+    /// For payloads split across reads.
+    pieces: Utf8Validator,
+}
+
+impl TextCheck {
+    fn new(size: usize) -> Self {
+        TextCheck {
+            frame_len: (header_len(size) + size) as u64,
+            header_len: header_len(size) as u64,
+            pieces: Utf8Validator::new(),
+        }
+    }
+
+    /// Checks the payload bytes in `chunk`, which starts at offset `at` of the stream of
+    /// frames.
+    fn check(&mut self, mut at: u64, mut chunk: &[u8]) -> Result<()> {
+        while !chunk.is_empty() {
+            let in_frame = at % self.frame_len;
+            let take = (self.frame_len - in_frame).min(chunk.len() as u64);
+            let ends = in_frame + take == self.frame_len;
+            if in_frame + take > self.header_len {
+                let skip = self.header_len.saturating_sub(in_frame) as usize;
+                let payload = &chunk[skip..take as usize];
+                let ok = if in_frame <= self.header_len && ends {
+                    utf8::validate(payload).is_ok()
+                } else {
+                    self.pieces.feed(payload).is_ok() && (!ends || self.pieces.finish().is_ok())
+                };
+                if !ok {
+                    return Err(err(format!(
+                        "invalid UTF-8 in message {}",
+                        at / self.frame_len + 1
+                    )));
+                }
+            }
+            at += take;
+            chunk = &chunk[take as usize..];
+        }
+        Ok(())
+    }
+}
+
+/// Reads the feed of `count` messages of `size` bytes, `read_buf` bytes at most per read
+/// (checking the text on the way with `check`); the clock starts once the first `warmup`
+/// messages' bytes have arrived.
 fn feed(
     addr: &str,
     size: usize,
     count: u64,
     warmup: u64,
     read_buf: usize,
+    mut check: Option<TextCheck>,
     report: &mut Report,
 ) -> Result<()> {
     let mut tcp = TcpStream::connect(addr)?;
@@ -70,12 +127,20 @@ fn feed(
     let expected = count * frame_len;
     let warm = warmup * frame_len;
     let mut got = leftover.len() as u64;
+    if let Some(c) = check.as_mut() {
+        c.check(0, &leftover[..got.min(expected) as usize])?;
+    }
     // With a warm-up, the clock starts at the first read that ends past it.
     let mut measured_from = if warm == 0 { Some(0) } else { None };
     while got < expected {
         let n = tcp.read(&mut buf)?;
         if n == 0 {
             return Err(err(format!("EOF after {got} of {expected} bytes")));
+        }
+        if let Some(c) = check.as_mut() {
+            // Not the close frame that may follow the last message.
+            let frames = n.min((expected - got) as usize);
+            c.check(got, &buf[..frames])?;
         }
         got += n as u64;
         if measured_from.is_none() && got >= warm {
@@ -95,9 +160,14 @@ fn feed(
     report.wire_bytes = Some(wire);
     report.msgs_per_sec = Some(msgs / secs);
     report.mb_per_sec = Some(payload as f64 / secs / 1e6);
-    report.notes = Some(format!(
-        "reads the raw TCP stream into a {read_buf}-byte buffer, counts bytes only"
-    ));
+    report.notes = Some(match check {
+        Some(_) => format!(
+            "reads the raw TCP stream into a {read_buf}-byte buffer, checks each payload's UTF-8"
+        ),
+        None => {
+            format!("reads the raw TCP stream into a {read_buf}-byte buffer, counts bytes only")
+        }
+    });
     Ok(())
 }
 
@@ -253,5 +323,43 @@ mod tests {
             (OpCode::Close, Some([0; 4]), 6)
         );
         assert_eq!(&CLOSE[n..], &1000u16.to_be_bytes());
+    }
+
+    /// Frames as the feed sends them: unmasked text, `size` bytes each.
+    fn stream(payloads: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for p in payloads {
+            crate::payload::frame(&mut out, OpCode::Text, false, p);
+        }
+        out
+    }
+
+    #[test]
+    fn text_check_follows_frames_across_any_split() {
+        // Two-byte and three-byte code points, so that splits fall inside them too; the frame
+        // headers (0x81 ...) are not UTF-8 and must be skipped.
+        let text = "é€ab".repeat(22).into_bytes();
+        let size = text.len();
+        let bytes = stream(&[text.clone(), text.clone(), text]);
+        for split in 0..=bytes.len() {
+            let mut c = TextCheck::new(size);
+            c.check(0, &bytes[..split]).unwrap();
+            c.check(split as u64, &bytes[split..]).unwrap();
+        }
+    }
+
+    #[test]
+    fn text_check_finds_invalid_text_wherever_it_is_split() {
+        let good = vec![b'a'; 200];
+        let mut bad = good.clone();
+        bad[150] = 0xC3; // a lead byte followed by ASCII
+        let bytes = stream(&[good, bad]);
+        for split in [0, 100, 204 + 4 + 150, 204 + 4 + 151, bytes.len()] {
+            let mut c = TextCheck::new(200);
+            let first = c.check(0, &bytes[..split]);
+            let result = first.and_then(|()| c.check(split as u64, &bytes[split..]));
+            let e = result.expect_err("the second message is not UTF-8");
+            assert!(e.to_string().contains("message 2"), "{e}");
+        }
     }
 }
