@@ -114,13 +114,13 @@ impl PartialMessage {
     }
 
     /// Appends payload bytes copied from the read buffer; `frame_rest` more bytes of the
-    /// frame are still to come.
-    fn append(&mut self, chunk: &[u8], frame_rest: u64) {
+    /// frame are still to come (`final_frame`: it ends the message).
+    fn append(&mut self, chunk: &[u8], frame_rest: u64, final_frame: bool) {
         let room = self.data.len() - self.filled;
         let (head, tail) = chunk.split_at(room.min(chunk.len()));
         self.data[self.filled..self.filled + head.len()].copy_from_slice(head);
         if !tail.is_empty() {
-            self.make_room(self.data.len() + tail.len(), frame_rest);
+            self.make_room(self.data.len() + tail.len(), frame_rest, final_frame);
             self.data.extend_from_slice(tail);
         }
         self.filled += chunk.len();
@@ -128,14 +128,25 @@ impl PartialMessage {
 
     /// Makes the capacity at least `len` bytes; when it must grow, the rest of the frame
     /// (`frame_rest` bytes after those, which passed the limits) is reserved too, up to
-    /// [`MAX_RESERVE_AHEAD`]: one reallocation where the frame's length is known, and the
-    /// usual doubling where it is not (a message in many small fragments).
-    fn make_room(&mut self, len: usize, frame_rest: u64) {
-        if self.data.capacity() < len {
-            let rest = usize::try_from(frame_rest).unwrap_or(usize::MAX);
-            self.data
-                .reserve(len + rest.min(MAX_RESERVE_AHEAD) - self.data.len());
+    /// [`MAX_RESERVE_AHEAD`], or the capacity doubles if that is more (a message in many
+    /// small fragments). In the message's final frame, where its end is known, it never
+    /// grows past that end: a buffer that overshoots [`MAX_KEPT_INPUT`] would be dropped
+    /// after the message instead of reused (a stream of 16 MiB messages allocated, faulted
+    /// in and zeroed 16 MiB per message).
+    fn make_room(&mut self, len: usize, frame_rest: u64, final_frame: bool) {
+        let capacity = self.data.capacity();
+        if capacity >= len {
+            return;
         }
+        let rest = usize::try_from(frame_rest).unwrap_or(usize::MAX);
+        let ahead = len.saturating_add(rest.min(MAX_RESERVE_AHEAD));
+        let end = if final_frame {
+            len.saturating_add(rest)
+        } else {
+            usize::MAX
+        };
+        let target = ahead.max(capacity.saturating_mul(2).min(end));
+        self.data.reserve_exact(target - self.data.len());
     }
 
     /// Checks the text received since the last call; false if it is not UTF-8.
@@ -403,7 +414,7 @@ impl Connection {
         }
         let end = partial.filled + want;
         if partial.data.len() < end {
-            partial.make_room(end, frame.remaining - want as u64);
+            partial.make_room(end, frame.remaining - want as u64, frame.fin);
             partial.data.resize(end, 0);
         }
         Some(&mut partial.data[partial.filled..end])
@@ -774,7 +785,7 @@ impl Connection {
                     }
                     frame.offset += n;
                     frame.remaining -= n as u64;
-                    partial.append(chunk, frame.remaining);
+                    partial.append(chunk, frame.remaining, frame.fin);
                     self.read_buf.advance(n);
                 }
                 // Also covers what a direct read put in.
@@ -2150,6 +2161,48 @@ mod tests {
         );
         assert!(out.is_empty() || matches!(out[0], Err(Error::Protocol(_))));
         assert!(c.partial.as_ref().map_or(0, |p| p.data.capacity()) <= PARTIAL_INITIAL_CAPACITY);
+    }
+
+    /// Receives one message from `wire` with reads of at most 256 KiB, as a socket driver
+    /// does, and returns where the lent payload lies and its length.
+    fn receive_in_reads(c: &mut Connection, wire: &[u8]) -> (*const u8, usize) {
+        let mut at = 0;
+        loop {
+            if c.stage_next().unwrap() {
+                let Some(MessageRef::Binary(data)) = c.staged() else {
+                    panic!("not binary")
+                };
+                return (data.as_ptr(), data.len());
+            }
+            c.receive_with(64 << 10, |buf: &mut [u8]| {
+                let n = buf.len().min(256 << 10).min(wire.len() - at);
+                buf[..n].copy_from_slice(&wire[at..at + n]);
+                at += n;
+                Ok::<_, ()>(n)
+            })
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn a_stream_of_16_mib_messages_reuses_one_buffer() {
+        // The default message limit, in one frame: the buffer must end at exactly that size
+        // (growing by doubling overshot it, and a buffer over the kept size was dropped and
+        // allocated again, zeroed, for every message).
+        let payload: Vec<u8> = (0..16u32 << 20).map(|i| (i % 251) as u8).collect();
+        let wire = frame(2, true, &payload, None);
+        let mut c = client();
+        let (first, len) = receive_in_reads(&mut c, &wire);
+        assert_eq!(len, payload.len());
+        assert_eq!(c.assembled.capacity(), payload.len());
+        for _ in 0..2 {
+            let (again, len) = receive_in_reads(&mut c, &wire);
+            assert_eq!((again, len), (first, payload.len()));
+        }
+        let Some(MessageRef::Binary(data)) = c.staged() else {
+            panic!("not binary")
+        };
+        assert!(data == &payload[..]);
     }
 
     #[test]
