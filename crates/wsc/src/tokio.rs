@@ -630,6 +630,14 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Future for RecvRef<'a, S> {
         let Some(ws) = self.ws.take() else {
             return Poll::Ready(None);
         };
+        // The common case inline: a whole message waiting in the buffer, nothing to write.
+        let inner = &mut ws.inner;
+        if inner.pending_error.is_none()
+            && !inner.conn.has_pending_output()
+            && inner.conn.stage_lent()
+        {
+            return Poll::Ready(ws.inner.conn.staged().map(Ok));
+        }
         match ws.inner.poll_stage(cx) {
             Poll::Pending => {
                 self.ws = Some(ws);

@@ -573,6 +573,21 @@ impl Connection {
         self.stage_general()
     }
 
+    /// The lending half of [`Connection::stage_next`] alone: stages the next message if it
+    /// is a whole data frame that can be lent from the read buffer as it is, and returns
+    /// whether it did. `false` changes nothing that `stage_next` would not redo: the async
+    /// driver tries this first, inline, and goes its general way only when it fails.
+    #[inline(always)]
+    pub(crate) fn stage_lent(&mut self) -> bool {
+        self.settle();
+        if let Some(Lend::Ready(text, header_len, len)) = self.lendable() {
+            self.read_buf.advance(header_len);
+            self.staged = Staged::Range { text, len };
+            return true;
+        }
+        false
+    }
+
     /// [`Connection::stage_next`] the general way, out of line so that the lending path,
     /// inlined at the caller, stays small.
     #[inline(never)]
