@@ -577,6 +577,7 @@ impl Connection {
     /// is a whole data frame that can be lent from the read buffer as it is, and returns
     /// whether it did. `false` changes nothing that `stage_next` would not redo: the async
     /// driver tries this first, inline, and goes its general way only when it fails.
+    #[cfg(feature = "tokio")]
     #[inline(always)]
     pub(crate) fn stage_lent(&mut self) -> bool {
         self.settle();
