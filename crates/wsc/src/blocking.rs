@@ -163,7 +163,10 @@ impl<S: Read + Write> WebSocket<S> {
     /// ```
     #[inline]
     pub fn read_ref(&mut self) -> Result<MessageRef<'_>, Error> {
-        self.stage()?;
+        // The common case inline: a whole message waiting in the buffer, nothing to write.
+        if self.conn.has_pending_output() || !self.conn.stage_lent() {
+            self.stage()?;
+        }
         match self.conn.staged() {
             Some(message) => Ok(message),
             None => Err(Error::ConnectionClosed),

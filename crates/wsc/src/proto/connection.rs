@@ -575,9 +575,9 @@ impl Connection {
 
     /// The lending half of [`Connection::stage_next`] alone: stages the next message if it
     /// is a whole data frame that can be lent from the read buffer as it is, and returns
-    /// whether it did. `false` changes nothing that `stage_next` would not redo: the async
-    /// driver tries this first, inline, and goes its general way only when it fails.
-    #[cfg(feature = "tokio")]
+    /// whether it did. `false` changes nothing that `stage_next` would not redo: the
+    /// drivers' borrowed reads try this first, inline, and go their general way only when it
+    /// fails.
     #[inline(always)]
     pub(crate) fn stage_lent(&mut self) -> bool {
         self.settle();
