@@ -55,6 +55,11 @@ const DEFAULT_WRITE_BUFFER: usize = 128 << 10;
 /// Most bytes discarded while waiting for the server to close TCP after the close handshake.
 const CLOSE_DRAIN_LIMIT: usize = 1 << 20;
 
+/// How long an idle connection keeps the buffer of its last big (or compressed) message: long
+/// enough that a stream of big messages reuses it rather than allocating, faulting in and
+/// zeroing it again for each one; short enough that an idle connection soon holds none.
+const KEEP_MESSAGE_BUFFER: Duration = Duration::from_secs(1);
+
 /// Connects to a `ws://` or `wss://` URL with default options.
 pub async fn connect(url: &str) -> Result<(WebSocketStream<TokioStream>, Response), Error> {
     ClientBuilder::new(url).connect_async().await
@@ -171,6 +176,9 @@ struct Inner<S> {
     read_timeout: Option<Duration>,
     /// Since when the reader has waited without data (for the idle-read timeout).
     idle_since: Option<Instant>,
+    /// Since when the reader has waited without data while keeping the last big message's
+    /// buffer (see [`KEEP_MESSAGE_BUFFER`]).
+    kept_since: Option<Instant>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
@@ -190,8 +198,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             }
         });
         if pending {
-            // Idle: hold no buffer memory while waiting.
-            self.conn.release_idle_buffers();
+            // Idle: hold no buffer memory while waiting, but for the last big message's
+            // buffer, which `poll_timers` frees after `KEEP_MESSAGE_BUFFER`.
+            self.conn.release_io_buffers();
+            if self.conn.holds_message_buffer() && self.kept_since.is_none() {
+                self.kept_since = Some(::tokio::time::Instant::now().into_std());
+            }
             return Poll::Pending;
         }
         Poll::Ready(result)
@@ -345,7 +357,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     /// While no data comes: runs the keepalive clock and the idle-read timeout, and arms the
     /// timer for the next step. `Ready(None)`: a ping was queued.
     fn poll_timers(&mut self, cx: &mut Context<'_>) -> Poll<Option<Error>> {
-        if self.read_timeout.is_none() && !self.conn.has_keepalive() {
+        if self.read_timeout.is_none() && !self.conn.has_keepalive() && self.kept_since.is_none() {
             return Poll::Pending;
         }
         // tokio's clock, which its timers follow (it may be paused in tests).
@@ -375,6 +387,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             }
             let idle_end = since + limit;
             wake = Some(wake.map_or(idle_end, |at| at.min(idle_end)));
+        }
+        if let Some(since) = self.kept_since {
+            let end = since + KEEP_MESSAGE_BUFFER;
+            if now >= end {
+                self.conn.release_message_buffer();
+                self.kept_since = None;
+            } else {
+                wake = Some(wake.map_or(end, |at| at.min(end)));
+            }
         }
         let Some(at) = wake else {
             return Poll::Pending;
@@ -476,6 +497,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 timer: None,
                 read_timeout: None,
                 idle_since: None,
+                kept_since: None,
             },
         }
     }
@@ -1003,5 +1025,50 @@ impl Acceptor {
             WebSocketStream::from_connection(stream, conn, &buf[used..]),
             request,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::Config;
+
+    /// A 300 KiB binary frame as a server sends it (unmasked).
+    fn big_frame() -> Vec<u8> {
+        let mut frame = vec![0x82, 127];
+        frame.extend_from_slice(&(300u64 << 10).to_be_bytes());
+        frame.extend((0..300u32 << 10).map(|i| (i % 253) as u8));
+        frame
+    }
+
+    /// The buffer of a big message is kept while the connection waits for a moment (the next
+    /// big message reuses it), and freed once it has been idle for `KEEP_MESSAGE_BUFFER`.
+    #[::tokio::test]
+    async fn an_idle_connection_frees_the_last_big_message_buffer_soon() {
+        let (client_io, mut server_io) = ::tokio::io::duplex(1 << 20);
+        let conn = Connection::new(Role::Client, Config::default());
+        let mut ws = WebSocketStream::from_connection(client_io, conn, &[]);
+        for _ in 0..2 {
+            server_io.write_all(&big_frame()).await.unwrap();
+            match ws.recv_ref().await {
+                Some(Ok(MessageRef::Binary(data))) => assert_eq!(data.len(), 300 << 10),
+                other => panic!("expected the big message, got {other:?}"),
+            }
+            // Nothing more comes: the reader waits, keeping the buffer for now.
+            assert!(timeout(Duration::from_millis(50), ws.recv_ref())
+                .await
+                .is_err());
+            assert!(ws.inner.conn.holds_message_buffer());
+        }
+        // Idle for longer than KEEP_MESSAGE_BUFFER: freed, without any data arriving.
+        let wait = KEEP_MESSAGE_BUFFER + Duration::from_millis(500);
+        assert!(timeout(wait, ws.recv_ref()).await.is_err());
+        assert!(!ws.inner.conn.holds_message_buffer());
+        // The connection still works.
+        server_io.write_all(&big_frame()).await.unwrap();
+        assert!(matches!(
+            ws.recv_ref().await,
+            Some(Ok(MessageRef::Binary(_)))
+        ));
     }
 }

@@ -441,14 +441,32 @@ impl Connection {
     /// buffer memory (async drivers call this when the socket has nothing to read). A read
     /// buffer that the last read filled is kept: the peer is streaming faster than we read.
     pub fn release_idle_buffers(&mut self) {
+        self.release_io_buffers();
+        self.release_message_buffer();
+    }
+
+    /// [`Connection::release_idle_buffers`] but for the message buffer.
+    pub(crate) fn release_io_buffers(&mut self) {
         self.settle();
         self.read_buf.release_if_idle();
-        self.assembled = Vec::new();
         if self.out_pos == self.out.len() && self.out.capacity() > 0 {
             self.out = Vec::new();
             self.out_pos = 0;
             self.out_after = Vec::new();
         }
+    }
+
+    /// Frees the buffer kept from the last big or compressed message (nothing borrows it
+    /// once the staged message is settled).
+    pub(crate) fn release_message_buffer(&mut self) {
+        self.settle();
+        self.assembled = Vec::new();
+    }
+
+    /// Whether the buffer of the last big or compressed message is kept.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn holds_message_buffer(&self) -> bool {
+        self.assembled.capacity() > 0
     }
 
     /// Bytes received but not yet turned into messages.
