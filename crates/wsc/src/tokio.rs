@@ -176,8 +176,9 @@ struct Inner<S> {
     read_timeout: Option<Duration>,
     /// Since when the reader has waited without data (for the idle-read timeout).
     idle_since: Option<Instant>,
-    /// Since when the reader has waited without data while keeping the last big message's
-    /// buffer (see [`KEEP_MESSAGE_BUFFER`]).
+    /// When the reader first waited for data while keeping the last big message's buffer:
+    /// `poll_timers` frees the buffer `KEEP_MESSAGE_BUFFER` later, at that wait or a later
+    /// one (so a busy stream of big messages allocates it again about once a second).
     kept_since: Option<Instant>,
 }
 

@@ -578,17 +578,10 @@ impl Connection {
     /// that takes or receives data.
     #[inline]
     pub fn stage_next(&mut self) -> Result<bool, Error> {
-        self.settle();
-        match self.lendable() {
-            Some(Lend::Ready(text, header_len, len)) => {
-                self.read_buf.advance(header_len);
-                self.staged = Staged::Range { text, len };
-                return Ok(true);
-            }
-            Some(Lend::Wait) => return Ok(false),
-            None => {}
+        match self.try_lend() {
+            Some(ready) => Ok(ready),
+            None => self.stage_general(),
         }
-        self.stage_general()
     }
 
     /// The lending half of [`Connection::stage_next`] alone: stages the next message if it
@@ -598,13 +591,23 @@ impl Connection {
     /// fails.
     #[inline(always)]
     pub(crate) fn stage_lent(&mut self) -> bool {
+        self.try_lend() == Some(true)
+    }
+
+    /// Settles the last message, then lends the next one if it can: `Some(true)` when one is
+    /// staged, `Some(false)` when the rest of a lendable frame is worth waiting for, `None`
+    /// when the message must go the general way.
+    #[inline(always)]
+    fn try_lend(&mut self) -> Option<bool> {
         self.settle();
-        if let Some(Lend::Ready(text, header_len, len)) = self.lendable() {
-            self.read_buf.advance(header_len);
-            self.staged = Staged::Range { text, len };
-            return true;
+        match self.lendable()? {
+            Lend::Ready(text, header_len, len) => {
+                self.read_buf.advance(header_len);
+                self.staged = Staged::Range { text, len };
+                Some(true)
+            }
+            Lend::Wait => Some(false),
         }
-        false
     }
 
     /// [`Connection::stage_next`] the general way, out of line so that the lending path,
