@@ -7,6 +7,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use wsc::proto::handshake::{accept_response, parse_request};
+mod common;
+
 use wsc::{
     ClientBuilder, CloseCode, CloseFrame, Error, HandshakeError, Message, Phase, ProtocolError,
 };
@@ -379,31 +381,14 @@ fn oversized_message_is_refused_with_1009() {
     );
 }
 
-/// An unmasked frame as a server sends it; `head` is the first byte (FIN, opcode).
-fn server_frame(head: u8, payload: &[u8]) -> Vec<u8> {
-    assert!(payload.len() < 126, "short frames only");
-    let mut out = vec![head, payload.len() as u8];
-    out.extend_from_slice(payload);
-    out
-}
-
 /// Borrowed reads of a burst written at once (lent messages, a ping, fragments and the close
 /// in one read buffer): everything comes out in order, the ping is answered between lent
 /// messages, and the close is answered.
 #[test]
 fn borrowed_reads_of_a_mixed_burst_answer_pings_in_order() {
-    let (url, server) = serve_once(|mut tcp| {
+    let (burst, expected) = common::mixed_burst();
+    let (url, server) = serve_once(move |mut tcp| {
         raw_accept(&mut tcp, &[]);
-        let mut burst = Vec::new();
-        for i in 0..50u32 {
-            burst.extend(server_frame(0x81, format!("text {i}").as_bytes()));
-        }
-        burst.extend(server_frame(0x89, b"are you there"));
-        burst.extend(server_frame(0x82, &[7u8; 100]));
-        burst.extend(server_frame(0x01, "frag".as_bytes()));
-        burst.extend(server_frame(0x80, "mented é".as_bytes()));
-        burst.extend(server_frame(0x81, b"after"));
-        burst.extend(server_frame(0x88, &1000u16.to_be_bytes()));
         tcp.write_all(&burst).unwrap();
         let pong = read_client_frame(&mut tcp);
         let close = read_client_frame(&mut tcp);
@@ -412,27 +397,12 @@ fn borrowed_reads_of_a_mixed_burst_answer_pings_in_order() {
     let mut ws = builder(&url).connect().unwrap();
     let mut seen = Vec::new();
     loop {
-        seen.push(match ws.read_ref() {
-            Ok(wsc::MessageRef::Text(t)) => format!("text:{t}"),
-            Ok(wsc::MessageRef::Binary(b)) => format!("binary:{}", b.len()),
-            Ok(wsc::MessageRef::Ping(p)) => format!("ping:{}", String::from_utf8_lossy(p)),
-            Ok(wsc::MessageRef::Pong(_)) => "pong".to_string(),
-            Ok(wsc::MessageRef::Close(c)) => format!("close:{:?}", c.map(|c| u16::from(c.code))),
+        match ws.read_ref() {
+            Ok(message) => seen.push(common::describe(message)),
             Err(Error::ConnectionClosed) => break,
             Err(e) => panic!("{e}"),
-        });
+        }
     }
-    let mut expected: Vec<String> = (0..50).map(|i| format!("text:text {i}")).collect();
-    expected.extend(
-        [
-            "ping:are you there",
-            "binary:100",
-            "text:fragmented é",
-            "text:after",
-            "close:Some(1000)",
-        ]
-        .map(String::from),
-    );
     assert_eq!(seen, expected);
     let ((pong_op, pong), (close_op, close)) = server.join().unwrap();
     assert_eq!((pong_op, &pong[..]), (0xA, &b"are you there"[..]));

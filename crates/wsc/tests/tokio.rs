@@ -3,6 +3,8 @@
 //! server roles, and raw TCP servers that misbehave on purpose. Every test body runs under a
 //! deadline, so a driver that hangs fails the test instead of stalling the run.
 
+mod common;
+
 use std::collections::VecDeque;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -443,20 +445,11 @@ async fn split_halves_send_and_receive_concurrently_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn borrowed_reads_of_a_mixed_burst_answer_pings_in_order() {
     within(BUDGET, async {
+        let (burst, expected) = common::mixed_burst();
         let (listener, url) = listen().await;
         let server = tokio::spawn(async move {
             let (mut tcp, _) = listener.accept().await.unwrap();
             raw_accept(&mut tcp).await;
-            let mut burst = Vec::new();
-            for i in 0..50u32 {
-                burst.extend(server_frame(FIN | OP_TEXT, format!("text {i}").as_bytes()));
-            }
-            burst.extend(server_frame(FIN | OP_PING, b"are you there"));
-            burst.extend(server_frame(FIN | OP_BINARY, &[7u8; 300]));
-            burst.extend(server_frame(OP_TEXT, "frag".as_bytes()));
-            burst.extend(server_frame(FIN | OP_CONTINUATION, "mented é".as_bytes()));
-            burst.extend(server_frame(FIN | OP_TEXT, "after".as_bytes()));
-            burst.extend(server_frame(FIN | OP_CLOSE, &1000u16.to_be_bytes()));
             tcp.write_all(&burst).await.unwrap();
             let pong = read_client_frame(&mut tcp).await.unwrap();
             let close = read_client_frame(&mut tcp).await.unwrap();
@@ -465,25 +458,8 @@ async fn borrowed_reads_of_a_mixed_burst_answer_pings_in_order() {
         let (mut ws, _) = builder(&url).connect_async().await.unwrap();
         let mut seen = Vec::new();
         while let Some(message) = ws.recv_ref().await {
-            seen.push(match message.unwrap() {
-                wsc::MessageRef::Text(t) => format!("text:{t}"),
-                wsc::MessageRef::Binary(b) => format!("binary:{}", b.len()),
-                wsc::MessageRef::Ping(p) => format!("ping:{}", String::from_utf8_lossy(p)),
-                wsc::MessageRef::Pong(_) => "pong".to_string(),
-                wsc::MessageRef::Close(c) => format!("close:{:?}", c.map(|c| u16::from(c.code))),
-            });
+            seen.push(common::describe(message.unwrap()));
         }
-        let mut expected: Vec<String> = (0..50).map(|i| format!("text:text {i}")).collect();
-        expected.extend(
-            [
-                "ping:are you there",
-                "binary:300",
-                "text:fragmented é",
-                "text:after",
-                "close:Some(1000)",
-            ]
-            .map(String::from),
-        );
         assert_eq!(seen, expected);
         let ((pong_head, pong), (close_head, close)) = server.await.unwrap();
         assert_eq!(

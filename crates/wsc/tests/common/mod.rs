@@ -1,0 +1,55 @@
+//! What the blocking and async client tests share: a burst of server frames that mixes lent
+//! messages with control frames and fragments, and how each message it yields is described.
+
+use wsc::MessageRef;
+
+/// Frames a raw server writes in one go (unmasked): 50 lent texts, a ping, a binary message
+/// (with a 16-bit length), a fragmented text, one more text and the close; and the descriptions (see
+/// [`describe`]) of what a client reads from them, in order.
+pub fn mixed_burst() -> (Vec<u8>, Vec<String>) {
+    fn frame(out: &mut Vec<u8>, head: u8, payload: &[u8]) {
+        match u16::try_from(payload.len()) {
+            Ok(n) if n < 126 => out.extend_from_slice(&[head, n as u8]),
+            Ok(n) => {
+                out.extend_from_slice(&[head, 126]);
+                out.extend_from_slice(&n.to_be_bytes());
+            }
+            Err(_) => panic!("frames of up to 64 KiB only"),
+        }
+        out.extend_from_slice(payload);
+    }
+    let mut burst = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..50u32 {
+        frame(&mut burst, 0x81, format!("text {i}").as_bytes());
+        expected.push(format!("text:text {i}"));
+    }
+    frame(&mut burst, 0x89, b"are you there");
+    frame(&mut burst, 0x82, &[7u8; 300]);
+    frame(&mut burst, 0x01, "frag".as_bytes());
+    frame(&mut burst, 0x80, "mented é".as_bytes());
+    frame(&mut burst, 0x81, b"after");
+    frame(&mut burst, 0x88, &1000u16.to_be_bytes());
+    expected.extend(
+        [
+            "ping:are you there",
+            "binary:300",
+            "text:fragmented é",
+            "text:after",
+            "close:Some(1000)",
+        ]
+        .map(String::from),
+    );
+    (burst, expected)
+}
+
+/// A message as the tests compare it.
+pub fn describe(message: MessageRef<'_>) -> String {
+    match message {
+        MessageRef::Text(t) => format!("text:{t}"),
+        MessageRef::Binary(b) => format!("binary:{}", b.len()),
+        MessageRef::Ping(p) => format!("ping:{}", String::from_utf8_lossy(p)),
+        MessageRef::Pong(_) => "pong".to_string(),
+        MessageRef::Close(c) => format!("close:{:?}", c.map(|c| u16::from(c.code))),
+    }
+}
