@@ -544,8 +544,11 @@ impl ClientBuilder {
         }
         let conn = self.open_connection(&response);
         let mut ws = WebSocket::from_connection(stream, conn, &buf[used..]);
+        // The request is ours, built as text: the conversion moves it, it does not copy.
+        let request_head = String::from_utf8(request)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
         ws.set_client_details(
-            String::from_utf8_lossy(&request).into_owned(),
+            request_head,
             response,
             url.authority(),
             control,

@@ -4,7 +4,8 @@
 //! (httparse); the server parses a request and answers it. Bytes that follow the response in the
 //! same read belong to the first frames: parsers report how much they consumed.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
+use std::mem::MaybeUninit;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -228,13 +229,27 @@ fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
     header_tokens(headers, name).any(|t| t.eq_ignore_ascii_case(token))
 }
 
-fn to_header_map(parsed: &[httparse::Header<'_>]) -> Result<HeaderMap, HandshakeError> {
+/// The parsed headers of the head `buf[..head_len]` as a map. The values are slices of one
+/// copy of the head, not a copy each.
+fn to_header_map(
+    parsed: &[httparse::Header<'_>],
+    buf: &[u8],
+    head_len: usize,
+) -> Result<HeaderMap, HandshakeError> {
+    let head = Bytes::copy_from_slice(&buf[..head_len]);
     let mut map = HeaderMap::with_capacity(parsed.len());
     for h in parsed {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| HandshakeError::InvalidHttp(format!("bad header name {:?}", h.name)))?;
-        let value = HeaderValue::from_bytes(h.value)
-            .map_err(|_| HandshakeError::InvalidHttp(format!("bad value for header {}", h.name)))?;
+        // httparse's values lie in the head; were one not to, it would be copied.
+        let start = (h.value.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+        let value = match start.checked_add(h.value.len()) {
+            Some(end) if end <= head.len() => {
+                HeaderValue::from_maybe_shared(head.slice(start..end))
+            }
+            _ => HeaderValue::from_bytes(h.value),
+        }
+        .map_err(|_| HandshakeError::InvalidHttp(format!("bad value for header {}", h.name)))?;
         map.append(name, value);
     }
     Ok(map)
@@ -276,8 +291,16 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 fn validate_header(name: &str, value: &str) -> Result<(), HandshakeError> {
     HeaderName::from_bytes(name.as_bytes())
         .map_err(|_| HandshakeError::InvalidRequestHeader(format!("bad header name {name:?}")))?;
-    HeaderValue::from_str(value)
-        .map_err(|_| HandshakeError::InvalidRequestHeader(format!("bad value for {name}")))?;
+    // What `HeaderValue` accepts (no control characters but tab), checked without building
+    // one: that would copy the value.
+    if !value
+        .bytes()
+        .all(|b| (b >= b' ' && b != 0x7f) || b == b'\t')
+    {
+        return Err(HandshakeError::InvalidRequestHeader(format!(
+            "bad value for {name}"
+        )));
+    }
     Ok(())
 }
 
@@ -307,17 +330,17 @@ impl ClientHandshake {
                 "request path {path:?} contains spaces or control characters"
             )));
         }
-        out.push_str(&format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\n",
+        // Writing to a String cannot fail.
+        let _ = write!(
+            out,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\n\
+             Upgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n",
             request.host
-        ));
-        out.push_str("Upgrade: websocket\r\nConnection: Upgrade\r\n");
-        out.push_str(&format!(
-            "Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-        ));
+        );
         if let Some(origin) = &request.origin {
             validate_header("Origin", origin)?;
-            out.push_str(&format!("Origin: {origin}\r\n"));
+            let _ = write!(out, "Origin: {origin}\r\n");
         }
         if !request.protocols.is_empty() {
             for p in &request.protocols {
@@ -327,10 +350,11 @@ impl ClientHandshake {
                     )));
                 }
             }
-            out.push_str(&format!(
+            let _ = write!(
+                out,
                 "Sec-WebSocket-Protocol: {}\r\n",
                 request.protocols.join(", ")
-            ));
+            );
         }
         #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
         let mut offers: Vec<String> = request.extensions.iter().cloned().collect();
@@ -339,11 +363,11 @@ impl ClientHandshake {
         if !offers.is_empty() {
             let ext = offers.join(", ");
             validate_header("Sec-WebSocket-Extensions", &ext)?;
-            out.push_str(&format!("Sec-WebSocket-Extensions: {ext}\r\n"));
+            let _ = write!(out, "Sec-WebSocket-Extensions: {ext}\r\n");
         }
         for (name, value) in &request.headers {
             validate_header(name, value)?;
-            out.push_str(&format!("{name}: {value}\r\n"));
+            let _ = write!(out, "{name}: {value}\r\n");
         }
         out.push_str("\r\n");
         let handshake = ClientHandshake {
@@ -373,18 +397,20 @@ impl ClientHandshake {
             }
             return Ok(None);
         }
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Response::new(&mut headers);
-        let head_len = match parsed.parse(buf) {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) => {
-                if buf.len() > self.max_size {
-                    return Err(HandshakeError::TooLarge { max: self.max_size });
+        let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut []);
+        let config = httparse::ParserConfig::default();
+        let head_len =
+            match config.parse_response_with_uninit_headers(&mut parsed, buf, &mut headers) {
+                Ok(httparse::Status::Complete(n)) => n,
+                Ok(httparse::Status::Partial) => {
+                    if buf.len() > self.max_size {
+                        return Err(HandshakeError::TooLarge { max: self.max_size });
+                    }
+                    return Ok(None);
                 }
-                return Ok(None);
-            }
-            Err(e) => return Err(HandshakeError::InvalidHttp(e.to_string())),
-        };
+                Err(e) => return Err(HandshakeError::InvalidHttp(e.to_string())),
+            };
         if head_len > self.max_size {
             return Err(HandshakeError::TooLarge { max: self.max_size });
         }
@@ -397,7 +423,7 @@ impl ClientHandshake {
             .code
             .and_then(|c| StatusCode::from_u16(c).ok())
             .ok_or_else(|| HandshakeError::InvalidHttp("bad status code".into()))?;
-        let headers = to_header_map(parsed.headers)?;
+        let headers = to_header_map(parsed.headers, buf, head_len)?;
         let mut response = Response {
             status,
             headers,
@@ -582,7 +608,7 @@ pub fn parse_request(
         ));
     }
     let path = parsed.path.unwrap_or("/").to_string();
-    let headers = to_header_map(parsed.headers)?;
+    let headers = to_header_map(parsed.headers, buf, head_len)?;
     if !headers.contains_key(header::HOST) {
         return Err(bad_request(StatusCode::BAD_REQUEST, "missing Host header"));
     }
@@ -651,7 +677,7 @@ pub fn accept_response(
     }
     for (name, value) in extra_headers {
         if validate_header(name, value).is_ok() {
-            out.push_str(&format!("{name}: {value}\r\n"));
+            let _ = write!(out, "{name}: {value}\r\n");
         }
     }
     out.push_str("\r\n");
@@ -855,6 +881,16 @@ mod tests {
         use proptest::prelude::*;
 
         proptest! {
+            /// The value check that spares building a `HeaderValue` accepts exactly what
+            /// `HeaderValue` accepts.
+            #[test]
+            fn header_values_are_checked_as_http_checks_them(value in "[\\x00-\\x21\\x7e-\\u{a0}a]{0,8}") {
+                prop_assert_eq!(
+                    validate_header("X-Test", &value).is_ok(),
+                    HeaderValue::from_str(&value).is_ok()
+                );
+            }
+
             #[test]
             fn request_round_trip(path in "/[a-zA-Z0-9/?=&%._~-]{0,40}",
                                   protocols in proptest::collection::vec("[a-z][a-z0-9.]{0,10}", 0..4),
