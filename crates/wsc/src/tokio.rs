@@ -648,12 +648,14 @@ impl<S> std::fmt::Debug for RecvRef<'_, S> {
 impl<'a, S: AsyncRead + AsyncWrite + Unpin> Future for RecvRef<'a, S> {
     type Output = Option<Result<MessageRef<'a>, Error>>;
 
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // Polled again after it completed: nothing more (the stream is no longer held).
         let Some(ws) = self.ws.take() else {
             return Poll::Ready(None);
         };
-        // The common case inline: a whole message waiting in the buffer, nothing to write.
+        // The common case inline, in the caller: a whole message waiting in the buffer,
+        // nothing to write.
         let inner = &mut ws.inner;
         if inner.pending_error.is_none()
             && !inner.conn.has_pending_output()
@@ -661,6 +663,18 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Future for RecvRef<'a, S> {
         {
             return Poll::Ready(ws.inner.conn.staged().map(Ok));
         }
+        self.poll_general(ws, cx)
+    }
+}
+
+impl<'a, S: AsyncRead + AsyncWrite + Unpin> RecvRef<'a, S> {
+    /// Everything but the common case: reading, writing, errors, the end.
+    #[inline(never)]
+    fn poll_general(
+        &mut self,
+        ws: &'a mut WebSocketStream<S>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<MessageRef<'a>, Error>>> {
         match ws.inner.poll_stage(cx) {
             Poll::Pending => {
                 self.ws = Some(ws);
