@@ -6,9 +6,9 @@ use std::net::{TcpListener, TcpStream};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use wsc::proto::handshake::{accept_response, parse_request};
 mod common;
 
+use wsc::proto::handshake::{accept_response, parse_request};
 use wsc::{
     ClientBuilder, CloseCode, CloseFrame, Error, HandshakeError, Message, Phase, ProtocolError,
 };

@@ -884,7 +884,9 @@ mod tests {
             /// The value check that spares building a `HeaderValue` accepts exactly what
             /// `HeaderValue` accepts.
             #[test]
-            fn header_values_are_checked_as_http_checks_them(value in "[\\x00-\\x21\\x7e-\\u{a0}a]{0,8}") {
+            fn header_values_are_checked_as_http_checks_them(
+                value in "[\\x00-\\x21\\x7e-\\u{a0}a]{0,8}"
+            ) {
                 prop_assert_eq!(
                     validate_header("X-Test", &value).is_ok(),
                     HeaderValue::from_str(&value).is_ok()

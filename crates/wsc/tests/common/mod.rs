@@ -4,8 +4,8 @@
 use wsc::MessageRef;
 
 /// Frames a raw server writes in one go (unmasked): 50 lent texts, a ping, a binary message
-/// (with a 16-bit length), a fragmented text, one more text and the close; and the descriptions (see
-/// [`describe`]) of what a client reads from them, in order.
+/// (with a 16-bit length), a fragmented text, one more text and the close; and the
+/// descriptions (see [`describe`]) of what a client reads from them, in order.
 pub fn mixed_burst() -> (Vec<u8>, Vec<String>) {
     fn frame(out: &mut Vec<u8>, head: u8, payload: &[u8]) {
         match u16::try_from(payload.len()) {
