@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use ::tokio::net::TcpStream;
 use ::tokio::time::{sleep, sleep_until, timeout, Sleep};
+use bytes::BufMut;
 use futures_core::Stream;
 use futures_sink::Sink;
 
@@ -38,6 +39,7 @@ use crate::client::ClientBuilder;
 use crate::error::{Error, Phase};
 use crate::net::connect::tokio::connect_tcp;
 use crate::net::tunnel;
+use crate::proto::connection::ReadTarget;
 use crate::proto::handshake::{parse_request, ClientHandshake, HandshakeError, Request, Response};
 use crate::proto::{CloseFrame, Connection, Keepalive, Message, MessageRef, Role, State};
 use crate::server::{refusal, Acceptor};
@@ -187,11 +189,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let stream = &mut self.stream;
         let mut pending = false;
-        let result = self.conn.receive_with(READ_CHUNK, |buf| {
-            let mut rb = ReadBuf::new(buf);
-            match Pin::new(&mut *stream).poll_read(cx, &mut rb) {
-                Poll::Ready(Ok(())) => Ok(rb.filled().len()),
-                Poll::Ready(Err(e)) => Err(e),
+        let result = self.conn.receive_into(READ_CHUNK, |target| {
+            let polled = match target {
+                ReadTarget::Slice(buf) => {
+                    let mut rb = ReadBuf::new(buf);
+                    Pin::new(&mut *stream)
+                        .poll_read(cx, &mut rb)
+                        .map_ok(|()| rb.filled().len())
+                }
+                // Into spare capacity, never zeroed: the buffer is allocated again after
+                // every idle wait, and zeroing it each time cost more than the read.
+                ReadTarget::Append(buf, max) => {
+                    let mut limited = buf.limit(max);
+                    std::pin::pin!(stream.read_buf(&mut limited)).poll(cx)
+                }
+            };
+            match polled {
+                Poll::Ready(result) => result,
                 Poll::Pending => {
                     pending = true;
                     Ok(0)

@@ -1,6 +1,10 @@
-//! The read buffer: one allocation, zeroed once and reused. Bytes are read into its free tail
-//! and consumed from its head; it is compacted only when the tail runs out, so a stream of
-//! small frames costs no allocation, no zeroing and no copying per read.
+//! The read buffer: one allocation, reused. Bytes are read into its free tail and consumed
+//! from its head; it is compacted only when the tail runs out, so a stream of small frames
+//! costs no allocation, no zeroing and no copying per read. Readers that take a `&mut [u8]`
+//! (std's `Read`) need initialized memory, so for them the buffer is zeroed once as it grows;
+//! readers that append to a `Vec` (tokio's `read_buf`) fill it without any zeroing, which
+//! matters to async connections, whose buffer is freed at every idle wait and allocated
+//! again at the next read.
 
 use std::ops::{Deref, DerefMut};
 
@@ -17,7 +21,8 @@ const KEPT_MAX: usize = 1 << 20;
 /// Received bytes not yet parsed, in `buf[head..tail]`.
 #[derive(Debug, Default)]
 pub(crate) struct ReadBuffer {
-    /// Initialized memory: its whole length may be read into.
+    /// Its length is the initialized part (zeroed or read into), which `fill_with` offers
+    /// to readers; its spare capacity is only ever appended to (`fill_appending`).
     buf: Vec<u8>,
     head: usize,
     tail: usize,
@@ -73,6 +78,36 @@ impl ReadBuffer {
         result
     }
 
+    /// [`ReadBuffer::fill_with`] for a reader that appends to a `Vec`: `read` is given the
+    /// buffer, ending at the tail, and the most it may append (at least `min` bytes, more once
+    /// reads come back full). Nothing is zeroed: the reader fills spare capacity itself.
+    pub(crate) fn fill_appending<E>(
+        &mut self,
+        min: usize,
+        read: impl FnOnce(&mut Vec<u8>, usize) -> Result<usize, E>,
+    ) -> Result<usize, E> {
+        let want = min.max(self.read_size);
+        if self.head > 0 && self.buf.capacity() - self.tail < want {
+            self.buf.copy_within(self.head..self.tail, 0);
+            self.tail -= self.head;
+            self.head = 0;
+        }
+        // Zeroed bytes past the tail are forgotten, not lost: the reader appends after it.
+        self.buf.truncate(self.tail);
+        self.buf.reserve(want);
+        let result = read(&mut self.buf, want);
+        // Whatever was appended is kept, even alongside an error.
+        let n = self.buf.len() - self.tail;
+        self.tail = self.buf.len();
+        if result.is_ok() {
+            self.behind = n >= want;
+            if self.behind {
+                self.read_size = (want * 2).min(MAX_READ);
+            }
+        }
+        result.map(|_| n)
+    }
+
     /// Makes room for `additional` bytes after the tail: first by moving the unread bytes to
     /// the front, then by growing (only the new part is zeroed).
     fn reserve(&mut self, additional: usize) {
@@ -97,7 +132,7 @@ impl ReadBuffer {
     /// and zeroing per wakeup. The read size it grew to is kept too: a stream that catches up
     /// with its peer now and then goes on with full-size reads, not 16 KiB ones growing back.
     pub(crate) fn release_if_idle(&mut self) {
-        if self.is_empty() && !self.behind && !self.buf.is_empty() {
+        if self.is_empty() && !self.behind && self.buf.capacity() > 0 {
             *self = ReadBuffer {
                 read_size: self.read_size,
                 ..ReadBuffer::default()
@@ -108,7 +143,7 @@ impl ReadBuffer {
     /// Frees the memory if nothing is buffered and it grew past what reads need (after a big
     /// message passed through).
     pub(crate) fn shrink_if_oversized(&mut self) {
-        if self.is_empty() && self.buf.len() > KEPT_MAX {
+        if self.is_empty() && self.buf.capacity() > KEPT_MAX {
             self.buf = Vec::new();
         }
     }
@@ -116,7 +151,7 @@ impl ReadBuffer {
     /// The allocated size.
     #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
-        self.buf.len()
+        self.buf.capacity()
     }
 }
 
@@ -198,6 +233,87 @@ mod tests {
         })
         .unwrap();
         assert!(offered >= MAX_READ / 2, "{offered}");
+    }
+
+    /// What tokio's `read_buf` does with the vector: appends into spare capacity.
+    fn append(buf: &mut Vec<u8>, max: usize, data: &[u8]) -> Result<usize, ()> {
+        let n = data.len().min(max);
+        buf.extend_from_slice(&data[..n]);
+        Ok(n)
+    }
+
+    #[test]
+    fn appending_readers_fill_spare_capacity_behind_the_unread_bytes() {
+        let mut b = ReadBuffer::default();
+        // A reader of slices first: the buffer is zeroed past the tail.
+        b.fill_with(8, |spare| {
+            spare[..4].copy_from_slice(b"abcd");
+            Ok::<_, ()>(4)
+        })
+        .unwrap();
+        b.advance(1);
+        // The appending reader is given the vector ending at the tail (the zeroed room
+        // behind it forgotten), and at least `min`.
+        let n = b
+            .fill_appending(4, |buf, max| {
+                assert!(max >= 4);
+                assert_eq!(buf.len(), 4);
+                append(buf, max, b"efg")
+            })
+            .unwrap();
+        assert_eq!(n, 3);
+        assert_eq!(&b[..], b"bcdefg");
+        // Then slices again: they go behind what was appended.
+        b.fill_with(4, |spare| {
+            spare[..2].copy_from_slice(b"hi");
+            Ok::<_, ()>(2)
+        })
+        .unwrap();
+        assert_eq!(&b[..], b"bcdefghi");
+        // Consumed but for one byte, at a tail with too little room behind it: the byte is
+        // moved to the front and the read goes right after it.
+        b.advance(7);
+        let room = b.capacity() - 8;
+        let n = b
+            .fill_appending(room + 1, |buf, max| {
+                assert_eq!(buf.len(), 1, "compacted first");
+                append(buf, max, &vec![b'x'; max])
+            })
+            .unwrap();
+        assert_eq!(n, room + 1);
+        assert_eq!(&b[..2], b"ix");
+        assert_eq!(b.len(), 1 + n);
+    }
+
+    #[test]
+    fn appended_reads_that_come_back_full_grow_and_idle_buffers_are_freed() {
+        let mut b = ReadBuffer::default();
+        let mut offered = 0;
+        for _ in 0..20 {
+            b.fill_appending(16, |buf, max| {
+                offered = max;
+                append(buf, max, &vec![7; max])
+            })
+            .unwrap();
+            let all = b.len();
+            b.advance(all);
+        }
+        assert_eq!(offered, MAX_READ);
+        // Kept while reads come back full; freed once one drains the socket (nothing read:
+        // the capacity reserved for the read is given back too).
+        b.release_if_idle();
+        assert!(b.capacity() > 0);
+        b.fill_appending(16, |_, _| Ok::<_, ()>(0)).unwrap();
+        b.release_if_idle();
+        assert_eq!(b.capacity(), 0);
+        // An error keeps what was appended before it and what was buffered.
+        b.extend_from_slice(b"ab");
+        let result = b.fill_appending(16, |buf, _| {
+            buf.push(b'c');
+            Err::<usize, _>("boom")
+        });
+        assert!(result.is_err());
+        assert_eq!(&b[..], b"abc");
     }
 
     #[test]

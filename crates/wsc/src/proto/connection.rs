@@ -218,6 +218,15 @@ struct OutgoingPayload {
     mask: Option<[u8; 4]>,
 }
 
+/// Where [`Connection::receive_into`] wants the next bytes.
+#[cfg(feature = "tokio")]
+pub(crate) enum ReadTarget<'a> {
+    /// Fill (a prefix of) this slice.
+    Slice(&'a mut [u8]),
+    /// Append at most this many bytes to this vector.
+    Append(&'a mut Vec<u8>, usize),
+}
+
 /// Messages up to this size that are not all in yet are waited for whole (then lent without
 /// a copy) rather than assembled piece by piece.
 const LEND_WAIT_MAX: usize = 256 << 10;
@@ -393,6 +402,28 @@ impl Connection {
         // A big message passed through: give the memory back.
         self.read_buf.shrink_if_oversized();
         self.read_buf.fill_with(chunk, read)
+    }
+
+    /// [`Connection::receive_with`] for a reader that can also append to a `Vec` without the
+    /// memory being zeroed first (async streams: tokio's `read_buf`): `read` gets either the
+    /// next part of a big frame's message buffer, as a slice, or the read buffer, to append at
+    /// most the given number of bytes to.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn receive_into<E>(
+        &mut self,
+        chunk: usize,
+        read: impl FnOnce(ReadTarget<'_>) -> Result<usize, E>,
+    ) -> Result<usize, E> {
+        self.settle();
+        if let Some(target) = self.direct_target() {
+            let offered = target.len();
+            let n = read(ReadTarget::Slice(target))?;
+            self.direct_received(n, offered);
+            return Ok(n.min(offered));
+        }
+        self.read_buf.shrink_if_oversized();
+        self.read_buf
+            .fill_appending(chunk, |buf, max| read(ReadTarget::Append(buf, max)))
     }
 
     /// Where a read may go straight into the message being received: the rest of a big
@@ -1211,7 +1242,7 @@ impl Connection {
             // Small, or behind another big one: copied whole.
             return self.write_frame(opcode, true, rsv1, &payload);
         }
-        let mask = self.write_header(opcode, true, rsv1, payload.len())?;
+        let mask = self.write_header(opcode, true, rsv1, payload.len(), OUTPUT_BLOCK)?;
         self.out_rest = Some(Box::new(OutgoingPayload {
             data: payload,
             pos: 0,
@@ -1257,21 +1288,22 @@ impl Connection {
         rsv1: bool,
         payload: &[u8],
     ) -> Result<(), Error> {
-        let mask = self.write_header(opcode, fin, rsv1, payload.len())?;
-        let out = self.frame_target();
-        out.reserve(payload.len());
-        copy_masked(out, payload, mask, 0);
+        let mask = self.write_header(opcode, fin, rsv1, payload.len(), payload.len())?;
+        copy_masked(self.frame_target(), payload, mask, 0);
         Ok(())
     }
 
-    /// Appends a frame header for a payload of `len` bytes that the caller appends next;
-    /// returns the masking key (client role). Whatever is queued before stays before.
+    /// Appends a frame header for a payload of `len` bytes that the caller appends next, with
+    /// room for `follows` bytes of it (one allocation for both, where the output buffer was
+    /// freed while idle); returns the masking key (client role). Whatever is queued before
+    /// stays before.
     fn write_header(
         &mut self,
         opcode: OpCode,
         fin: bool,
         rsv1: bool,
         len: usize,
+        follows: usize,
     ) -> Result<Option<[u8; 4]>, Error> {
         let mask = match self.role {
             Role::Client => Some(self.keys.next_key()?),
@@ -1289,7 +1321,7 @@ impl Connection {
             self.out_pos = 0;
         }
         let out = self.frame_target();
-        out.reserve(header.encoded_len());
+        out.reserve(header.encoded_len() + follows);
         header.encode(out);
         Ok(mask)
     }
