@@ -8,12 +8,21 @@ use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Phase};
+use crate::proto::buffer::ReadBuffer;
 use crate::proto::handshake::Response;
 use crate::proto::{CloseFrame, Config, Connection, Keepalive, Message, MessageRef, Role, State};
 use crate::stream::{is_timeout, map_io_error, MaybeTlsStream};
 
-/// Read this much at a time.
-const READ_CHUNK: usize = 16 << 10;
+/// Each read is offered at least this much (more, up to 64 KiB, once reads come back full):
+/// the opening handshake is read into the same buffer, and a short-lived connection, which
+/// never needs more, zeroes no more.
+const READ_CHUNK: usize = 4 << 10;
+
+/// Reads more of an opening handshake into `received`, the buffer the connection then
+/// keeps (see [`Connection::adopt_read_buffer`]).
+pub(crate) fn read_head(stream: &mut impl Read, received: &mut ReadBuffer) -> io::Result<usize> {
+    received.fill_with(READ_CHUNK, |spare| stream.read(spare))
+}
 
 /// How long the last read before declaring a peer dead may wait (the pong, if it came, is
 /// already in the socket).

@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
-use crate::blocking::{StreamControl, WebSocket};
+use crate::blocking::{read_head, StreamControl, WebSocket};
 use crate::error::{Error, Phase, RedirectError};
 use crate::net::connect::{connect_tcp, Overrides};
 use crate::net::{tunnel, Proxy, ProxyConfig};
+use crate::proto::buffer::ReadBuffer;
 #[cfg(feature = "deflate")]
 use crate::proto::deflate::{Codec, DeflateConfig};
 use crate::proto::handshake::{
@@ -514,36 +515,37 @@ impl ClientBuilder {
         let io_err = |e: io::Error| map_io_error(e, Phase::WebSocketHandshake, &host);
         stream.write_all(&request).map_err(io_err)?;
         stream.flush().map_err(io_err)?;
-        let mut buf = Vec::with_capacity(1024);
-        let mut chunk = [0u8; 4096];
+        let mut received = ReadBuffer::default();
         let (response, used) = loop {
-            if let Some(done) = handshake.parse_response(&buf)? {
+            if let Some(done) = handshake.parse_response(&received)? {
                 break done;
             }
-            match stream.read(&mut chunk) {
+            match read_head(&mut stream, &mut received) {
                 Ok(0) => {
-                    let refusal = handshake.take_refusal(&buf);
+                    let refusal = handshake.take_refusal(&received);
                     return Err(Error::Handshake(
                         refusal.unwrap_or(HandshakeError::ConnectionClosed),
                     ));
                 }
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_timeout(&e) => {
                     return Err(handshake
-                        .take_refusal(&buf)
+                        .take_refusal(&received)
                         .map(Error::Handshake)
                         .unwrap_or(Error::Timeout(Phase::WebSocketHandshake)));
                 }
                 Err(e) => return Err(io_err(e)),
             }
         };
+        received.advance(used);
         if let Some(c) = control {
             (c.set_deadline)(&mut stream, None)?;
             (c.set_read_timeout)(&mut stream, self.read_timeout)?;
         }
-        let conn = self.open_connection(&response);
-        let mut ws = WebSocket::from_connection(stream, conn, &buf[used..]);
+        let mut conn = self.open_connection(&response);
+        conn.adopt_read_buffer(received);
+        let mut ws = WebSocket::from_connection(stream, conn, &[]);
         // The request is ours, built as text: the conversion moves it, it does not copy.
         let request_head = String::from_utf8(request)
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());

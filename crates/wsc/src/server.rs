@@ -2,8 +2,9 @@
 
 use std::io::{self, Read, Write};
 
-use crate::blocking::WebSocket;
+use crate::blocking::{read_head, WebSocket};
 use crate::error::Error;
+use crate::proto::buffer::ReadBuffer;
 #[cfg(feature = "deflate")]
 use crate::proto::deflate::{parse_extensions, server_accept, Codec, DeflateConfig};
 use crate::proto::handshake::{
@@ -87,10 +88,9 @@ impl Acceptor {
     /// Reads the upgrade request and answers it. Invalid requests get an HTTP error response
     /// and an error. Returns the connection and the request (path, headers).
     pub fn accept<S: Read + Write>(&self, mut stream: S) -> Result<(WebSocket<S>, Request), Error> {
-        let mut buf = Vec::with_capacity(1024);
-        let mut chunk = [0u8; 4096];
+        let mut received = ReadBuffer::default();
         let (request, used) = loop {
-            match parse_request(&buf, self.max_handshake_size) {
+            match parse_request(&received, self.max_handshake_size) {
                 Ok(Some(done)) => break done,
                 Ok(None) => {}
                 Err(e) => {
@@ -99,17 +99,19 @@ impl Acceptor {
                     return Err(Error::Handshake(e));
                 }
             }
-            match stream.read(&mut chunk) {
+            match read_head(&mut stream, &mut received) {
                 Ok(0) => return Err(Error::Handshake(HandshakeError::ConnectionClosed)),
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(Error::Io(e)),
             }
         };
-        let (response, conn) = self.answer(&request);
+        let (response, mut conn) = self.answer(&request);
         stream.write_all(&response)?;
         stream.flush()?;
-        let ws = WebSocket::from_connection(stream, conn, &buf[used..]);
+        received.advance(used);
+        conn.adopt_read_buffer(received);
+        let ws = WebSocket::from_connection(stream, conn, &[]);
         Ok((ws, request))
     }
 

@@ -719,3 +719,48 @@ fn fed_messages_go_out_in_batches_and_borrowed_reads_see_every_echo() {
     let (_, seen) = server.join().unwrap();
     assert_eq!(seen.len(), 1002);
 }
+
+#[test]
+fn server_role_reads_a_frame_sent_in_the_same_write_as_the_request() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let (mut ws, _request) = wsc::server::Acceptor::new().accept(tcp).unwrap();
+        let first = ws.read().unwrap();
+        let second = ws.read().unwrap();
+        (first, second)
+    });
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
+    // The request, a masked "hi" and a masked close 1000, all in one write: the frames land
+    // in the buffer the server read the request into.
+    let mut wire = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .into_bytes();
+    let key = [1u8, 2, 3, 4];
+    wire.extend_from_slice(&[0x81, 0x82]);
+    wire.extend_from_slice(&key);
+    wire.extend(b"hi".iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    wire.extend_from_slice(&[0x88, 0x82]);
+    wire.extend_from_slice(&key);
+    wire.extend(
+        [0x03u8, 0xE8]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ key[i % 4]),
+    );
+    tcp.write_all(&wire).unwrap();
+    let mut head = [0u8; 1024];
+    let n = tcp.read(&mut head).unwrap();
+    assert!(head[..n].starts_with(b"HTTP/1.1 101"), "{:?}", &head[..n]);
+    let (first, second) = server.join().unwrap();
+    assert_eq!(first, Message::Text("hi".into()));
+    assert!(
+        matches!(&second, Message::Close(Some(f)) if f.code == CloseCode::NORMAL),
+        "{second:?}"
+    );
+}

@@ -206,8 +206,10 @@ const MASK_BLOCK: usize = 16 << 10;
 
 /// Payloads of owned messages bigger than this are not copied into the output buffer at once:
 /// they are copied (and masked) a block of this size at a time as the output drains, so the
-/// buffer stays small and cache-hot, however big the message.
-const OUTPUT_BLOCK: usize = 256 << 10;
+/// buffer stays bounded and in the L2 cache, however big the message. Blocks of 256 KiB made
+/// the 16 MiB echo about 9% slower here (four times the writes, each handing the kernel
+/// less to pack); 2 and 4 MiB were no faster than 1 MiB.
+const OUTPUT_BLOCK: usize = 1 << 20;
 
 /// The part of a big outgoing payload not yet copied into the output buffer.
 #[derive(Debug)]
@@ -374,6 +376,13 @@ impl Connection {
     }
 
     // ----- input -----
+
+    /// Takes over the buffer the opening handshake was read into, holding what came after
+    /// the head (its bytes consumed): one buffer, zeroed once, and no copy of those bytes.
+    pub(crate) fn adopt_read_buffer(&mut self, received: ReadBuffer) {
+        debug_assert!(self.read_buf.is_empty());
+        self.read_buf = received;
+    }
 
     /// Hands received bytes to the connection.
     pub fn receive(&mut self, data: &[u8]) {

@@ -4,7 +4,7 @@
 //! messages, [`handshake`] builds and checks the opening handshake. The blocking client (and any
 //! other driver) moves bytes between these and a transport.
 
-mod buffer;
+pub(crate) mod buffer;
 pub mod close;
 pub mod connection;
 #[cfg(feature = "deflate")]
