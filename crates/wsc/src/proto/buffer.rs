@@ -81,6 +81,7 @@ impl ReadBuffer {
     /// [`ReadBuffer::fill_with`] for a reader that appends to a `Vec`: `read` is given the
     /// buffer, ending at the tail, and the most it may append (at least `min` bytes, more once
     /// reads come back full). Nothing is zeroed: the reader fills spare capacity itself.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))] // the async driver's
     pub(crate) fn fill_appending<E>(
         &mut self,
         min: usize,
