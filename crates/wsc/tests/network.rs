@@ -80,20 +80,54 @@ fn the_system_resolver_is_used_for_localhost() {
     server.join().unwrap();
 }
 
-/// An IPv6 listener whose accept queue is full: further SYNs are dropped, as on a network that
-/// black-holes the family. The returned values keep it so.
-async fn black_holed_v6(port: u16) -> (tokio::net::TcpListener, TcpStream) {
-    let socket = tokio::net::TcpSocket::new_v6().unwrap();
-    socket.bind(SocketAddr::new(V6, port)).unwrap();
+/// A listener whose accept queue is full: further SYNs are dropped, as on a network that
+/// black-holes the address. The returned values keep it so.
+async fn black_holed(ip: IpAddr, port: u16) -> (tokio::net::TcpListener, TcpStream) {
+    let socket = match ip {
+        IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .unwrap();
+    socket.bind(SocketAddr::new(ip, port)).unwrap();
     let listener = socket.listen(0).unwrap();
-    let filler = TcpStream::connect((V6, port)).unwrap();
+    let filler = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     (listener, filler)
+}
+
+#[tokio::test]
+async fn an_unanswered_connect_times_out_in_the_connect_phase() {
+    let (listener, _filler) = black_holed(V4, 0).await;
+    let port = listener.local_addr().unwrap().port();
+    let url = format!("ws://127.0.0.1:{port}/");
+    let timeout = Duration::from_millis(300);
+    let blocking_url = url.clone();
+    let (result, took) = tokio::task::spawn_blocking(move || {
+        let start = Instant::now();
+        let result = builder(&blocking_url).connect_timeout(timeout).connect();
+        (result.map(drop), start.elapsed())
+    })
+    .await
+    .unwrap();
+    assert!(
+        matches!(result, Err(Error::Timeout(Phase::Connect))),
+        "{result:?}"
+    );
+    assert!(took >= timeout && took < timeout * 5, "took {took:?}");
+
+    let start = Instant::now();
+    let result = builder(&url).connect_timeout(timeout).connect_async().await;
+    assert!(
+        matches!(result, Err(Error::Timeout(Phase::Connect))),
+        "{:?}",
+        result.map(drop)
+    );
+    assert!(start.elapsed() >= timeout && start.elapsed() < timeout * 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_black_holed_family_costs_a_short_delay_not_the_connect_timeout() {
     let (listener, port) = listener_with_free_twin(V4);
-    let _hole = black_holed_v6(port).await;
+    let _hole = black_holed(V6, port).await;
     let server = echo_on(listener);
     let url = format!("ws://localhost:{port}/");
     let timeout = Duration::from_secs(20);
