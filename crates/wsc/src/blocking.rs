@@ -11,7 +11,7 @@ use crate::error::{Error, Phase};
 use crate::proto::buffer::ReadBuffer;
 use crate::proto::handshake::Response;
 use crate::proto::{CloseFrame, Config, Connection, Keepalive, Message, MessageRef, Role, State};
-use crate::stream::{is_timeout, map_io_error, MaybeTlsStream};
+use crate::stream::{deadline_in, is_timeout, map_io_error, MaybeTlsStream};
 
 /// Each read is offered at least this much (more, up to 64 KiB, once reads come back full):
 /// the opening handshake is read into the same buffer, and a short-lived connection, which
@@ -328,7 +328,7 @@ impl<S: Read + Write> WebSocket<S> {
         let Some(control) = self.control else { return };
         let deadline = self
             .close_deadline
-            .or_else(|| self.close_timeout.map(|t| Instant::now() + t));
+            .or_else(|| deadline_in(self.close_timeout));
         if (control.set_close_deadline)(&mut self.stream, deadline).is_err() {
             return;
         }
@@ -441,7 +441,7 @@ impl<S: Read + Write> WebSocket<S> {
         }
         let control = self.control;
         if let Some(c) = control {
-            let deadline = self.close_timeout.map(|t| Instant::now() + t);
+            let deadline = deadline_in(self.close_timeout);
             (c.set_close_deadline)(&mut self.stream, deadline)?;
             self.close_deadline = deadline;
             // The close timeout now bounds reads, not keepalive (which stops after a close).

@@ -17,7 +17,7 @@ use crate::proto::handshake::{
     ClientHandshake, ClientRequest, HandshakeError, DEFAULT_MAX_HANDSHAKE_SIZE,
 };
 use crate::proto::{Config, Connection, Keepalive, Role};
-use crate::stream::{is_timeout, map_io_error, MaybeTlsStream};
+use crate::stream::{deadline_in, is_timeout, map_io_error, MaybeTlsStream};
 #[cfg(feature = "tls")]
 use crate::tls::TlsOptions;
 use crate::url::WsUrl;
@@ -405,9 +405,7 @@ impl ClientBuilder {
         };
         let mut tcp = connect_tcp(proxy.host(), proxy.port(), &self.resolve, limit)
             .map_err(|e| proxy_unreachable(&proxy, e))?;
-        let deadline = self
-            .phase_timeout(self.handshake_timeout, opened)
-            .map(|t| Instant::now() + t);
+        let deadline = deadline_in(self.phase_timeout(self.handshake_timeout, opened));
         tunnel::open_blocking(
             &mut tcp,
             &proxy,
@@ -508,7 +506,7 @@ impl ClientBuilder {
     ) -> Result<WebSocket<S>, Error> {
         let host = url.host.clone();
         if let Some(c) = control {
-            (c.set_deadline)(&mut stream, timeout.map(|t| Instant::now() + t))?;
+            (c.set_deadline)(&mut stream, deadline_in(timeout))?;
         }
         let (mut handshake, request) =
             ClientHandshake::new(&self.request(&url), self.max_handshake_size)?;

@@ -6,6 +6,15 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Phase};
 
+/// Longer than any connection lives, and short enough to add to the clock: user timeouts
+/// beyond it count as none (`Duration::MAX` would overflow `Instant`).
+pub(crate) const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// The deadline `timeout` from now, if any (none for a timeout the clock cannot count to).
+pub(crate) fn deadline_in(timeout: Option<Duration>) -> Option<Instant> {
+    timeout.and_then(|t| Instant::now().checked_add(t))
+}
+
 /// A TCP stream with an optional deadline: while one is set, every read waits at most until
 /// it, however many reads an operation takes. rustls reads until a whole record is in, so a
 /// per-read timeout alone lets a peer that trickles bytes stretch a handshake forever.
@@ -248,7 +257,7 @@ pub(crate) fn tls_handshake(
         source,
     })?;
     let mut sock = DeadlineTcp::new(tcp);
-    sock.set_deadline(timeout.map(|t| Instant::now() + t), true)?;
+    sock.set_deadline(deadline_in(timeout), true)?;
     while conn.is_handshaking() {
         match conn.complete_io(&mut sock) {
             Ok((0, 0)) if conn.is_handshaking() => {

@@ -400,8 +400,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 self.idle_since = Some(now);
                 return Poll::Ready(Some(Error::Timeout(Phase::Read)));
             }
-            let idle_end = since + limit;
-            wake = Some(wake.map_or(idle_end, |at| at.min(idle_end)));
+            // A read timeout the clock cannot count to never expires.
+            if let Some(idle_end) = since.checked_add(limit) {
+                wake = Some(wake.map_or(idle_end, |at| at.min(idle_end)));
+            }
         }
         if let Some(since) = self.kept_since {
             let end = since + KEEP_MESSAGE_BUFFER;

@@ -764,3 +764,24 @@ fn server_role_reads_a_frame_sent_in_the_same_write_as_the_request() {
         "{second:?}"
     );
 }
+
+#[test]
+fn timeouts_too_long_for_the_clock_mean_none() {
+    let (url, server) = echo_server();
+    let forever = Duration::MAX;
+    let mut ws = ClientBuilder::new(&url)
+        .connect_timeout(forever)
+        .handshake_timeout(forever)
+        .open_timeout(forever)
+        .read_timeout(Some(forever))
+        .write_timeout(Some(forever))
+        .close_timeout(Some(forever))
+        .keepalive(wsc::Keepalive::new(forever, forever))
+        .connect()
+        .unwrap();
+    ws.send_text("still here").unwrap();
+    assert_eq!(ws.read().unwrap().as_text(), Some("still here"));
+    ws.close_and_wait(None).unwrap();
+    let (_, seen) = server.join().unwrap();
+    assert_eq!(seen[0], Message::Text("still here".into()));
+}

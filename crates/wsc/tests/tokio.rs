@@ -1135,3 +1135,24 @@ async fn silent_server_times_out_in_the_handshake_phase() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_too_long_for_the_clock_mean_none() {
+    within(BUDGET, async {
+        let (url, server) = async_echo_server().await;
+        let forever = Duration::MAX;
+        let (mut ws, _) = builder(&format!("{url}/echo"))
+            .connect_timeout(forever)
+            .handshake_timeout(forever)
+            .open_timeout(forever)
+            .read_timeout(Some(forever))
+            .close_timeout(Some(forever))
+            .keepalive(wsc::Keepalive::new(forever, forever))
+            .connect_async()
+            .await
+            .unwrap();
+        round_trip(&mut ws).await;
+        assert_server_saw_round_trip(&server.await.unwrap());
+    })
+    .await;
+}

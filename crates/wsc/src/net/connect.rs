@@ -87,8 +87,7 @@ pub(crate) fn connect_tcp(
     overrides: &Overrides,
     timeout: Option<Duration>,
 ) -> Result<TcpStream, Error> {
-    // A timeout too long to add to the clock is none.
-    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let deadline = crate::stream::deadline_in(timeout);
     let addrs = addresses(host, port, overrides, deadline)?;
     let tcp = race(interleave(addrs), deadline).map_err(|e| match e {
         RaceError::TimedOut => Error::Timeout(Phase::Connect),

@@ -18,9 +18,12 @@ pub struct Keepalive {
 
 impl Keepalive {
     /// A ping every `interval`, each answered within `timeout` (an interval of zero pings again
-    /// as soon as each pong is in).
+    /// as soon as each pong is in). Either is capped at a century, which the clock can count to.
     pub fn new(interval: Duration, timeout: Duration) -> Self {
-        Keepalive { interval, timeout }
+        Keepalive {
+            interval: interval.min(crate::stream::FOREVER),
+            timeout: timeout.min(crate::stream::FOREVER),
+        }
     }
 }
 
