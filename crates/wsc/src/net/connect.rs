@@ -203,7 +203,6 @@ fn connect_by(addr: SocketAddr, deadline: Instant) -> io::Result<TcpStream> {
             // for it (or reports how it failed) until the deadline.
             Err(e)
                 if e.kind() == io::ErrorKind::Interrupted
-                    || e.kind() == io::ErrorKind::WouldBlock
                     || matches!(e.raw_os_error(), Some(libc::EINPROGRESS | libc::EALREADY)) => {}
             // Connected while interrupted.
             Err(e) if e.raw_os_error() == Some(libc::EISCONN) => break,

@@ -160,8 +160,11 @@ impl PartialMessage {
     }
 }
 
-/// Queued output beyond which received pings are not answered.
-const MAX_PONG_BACKLOG: usize = 64 << 10;
+/// Pongs queued and not yet written beyond which received pings go unanswered: a peer that
+/// floods pings while not reading our output cannot grow it without bound (this many pongs
+/// are at most 33 KiB). Our own data queued ahead of them does not count: a ping that comes
+/// while a big message goes out is answered behind it.
+const MAX_UNSENT_PONGS: u32 = 256;
 
 /// What handling a frame header led to.
 enum Step {
@@ -298,6 +301,12 @@ pub struct Connection {
     lend_limit: usize,
     /// Bytes of a text message being waited for whole that were already checked as UTF-8.
     wait_checked: usize,
+    /// Output written so far, in bytes: where queued frames stand in all output ever queued.
+    written: u64,
+    /// Where the last pong queued ends (in the same count as `written`), and how many were
+    /// queued since the output last got past one.
+    last_pong_end: u64,
+    unsent_pongs: u32,
 }
 
 impl Connection {
@@ -326,6 +335,9 @@ impl Connection {
             keepalive: None,
             lend_limit,
             wait_checked: 0,
+            written: 0,
+            last_pong_end: 0,
+            unsent_pongs: 0,
         }
     }
 
@@ -1086,10 +1098,14 @@ impl Connection {
     fn on_control(&mut self, opcode: OpCode, payload: Bytes) -> Result<Message, Error> {
         match opcode {
             OpCode::Ping => {
-                // A peer that floods pings while not reading our output would grow it without
-                // bound; past the backlog, pings go unanswered (only the latest needs a pong).
-                if self.state == State::Open && self.output_backlog() < MAX_PONG_BACKLOG {
+                if self.written >= self.last_pong_end {
+                    self.unsent_pongs = 0;
+                }
+                if self.state == State::Open && self.unsent_pongs < MAX_UNSENT_PONGS {
                     self.write_frame(OpCode::Pong, true, false, &payload)?;
+                    self.unsent_pongs += 1;
+                    // The pong is the last thing queued.
+                    self.last_pong_end = self.written + self.queued_output() as u64;
                 }
                 Ok(Message::Ping(payload))
             }
@@ -1361,15 +1377,6 @@ impl Connection {
         }
     }
 
-    /// Output queued beyond a big payload that is going out: what received pings may add to.
-    fn output_backlog(&self) -> usize {
-        if self.out_rest.is_some() {
-            self.out_after.len()
-        } else {
-            self.out.len() - self.out_pos
-        }
-    }
-
     /// The next bytes to write to the peer: a part of what is queued (the rest follows once
     /// they are consumed).
     pub fn pending_output(&self) -> &[u8] {
@@ -1388,7 +1395,9 @@ impl Connection {
 
     /// Marks `n` bytes of [`Connection::pending_output`] as written.
     pub fn consume_output(&mut self, n: usize) {
-        self.out_pos = (self.out_pos + n).min(self.out.len());
+        let n = n.min(self.out.len() - self.out_pos);
+        self.written += n as u64;
+        self.out_pos += n;
         if self.out_pos == self.out.len() {
             self.out.clear();
             self.out_pos = 0;
@@ -2019,6 +2028,78 @@ mod tests {
             (frames[0].0.opcode, frames[0].1.as_slice()),
             (OpCode::Pong, &payload[..])
         );
+    }
+
+    /// Queues a ping from the client side into `server` and handles it.
+    fn ping_server(server: &mut Connection, payload: &[u8]) {
+        let ping = frame(9, true, payload, Some([1, 2, 3, 4]));
+        server.receive(&ping);
+        assert!(matches!(server.next_message(), Ok(Some(Message::Ping(_)))));
+    }
+
+    #[test]
+    fn pings_during_a_big_send_are_answered_behind_it() {
+        for size in [100 << 10, 512 << 10, 3 * OUTPUT_BLOCK] {
+            let mut s = server();
+            s.send(Message::Binary(Bytes::from(vec![7u8; size])))
+                .unwrap();
+            let before = s.queued_output();
+            ping_server(&mut s, b"keepalive");
+            // A pong (2 header bytes) queued behind the message, nothing written yet.
+            assert_eq!(s.queued_output(), before + 2 + 9, "size {size}");
+            let wire = drain_output(&mut s, 64 << 10);
+            let (header, len) = FrameHeader::decode(&wire).unwrap().unwrap();
+            assert_eq!(
+                (header.opcode, header.payload_len),
+                (OpCode::Binary, size as u64)
+            );
+            assert_eq!(
+                &wire[len + size..],
+                &[0x8A, 9, b'k', b'e', b'e', b'p', b'a', b'l', b'i', b'v', b'e']
+            );
+        }
+    }
+
+    #[test]
+    fn a_ping_flood_while_nothing_is_written_queues_a_bounded_number_of_pongs() {
+        let mut s = server();
+        for _ in 0..10 * MAX_UNSENT_PONGS {
+            ping_server(&mut s, &[0xAB; 125]);
+        }
+        assert_eq!(s.queued_output(), MAX_UNSENT_PONGS as usize * (2 + 125));
+        // Once they are written, pings are answered again.
+        drain_output(&mut s, 4096);
+        ping_server(&mut s, b"again");
+        assert_eq!(
+            drain_output(&mut s, 4096),
+            [0x8A, 5, b'a', b'g', b'a', b'i', b'n']
+        );
+        // Written in part: the count goes on from where it was until the last pong is out.
+        for _ in 0..MAX_UNSENT_PONGS {
+            ping_server(&mut s, b"x");
+        }
+        s.consume_output(3);
+        ping_server(&mut s, b"y");
+        assert_eq!(s.queued_output(), MAX_UNSENT_PONGS as usize * 3 - 3);
+    }
+
+    #[test]
+    fn keepalive_settings_too_long_for_the_clock_are_capped_however_built() {
+        let mut c = client();
+        let forever = std::time::Duration::MAX;
+        let now = Instant::now();
+        c.set_keepalive(
+            Some(Keepalive {
+                interval: forever,
+                timeout: forever,
+            }),
+            now,
+        );
+        assert_eq!(
+            c.poll_keepalive(now).unwrap().map(|at| at > now),
+            Some(true)
+        );
+        assert!(!c.keepalive_overdue(now));
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub(crate) struct KeepaliveTimer {
 impl KeepaliveTimer {
     /// Starts the clock: the first ping goes out one interval after `now`.
     pub(crate) fn new(settings: Keepalive, now: Instant) -> Self {
+        // Capped as `Keepalive::new` caps them, however the settings were built.
+        let settings = Keepalive::new(settings.interval, settings.timeout);
         KeepaliveTimer {
             settings,
             next_ping: now + settings.interval,
