@@ -6,10 +6,6 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Phase};
 
-/// Longer than any connection lives, and short enough to add to the clock: user timeouts
-/// beyond it count as none (`Duration::MAX` would overflow `Instant`).
-pub(crate) const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-
 /// The deadline `timeout` from now, if any (none for a timeout the clock cannot count to).
 pub(crate) fn deadline_in(timeout: Option<Duration>) -> Option<Instant> {
     timeout.and_then(|t| Instant::now().checked_add(t))

@@ -69,13 +69,25 @@ impl ReadBuffer {
         if let Ok(n) = result {
             let n = n.min(offered);
             self.tail += n;
-            self.behind = n == offered;
-            if self.behind && offered >= want {
-                // The socket had more: offer more next time.
-                self.read_size = (want * 2).min(MAX_READ);
-            }
+            self.note_read(n, offered, want);
         }
         result
+    }
+
+    /// After a read of `n` bytes into `offered` (of the `want` asked for): one that filled all
+    /// it was offered means the socket had more, so the next is offered more.
+    fn note_read(&mut self, n: usize, offered: usize, want: usize) {
+        self.behind = n >= offered;
+        if self.behind && offered >= want {
+            self.read_size = (want * 2).min(MAX_READ);
+        }
+    }
+
+    /// Moves the unread bytes to the front.
+    fn compact(&mut self) {
+        self.buf.copy_within(self.head..self.tail, 0);
+        self.tail -= self.head;
+        self.head = 0;
     }
 
     /// [`ReadBuffer::fill_with`] for a reader that appends to a `Vec`: `read` is given the
@@ -89,9 +101,7 @@ impl ReadBuffer {
     ) -> Result<usize, E> {
         let want = min.max(self.read_size);
         if self.head > 0 && self.buf.capacity() - self.tail < want {
-            self.buf.copy_within(self.head..self.tail, 0);
-            self.tail -= self.head;
-            self.head = 0;
+            self.compact();
         }
         // Zeroed bytes past the tail are forgotten, not lost: the reader appends after it.
         self.buf.truncate(self.tail);
@@ -101,10 +111,7 @@ impl ReadBuffer {
         let n = self.buf.len() - self.tail;
         self.tail = self.buf.len();
         if result.is_ok() {
-            self.behind = n >= want;
-            if self.behind {
-                self.read_size = (want * 2).min(MAX_READ);
-            }
+            self.note_read(n, want, want);
         }
         result.map(|_| n)
     }
@@ -116,9 +123,7 @@ impl ReadBuffer {
             return;
         }
         if self.head > 0 {
-            self.buf.copy_within(self.head..self.tail, 0);
-            self.tail -= self.head;
-            self.head = 0;
+            self.compact();
             if self.buf.len() - self.tail >= additional {
                 return;
             }

@@ -7,6 +7,10 @@
 
 use std::time::{Duration, Instant};
 
+/// Longer than any connection lives, and short enough to add to the clock: keepalive
+/// settings beyond it count as it (`Duration::MAX` would overflow `Instant`).
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// How often to ping and how long to wait for the pong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Keepalive {
@@ -18,12 +22,10 @@ pub struct Keepalive {
 
 impl Keepalive {
     /// A ping every `interval`, each answered within `timeout` (an interval of zero pings again
-    /// as soon as each pong is in). Either is capped at a century, which the clock can count to.
+    /// as soon as each pong is in). Either counts as at most a century, which the clock can
+    /// count to.
     pub fn new(interval: Duration, timeout: Duration) -> Self {
-        Keepalive {
-            interval: interval.min(crate::stream::FOREVER),
-            timeout: timeout.min(crate::stream::FOREVER),
-        }
+        Keepalive { interval, timeout }
     }
 }
 
@@ -51,8 +53,11 @@ pub(crate) struct KeepaliveTimer {
 impl KeepaliveTimer {
     /// Starts the clock: the first ping goes out one interval after `now`.
     pub(crate) fn new(settings: Keepalive, now: Instant) -> Self {
-        // Capped as `Keepalive::new` caps them, however the settings were built.
-        let settings = Keepalive::new(settings.interval, settings.timeout);
+        // Capped here, where they are added to the clock, however the settings were built.
+        let settings = Keepalive {
+            interval: settings.interval.min(FOREVER),
+            timeout: settings.timeout.min(FOREVER),
+        };
         KeepaliveTimer {
             settings,
             next_ping: now + settings.interval,
