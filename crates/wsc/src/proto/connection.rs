@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use super::buffer::ReadBuffer;
 use super::close::{parse_close_payload, CloseFrame};
+use super::copy;
 #[cfg(feature = "deflate")]
 use super::deflate::{Codec, InflateError};
 use super::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD};
@@ -1524,7 +1525,7 @@ fn check_arrived(arrived: &[u8], checked: &mut usize) -> bool {
 /// Appends `payload` to `out`, masked with `mask` from payload offset `offset` (client role).
 fn copy_masked(out: &mut Vec<u8>, payload: &[u8], mask: Option<[u8; 4]>, offset: usize) {
     match mask {
-        None => out.extend_from_slice(payload),
+        None => copy::append(out, payload),
         Some(key) => {
             // Block by block, so that the zeroed room is still in the cache when it is
             // written (see `mask_into` for why not a copy, then the mask).

@@ -7,6 +7,7 @@
 pub(crate) mod buffer;
 pub mod close;
 pub mod connection;
+mod copy;
 #[cfg(feature = "deflate")]
 pub mod deflate;
 pub mod frame;
