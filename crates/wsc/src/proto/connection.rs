@@ -130,7 +130,7 @@ impl PartialMessage {
         if self.compressed || self.data.capacity() < PAGE_ALIGNED_MIN {
             return;
         }
-        let start = page_lead(&self.data);
+        let start = aligned_start(&self.data);
         let len = self.len();
         if start == self.start || start + len > self.data.capacity() {
             return;
@@ -160,17 +160,16 @@ impl PartialMessage {
         }
     }
 
-    /// Makes the capacity at least `len` bytes; when it must grow, the rest of the frame
-    /// (`frame_rest` bytes after those, which passed the limits) is reserved too, up to
-    /// [`MAX_RESERVE_AHEAD`], or the capacity doubles if that is more (a message in many
-    /// small fragments). In the message's final frame, where its end is known, it never
-    /// grows past that end: a buffer that overshoots [`MAX_KEPT_INPUT`] would be dropped
-    /// after the message instead of reused (a stream of 16 MiB messages allocated, faulted
-    /// in and zeroed 16 MiB per message).
-    ///
-    /// `len` counts from the buffer's start; the limits apply to the payload, and a big
-    /// buffer gets a page more, for [`PartialMessage::align`] (done again: it may have
-    /// moved, or grown in place past [`PAGE_ALIGNED_MIN`]).
+    /// Makes the capacity at least `len` bytes (counted from the buffer's start). When it
+    /// must grow, room for the rest of the frame (`frame_rest` bytes after those, which
+    /// passed the limits) is reserved too, up to [`MAX_RESERVE_AHEAD`], or room for twice
+    /// the payload's capacity if that is more (a message in many small fragments), but not
+    /// past [`MAX_KEPT_INPUT`] while the message still fits in it, nor past the message's
+    /// end where it is known (its final frame): a buffer that overshoots the kept size is
+    /// dropped after the message instead of reused (a stream of 16 MiB messages then
+    /// allocated, faulted in and zeroed 16 MiB per message). A buffer that
+    /// [`PartialMessage::align`] aligns gets a page more, for the lead, and is aligned again
+    /// (it may have moved, or grown in place past [`PAGE_ALIGNED_MIN`]).
     fn make_room(&mut self, len: usize, frame_rest: u64, final_frame: bool) {
         let capacity = self.data.capacity();
         if capacity >= len {
@@ -184,8 +183,12 @@ impl PartialMessage {
         } else {
             usize::MAX
         };
-        let mut target = ahead.max((capacity - self.start).saturating_mul(2).min(end));
-        if target >= PAGE_ALIGNED_MIN {
+        let mut doubled = (capacity - self.start).saturating_mul(2);
+        if ahead <= MAX_KEPT_INPUT {
+            doubled = doubled.min(MAX_KEPT_INPUT);
+        }
+        let mut target = ahead.max(doubled.min(end));
+        if !self.compressed && target.saturating_add(PAGE) >= PAGE_ALIGNED_MIN {
             target = target.saturating_add(PAGE);
         }
         self.data.reserve_exact(target.max(len) - self.data.len());
@@ -221,32 +224,38 @@ enum Step {
     Streaming,
 }
 
-/// The largest message kept for the next big or compressed message (the default frame size
-/// limit), and so the largest frame that reuses its buffer.
+/// The largest message whose buffer is kept for the next big or compressed message (the
+/// default frame size limit), and so the largest frame that reuses it (an aligned buffer
+/// holds up to a page less than [`KEPT_INPUT_CAPACITY`] after its lead).
 const MAX_KEPT_INPUT: usize = 16 << 20;
 
 /// The capacity of the largest buffer kept: [`MAX_KEPT_INPUT`] behind its page lead.
 const KEPT_INPUT_CAPACITY: usize = MAX_KEPT_INPUT + PAGE;
 
 /// Big message buffers put the payload's first byte on a page boundary, `start` bytes into
-/// the buffer ([`page_lead`]), because of how the kernel copies received data into them.
+/// the buffer ([`aligned_start`]), because of how the kernel copies received data into them.
 ///
 /// On x86 CPUs with fast short `rep movsb` (FSRM), Linux copies to user memory with
 /// `rep movsb`, and on AMD Zen 4 that copy runs up to 17 times slower when the destination's
 /// offset in its page is 1 to 15 bytes past the source's. A frame sent into an idle
 /// connection starts a page in the sender's socket buffers (on loopback, so in the receiver's
 /// too), so its payload lies 2 to 14 bytes (its header) into a page; glibc's buffers of
-/// 128 KiB or more come from `mmap` and start 16 bytes into one: exactly the slow case. It
-/// doubled the time of the 16 MiB echo benchmark's kernel copy. On a page boundary, the
-/// payload is 2 to 14 bytes before the source's offset instead, which is fast.
+/// 128 KiB or more come from `mmap` (until glibc raises its threshold after such a buffer
+/// is freed) and start 16 bytes into one: exactly the slow case. It doubled the time of the
+/// 16 MiB echo benchmark's kernel copy. On a page boundary, the payload is 2 to 14 bytes
+/// before the source's offset instead, which is fast.
 const PAGE: usize = 4096;
 
 /// Buffers from this capacity on are aligned (see [`PAGE`]): those that reads go straight
 /// into, beyond the first, small allocation of a big frame (which grows at once).
 const PAGE_ALIGNED_MIN: usize = 2 * DIRECT_MIN;
 
-/// How far into `buf` a page starts (0 to 4095 bytes).
-fn page_lead(buf: &[u8]) -> usize {
+/// Where [`PartialMessage::align`] puts an uncompressed payload in `buf`: as far in as a
+/// page starts (0 to 4095 bytes) in a big buffer, at its start in a small one.
+fn aligned_start(buf: &Vec<u8>) -> usize {
+    if buf.capacity() < PAGE_ALIGNED_MIN {
+        return 0;
+    }
     (PAGE - buf.as_ptr() as usize % PAGE) % PAGE
 }
 
@@ -359,8 +368,9 @@ pub struct Connection {
     out_after: Vec<u8>,
     incoming: Option<IncomingFrame>,
     partial: Option<PartialMessage>,
-    /// The buffer of the last big or compressed message, kept (up to [`MAX_KEPT_INPUT`]) for
-    /// the next one; its length is how much of it is initialized.
+    /// The buffer of the last big or compressed message, kept (up to
+    /// [`KEPT_INPUT_CAPACITY`]) for the next one; its length is how much of it is
+    /// initialized.
     assembled: Vec<u8>,
     keys: MaskKeys,
     #[cfg(feature = "deflate")]
@@ -816,11 +826,11 @@ impl Connection {
                     // Small: copied; the buffer stays for the next message.
                     Bytes::copy_from_slice(&self.assembled[start..start + len])
                 } else {
-                    // Big: the buffer is handed over, trimmed to the message (giving back
-                    // the excess does not move the data).
+                    // Big: the buffer is handed over, trimmed to the message (the excess
+                    // given back), the lead sliced off.
                     let mut buf = std::mem::take(&mut self.assembled);
                     buf.truncate(start + len);
-                    if buf.capacity() - len > (len / 4).max(2 * PAGE) {
+                    if buf.capacity() - (start + len) > (len / 4).max(PAGE) {
                         buf.shrink_to_fit();
                     }
                     Bytes::from(buf).slice(start..)
@@ -1064,11 +1074,14 @@ impl Connection {
         }
         self.read_buf.advance(header_len);
         if header.opcode != OpCode::Continuation {
+            // A big frame, or the first of fragments (which may add up to a big message).
+            let maybe_big = len >= DIRECT_MIN || !header.fin;
             let reuse = !compressed
-                && (DIRECT_MIN..=MAX_KEPT_INPUT).contains(&len)
-                && self.assembled.len() >= page_lead(&self.assembled) + len;
+                && maybe_big
+                && len <= MAX_KEPT_INPUT
+                && self.assembled.len() >= aligned_start(&self.assembled) + len;
             let data = if reuse {
-                // Big, and the last big message's buffer holds it: reads go straight in.
+                // The last big message's buffer holds it: reads go straight in.
                 std::mem::take(&mut self.assembled)
             } else {
                 // Grows as the data arrives (see `direct_target`), so that a peer that
@@ -2521,6 +2534,66 @@ mod tests {
             matches!(err, Error::Protocol(ProtocolError::InvalidUtf8)),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn a_stream_of_100_kib_messages_reuses_one_buffer() {
+        // Too small to be aligned: its payload starts the buffer, wherever that is.
+        let payload: Vec<u8> = (0..100u32 << 10).map(|i| (i % 251) as u8).collect();
+        let wire = frame(2, true, &payload, None);
+        let mut c = client();
+        let (first, _) = receive_in_reads(&mut c, &wire);
+        for round in 0..3 {
+            let (again, len) = receive_in_reads(&mut c, &wire);
+            assert_eq!(len, payload.len());
+            assert_eq!(again, first, "round {round}: not reused");
+        }
+    }
+
+    #[test]
+    fn a_stream_of_fragmented_16_mib_messages_reuses_one_buffer() {
+        // Doubling from fragment to fragment stops at the kept size (with the page lead
+        // added at each step it overshot it, and the buffer was dropped after each message).
+        let payload: Vec<u8> = (0..16u32 << 20).map(|i| (i % 251) as u8).collect();
+        let mut wire = Vec::new();
+        for (i, piece) in payload.chunks(1 << 20).enumerate() {
+            wire.extend(frame(if i == 0 { 2 } else { 0 }, i == 15, piece, None));
+        }
+        let mut c = client();
+        let (first, _) = receive_in_reads(&mut c, &wire);
+        assert_eq!(first as usize % PAGE, 0);
+        for round in 0..2 {
+            let (again, len) = receive_in_reads(&mut c, &wire);
+            assert_eq!(len, payload.len());
+            assert_eq!(again, first, "round {round}: not reused");
+        }
+        assert!(c.assembled.capacity() <= KEPT_INPUT_CAPACITY);
+    }
+
+    #[test]
+    fn fragmented_messages_with_a_small_first_fragment_reuse_the_buffer_too() {
+        let payload: Vec<u8> = (0..2u32 << 20).map(|i| (i % 251) as u8).collect();
+        let mut wire = frame(2, false, &payload[..1000], None);
+        for (i, piece) in payload[1000..].chunks(300_000).enumerate() {
+            wire.extend(frame(
+                0,
+                1000 + (i + 1) * 300_000 >= payload.len(),
+                piece,
+                None,
+            ));
+        }
+        let mut c = client();
+        let (first, len) = receive_in_reads(&mut c, &wire);
+        assert_eq!(len, payload.len());
+        for round in 0..2 {
+            let (again, len) = receive_in_reads(&mut c, &wire);
+            assert_eq!(len, payload.len());
+            assert_eq!(again, first, "round {round}: not reused");
+        }
+        let Some(MessageRef::Binary(data)) = c.staged() else {
+            panic!("not binary")
+        };
+        assert!(data == &payload[..]);
     }
 
     #[test]
