@@ -68,7 +68,7 @@ impl StreamControl<MaybeTlsStream> {
 
 /// A WebSocket connection over a blocking stream.
 ///
-/// Obtained from [`crate::connect`], [`crate::ClientBuilder`], [`crate::client`] (over your own
+/// Obtained from [`crate::connect`], [`crate::ClientBuilder`], [`crate::client()`] (over your own
 /// stream) or [`crate::server::accept`].
 pub struct WebSocket<S> {
     stream: S,
