@@ -2455,19 +2455,30 @@ mod tests {
         // allocated again, zeroed, for every message).
         let payload: Vec<u8> = (0..16u32 << 20).map(|i| (i % 251) as u8).collect();
         let wire = frame(2, true, &payload, None);
-        let mut c = client();
-        let (first, len) = receive_in_reads(&mut c, &wire);
-        assert_eq!(len, payload.len());
+        let (c, first) = receives_in_one_buffer(&wire, &payload, 3);
         assert_eq!(first as usize % PAGE, 0);
         assert_eq!(c.assembled.capacity(), payload.len() + PAGE);
-        for _ in 0..2 {
-            let (again, len) = receive_in_reads(&mut c, &wire);
-            assert_eq!((again, len), (first, payload.len()));
+    }
+
+    /// Receives the message `payload`, sent as `wire`, `times` times on one connection:
+    /// the same buffer holds it every time. The connection and where that buffer lent it.
+    fn receives_in_one_buffer(
+        wire: &[u8],
+        payload: &[u8],
+        times: usize,
+    ) -> (Connection, *const u8) {
+        let mut c = client();
+        let (first, _) = receive_in_reads(&mut c, wire);
+        for round in 1..times {
+            let (again, len) = receive_in_reads(&mut c, wire);
+            assert_eq!(len, payload.len());
+            assert_eq!(again, first, "round {round}: not reused");
         }
         let Some(MessageRef::Binary(data)) = c.staged() else {
             panic!("not binary")
         };
-        assert!(data == &payload[..]);
+        assert!(data == payload);
+        (c, first)
     }
 
     /// Feeds `wire` to `c` in reads of the sizes `reads` (cycled) until a message is staged.
@@ -2541,13 +2552,7 @@ mod tests {
         // Too small to be aligned: its payload starts the buffer, wherever that is.
         let payload: Vec<u8> = (0..100u32 << 10).map(|i| (i % 251) as u8).collect();
         let wire = frame(2, true, &payload, None);
-        let mut c = client();
-        let (first, _) = receive_in_reads(&mut c, &wire);
-        for round in 0..3 {
-            let (again, len) = receive_in_reads(&mut c, &wire);
-            assert_eq!(len, payload.len());
-            assert_eq!(again, first, "round {round}: not reused");
-        }
+        receives_in_one_buffer(&wire, &payload, 4);
     }
 
     #[test]
@@ -2559,14 +2564,8 @@ mod tests {
         for (i, piece) in payload.chunks(1 << 20).enumerate() {
             wire.extend(frame(if i == 0 { 2 } else { 0 }, i == 15, piece, None));
         }
-        let mut c = client();
-        let (first, _) = receive_in_reads(&mut c, &wire);
+        let (c, first) = receives_in_one_buffer(&wire, &payload, 3);
         assert_eq!(first as usize % PAGE, 0);
-        for round in 0..2 {
-            let (again, len) = receive_in_reads(&mut c, &wire);
-            assert_eq!(len, payload.len());
-            assert_eq!(again, first, "round {round}: not reused");
-        }
         assert!(c.assembled.capacity() <= KEPT_INPUT_CAPACITY);
     }
 
@@ -2582,18 +2581,7 @@ mod tests {
                 None,
             ));
         }
-        let mut c = client();
-        let (first, len) = receive_in_reads(&mut c, &wire);
-        assert_eq!(len, payload.len());
-        for round in 0..2 {
-            let (again, len) = receive_in_reads(&mut c, &wire);
-            assert_eq!(len, payload.len());
-            assert_eq!(again, first, "round {round}: not reused");
-        }
-        let Some(MessageRef::Binary(data)) = c.staged() else {
-            panic!("not binary")
-        };
-        assert!(data == &payload[..]);
+        receives_in_one_buffer(&wire, &payload, 3);
     }
 
     #[test]
