@@ -127,7 +127,7 @@ impl PartialMessage {
     /// Puts the payload's first byte on a page boundary (see [`PAGE`]), moving what arrived
     /// so far, in a big uncompressed buffer that has the room; otherwise leaves it.
     fn align(&mut self) {
-        if self.compressed || self.data.capacity() < PAGE_ALIGNED_MIN {
+        if self.compressed {
             return;
         }
         let start = aligned_start(&self.data);
@@ -2427,25 +2427,34 @@ mod tests {
         assert!(c.partial.as_ref().map_or(0, |p| p.data.capacity()) <= PARTIAL_INITIAL_CAPACITY);
     }
 
-    /// Receives one message from `wire` with reads of at most 256 KiB, as a socket driver
-    /// does, and returns where the lent payload lies and its length.
-    fn receive_in_reads(c: &mut Connection, wire: &[u8]) -> (*const u8, usize) {
+    /// Feeds `wire` to `c` in reads of at most the sizes `reads` (cycled), as a socket driver
+    /// does, until a message is staged.
+    fn stage_in_reads(c: &mut Connection, wire: &[u8], reads: &[usize]) -> Result<(), Error> {
         let mut at = 0;
-        loop {
-            if c.stage_next().unwrap() {
-                let Some(MessageRef::Binary(data)) = c.staged() else {
-                    panic!("not binary")
-                };
-                return (data.as_ptr(), data.len());
+        for n in reads.iter().cycle() {
+            if c.stage_next()? {
+                return Ok(());
             }
+            assert!(at < wire.len(), "the whole message was read but not staged");
             c.receive_with(64 << 10, |buf: &mut [u8]| {
-                let n = buf.len().min(256 << 10).min(wire.len() - at);
+                let n = buf.len().min(*n).min(wire.len() - at);
                 buf[..n].copy_from_slice(&wire[at..at + n]);
                 at += n;
                 Ok::<_, ()>(n)
             })
             .unwrap();
         }
+        unreachable!()
+    }
+
+    /// Receives one binary message from `wire` with reads of at most 256 KiB and returns
+    /// where the lent payload lies and its length.
+    fn receive_in_reads(c: &mut Connection, wire: &[u8]) -> (*const u8, usize) {
+        stage_in_reads(c, wire, &[256 << 10]).unwrap();
+        let Some(MessageRef::Binary(data)) = c.staged() else {
+            panic!("not binary")
+        };
+        (data.as_ptr(), data.len())
     }
 
     #[test]
@@ -2481,25 +2490,6 @@ mod tests {
         (c, first)
     }
 
-    /// Feeds `wire` to `c` in reads of the sizes `reads` (cycled) until a message is staged.
-    fn stage_in_reads(c: &mut Connection, wire: &[u8], reads: &[usize]) -> Result<(), Error> {
-        let mut at = 0;
-        for n in reads.iter().cycle() {
-            if c.stage_next()? {
-                return Ok(());
-            }
-            assert!(at < wire.len(), "the whole message was read but not staged");
-            c.receive_with(1024, |buf: &mut [u8]| {
-                let n = buf.len().min(*n).min(wire.len() - at);
-                buf[..n].copy_from_slice(&wire[at..at + n]);
-                at += n;
-                Ok::<_, ()>(n)
-            })
-            .unwrap();
-        }
-        unreachable!()
-    }
-
     #[test]
     fn big_fragmented_text_moved_onto_a_page_boundary_stays_whole_and_checked() {
         // Fragments of very different sizes, text with 2-byte characters split across
@@ -2508,11 +2498,15 @@ mod tests {
         let text = "é".repeat(600_000) + "end";
         let bytes = text.as_bytes();
         let cuts = [0, 101, 200_001, 200_006, 900_001, bytes.len()];
-        let mut wire = Vec::new();
-        for (i, w) in cuts.windows(2).enumerate() {
-            let opcode = if i == 0 { 1 } else { 0 };
-            wire.extend(frame(opcode, w[1] == bytes.len(), &bytes[w[0]..w[1]], None));
-        }
+        let fragmented = |bytes: &[u8]| {
+            let mut wire = Vec::new();
+            for (i, w) in cuts.windows(2).enumerate() {
+                let opcode = if i == 0 { 1 } else { 0 };
+                wire.extend(frame(opcode, w[1] == bytes.len(), &bytes[w[0]..w[1]], None));
+            }
+            wire
+        };
+        let wire = fragmented(bytes);
         for reads in [
             &[1000usize, 70_000, 300_000][..],
             &[7, 65_536, 1 << 20],
@@ -2535,12 +2529,8 @@ mod tests {
         // An invalid byte after the move is still caught.
         let mut bad = bytes.to_vec();
         bad[800_000] = 0xFF;
-        let mut wire = Vec::new();
-        for (i, w) in cuts.windows(2).enumerate() {
-            let opcode = if i == 0 { 1 } else { 0 };
-            wire.extend(frame(opcode, w[1] == bad.len(), &bad[w[0]..w[1]], None));
-        }
-        let err = stage_in_reads(&mut client(), &wire, &[1000, 70_000, 300_000]).unwrap_err();
+        let err =
+            stage_in_reads(&mut client(), &fragmented(&bad), &[1000, 70_000, 300_000]).unwrap_err();
         assert!(
             matches!(err, Error::Protocol(ProtocolError::InvalidUtf8)),
             "{err:?}"
