@@ -57,7 +57,9 @@ impl fmt::Display for UrlError {
 
 impl std::error::Error for UrlError {}
 
-fn percent_decode(s: &str) -> String {
+/// Decodes `%XX` escapes (anything else is kept as written); invalid UTF-8 is replaced. For
+/// the user and password of URLs (ours and proxies').
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

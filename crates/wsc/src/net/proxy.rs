@@ -11,6 +11,8 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 
+use crate::url::percent_decode;
+
 /// The protocol spoken to a proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProxyKind {
@@ -287,26 +289,6 @@ fn split_host_port(hostport: &str) -> Result<(&str, Option<&str>), ProxyError> {
         Some((h, p)) => Ok((h, Some(p))),
         None => Ok((hostport, None)),
     }
-}
-
-/// Decodes `%XX` escapes (anything else is kept as written); invalid UTF-8 is replaced.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = |b: Option<&u8>| b.and_then(|&b| (b as char).to_digit(16));
-            if let (Some(h), Some(l)) = (hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Where a connection's proxy comes from.
