@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use super::buffer::ReadBuffer;
 use super::close::parse_close_payload;
+use super::copy::PAGE;
 #[cfg(feature = "deflate")]
 use super::deflate::{Codec, InflateError};
 use super::frame::{FrameHeader, OpCode};
@@ -27,9 +28,7 @@ mod outgoing;
 mod partial;
 
 use outgoing::OutgoingPayload;
-use partial::{
-    aligned_start, IncomingFrame, PartialMessage, KEPT_INPUT_CAPACITY, MAX_KEPT_INPUT, PAGE,
-};
+use partial::{aligned_start, IncomingFrame, PartialMessage, KEPT_INPUT_CAPACITY, MAX_KEPT_INPUT};
 
 /// Which end of the connection this is: it decides who masks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

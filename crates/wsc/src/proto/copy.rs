@@ -9,6 +9,9 @@
 //! bytes past its source's offset. Copies in 2 KiB pieces use vector loads and stores instead,
 //! at full speed at any offset; they are used only where the offsets call for it.
 
+/// The page size that the offsets of copies are counted in (4 KiB on x86).
+pub(crate) const PAGE: usize = 4096;
+
 /// Pieces below every glibc `rep movsb` threshold (2 KiB and up, by CPU).
 const PIECE: usize = 2 << 10;
 
@@ -20,7 +23,7 @@ const NEAR: usize = 63;
 pub(crate) fn append(out: &mut Vec<u8>, src: &[u8]) {
     out.reserve(src.len());
     let dst = out.as_ptr() as usize + out.len();
-    let ahead = dst.wrapping_sub(src.as_ptr() as usize) % 4096;
+    let ahead = dst.wrapping_sub(src.as_ptr() as usize) % PAGE;
     if src.len() <= PIECE || !(1..=NEAR).contains(&ahead) {
         out.extend_from_slice(src);
         return;
@@ -43,7 +46,7 @@ mod tests {
                 out.resize(lead, 7u8);
                 // The source placed so that the copy lands `ahead` bytes past its page offset.
                 let dst = out.as_ptr() as usize + lead;
-                let from = dst.wrapping_sub(backing.as_ptr() as usize + ahead) % 4096;
+                let from = dst.wrapping_sub(backing.as_ptr() as usize + ahead) % PAGE;
                 let src = &backing[from..from + 20_000];
                 append(&mut out, src);
                 assert_eq!(&out[..lead], &vec![7u8; lead][..]);

@@ -3,6 +3,7 @@
 //! for how the kernel copies into it.
 
 use super::DIRECT_MIN;
+use crate::proto::copy::PAGE;
 use crate::proto::utf8::Utf8Validator;
 
 /// A data frame whose payload is being received piece by piece.
@@ -20,7 +21,7 @@ pub(super) struct PartialMessage {
     pub(super) text: bool,
     /// RSV1 was set on the first frame: the payload is permessage-deflate data.
     pub(super) compressed: bool,
-    /// The payload so far is `data[start..filled]` (`start`: see [`PAGE`]). Past it, a big
+    /// The payload so far is `data[start..filled]` (`start`: see [`aligned_start`]). Past it, a big
     /// frame's buffer holds room that reads fill directly (grown a read at a time, or a
     /// reused buffer's rest).
     pub(super) data: Vec<u8>,
@@ -51,7 +52,7 @@ impl PartialMessage {
         self.filled - self.start
     }
 
-    /// Puts the payload's first byte on a page boundary (see [`PAGE`]), moving what arrived
+    /// Puts the payload's first byte on a page boundary (see [`aligned_start`]), moving what arrived
     /// so far, in a big uncompressed buffer that has the room; otherwise leaves it.
     pub(super) fn align(&mut self) {
         if self.compressed {
@@ -141,8 +142,14 @@ pub(super) const MAX_KEPT_INPUT: usize = 16 << 20;
 /// The capacity of the largest buffer kept: [`MAX_KEPT_INPUT`] behind its page lead.
 pub(super) const KEPT_INPUT_CAPACITY: usize = MAX_KEPT_INPUT + PAGE;
 
-/// Big message buffers put the payload's first byte on a page boundary, `start` bytes into
-/// the buffer ([`aligned_start`]), because of how the kernel copies received data into them.
+/// Buffers from this capacity on are aligned (see [`aligned_start`]): those that reads go
+/// straight into, beyond the first, small allocation of a big frame (which grows at once).
+const PAGE_ALIGNED_MIN: usize = 2 * DIRECT_MIN;
+
+/// Where [`PartialMessage::align`] puts an uncompressed payload in `buf`: as far in as a
+/// page starts (0 to 4095 bytes) in a big buffer, at its start in a small one. Big message
+/// buffers put the payload's first byte on a page boundary because of how the kernel copies
+/// received data into them.
 ///
 /// On x86 CPUs with fast short `rep movsb` (FSRM), Linux copies to user memory with
 /// `rep movsb`, and on AMD Zen 4 that copy runs up to 17 times slower when the destination's
@@ -153,14 +160,6 @@ pub(super) const KEPT_INPUT_CAPACITY: usize = MAX_KEPT_INPUT + PAGE;
 /// is freed) and start 16 bytes into one: exactly the slow case. It doubled the time of the
 /// 16 MiB echo benchmark's kernel copy. On a page boundary, the payload is 2 to 14 bytes
 /// before the source's offset instead, which is fast.
-pub(super) const PAGE: usize = 4096;
-
-/// Buffers from this capacity on are aligned (see [`PAGE`]): those that reads go straight
-/// into, beyond the first, small allocation of a big frame (which grows at once).
-const PAGE_ALIGNED_MIN: usize = 2 * DIRECT_MIN;
-
-/// Where [`PartialMessage::align`] puts an uncompressed payload in `buf`: as far in as a
-/// page starts (0 to 4095 bytes) in a big buffer, at its start in a small one.
 pub(super) fn aligned_start(buf: &Vec<u8>) -> usize {
     if buf.capacity() < PAGE_ALIGNED_MIN {
         return 0;
