@@ -24,12 +24,10 @@
 use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{ready, Context, Poll, Wake, Waker};
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
-use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use ::tokio::net::TcpStream;
+use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use ::tokio::time::{sleep, sleep_until, timeout, Sleep};
 use bytes::BufMut;
 use futures_core::Stream;
@@ -37,16 +35,21 @@ use futures_sink::Sink;
 
 use crate::client::ClientBuilder;
 use crate::error::{Error, Phase};
-use crate::net::connect::tokio::connect_tcp;
-use crate::net::tunnel;
 use crate::proto::connection::ReadTarget;
-use crate::proto::handshake::{parse_request, ClientHandshake, HandshakeError, Request, Response};
+use crate::proto::handshake::Response;
 use crate::proto::{CloseFrame, Connection, Keepalive, Message, MessageRef, Role, State};
-use crate::server::{refusal, Acceptor};
+use crate::server::Acceptor;
 use crate::stream::{is_timeout, map_io_error};
-use crate::url::WsUrl;
+
+// This module drives a connection; `open` connects and accepts, `split` holds the two halves,
+// `stream` is the TCP or TLS stream a client connects over.
+mod open;
+mod split;
+mod stream;
 
 pub use crate::reconnect_tokio::Reconnecting;
+pub use split::{WsReader, WsWriter};
+pub use stream::TokioStream;
 
 /// Read this much at a time.
 const READ_CHUNK: usize = 16 << 10;
@@ -81,79 +84,6 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     Acceptor::new().accept_async(stream).await.map(|(ws, _)| ws)
-}
-
-/// TCP, with TLS on top for `wss://`.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum TokioStream {
-    /// `ws://`.
-    Plain(TcpStream),
-    /// `wss://`.
-    #[cfg(feature = "tls")]
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
-impl TokioStream {
-    /// The TCP stream underneath.
-    pub fn tcp(&self) -> &TcpStream {
-        match self {
-            TokioStream::Plain(s) => s,
-            #[cfg(feature = "tls")]
-            TokioStream::Tls(s) => s.get_ref().0,
-        }
-    }
-}
-
-impl AsyncRead for TokioStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            TokioStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            #[cfg(feature = "tls")]
-            TokioStream::Tls(s) => match Pin::new(s.as_mut()).poll_read(cx, buf) {
-                // A server that closes TCP without close_notify after the WebSocket close is
-                // common; the WebSocket layer decides whether the close was clean.
-                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    Poll::Ready(Ok(()))
-                }
-                other => other,
-            },
-        }
-    }
-}
-
-impl AsyncWrite for TokioStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            TokioStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            #[cfg(feature = "tls")]
-            TokioStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            TokioStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            #[cfg(feature = "tls")]
-            TokioStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            TokioStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            #[cfg(feature = "tls")]
-            TokioStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
 }
 
 /// The connection state both halves share: the stream and the protocol core.
@@ -632,18 +562,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
 
     /// Splits into a reading and a writing half, usable from two tasks at once.
     pub fn split(self) -> (WsReader<S>, WsWriter<S>) {
-        let wakers = Arc::new(FanOut::default());
-        let shared = Arc::new(Shared {
-            inner: Mutex::new(self.inner),
-            waker: Waker::from(wakers.clone()),
-            wakers,
-        });
-        (
-            WsReader {
-                shared: shared.clone(),
-            },
-            WsWriter { shared },
-        )
+        split::halves(self.inner)
     }
 }
 
@@ -731,338 +650,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocketStream<S> {
     }
 }
 
-/// Wakes both halves on any readiness of the shared stream. The stream keeps one waker per
-/// direction, and both halves may write (the reader writes pongs and close replies), so a
-/// waker registered by one half could otherwise replace the other's and lose its wakeup.
-/// Waking both costs at most a spurious poll.
-#[derive(Default)]
-struct FanOut {
-    reader: Mutex<Option<Waker>>,
-    writer: Mutex<Option<Waker>>,
-}
-
-impl Wake for FanOut {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        for slot in [&self.reader, &self.writer] {
-            let waker = slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            if let Some(w) = waker {
-                w.wake();
-            }
-        }
-    }
-}
-
-struct Shared<S> {
-    inner: Mutex<Inner<S>>,
-    wakers: Arc<FanOut>,
-    /// The fan-out waker handed to the stream, built once.
-    waker: Waker,
-}
-
-impl<S> Shared<S> {
-    /// Records `cx`'s waker for one side, and locks the state.
-    fn enter(&self, side: &Mutex<Option<Waker>>, cx: &Context<'_>) -> MutexGuard<'_, Inner<S>> {
-        let mut slot = side.lock().unwrap_or_else(|e| e.into_inner());
-        if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            *slot = Some(cx.waker().clone());
-        }
-        drop(slot);
-        // A panic while polling cannot leave the protocol state half-updated in a way that
-        // matters more than the panic itself: keep going with the state as it is.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// The reading half: a [`Stream`] of messages; answers pings by itself.
-pub struct WsReader<S> {
-    shared: Arc<Shared<S>>,
-}
-
-/// The writing half: a [`Sink`] of messages, with `send` and `close`.
-pub struct WsWriter<S> {
-    shared: Arc<Shared<S>>,
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
-    fn poll_message(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
-        let mut inner = self.shared.enter(&self.shared.wakers.reader, cx);
-        inner.poll_next_message(&mut Context::from_waker(&self.shared.waker))
-    }
-
-    /// The next message; `None` when the connection is over. Cancellation safe.
-    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
-        poll_fn(|cx| self.poll_message(cx)).await
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WsReader<S> {
-    type Item = Result<Message, Error>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.poll_message(cx)
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
-    fn with<T>(
-        &self,
-        cx: &mut Context<'_>,
-        f: impl FnOnce(&mut Inner<S>, &mut Context<'_>) -> T,
-    ) -> T {
-        let mut inner = self.shared.enter(&self.shared.wakers.writer, cx);
-        f(&mut inner, &mut Context::from_waker(&self.shared.waker))
-    }
-
-    /// Sends a message or control frame and waits until it is written.
-    pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
-        let message = message.into();
-        poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_ready(cx))).await?;
-        self.shared
-            .inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .conn
-            .send(message)?;
-        poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_write_out(cx))).await
-    }
-
-    /// Sends a close frame (the reading half then receives the peer's close).
-    pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
-        {
-            let mut inner = self.shared.inner.lock().unwrap_or_else(|e| e.into_inner());
-            if inner.conn.can_send() {
-                inner.conn.close(frame)?;
-            }
-        }
-        poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_write_out(cx))).await
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WsWriter<S> {
-    type Error = Error;
-
-    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.with(cx, |inner, cx| inner.poll_ready(cx))
-    }
-
-    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
-        self.shared
-            .inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .conn
-            .send(item)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.with(cx, |inner, cx| inner.poll_write_out(cx))
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.with(cx, |inner, cx| inner.poll_close(cx))
-    }
-}
-
-// ----- opening -----
-
-/// Runs `f` within `limit`, naming `phase` if it runs out. Not an `async fn`: that would
-/// keep a second copy of `f` in its state.
-fn within<T>(
-    limit: Option<Duration>,
-    phase: Phase,
-    f: impl Future<Output = Result<T, Error>>,
-) -> impl Future<Output = Result<T, Error>> {
-    // tokio clamps a duration too large for the clock to "never".
-    let bounded = timeout(limit.unwrap_or(Duration::MAX), f);
-    async move { bounded.await.unwrap_or(Err(Error::Timeout(phase))) }
-}
-
-impl ClientBuilder {
-    /// Connects on tokio: TCP, TLS for `wss://` (tokio-rustls), then the handshake. Returns
-    /// the connection and the server's response.
-    ///
-    /// The opening's state is boxed, so that a task which connects and then idles on the
-    /// connection does not carry the opening's (much larger) state for its whole life.
-    pub fn connect_async(
-        self,
-    ) -> impl Future<Output = Result<(WebSocketStream<TokioStream>, Response), Error>> + Send {
-        Box::pin(self.open_async())
-    }
-
-    async fn open_async(mut self) -> Result<(WebSocketStream<TokioStream>, Response), Error> {
-        let (mut url, mut tls_config) = self.prepare()?;
-        let opened = Instant::now();
-        let mut hops = 0;
-        loop {
-            match self.open_once_async(&url, tls_config, opened).await {
-                Ok(done) => return Ok(done),
-                Err(e) => {
-                    url = self.follow_redirect(&url, e, &mut hops)?;
-                    tls_config = self.tls_config(&url)?;
-                }
-            }
-        }
-    }
-
-    /// TCP to the server, directly or through the proxy.
-    async fn open_tcp_async(&self, url: &WsUrl, opened: Instant) -> Result<TcpStream, Error> {
-        let limit = self.phase_timeout(self.connect_timeout, opened);
-        let Some(proxy) = self.proxy_for(url)? else {
-            let connecting = connect_tcp(&url.host, url.port, &self.resolve);
-            return within(limit, Phase::Connect, connecting).await;
-        };
-        let connecting = connect_tcp(proxy.host(), proxy.port(), &self.resolve);
-        let mut tcp = within(limit, Phase::Connect, connecting)
-            .await
-            .map_err(|e| crate::client::proxy_unreachable(&proxy, e))?;
-        let limit = self.phase_timeout(self.handshake_timeout, opened);
-        let tunnelling = tunnel::open_async(&mut tcp, &proxy, (&url.host, url.port), &self.resolve);
-        within(limit, Phase::Proxy, tunnelling).await?;
-        Ok(tcp)
-    }
-
-    /// One opening of `url`, without redirects.
-    async fn open_once_async(
-        &self,
-        url: &WsUrl,
-        #[cfg_attr(not(feature = "tls"), allow(unused_variables))] tls_config: Option<
-            crate::client::TlsClientConfig,
-        >,
-        opened: Instant,
-    ) -> Result<(WebSocketStream<TokioStream>, Response), Error> {
-        let tcp = self.open_tcp_async(url, opened).await?;
-        let stream = if url.secure {
-            #[cfg(feature = "tls")]
-            {
-                let Some(config) = tls_config else {
-                    unreachable!("built above for wss:// URLs")
-                };
-                let name = crate::tls::server_name(&url.host)?;
-                let connector = tokio_rustls::TlsConnector::from(config);
-                let limit = self.phase_timeout(self.handshake_timeout, opened);
-                let host = url.host.clone();
-                let tls = within(limit, Phase::TlsHandshake, async move {
-                    connector
-                        .connect(name, tcp)
-                        .await
-                        .map_err(|e| map_io_error(e, Phase::TlsHandshake, &host))
-                })
-                .await?;
-                TokioStream::Tls(Box::new(tls))
-            }
-            #[cfg(not(feature = "tls"))]
-            {
-                drop(tcp);
-                return Err(Error::TlsConfig(
-                    "wss:// URLs need the `tls` feature of wsc".into(),
-                ));
-            }
-        } else {
-            TokioStream::Plain(tcp)
-        };
-        let limit = self.phase_timeout(self.handshake_timeout, opened);
-        self.handshake_async(url.clone(), stream, limit).await
-    }
-
-    /// Runs the handshake over a stream you opened yourself (the handshake timeout applies).
-    pub async fn connect_async_on<S>(
-        self,
-        stream: S,
-    ) -> Result<(WebSocketStream<S>, Response), Error>
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        let url = WsUrl::parse(&self.url)?;
-        let limit = self.handshake_timeout;
-        self.handshake_async(url, stream, limit).await
-    }
-
-    async fn handshake_async<S>(
-        &self,
-        url: WsUrl,
-        mut stream: S,
-        limit: Option<Duration>,
-    ) -> Result<(WebSocketStream<S>, Response), Error>
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        let (mut handshake, request) =
-            ClientHandshake::new(&self.request(&url), self.max_handshake_size)?;
-        let host = url.host.clone();
-        let mut buf = Vec::with_capacity(1024);
-        let exchange = async {
-            let io_err = |e: io::Error| map_io_error(e, Phase::WebSocketHandshake, &host);
-            stream.write_all(&request).await.map_err(io_err)?;
-            stream.flush().await.map_err(io_err)?;
-            loop {
-                if let Some(done) = handshake.parse_response(&buf)? {
-                    return Ok(done);
-                }
-                // Straight into `buf`: a stack buffer here would live in the future's state.
-                buf.reserve(4096);
-                if stream.read_buf(&mut buf).await.map_err(io_err)? == 0 {
-                    let refusal = handshake.take_refusal(&buf);
-                    return Err(Error::Handshake(
-                        refusal.unwrap_or(HandshakeError::ConnectionClosed),
-                    ));
-                }
-            }
-        };
-        let (response, used) = within(limit, Phase::WebSocketHandshake, exchange).await?;
-        let conn = self.open_connection(&response);
-        let mut ws = WebSocketStream::from_connection(stream, conn, &buf[used..]);
-        ws.set_close_timeout(self.close_timeout);
-        ws.set_keepalive(self.keepalive);
-        ws.set_read_timeout(self.read_timeout);
-        ws.inner.host = url.host.into();
-        Ok((ws, response))
-    }
-}
-
-impl Acceptor {
-    /// Reads the upgrade request and answers it, on tokio (server role). Invalid requests
-    /// get an HTTP error response and an error.
-    pub async fn accept_async<S>(
-        &self,
-        mut stream: S,
-    ) -> Result<(WebSocketStream<S>, Request), Error>
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        let mut buf = Vec::with_capacity(1024);
-        let (request, used) = loop {
-            match parse_request(&buf, self.max_handshake()) {
-                Ok(Some(done)) => break done,
-                Ok(None) => {}
-                Err(e) => {
-                    let _ = stream.write_all(&refusal(&e)).await;
-                    let _ = stream.flush().await;
-                    return Err(Error::Handshake(e));
-                }
-            }
-            buf.reserve(4096);
-            if stream.read_buf(&mut buf).await? == 0 {
-                return Err(Error::Handshake(HandshakeError::ConnectionClosed));
-            }
-        };
-        let (response, conn) = self.answer(&request);
-        stream.write_all(&response).await?;
-        stream.flush().await?;
-        Ok((
-            WebSocketStream::from_connection(stream, conn, &buf[used..]),
-            request,
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::proto::Config;
+    use ::tokio::io::AsyncWriteExt;
 
     /// A 300 KiB binary frame as a server sends it (unmasked).
     fn big_frame() -> Vec<u8> {

@@ -3,10 +3,6 @@
 //! The caller (a driver) puts received bytes into the connection, takes messages out with
 //! [`Connection::next_message`], and writes [`Connection::pending_output`] to the socket. Pongs
 //! and close replies are queued automatically, so the driver only has to flush after each call.
-//!
-//! This module receives: it parses frames, lends whole messages from the read buffer and
-//! stages the rest; `partial` assembles messages that arrive in pieces, `outgoing` encodes
-//! and queues what we send.
 
 use bytes::Bytes;
 
@@ -24,6 +20,9 @@ use super::message::{str_from_validated, Message, MessageRef, Utf8Bytes};
 use super::utf8;
 use crate::error::{Error, ProtocolError};
 
+// This module receives: it parses frames, lends whole messages from the read buffer and
+// stages the rest; `partial` assembles messages that arrive in pieces, `outgoing` encodes and
+// queues what we send.
 mod outgoing;
 mod partial;
 

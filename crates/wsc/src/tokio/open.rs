@@ -1,0 +1,210 @@
+//! Opening on tokio: a client's connect (TCP, proxy, TLS, handshake, redirects) and a
+//! server's accept, each bounded by its timeouts.
+
+use std::future::Future;
+use std::io;
+use std::time::{Duration, Instant};
+
+use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use ::tokio::net::TcpStream;
+use ::tokio::time::timeout;
+
+use super::{TokioStream, WebSocketStream};
+use crate::client::ClientBuilder;
+use crate::error::{Error, Phase};
+use crate::net::connect::tokio::connect_tcp;
+use crate::net::tunnel;
+use crate::proto::handshake::{parse_request, ClientHandshake, HandshakeError, Request, Response};
+use crate::server::{refusal, Acceptor};
+use crate::stream::map_io_error;
+use crate::url::WsUrl;
+
+/// Runs `f` within `limit`, naming `phase` if it runs out. Not an `async fn`: that would
+/// keep a second copy of `f` in its state.
+fn within<T>(
+    limit: Option<Duration>,
+    phase: Phase,
+    f: impl Future<Output = Result<T, Error>>,
+) -> impl Future<Output = Result<T, Error>> {
+    // tokio clamps a duration too large for the clock to "never".
+    let bounded = timeout(limit.unwrap_or(Duration::MAX), f);
+    async move { bounded.await.unwrap_or(Err(Error::Timeout(phase))) }
+}
+
+impl ClientBuilder {
+    /// Connects on tokio: TCP, TLS for `wss://` (tokio-rustls), then the handshake. Returns
+    /// the connection and the server's response.
+    ///
+    /// The opening's state is boxed, so that a task which connects and then idles on the
+    /// connection does not carry the opening's (much larger) state for its whole life.
+    pub fn connect_async(
+        self,
+    ) -> impl Future<Output = Result<(WebSocketStream<TokioStream>, Response), Error>> + Send {
+        Box::pin(self.open_async())
+    }
+
+    async fn open_async(mut self) -> Result<(WebSocketStream<TokioStream>, Response), Error> {
+        let (mut url, mut tls_config) = self.prepare()?;
+        let opened = Instant::now();
+        let mut hops = 0;
+        loop {
+            match self.open_once_async(&url, tls_config, opened).await {
+                Ok(done) => return Ok(done),
+                Err(e) => {
+                    url = self.follow_redirect(&url, e, &mut hops)?;
+                    tls_config = self.tls_config(&url)?;
+                }
+            }
+        }
+    }
+
+    /// TCP to the server, directly or through the proxy.
+    async fn open_tcp_async(&self, url: &WsUrl, opened: Instant) -> Result<TcpStream, Error> {
+        let limit = self.phase_timeout(self.connect_timeout, opened);
+        let Some(proxy) = self.proxy_for(url)? else {
+            let connecting = connect_tcp(&url.host, url.port, &self.resolve);
+            return within(limit, Phase::Connect, connecting).await;
+        };
+        let connecting = connect_tcp(proxy.host(), proxy.port(), &self.resolve);
+        let mut tcp = within(limit, Phase::Connect, connecting)
+            .await
+            .map_err(|e| crate::client::proxy_unreachable(&proxy, e))?;
+        let limit = self.phase_timeout(self.handshake_timeout, opened);
+        let tunnelling = tunnel::open_async(&mut tcp, &proxy, (&url.host, url.port), &self.resolve);
+        within(limit, Phase::Proxy, tunnelling).await?;
+        Ok(tcp)
+    }
+
+    /// One opening of `url`, without redirects.
+    async fn open_once_async(
+        &self,
+        url: &WsUrl,
+        #[cfg_attr(not(feature = "tls"), allow(unused_variables))] tls_config: Option<
+            crate::client::TlsClientConfig,
+        >,
+        opened: Instant,
+    ) -> Result<(WebSocketStream<TokioStream>, Response), Error> {
+        let tcp = self.open_tcp_async(url, opened).await?;
+        let stream = if url.secure {
+            #[cfg(feature = "tls")]
+            {
+                let Some(config) = tls_config else {
+                    unreachable!("built above for wss:// URLs")
+                };
+                let name = crate::tls::server_name(&url.host)?;
+                let connector = tokio_rustls::TlsConnector::from(config);
+                let limit = self.phase_timeout(self.handshake_timeout, opened);
+                let host = url.host.clone();
+                let tls = within(limit, Phase::TlsHandshake, async move {
+                    connector
+                        .connect(name, tcp)
+                        .await
+                        .map_err(|e| map_io_error(e, Phase::TlsHandshake, &host))
+                })
+                .await?;
+                TokioStream::Tls(Box::new(tls))
+            }
+            #[cfg(not(feature = "tls"))]
+            {
+                drop(tcp);
+                return Err(Error::TlsConfig(
+                    "wss:// URLs need the `tls` feature of wsc".into(),
+                ));
+            }
+        } else {
+            TokioStream::Plain(tcp)
+        };
+        let limit = self.phase_timeout(self.handshake_timeout, opened);
+        self.handshake_async(url.clone(), stream, limit).await
+    }
+
+    /// Runs the handshake over a stream you opened yourself (the handshake timeout applies).
+    pub async fn connect_async_on<S>(
+        self,
+        stream: S,
+    ) -> Result<(WebSocketStream<S>, Response), Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let url = WsUrl::parse(&self.url)?;
+        let limit = self.handshake_timeout;
+        self.handshake_async(url, stream, limit).await
+    }
+
+    async fn handshake_async<S>(
+        &self,
+        url: WsUrl,
+        mut stream: S,
+        limit: Option<Duration>,
+    ) -> Result<(WebSocketStream<S>, Response), Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let (mut handshake, request) =
+            ClientHandshake::new(&self.request(&url), self.max_handshake_size)?;
+        let host = url.host.clone();
+        let mut buf = Vec::with_capacity(1024);
+        let exchange = async {
+            let io_err = |e: io::Error| map_io_error(e, Phase::WebSocketHandshake, &host);
+            stream.write_all(&request).await.map_err(io_err)?;
+            stream.flush().await.map_err(io_err)?;
+            loop {
+                if let Some(done) = handshake.parse_response(&buf)? {
+                    return Ok(done);
+                }
+                // Straight into `buf`: a stack buffer here would live in the future's state.
+                buf.reserve(4096);
+                if stream.read_buf(&mut buf).await.map_err(io_err)? == 0 {
+                    let refusal = handshake.take_refusal(&buf);
+                    return Err(Error::Handshake(
+                        refusal.unwrap_or(HandshakeError::ConnectionClosed),
+                    ));
+                }
+            }
+        };
+        let (response, used) = within(limit, Phase::WebSocketHandshake, exchange).await?;
+        let conn = self.open_connection(&response);
+        let mut ws = WebSocketStream::from_connection(stream, conn, &buf[used..]);
+        ws.set_close_timeout(self.close_timeout);
+        ws.set_keepalive(self.keepalive);
+        ws.set_read_timeout(self.read_timeout);
+        ws.inner.host = url.host.into();
+        Ok((ws, response))
+    }
+}
+
+impl Acceptor {
+    /// Reads the upgrade request and answers it, on tokio (server role). Invalid requests
+    /// get an HTTP error response and an error.
+    pub async fn accept_async<S>(
+        &self,
+        mut stream: S,
+    ) -> Result<(WebSocketStream<S>, Request), Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut buf = Vec::with_capacity(1024);
+        let (request, used) = loop {
+            match parse_request(&buf, self.max_handshake()) {
+                Ok(Some(done)) => break done,
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = stream.write_all(&refusal(&e)).await;
+                    let _ = stream.flush().await;
+                    return Err(Error::Handshake(e));
+                }
+            }
+            buf.reserve(4096);
+            if stream.read_buf(&mut buf).await? == 0 {
+                return Err(Error::Handshake(HandshakeError::ConnectionClosed));
+            }
+        };
+        let (response, conn) = self.answer(&request);
+        stream.write_all(&response).await?;
+        stream.flush().await?;
+        Ok((
+            WebSocketStream::from_connection(stream, conn, &buf[used..]),
+            request,
+        ))
+    }
+}

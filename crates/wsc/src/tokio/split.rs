@@ -1,0 +1,167 @@
+//! The two halves of a split [`WebSocketStream`](super::WebSocketStream): one connection
+//! state behind a lock, and a waker that wakes both halves.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Wake, Waker};
+
+use ::tokio::io::{AsyncRead, AsyncWrite};
+use futures_core::Stream;
+use futures_sink::Sink;
+
+use super::Inner;
+use crate::error::Error;
+use crate::proto::{CloseFrame, Message};
+
+/// Wakes both halves on any readiness of the shared stream. The stream keeps one waker per
+/// direction, and both halves may write (the reader writes pongs and close replies), so a
+/// waker registered by one half could otherwise replace the other's and lose its wakeup.
+/// Waking both costs at most a spurious poll.
+#[derive(Default)]
+struct FanOut {
+    reader: Mutex<Option<Waker>>,
+    writer: Mutex<Option<Waker>>,
+}
+
+impl Wake for FanOut {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        for slot in [&self.reader, &self.writer] {
+            let waker = slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if let Some(w) = waker {
+                w.wake();
+            }
+        }
+    }
+}
+
+struct Shared<S> {
+    inner: Mutex<Inner<S>>,
+    wakers: Arc<FanOut>,
+    /// The fan-out waker handed to the stream, built once.
+    waker: Waker,
+}
+
+impl<S> Shared<S> {
+    /// Records `cx`'s waker for one side, and locks the state.
+    fn enter(&self, side: &Mutex<Option<Waker>>, cx: &Context<'_>) -> MutexGuard<'_, Inner<S>> {
+        let mut slot = side.lock().unwrap_or_else(|e| e.into_inner());
+        if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *slot = Some(cx.waker().clone());
+        }
+        drop(slot);
+        // A panic while polling cannot leave the protocol state half-updated in a way that
+        // matters more than the panic itself: keep going with the state as it is.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The reading half: a [`Stream`] of messages; answers pings by itself.
+pub struct WsReader<S> {
+    shared: Arc<Shared<S>>,
+}
+
+/// The writing half: a [`Sink`] of messages, with `send` and `close`.
+pub struct WsWriter<S> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
+    fn poll_message(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        let mut inner = self.shared.enter(&self.shared.wakers.reader, cx);
+        inner.poll_next_message(&mut Context::from_waker(&self.shared.waker))
+    }
+
+    /// The next message; `None` when the connection is over. Cancellation safe.
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        poll_fn(|cx| self.poll_message(cx)).await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WsReader<S> {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.poll_message(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
+    fn with<T>(
+        &self,
+        cx: &mut Context<'_>,
+        f: impl FnOnce(&mut Inner<S>, &mut Context<'_>) -> T,
+    ) -> T {
+        let mut inner = self.shared.enter(&self.shared.wakers.writer, cx);
+        f(&mut inner, &mut Context::from_waker(&self.shared.waker))
+    }
+
+    /// Sends a message or control frame and waits until it is written.
+    pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
+        let message = message.into();
+        poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_ready(cx))).await?;
+        self.shared
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .conn
+            .send(message)?;
+        poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_write_out(cx))).await
+    }
+
+    /// Sends a close frame (the reading half then receives the peer's close).
+    pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
+        {
+            let mut inner = self.shared.inner.lock().unwrap_or_else(|e| e.into_inner());
+            if inner.conn.can_send() {
+                inner.conn.close(frame)?;
+            }
+        }
+        poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_write_out(cx))).await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WsWriter<S> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.with(cx, |inner, cx| inner.poll_ready(cx))
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
+        self.shared
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .conn
+            .send(item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.with(cx, |inner, cx| inner.poll_write_out(cx))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.with(cx, |inner, cx| inner.poll_close(cx))
+    }
+}
+
+/// The halves of a stream's connection state.
+pub(super) fn halves<S>(inner: Inner<S>) -> (WsReader<S>, WsWriter<S>) {
+    let wakers = Arc::new(FanOut::default());
+    let shared = Arc::new(Shared {
+        inner: Mutex::new(inner),
+        waker: Waker::from(wakers.clone()),
+        wakers,
+    });
+    (
+        WsReader {
+            shared: shared.clone(),
+        },
+        WsWriter { shared },
+    )
+}
