@@ -21,9 +21,9 @@ pub(super) struct PartialMessage {
     pub(super) text: bool,
     /// RSV1 was set on the first frame: the payload is permessage-deflate data.
     pub(super) compressed: bool,
-    /// The payload so far is `data[start..filled]` (`start`: see [`aligned_start`]). Past it, a big
-    /// frame's buffer holds room that reads fill directly (grown a read at a time, or a
-    /// reused buffer's rest).
+    /// The payload so far is `data[start..filled]` (`start`: see [`aligned_start`]). Past
+    /// it, a big frame's buffer holds room that reads fill directly (grown a read at a time,
+    /// or a reused buffer's rest).
     pub(super) data: Vec<u8>,
     pub(super) start: usize,
     pub(super) filled: usize,
@@ -52,8 +52,8 @@ impl PartialMessage {
         self.filled - self.start
     }
 
-    /// Puts the payload's first byte on a page boundary (see [`aligned_start`]), moving what arrived
-    /// so far, in a big uncompressed buffer that has the room; otherwise leaves it.
+    /// Puts the payload's first byte on a page boundary (see [`aligned_start`]), moving what
+    /// arrived so far, in a big uncompressed buffer that has the room; otherwise leaves it.
     pub(super) fn align(&mut self) {
         if self.compressed {
             return;
