@@ -45,6 +45,8 @@ pub(crate) struct StreamControl<S> {
     pub(crate) set_close_deadline: fn(&mut S, Option<Instant>) -> io::Result<()>,
     /// The timeout of each write.
     pub(crate) set_write_timeout: fn(&mut S, Option<Duration>) -> io::Result<()>,
+    /// Writes that take only what the socket has room for now, on or off.
+    pub(crate) set_write_nowait: fn(&mut S, bool),
 }
 
 impl<S> Clone for StreamControl<S> {
@@ -62,6 +64,7 @@ impl StreamControl<MaybeTlsStream> {
             set_deadline: MaybeTlsStream::set_deadline,
             set_close_deadline: MaybeTlsStream::set_close_deadline,
             set_write_timeout: MaybeTlsStream::set_write_timeout,
+            set_write_nowait: MaybeTlsStream::set_write_nowait,
         }
     }
 }
@@ -89,6 +92,12 @@ pub struct WebSocket<S> {
     close_deadline: Option<Instant>,
     /// The write timeout the caller configured (restored after a keepalive ping's write).
     write_timeout: Option<Duration>,
+    /// The caller queued data that has not all been written yet: it must go out before a
+    /// read waits for an answer to it. Queued replies (pongs) alone need not.
+    user_output: bool,
+    /// Writing queued replies failed: no more are tried, and the error is reported once the
+    /// messages already received have been delivered, before the socket is read again.
+    reply_error: Option<io::Error>,
 }
 
 impl<S> std::fmt::Debug for WebSocket<S> {
@@ -126,6 +135,8 @@ impl<S: Read + Write> WebSocket<S> {
             last_chance: false,
             close_deadline: None,
             write_timeout: None,
+            user_output: false,
+            reply_error: None,
         }
     }
 
@@ -148,10 +159,11 @@ impl<S: Read + Write> WebSocket<S> {
 
     /// Receives the next message or control frame.
     ///
-    /// Pings are answered automatically (and still returned). A close frame from the peer is
+    /// Pings are answered automatically (and still returned), as the socket has room: a peer
+    /// that reads nothing cannot hold a read up with them. A close frame from the peer is
     /// answered and returned as [`Message::Close`]; after that (or after an error) every call
     /// returns [`Error::ConnectionClosed`]. Messages that arrived before a protocol violation
-    /// are returned before the error.
+    /// or a failed write are returned before the error.
     pub fn read(&mut self) -> Result<Message, Error> {
         self.stage()?;
         self.conn.take_staged().ok_or(Error::ConnectionClosed)
@@ -192,32 +204,27 @@ impl<S: Read + Write> WebSocket<S> {
                     return Ok(());
                 }
                 Ok(true) => {
-                    let (ping, close) = match self.conn.staged() {
-                        Some(MessageRef::Ping(_)) => (true, false),
-                        Some(MessageRef::Close(_)) => (false, true),
-                        _ => (false, false),
-                    };
-                    if self.conn.has_pending_output() {
-                        if let Err(e) = self.flush() {
-                            // A ping is delivered anyway; the write error shows up next time.
-                            if !ping {
-                                return Err(e);
-                            }
-                        }
-                    }
-                    if close {
-                        self.wait_for_server_close();
+                    if matches!(self.conn.staged(), Some(MessageRef::Close(_))) {
+                        // The close reply, within the close timeout that also bounds the
+                        // wait for the server's TCP close. The close is delivered even if
+                        // the reply cannot be written: the connection is over either way.
+                        let deadline = self.closing_deadline();
+                        let _ = self.flush_by(deadline, Phase::Close);
+                        self.wait_for_server_close(deadline);
+                    } else {
+                        self.write_replies();
                     }
                     return Ok(());
                 }
                 Ok(false) if self.conn.is_terminated() => {
-                    self.wait_for_server_close();
+                    self.wait_for_server_close(self.closing_deadline());
                     return Err(Error::ConnectionClosed);
                 }
                 Ok(false) => {}
                 Err(e) => {
-                    let _ = self.flush();
-                    self.wait_for_server_close();
+                    // The close frame of the failure, if the socket takes it now.
+                    self.write_replies();
+                    self.wait_for_server_close(self.closing_deadline());
                     return Err(e);
                 }
             }
@@ -228,9 +235,14 @@ impl<S: Read + Write> WebSocket<S> {
     /// Reads more bytes into the connection, or returns without any when a keepalive step
     /// is due.
     fn fill(&mut self) -> Result<(), Error> {
-        if self.conn.has_pending_output() {
+        if let Some(e) = self.reply_error.take() {
+            return Err(self.transport_error(e, Phase::Write));
+        }
+        if self.user_output {
             // Fed messages go out before we wait for an answer to them.
             self.flush()?;
+        } else {
+            self.write_replies();
         }
         let wake = self.keepalive_step()?;
         let stream = &mut self.stream;
@@ -267,6 +279,7 @@ impl<S: Read + Write> WebSocket<S> {
             return Ok(Some(wake));
         }
         self.last_chance = false;
+        let queued = self.conn.queued_output();
         let wake = match self.conn.poll_keepalive(now) {
             Ok(wake) => wake,
             Err(e) => {
@@ -275,8 +288,9 @@ impl<S: Read + Write> WebSocket<S> {
                 return Err(e);
             }
         };
-        if self.conn.has_pending_output() {
-            // A peer that stopped reading must not hold the ping's write past its deadline.
+        if self.conn.queued_output() > queued {
+            // A ping was queued. A peer that stopped reading must not hold its write past
+            // its deadline.
             let bound = wake.map(|at| at.saturating_duration_since(now));
             let bound = match (bound, self.write_timeout) {
                 (Some(b), Some(w)) => Some(b.min(w)),
@@ -320,15 +334,12 @@ impl<S: Read + Write> WebSocket<S> {
     /// After the close handshake (or a failure), a client lets the server close TCP first
     /// (RFC 6455 section 7.1.1), for at most the close timeout in all. Over a caller's own
     /// stream, whose timeouts we cannot set, it does not wait.
-    fn wait_for_server_close(&mut self) {
+    fn wait_for_server_close(&mut self, deadline: Option<Instant>) {
         if self.drained || self.conn.role() != Role::Client {
             return;
         }
         self.drained = true;
         let Some(control) = self.control else { return };
-        let deadline = self
-            .close_deadline
-            .or_else(|| deadline_in(self.close_timeout));
         if (control.set_close_deadline)(&mut self.stream, deadline).is_err() {
             return;
         }
@@ -346,31 +357,121 @@ impl<S: Read + Write> WebSocket<S> {
         let _ = (control.set_deadline)(&mut self.stream, None);
     }
 
+    /// When closing must be over: the bound `close_and_wait` set, or the close timeout from
+    /// now.
+    fn closing_deadline(&self) -> Option<Instant> {
+        self.close_deadline
+            .or_else(|| deadline_in(self.close_timeout))
+    }
+
     /// Writes queued frames to the stream.
     pub fn flush(&mut self) -> Result<(), Error> {
+        match self.write_queued(|_| Ok(())) {
+            Ok(()) => {
+                self.user_output = false;
+                Ok(())
+            }
+            Err(e) => Err(self.transport_error(e, Phase::Write)),
+        }
+    }
+
+    /// Writes every queued byte, then flushes the stream; `before_write` runs before each
+    /// write.
+    fn write_queued(
+        &mut self,
+        mut before_write: impl FnMut(&mut S) -> io::Result<()>,
+    ) -> io::Result<()> {
         while self.conn.has_pending_output() {
+            before_write(&mut self.stream)?;
             match self.stream.write(self.conn.pending_output()) {
                 Ok(0) => {
-                    return Err(Error::Io(io::Error::new(
+                    return Err(io::Error::new(
                         io::ErrorKind::WriteZero,
                         "the connection accepts no more data",
-                    )))
+                    ))
                 }
                 Ok(n) => self.conn.consume_output(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.transport_error(e, Phase::Write)),
+                Err(e) => return Err(e),
             }
         }
-        match self.stream.flush() {
-            Ok(()) => Ok(()),
+        self.stream.flush()
+    }
+
+    /// Writes the queued frames by `deadline`: each write waits at most for the time left (and
+    /// the write timeout); a timeout is one of `phase`. Over a caller's own stream, its own
+    /// write timeout applies instead.
+    fn flush_by(&mut self, deadline: Option<Instant>, phase: Phase) -> Result<(), Error> {
+        let (Some(control), Some(deadline)) = (self.control, deadline) else {
+            return self.flush();
+        };
+        // Most often the socket takes it all at once, and no timeout needs setting.
+        (control.set_write_nowait)(&mut self.stream, true);
+        let at_once = self.write_queued(|_| Ok(()));
+        (control.set_write_nowait)(&mut self.stream, false);
+        match at_once {
+            Ok(()) => {
+                self.user_output = false;
+                return Ok(());
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(self.transport_error(e, Phase::Write)),
+        }
+        let write_timeout = self.write_timeout;
+        let result = self.write_queued(|stream| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::from(io::ErrorKind::TimedOut));
+            }
+            (control.set_write_timeout)(stream, Some(write_timeout.map_or(left, |w| w.min(left))))
+        });
+        let restored = (control.set_write_timeout)(&mut self.stream, self.write_timeout);
+        match result {
+            Ok(()) => {
+                self.user_output = false;
+                restored.map_err(Error::Io)
+            }
+            // Whichever bound ended it, the operation as a whole (`phase`) timed out.
+            Err(e) if is_timeout(&e) => Err(Error::Timeout(phase)),
             Err(e) => Err(self.transport_error(e, Phase::Write)),
         }
+    }
+
+    /// Writes what the socket takes now of the frames that the peer's frames queued (pongs,
+    /// the close frame of a failure), without waiting for room: a peer that floods pings and
+    /// reads nothing must not hold a read up (the connection stops answering pings once too
+    /// many pongs wait). A failed write does not fail the connection at once: messages
+    /// already received are delivered first (see `reply_error`). Over a caller's own stream,
+    /// the write may block as the stream does.
+    fn write_replies(&mut self) {
+        if self.reply_error.is_some() || !self.conn.has_pending_output() {
+            return;
+        }
+        let control = self.control;
+        if let Some(c) = control {
+            (c.set_write_nowait)(&mut self.stream, true);
+        }
+        let result = self.write_queued(|_| Ok(()));
+        if let Some(c) = control {
+            (c.set_write_nowait)(&mut self.stream, false);
+        }
+        match result {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock || is_timeout(&e) => {}
+            Err(e) => self.reply_error = Some(e),
+        }
+    }
+
+    /// Writes what the caller just queued.
+    fn send_queued(&mut self) -> Result<(), Error> {
+        self.user_output = true;
+        self.flush()
     }
 
     /// Sends a message or control frame (a [`Message::Close`] starts the closing handshake).
     pub fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         self.conn.send(message.into())?;
-        self.flush()
+        self.send_queued()
     }
 
     /// Queues a message without writing it yet, for bursts of small messages: one write for
@@ -378,6 +479,7 @@ impl<S: Read + Write> WebSocket<S> {
     /// before a read waits for data, and by itself once it holds 128 KiB.
     pub fn feed(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         self.conn.send(message.into())?;
+        self.user_output = true;
         if self.conn.queued_output() >= FEED_BUFFER {
             self.flush()?;
         }
@@ -387,25 +489,25 @@ impl<S: Read + Write> WebSocket<S> {
     /// Sends a text message.
     pub fn send_text(&mut self, text: &str) -> Result<(), Error> {
         self.conn.send_text(text)?;
-        self.flush()
+        self.send_queued()
     }
 
     /// Sends a binary message.
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), Error> {
         self.conn.send_binary(data)?;
-        self.flush()
+        self.send_queued()
     }
 
     /// Sends a ping with up to 125 bytes of payload.
     pub fn ping(&mut self, data: &[u8]) -> Result<(), Error> {
         self.conn.send_ping(data)?;
-        self.flush()
+        self.send_queued()
     }
 
     /// Sends an unsolicited pong with up to 125 bytes of payload.
     pub fn pong(&mut self, data: &[u8]) -> Result<(), Error> {
         self.conn.send_pong(data)?;
-        self.flush()
+        self.send_queued()
     }
 
     /// Sends a text or binary message as several frames of at most `fragment_size` bytes.
@@ -415,7 +517,7 @@ impl<S: Read + Write> WebSocket<S> {
         fragment_size: usize,
     ) -> Result<(), Error> {
         self.conn.send_fragmented(&message.into(), fragment_size)?;
-        self.flush()
+        self.send_queued()
     }
 
     /// Starts the closing handshake. Keep calling [`WebSocket::read`] until it returns the
@@ -423,7 +525,7 @@ impl<S: Read + Write> WebSocket<S> {
     /// [`WebSocket::close_and_wait`] to do both.
     pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
         self.conn.close(frame)?;
-        self.flush()
+        self.send_queued()
     }
 
     /// Closes and waits for the peer's close frame, discarding messages still in flight, for
@@ -433,15 +535,22 @@ impl<S: Read + Write> WebSocket<S> {
         &mut self,
         frame: Option<CloseFrame>,
     ) -> Result<Option<CloseFrame>, Error> {
+        let control = self.control;
+        let deadline = control.and_then(|_| deadline_in(self.close_timeout));
         match self.conn.state() {
-            State::Open => self.close(frame)?,
+            State::Open => {
+                self.conn.close(frame)?;
+                self.user_output = true;
+            }
             State::CloseSent => {}
             State::Closed => return Ok(None),
             State::Failed => return Err(Error::ConnectionClosed),
         }
-        let control = self.control;
+        if self.conn.has_pending_output() {
+            // Messages still queued and the close frame go out within the close timeout.
+            self.flush_by(deadline, Phase::Close)?;
+        }
         if let Some(c) = control {
-            let deadline = deadline_in(self.close_timeout);
             (c.set_close_deadline)(&mut self.stream, deadline)?;
             self.close_deadline = deadline;
             // The close timeout now bounds reads, not keepalive (which stops after a close).

@@ -26,6 +26,8 @@ pub struct DeadlineTcp {
     /// value armed moments ago is kept.
     armed: Option<Duration>,
     armed_at: Option<Instant>,
+    /// Writes take what the socket has room for now and never wait (see [`send_nowait`]).
+    nowait_writes: bool,
 }
 
 /// A socket timeout armed this recently is not re-armed for the next read (the deadline is
@@ -41,6 +43,7 @@ impl DeadlineTcp {
             read_timeout: None,
             armed: None,
             armed_at: None,
+            nowait_writes: false,
         }
     }
 
@@ -111,6 +114,9 @@ impl Read for DeadlineTcp {
 
 impl Write for DeadlineTcp {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.nowait_writes {
+            return send_nowait(&self.tcp, buf);
+        }
         self.tcp.write(buf)
     }
 
@@ -176,6 +182,29 @@ impl MaybeTlsStream {
     pub fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         self.inner().tcp.set_write_timeout(timeout)
     }
+
+    /// Makes writes take only what the socket has room for now (`WouldBlock` when it has
+    /// none), or wait again as usual.
+    pub(crate) fn set_write_nowait(&mut self, nowait: bool) {
+        self.inner_mut().nowait_writes = nowait;
+    }
+}
+
+/// One write of what the socket has room for now, without waiting: one system call, the
+/// socket staying in blocking mode.
+#[cfg(target_os = "linux")]
+fn send_nowait(tcp: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    socket2::SockRef::from(tcp).send_with_flags(buf, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+}
+
+/// One write of what the socket has room for now, without waiting (non-blocking mode for
+/// the write).
+#[cfg(not(target_os = "linux"))]
+fn send_nowait(mut tcp: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    tcp.set_nonblocking(true)?;
+    let written = tcp.write(buf);
+    tcp.set_nonblocking(false)?;
+    written
 }
 
 impl Read for MaybeTlsStream {

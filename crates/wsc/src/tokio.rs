@@ -97,9 +97,12 @@ struct Inner<S> {
     drained_bytes: usize,
     /// The transport failed: nothing more can be written (queued frames were discarded).
     dead: bool,
-    /// An error to report before the stream ends (a write failed after a message was
-    /// already being returned).
+    /// An error to report before the stream ends.
     pending_error: Option<Error>,
+    /// Writing queued replies (pongs, a close frame) while reading failed: no more are tried,
+    /// and the error is reported once the messages already received have been delivered,
+    /// before the socket is read again.
+    reply_error: Option<io::Error>,
     /// The server's host, for TLS error messages.
     host: Box<str>,
     /// Wakes the reader for keepalive steps and the idle-read timeout (allocated only when
@@ -159,19 +162,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         if self.dead {
             return Poll::Ready(Err(Error::ConnectionClosed));
         }
-        while self.conn.has_pending_output() {
-            match ready!(Pin::new(&mut self.stream).poll_write(cx, self.conn.pending_output())) {
-                Ok(0) => {
-                    let e = io::Error::from(io::ErrorKind::WriteZero);
-                    return Poll::Ready(Err(self.transport_error(e, Phase::Write)));
-                }
-                Ok(n) => self.conn.consume_output(n),
-                Err(e) => return Poll::Ready(Err(self.transport_error(e, Phase::Write))),
-            }
-        }
-        match ready!(Pin::new(&mut self.stream).poll_flush(cx)) {
+        match ready!(self.poll_write_queued(cx)) {
             Ok(()) => Poll::Ready(Ok(())),
             Err(e) => Poll::Ready(Err(self.transport_error(e, Phase::Write))),
+        }
+    }
+
+    /// [`Inner::poll_write_out`] without its error handling.
+    fn poll_write_queued(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.conn.has_pending_output() {
+            match ready!(Pin::new(&mut self.stream).poll_write(cx, self.conn.pending_output())) {
+                Ok(0) => return Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero))),
+                Ok(n) => self.conn.consume_output(n),
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    /// Writes what it can of the queued frames while the caller only reads (pongs, close
+    /// replies): a full socket does not hold up messages already received, and a failed write
+    /// does not discard them (see `reply_error`).
+    fn poll_write_replies(&mut self, cx: &mut Context<'_>) {
+        if self.dead || self.reply_error.is_some() || !self.conn.has_pending_output() {
+            return;
+        }
+        if let Poll::Ready(Err(e)) = self.poll_write_queued(cx) {
+            if !is_timeout(&e) {
+                self.reply_error = Some(e);
+            }
         }
     }
 
@@ -207,21 +226,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 // A deferred error: it stays parked for the caller to take.
                 return Poll::Ready(Some(false));
             }
-            if self.conn.has_pending_output() && !self.conn.is_terminated() {
-                // Pongs and close replies go out while the caller only reads; a full socket
-                // does not hold up messages already received.
-                if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
-                    return self.staging_failed(e);
-                }
+            if !self.conn.is_terminated() {
+                self.poll_write_replies(cx);
             }
             match self.conn.stage_next() {
                 Ok(true) => {
-                    if self.conn.has_pending_output() {
-                        if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
-                            // Report it after this message, before the stream ends.
-                            self.pending_error = Some(e);
-                        }
-                    }
+                    self.poll_write_replies(cx);
                     return Poll::Ready(Some(true));
                 }
                 Ok(false) if self.conn.is_terminated() => {
@@ -253,7 +263,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     ready!(self.poll_drain(cx));
                     return Poll::Ready(None);
                 }
-                Ok(false) => {}
+                Ok(false) => {
+                    if let Some(e) = self.reply_error.take() {
+                        // Every message received before it has been delivered.
+                        let e = self.transport_error(e, Phase::Write);
+                        return self.staging_failed(e);
+                    }
+                }
                 Err(e) => {
                     let _ = self.poll_write_out(cx);
                     return self.staging_failed(e);
@@ -439,6 +455,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 drained: false,
                 drained_bytes: 0,
                 dead: false,
+                reply_error: None,
                 pending_error: None,
                 host: "".into(),
                 timer: None,

@@ -785,3 +785,115 @@ fn timeouts_too_long_for_the_clock_mean_none() {
     let (_, seen) = server.join().unwrap();
     assert_eq!(seen[0], Message::Text("still here".into()));
 }
+
+/// An unmasked server frame with a payload under 126 bytes.
+fn small_frame(head: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mut frame = vec![head, payload.len() as u8];
+    frame.extend_from_slice(payload);
+    frame
+}
+
+#[test]
+fn a_ping_flood_from_a_peer_that_reads_nothing_does_not_hold_reads_up() {
+    const PINGS: usize = 200_000;
+    // 25 MB of pings, and their pongs, which the server never reads: far more than the
+    // socket buffers hold, so writing the pongs must not wait for room.
+    let (url, server) = serve_once(|mut tcp| {
+        raw_accept(&mut tcp, &[]);
+        let ping = small_frame(0x89, &[b'p'; 125]);
+        let burst: Vec<u8> = ping
+            .iter()
+            .copied()
+            .cycle()
+            .take(ping.len() * 1000)
+            .collect();
+        for _ in 0..PINGS / 1000 {
+            tcp.write_all(&burst).unwrap();
+        }
+        tcp.write_all(&small_frame(0x81, b"done")).unwrap();
+        // Keeps TCP open (unread) until the client has read everything.
+        thread::sleep(Duration::from_secs(20));
+    });
+    let pings = within(Duration::from_secs(60), move || {
+        let mut ws = builder(&url)
+            .read_timeout(Some(Duration::from_secs(5)))
+            .connect()
+            .unwrap();
+        let mut pings = 0;
+        loop {
+            match ws.read_ref().unwrap() {
+                wsc::MessageRef::Ping(_) => pings += 1,
+                wsc::MessageRef::Text(t) => {
+                    assert_eq!(t, "done");
+                    return pings;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    });
+    assert_eq!(pings, PINGS);
+    drop(server);
+}
+
+#[test]
+#[cfg(target_os = "linux")] // socket2, for the reset
+fn messages_received_before_a_failed_pong_are_delivered_then_the_error() {
+    let mut burst = small_frame(0x89, b"ping");
+    for text in ["one", "two", "three"] {
+        burst.extend(small_frame(0x81, text.as_bytes()));
+    }
+    let (url, server) = serve_once(move |mut tcp| {
+        raw_accept(&mut tcp, &burst);
+        // Reset: the client's pong cannot be written.
+        socket2::SockRef::from(&tcp)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    });
+    let mut ws = builder(&url).connect().unwrap();
+    server.join().unwrap();
+    thread::sleep(Duration::from_millis(100));
+    assert_eq!(ws.read().unwrap(), Message::Ping("ping".into()));
+    for text in ["one", "two", "three"] {
+        assert_eq!(ws.read().unwrap(), Message::text(text));
+    }
+    let err = ws.read().unwrap_err();
+    assert!(
+        matches!(err, Error::Io(_) | Error::ConnectionReset),
+        "{err}"
+    );
+    assert!(matches!(ws.read(), Err(Error::ConnectionClosed)));
+}
+
+#[test]
+fn close_and_wait_bounds_writing_what_is_still_queued() {
+    // A server that reads nothing for three seconds (the send below times out with most of
+    // its message queued: a first write returns short after 0.8 s, the next one fails after
+    // 0.8 s more), then reads slowly: each write of the close makes some progress, so only a
+    // bound on the whole close (not on each write) ends it.
+    let (url, _server) = serve_once(|mut tcp| {
+        raw_accept(&mut tcp, &[]);
+        thread::sleep(Duration::from_secs(3));
+        let mut chunk = vec![0u8; 32 << 10];
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if matches!(tcp.read(&mut chunk), Ok(0) | Err(_)) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    });
+    let (err, elapsed) = within(Duration::from_secs(15), move || {
+        let mut ws = builder(&url)
+            .write_timeout(Some(Duration::from_millis(800)))
+            .close_timeout(Some(Duration::from_secs(1)))
+            .connect()
+            .unwrap();
+        let sent = ws.send_binary(&vec![7u8; 32 << 20]).unwrap_err();
+        assert!(matches!(sent, Error::Timeout(Phase::Write)), "{sent}");
+        let start = Instant::now();
+        (ws.close_and_wait(None).unwrap_err(), start.elapsed())
+    });
+    assert!(matches!(err, Error::Timeout(Phase::Close)), "{err}");
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+}

@@ -988,6 +988,44 @@ async fn server_vanishing_without_close_is_connection_reset() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg(target_os = "linux")] // socket2, for the reset
+async fn messages_received_before_a_failed_pong_are_delivered_then_the_error() {
+    within(BUDGET, async {
+        let (listener, url) = listen().await;
+        let server = tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            raw_accept(&mut tcp).await;
+            let mut burst = server_frame(FIN | OP_PING, b"ping");
+            for text in ["one", "two", "three"] {
+                burst.extend(server_frame(FIN | OP_TEXT, text.as_bytes()));
+            }
+            tcp.write_all(&burst).await.unwrap();
+            // Reset: the client's pong cannot be written.
+            socket2::SockRef::from(&tcp)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+        });
+        let (mut ws, _) = builder(&url).connect_async().await.unwrap();
+        server.await.unwrap();
+        sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            ws.recv().await.unwrap().unwrap(),
+            Message::Ping("ping".into())
+        );
+        for text in ["one", "two", "three"] {
+            assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text(text));
+        }
+        let err = ws.recv().await.unwrap().unwrap_err();
+        assert!(
+            matches!(err, Error::Io(_) | Error::ConnectionReset),
+            "{err}"
+        );
+        assert!(ws.recv().await.is_none());
+    })
+    .await;
+}
+
 // ----- 7. Stream and Sink, opening errors -----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
