@@ -163,7 +163,9 @@ pub struct Reconnected {
 }
 
 /// Whether another attempt could succeed where `error` failed: network trouble and server
-/// errors yes; a bad URL, TLS setup or certificate, or a refusal such as 401/403/404 no.
+/// errors yes; a bad URL, TLS setup or certificate, a refusal such as 401/403/404, or an
+/// answer that breaks the WebSocket handshake (a wrong `Sec-WebSocket-Accept`, a subprotocol
+/// or extension that was not offered) no: the same server answers the same way again.
 pub fn is_retryable(error: &Error) -> bool {
     match error {
         Error::Dns { .. }
@@ -178,7 +180,9 @@ pub fn is_retryable(error: &Error) -> bool {
             let status = response.status.as_u16();
             status >= 500 || status == 408 || status == 429
         }
-        Error::Handshake(_) => true,
+        // Cut short or garbled on the way (a restarting server, a proxy's hiccup).
+        Error::Handshake(HandshakeError::ConnectionClosed | HandshakeError::InvalidHttp(_)) => true,
+        Error::Handshake(_) => false,
         Error::Proxy { error, .. } => error.is_retryable(),
         _ => false,
     }
@@ -447,5 +451,23 @@ mod tests {
         ))));
         assert!(!is_retryable(&Error::TlsConfig("bad".into())));
         assert!(!is_retryable(&Error::InvalidInput("x")));
+        assert!(is_retryable(&Error::Handshake(
+            HandshakeError::ConnectionClosed
+        )));
+        assert!(is_retryable(&Error::Handshake(
+            HandshakeError::InvalidHttp("garbled".into())
+        )));
+        for permanent in [
+            HandshakeError::WrongAccept {
+                found: "x".into(),
+                expected: "y".into(),
+            },
+            HandshakeError::UnexpectedProtocol("chat".into()),
+            HandshakeError::UnexpectedExtension("x-foo".into()),
+            HandshakeError::InvalidRequestHeader("bad".into()),
+            HandshakeError::TooLarge { max: 1 },
+        ] {
+            assert!(!is_retryable(&Error::Handshake(permanent)));
+        }
     }
 }
