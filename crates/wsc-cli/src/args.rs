@@ -113,7 +113,8 @@ pub struct ClientArgs {
     #[arg(long, value_name = "SECS", value_parser = parse_secs, requires = "ping_interval")]
     pub ping_timeout: Option<f64>,
 
-    /// Fail (exit 7) when no message arrives for SECS seconds.
+    /// Fail (exit 7) when no text or binary message arrives for SECS seconds (pings and pongs
+    /// do not count: with --ping-interval, this catches a feed that stays up but goes silent).
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub idle_timeout: Option<f64>,
 

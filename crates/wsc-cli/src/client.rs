@@ -24,6 +24,9 @@ const POLL: Duration = Duration::from_millis(20);
 /// How long to wait for the server's close after sending ours.
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
 
+/// The largest message accepted without `--max-message-size`.
+const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
+
 /// Input from stdin, read on its own thread.
 enum Input {
     Text(String),
@@ -111,9 +114,9 @@ pub fn builder(args: &ClientArgs, url: &str) -> Result<ClientBuilder, CliError> 
     if let Some(origin) = &args.origin {
         b = b.origin(origin);
     }
-    if let Some(max) = args.max_message_size {
-        b = b.max_message_size(Some(max)).max_frame_size(Some(max));
-    }
+    // One limit for messages and frames alike: a message may come as one frame.
+    let max = args.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE);
+    b = b.max_message_size(Some(max)).max_frame_size(Some(max));
     let mut tls = TlsOptions::new().danger_accept_invalid_certs(args.insecure);
     if let Some(ca) = &args.cacert {
         tls = tls.add_ca_pem_file(ca)?;
@@ -184,7 +187,11 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
     if args.count == Some(0) {
         return Err(CliError::Usage("--count must be at least 1".into()));
     }
-    let mut b = builder(args, url)?.read_timeout(Some(POLL));
+    // Neither a read nor a write waits long: the session interleaves them, so that a peer
+    // blocked writing to us (an echo of a big input) is read while our input waits.
+    let mut b = builder(args, url)?
+        .read_timeout(Some(POLL))
+        .write_timeout(Some(POLL));
     if let Some(interval) = args.ping_interval {
         let interval = Duration::from_secs_f64(interval);
         let timeout = args
@@ -211,7 +218,11 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
     } else {
         let mut ws = b.connect()?;
         for msg in &args.send {
-            ws.send_text(msg)?;
+            match ws.send_text(msg) {
+                // Queued: the session writes it as the server reads.
+                Ok(()) | Err(Error::Timeout(Phase::Write)) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         Link::Direct(ws)
     };
@@ -224,6 +235,10 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
         None => format.note("* compression: off"),
     }
     let stop = stop.cloned().unwrap_or_else(interrupt_flag);
+    let down = Arc::new(AtomicBool::new(false));
+    if args.reconnect {
+        exit_on_signal_while(&down);
+    }
     let stdin = (!args.no_stdin).then(|| spawn_stdin_reader(args.binary));
     Session {
         link,
@@ -235,6 +250,7 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
         count: args.count,
         keep_open: args.keep_open,
         closing_since: None,
+        down,
     }
     .run(&stop)
 }
@@ -249,6 +265,8 @@ struct Session {
     count: Option<u64>,
     keep_open: bool,
     closing_since: Option<Instant>,
+    /// Set while `--reconnect` waits between connections (see `exit_on_signal_while`).
+    down: Arc<AtomicBool>,
 }
 
 impl Session {
@@ -264,7 +282,14 @@ impl Session {
             }
             self.pump_stdin()?;
             if let Some(since) = self.closing_since {
-                if since.elapsed() > CLOSE_WAIT {
+                let queued = self
+                    .link
+                    .ws()
+                    .is_some_and(|ws| ws.connection().has_pending_output());
+                if queued {
+                    // The close waits behind our output: its clock starts once that is out.
+                    self.closing_since = Some(Instant::now());
+                } else if since.elapsed() > CLOSE_WAIT {
                     eprintln!(
                         "wsc: the server did not answer the close within {} s",
                         CLOSE_WAIT.as_secs()
@@ -273,7 +298,7 @@ impl Session {
                 }
             } else if let Some(limit) = self.idle_timeout {
                 if self.last_message.elapsed() >= limit {
-                    return Err(Error::Timeout(Phase::Read).into());
+                    return Err(CliError::Idle(limit));
                 }
             }
             let message = match self.link.next_event() {
@@ -286,17 +311,25 @@ impl Session {
                         };
                     }
                     self.format.event_disconnected(&why.to_string());
+                    self.down.store(true, Ordering::Relaxed);
+                    if stop.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
                     continue;
                 }
                 Ok(Event::Reconnected(r)) => {
+                    self.down.store(false, Ordering::Relaxed);
                     self.last_message = Instant::now();
                     self.format.event_reconnected(r.attempts, r.downtime);
                     continue;
                 }
-                Err(Error::Timeout(Phase::Read)) => continue,
+                // Nothing arrived, or the peer took none of our output, within POLL.
+                Err(Error::Timeout(Phase::Read | Phase::Write)) => continue,
                 Err(e) => return Err(e.into()),
             };
-            self.last_message = Instant::now();
+            if message.is_data() {
+                self.last_message = Instant::now();
+            }
             let counted_out = self.count.is_some_and(|n| self.received >= n);
             if counted_out && message.is_data() {
                 // --count reached: what still arrives before the server's close is dropped.
@@ -334,15 +367,23 @@ impl Session {
             return Ok(());
         };
         loop {
+            // Output the peer has not taken yet goes first, and holds more input back.
+            if ws.connection().has_pending_output() {
+                match ws.flush() {
+                    Ok(()) => {}
+                    Err(Error::Timeout(Phase::Write)) => return Ok(()),
+                    Err(e) => return Err(e.into()),
+                }
+            }
             let input = match rx.try_recv() {
                 Ok(input) => input,
                 Err(TryRecvError::Empty) => return Ok(()),
                 Err(TryRecvError::Disconnected) => Input::End,
             };
-            match input {
-                Input::Text(text) if ws.can_send() => ws.send_text(&text)?,
-                Input::Binary(data) if ws.can_send() => ws.send_binary(&data)?,
-                Input::Text(_) | Input::Binary(_) => {}
+            let sent = match input {
+                Input::Text(text) if ws.can_send() => ws.send_text(&text),
+                Input::Binary(data) if ws.can_send() => ws.send_binary(&data),
+                Input::Text(_) | Input::Binary(_) => Ok(()),
                 Input::End => {
                     self.stdin = None;
                     if !self.keep_open {
@@ -351,6 +392,12 @@ impl Session {
                     return Ok(());
                 }
                 Input::Failed(e) => return Err(CliError::Io("cannot read stdin".into(), e)),
+            };
+            match sent {
+                Ok(()) => {}
+                // Queued: written by the flush above, after the session has read.
+                Err(Error::Timeout(Phase::Write)) => return Ok(()),
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -362,7 +409,11 @@ impl Session {
         }
         if let Some(ws) = self.link.ws().filter(|ws| ws.can_send()) {
             self.format.note(&format!("> close 1000 ({why})"));
-            ws.close(Some(CloseFrame::new(CloseCode::NORMAL, "")))?;
+            match ws.close(Some(CloseFrame::new(CloseCode::NORMAL, ""))) {
+                // Queued behind output the peer has not taken yet.
+                Ok(()) | Err(Error::Timeout(Phase::Write)) => {}
+                Err(e) => return Err(e.into()),
+            }
             self.closing_since = Some(Instant::now());
         }
         Ok(())
@@ -376,6 +427,14 @@ fn closed(frame: Option<CloseFrame>) -> Result<(), CliError> {
             Err(CliError::ClosedWithError(f))
         }
         _ => Ok(()),
+    }
+}
+
+/// Makes SIGINT and SIGTERM end the process at once (status 130) while `flag` is set: while
+/// `--reconnect` waits between attempts, there is no connection to close.
+fn exit_on_signal_while(flag: &Arc<AtomicBool>) {
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register_conditional_shutdown(signal, 130, flag.clone());
     }
 }
 

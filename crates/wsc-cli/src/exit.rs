@@ -1,8 +1,9 @@
 //! Exit statuses: one per kind of failure, so scripts can tell them apart.
 
 use std::fmt;
+use std::io::ErrorKind;
 
-use wsc::{CloseFrame, Error};
+use wsc::{CloseFrame, Error, ProtocolError};
 
 pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
@@ -16,11 +17,12 @@ Exit status:
       redirect not followed
   7   timeout (connect, proxy, TLS or WebSocket handshake, --idle-timeout)
   8   protocol violation by the server (the close code sent is in the message)
-  9   connection lost without a close handshake
+  9   connection lost without a close handshake (closed or reset)
   10  no pong within the ping timeout
   11  the server closed with an error code (not 1000/1001)
   12  I/O error
-  13  the proxy refused or failed (the proxy and its answer are in the message)";
+  13  the proxy refused or failed (the proxy and its answer are in the message)
+  130 Ctrl-C (or SIGTERM) while --reconnect waits to reconnect, or a second one";
 
 /// Why the command line tool failed.
 #[derive(Debug)]
@@ -33,6 +35,8 @@ pub enum CliError {
     ClosedWithError(CloseFrame),
     /// Local I/O (stdin, stdout, binding a port).
     Io(String, std::io::Error),
+    /// No text or binary message for `--idle-timeout`.
+    Idle(std::time::Duration),
 }
 
 impl CliError {
@@ -41,6 +45,7 @@ impl CliError {
             CliError::Usage(_) => 2,
             CliError::ClosedWithError(_) => 11,
             CliError::Io(..) => 12,
+            CliError::Idle(_) => 7,
             CliError::Wsc(e) => match e {
                 Error::Url(_) | Error::TlsConfig(_) | Error::InvalidInput(_) => 2,
                 Error::Dns { .. } => 3,
@@ -52,6 +57,17 @@ impl CliError {
                 Error::ConnectionReset => 9,
                 Error::KeepaliveTimeout(_) => 10,
                 Error::Proxy { .. } => 13,
+                // A reset is the connection lost, as an end without a close is.
+                Error::Io(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::ConnectionReset
+                            | ErrorKind::ConnectionAborted
+                            | ErrorKind::BrokenPipe
+                    ) =>
+                {
+                    9
+                }
                 Error::Io(_) => 12,
                 _ => 1,
             },
@@ -62,12 +78,26 @@ impl CliError {
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            // The library's hint names its builder method; the tool's is a flag.
+            CliError::Wsc(Error::Protocol(
+                ProtocolError::FrameTooLarge { size, max }
+                | ProtocolError::MessageTooLarge { size, max },
+            )) => write!(
+                f,
+                "a message of {size} bytes or more exceeds the limit of {max} bytes \
+                 (raise it with --max-message-size)"
+            ),
             CliError::Wsc(e) => write!(f, "{e}"),
             CliError::Usage(msg) => write!(f, "{msg}"),
             CliError::ClosedWithError(frame) => {
                 write!(f, "the server closed the connection: {frame}")
             }
             CliError::Io(what, e) => write!(f, "{what}: {e}"),
+            CliError::Idle(limit) => write!(
+                f,
+                "no message in {:.1} s (--idle-timeout)",
+                limit.as_secs_f64()
+            ),
         }
     }
 }

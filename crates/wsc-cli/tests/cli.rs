@@ -650,3 +650,97 @@ fn reconnect_survives_a_killed_server_resubscribes_and_reports_the_gap() {
     );
     drop(server);
 }
+
+#[test]
+fn a_big_binary_input_round_trips_through_an_echo_server() {
+    // 8 MiB: far more than the socket buffers hold both ways, so the session must read the
+    // echo while its input still waits to go out (the server blocks writing to it).
+    let (_server, url, _) = wsc_serve(&[]);
+    let data: Vec<u8> = (0..8u32 << 20).map(|i| (i * 7 + i / 4099) as u8).collect();
+    let out = wsc(&[&url, "--binary"], &data);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.stdout.len(), data.len());
+    assert!(out.stdout == data, "the echo differs from the input");
+}
+
+#[test]
+fn a_reset_is_a_lost_connection_exit_9() {
+    let url = raw_server(|mut tcp| {
+        raw_upgrade(&mut tcp);
+        tcp.write_all(&[0x81, 0x02, b'h', b'i']).unwrap();
+        socket2::SockRef::from(&tcp)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    });
+    let out = wsc(&[&url, "-n"], b"");
+    assert_eq!(out.status.code(), Some(9), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "hi\n");
+}
+
+#[test]
+fn idle_timeout_fires_even_while_pings_are_answered() {
+    let (_server, url, _) = wsc_serve(&[]);
+    let start = std::time::Instant::now();
+    let out = wsc(
+        &[&url, "-n", "--ping-interval", "0.2", "--idle-timeout", "1"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--idle-timeout"), "{}", stderr(&out));
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn ctrl_c_while_reconnecting_ends_the_client() {
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let mut server = wsc_serve_at(&addr);
+    let mut client = Command::new(WSC)
+        .args([
+            &format!("ws://{addr}/"),
+            "-n",
+            "--reconnect",
+            "--send",
+            "hi",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(client.stderr.take().unwrap());
+    // Connected once: the echo of --send came back.
+    let mut echo = String::new();
+    BufReader::new(client.stdout.take().unwrap())
+        .read_line(&mut echo)
+        .unwrap();
+    assert_eq!(echo, "hi\n");
+    let _ = server.0.kill();
+    let _ = server.0.wait();
+    // Wait until the client knows the server is gone.
+    let mut line = String::new();
+    while !line.contains("connection lost") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "stderr ended");
+    }
+    let mut client = Proc(client);
+    Command::new("kill")
+        .args(["-INT", &client.0.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(status) = client.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "one Ctrl-C did not end a reconnecting client"
+        );
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130));
+}

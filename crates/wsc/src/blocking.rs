@@ -239,8 +239,13 @@ impl<S: Read + Write> WebSocket<S> {
             return Err(self.transport_error(e, Phase::Write));
         }
         if self.user_output {
-            // Fed messages go out before we wait for an answer to them.
-            self.flush()?;
+            // Fed messages go out before we wait for an answer to them. A peer that takes
+            // none of them within the write timeout may itself be blocked writing to us: the
+            // read goes on, and they are written at the next call.
+            match self.flush() {
+                Err(Error::Timeout(Phase::Write)) => {}
+                other => other?,
+            }
         } else {
             self.write_replies();
         }
