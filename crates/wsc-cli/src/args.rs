@@ -41,7 +41,8 @@ pub struct ClientArgs {
     #[arg(short = 's', long = "send", value_name = "MSG")]
     pub send: Vec<String>,
 
-    /// Exit after receiving N messages (sends close 1000 first).
+    /// Exit after receiving N messages (sends close 1000 first); the end of stdin does not
+    /// close the connection before then.
     #[arg(short = 'c', long, value_name = "N")]
     pub count: Option<u64>,
 
@@ -53,7 +54,8 @@ pub struct ClientArgs {
     #[arg(long)]
     pub keep_open: bool,
 
-    /// Binary mode: send stdin as binary messages and print received binary raw (not hex).
+    /// Binary mode: send stdin as binary messages (one per read of stdin, up to 64 KiB each)
+    /// and print received binary raw (not hex).
     #[arg(short = 'b', long)]
     pub binary: bool,
 
@@ -123,7 +125,8 @@ pub struct ClientArgs {
     #[arg(long)]
     pub reconnect: bool,
 
-    /// With --reconnect: give up after N failed attempts in a row (default: never).
+    /// With --reconnect: give up after N failed attempts in a row (default: never). The first
+    /// connection is not retried: a server that cannot be reached at all is an error.
     #[arg(long, value_name = "N", requires = "reconnect")]
     pub reconnect_max_attempts: Option<u32>,
 
@@ -150,7 +153,7 @@ pub struct ClientArgs {
     #[arg(short = 'L', long)]
     pub location: bool,
 
-    /// With --location: the most redirects to follow (default 10).
+    /// With --location: the most redirects to follow.
     #[arg(long, value_name = "N", default_value = "10", requires = "location")]
     pub max_redirects: u32,
 
@@ -193,8 +196,8 @@ pub enum ServeMode {
 
 #[derive(Debug, Args, Clone)]
 pub struct ServeArgs {
-    /// Address to listen on, e.g. 127.0.0.1:9001.
-    #[arg(value_name = "ADDR", default_value = "127.0.0.1:9001")]
+    /// Address to listen on, e.g. 127.0.0.1:9001, [::1]:9001, or a port alone (127.0.0.1).
+    #[arg(value_name = "ADDR", default_value = "127.0.0.1:9001", value_parser = parse_listen_addr)]
     pub addr: String,
 
     /// Echo messages back (the default mode).
@@ -243,6 +246,20 @@ pub struct DemoArgs {
     /// How long to stream, in seconds.
     #[arg(long, value_name = "SECS", default_value = "3", value_parser = parse_secs)]
     pub duration: f64,
+}
+
+/// A listen address; `9001` and `:9001` mean 127.0.0.1:9001.
+fn parse_listen_addr(s: &str) -> Result<String, String> {
+    let port = s.strip_prefix(':').unwrap_or(s);
+    if let Ok(port) = port.parse::<u16>() {
+        return Ok(format!("127.0.0.1:{port}"));
+    }
+    if s.contains("://") {
+        return Err(format!(
+            "{s:?} is a URL; give the address to listen on, e.g. 127.0.0.1:9001"
+        ));
+    }
+    Ok(s.to_string())
 }
 
 fn parse_secs(s: &str) -> Result<f64, String> {

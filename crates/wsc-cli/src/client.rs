@@ -386,7 +386,8 @@ impl Session {
                 Input::Text(_) | Input::Binary(_) => Ok(()),
                 Input::End => {
                     self.stdin = None;
-                    if !self.keep_open {
+                    // With --count, the count decides when to close.
+                    if !self.keep_open && self.count.is_none() {
                         self.start_close("end of input")?;
                     }
                     return Ok(());

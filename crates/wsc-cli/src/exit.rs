@@ -3,13 +3,13 @@
 use std::fmt;
 use std::io::ErrorKind;
 
-use wsc::{CloseFrame, Error, ProtocolError};
+use wsc::{CloseFrame, Error, HandshakeError, ProtocolError};
 
 pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0   clean close (or --count reached, end of input, Ctrl-C)
   1   other error
-  2   bad arguments or URL
+  2   bad arguments or URL (a header or subprotocol that cannot be sent included)
   3   cannot resolve the host (DNS)
   4   cannot connect (refused, unreachable; also the proxy)
   5   TLS error (certificate, handshake)
@@ -51,6 +51,8 @@ impl CliError {
                 Error::Dns { .. } => 3,
                 Error::Connect { .. } => 4,
                 Error::Tls { .. } => 5,
+                // Our own request is at fault (a header, a subprotocol): the arguments.
+                Error::Handshake(HandshakeError::InvalidRequestHeader(_)) => 2,
                 Error::Handshake(_) | Error::Redirect(_) => 6,
                 Error::Timeout(_) => 7,
                 Error::Protocol(_) => 8,

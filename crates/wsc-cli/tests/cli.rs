@@ -744,3 +744,77 @@ fn ctrl_c_while_reconnecting_ends_the_client() {
     };
     assert_eq!(status.code(), Some(130));
 }
+
+#[test]
+fn count_is_waited_for_after_the_end_of_stdin() {
+    // stdin is empty and ends at once; the feed needs a subscription and then ticks.
+    let (_server, url, _) = wsc_serve(&["--feed", "--rate", "50"]);
+    let out = wsc(
+        &[
+            &format!("{url}/market"),
+            "--send",
+            r#"{"op":"subscribe","symbols":["ETH-USD"]}"#,
+            "--count",
+            "3",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 3, "{}", stdout(&out));
+}
+
+#[test]
+fn request_headers_the_handshake_sets_are_refused_and_host_is_replaced() {
+    for header in ["Sec-WebSocket-Key: abc", "Upgrade: h2c"] {
+        let out = wsc(&["ws://127.0.0.1:1/", "-n", "-H", header], b"");
+        assert_eq!(out.status.code(), Some(2), "{header}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("handshake itself"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let out = wsc(&["ws://127.0.0.1:1/", "-n", "--protocol", ""], b"");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    let (py, url) = py_server(&[]);
+    let out = wsc(
+        &[
+            &url,
+            "-n",
+            "-H",
+            "Host: virtual.example",
+            "-s",
+            "x",
+            "-c",
+            "1",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let headers = py.event("headers");
+    assert_eq!(headers["headers"]["host"], "virtual.example", "{headers}");
+}
+
+#[test]
+fn serve_takes_a_port_alone() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _server = wsc_serve_at(&port.to_string());
+    let out = wsc(
+        &[
+            &format!("ws://127.0.0.1:{port}/"),
+            "-n",
+            "-s",
+            "hi",
+            "-c",
+            "1",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "hi\n");
+}

@@ -14,7 +14,7 @@ use crate::proto::buffer::ReadBuffer;
 #[cfg(feature = "deflate")]
 use crate::proto::deflate::{Codec, DeflateConfig};
 use crate::proto::handshake::{
-    ClientHandshake, ClientRequest, HandshakeError, DEFAULT_MAX_HANDSHAKE_SIZE,
+    check_request_parts, ClientHandshake, ClientRequest, HandshakeError, DEFAULT_MAX_HANDSHAKE_SIZE,
 };
 use crate::proto::{Config, Connection, Keepalive, Role};
 use crate::stream::{deadline_in, is_timeout, map_io_error, MaybeTlsStream};
@@ -115,7 +115,10 @@ impl ClientBuilder {
         }
     }
 
-    /// Adds a request header (sent as given; may repeat).
+    /// Adds a request header (sent as given; may repeat). A `Host` header replaces the one
+    /// taken from the URL; the headers of the WebSocket handshake itself (`Upgrade`,
+    /// `Connection`, `Sec-WebSocket-*`) are refused when connecting: see
+    /// [`ClientBuilder::protocol`] and [`ClientBuilder::compression`] for the ones that vary.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
@@ -261,8 +264,8 @@ impl ClientBuilder {
     }
 
     /// Follows up to `max` redirects (301, 302, 303, 307, 308) of the opening handshake
-    /// (default 0: a redirect is an error that names its target). Authorization and cookie
-    /// headers are dropped when a redirect leaves the origin.
+    /// (default 0: a redirect is an error that names its target). Authorization, Cookie
+    /// and Host headers are dropped when a redirect leaves the origin.
     pub fn max_redirects(mut self, max: u32) -> Self {
         self.max_redirects = max;
         self
@@ -301,6 +304,7 @@ impl ClientBuilder {
     /// reported before any network activity. Shared by the blocking and async openings.
     pub(crate) fn prepare(&self) -> Result<(WsUrl, Option<TlsClientConfig>), Error> {
         let url = WsUrl::parse(&self.url)?;
+        check_request_parts(&self.headers, &self.protocols, self.origin.as_deref())?;
         let tls_config = self.tls_config(&url)?;
         Ok((url, tls_config))
     }
@@ -372,8 +376,11 @@ impl ClientBuilder {
                 next.credentials = url.credentials.clone();
             }
         } else {
+            // A Host given for the first server does not name the next one either.
             self.headers.retain(|(name, _)| {
-                !name.eq_ignore_ascii_case("authorization") && !name.eq_ignore_ascii_case("cookie")
+                !["authorization", "cookie", "host"]
+                    .iter()
+                    .any(|h| name.eq_ignore_ascii_case(h))
             });
         }
         *hops += 1;

@@ -13,6 +13,16 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::StatusCode;
 
+/// Request headers the handshake itself sets: a caller's own would contradict them.
+const HANDSHAKE_HEADERS: [&str; 6] = [
+    "upgrade",
+    "connection",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
+];
+
 /// The GUID appended to the key before hashing (RFC 6455 section 1.3).
 const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -194,7 +204,8 @@ pub struct ClientRequest {
     /// The permessage-deflate offer, if compression is wanted.
     #[cfg(feature = "deflate")]
     pub deflate: Option<super::deflate::DeflateConfig>,
-    /// More headers, sent as given.
+    /// More headers, sent as given (a `Host` among them replaces [`ClientRequest::host`]; the
+    /// handshake's own headers are refused).
     pub headers: Vec<(String, String)>,
 }
 
@@ -304,6 +315,39 @@ fn validate_header(name: &str, value: &str) -> Result<(), HandshakeError> {
     Ok(())
 }
 
+/// Checks what the caller adds to an upgrade request (headers, subprotocols, origin), so that
+/// a mistake is reported before any network activity: header names and values HTTP allows,
+/// none of the handshake's own headers, subprotocols that are tokens.
+pub fn check_request_parts(
+    headers: &[(String, String)],
+    protocols: &[String],
+    origin: Option<&str>,
+) -> Result<(), HandshakeError> {
+    for (name, value) in headers {
+        if HANDSHAKE_HEADERS
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h))
+        {
+            return Err(HandshakeError::InvalidRequestHeader(format!(
+                "{name} is set by the WebSocket handshake itself \
+                 (subprotocols and extensions have their own options)"
+            )));
+        }
+        validate_header(name, value)?;
+    }
+    if let Some(origin) = origin {
+        validate_header("Origin", origin)?;
+    }
+    for p in protocols {
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
+            return Err(HandshakeError::InvalidRequestHeader(format!(
+                "subprotocol {p:?} is not a token"
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl ClientHandshake {
     /// Builds the upgrade request with a fresh random key. Returns the handshake state and the
     /// bytes to send.
@@ -318,13 +362,23 @@ impl ClientHandshake {
         key: &str,
         max_size: usize,
     ) -> Result<(Self, Vec<u8>), HandshakeError> {
+        check_request_parts(
+            &request.headers,
+            &request.protocols,
+            request.origin.as_deref(),
+        )?;
         let mut out = String::with_capacity(256);
         let path = if request.path.is_empty() {
             "/"
         } else {
             &request.path
         };
-        validate_header("Host", &request.host)?;
+        let is_host = |(name, _): &&(String, String)| name.eq_ignore_ascii_case("host");
+        let host = match request.headers.iter().find(is_host) {
+            Some((_, value)) => value,
+            None => &request.host,
+        };
+        validate_header("Host", host)?;
         if path.bytes().any(|b| b <= b' ' || b == 0x7f) {
             return Err(HandshakeError::InvalidRequestHeader(format!(
                 "request path {path:?} contains spaces or control characters"
@@ -333,23 +387,14 @@ impl ClientHandshake {
         // Writing to a String cannot fail.
         let _ = write!(
             out,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\n\
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\n\
              Upgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n",
-            request.host
         );
         if let Some(origin) = &request.origin {
-            validate_header("Origin", origin)?;
             let _ = write!(out, "Origin: {origin}\r\n");
         }
         if !request.protocols.is_empty() {
-            for p in &request.protocols {
-                if p.is_empty() || !p.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
-                    return Err(HandshakeError::InvalidRequestHeader(format!(
-                        "subprotocol {p:?} is not a token"
-                    )));
-                }
-            }
             let _ = write!(
                 out,
                 "Sec-WebSocket-Protocol: {}\r\n",
@@ -366,8 +411,10 @@ impl ClientHandshake {
             let _ = write!(out, "Sec-WebSocket-Extensions: {ext}\r\n");
         }
         for (name, value) in &request.headers {
-            validate_header(name, value)?;
-            let _ = write!(out, "{name}: {value}\r\n");
+            if !name.eq_ignore_ascii_case("host") {
+                // (A Host is sent above, in place of the URL's.)
+                let _ = write!(out, "{name}: {value}\r\n");
+            }
         }
         out.push_str("\r\n");
         let handshake = ClientHandshake {
@@ -874,6 +921,30 @@ mod tests {
         let mut req = request();
         req.path = "/a b".into();
         assert!(ClientHandshake::with_key(&req, KEY, 1024).is_err());
+    }
+
+    #[test]
+    fn a_host_header_replaces_the_urls_and_handshake_headers_are_refused() {
+        let mut req = request();
+        req.headers.push(("host".into(), "virtual.example".into()));
+        let (_, bytes) = ClientHandshake::with_key(&req, KEY, 1024).unwrap();
+        let (parsed, _) = parse_request(&bytes, 1 << 16).unwrap().unwrap();
+        let hosts: Vec<_> = parsed.headers.get_all(header::HOST).iter().collect();
+        assert_eq!(hosts, ["virtual.example"]);
+        for name in [
+            "Sec-WebSocket-Key",
+            "upgrade",
+            "Connection",
+            "sec-websocket-protocol",
+        ] {
+            let mut req = request();
+            req.headers.push((name.into(), "x".into()));
+            let err = ClientHandshake::with_key(&req, KEY, 1024).unwrap_err();
+            assert!(
+                matches!(err, HandshakeError::InvalidRequestHeader(ref m) if m.contains(name)),
+                "{err}"
+            );
+        }
     }
 
     mod props {
