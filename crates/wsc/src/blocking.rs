@@ -274,6 +274,10 @@ impl<S: Read + Write> WebSocket<S> {
         let Some(control) = self.control else {
             return Ok(None);
         };
+        if !self.conn.has_keepalive() && !self.keepalive_deadline {
+            // Off, and no deadline of it to lift: no clock to read.
+            return Ok(None);
+        }
         let now = Instant::now();
         if self.conn.keepalive_overdue(now) && !self.last_chance {
             // The pong may be in the socket behind other data: one more short read first.
@@ -406,6 +410,7 @@ impl<S: Read + Write> WebSocket<S> {
     /// Writes the queued frames by `deadline`: each write waits at most for the time left (and
     /// the write timeout); a timeout is one of `phase`. Over a caller's own stream, its own
     /// write timeout applies instead.
+    #[cold]
     fn flush_by(&mut self, deadline: Option<Instant>, phase: Phase) -> Result<(), Error> {
         let (Some(control), Some(deadline)) = (self.control, deadline) else {
             return self.flush();
@@ -448,10 +453,17 @@ impl<S: Read + Write> WebSocket<S> {
     /// many pongs wait). A failed write does not fail the connection at once: messages
     /// already received are delivered first (see `reply_error`). Over a caller's own stream,
     /// the write may block as the stream does.
+    #[inline]
     fn write_replies(&mut self) {
-        if self.reply_error.is_some() || !self.conn.has_pending_output() {
-            return;
+        if self.reply_error.is_none() && self.conn.has_pending_output() {
+            self.write_replies_now();
         }
+    }
+
+    /// [`WebSocket::write_replies`] when there is something to write (out of the hot path).
+    #[cold]
+    #[inline(never)]
+    fn write_replies_now(&mut self) {
         let control = self.control;
         if let Some(c) = control {
             (c.set_write_nowait)(&mut self.stream, true);
