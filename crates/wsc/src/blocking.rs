@@ -222,9 +222,11 @@ impl<S: Read + Write> WebSocket<S> {
                 }
                 Ok(false) => {}
                 Err(e) => {
-                    // The close frame of the failure, if the socket takes it now.
+                    // The close frame of the failure, if the socket takes it now. Nothing the
+                    // server sends is read after a failure (RFC 6455 section 7.1.7), so the
+                    // error is reported at once, not after waiting for the server to close.
                     self.write_replies();
-                    self.wait_for_server_close(self.closing_deadline());
+                    self.drained = true;
                     return Err(e);
                 }
             }
@@ -340,7 +342,7 @@ impl<S: Read + Write> WebSocket<S> {
         map_io_error(e, phase, &self.peer)
     }
 
-    /// After the close handshake (or a failure), a client lets the server close TCP first
+    /// After the close handshake, a client lets the server close TCP first
     /// (RFC 6455 section 7.1.1), for at most the close timeout in all. Over a caller's own
     /// stream, whose timeouts we cannot set, it does not wait.
     fn wait_for_server_close(&mut self, deadline: Option<Instant>) {

@@ -897,3 +897,23 @@ fn close_and_wait_bounds_writing_what_is_still_queued() {
     assert!(matches!(err, Error::Timeout(Phase::Close)), "{err}");
     assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
 }
+
+#[test]
+fn a_protocol_error_is_reported_at_once_while_the_server_keeps_tcp_open() {
+    let (url, _server) = serve_once(|mut tcp| {
+        // A frame with a reserved bit set (nothing negotiated one), then silence.
+        raw_accept(&mut tcp, &[0xC1, 0x01, b'x']);
+        thread::sleep(Duration::from_secs(10));
+    });
+    let (err, elapsed) = within(Duration::from_secs(20), move || {
+        let mut ws = builder(&url)
+            .compression(false)
+            .close_timeout(Some(Duration::from_secs(5)))
+            .connect()
+            .unwrap();
+        let start = Instant::now();
+        (ws.read().unwrap_err(), start.elapsed())
+    });
+    assert!(matches!(err, Error::Protocol(_)), "{err}");
+    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+}
