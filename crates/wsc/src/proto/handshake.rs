@@ -221,6 +221,15 @@ pub struct ClientHandshake {
     refusal: Option<(Response, usize, usize)>,
 }
 
+/// The error for a head httparse refused; its own message for too many headers does not say
+/// how many are allowed.
+fn http_error(e: httparse::Error) -> HandshakeError {
+    HandshakeError::InvalidHttp(match e {
+        httparse::Error::TooManyHeaders => format!("more than {MAX_HEADERS} headers"),
+        e => e.to_string(),
+    })
+}
+
 fn header_str(value: &HeaderValue) -> String {
     String::from_utf8_lossy(value.as_bytes()).into_owned()
 }
@@ -456,7 +465,7 @@ impl ClientHandshake {
                     }
                     return Ok(None);
                 }
-                Err(e) => return Err(HandshakeError::InvalidHttp(e.to_string())),
+                Err(e) => return Err(http_error(e)),
             };
         if head_len > self.max_size {
             return Err(HandshakeError::TooLarge { max: self.max_size });
@@ -637,7 +646,7 @@ pub fn parse_request(
             return Err(HandshakeError::TooLarge { max: max_size })
         }
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(HandshakeError::InvalidHttp(e.to_string())),
+        Err(e) => return Err(http_error(e)),
     };
     if head_len > max_size {
         return Err(HandshakeError::TooLarge { max: max_size });
@@ -921,6 +930,18 @@ mod tests {
         let mut req = request();
         req.path = "/a b".into();
         assert!(ClientHandshake::with_key(&req, KEY, 1024).is_err());
+    }
+
+    #[test]
+    fn too_many_headers_says_how_many_are_allowed() {
+        let mut hs = ClientHandshake::with_key(&request(), KEY, 1 << 16)
+            .unwrap()
+            .0;
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: v\r\n")).collect();
+        let err = hs
+            .parse_response(ok_response(&many).as_bytes())
+            .unwrap_err();
+        assert!(err.to_string().contains("more than 100 headers"), "{err}");
     }
 
     #[test]
