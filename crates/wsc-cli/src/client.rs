@@ -251,6 +251,7 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
         keep_open: args.keep_open,
         closing_since: None,
         down,
+        queued_at_close: usize::MAX,
     }
     .run(&stop)
 }
@@ -267,6 +268,8 @@ struct Session {
     closing_since: Option<Instant>,
     /// Set while `--reconnect` waits between connections (see `exit_on_signal_while`).
     down: Arc<AtomicBool>,
+    /// While closing: our output still queued when last looked at.
+    queued_at_close: usize,
 }
 
 impl Session {
@@ -286,10 +289,22 @@ impl Session {
                     .link
                     .ws()
                     .is_some_and(|ws| ws.connection().has_pending_output());
-                if queued {
-                    // The close waits behind our output: its clock starts once that is out.
+                let moved = queued
+                    && self.link.ws().is_some_and(|ws| {
+                        let left = ws.connection().queued_output();
+                        let moved = left < self.queued_at_close;
+                        self.queued_at_close = left;
+                        moved
+                    });
+                if moved {
+                    // The close waits behind our output, which the server is still taking:
+                    // its clock runs from the last progress.
                     self.closing_since = Some(Instant::now());
                 } else if since.elapsed() > CLOSE_WAIT {
+                    if queued {
+                        // Input that never went out: not a clean end.
+                        return Err(Error::Timeout(Phase::Write).into());
+                    }
                     eprintln!(
                         "wsc: the server did not answer the close within {} s",
                         CLOSE_WAIT.as_secs()
@@ -431,21 +446,27 @@ fn closed(frame: Option<CloseFrame>) -> Result<(), CliError> {
     }
 }
 
-/// Makes SIGINT and SIGTERM end the process at once (status 130) while `flag` is set: while
+/// SIGINT and SIGTERM, with the status a process they end has by convention (128 + number).
+const STOP_SIGNALS: [(i32, i32); 2] = [
+    (signal_hook::consts::SIGINT, 130),
+    (signal_hook::consts::SIGTERM, 143),
+];
+
+/// Makes SIGINT and SIGTERM end the process at once (130, 143) while `flag` is set: while
 /// `--reconnect` waits between attempts, there is no connection to close.
 fn exit_on_signal_while(flag: &Arc<AtomicBool>) {
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let _ = signal_hook::flag::register_conditional_shutdown(signal, 130, flag.clone());
+    for (signal, status) in STOP_SIGNALS {
+        let _ = signal_hook::flag::register_conditional_shutdown(signal, status, flag.clone());
     }
 }
 
 /// A flag set by SIGINT and SIGTERM.
 pub fn interrupt_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // A second signal ends the process at once (say, while a reconnect waits); the first
-        // only sets the flag. If registration fails, Ctrl-C kills the process as usual.
-        let _ = signal_hook::flag::register_conditional_shutdown(signal, 130, flag.clone());
+    for (signal, status) in STOP_SIGNALS {
+        // A second signal ends the process at once; the first only sets the flag. If
+        // registration fails, Ctrl-C kills the process as usual.
+        let _ = signal_hook::flag::register_conditional_shutdown(signal, status, flag.clone());
         let _ = signal_hook::flag::register(signal, flag.clone());
     }
     flag

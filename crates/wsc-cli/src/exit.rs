@@ -22,7 +22,7 @@ Exit status:
   11  the server closed with an error code (not 1000/1001)
   12  I/O error
   13  the proxy refused or failed (the proxy and its answer are in the message)
-  130 Ctrl-C (or SIGTERM) while --reconnect waits to reconnect, or a second one";
+  130 Ctrl-C while --reconnect waits to reconnect, or a second Ctrl-C (143: SIGTERM)";
 
 /// Why the command line tool failed.
 #[derive(Debug)]

@@ -69,6 +69,13 @@ impl StreamControl<MaybeTlsStream> {
     }
 }
 
+/// The timeouts a client connection was opened with (the driver keeps what it needs).
+pub(crate) struct ClientTimeouts {
+    pub(crate) read: Option<Duration>,
+    pub(crate) write: Option<Duration>,
+    pub(crate) close: Option<Duration>,
+}
+
 /// A WebSocket connection over a blocking stream.
 ///
 /// Obtained from [`crate::connect`], [`crate::ClientBuilder`], [`crate::client()`] (over your own
@@ -95,6 +102,8 @@ pub struct WebSocket<S> {
     /// The caller queued data that has not all been written yet: it must go out before a
     /// read waits for an answer to it. Queued replies (pongs) alone need not.
     user_output: bool,
+    /// Reads have a timeout (see `fill`).
+    read_timeout_set: bool,
     /// Writing queued replies failed: no more are tried, and the error is reported once the
     /// messages already received have been delivered, before the socket is read again.
     reply_error: Option<io::Error>,
@@ -136,6 +145,7 @@ impl<S: Read + Write> WebSocket<S> {
             close_deadline: None,
             write_timeout: None,
             user_output: false,
+            read_timeout_set: false,
             reply_error: None,
         }
     }
@@ -146,21 +156,22 @@ impl<S: Read + Write> WebSocket<S> {
         response: Response,
         peer: String,
         control: Option<StreamControl<S>>,
-        close_timeout: Option<Duration>,
-        write_timeout: Option<Duration>,
+        timeouts: ClientTimeouts,
     ) {
-        self.write_timeout = write_timeout;
+        self.write_timeout = timeouts.write;
+        self.read_timeout_set = timeouts.read.is_some();
         self.request_head = Some(request_head.into_boxed_str());
         self.response = Some(Box::new(response));
         self.peer = peer;
         self.control = control;
-        self.close_timeout = close_timeout;
+        self.close_timeout = timeouts.close;
     }
 
     /// Receives the next message or control frame.
     ///
-    /// Pings are answered automatically (and still returned), as the socket has room: a peer
-    /// that reads nothing cannot hold a read up with them. A close frame from the peer is
+    /// Pings are answered automatically (and still returned), as the socket has room: over
+    /// `ws://`, a peer that reads nothing cannot hold a read up with them (over `wss://`, the
+    /// pong's write waits as the write timeout allows). A close frame from the peer is
     /// answered and returned as [`Message::Close`]; after that (or after an error) every call
     /// returns [`Error::ConnectionClosed`]. Messages that arrived before a protocol violation
     /// or a failed write are returned before the error.
@@ -209,6 +220,10 @@ impl<S: Read + Write> WebSocket<S> {
                         // wait for the server's TCP close. The close is delivered even if
                         // the reply cannot be written: the connection is over either way.
                         let deadline = self.closing_deadline();
+                        if let Some(c) = self.control {
+                            // Writing over TLS may read too: bounded by it as well.
+                            let _ = (c.set_close_deadline)(&mut self.stream, deadline);
+                        }
                         let _ = self.flush_by(deadline, Phase::Close);
                         self.wait_for_server_close(deadline);
                     } else {
@@ -242,10 +257,10 @@ impl<S: Read + Write> WebSocket<S> {
         }
         if self.user_output {
             // Fed messages go out before we wait for an answer to them. A peer that takes
-            // none of them within the write timeout may itself be blocked writing to us: the
-            // read goes on, and they are written at the next call.
+            // none of them within the write timeout may itself be blocked writing to us: if
+            // the read is bounded too, it goes on, and they are written at the next call.
             match self.flush() {
-                Err(Error::Timeout(Phase::Write)) => {}
+                Err(Error::Timeout(Phase::Write)) if self.read_timeout_set => {}
                 other => other?,
             }
         } else {
@@ -387,25 +402,35 @@ impl<S: Read + Write> WebSocket<S> {
     }
 
     /// Writes every queued byte, then flushes the stream; `before_write` runs before each
-    /// write.
+    /// write and before the flush (which writes too, over TLS).
     fn write_queued(
         &mut self,
         mut before_write: impl FnMut(&mut S) -> io::Result<()>,
     ) -> io::Result<()> {
+        let mut took_none = false;
         while self.conn.has_pending_output() {
             before_write(&mut self.stream)?;
             match self.stream.write(self.conn.pending_output()) {
+                // rustls's buffer was full: its flush empties it, then it takes more.
+                Ok(0) if !took_none => {
+                    took_none = true;
+                    self.stream.flush()?;
+                }
                 Ok(0) => {
                     return Err(io::Error::new(
                         io::ErrorKind::WriteZero,
                         "the connection accepts no more data",
                     ))
                 }
-                Ok(n) => self.conn.consume_output(n),
+                Ok(n) => {
+                    took_none = false;
+                    self.conn.consume_output(n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
+        before_write(&mut self.stream)?;
         self.stream.flush()
     }
 
@@ -495,7 +520,9 @@ impl<S: Read + Write> WebSocket<S> {
 
     /// Queues a message without writing it yet, for bursts of small messages: one write for
     /// many instead of one each. The queue is written by [`WebSocket::flush`], by any `send`,
-    /// before a read waits for data, and by itself once it holds 128 KiB.
+    /// before a read waits for data, and by itself once it holds 128 KiB. (When the peer takes
+    /// none of it within the write timeout and reads have a timeout as well, the read goes on
+    /// without it: the peer may be blocked writing to us. The next call writes it.)
     pub fn feed(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         self.conn.send(message.into())?;
         self.user_output = true;
@@ -565,15 +592,22 @@ impl<S: Read + Write> WebSocket<S> {
             State::Closed => return Ok(None),
             State::Failed => return Err(Error::ConnectionClosed),
         }
-        if self.conn.has_pending_output() {
-            // Messages still queued and the close frame go out within the close timeout.
-            self.flush_by(deadline, Phase::Close)?;
-        }
         if let Some(c) = control {
+            // First: writing over TLS may read too, and every read is bounded by it.
             (c.set_close_deadline)(&mut self.stream, deadline)?;
             self.close_deadline = deadline;
             // The close timeout now bounds reads, not keepalive (which stops after a close).
             self.keepalive_deadline = false;
+        }
+        if self.conn.has_pending_output() {
+            // Messages still queued and the close frame go out within the close timeout.
+            if let Err(e) = self.flush_by(deadline, Phase::Close) {
+                self.close_deadline = None;
+                if let Some(c) = control {
+                    let _ = (c.set_deadline)(&mut self.stream, None);
+                }
+                return Err(e);
+            }
         }
         let result = loop {
             match self.read() {
@@ -640,6 +674,7 @@ impl<S: Read + Write> WebSocket<S> {
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
         if let Some(c) = self.control {
             (c.set_read_timeout)(&mut self.stream, timeout)?;
+            self.read_timeout_set = timeout.is_some();
         }
         Ok(())
     }

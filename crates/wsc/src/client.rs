@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
-use crate::blocking::{read_head, StreamControl, WebSocket};
+use crate::blocking::{read_head, ClientTimeouts, StreamControl, WebSocket};
 use crate::error::{Error, Phase, RedirectError};
 use crate::net::connect::{connect_tcp, Overrides};
 use crate::net::{tunnel, Proxy, ProxyConfig};
@@ -559,8 +559,11 @@ impl ClientBuilder {
             response,
             url.authority(),
             control,
-            self.close_timeout,
-            self.write_timeout,
+            ClientTimeouts {
+                read: self.read_timeout,
+                write: self.write_timeout,
+                close: self.close_timeout,
+            },
         );
         ws.set_keepalive(self.keepalive);
         Ok(ws)

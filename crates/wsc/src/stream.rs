@@ -28,6 +28,9 @@ pub struct DeadlineTcp {
     armed_at: Option<Instant>,
     /// Writes take what the socket has room for now and never wait (see [`send_nowait`]).
     nowait_writes: bool,
+    /// Reads fail at once with `WouldBlock`: set while rustls writes, which would otherwise
+    /// wait to read whenever a write is blocked (and so outlast the write timeout).
+    refuse_reads: bool,
 }
 
 /// A socket timeout armed this recently is not re-armed for the next read (the deadline is
@@ -44,6 +47,7 @@ impl DeadlineTcp {
             armed: None,
             armed_at: None,
             nowait_writes: false,
+            refuse_reads: false,
         }
     }
 
@@ -85,6 +89,9 @@ impl DeadlineTcp {
 
 impl Read for DeadlineTcp {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.refuse_reads {
+            return Err(io::Error::from(io::ErrorKind::WouldBlock));
+        }
         if let Some(deadline) = self.deadline {
             let now = Instant::now();
             let left = deadline.saturating_duration_since(now);
@@ -184,7 +191,8 @@ impl MaybeTlsStream {
     }
 
     /// Makes writes take only what the socket has room for now (`WouldBlock` when it has
-    /// none), or wait again as usual.
+    /// none), or wait again as usual. Over TLS, what rustls has accepted may wait in its own
+    /// buffer: the next write, flush or read sends it.
     pub(crate) fn set_write_nowait(&mut self, nowait: bool) {
         self.inner_mut().nowait_writes = nowait;
     }
@@ -203,8 +211,11 @@ fn send_nowait(tcp: &TcpStream, buf: &[u8]) -> io::Result<usize> {
 fn send_nowait(mut tcp: &TcpStream, buf: &[u8]) -> io::Result<usize> {
     tcp.set_nonblocking(true)?;
     let written = tcp.write(buf);
-    tcp.set_nonblocking(false)?;
-    written
+    match (written, tcp.set_nonblocking(false)) {
+        // Bytes sent are reported as sent; a socket left non-blocking fails the next call.
+        (Ok(n), _) => Ok(n),
+        (Err(e), _) => Err(e),
+    }
 }
 
 impl Read for MaybeTlsStream {
@@ -212,12 +223,19 @@ impl Read for MaybeTlsStream {
         match self {
             MaybeTlsStream::Plain(s) => s.read(buf),
             #[cfg(feature = "tls")]
-            MaybeTlsStream::Tls(s) => match s.read(buf) {
-                // A peer that closes TCP without close_notify after the WebSocket close is
-                // common; the WebSocket layer decides whether the close was clean.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
-                other => other,
-            },
+            MaybeTlsStream::Tls(s) => {
+                // rustls first writes what it holds (pongs the socket had no room for): that
+                // must not hold the read up.
+                let nowait = std::mem::replace(&mut s.sock.nowait_writes, true);
+                let read = s.read(buf);
+                s.sock.nowait_writes = nowait;
+                match read {
+                    // A peer that closes TCP without close_notify after the WebSocket close
+                    // is common; the WebSocket layer decides whether the close was clean.
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+                    other => other,
+                }
+            }
         }
     }
 }
@@ -227,7 +245,12 @@ impl Write for MaybeTlsStream {
         match self {
             MaybeTlsStream::Plain(s) => s.write(buf),
             #[cfg(feature = "tls")]
-            MaybeTlsStream::Tls(s) => s.write(buf),
+            MaybeTlsStream::Tls(s) => {
+                s.sock.refuse_reads = true;
+                let written = s.write(buf);
+                s.sock.refuse_reads = false;
+                written
+            }
         }
     }
 
@@ -235,7 +258,12 @@ impl Write for MaybeTlsStream {
         match self {
             MaybeTlsStream::Plain(s) => s.flush(),
             #[cfg(feature = "tls")]
-            MaybeTlsStream::Tls(s) => s.flush(),
+            MaybeTlsStream::Tls(s) => {
+                s.sock.refuse_reads = true;
+                let flushed = s.flush();
+                s.sock.refuse_reads = false;
+                flushed
+            }
         }
     }
 }

@@ -862,3 +862,91 @@ fn async_client_refuses_a_wrong_name_with_the_same_error() {
     );
     assert_server_failed(server);
 }
+
+#[test]
+fn close_and_wait_over_tls_is_bounded_by_the_close_timeout_when_the_server_reads_nothing() {
+    let ca = TestCa::new("wsc test CA");
+    let config = server_config(&ca.server_cert(&["localhost"]), None);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _server = thread::spawn(move || {
+        let tcp = accept_tcp(&listener).unwrap();
+        let tls = StreamOwned::new(ServerConnection::new(config).unwrap(), tcp);
+        // The handshake, then nothing is read.
+        let _ws = wsc::server::accept(tls).unwrap();
+        thread::sleep(Duration::from_secs(20));
+    });
+    let mut ws = ClientBuilder::new(format!("wss://localhost:{port}/"))
+        .read_timeout(Some(Duration::from_secs(6)))
+        .write_timeout(Some(Duration::from_millis(800)))
+        .close_timeout(Some(Duration::from_secs(1)))
+        .compression(false)
+        .tls(trusting(&ca))
+        .connect()
+        .unwrap();
+    let sent = ws.send_binary(&vec![7u8; 12 << 20]).unwrap_err();
+    assert!(matches!(sent, Error::Timeout(Phase::Write)), "{sent}");
+    let start = Instant::now();
+    let err = ws.close_and_wait(None).unwrap_err();
+    // Neither the read timeout (6 s) nor a wait per write: the close timeout bounds it all.
+    assert!(matches!(err, Error::Timeout(Phase::Close)), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn a_ping_flood_over_tls_from_a_peer_that_reads_nothing_does_not_hold_reads_up() {
+    use std::io::Write as _;
+    const PINGS: usize = 60_000;
+    let ca = TestCa::new("wsc test CA");
+    let config = server_config(&ca.server_cert(&["localhost"]), None);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _server = thread::spawn(move || {
+        let tcp = accept_tcp(&listener).unwrap();
+        let tls = StreamOwned::new(ServerConnection::new(config).unwrap(), tcp);
+        let mut tls = wsc::server::accept(tls).unwrap().into_inner();
+        // 7.6 MB of pings, never reading the pongs: more than the socket buffers hold.
+        let mut ping = vec![0x89, 125];
+        ping.extend_from_slice(&[b'p'; 125]);
+        let burst: Vec<u8> = ping
+            .iter()
+            .copied()
+            .cycle()
+            .take(ping.len() * 1000)
+            .collect();
+        for _ in 0..PINGS / 1000 {
+            tls.write_all(&burst).unwrap();
+        }
+        tls.write_all(&[0x81, 4, b'd', b'o', b'n', b'e']).unwrap();
+        tls.flush().unwrap();
+        thread::sleep(Duration::from_secs(20));
+    });
+    let mut ws = ClientBuilder::new(format!("wss://localhost:{port}/"))
+        .read_timeout(Some(Duration::from_secs(5)))
+        .compression(false)
+        .tls(trusting(&ca))
+        .connect()
+        .unwrap();
+    let start = Instant::now();
+    let mut pings = 0;
+    loop {
+        match ws.read().unwrap() {
+            Message::Ping(_) => pings += 1,
+            Message::Text(t) => {
+                assert_eq!(t, "done");
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(pings, PINGS);
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        start.elapsed()
+    );
+}

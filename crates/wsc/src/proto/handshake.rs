@@ -332,6 +332,15 @@ pub fn check_request_parts(
     protocols: &[String],
     origin: Option<&str>,
 ) -> Result<(), HandshakeError> {
+    let hosts = headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("host"))
+        .count();
+    if hosts > 1 {
+        return Err(HandshakeError::InvalidRequestHeader(
+            "more than one Host header".into(),
+        ));
+    }
     for (name, value) in headers {
         if HANDSHAKE_HEADERS
             .iter()
