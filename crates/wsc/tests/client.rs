@@ -801,13 +801,7 @@ fn a_ping_flood_from_a_peer_that_reads_nothing_does_not_hold_reads_up() {
     // socket buffers hold, so writing the pongs must not wait for room.
     let (url, server) = serve_once(|mut tcp| {
         raw_accept(&mut tcp, &[]);
-        let ping = small_frame(0x89, &[b'p'; 125]);
-        let burst: Vec<u8> = ping
-            .iter()
-            .copied()
-            .cycle()
-            .take(ping.len() * 1000)
-            .collect();
+        let burst = common::ping_burst(1000);
         for _ in 0..PINGS / 1000 {
             tcp.write_all(&burst).unwrap();
         }
@@ -867,13 +861,13 @@ fn messages_received_before_a_failed_pong_are_delivered_then_the_error() {
 
 #[test]
 fn close_and_wait_bounds_writing_what_is_still_queued() {
-    // A server that reads nothing for three seconds (the send below times out with most of
-    // its message queued: a first write returns short after 0.8 s, the next one fails after
-    // 0.8 s more), then reads slowly: each write of the close makes some progress, so only a
-    // bound on the whole close (not on each write) ends it.
-    let (url, _server) = serve_once(|mut tcp| {
+    // A server that reads nothing until told (the send below times out with most of its
+    // message queued), then reads slowly: each write of the close makes some progress, so only
+    // a bound on the whole close (not on each write) ends it.
+    let (start_reading, told) = std::sync::mpsc::channel::<()>();
+    let (url, _server) = serve_once(move |mut tcp| {
         raw_accept(&mut tcp, &[]);
-        thread::sleep(Duration::from_secs(3));
+        let _ = told.recv();
         let mut chunk = vec![0u8; 32 << 10];
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(20) {
@@ -883,7 +877,7 @@ fn close_and_wait_bounds_writing_what_is_still_queued() {
             thread::sleep(Duration::from_millis(10));
         }
     });
-    let (err, elapsed) = within(Duration::from_secs(15), move || {
+    let (err, elapsed) = within(Duration::from_secs(30), move || {
         let mut ws = builder(&url)
             .write_timeout(Some(Duration::from_millis(800)))
             .close_timeout(Some(Duration::from_secs(1)))
@@ -891,6 +885,7 @@ fn close_and_wait_bounds_writing_what_is_still_queued() {
             .unwrap();
         let sent = ws.send_binary(&vec![7u8; 32 << 20]).unwrap_err();
         assert!(matches!(sent, Error::Timeout(Phase::Write)), "{sent}");
+        start_reading.send(()).unwrap();
         let start = Instant::now();
         (ws.close_and_wait(None).unwrap_err(), start.elapsed())
     });

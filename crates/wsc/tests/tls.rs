@@ -11,6 +11,10 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+#[allow(dead_code)] // only its ping burst is used here
+mod common;
+use common::ping_burst;
+
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
@@ -863,17 +867,28 @@ fn async_client_refuses_a_wrong_name_with_the_same_error() {
     assert_server_failed(server);
 }
 
-#[test]
-fn close_and_wait_over_tls_is_bounded_by_the_close_timeout_when_the_server_reads_nothing() {
+/// A TLS server on 127.0.0.1 (certificate for localhost from a new CA) that runs `then` on the
+/// stream of its first connection once the WebSocket handshake is done. Returns the port and
+/// the CA to trust.
+fn tls_server_after_handshake(
+    then: impl FnOnce(StreamOwned<ServerConnection, TcpStream>) + Send + 'static,
+) -> (u16, TestCa) {
     let ca = TestCa::new("wsc test CA");
     let config = server_config(&ca.server_cert(&["localhost"]), None);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let _server = thread::spawn(move || {
+    thread::spawn(move || {
         let tcp = accept_tcp(&listener).unwrap();
         let tls = StreamOwned::new(ServerConnection::new(config).unwrap(), tcp);
-        // The handshake, then nothing is read.
-        let _ws = wsc::server::accept(tls).unwrap();
+        then(wsc::server::accept(tls).unwrap().into_inner());
+    });
+    (port, ca)
+}
+
+#[test]
+fn close_and_wait_over_tls_is_bounded_by_the_close_timeout_when_the_server_reads_nothing() {
+    let (port, ca) = tls_server_after_handshake(|_tls| {
+        // Nothing is read.
         thread::sleep(Duration::from_secs(20));
     });
     let mut ws = ClientBuilder::new(format!("wss://localhost:{port}/"))
@@ -901,23 +916,9 @@ fn close_and_wait_over_tls_is_bounded_by_the_close_timeout_when_the_server_reads
 fn a_ping_flood_over_tls_from_a_peer_that_reads_nothing_does_not_hold_reads_up() {
     use std::io::Write as _;
     const PINGS: usize = 60_000;
-    let ca = TestCa::new("wsc test CA");
-    let config = server_config(&ca.server_cert(&["localhost"]), None);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let _server = thread::spawn(move || {
-        let tcp = accept_tcp(&listener).unwrap();
-        let tls = StreamOwned::new(ServerConnection::new(config).unwrap(), tcp);
-        let mut tls = wsc::server::accept(tls).unwrap().into_inner();
+    let (port, ca) = tls_server_after_handshake(|mut tls| {
         // 7.6 MB of pings, never reading the pongs: more than the socket buffers hold.
-        let mut ping = vec![0x89, 125];
-        ping.extend_from_slice(&[b'p'; 125]);
-        let burst: Vec<u8> = ping
-            .iter()
-            .copied()
-            .cycle()
-            .take(ping.len() * 1000)
-            .collect();
+        let burst = ping_burst(1000);
         for _ in 0..PINGS / 1000 {
             tls.write_all(&burst).unwrap();
         }

@@ -1,5 +1,5 @@
-//! What the blocking and async client tests share: a burst of server frames that mixes lent
-//! messages with control frames and fragments, and how each message it yields is described.
+//! What the client tests share: a burst of server frames that mixes lent messages with control
+//! frames and fragments, and how each message it yields is described; a burst of pings.
 
 use wsc::MessageRef;
 
@@ -52,4 +52,17 @@ pub fn describe(message: MessageRef<'_>) -> String {
         MessageRef::Pong(_) => "pong".to_string(),
         MessageRef::Close(c) => format!("close:{:?}", c.map(|c| u16::from(c.code))),
     }
+}
+
+/// `count` pings with 125-byte payloads, as a server writes them (unmasked): for peers that
+/// flood pings.
+#[allow(dead_code)] // not every test crate that includes this module floods
+pub fn ping_burst(count: usize) -> Vec<u8> {
+    let mut ping = vec![0x89, 125];
+    ping.extend_from_slice(&[b'p'; 125]);
+    ping.iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * count)
+        .collect()
 }
