@@ -218,11 +218,8 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
     } else {
         let mut ws = b.connect()?;
         for msg in &args.send {
-            match ws.send_text(msg) {
-                // Queued: the session writes it as the server reads.
-                Ok(()) | Err(Error::Timeout(Phase::Write)) => {}
-                Err(e) => return Err(e.into()),
-            }
+            // Queued if not written yet: the session writes it as the server reads.
+            sent_or_queued(ws.send_text(msg))?;
         }
         Link::Direct(ws)
     };
@@ -288,20 +285,15 @@ impl Session {
                 let queued = self
                     .link
                     .ws()
-                    .is_some_and(|ws| ws.connection().has_pending_output());
-                let moved = queued
-                    && self.link.ws().is_some_and(|ws| {
-                        let left = ws.connection().queued_output();
-                        let moved = left < self.queued_at_close;
-                        self.queued_at_close = left;
-                        moved
-                    });
+                    .map_or(0, |ws| ws.connection().queued_output());
+                let moved = queued > 0 && queued < self.queued_at_close;
+                self.queued_at_close = queued;
                 if moved {
                     // The close waits behind our output, which the server is still taking:
                     // its clock runs from the last progress.
                     self.closing_since = Some(Instant::now());
                 } else if since.elapsed() > CLOSE_WAIT {
-                    if queued {
+                    if queued > 0 {
                         // Input that never went out: not a clean end.
                         return Err(Error::Timeout(Phase::Write).into());
                     }
@@ -425,14 +417,20 @@ impl Session {
         }
         if let Some(ws) = self.link.ws().filter(|ws| ws.can_send()) {
             self.format.note(&format!("> close 1000 ({why})"));
-            match ws.close(Some(CloseFrame::new(CloseCode::NORMAL, ""))) {
-                // Queued behind output the peer has not taken yet.
-                Ok(()) | Err(Error::Timeout(Phase::Write)) => {}
-                Err(e) => return Err(e.into()),
-            }
+            // Possibly queued behind output the peer has not taken yet.
+            sent_or_queued(ws.close(Some(CloseFrame::new(CloseCode::NORMAL, ""))))?;
             self.closing_since = Some(Instant::now());
         }
         Ok(())
+    }
+}
+
+/// A send's result, where a write that timed out (the session's writes wait only `POLL`) is
+/// no error: what was not written stays queued and goes out as the session goes on.
+fn sent_or_queued(sent: Result<(), Error>) -> Result<(), CliError> {
+    match sent {
+        Ok(()) | Err(Error::Timeout(Phase::Write)) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -434,6 +434,20 @@ impl<S: Read + Write> WebSocket<S> {
         self.stream.flush()
     }
 
+    /// [`WebSocket::write_queued`] taking only what the socket has room for now (on streams
+    /// this crate opened; a caller's own stream writes as it does).
+    fn write_queued_nowait(&mut self) -> io::Result<()> {
+        let control = self.control;
+        if let Some(c) = control {
+            (c.set_write_nowait)(&mut self.stream, true);
+        }
+        let result = self.write_queued(|_| Ok(()));
+        if let Some(c) = control {
+            (c.set_write_nowait)(&mut self.stream, false);
+        }
+        result
+    }
+
     /// Writes the queued frames by `deadline`: each write waits at most for the time left (and
     /// the write timeout); a timeout is one of `phase`. Over a caller's own stream, its own
     /// write timeout applies instead.
@@ -443,10 +457,7 @@ impl<S: Read + Write> WebSocket<S> {
             return self.flush();
         };
         // Most often the socket takes it all at once, and no timeout needs setting.
-        (control.set_write_nowait)(&mut self.stream, true);
-        let at_once = self.write_queued(|_| Ok(()));
-        (control.set_write_nowait)(&mut self.stream, false);
-        match at_once {
+        match self.write_queued_nowait() {
             Ok(()) => {
                 self.user_output = false;
                 return Ok(());
@@ -491,15 +502,7 @@ impl<S: Read + Write> WebSocket<S> {
     #[cold]
     #[inline(never)]
     fn write_replies_now(&mut self) {
-        let control = self.control;
-        if let Some(c) = control {
-            (c.set_write_nowait)(&mut self.stream, true);
-        }
-        let result = self.write_queued(|_| Ok(()));
-        if let Some(c) = control {
-            (c.set_write_nowait)(&mut self.stream, false);
-        }
-        match result {
+        match self.write_queued_nowait() {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock || is_timeout(&e) => {}
             Err(e) => self.reply_error = Some(e),
@@ -599,24 +602,21 @@ impl<S: Read + Write> WebSocket<S> {
             // The close timeout now bounds reads, not keepalive (which stops after a close).
             self.keepalive_deadline = false;
         }
-        if self.conn.has_pending_output() {
-            // Messages still queued and the close frame go out within the close timeout.
-            if let Err(e) = self.flush_by(deadline, Phase::Close) {
-                self.close_deadline = None;
-                if let Some(c) = control {
-                    let _ = (c.set_deadline)(&mut self.stream, None);
-                }
-                return Err(e);
-            }
-        }
-        let result = loop {
+        // Messages still queued and the close frame go out within the close timeout, then the
+        // peer's close is read within what is left of it.
+        let written = if self.conn.has_pending_output() {
+            self.flush_by(deadline, Phase::Close)
+        } else {
+            Ok(())
+        };
+        let result = written.and_then(|()| loop {
             match self.read() {
                 Ok(Message::Close(frame)) => break Ok(frame),
                 Ok(_) => {}
                 Err(Error::Timeout(Phase::Read)) => break Err(Error::Timeout(Phase::Close)),
                 Err(e) => break Err(e),
             }
-        };
+        });
         self.close_deadline = None;
         if let Some(c) = control {
             let _ = (c.set_deadline)(&mut self.stream, None);

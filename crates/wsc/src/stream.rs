@@ -211,11 +211,9 @@ fn send_nowait(tcp: &TcpStream, buf: &[u8]) -> io::Result<usize> {
 fn send_nowait(mut tcp: &TcpStream, buf: &[u8]) -> io::Result<usize> {
     tcp.set_nonblocking(true)?;
     let written = tcp.write(buf);
-    match (written, tcp.set_nonblocking(false)) {
-        // Bytes sent are reported as sent; a socket left non-blocking fails the next call.
-        (Ok(n), _) => Ok(n),
-        (Err(e), _) => Err(e),
-    }
+    // Bytes sent are reported as sent even if this fails (the next call then fails).
+    let _ = tcp.set_nonblocking(false);
+    written
 }
 
 impl Read for MaybeTlsStream {
