@@ -466,6 +466,7 @@ mod tests {
             HandshakeError::UnexpectedExtension("x-foo".into()),
             HandshakeError::InvalidRequestHeader("bad".into()),
             HandshakeError::TooLarge { max: 1 },
+            HandshakeError::TooManyHeaders { max: 100 },
         ] {
             assert!(!is_retryable(&Error::Handshake(permanent)));
         }

@@ -58,6 +58,11 @@ pub enum HandshakeError {
     Rejected(Box<Response>),
     /// The response (or request) is not valid HTTP/1.1.
     InvalidHttp(String),
+    /// The response (or request) head has more headers than the parser takes.
+    TooManyHeaders {
+        /// The most headers a head may have.
+        max: usize,
+    },
     /// The response (or request) head exceeds the configured limit.
     TooLarge {
         /// The limit in bytes.
@@ -126,6 +131,9 @@ impl fmt::Display for HandshakeError {
                 Ok(())
             }
             HandshakeError::InvalidHttp(e) => write!(f, "not a valid HTTP/1.1 message: {e}"),
+            HandshakeError::TooManyHeaders { max } => {
+                write!(f, "handshake head with more than {max} headers")
+            }
             HandshakeError::TooLarge { max } => {
                 write!(f, "handshake head larger than {max} bytes")
             }
@@ -221,13 +229,13 @@ pub struct ClientHandshake {
     refusal: Option<(Response, usize, usize)>,
 }
 
-/// The error for a head httparse refused; its own message for too many headers does not say
-/// how many are allowed.
+/// The error for a head httparse refused. Too many headers is a variant of its own: unlike a
+/// garbled head, it is no accident of the way, so reconnecting will not retry it.
 fn http_error(e: httparse::Error) -> HandshakeError {
-    HandshakeError::InvalidHttp(match e {
-        httparse::Error::TooManyHeaders => format!("more than {MAX_HEADERS} headers"),
-        e => e.to_string(),
-    })
+    match e {
+        httparse::Error::TooManyHeaders => HandshakeError::TooManyHeaders { max: MAX_HEADERS },
+        e => HandshakeError::InvalidHttp(e.to_string()),
+    }
 }
 
 fn header_str(value: &HeaderValue) -> String {
@@ -950,7 +958,19 @@ mod tests {
         let err = hs
             .parse_response(ok_response(&many).as_bytes())
             .unwrap_err();
+        assert!(
+            matches!(err, HandshakeError::TooManyHeaders { max: MAX_HEADERS }),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("more than 100 headers"), "{err}");
+        // Exactly the limit is fine.
+        let mut hs = ClientHandshake::with_key(&request(), KEY, 1 << 16)
+            .unwrap()
+            .0;
+        let most: String = (0..MAX_HEADERS - 3)
+            .map(|i| format!("X-{i}: v\r\n"))
+            .collect();
+        assert!(hs.parse_response(ok_response(&most).as_bytes()).is_ok());
     }
 
     #[test]
