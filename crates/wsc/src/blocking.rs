@@ -193,9 +193,12 @@ impl<S: Read + Write> WebSocket<S> {
     /// }
     /// # Ok::<(), wsc::Error>(())
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn read_ref(&mut self) -> Result<MessageRef<'_>, Error> {
         // The common case inline: a whole message waiting in the buffer, nothing to write.
+        // Always inlined, frame check and all (about 1.3 KB of code at each caller): it is
+        // the loop a feed runs once per message, and as a call it cost 17 of 257 instructions
+        // per 100-byte message (callgrind).
         if self.conn.has_pending_output() || !self.conn.stage_lent() {
             self.stage()?;
         }

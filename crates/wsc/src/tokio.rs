@@ -600,14 +600,16 @@ impl<S> std::fmt::Debug for RecvRef<'_, S> {
 impl<'a, S: AsyncRead + AsyncWrite + Unpin> Future for RecvRef<'a, S> {
     type Output = Option<Result<MessageRef<'a>, Error>>;
 
-    #[inline]
+    #[inline(always)]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // Polled again after it completed: nothing more (the stream is no longer held).
         let Some(ws) = self.ws.take() else {
             return Poll::Ready(None);
         };
         // The common case inline, in the caller: a whole message waiting in the buffer,
-        // nothing to write.
+        // nothing to write. Always inlined, frame check and all (about 1.3 KB of code in the
+        // caller's state machine): as a call it cost 16 of 312 instructions per 100-byte
+        // message (callgrind).
         let inner = &mut ws.inner;
         if inner.pending_error.is_none()
             && !inner.conn.has_pending_output()

@@ -666,8 +666,9 @@ impl Connection {
         }
     }
 
-    /// Ends the loan of the staged message: its bytes are consumed.
-    #[inline]
+    /// Ends the loan of the staged message: its bytes are consumed. The lent message (the
+    /// fast path) inline at the caller; the rest out of line.
+    #[inline(always)]
     fn settle(&mut self) {
         match self.staged {
             Staged::None => {}
@@ -675,21 +676,25 @@ impl Connection {
                 self.read_buf.advance(len);
                 self.staged = Staged::None;
             }
-            Staged::Owned(_) => self.staged = Staged::None,
-            Staged::Assembled { .. } => {
-                self.staged = Staged::None;
-                if self.assembled.capacity() > KEPT_INPUT_CAPACITY {
-                    // A very big (inflated) message: give the memory back.
-                    self.assembled = Vec::new();
-                }
+            _ => self.settle_other(),
+        }
+    }
+
+    #[inline(never)]
+    fn settle_other(&mut self) {
+        if let Staged::Assembled { .. } = self.staged {
+            if self.assembled.capacity() > KEPT_INPUT_CAPACITY {
+                // A very big (inflated) message: give the memory back.
+                self.assembled = Vec::new();
             }
         }
+        self.staged = Staged::None;
     }
 
     /// The frame at the head of the buffer, if it is a whole message that can be lent as it
     /// is: `(text, header length, payload length)`. Anything else (control frames, fragments,
     /// compression, violations, limits) goes the general way, which checks every rule.
-    #[inline]
+    #[inline(always)]
     fn lendable(&mut self) -> Option<Lend> {
         let found = self.lendable_frame();
         if !matches!(found, Some(Lend::Wait)) {
@@ -700,7 +705,7 @@ impl Connection {
     }
 
     /// [`Connection::lendable`] without the bookkeeping of the wait.
-    #[inline]
+    #[inline(always)]
     fn lendable_frame(&mut self) -> Option<Lend> {
         if self.incoming.is_some() || self.partial.is_some() || self.is_terminated() {
             return None;
