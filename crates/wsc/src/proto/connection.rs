@@ -148,8 +148,10 @@ enum Compressed {
     Assembled(Vec<u8>),
 }
 
-/// A message made ready by [`Connection::stage_next`].
+/// A message made ready by [`Connection::stage_next`]. A tag byte of its own (no niche in
+/// the message's) makes the check for a lent message, once per message, one compare.
 #[derive(Debug)]
+#[repr(u8)]
 enum Staged {
     None,
     /// Lent from the read buffer: the payload is its first `len` bytes.
