@@ -282,10 +282,9 @@ impl Session {
             }
             self.pump_stdin()?;
             if let Some(since) = self.closing_since {
-                let queued = self
-                    .link
-                    .ws()
-                    .map_or(0, |ws| ws.connection().queued_output());
+                let (queued, unsent) = self.link.ws().map_or((0, false), |ws| {
+                    (ws.connection().queued_output(), ws.has_unsent_output())
+                });
                 let moved = queued > 0 && queued < self.queued_at_close;
                 self.queued_at_close = queued;
                 if moved {
@@ -293,7 +292,8 @@ impl Session {
                     // its clock runs from the last progress.
                     self.closing_since = Some(Instant::now());
                 } else if since.elapsed() > CLOSE_WAIT {
-                    if queued > 0 {
+                    // Also what the TLS stream still holds, past the connection's queue.
+                    if unsent {
                         // Input that never went out: not a clean end.
                         return Err(Error::Timeout(Phase::Write).into());
                     }

@@ -169,9 +169,9 @@ impl<S: Read + Write> WebSocket<S> {
 
     /// Receives the next message or control frame.
     ///
-    /// Pings are answered automatically (and still returned), as the socket has room: over
-    /// `ws://`, a peer that reads nothing cannot hold a read up with them (over `wss://`, the
-    /// pong's write waits as the write timeout allows). A close frame from the peer is
+    /// Pings are answered automatically (and still returned), as the socket has room: a peer
+    /// that reads nothing cannot hold a read up with them, over `ws://` or `wss://` (pongs
+    /// the socket has no room for wait, up to a bound). A close frame from the peer is
     /// answered and returned as [`Message::Close`]; after that (or after an error) every call
     /// returns [`Error::ConnectionClosed`]. Messages that arrived before a protocol violation
     /// or a failed write are returned before the error.
@@ -607,7 +607,9 @@ impl<S: Read + Write> WebSocket<S> {
         }
         // Messages still queued and the close frame go out within the close timeout, then the
         // peer's close is read within what is left of it.
-        let written = if self.conn.has_pending_output() {
+        // Also when only the stream holds some (a `close` that timed out after rustls took
+        // the whole close frame): a read would flush it bounded by the write timeout alone.
+        let written = if self.user_output || self.conn.has_pending_output() {
             self.flush_by(deadline, Phase::Close)
         } else {
             Ok(())
@@ -635,6 +637,14 @@ impl<S: Read + Write> WebSocket<S> {
     /// Whether messages can still be sent.
     pub fn can_send(&self) -> bool {
         self.conn.can_send()
+    }
+
+    /// Whether some of what was sent (or fed, or the close frame) has not all reached the
+    /// socket yet after a write timed out: in the connection's queue
+    /// ([`Connection::queued_output`]), or held by the stream itself (over `wss://`, rustls
+    /// keeps up to 64 KiB). It goes out with the next write, flush or read.
+    pub fn has_unsent_output(&self) -> bool {
+        self.user_output || self.conn.has_pending_output()
     }
 
     /// The server's handshake response (client connections only).

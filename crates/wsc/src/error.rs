@@ -297,6 +297,17 @@ impl fmt::Display for Error {
                              TlsOptions::add_ca_pem_file (--cacert), or skip verification only \
                              for testing)"
                         }
+                        rustls::CertificateError::NotValidYet
+                        | rustls::CertificateError::NotValidYetContext { .. } => {
+                            " (the certificate is not valid yet: is this machine's clock right?)"
+                        }
+                        // webpki's reason, which rustls passes on as it is (its debug name).
+                        rustls::CertificateError::Other(other)
+                            if other.to_string().contains("CaUsedAsEndEntity") =>
+                        {
+                            " (the server presents a CA certificate as its own: it needs a \
+                             certificate for its name, issued by that CA)"
+                        }
                         _ => "",
                     };
                     f.write_str(hint)?;

@@ -225,7 +225,16 @@ impl Read for MaybeTlsStream {
                 // rustls first writes what it holds (pongs the socket had no room for): that
                 // must not hold the read up.
                 let nowait = std::mem::replace(&mut s.sock.nowait_writes, true);
-                let read = s.read(buf);
+                let read = match s.read(buf) {
+                    // Those bytes could not go out, and rustls reads no more (the peer's
+                    // close_notify came): it returns the write's WouldBlock before it looks
+                    // at what it received. That is all there will be: a WouldBlock here would
+                    // be a read timeout at once, every time.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock && !s.conn.wants_read() => {
+                        s.conn.reader().read(buf)
+                    }
+                    other => other,
+                };
                 s.sock.nowait_writes = nowait;
                 match read {
                     // A peer that closes TCP without close_notify after the WebSocket close

@@ -502,6 +502,35 @@ fn expired_certificate_is_refused() {
     assert_server_failed(server);
 }
 
+#[test]
+fn a_ca_certificate_as_the_servers_own_is_refused_with_a_reason_a_user_can_read() {
+    // Trusted and naming the host, but a CA's certificate, not an end entity's.
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let key = KeyPair::generate().unwrap();
+    let identity = Identity::new(params.self_signed(&key).unwrap(), key);
+    let server = EchoServer::start(server_config(&identity, None), 1);
+    let tls = TlsOptions::new()
+        .roots(Roots::None)
+        .add_ca_pem(identity.cert_pem.as_bytes())
+        .unwrap();
+
+    let err = connect(&server.url("localhost"), tls).unwrap_err();
+    assert!(
+        matches!(
+            certificate_error(&err, "localhost"),
+            CertificateError::Other(_)
+        ),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("the server presents a CA certificate as its own"),
+        "{message}"
+    );
+    assert_server_failed(server);
+}
+
 /// Asserts an untrusted-issuer error whose message says how to fix it.
 fn assert_unknown_issuer(err: &Error) {
     assert!(
@@ -950,4 +979,93 @@ fn a_ping_flood_over_tls_from_a_peer_that_reads_nothing_does_not_hold_reads_up()
         "{:?}",
         start.elapsed()
     );
+}
+
+#[test]
+fn a_tls_close_behind_pongs_the_socket_has_no_room_for_ends_reads() {
+    use std::io::Write as _;
+    let (port, ca) = tls_server_after_handshake(|mut tls| {
+        // Pings never read back, more than the socket buffers hold, then close_notify with
+        // no WebSocket close, and the TCP connection left open.
+        let burst = ping_burst(1000);
+        for _ in 0..60 {
+            tls.write_all(&burst).unwrap();
+        }
+        tls.conn.send_close_notify();
+        tls.flush().unwrap();
+        thread::sleep(Duration::from_secs(20));
+    });
+    let mut ws = ClientBuilder::new(format!("wss://localhost:{port}/"))
+        .read_timeout(Some(Duration::from_secs(2)))
+        .compression(false)
+        .tls(trusting(&ca))
+        .connect()
+        .unwrap();
+    let err = loop {
+        match ws.read() {
+            Ok(Message::Ping(_)) => {}
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(e) => break e,
+        }
+    };
+    // Not a read timeout (before, it came at once and again at every read, forever): the
+    // peer ended the stream without a WebSocket close.
+    assert!(matches!(err, Error::ConnectionReset), "{err:?}");
+    assert!(matches!(ws.read(), Err(Error::ConnectionClosed)));
+}
+
+/// A client over TLS to a server that reads nothing.
+fn connect_to_a_server_that_reads_nothing(
+    write_timeout: Duration,
+    close_timeout: Duration,
+) -> WebSocket<MaybeTlsStream> {
+    let (port, ca) = tls_server_after_handshake(|_tls| thread::sleep(Duration::from_secs(20)));
+    ClientBuilder::new(format!("wss://localhost:{port}/"))
+        .write_timeout(Some(write_timeout))
+        .close_timeout(Some(close_timeout))
+        .compression(false)
+        .tls(trusting(&ca))
+        .connect()
+        .unwrap()
+}
+
+#[test]
+fn close_and_wait_after_a_close_that_timed_out_inside_tls_is_bounded_by_the_close_timeout() {
+    const CHUNK: usize = 50_000;
+    let write_timeout = Duration::from_millis(1500);
+    let close_timeout = Duration::from_millis(300);
+    // How many messages the sockets take when nobody reads them.
+    let mut probe =
+        connect_to_a_server_that_reads_nothing(Duration::from_millis(200), close_timeout);
+    let mut room: usize = 0;
+    while probe.send_binary(&[1u8; CHUNK]).is_ok() {
+        room += 1;
+    }
+    // The state sought: the sockets full, and rustls (empty until then) took the last
+    // message and the close frame whole, so the connection's own queue is empty while the
+    // stream still holds them. Filling to the room measured gets there at once here; a few
+    // tries with one message fewer each allow for sockets that take a little less.
+    for fill in (room.saturating_sub(3)..=room).rev() {
+        let mut ws = connect_to_a_server_that_reads_nothing(write_timeout, close_timeout);
+        if (0..fill).any(|_| ws.send_binary(&[1u8; CHUNK]).is_err()) {
+            continue;
+        }
+        ws.feed(Message::Binary(vec![2u8; CHUNK].into())).unwrap();
+        let closed = ws.close(None);
+        if !matches!(closed, Err(Error::Timeout(Phase::Write)))
+            || ws.connection().has_pending_output()
+        {
+            continue;
+        }
+        // What the CLI checks before it calls an unanswered close a clean end.
+        assert!(ws.has_unsent_output());
+        let start = Instant::now();
+        let err = ws.close_and_wait(None).unwrap_err();
+        // Before, what the stream held was flushed under the write timeout alone:
+        // Timeout(Write) after 1.5 s.
+        assert!(matches!(err, Error::Timeout(Phase::Close)), "{err}");
+        assert!(start.elapsed() < write_timeout, "{:?}", start.elapsed());
+        return;
+    }
+    panic!("never got a close that timed out inside the stream ({room} messages of room)");
 }
