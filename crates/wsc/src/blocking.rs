@@ -417,6 +417,7 @@ impl<S: Read + Write> WebSocket<S> {
                 // rustls's buffer was full: its flush empties it, then it takes more.
                 Ok(0) if !took_none => {
                     took_none = true;
+                    before_write(&mut self.stream)?;
                     self.stream.flush()?;
                 }
                 Ok(0) => {
