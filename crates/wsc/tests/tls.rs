@@ -941,26 +941,39 @@ fn close_and_wait_over_tls_is_bounded_by_the_close_timeout_when_the_server_reads
     );
 }
 
-#[test]
-fn a_ping_flood_over_tls_from_a_peer_that_reads_nothing_does_not_hold_reads_up() {
+/// A client (read timeout `read_timeout`) of a TLS server that sends 60,000 pings (7.6 MB,
+/// more than the socket buffers hold) and never reads the pongs, then ends with `end`, and
+/// keeps the TCP connection open.
+fn ping_flood_over_tls(
+    read_timeout: Duration,
+    end: impl FnOnce(&mut StreamOwned<ServerConnection, TcpStream>) + Send + 'static,
+) -> WebSocket<MaybeTlsStream> {
     use std::io::Write as _;
-    const PINGS: usize = 60_000;
     let (port, ca) = tls_server_after_handshake(|mut tls| {
-        // 7.6 MB of pings, never reading the pongs: more than the socket buffers hold.
         let burst = ping_burst(1000);
-        for _ in 0..PINGS / 1000 {
+        for _ in 0..FLOOD_PINGS / 1000 {
             tls.write_all(&burst).unwrap();
         }
-        tls.write_all(&[0x81, 4, b'd', b'o', b'n', b'e']).unwrap();
+        end(&mut tls);
         tls.flush().unwrap();
         thread::sleep(Duration::from_secs(20));
     });
-    let mut ws = ClientBuilder::new(format!("wss://localhost:{port}/"))
-        .read_timeout(Some(Duration::from_secs(5)))
+    ClientBuilder::new(format!("wss://localhost:{port}/"))
+        .read_timeout(Some(read_timeout))
         .compression(false)
         .tls(trusting(&ca))
         .connect()
-        .unwrap();
+        .unwrap()
+}
+
+const FLOOD_PINGS: usize = 60_000;
+
+#[test]
+fn a_ping_flood_over_tls_from_a_peer_that_reads_nothing_does_not_hold_reads_up() {
+    use std::io::Write as _;
+    let mut ws = ping_flood_over_tls(Duration::from_secs(5), |tls| {
+        tls.write_all(&[0x81, 4, b'd', b'o', b'n', b'e']).unwrap();
+    });
     let start = Instant::now();
     let mut pings = 0;
     loop {
@@ -973,7 +986,7 @@ fn a_ping_flood_over_tls_from_a_peer_that_reads_nothing_does_not_hold_reads_up()
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!(pings, PINGS);
+    assert_eq!(pings, FLOOD_PINGS);
     assert!(
         start.elapsed() < Duration::from_secs(15),
         "{:?}",
@@ -983,24 +996,8 @@ fn a_ping_flood_over_tls_from_a_peer_that_reads_nothing_does_not_hold_reads_up()
 
 #[test]
 fn a_tls_close_behind_pongs_the_socket_has_no_room_for_ends_reads() {
-    use std::io::Write as _;
-    let (port, ca) = tls_server_after_handshake(|mut tls| {
-        // Pings never read back, more than the socket buffers hold, then close_notify with
-        // no WebSocket close, and the TCP connection left open.
-        let burst = ping_burst(1000);
-        for _ in 0..60 {
-            tls.write_all(&burst).unwrap();
-        }
-        tls.conn.send_close_notify();
-        tls.flush().unwrap();
-        thread::sleep(Duration::from_secs(20));
-    });
-    let mut ws = ClientBuilder::new(format!("wss://localhost:{port}/"))
-        .read_timeout(Some(Duration::from_secs(2)))
-        .compression(false)
-        .tls(trusting(&ca))
-        .connect()
-        .unwrap();
+    // close_notify with no WebSocket close.
+    let mut ws = ping_flood_over_tls(Duration::from_secs(2), |tls| tls.conn.send_close_notify());
     let err = loop {
         match ws.read() {
             Ok(Message::Ping(_)) => {}
