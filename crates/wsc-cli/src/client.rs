@@ -21,6 +21,11 @@ use crate::output::Format;
 /// How often the session looks at stdin, timers and Ctrl-C while waiting for messages.
 const POLL: Duration = Duration::from_millis(20);
 
+/// How long a write waits for room before the session goes on reading: a peer that takes
+/// no more of our input may be blocked writing to us (an echo), and every message read
+/// frees it a little; waiting `POLL` per message capped a big echo at about 1.5 MB/s.
+const WRITE_POLL: Duration = Duration::from_millis(1);
+
 /// How long to wait for the server's close after sending ours.
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
 
@@ -191,7 +196,7 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
     // blocked writing to us (an echo of a big input) is read while our input waits.
     let mut b = builder(args, url)?
         .read_timeout(Some(POLL))
-        .write_timeout(Some(POLL));
+        .write_timeout(Some(WRITE_POLL));
     if let Some(interval) = args.ping_interval {
         let interval = Duration::from_secs_f64(interval);
         let timeout = args
@@ -374,13 +379,11 @@ impl Session {
             return Ok(());
         };
         loop {
-            // Output the peer has not taken yet goes first, and holds more input back.
+            // Output the peer has not taken yet holds more input back. The session's next
+            // read writes it first, as much as the socket takes within WRITE_POLL: a second
+            // wait for room here would only slow the reads that make room (an echo).
             if ws.connection().has_pending_output() {
-                match ws.flush() {
-                    Ok(()) => {}
-                    Err(Error::Timeout(Phase::Write)) => return Ok(()),
-                    Err(e) => return Err(e.into()),
-                }
+                return Ok(());
             }
             let input = match rx.try_recv() {
                 Ok(input) => input,
