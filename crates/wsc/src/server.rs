@@ -154,7 +154,9 @@ impl Acceptor {
 pub(crate) fn refusal(e: &HandshakeError) -> Vec<u8> {
     let status = match e {
         HandshakeError::BadRequest { status, .. } => *status,
-        HandshakeError::TooLarge { .. } => http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        HandshakeError::TooLarge { .. } | HandshakeError::TooManyHeaders { .. } => {
+            http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        }
         _ => http::StatusCode::BAD_REQUEST,
     };
     reject_response(status, &format!("{e}\n"))

@@ -689,3 +689,37 @@ async fn the_idle_read_timeout_does_not_cut_the_close_short() {
     let frame = ws.close(None).await.unwrap();
     assert_eq!(frame.map(|f| f.code), Some(CloseCode::NORMAL));
 }
+
+#[test]
+fn the_server_role_answers_too_many_request_headers_with_431() {
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        wsc::server::accept(tcp).map(|_| ()).unwrap_err()
+    });
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let many: String = (0..100).map(|i| format!("X-{i}: v\r\n")).collect();
+    write!(
+        tcp,
+        "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{many}\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 431 "),
+        "{}",
+        answer.lines().next().unwrap_or("")
+    );
+    let err = server.join().unwrap();
+    assert!(
+        matches!(
+            err,
+            Error::Handshake(wsc::HandshakeError::TooManyHeaders { max: 100 })
+        ),
+        "{err:?}"
+    );
+}
