@@ -115,6 +115,12 @@ struct Inner<S> {
     /// `poll_timers` frees the buffer `KEEP_MESSAGE_BUFFER` later, at that wait or a later
     /// one (so a busy stream of big messages allocates it again about once a second).
     kept_since: Option<Instant>,
+    /// When the reader first waited for the peer's close after ours was sent: the close
+    /// timeout bounds that wait however the close was sent (a split writer, `Sink::close`).
+    close_sent_since: Option<Instant>,
+    /// The last flush was left pending: the stream (rustls) still holds bytes to write, with
+    /// the connection's queue empty.
+    unflushed: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
@@ -177,14 +183,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
-        Pin::new(&mut self.stream).poll_flush(cx)
+        let flushed = Pin::new(&mut self.stream).poll_flush(cx);
+        self.unflushed = flushed.is_pending();
+        flushed
+    }
+
+    /// Whether frames are still to be written: queued in the connection, or held by the
+    /// stream after a flush that could not finish (rustls takes them all, then waits for room
+    /// like the socket; reading never writes them, unlike the blocking client's rustls).
+    fn has_unsent_output(&self) -> bool {
+        self.conn.has_pending_output() || self.unflushed
     }
 
     /// Writes what it can of the queued frames while the caller only reads (pongs, close
     /// replies): a full socket does not hold up messages already received, and a failed write
     /// does not discard them (see `reply_error`).
     fn poll_write_replies(&mut self, cx: &mut Context<'_>) {
-        if self.dead || self.reply_error.is_some() || !self.conn.has_pending_output() {
+        if self.dead || self.reply_error.is_some() || !self.has_unsent_output() {
             return;
         }
         if let Poll::Ready(Err(e)) = self.poll_write_queued(cx) {
@@ -235,12 +250,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     return Poll::Ready(Some(true));
                 }
                 Ok(false) if self.conn.is_terminated() => {
+                    if self.drained && self.conn.state() == State::Failed {
+                        // The peer ended the stream without a close: nothing still queued
+                        // (pongs) is worth a wait.
+                        return Poll::Ready(None);
+                    }
                     // One close timeout bounds both flushing the close reply (or the close
-                    // frame of a failure) and waiting for the server to close TCP.
-                    if self.close_wait.is_none() && !self.drained {
+                    // frame of a failure) and waiting for the server to close TCP; also
+                    // frames still to write after the end of the stream (pongs behind a
+                    // reset), which would otherwise be waited for forever.
+                    if self.close_wait.is_none() && (!self.drained || self.has_unsent_output()) {
                         self.close_wait = self.close_timeout.map(|t| Box::pin(sleep(t)));
                     }
-                    if self.conn.has_pending_output() {
+                    if self.has_unsent_output() {
                         match self.poll_write_out(cx) {
                             Poll::Ready(Ok(())) => {}
                             Poll::Ready(Err(_)) => return Poll::Ready(None),
@@ -318,7 +340,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     /// While no data comes: runs the keepalive clock and the idle-read timeout, and arms the
     /// timer for the next step. `Ready(None)`: a ping was queued.
     fn poll_timers(&mut self, cx: &mut Context<'_>) -> Poll<Option<Error>> {
-        if self.read_timeout.is_none() && !self.conn.has_keepalive() && self.kept_since.is_none() {
+        let closing = self.conn.state() == State::CloseSent && self.close_timeout.is_some();
+        if self.read_timeout.is_none()
+            && !self.conn.has_keepalive()
+            && self.kept_since.is_none()
+            && !closing
+        {
             return Poll::Pending;
         }
         // tokio's clock, which its timers follow (it may be paused in tests).
@@ -349,6 +376,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             // A read timeout the clock cannot count to never expires.
             if let Some(idle_end) = since.checked_add(limit) {
                 wake = Some(wake.map_or(idle_end, |at| at.min(idle_end)));
+            }
+        }
+        if let (true, Some(limit)) = (closing, self.close_timeout) {
+            // Our close frame went out and the peer's close has not come: the close timeout
+            // ends the connection (data still arriving does not extend it).
+            let since = *self.close_sent_since.get_or_insert(now);
+            if now.saturating_duration_since(since) >= limit {
+                self.conn.abort();
+                self.drained = true;
+                self.dead = true;
+                return Poll::Ready(Some(Error::Timeout(Phase::Close)));
+            }
+            if let Some(end) = since.checked_add(limit) {
+                wake = Some(wake.map_or(end, |at| at.min(end)));
             }
         }
         if let Some(since) = self.kept_since {
@@ -417,12 +458,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         Poll::Ready(Ok(()))
     }
 
+    /// Sends the close frame within the close timeout (`Sink::close`, the writing half's
+    /// `close`); the reading half then receives the peer's close.
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if self.conn.can_send() {
             self.conn.close(None)?;
         }
-        ready!(self.poll_write_out(cx))?;
-        Poll::Ready(Ok(()))
+        if self.close_wait.is_none() && self.has_unsent_output() {
+            self.close_wait = self.close_timeout.map(|t| Box::pin(sleep(t)));
+        }
+        match self.poll_write_out(cx) {
+            Poll::Ready(result) => {
+                self.close_wait = None;
+                Poll::Ready(result)
+            }
+            Poll::Pending => {
+                let expired = self
+                    .close_wait
+                    .as_mut()
+                    .is_some_and(|t| t.as_mut().poll(cx).is_ready());
+                if !expired {
+                    return Poll::Pending;
+                }
+                self.close_wait = None;
+                Poll::Ready(Err(Error::Timeout(Phase::Close)))
+            }
+        }
     }
 }
 
@@ -462,6 +523,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 read_timeout: None,
                 idle_since: None,
                 kept_since: None,
+                close_sent_since: None,
+                unflushed: false,
             },
         }
     }

@@ -948,6 +948,16 @@ fn ping_flood_over_tls(
     read_timeout: Duration,
     end: impl FnOnce(&mut StreamOwned<ServerConnection, TcpStream>) + Send + 'static,
 ) -> WebSocket<MaybeTlsStream> {
+    ping_flood_server(end)
+        .read_timeout(Some(read_timeout))
+        .connect()
+        .unwrap()
+}
+
+/// The builder for a client of the server of [`ping_flood_over_tls`].
+fn ping_flood_server(
+    end: impl FnOnce(&mut StreamOwned<ServerConnection, TcpStream>) + Send + 'static,
+) -> ClientBuilder {
     use std::io::Write as _;
     let (port, ca) = tls_server_after_handshake(|mut tls| {
         let burst = ping_burst(1000);
@@ -959,11 +969,8 @@ fn ping_flood_over_tls(
         thread::sleep(Duration::from_secs(20));
     });
     ClientBuilder::new(format!("wss://localhost:{port}/"))
-        .read_timeout(Some(read_timeout))
         .compression(false)
         .tls(trusting(&ca))
-        .connect()
-        .unwrap()
 }
 
 const FLOOD_PINGS: usize = 60_000;
@@ -1065,4 +1072,107 @@ fn close_and_wait_after_a_close_that_timed_out_inside_tls_is_bounded_by_the_clos
         return;
     }
     panic!("never got a close that timed out inside the stream ({room} messages of room)");
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn async_a_tls_close_behind_unsent_pongs_ends_the_stream() {
+    let builder = ping_flood_server(|tls| tls.conn.send_close_notify());
+    block_on(async move {
+        let (mut ws, _) = builder.connect_async().await.unwrap();
+        let err = loop {
+            match ws.recv().await {
+                Some(Ok(Message::Ping(_))) => {}
+                other => break other,
+            }
+        };
+        assert!(matches!(err, Some(Err(Error::ConnectionReset))), "{err:?}");
+        // Then the end, at once: before, the pongs still queued were waited for forever.
+        let end = tokio::time::timeout(Duration::from_secs(2), ws.recv()).await;
+        assert!(matches!(end, Ok(None)), "{end:?}");
+        let closed = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
+        assert!(
+            matches!(closed, Ok(Err(Error::ConnectionClosed))),
+            "{closed:?}"
+        );
+    });
+}
+
+/// A TLS server that reads the client's frames (so writes go through) but never answers a
+/// close; the builder has a close timeout of 1 s.
+fn server_that_never_answers_a_close() -> ClientBuilder {
+    let (port, ca) = tls_server_after_handshake(|mut tls| {
+        let mut sink = [0u8; 4096];
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if matches!(io::Read::read(&mut tls, &mut sink), Ok(0) | Err(_)) {
+                return;
+            }
+        }
+    });
+    ClientBuilder::new(format!("wss://localhost:{port}/"))
+        .compression(false)
+        .close_timeout(Some(Duration::from_secs(1)))
+        .tls(trusting(&ca))
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn async_the_close_timeout_bounds_the_wait_after_a_split_writers_close() {
+    let builder = server_that_never_answers_a_close();
+    block_on(async move {
+        let (ws, _) = builder.connect_async().await.unwrap();
+        let (mut reader, mut writer) = ws.split();
+        writer.close(None).await.unwrap();
+        let start = Instant::now();
+        // Before, the reader waited for the peer's close forever.
+        let got = tokio::time::timeout(Duration::from_secs(5), reader.recv()).await;
+        assert!(
+            matches!(got, Ok(Some(Err(Error::Timeout(Phase::Close))))),
+            "{got:?}"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+        let end = tokio::time::timeout(Duration::from_secs(2), reader.recv()).await;
+        assert!(matches!(end, Ok(None)), "{end:?}");
+    });
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn async_a_split_writers_close_to_a_server_that_reads_nothing_is_bounded() {
+    let (port, ca) = tls_server_after_handshake(|_tls| thread::sleep(Duration::from_secs(20)));
+    block_on(async move {
+        let (ws, _) = ClientBuilder::new(format!("wss://localhost:{port}/"))
+            .compression(false)
+            .close_timeout(Some(Duration::from_secs(1)))
+            .tls(trusting(&ca))
+            .connect_async()
+            .await
+            .unwrap();
+        let (_reader, mut writer) = ws.split();
+        // More than the sockets hold: the send never completes.
+        let big = vec![7u8; 32 << 20];
+        let sent =
+            tokio::time::timeout(Duration::from_secs(1), writer.send(Message::binary(big))).await;
+        assert!(
+            sent.is_err(),
+            "a 32 MiB send to a server that reads nothing completed"
+        );
+        let start = Instant::now();
+        let closed = tokio::time::timeout(Duration::from_secs(5), writer.close(None)).await;
+        // Before, the close waited for room forever.
+        assert!(
+            matches!(closed, Ok(Err(Error::Timeout(Phase::Close)))),
+            "{closed:?}"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+    });
 }

@@ -113,7 +113,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
         poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_write_out(cx))).await
     }
 
-    /// Sends a close frame (the reading half then receives the peer's close).
+    /// Sends a close frame within the close timeout (the reading half then receives the
+    /// peer's close, also within the close timeout).
     pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
         {
             let mut inner = self.shared.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -121,7 +122,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
                 inner.conn.close(frame)?;
             }
         }
-        poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_write_out(cx))).await
+        poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_close(cx))).await
     }
 }
 
