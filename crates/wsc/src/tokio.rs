@@ -640,6 +640,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
         &self.inner.stream
     }
 
+    /// The stream, mutably, for its settings (reading or writing it directly corrupts the
+    /// connection).
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner.stream
+    }
+
     /// Splits into a reading and a writing half, usable from two tasks at once.
     pub fn split(self) -> (WsReader<S>, WsWriter<S>) {
         split::halves(self.inner)

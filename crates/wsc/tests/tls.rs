@@ -1176,3 +1176,59 @@ fn async_a_split_writers_close_to_a_server_that_reads_nothing_is_bounded() {
         );
     });
 }
+
+/// Counts the pong frames in what a client sent (masked frames, payloads under 126 bytes).
+fn count_pongs(mut bytes: &[u8]) -> usize {
+    let mut pongs = 0;
+    while bytes.len() >= 2 {
+        let len = 2 + 4 + usize::from(bytes[1] & 0x7F);
+        if bytes.len() < len {
+            break;
+        }
+        pongs += usize::from(bytes[0] == 0x8A);
+        bytes = &bytes[len..];
+    }
+    pongs
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn async_pongs_rustls_could_not_write_go_out_when_the_peer_reads_again() {
+    use std::io::Read as _;
+    let (done, pongs) = std::sync::mpsc::channel();
+    let builder = ping_flood_server(move |tls| {
+        // More pongs than the sockets hold are due now; the server reads them only later.
+        io::Write::write_all(tls, &[0x81, 4, b'd', b'o', b'n', b'e']).unwrap();
+        io::Write::flush(tls).unwrap();
+        thread::sleep(Duration::from_millis(700));
+        tls.sock
+            .set_read_timeout(Some(Duration::from_millis(1500)))
+            .unwrap();
+        let mut received = Vec::new();
+        let mut chunk = [0u8; 64 << 10];
+        while let Ok(n @ 1..) = tls.read(&mut chunk) {
+            received.extend_from_slice(&chunk[..n]);
+        }
+        done.send(count_pongs(&received)).unwrap();
+    });
+    block_on(async move {
+        let (mut ws, _) = builder.connect_async().await.unwrap();
+        // rustls takes every pong then (its buffer unbounded), so the connection's own queue
+        // is empty while rustls still holds what the socket had no room for.
+        let wsc::tokio::TokioStream::Tls(tls) = ws.get_mut() else {
+            panic!("not TLS")
+        };
+        tls.get_mut().1.set_buffer_limit(None);
+        loop {
+            match ws.recv().await {
+                Some(Ok(Message::Ping(_))) => {}
+                Some(Ok(Message::Text(t))) if t == "done" => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        // Only reading from here: the pongs must go out as the server makes room.
+        let _ = tokio::time::timeout(Duration::from_secs(4), ws.recv()).await;
+    });
+    // Before, what rustls held waited for the next message sent: about half were missing.
+    assert_eq!(pongs.recv().unwrap(), FLOOD_PINGS);
+}
