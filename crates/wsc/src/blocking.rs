@@ -47,6 +47,8 @@ pub(crate) struct StreamControl<S> {
     pub(crate) set_write_timeout: fn(&mut S, Option<Duration>) -> io::Result<()>,
     /// Writes that take only what the socket has room for now, on or off.
     pub(crate) set_write_nowait: fn(&mut S, bool),
+    /// Reads that take only what has arrived, on or off.
+    pub(crate) set_read_nowait: fn(&mut S, bool),
 }
 
 impl<S> Clone for StreamControl<S> {
@@ -65,6 +67,7 @@ impl StreamControl<MaybeTlsStream> {
             set_close_deadline: MaybeTlsStream::set_close_deadline,
             set_write_timeout: MaybeTlsStream::set_write_timeout,
             set_write_nowait: MaybeTlsStream::set_write_nowait,
+            set_read_nowait: MaybeTlsStream::set_read_nowait,
         }
     }
 }
@@ -259,6 +262,9 @@ impl<S: Read + Write> WebSocket<S> {
             return Err(self.transport_error(e, Phase::Write));
         }
         if self.user_output {
+            if self.read_arrived()? {
+                return Ok(());
+            }
             // Fed messages go out before we wait for an answer to them. A peer that takes
             // none of them within the write timeout may itself be blocked writing to us: if
             // the read is bounded too, it goes on, and they are written at the next call.
@@ -285,6 +291,46 @@ impl<S: Read + Write> WebSocket<S> {
                 }
                 Err(e) => return Err(self.transport_error(e, Phase::Read)),
             }
+        }
+    }
+
+    /// With our output still to write: writes what the socket takes now, and if some stays,
+    /// reads what the peer has already sent, neither waiting. A peer blocked writing to us
+    /// takes no more of our output until we read, so waiting for room first would only slow
+    /// both directions (an echo of a big input). `true` when bytes were read (or the stream
+    /// ended). Only on streams this crate opened.
+    #[cold]
+    fn read_arrived(&mut self) -> Result<bool, Error> {
+        let Some(control) = self.control else {
+            return Ok(false);
+        };
+        match self.write_queued_nowait() {
+            Ok(()) => {
+                self.user_output = false;
+                return Ok(false);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(self.transport_error(e, Phase::Write)),
+        }
+        (control.set_read_nowait)(&mut self.stream, true);
+        let stream = &mut self.stream;
+        let read = self.conn.receive_with(READ_CHUNK, |buf| stream.read(buf));
+        (control.set_read_nowait)(&mut self.stream, false);
+        match read {
+            Ok(0) => self.conn.receive_eof().map(|()| true),
+            Ok(_) => {
+                self.last_chance = false;
+                Ok(true)
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.transport_error(e, Phase::Read)),
         }
     }
 
@@ -527,9 +573,11 @@ impl<S: Read + Write> WebSocket<S> {
 
     /// Queues a message without writing it yet, for bursts of small messages: one write for
     /// many instead of one each. The queue is written by [`WebSocket::flush`], by any `send`,
-    /// before a read waits for data, and by itself once it holds 128 KiB. (When the peer takes
-    /// none of it within the write timeout and reads have a timeout as well, the read goes on
-    /// without it: the peer may be blocked writing to us. The next call writes it.)
+    /// before a read waits for data, and by itself once it holds 128 KiB. (A read that finds
+    /// the socket full returns what the peer has already sent first, without waiting: the
+    /// peer may be blocked writing to us. When nothing has arrived and the peer takes none of
+    /// it within the write timeout, a read with a timeout of its own goes on without it. The
+    /// next call writes it.)
     pub fn feed(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         self.conn.send(message.into())?;
         self.user_output = true;

@@ -31,6 +31,8 @@ pub struct DeadlineTcp {
     /// Reads fail at once with `WouldBlock`: set while rustls writes, which would otherwise
     /// wait to read whenever a write is blocked (and so outlast the write timeout).
     refuse_reads: bool,
+    /// Reads take only what has arrived and never wait (`WouldBlock` when nothing has).
+    nowait_reads: bool,
 }
 
 /// A socket timeout armed this recently is not re-armed for the next read (the deadline is
@@ -48,6 +50,7 @@ impl DeadlineTcp {
             armed_at: None,
             nowait_writes: false,
             refuse_reads: false,
+            nowait_reads: false,
         }
     }
 
@@ -91,6 +94,9 @@ impl Read for DeadlineTcp {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.refuse_reads {
             return Err(io::Error::from(io::ErrorKind::WouldBlock));
+        }
+        if self.nowait_reads {
+            return recv_nowait(&self.tcp, buf);
         }
         if let Some(deadline) = self.deadline {
             let now = Instant::now();
@@ -196,6 +202,12 @@ impl MaybeTlsStream {
     pub(crate) fn set_write_nowait(&mut self, nowait: bool) {
         self.inner_mut().nowait_writes = nowait;
     }
+
+    /// Makes reads take only what has arrived (`WouldBlock` when nothing has), or wait again
+    /// as usual. Over TLS, a record that has only partly arrived stays in rustls's buffer.
+    pub(crate) fn set_read_nowait(&mut self, nowait: bool) {
+        self.inner_mut().nowait_reads = nowait;
+    }
 }
 
 /// One write of what the socket has room for now, without waiting: one system call, the
@@ -214,6 +226,16 @@ fn send_nowait(mut tcp: &TcpStream, buf: &[u8]) -> io::Result<usize> {
     // Bytes sent are reported as sent even if this fails (the next call then fails).
     let _ = tcp.set_nonblocking(false);
     written
+}
+
+/// One read of what has arrived, without waiting: the socket in non-blocking mode for it
+/// (three system calls; only reads made while our own output is held up come here).
+fn recv_nowait(mut tcp: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    tcp.set_nonblocking(true)?;
+    let read = tcp.read(buf);
+    // Bytes read are reported as read even if this fails (the next call then fails).
+    let _ = tcp.set_nonblocking(false);
+    read
 }
 
 impl Read for MaybeTlsStream {

@@ -721,6 +721,35 @@ fn fed_messages_go_out_in_batches_and_borrowed_reads_see_every_echo() {
 }
 
 #[test]
+fn a_read_returns_what_arrived_without_waiting_for_room_for_our_output() {
+    let (go, went) = std::sync::mpsc::channel::<()>();
+    let (url, server) = serve_once(move |mut tcp| {
+        raw_accept(&mut tcp, &[]);
+        // Reads nothing; sends when told, then waits until the client has its message.
+        let _ = went.recv();
+        tcp.write_all(&[0x81, 2, b'h', b'i']).unwrap();
+        let _ = went.recv();
+    });
+    let write_timeout = Duration::from_millis(1500);
+    let mut ws = builder(&url)
+        .write_timeout(Some(write_timeout))
+        .connect()
+        .unwrap();
+    // More than the sockets hold, none of it taken by the server: the rest stays queued.
+    let sent = ws.send_binary(&vec![7u8; 32 << 20]).unwrap_err();
+    assert!(matches!(sent, Error::Timeout(Phase::Write)), "{sent}");
+    go.send(()).unwrap();
+    thread::sleep(Duration::from_millis(100));
+    let start = Instant::now();
+    assert_eq!(ws.read().unwrap(), Message::text("hi"));
+    // Before, the read waited out the write timeout for room first.
+    assert!(start.elapsed() < write_timeout / 2, "{:?}", start.elapsed());
+    assert!(ws.has_unsent_output());
+    go.send(()).unwrap();
+    server.join().unwrap();
+}
+
+#[test]
 fn server_role_reads_a_frame_sent_in_the_same_write_as_the_request() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
