@@ -274,9 +274,11 @@ impl Plan {
     }
 }
 
-/// Whether a read error ends the connection (a read timeout does not).
+/// Whether a read error ends the connection. A read timeout does not, nor a write timeout:
+/// what was not written stays queued (a keepalive ping behind a big upload, say); a dead peer
+/// is what keepalive is for.
 pub(crate) fn ends_connection(error: &Error) -> bool {
-    !matches!(error, Error::Timeout(Phase::Read))
+    !matches!(error, Error::Timeout(Phase::Read | Phase::Write))
 }
 
 /// A blocking client that reconnects after a drop (see the [module docs](self)).
@@ -301,7 +303,8 @@ impl ClientBuilder {
 impl Reconnecting {
     /// The next message, or a drop or reconnect. Returns an error when reconnecting gives
     /// up (the last attempt's error), after [`Reconnecting::close`]
-    /// ([`Error::ConnectionClosed`]), and for a read timeout (the connection stays up).
+    /// ([`Error::ConnectionClosed`]), and for a read or write timeout (the connection stays
+    /// up; what was not written stays queued).
     pub fn next_event(&mut self) -> Result<Event, Error> {
         if let Some(ws) = &mut self.ws {
             return match ws.read() {
@@ -441,6 +444,15 @@ mod tests {
         plan.up_since = Instant::now() - Duration::from_secs(11);
         plan.dropped(Disconnect::Closed(None));
         assert_eq!(plan.next_delay(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn timeouts_do_not_end_a_connection_other_errors_do() {
+        assert!(!ends_connection(&Error::Timeout(Phase::Read)));
+        // A keepalive ping or queued output behind a big upload: still queued, not lost.
+        assert!(!ends_connection(&Error::Timeout(Phase::Write)));
+        assert!(ends_connection(&Error::ConnectionReset));
+        assert!(ends_connection(&Error::KeepaliveTimeout(Duration::from_secs(1))));
     }
 
     #[test]

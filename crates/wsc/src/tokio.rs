@@ -92,7 +92,10 @@ struct Inner<S> {
     conn: Connection,
     write_buffer: usize,
     close_timeout: Option<Duration>,
+    /// The reader's close timer: flushing the close reply and letting the server close TCP.
     close_wait: Option<Pin<Box<Sleep>>>,
+    /// The writer's: sending our close frame (`Sink::close`, the writing half's `close`).
+    close_send_wait: Option<Pin<Box<Sleep>>>,
     drained: bool,
     drained_bytes: usize,
     /// The transport failed: nothing more can be written (queued frames were discarded).
@@ -244,6 +247,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             if !self.conn.is_terminated() {
                 self.poll_write_replies(cx);
             }
+            if self.conn.state() == State::CloseSent {
+                // Also while data keeps coming, when the timers do not run.
+                let now = ::tokio::time::Instant::now().into_std();
+                if let Some(e) = self.close_overdue(now) {
+                    return self.staging_failed(e);
+                }
+            }
             match self.conn.stage_next() {
                 Ok(true) => {
                     self.poll_write_replies(cx);
@@ -378,17 +388,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 wake = Some(wake.map_or(idle_end, |at| at.min(idle_end)));
             }
         }
-        if let (true, Some(limit)) = (closing, self.close_timeout) {
-            // Our close frame went out and the peer's close has not come: the close timeout
-            // ends the connection (data still arriving does not extend it).
-            let since = *self.close_sent_since.get_or_insert(now);
-            if now.saturating_duration_since(since) >= limit {
-                self.conn.abort();
-                self.drained = true;
-                self.dead = true;
-                return Poll::Ready(Some(Error::Timeout(Phase::Close)));
+        if closing {
+            if let Some(e) = self.close_overdue(now) {
+                return Poll::Ready(Some(e));
             }
-            if let Some(end) = since.checked_add(limit) {
+            let end = self
+                .close_sent_since
+                .zip(self.close_timeout)
+                .and_then(|(since, limit)| since.checked_add(limit));
+            if let Some(end) = end {
                 wake = Some(wake.map_or(end, |at| at.min(end)));
             }
         }
@@ -412,6 +420,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             Poll::Ready(()) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
+    }
+
+    /// Our close frame went out and the peer's close has not come within the close timeout
+    /// (counted from the first look after the close): the connection ends, with this error.
+    /// Data still arriving does not extend it.
+    #[cold]
+    fn close_overdue(&mut self, now: Instant) -> Option<Error> {
+        let limit = self.close_timeout?;
+        let since = *self.close_sent_since.get_or_insert(now);
+        if now.saturating_duration_since(since) < limit {
+            return None;
+        }
+        self.conn.abort();
+        self.drained = true;
+        self.dead = true;
+        Some(Error::Timeout(Phase::Close))
     }
 
     /// After the close handshake, a client lets the server close TCP first (RFC 6455 7.1.1),
@@ -464,23 +488,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         if self.conn.can_send() {
             self.conn.close(None)?;
         }
-        if self.close_wait.is_none() && self.has_unsent_output() {
-            self.close_wait = self.close_timeout.map(|t| Box::pin(sleep(t)));
+        // A timer of its own: the reader's may be bounding its own wait meanwhile.
+        if self.close_send_wait.is_none() && self.has_unsent_output() {
+            self.close_send_wait = self.close_timeout.map(|t| Box::pin(sleep(t)));
         }
         match self.poll_write_out(cx) {
             Poll::Ready(result) => {
-                self.close_wait = None;
+                self.close_send_wait = None;
                 Poll::Ready(result)
             }
             Poll::Pending => {
                 let expired = self
-                    .close_wait
+                    .close_send_wait
                     .as_mut()
                     .is_some_and(|t| t.as_mut().poll(cx).is_ready());
                 if !expired {
                     return Poll::Pending;
                 }
-                self.close_wait = None;
+                self.close_send_wait = None;
                 Poll::Ready(Err(Error::Timeout(Phase::Close)))
             }
         }
@@ -513,6 +538,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 write_buffer: DEFAULT_WRITE_BUFFER,
                 close_timeout: Some(Duration::from_secs(5)),
                 close_wait: None,
+                close_send_wait: None,
                 drained: false,
                 drained_bytes: 0,
                 dead: false,

@@ -1194,3 +1194,108 @@ async fn timeouts_too_long_for_the_clock_mean_none() {
     })
     .await;
 }
+
+/// A server that sends `first`, then keeps TCP open for 20 s: it reads what comes or, if
+/// `then` is not empty, sends `then` again and again as fast as the client takes it.
+async fn server_that_keeps_tcp_open(
+    first: Vec<u8>,
+    then: Vec<u8>,
+) -> (String, tokio::task::JoinHandle<()>) {
+    let (listener, url) = listen().await;
+    let server = tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        raw_accept(&mut tcp).await;
+        tcp.write_all(&first).await.unwrap();
+        let mut sink = [0u8; 1024];
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if !then.is_empty() {
+                if tcp.write_all(&then).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            match timeout(Duration::from_millis(100), tcp.read(&mut sink)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                _ => {}
+            }
+        }
+    });
+    (url, server)
+}
+
+/// The reading half drains after the server's close, bounded by the close timeout; the
+/// writing half's close, called meanwhile (`close` or `Sink::close`), must not lift that bound.
+async fn writer_close_during_readers_drain(sink_close: bool) {
+    let close = server_frame(FIN | OP_CLOSE, &1000u16.to_be_bytes());
+    let (url, server) = server_that_keeps_tcp_open(close, Vec::new()).await;
+    let (ws, _) = builder(&url)
+        .close_timeout(Some(Duration::from_secs(1)))
+        .connect_async()
+        .await
+        .unwrap();
+    let (mut reader, mut writer) = ws.split();
+    let got = timeout(Duration::from_secs(2), reader.recv()).await;
+    assert!(matches!(got, Ok(Some(Ok(Message::Close(_))))), "{got:?}");
+    let start = Instant::now();
+    let reading = tokio::spawn(async move { (reader.recv().await, start.elapsed()) });
+    sleep(Duration::from_millis(200)).await;
+    let closed = if sink_close {
+        SinkExt::close(&mut writer).await
+    } else {
+        writer.close(None).await
+    };
+    assert!(closed.is_ok(), "{closed:?}");
+    let end = timeout(Duration::from_secs(4), reading).await;
+    server.abort();
+    // Before, the writer's close dropped the reader's timer: it waited for the server.
+    match end {
+        Ok(Ok((None, took))) => assert!(took < Duration::from_secs(2), "{took:?}"),
+        other => panic!("the reader did not end within the close timeout: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writers_close_during_the_readers_drain_keeps_the_drain_bounded() {
+    writer_close_during_readers_drain(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writers_sink_close_during_the_readers_drain_keeps_the_drain_bounded() {
+    writer_close_during_readers_drain(true).await;
+}
+
+#[tokio::test]
+async fn the_close_timeout_holds_while_a_server_keeps_sending_and_never_closes() {
+    let tick = server_frame(FIN | OP_TEXT, b"tick");
+    let ticks = tick.repeat(10_000);
+    let (url, server) = server_that_keeps_tcp_open(tick, ticks).await;
+    let (ws, _) = builder(&url)
+        .close_timeout(Some(Duration::from_secs(1)))
+        .connect_async()
+        .await
+        .unwrap();
+    let (mut reader, mut writer) = ws.split();
+    writer.close(None).await.unwrap();
+    let start = Instant::now();
+    let ended = timeout(Duration::from_secs(5), async {
+        loop {
+            match reader.recv().await {
+                Some(Ok(Message::Text(_))) => {}
+                other => return other,
+            }
+        }
+    })
+    .await;
+    server.abort();
+    // Before, data arriving kept the reader from ever looking at the close timer.
+    assert!(
+        matches!(ended, Ok(Some(Err(Error::Timeout(Phase::Close))))),
+        "{ended:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+}
