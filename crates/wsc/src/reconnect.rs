@@ -452,7 +452,9 @@ mod tests {
         // A keepalive ping or queued output behind a big upload: still queued, not lost.
         assert!(!ends_connection(&Error::Timeout(Phase::Write)));
         assert!(ends_connection(&Error::ConnectionReset));
-        assert!(ends_connection(&Error::KeepaliveTimeout(Duration::from_secs(1))));
+        assert!(ends_connection(&Error::KeepaliveTimeout(
+            Duration::from_secs(1)
+        )));
     }
 
     #[test]

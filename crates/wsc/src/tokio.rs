@@ -277,11 +277,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                             Poll::Ready(Ok(())) => {}
                             Poll::Ready(Err(_)) => return Poll::Ready(None),
                             Poll::Pending => {
-                                let expired = self
-                                    .close_wait
-                                    .as_mut()
-                                    .is_some_and(|t| t.as_mut().poll(cx).is_ready());
-                                if !expired {
+                                if !expired(&mut self.close_wait, cx) {
                                     return Poll::Pending;
                                 }
                                 self.conn.abort();
@@ -498,11 +494,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 Poll::Ready(result)
             }
             Poll::Pending => {
-                let expired = self
-                    .close_send_wait
-                    .as_mut()
-                    .is_some_and(|t| t.as_mut().poll(cx).is_ready());
-                if !expired {
+                if !expired(&mut self.close_send_wait, cx) {
                     return Poll::Pending;
                 }
                 self.close_send_wait = None;
@@ -510,6 +502,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             }
         }
     }
+}
+
+/// Whether `timer` is set and has fired (registering the waker while it has not).
+fn expired(timer: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -> bool {
+    timer
+        .as_mut()
+        .is_some_and(|t| t.as_mut().poll(cx).is_ready())
 }
 
 /// An async WebSocket connection over `S`.

@@ -1224,17 +1224,27 @@ async fn server_that_keeps_tcp_open(
     (url, server)
 }
 
+/// The halves of a client of `url` with a close timeout of 1 s.
+async fn split_with_a_1_s_close_timeout(
+    url: &str,
+) -> (
+    wsc::tokio::WsReader<wsc::tokio::TokioStream>,
+    wsc::tokio::WsWriter<wsc::tokio::TokioStream>,
+) {
+    let (ws, _) = builder(url)
+        .close_timeout(Some(Duration::from_secs(1)))
+        .connect_async()
+        .await
+        .unwrap();
+    ws.split()
+}
+
 /// The reading half drains after the server's close, bounded by the close timeout; the
 /// writing half's close, called meanwhile (`close` or `Sink::close`), must not lift that bound.
 async fn writer_close_during_readers_drain(sink_close: bool) {
     let close = server_frame(FIN | OP_CLOSE, &1000u16.to_be_bytes());
     let (url, server) = server_that_keeps_tcp_open(close, Vec::new()).await;
-    let (ws, _) = builder(&url)
-        .close_timeout(Some(Duration::from_secs(1)))
-        .connect_async()
-        .await
-        .unwrap();
-    let (mut reader, mut writer) = ws.split();
+    let (mut reader, mut writer) = split_with_a_1_s_close_timeout(&url).await;
     let got = timeout(Duration::from_secs(2), reader.recv()).await;
     assert!(matches!(got, Ok(Some(Ok(Message::Close(_))))), "{got:?}");
     let start = Instant::now();
@@ -1270,12 +1280,7 @@ async fn the_close_timeout_holds_while_a_server_keeps_sending_and_never_closes()
     let tick = server_frame(FIN | OP_TEXT, b"tick");
     let ticks = tick.repeat(10_000);
     let (url, server) = server_that_keeps_tcp_open(tick, ticks).await;
-    let (ws, _) = builder(&url)
-        .close_timeout(Some(Duration::from_secs(1)))
-        .connect_async()
-        .await
-        .unwrap();
-    let (mut reader, mut writer) = ws.split();
+    let (mut reader, mut writer) = split_with_a_1_s_close_timeout(&url).await;
     writer.close(None).await.unwrap();
     let start = Instant::now();
     let ended = timeout(Duration::from_secs(5), async {
