@@ -406,7 +406,7 @@ impl Session {
             };
             match sent {
                 Ok(()) => {}
-                // Queued: written by the flush above, after the session has read.
+                // Queued: the session's next read writes it.
                 Err(Error::Timeout(Phase::Write)) => return Ok(()),
                 Err(e) => return Err(e.into()),
             }
@@ -428,8 +428,9 @@ impl Session {
     }
 }
 
-/// A send's result, where a write that timed out (the session's writes wait only `POLL`) is
-/// no error: what was not written stays queued and goes out as the session goes on.
+/// A send's result, where a write that timed out (the session's writes wait only
+/// `WRITE_POLL`) is no error: what was not written stays queued and goes out as the session
+/// goes on.
 fn sent_or_queued(sent: Result<(), Error>) -> Result<(), CliError> {
     match sent {
         Ok(()) | Err(Error::Timeout(Phase::Write)) => Ok(()),

@@ -304,13 +304,8 @@ impl<S: Read + Write> WebSocket<S> {
         let Some(control) = self.control else {
             return Ok(false);
         };
-        match self.write_queued_nowait() {
-            Ok(()) => {
-                self.user_output = false;
-                return Ok(false);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(self.transport_error(e, Phase::Write)),
+        if self.flush_nowait()? {
+            return Ok(false);
         }
         (control.set_read_nowait)(&mut self.stream, true);
         let stream = &mut self.stream;
@@ -498,6 +493,19 @@ impl<S: Read + Write> WebSocket<S> {
         result
     }
 
+    /// [`WebSocket::flush`] without waiting for room: `true` when all went out, `false` when
+    /// some stays queued.
+    fn flush_nowait(&mut self) -> Result<bool, Error> {
+        match self.write_queued_nowait() {
+            Ok(()) => {
+                self.user_output = false;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(self.transport_error(e, Phase::Write)),
+        }
+    }
+
     /// Writes the queued frames by `deadline`: each write waits at most for the time left (and
     /// the write timeout); a timeout is one of `phase`. Over a caller's own stream, its own
     /// write timeout applies instead.
@@ -507,13 +515,8 @@ impl<S: Read + Write> WebSocket<S> {
             return self.flush();
         };
         // Most often the socket takes it all at once, and no timeout needs setting.
-        match self.write_queued_nowait() {
-            Ok(()) => {
-                self.user_output = false;
-                return Ok(());
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(self.transport_error(e, Phase::Write)),
+        if self.flush_nowait()? {
+            return Ok(());
         }
         let write_timeout = self.write_timeout;
         let result = self.write_queued(|stream| {

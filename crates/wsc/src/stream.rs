@@ -220,22 +220,26 @@ fn send_nowait(tcp: &TcpStream, buf: &[u8]) -> io::Result<usize> {
 /// One write of what the socket has room for now, without waiting (non-blocking mode for
 /// the write).
 #[cfg(not(target_os = "linux"))]
-fn send_nowait(mut tcp: &TcpStream, buf: &[u8]) -> io::Result<usize> {
-    tcp.set_nonblocking(true)?;
-    let written = tcp.write(buf);
-    // Bytes sent are reported as sent even if this fails (the next call then fails).
-    let _ = tcp.set_nonblocking(false);
-    written
+fn send_nowait(tcp: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    nonblocking(tcp, |mut tcp| tcp.write(buf))
 }
 
 /// One read of what has arrived, without waiting: the socket in non-blocking mode for it
 /// (three system calls; only reads made while our own output is held up come here).
-fn recv_nowait(mut tcp: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+fn recv_nowait(tcp: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    nonblocking(tcp, |mut tcp| tcp.read(buf))
+}
+
+/// Runs one read or write with the socket in non-blocking mode.
+fn nonblocking(
+    tcp: &TcpStream,
+    op: impl FnOnce(&TcpStream) -> io::Result<usize>,
+) -> io::Result<usize> {
     tcp.set_nonblocking(true)?;
-    let read = tcp.read(buf);
-    // Bytes read are reported as read even if this fails (the next call then fails).
+    let done = op(tcp);
+    // Bytes moved are reported as moved even if this fails (the next call then fails).
     let _ = tcp.set_nonblocking(false);
-    read
+    done
 }
 
 impl Read for MaybeTlsStream {

@@ -250,7 +250,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             if self.conn.state() == State::CloseSent {
                 // Also while data keeps coming, when the timers do not run.
                 let now = ::tokio::time::Instant::now().into_std();
-                if let Some(e) = self.close_overdue(now) {
+                if let Err(e) = self.close_overdue(now) {
                     return self.staging_failed(e);
                 }
             }
@@ -385,15 +385,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             }
         }
         if closing {
-            if let Some(e) = self.close_overdue(now) {
-                return Poll::Ready(Some(e));
-            }
-            let end = self
-                .close_sent_since
-                .zip(self.close_timeout)
-                .and_then(|(since, limit)| since.checked_add(limit));
-            if let Some(end) = end {
-                wake = Some(wake.map_or(end, |at| at.min(end)));
+            match self.close_overdue(now) {
+                Err(e) => return Poll::Ready(Some(e)),
+                Ok(Some(end)) => wake = Some(wake.map_or(end, |at| at.min(end))),
+                Ok(None) => {}
             }
         }
         if let Some(since) = self.kept_since {
@@ -420,18 +415,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
 
     /// Our close frame went out and the peer's close has not come within the close timeout
     /// (counted from the first look after the close): the connection ends, with this error.
-    /// Data still arriving does not extend it.
+    /// Data still arriving does not extend it. Otherwise, when the timeout ends (`None`:
+    /// never).
     #[cold]
-    fn close_overdue(&mut self, now: Instant) -> Option<Error> {
-        let limit = self.close_timeout?;
+    fn close_overdue(&mut self, now: Instant) -> Result<Option<Instant>, Error> {
+        let Some(limit) = self.close_timeout else {
+            return Ok(None);
+        };
         let since = *self.close_sent_since.get_or_insert(now);
         if now.saturating_duration_since(since) < limit {
-            return None;
+            return Ok(since.checked_add(limit));
         }
         self.conn.abort();
         self.drained = true;
         self.dead = true;
-        Some(Error::Timeout(Phase::Close))
+        Err(Error::Timeout(Phase::Close))
     }
 
     /// After the close handshake, a client lets the server close TCP first (RFC 6455 7.1.1),
