@@ -116,20 +116,25 @@ fn echo_round_trip_with_wsc_serve() {
     assert_eq!(stdout(&out), "hello\nworld\n\nlast line without newline\n");
 }
 
+/// `wsc` against `wsc serve --feed`: subscribes to ETH-USD with `--send` and counts `count`
+/// messages, with stdin empty (it ends at once); `extra` are more arguments.
+fn subscribe_and_count(count: &str, extra: &[&str]) -> Output {
+    let (_server, url, _) = wsc_serve(&["--feed", "--rate", "50"]);
+    let url = format!("{url}/market");
+    let mut args = vec![
+        url.as_str(),
+        "--send",
+        r#"{"op":"subscribe","symbols":["ETH-USD"]}"#,
+        "--count",
+        count,
+    ];
+    args.extend_from_slice(extra);
+    wsc(&args, b"")
+}
+
 #[test]
 fn send_and_count_against_the_feed() {
-    let (_server, url, _) = wsc_serve(&["--feed", "--rate", "50"]);
-    let out = wsc(
-        &[
-            &format!("{url}/market"),
-            "-n",
-            "--send",
-            r#"{"op":"subscribe","symbols":["ETH-USD"]}"#,
-            "--count",
-            "4",
-        ],
-        b"",
-    );
+    let out = subscribe_and_count("4", &["-n"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let lines: Vec<Value> = stdout(&out)
         .lines()
@@ -748,17 +753,7 @@ fn ctrl_c_while_reconnecting_ends_the_client() {
 #[test]
 fn count_is_waited_for_after_the_end_of_stdin() {
     // stdin is empty and ends at once; the feed needs a subscription and then ticks.
-    let (_server, url, _) = wsc_serve(&["--feed", "--rate", "50"]);
-    let out = wsc(
-        &[
-            &format!("{url}/market"),
-            "--send",
-            r#"{"op":"subscribe","symbols":["ETH-USD"]}"#,
-            "--count",
-            "3",
-        ],
-        b"",
-    );
+    let out = subscribe_and_count("3", &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stdout(&out).lines().count(), 3, "{}", stdout(&out));
 }
