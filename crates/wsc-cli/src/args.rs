@@ -168,6 +168,12 @@ fn parse_resolve(s: &str) -> Result<(String, Vec<std::net::IpAddr>), String> {
         .split_once(':')
         .filter(|(h, a)| !h.is_empty() && !a.is_empty())
         .ok_or_else(|| format!("{s:?} is not HOST:ADDR (e.g. example.com:127.0.0.1)"))?;
+    // A URL's IP address is connected to as it is: only names are looked up.
+    if host.starts_with('[') || host.parse::<std::net::IpAddr>().is_ok() {
+        return Err(format!(
+            "{s:?}: HOST must be a name; an IP address in the URL is used as it is"
+        ));
+    }
     let addrs = addrs
         .split(',')
         .map(|a| {
@@ -325,6 +331,10 @@ mod tests {
         );
         assert!(parse_resolve("localhost").is_err());
         assert!(parse_resolve("localhost:nope").is_err());
+        for ip_host in ["127.0.0.2:127.0.0.1", "[::2]:127.0.0.1"] {
+            let err = parse_resolve(ip_host).unwrap_err();
+            assert!(err.contains("HOST must be a name"), "{ip_host}: {err}");
+        }
     }
 
     #[test]

@@ -243,7 +243,8 @@ impl ClientBuilder {
 
     /// Uses these addresses for `host` instead of asking the resolver (as curl's `--resolve`);
     /// the port still comes from the URL. The TLS server name and the `Host` header stay
-    /// `host`.
+    /// `host`. Only names are looked up: a URL whose host is an IP address is connected to
+    /// as it is.
     pub fn resolve(
         mut self,
         host: impl Into<String>,
