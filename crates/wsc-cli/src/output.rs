@@ -128,6 +128,12 @@ impl Format {
         if !self.verbose {
             return;
         }
+        for hop in response.map_or(&[][..], |r| &r.redirects) {
+            eprintln!(
+                "* {} answered {}: following it to {}",
+                hop.from, hop.status, hop.to
+            );
+        }
         for line in request.unwrap_or("").lines().filter(|l| !l.is_empty()) {
             eprintln!("> {line}");
         }

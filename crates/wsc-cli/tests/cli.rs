@@ -425,6 +425,28 @@ fn serve_logs_one_line_per_connection() {
 }
 
 #[test]
+fn location_follows_a_redirect_and_verbose_shows_the_hop() {
+    let (_server, target, _) = wsc_serve(&["--echo"]);
+    let hop = raw_server(move |mut tcp| {
+        let mut buf = [0u8; 4096];
+        let _ = tcp.read(&mut buf);
+        let head = format!(
+            "HTTP/1.1 301 Moved Permanently\r\nLocation: {target}/moved\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        tcp.write_all(head.as_bytes()).unwrap();
+    });
+    let from = format!("{hop}/old");
+    let out = wsc(&[&from, "-L", "-v"], b"after the hop\n");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "after the hop\n");
+    let err = stderr(&out);
+    let line = format!("* {from} answered 301 Moved Permanently: following it to ");
+    assert!(err.contains(&line), "{err}");
+    assert!(err.contains("> GET /moved HTTP/1.1"), "{err}");
+}
+
+#[test]
 fn bad_arguments_exit_2() {
     let out = wsc(&["http://example.com/"], b"");
     assert_eq!(out.status.code(), Some(2));

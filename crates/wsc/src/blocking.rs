@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Phase};
 use crate::proto::buffer::ReadBuffer;
-use crate::proto::handshake::Response;
+use crate::proto::handshake::{Redirect, Response};
 use crate::proto::{CloseFrame, Config, Connection, Keepalive, Message, MessageRef, Role, State};
 use crate::stream::{deadline_in, is_timeout, map_io_error, MaybeTlsStream};
 
@@ -168,6 +168,13 @@ impl<S: Read + Write> WebSocket<S> {
         self.peer = peer;
         self.control = control;
         self.close_timeout = timeouts.close;
+    }
+
+    /// Records the redirects followed before this connection's handshake.
+    pub(crate) fn set_redirects(&mut self, redirects: Vec<Redirect>) {
+        if let Some(response) = &mut self.response {
+            response.redirects = redirects;
+        }
     }
 
     /// Receives the next message or control frame.

@@ -14,7 +14,8 @@ use crate::proto::buffer::ReadBuffer;
 #[cfg(feature = "deflate")]
 use crate::proto::deflate::{Codec, DeflateConfig};
 use crate::proto::handshake::{
-    check_request_parts, ClientHandshake, ClientRequest, HandshakeError, DEFAULT_MAX_HANDSHAKE_SIZE,
+    check_request_parts, ClientHandshake, ClientRequest, HandshakeError, Redirect,
+    DEFAULT_MAX_HANDSHAKE_SIZE,
 };
 use crate::proto::{Config, Connection, Keepalive, Role};
 use crate::stream::{deadline_in, is_timeout, map_io_error, MaybeTlsStream};
@@ -331,13 +332,13 @@ impl ClientBuilder {
     }
 
     /// After a failed opening: the URL to try next if `error` is a redirect this builder may
-    /// follow, else `error` itself. Counts the hop, and drops credentials when the redirect
-    /// leaves the origin.
+    /// follow, else `error` itself. Records the hop in `hops`, and drops credentials when the
+    /// redirect leaves the origin.
     pub(crate) fn follow_redirect(
         &mut self,
         url: &WsUrl,
         error: Error,
-        hops: &mut u32,
+        hops: &mut Vec<Redirect>,
     ) -> Result<WsUrl, Error> {
         let Error::Handshake(HandshakeError::Rejected(response)) = &error else {
             return Err(error);
@@ -361,7 +362,7 @@ impl ClientBuilder {
             return Err(bad(None));
         }
         let mut next = url.join(&location).map_err(|e| bad(Some(e)))?;
-        if *hops >= self.max_redirects {
+        if hops.len() >= self.max_redirects as usize {
             return Err(Error::Redirect(RedirectError::TooMany {
                 max: self.max_redirects,
                 location: next.to_string(),
@@ -384,7 +385,11 @@ impl ClientBuilder {
                     .any(|h| name.eq_ignore_ascii_case(h))
             });
         }
-        *hops += 1;
+        hops.push(Redirect {
+            from: url.to_string(),
+            status: response.status,
+            to: next.to_string(),
+        });
         Ok(next)
     }
 
@@ -393,10 +398,13 @@ impl ClientBuilder {
     pub fn connect(mut self) -> Result<WebSocket<MaybeTlsStream>, Error> {
         let (mut url, mut tls_config) = self.prepare()?;
         let opened = Instant::now();
-        let mut hops = 0;
+        let mut hops = Vec::new();
         loop {
             match self.open(&url, tls_config, opened) {
-                Ok(ws) => return Ok(ws),
+                Ok(mut ws) => {
+                    ws.set_redirects(hops);
+                    return Ok(ws);
+                }
                 Err(e) => {
                     url = self.follow_redirect(&url, e, &mut hops)?;
                     tls_config = self.tls_config(&url)?;

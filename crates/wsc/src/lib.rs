@@ -145,7 +145,7 @@ pub use blocking::WebSocket;
 pub use client::{client, connect, ClientBuilder};
 pub use error::{Error, Phase, ProtocolError, RedirectError, Result};
 pub use net::{Proxy, ProxyConfig, ProxyError, ProxyKind};
-pub use proto::handshake::{HandshakeError, Response};
+pub use proto::handshake::{HandshakeError, Redirect, Response};
 pub use proto::{CloseCode, CloseFrame, Config, Keepalive, Message, MessageRef, Utf8Bytes};
 pub use reconnect::{Reconnect, Reconnecting};
 pub use stream::MaybeTlsStream;

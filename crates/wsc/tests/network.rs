@@ -521,6 +521,11 @@ fn redirects_are_followed_when_allowed_and_credentials_stay_behind() {
         .header("Authorization", "Bearer secret")
         .connect()
         .unwrap();
+    let hops = &ws.response().unwrap().redirects;
+    assert_eq!(hops.len(), 1, "{hops:?}");
+    assert_eq!(hops[0].from, format!("ws://{hop}/old"));
+    assert_eq!(hops[0].status, 307);
+    assert_eq!(hops[0].to, format!("ws://{target}/moved?x=1"));
     ws.close_and_wait(None).unwrap();
     let request = server.join().unwrap();
     assert_eq!(request.path, "/moved?x=1");
@@ -550,11 +555,31 @@ async fn async_redirects_are_followed() {
     let (target, server) = recording_server();
     let second = redirector(308, move |_| format!("ws://{target}/final"));
     let first = redirector(302, move |_| format!("ws://{second}/step"));
-    let (mut ws, _) = builder(&format!("ws://{first}/start"))
+    let (mut ws, response) = builder(&format!("ws://{first}/start"))
         .max_redirects(5)
         .connect_async()
         .await
         .unwrap();
+    let hops: Vec<_> = response
+        .redirects
+        .iter()
+        .map(|h| (h.from.as_str(), h.status.as_u16(), h.to.as_str()))
+        .collect();
+    assert_eq!(
+        hops,
+        [
+            (
+                format!("ws://{first}/start").as_str(),
+                302,
+                format!("ws://{second}/step").as_str()
+            ),
+            (
+                format!("ws://{second}/step").as_str(),
+                308,
+                format!("ws://{target}/final").as_str()
+            ),
+        ]
+    );
     ws.close(None).await.unwrap();
     let request = tokio::task::spawn_blocking(move || server.join().unwrap())
         .await

@@ -194,6 +194,20 @@ pub struct Response {
     /// The permessage-deflate parameters agreed on, if compression was negotiated.
     #[cfg(feature = "deflate")]
     pub deflate: Option<super::deflate::DeflateParams>,
+    /// The redirects followed on the way to this response, in order (empty when the first
+    /// server answered; see `ClientBuilder::max_redirects`).
+    pub redirects: Vec<Redirect>,
+}
+
+/// A redirect of the handshake that the client followed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    /// The URL that answered with the redirect.
+    pub from: String,
+    /// Its status: 301, 302, 303, 307 or 308.
+    pub status: StatusCode,
+    /// The URL followed: the `Location` header, resolved against `from`.
+    pub to: String,
 }
 
 /// What the client puts in its upgrade request.
@@ -504,6 +518,7 @@ impl ClientHandshake {
             body: Bytes::new(),
             #[cfg(feature = "deflate")]
             deflate: None,
+            redirects: Vec::new(),
         };
         if status != StatusCode::SWITCHING_PROTOCOLS {
             let body = &buf[head_len..];

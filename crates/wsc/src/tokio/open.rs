@@ -46,10 +46,13 @@ impl ClientBuilder {
     async fn open_async(mut self) -> Result<(WebSocketStream<TokioStream>, Response), Error> {
         let (mut url, mut tls_config) = self.prepare()?;
         let opened = Instant::now();
-        let mut hops = 0;
+        let mut hops = Vec::new();
         loop {
             match self.open_once_async(&url, tls_config, opened).await {
-                Ok(done) => return Ok(done),
+                Ok((ws, mut response)) => {
+                    response.redirects = hops;
+                    return Ok((ws, response));
+                }
                 Err(e) => {
                     url = self.follow_redirect(&url, e, &mut hops)?;
                     tls_config = self.tls_config(&url)?;
