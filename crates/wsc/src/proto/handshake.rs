@@ -182,6 +182,7 @@ impl std::error::Error for HandshakeError {}
 
 /// The server's answer to the upgrade request.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Response {
     /// The HTTP status.
     pub status: StatusCode,
@@ -201,6 +202,7 @@ pub struct Response {
 
 /// A redirect of the handshake that the client followed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Redirect {
     /// The URL that answered with the redirect.
     pub from: String,
