@@ -215,13 +215,15 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
         if let Some(max) = args.reconnect_max_delay {
             policy = policy.max_delay(Duration::from_secs_f64(max));
         }
-        let mut r = b.connect_reconnecting(policy)?;
+        let mut r = b
+            .connect_reconnecting(policy)
+            .inspect_err(|e| format.refusal(e))?;
         for msg in &args.send {
             r.subscribe(msg.as_str())?;
         }
         Link::Reconnecting(r)
     } else {
-        let mut ws = b.connect()?;
+        let mut ws = b.connect().inspect_err(|e| format.refusal(e))?;
         for msg in &args.send {
             // Queued if not written yet: the session writes it as the server reads.
             sent_or_queued(ws.send_text(msg))?;

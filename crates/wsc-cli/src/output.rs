@@ -138,11 +138,26 @@ impl Format {
             eprintln!("> {line}");
         }
         if let Some(resp) = response {
-            eprintln!("< HTTP/1.1 {}", resp.status);
-            for (name, value) in &resp.headers {
-                eprintln!("< {name}: {}", String::from_utf8_lossy(value.as_bytes()));
+            print_response_head(resp);
+        }
+    }
+
+    /// With `-v`, a refused handshake's response head: its headers (`WWW-Authenticate`,
+    /// `Location`, `Retry-After`) often say why, and the error message shows only the status.
+    pub fn refusal(&self, error: &wsc::Error) {
+        if let wsc::Error::Handshake(wsc::HandshakeError::Rejected(resp)) = error {
+            if self.verbose {
+                print_response_head(resp);
             }
         }
+    }
+}
+
+/// `< ` and the status line, then each header, on stderr.
+fn print_response_head(resp: &wsc::Response) {
+    eprintln!("< HTTP/1.1 {}", resp.status);
+    for (name, value) in &resp.headers {
+        eprintln!("< {name}: {}", String::from_utf8_lossy(value.as_bytes()));
     }
 }
 

@@ -447,6 +447,25 @@ fn location_follows_a_redirect_and_verbose_shows_the_hop() {
 }
 
 #[test]
+fn verbose_shows_the_head_of_a_refusal() {
+    let url = raw_server(|mut tcp| {
+        let mut buf = [0u8; 4096];
+        let _ = tcp.read(&mut buf);
+        let head = "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"feed\"\r\n\
+                    Content-Length: 0\r\n\r\n";
+        tcp.write_all(head.as_bytes()).unwrap();
+    });
+    let out = wsc(&[&url, "-n", "-v"], b"");
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("< HTTP/1.1 401 Unauthorized"), "{err}");
+    assert!(
+        err.contains("< www-authenticate: Bearer realm=\"feed\""),
+        "{err}"
+    );
+}
+
+#[test]
 fn bad_arguments_exit_2() {
     let out = wsc(&["http://example.com/"], b"");
     assert_eq!(out.status.code(), Some(2));

@@ -33,13 +33,21 @@ impl CloseCode {
     pub const MANDATORY_EXTENSION: CloseCode = CloseCode(1010);
     /// 1011: the server hit an unexpected condition.
     pub const INTERNAL_ERROR: CloseCode = CloseCode(1011);
+    /// 1012: the server is restarting (IANA registry); reconnecting later may work.
+    pub const SERVICE_RESTART: CloseCode = CloseCode(1012);
+    /// 1013: the server is overloaded (IANA registry); try again later.
+    pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
+    /// 1014: a gateway got a bad answer from the server behind it (IANA registry).
+    pub const BAD_GATEWAY: CloseCode = CloseCode(1014);
 
     /// Whether a peer may send this code in a close frame.
     ///
-    /// 1000-1003 and 1007-1011 are defined for the wire, 3000-4999 are for libraries and
-    /// applications; everything else (including 1004-1006, 1012-1014, 1015) is a protocol error.
+    /// 1000-1003 and 1007-1011 are RFC 6455's codes for the wire, 1012-1014 were added to
+    /// IANA's registry since (servers send them when restarting or overloaded), 3000-4999
+    /// are for libraries and applications; everything else (1004-1006 and 1015 are reserved,
+    /// 1016-2999 unassigned) is a protocol error.
     pub fn is_valid_on_wire(self) -> bool {
-        matches!(self.0, 1000..=1003 | 1007..=1011 | 3000..=4999)
+        matches!(self.0, 1000..=1003 | 1007..=1014 | 3000..=4999)
     }
 }
 
@@ -69,6 +77,9 @@ impl fmt::Display for CloseCode {
             1009 => "message too big",
             1010 => "mandatory extension",
             1011 => "internal error",
+            1012 => "service restart",
+            1013 => "try again later",
+            1014 => "bad gateway",
             3000..=3999 => "registered",
             4000..=4999 => "private use",
             _ => "unknown",
@@ -141,10 +152,11 @@ mod tests {
     #[test]
     fn wire_validity() {
         let valid = [
-            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999,
+            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999,
+            4000, 4999,
         ];
         let invalid = [
-            0, 999, 1004, 1005, 1006, 1012, 1013, 1014, 1015, 1016, 2000, 2999, 5000, 65535,
+            0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
         ];
         for c in valid {
             assert!(CloseCode(c).is_valid_on_wire(), "{c}");

@@ -110,7 +110,7 @@ impl Connection {
             let sendable = frame.code.is_valid_on_wire();
             if !sendable {
                 return Err(Error::InvalidInput(
-                    "close code must be 1000-1003, 1007-1011 or 3000-4999",
+                    "close code must be 1000-1003, 1007-1014 or 3000-4999",
                 ));
             }
             if frame.reason.len() > MAX_CONTROL_PAYLOAD - 2 {
