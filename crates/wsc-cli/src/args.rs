@@ -111,7 +111,8 @@ pub struct ClientArgs {
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub ping_interval: Option<f64>,
 
-    /// How long to wait for a pong before giving up (default: the ping interval, at least 1 s).
+    /// How long to wait for a pong before giving up (default: the ping interval, at least 1 s);
+    /// data arriving meanwhile (a big message the pong waits behind) restarts the wait.
     #[arg(long, value_name = "SECS", value_parser = parse_secs, requires = "ping_interval")]
     pub ping_timeout: Option<f64>,
 

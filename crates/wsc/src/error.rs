@@ -40,7 +40,8 @@ pub enum Error {
     },
     /// A redirect of the opening handshake could not be followed.
     Redirect(RedirectError),
-    /// A keepalive ping got no pong within the deadline: the peer, or the path to it, is dead.
+    /// A keepalive ping got no pong within the deadline, and nothing else arrived either: the
+    /// peer, or the path to it, is dead.
     KeepaliveTimeout(std::time::Duration),
     /// The TLS configuration could not be built (certificate files, keys).
     TlsConfig(String),
@@ -274,8 +275,8 @@ impl fmt::Display for Error {
             Error::Redirect(e) => write!(f, "redirect not followed: {e}"),
             Error::KeepaliveTimeout(waited) => write!(
                 f,
-                "no pong within {:.1} s of a keepalive ping: the peer or the network path to \
-                 it is dead",
+                "no pong within {:.1} s of a keepalive ping, nor any other data: the peer or \
+                 the network path to it is dead",
                 waited.as_secs_f64()
             ),
             Error::TlsConfig(msg) => write!(f, "TLS configuration: {msg}"),

@@ -655,6 +655,75 @@ fn keepalive_does_not_fail_a_slow_reader_whose_pong_is_waiting() {
     }
 }
 
+/// After the handshake, sends one 2 MB binary frame in 64 KiB pieces every 40 ms (about
+/// 1.3 s in all, several pong timeouts), reading nothing meanwhile; then answers the pings
+/// that came (automatically) while it waits for the close. A healthy peer whose pongs are
+/// queued behind a big message.
+fn trickling_server() -> (String, thread::JoinHandle<()>) {
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let handle = thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let mut ws = wsc::server::accept(tcp).unwrap();
+        const LEN: usize = 2 << 20;
+        let mut head = vec![0x82, 127];
+        head.extend_from_slice(&(LEN as u64).to_be_bytes());
+        ws.get_mut().write_all(&head).unwrap();
+        let piece = vec![7u8; 64 << 10];
+        for _ in 0..LEN / piece.len() {
+            ws.get_mut().write_all(&piece).unwrap();
+            thread::sleep(Duration::from_millis(40));
+        }
+        while ws.read().is_ok() {}
+    });
+    (url, handle)
+}
+
+#[test]
+fn keepalive_waits_for_a_pong_behind_a_big_message() {
+    let (url, server) = trickling_server();
+    let keepalive = Keepalive::new(Duration::from_millis(100), Duration::from_millis(300));
+    let mut ws = builder(&url).keepalive(keepalive).connect().unwrap();
+    let start = Instant::now();
+    let message = loop {
+        match ws.read() {
+            Ok(Message::Binary(data)) => break data,
+            Ok(_) => {}
+            Err(e) => panic!("a peer sending data was declared dead: {e}"),
+        }
+    };
+    assert_eq!(message.len(), 2 << 20);
+    assert!(
+        start.elapsed() > Duration::from_millis(900),
+        "trickled too fast"
+    );
+    ws.close_and_wait(None).unwrap();
+    server.join().unwrap();
+}
+
+#[tokio::test]
+async fn async_keepalive_waits_for_a_pong_behind_a_big_message() {
+    let (url, server) = trickling_server();
+    let keepalive = Keepalive::new(Duration::from_millis(100), Duration::from_millis(300));
+    let (mut ws, _) = builder(&url)
+        .keepalive(keepalive)
+        .connect_async()
+        .await
+        .unwrap();
+    let message = loop {
+        match ws.recv().await {
+            Some(Ok(Message::Binary(data))) => break data,
+            Some(Ok(_)) => {}
+            other => panic!("a peer sending data was declared dead: {other:?}"),
+        }
+    };
+    assert_eq!(message.len(), 2 << 20);
+    ws.close(None).await.unwrap();
+    tokio::task::spawn_blocking(move || server.join().unwrap())
+        .await
+        .unwrap();
+}
+
 #[test]
 fn keepalive_is_not_held_up_by_a_full_send_buffer() {
     let (url, server) = unresponsive_server();

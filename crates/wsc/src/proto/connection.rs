@@ -197,6 +197,8 @@ pub struct Connection {
     #[cfg(feature = "deflate")]
     deflate: Option<Box<Codec>>,
     keepalive: Option<KeepaliveTimer>,
+    /// Bytes arrived since the keepalive clock last ran: the peer is alive.
+    heard: bool,
     /// The largest payload lent as it is (the smaller of the frame and message limits).
     lend_limit: usize,
     /// Bytes of a text message being waited for whole that were already checked as UTF-8.
@@ -233,6 +235,7 @@ impl Connection {
             #[cfg(feature = "deflate")]
             deflate: None,
             keepalive: None,
+            heard: false,
             lend_limit,
             wait_checked: 0,
             written: 0,
@@ -299,6 +302,7 @@ impl Connection {
     /// Hands received bytes to the connection.
     pub fn receive(&mut self, data: &[u8]) {
         self.settle();
+        self.heard |= !data.is_empty();
         self.read_buf.extend_from_slice(data);
     }
 
@@ -318,11 +322,14 @@ impl Connection {
             let offered = target.len();
             let n = read(target)?;
             self.direct_received(n, offered);
+            self.heard |= n > 0;
             return Ok(n.min(offered));
         }
         // A big message passed through: give the memory back.
         self.read_buf.shrink_if_oversized();
-        self.read_buf.fill_with(chunk, read)
+        let n = self.read_buf.fill_with(chunk, read)?;
+        self.heard |= n > 0;
+        Ok(n)
     }
 
     /// [`Connection::receive_with`] for a reader that can also append to a `Vec` without the
@@ -340,11 +347,15 @@ impl Connection {
             let offered = target.len();
             let n = read(ReadTarget::Slice(target))?;
             self.direct_received(n, offered);
+            self.heard |= n > 0;
             return Ok(n.min(offered));
         }
         self.read_buf.shrink_if_oversized();
-        self.read_buf
-            .fill_appending(chunk, |buf, max| read(ReadTarget::Append(buf, max)))
+        let n = self
+            .read_buf
+            .fill_appending(chunk, |buf, max| read(ReadTarget::Append(buf, max)))?;
+        self.heard |= n > 0;
+        Ok(n)
     }
 
     /// Where a read may go straight into the message being received: the rest of a big
@@ -472,7 +483,11 @@ impl Connection {
     /// would fail the connection): a driver may read once more first, in case the pong has
     /// arrived but not been received yet.
     pub fn keepalive_overdue(&self, now: Instant) -> bool {
-        self.state == State::Open && self.keepalive.as_ref().is_some_and(|k| k.overdue(now))
+        self.state == State::Open
+            && self
+                .keepalive
+                .as_ref()
+                .is_some_and(|k| k.overdue(now, self.heard))
     }
 
     /// The keepalive's pong timeout (zero when keepalive is off).
@@ -501,7 +516,7 @@ impl Connection {
         if self.state != State::Open {
             return Ok(None);
         }
-        match keepalive.poll(now) {
+        match keepalive.poll(now, std::mem::take(&mut self.heard)) {
             Due::Wait(at) => Ok(Some(at)),
             Due::Ping(payload, at) => {
                 self.write_frame(OpCode::Ping, true, false, &payload)?;

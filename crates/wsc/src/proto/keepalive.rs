@@ -1,6 +1,8 @@
 //! Keepalive: a ping every interval and a deadline for its pong, so that a dead peer (or a
 //! dead path to it: a NAT that forgot the mapping, a cable pulled) is noticed within
-//! interval + timeout instead of hours later by TCP.
+//! interval + timeout instead of hours later by TCP. Bytes arriving while the pong is awaited
+//! prove the peer alive too: a pong queued behind a big message cannot arrive before it, so
+//! the wait restarts as long as data keeps coming.
 //!
 //! Sans-I/O like the rest of the core: the driver passes the current time in and is told when
 //! to call again; it never reads a clock here.
@@ -16,7 +18,8 @@ const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 pub struct Keepalive {
     /// Time from one ping to the next (counted from when a ping is sent).
     pub interval: Duration,
-    /// How long a ping may wait for its pong before the peer is declared dead.
+    /// How long a ping may wait for its pong, with nothing else arriving either, before the
+    /// peer is declared dead (data arriving restarts the wait: the pong may be behind it).
     pub timeout: Duration,
 }
 
@@ -47,6 +50,8 @@ pub(crate) struct KeepaliveTimer {
     next_ping: Instant,
     /// The deadline of the ping in flight, if one is.
     awaiting: Option<Instant>,
+    /// Bytes arrived since the ping in flight was sent (or its wait last restarted).
+    heard: bool,
     sent: u32,
 }
 
@@ -62,6 +67,7 @@ impl KeepaliveTimer {
             settings,
             next_ping: now + settings.interval,
             awaiting: None,
+            heard: false,
             sent: 0,
         }
     }
@@ -70,24 +76,33 @@ impl KeepaliveTimer {
         self.settings
     }
 
-    /// Whether the ping in flight has passed its deadline.
-    pub(crate) fn overdue(&self, now: Instant) -> bool {
-        self.awaiting.is_some_and(|deadline| now >= deadline)
+    /// Whether the ping in flight has passed its deadline with nothing heard since it went
+    /// out (`heard`: bytes arrived that [`KeepaliveTimer::poll`] has not been told of yet).
+    pub(crate) fn overdue(&self, now: Instant, heard: bool) -> bool {
+        !heard && !self.heard && self.awaiting.is_some_and(|deadline| now >= deadline)
     }
 
     /// Any pong proves the peer alive (some peers answer with an empty payload).
     pub(crate) fn on_pong(&mut self) {
         self.awaiting = None;
+        self.heard = false;
     }
 
-    /// What is due at `now`.
-    pub(crate) fn poll(&mut self, now: Instant) -> Due {
+    /// What is due at `now`; `heard`: bytes arrived since the last call.
+    pub(crate) fn poll(&mut self, now: Instant, heard: bool) -> Due {
         if let Some(deadline) = self.awaiting {
-            return if now >= deadline {
-                Due::Dead
-            } else {
-                Due::Wait(deadline)
-            };
+            self.heard |= heard;
+            if now < deadline {
+                return Due::Wait(deadline);
+            }
+            if !self.heard {
+                return Due::Dead;
+            }
+            // Data kept coming: the peer is alive, and its pong is behind that data.
+            self.heard = false;
+            let deadline = now + self.settings.timeout;
+            self.awaiting = Some(deadline);
+            return Due::Wait(deadline);
         }
         if now < self.next_ping {
             return Due::Wait(self.next_ping);
@@ -95,6 +110,7 @@ impl KeepaliveTimer {
         self.sent = self.sent.wrapping_add(1);
         let deadline = now + self.settings.timeout;
         self.awaiting = Some(deadline);
+        self.heard = false;
         self.next_ping = now + self.settings.interval;
         Due::Ping(self.sent.to_be_bytes(), deadline)
     }
@@ -118,17 +134,17 @@ mod tests {
     fn pings_every_interval_while_pongs_come_back() {
         let t0 = Instant::now();
         let mut ka = KeepaliveTimer::new(Keepalive::new(secs(10), secs(3)), t0);
-        assert_eq!(ka.poll(t0), Due::Wait(t0 + secs(10)));
+        assert_eq!(ka.poll(t0, false), Due::Wait(t0 + secs(10)));
         assert_eq!(
-            ka.poll(t0 + secs(10)),
+            ka.poll(t0 + secs(10), false),
             Due::Ping(1u32.to_be_bytes(), t0 + secs(13))
         );
-        assert_eq!(ka.poll(t0 + secs(11)), Due::Wait(t0 + secs(13)));
+        assert_eq!(ka.poll(t0 + secs(11), false), Due::Wait(t0 + secs(13)));
         ka.on_pong();
         assert_eq!(ka.next_wake(), t0 + secs(20));
-        assert_eq!(ka.poll(t0 + secs(12)), Due::Wait(t0 + secs(20)));
+        assert_eq!(ka.poll(t0 + secs(12), false), Due::Wait(t0 + secs(20)));
         assert_eq!(
-            ka.poll(t0 + secs(21)),
+            ka.poll(t0 + secs(21), false),
             Due::Ping(2u32.to_be_bytes(), t0 + secs(24))
         );
     }
@@ -137,19 +153,34 @@ mod tests {
     fn a_missing_pong_is_death_at_the_deadline_not_before() {
         let t0 = Instant::now();
         let mut ka = KeepaliveTimer::new(Keepalive::new(secs(10), secs(3)), t0);
-        assert!(matches!(ka.poll(t0 + secs(10)), Due::Ping(..)));
-        assert_eq!(ka.poll(t0 + secs(12)), Due::Wait(t0 + secs(13)));
-        assert_eq!(ka.poll(t0 + secs(13)), Due::Dead);
+        assert!(matches!(ka.poll(t0 + secs(10), false), Due::Ping(..)));
+        assert_eq!(ka.poll(t0 + secs(12), false), Due::Wait(t0 + secs(13)));
+        assert_eq!(ka.poll(t0 + secs(13), false), Due::Dead);
     }
 
     #[test]
     fn a_long_timeout_holds_back_the_next_ping() {
         let t0 = Instant::now();
         let mut ka = KeepaliveTimer::new(Keepalive::new(secs(1), secs(5)), t0);
-        assert!(matches!(ka.poll(t0 + secs(1)), Due::Ping(..)));
+        assert!(matches!(ka.poll(t0 + secs(1), false), Due::Ping(..)));
         // One ping in flight at a time: the interval passing does not send another.
-        assert_eq!(ka.poll(t0 + secs(3)), Due::Wait(t0 + secs(6)));
+        assert_eq!(ka.poll(t0 + secs(3), false), Due::Wait(t0 + secs(6)));
         ka.on_pong();
-        assert!(matches!(ka.poll(t0 + secs(3)), Due::Ping(..)));
+        assert!(matches!(ka.poll(t0 + secs(3), false), Due::Ping(..)));
+    }
+
+    #[test]
+    fn data_arriving_restarts_the_wait_for_the_pong() {
+        let t0 = Instant::now();
+        let mut ka = KeepaliveTimer::new(Keepalive::new(secs(10), secs(3)), t0);
+        assert!(matches!(ka.poll(t0 + secs(10), true), Due::Ping(..)));
+        // Bytes before the ping do not count; bytes after it do, until the deadline.
+        assert_eq!(ka.poll(t0 + secs(11), true), Due::Wait(t0 + secs(13)));
+        assert!(!ka.overdue(t0 + secs(13), false));
+        assert_eq!(ka.poll(t0 + secs(13), false), Due::Wait(t0 + secs(16)));
+        // Then nothing at all for a whole timeout: dead.
+        assert!(ka.overdue(t0 + secs(16), false));
+        assert!(!ka.overdue(t0 + secs(16), true));
+        assert_eq!(ka.poll(t0 + secs(16), false), Due::Dead);
     }
 }
