@@ -54,6 +54,12 @@ pub struct ClientArgs {
     #[arg(long)]
     pub keep_open: bool,
 
+    /// At the end of stdin, close only once no message has come for SECS: the replies to the
+    /// last input get printed (many servers drop what they would send once they see our
+    /// close), e.g. `echo '{"op":"ping"}' | wsc URL --linger 1`.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, conflicts_with = "keep_open")]
+    pub linger: Option<f64>,
+
     /// Binary mode: send stdin as binary messages (one per read of stdin, up to 64 KiB each)
     /// and print received binary raw (not hex).
     #[arg(short = 'b', long)]

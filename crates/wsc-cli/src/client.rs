@@ -253,6 +253,8 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
         received: 0,
         count: args.count,
         keep_open: args.keep_open,
+        linger: args.linger.map(Duration::from_secs_f64),
+        input_ended: None,
         closing_since: None,
         down,
         queued_at_close: usize::MAX,
@@ -269,6 +271,10 @@ struct Session {
     received: u64,
     count: Option<u64>,
     keep_open: bool,
+    /// `--linger`: how long the connection stays after the end of input with nothing arriving.
+    linger: Option<Duration>,
+    /// When input ended, while lingering.
+    input_ended: Option<Instant>,
     closing_since: Option<Instant>,
     /// Set while `--reconnect` waits between connections (see `exit_on_signal_while`).
     down: Arc<AtomicBool>,
@@ -288,6 +294,12 @@ impl Session {
                 self.start_close("stopping")?;
             }
             self.pump_stdin()?;
+            if let (Some(ended), Some(linger)) = (self.input_ended, self.linger) {
+                if ended.max(self.last_message).elapsed() >= linger {
+                    self.input_ended = None;
+                    self.start_close("end of input")?;
+                }
+            }
             if let Some(since) = self.closing_since {
                 let (queued, unsent) = self.link.ws().map_or((0, false), |ws| {
                     (ws.connection().queued_output(), ws.has_unsent_output())
@@ -398,9 +410,13 @@ impl Session {
                 Input::Text(_) | Input::Binary(_) => Ok(()),
                 Input::End => {
                     self.stdin = None;
-                    // With --count, the count decides when to close.
-                    if !self.keep_open && self.count.is_none() {
-                        self.start_close("end of input")?;
+                    // With --count, the count decides when to close; with --linger, quiet.
+                    if self.keep_open || self.count.is_some() {
+                        return Ok(());
+                    }
+                    match self.linger {
+                        Some(_) => self.input_ended = Some(Instant::now()),
+                        None => self.start_close("end of input")?,
                     }
                     return Ok(());
                 }

@@ -264,6 +264,18 @@ fn python_websockets_large_and_many_messages() {
 }
 
 #[test]
+fn linger_prints_the_replies_to_the_last_input() {
+    // Python's server drops the echoes of what arrives just before our close: without
+    // --linger, the replies to a short input are usually lost.
+    let (py, url) = py_server(&[]);
+    let input = "one\ntwo\nthree\n";
+    let out = wsc(&[&url, "--linger", "1"], input.as_bytes());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), input);
+    assert_eq!(py.event("closed")["code"], 1000);
+}
+
+#[test]
 fn unreachable_port_is_a_connect_error() {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
