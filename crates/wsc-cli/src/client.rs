@@ -314,7 +314,7 @@ impl Session {
                     // Also what the TLS stream still holds, past the connection's queue.
                     if unsent {
                         // Input that never went out: not a clean end.
-                        return Err(Error::Timeout(Phase::Write).into());
+                        return Err(CliError::Unsent(CLOSE_WAIT));
                     }
                     eprintln!(
                         "wsc: the server did not answer the close within {} s",

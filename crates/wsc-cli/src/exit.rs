@@ -15,7 +15,8 @@ Exit status:
   5   TLS error (certificate, handshake)
   6   WebSocket handshake refused or invalid (the HTTP status is in the message), or a
       redirect not followed
-  7   timeout (connect, proxy, TLS or WebSocket handshake, --idle-timeout)
+  7   timeout (connect, proxy, TLS or WebSocket handshake, --idle-timeout), or the
+      server taking none of our remaining input while we close (it was not all sent)
   8   protocol violation by the server (the close code sent is in the message)
   9   connection lost without a close handshake (closed or reset)
   10  no pong within the ping timeout
@@ -37,6 +38,8 @@ pub enum CliError {
     Io(String, std::io::Error),
     /// No text or binary message for `--idle-timeout`.
     Idle(std::time::Duration),
+    /// Closing, the server took none of our remaining input for this long: it was never sent.
+    Unsent(std::time::Duration),
 }
 
 impl CliError {
@@ -45,7 +48,7 @@ impl CliError {
             CliError::Usage(_) => 2,
             CliError::ClosedWithError(_) => 11,
             CliError::Io(..) => 12,
-            CliError::Idle(_) => 7,
+            CliError::Idle(_) | CliError::Unsent(_) => 7,
             CliError::Wsc(e) => match e {
                 Error::Url(_) | Error::TlsConfig(_) | Error::InvalidInput(_) => 2,
                 Error::Dns { .. } => 3,
@@ -99,6 +102,12 @@ impl fmt::Display for CliError {
                 f,
                 "no message in {:.1} s (--idle-timeout)",
                 limit.as_secs_f64()
+            ),
+            CliError::Unsent(waited) => write!(
+                f,
+                "closing, the server took none of our remaining input in {} s: the rest of \
+                 the input was not sent",
+                waited.as_secs()
             ),
         }
     }

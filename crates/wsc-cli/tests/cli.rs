@@ -373,6 +373,51 @@ fn ctrl_c_sends_close_1000() {
 }
 
 #[test]
+fn ctrl_c_with_input_the_server_never_takes_reports_it_unsent() {
+    // A server that completes the handshake, then never reads.
+    let url = raw_server(|mut tcp| {
+        raw_upgrade(&mut tcp);
+        thread::sleep(Duration::from_secs(10));
+    });
+    let mut child = Command::new(WSC)
+        .args([&url, "--no-compression"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // More than the socket buffers hold: some of it cannot be sent.
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = thread::spawn(move || {
+        let line = "x".repeat(1023) + "\n";
+        for _ in 0..(48 << 10) {
+            if stdin.write_all(line.as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    let mut child = Proc(child);
+    thread::sleep(Duration::from_millis(1500));
+    let status = Command::new("kill")
+        .args(["-INT", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut err = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(child.0.wait().unwrap().code(), Some(7), "{err}");
+    assert!(err.contains("the rest of the input was not sent"), "{err}");
+    drop(child);
+    let _ = feeder.join();
+}
+
+#[test]
 fn missing_pong_is_reported() {
     // A server that completes the handshake, then never reads again.
     let url = raw_server(|mut tcp| {

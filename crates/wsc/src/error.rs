@@ -219,7 +219,8 @@ impl fmt::Display for ProtocolError {
             ProtocolError::ReservedBits(bits) => {
                 write!(
                     f,
-                    "reserved bits {bits:#05b} set but no extension negotiated them"
+                    "reserved bits {bits:#05b} set on a frame where no negotiated extension \
+                     allows them"
                 )
             }
             ProtocolError::MaskedFrameFromServer => f.write_str("the server sent a masked frame"),
@@ -251,12 +252,12 @@ impl fmt::Display for ProtocolError {
             ProtocolError::FrameTooLarge { size, max } => write!(
                 f,
                 "frame of {size} bytes exceeds the maximum frame size of {max} bytes \
-                 (raise it with max_frame_size)"
+                 (raise it with max_frame_size, --max-message-size)"
             ),
             ProtocolError::MessageTooLarge { size, max } => write!(
                 f,
                 "message of {size} bytes or more exceeds the maximum message size of {max} bytes \
-                 (raise it with max_message_size)"
+                 (raise it with max_message_size, --max-message-size)"
             ),
         }
     }
