@@ -21,8 +21,8 @@ pub fn run(args: &DemoArgs, interrupted: &Arc<AtomicBool>) -> Result<(), CliErro
         compression: true,
         log: false,
     };
-    let addr = serve::start("127.0.0.1:0", settings)?;
-    let url = format!("ws://{addr}/market");
+    let server = serve::start("127.0.0.1:0", settings)?;
+    let url = format!("ws://{}/market", server.addr);
     eprintln!(
         "wsc demo: feed server on {url}; streaming for {} s\n",
         args.duration

@@ -2,17 +2,17 @@
 //! one task per connection, so thousands of clients cost little.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tokio::time::{interval_at, MissedTickBehavior};
 use wsc::server::Acceptor;
 use wsc::tokio::WebSocketStream;
-use wsc::{CloseFrame, Config, Error, Message};
+use wsc::{CloseCode, CloseFrame, Config, Error, Message};
 
 use crate::args::{ServeArgs, ServeMode};
 use crate::exit::CliError;
@@ -20,6 +20,9 @@ use crate::feed::{self, Feed};
 
 /// Messages a broadcast client may fall behind by before it misses some.
 const BROADCAST_BACKLOG: usize = 1024;
+
+/// How long stopping waits for the clients to answer our close 1001.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// What the server does with each connection.
 #[derive(Debug, Clone)]
@@ -51,8 +54,44 @@ impl Settings {
     }
 }
 
-/// Binds `addr` and serves on a tokio runtime in a background thread; returns the address.
-pub fn start(addr: &str, settings: Settings) -> Result<SocketAddr, CliError> {
+/// A running server: where it listens, and how to stop it politely.
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    /// Connections still open.
+    open: Arc<AtomicUsize>,
+}
+
+impl Running {
+    /// Closes every connection with 1001 (going away) and waits, up to [`SHUTDOWN_GRACE`],
+    /// for the clients to answer: they see a server shutting down, not a connection lost.
+    pub fn shut_down(&self) {
+        let _ = self.stop.send(true);
+        let started = Instant::now();
+        while self.open.load(Ordering::Acquire) > 0 && started.elapsed() < SHUTDOWN_GRACE {
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Resolves once the server is stopping (never if its [`Running`] is gone without stopping).
+async fn stopping(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|&stopping| stopping).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Counts a connection as open while it lives.
+struct OpenGuard(Arc<AtomicUsize>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Binds `addr` and serves on a tokio runtime in a background thread.
+pub fn start(addr: &str, settings: Settings) -> Result<Running, CliError> {
     addr.to_socket_addrs().map_err(|e| {
         CliError::Usage(format!(
             "cannot use {addr:?} as an address to listen on: {e}"
@@ -69,22 +108,43 @@ pub fn start(addr: &str, settings: Settings) -> Result<SocketAddr, CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::Io("cannot start the async runtime".into(), e))?;
+    let (stop, stop_rx) = watch::channel(false);
+    let open = Arc::new(AtomicUsize::new(0));
+    let counted = open.clone();
     thread::spawn(move || {
         runtime.block_on(async move {
             match TcpListener::from_std(listener) {
-                Ok(listener) => accept_loop(listener, Arc::new(settings)).await,
+                Ok(listener) => accept_loop(listener, Arc::new(settings), stop_rx, counted).await,
                 Err(e) => eprintln!("wsc: cannot listen: {e}"),
             }
         })
     });
-    Ok(local)
+    Ok(Running {
+        addr: local,
+        stop,
+        open,
+    })
 }
 
-async fn accept_loop(listener: TcpListener, settings: Arc<Settings>) {
+async fn accept_loop(
+    listener: TcpListener,
+    settings: Arc<Settings>,
+    mut stop: watch::Receiver<bool>,
+    open: Arc<AtomicUsize>,
+) {
     let (hub, _) = broadcast::channel::<Message>(BROADCAST_BACKLOG);
     let ids = AtomicU64::new(1);
     loop {
-        let (tcp, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = stopping(&mut stop) => {
+                // No new connections; the open ones close, on this runtime, which returning
+                // from here would drop.
+                drop(listener);
+                return std::future::pending().await;
+            }
+        };
+        let (tcp, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and the like: wait a moment instead of spinning.
@@ -94,8 +154,13 @@ async fn accept_loop(listener: TcpListener, settings: Arc<Settings>) {
             }
         };
         let id = ids.fetch_add(1, Ordering::Relaxed);
-        let (settings, hub) = (settings.clone(), hub.clone());
-        tokio::spawn(async move { handle(tcp, peer, id, &settings, &hub).await });
+        let (settings, hub, stop) = (settings.clone(), hub.clone(), stop.clone());
+        open.fetch_add(1, Ordering::AcqRel);
+        let guard = OpenGuard(open.clone());
+        tokio::spawn(async move {
+            handle(tcp, peer, id, &settings, &hub, stop).await;
+            drop(guard);
+        });
     }
 }
 
@@ -114,6 +179,7 @@ async fn handle(
     id: u64,
     settings: &Settings,
     hub: &broadcast::Sender<Message>,
+    mut stop: watch::Receiver<bool>,
 ) {
     let started = Instant::now();
     let _ = tcp.set_nodelay(true);
@@ -131,10 +197,25 @@ async fn handle(
         }
     };
     let mut stats = Stats::default();
-    let result = match settings.mode {
-        ServeMode::Echo => echo(&mut ws, &mut stats).await,
-        ServeMode::Broadcast => broadcast(&mut ws, hub, &mut stats).await,
-        ServeMode::Feed => feed(&mut ws, settings, id, &mut stats).await,
+    let served = async {
+        match settings.mode {
+            ServeMode::Echo => echo(&mut ws, &mut stats).await,
+            ServeMode::Broadcast => broadcast(&mut ws, hub, &mut stats).await,
+            ServeMode::Feed => feed(&mut ws, settings, id, &mut stats).await,
+        }
+    };
+    let result = tokio::select! {
+        result = served => result,
+        () = stopping(&mut stop) => Err(Error::ConnectionClosed),
+    };
+    // Stopping: the mode's future is dropped between messages (the library's reads and
+    // sends are cancellation safe), and the client gets a close, not a lost connection.
+    let result = match result {
+        Err(Error::ConnectionClosed) if *stop.borrow() => {
+            let away = CloseFrame::new(CloseCode::GOING_AWAY, "server shutting down");
+            ws.close(Some(away.clone())).await.map(|_| Some(away))
+        }
+        other => other,
     };
     if settings.log {
         let compression = if ws.connection().deflate_params().is_some() {
@@ -263,10 +344,14 @@ async fn feed(
 pub fn run(args: &ServeArgs, stop: &AtomicBool) -> Result<(), CliError> {
     let settings = Settings::from_args(args);
     let mode = settings.mode;
-    let addr = start(&args.addr, settings)?;
-    eprintln!("wsc: serving {mode:?} on ws://{addr}/ (Ctrl-C to stop)");
+    let server = start(&args.addr, settings)?;
+    eprintln!(
+        "wsc: serving {mode:?} on ws://{}/ (Ctrl-C to stop)",
+        server.addr
+    );
     while !stop.load(Ordering::Relaxed) {
         thread::sleep(Duration::from_millis(50));
     }
+    server.shut_down();
     Ok(())
 }

@@ -469,6 +469,38 @@ fn broadcast_reaches_other_clients() {
 }
 
 #[test]
+fn serve_stopping_closes_its_clients_with_1001() {
+    let (mut server, url, mut log) = wsc_serve(&[]);
+    let client = Command::new(WSC)
+        .args([&url, "-n"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut client = Proc(client);
+    thread::sleep(Duration::from_millis(500));
+    let status = Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut err = String::new();
+    client
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    // 1001 is a clean end for the client, not a lost connection (exit 9).
+    assert_eq!(client.0.wait().unwrap().code(), Some(0), "{err}");
+    assert_eq!(server.0.wait().unwrap().code(), Some(0));
+    let mut line = String::new();
+    log.read_line(&mut line).unwrap();
+    assert!(line.contains("closed 1001 (going away)"), "{line}");
+}
+
+#[test]
 fn serve_logs_one_line_per_connection() {
     let (_server, url, mut log) = wsc_serve(&[]);
     let out = wsc(&[&format!("{url}/logged")], b"a\nb\n");
