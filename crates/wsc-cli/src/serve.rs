@@ -266,6 +266,18 @@ async fn broadcast(
     let mut inbox = hub.subscribe();
     loop {
         tokio::select! {
+            // What was published goes out before the next read: a client that sends and
+            // then closes gets its own messages back before the close (after it, it can't).
+            biased;
+            published = inbox.recv() => match published {
+                Ok(m) => {
+                    ws.send(m).await?;
+                    stats.sent += 1;
+                }
+                // A slow client misses what it fell behind on rather than grow the server.
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return ended(),
+            },
             message = ws.recv() => match message {
                 Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
                     stats.received += 1;
@@ -275,15 +287,6 @@ async fn broadcast(
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(e),
                 None => return ended(),
-            },
-            published = inbox.recv() => match published {
-                Ok(m) => {
-                    ws.send(m).await?;
-                    stats.sent += 1;
-                }
-                // A slow client misses what it fell behind on rather than grow the server.
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => return ended(),
             },
         }
     }

@@ -501,6 +501,16 @@ fn serve_stopping_closes_its_clients_with_1001() {
 }
 
 #[test]
+fn broadcast_sender_gets_all_its_messages_before_the_close() {
+    let (_server, url, _) = wsc_serve(&["--broadcast"]);
+    for _ in 0..3 {
+        let out = wsc(&[&url], b"1\n2\n3\n4\n5\n");
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert_eq!(stdout(&out), "1\n2\n3\n4\n5\n");
+    }
+}
+
+#[test]
 fn serve_logs_one_line_per_connection() {
     let (_server, url, mut log) = wsc_serve(&[]);
     let out = wsc(&[&format!("{url}/logged")], b"a\nb\n");
