@@ -132,8 +132,9 @@ pub struct ClientArgs {
     #[arg(long)]
     pub reconnect: bool,
 
-    /// With --reconnect: give up after N failed attempts in a row (default: never). The first
-    /// connection is not retried: a server that cannot be reached at all is an error.
+    /// With --reconnect: give up after N failed attempts in a row (default: never); a
+    /// connection that drops within 10 s of opening counts as one. The first connection is
+    /// not retried: a server that cannot be reached at all is an error.
     #[arg(long, value_name = "N", requires = "reconnect")]
     pub reconnect_max_attempts: Option<u32>,
 

@@ -176,6 +176,12 @@ impl Link {
             Link::Reconnecting(r) => r.next_event(),
         }
     }
+
+    /// `--reconnect` gave up: `--reconnect-max-attempts` connections in a row dropped
+    /// before they were stable.
+    fn has_given_up(&self) -> bool {
+        matches!(self, Link::Reconnecting(r) if r.has_given_up())
+    }
 }
 
 /// Runs a client session until it ends. `stop` is set by the demo's timer; without it, a
@@ -331,6 +337,16 @@ impl Session {
                 Ok(Event::Message(m)) => m,
                 Ok(Event::Disconnected(why)) => {
                     if self.closing_since.is_some() {
+                        return match why {
+                            Disconnect::Closed(frame) => closed(frame),
+                            Disconnect::Failed(e) => Err(e.into()),
+                        };
+                    }
+                    if self.link.has_given_up() {
+                        eprintln!(
+                            "wsc: giving up: connections keep dropping soon after they open \
+                             (--reconnect-max-attempts)"
+                        );
                         return match why {
                             Disconnect::Closed(frame) => closed(frame),
                             Disconnect::Failed(e) => Err(e.into()),

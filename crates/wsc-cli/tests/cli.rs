@@ -418,6 +418,27 @@ fn ctrl_c_with_input_the_server_never_takes_reports_it_unsent() {
 }
 
 #[test]
+fn reconnect_gives_up_on_a_server_that_closes_every_connection_at_once() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let Ok(mut tcp) = tcp else { return };
+            raw_upgrade(&mut tcp);
+            // Close 1011, "boom", then TCP.
+            let _ = tcp.write_all(&[0x88, 6, 0x03, 0xF3, b'b', b'o', b'o', b'm']);
+        }
+    });
+    let out = wsc(
+        &[&url, "-n", "--reconnect", "--reconnect-max-attempts", "2"],
+        b"",
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(11), "{err}");
+    assert!(err.contains("giving up"), "{err}");
+}
+
+#[test]
 fn missing_pong_is_reported() {
     // A server that completes the handshake, then never reads again.
     let url = raw_server(|mut tcp| {

@@ -72,7 +72,9 @@ impl Reconnect {
         self
     }
 
-    /// Gives up after this many failed attempts in a row (default `None`: never).
+    /// Gives up after this many failed attempts in a row (default `None`: never). A connection
+    /// that drops before it is stable ([`Reconnect::stable_after`]) counts as a failed
+    /// attempt: a server that accepts and then closes at once is not retried forever.
     pub fn max_attempts(mut self, attempts: Option<u32>) -> Self {
         self.max_attempts = attempts;
         self
@@ -215,6 +217,8 @@ pub(crate) struct Plan {
     pub(crate) up_since: Instant,
     /// The caller closed the connection, or reconnecting gave up: no more attempts.
     pub(crate) stopped: bool,
+    /// Reconnecting gave up (after `max_attempts`, or on an error no retry can mend).
+    pub(crate) gave_up: bool,
 }
 
 impl Plan {
@@ -228,6 +232,7 @@ impl Plan {
             flaps: 0,
             up_since: Instant::now(),
             stopped: false,
+            gave_up: false,
         }
     }
 
@@ -241,6 +246,10 @@ impl Plan {
         }
         self.down_since = Some(now);
         self.failed = 0;
+        if self.policy.gives_up_after(self.flaps) {
+            self.stopped = true;
+            self.gave_up = true;
+        }
         Event::Disconnected(cause)
     }
 
@@ -254,8 +263,13 @@ impl Plan {
     /// Records a failed attempt: `Err` (the error to return) when it is time to give up.
     pub(crate) fn attempt_failed(&mut self, error: Error) -> Result<(), Error> {
         self.failed += 1;
-        if !is_retryable(&error) || self.policy.gives_up_after(self.failed) {
+        if !is_retryable(&error)
+            || self
+                .policy
+                .gives_up_after(self.failed.saturating_add(self.flaps))
+        {
             self.stopped = true;
+            self.gave_up = true;
             return Err(error);
         }
         Ok(())
@@ -304,7 +318,9 @@ impl Reconnecting {
     /// The next message, or a drop or reconnect. Returns an error when reconnecting gives
     /// up (the last attempt's error), after [`Reconnecting::close`]
     /// ([`Error::ConnectionClosed`]), and for a read or write timeout (the connection stays
-    /// up; what was not written stays queued).
+    /// up; what was not written stays queued). When connections keep dropping before they
+    /// are stable, the drop that reaches `max_attempts` is the last event
+    /// ([`Reconnecting::has_given_up`]); [`Error::ConnectionClosed`] follows.
     pub fn next_event(&mut self) -> Result<Event, Error> {
         if let Some(ws) = &mut self.ws {
             return match ws.read() {
@@ -336,6 +352,12 @@ impl Reconnecting {
                 Err(e) => self.plan.attempt_failed(e)?,
             }
         }
+    }
+
+    /// Whether reconnecting gave up: `max_attempts` reached (failed attempts and connections
+    /// that dropped before they were stable, in a row), or an error no retry can mend.
+    pub fn has_given_up(&self) -> bool {
+        self.plan.gave_up
     }
 
     /// Opens a connection and sends the subscriptions.
@@ -444,6 +466,26 @@ mod tests {
         plan.up_since = Instant::now() - Duration::from_secs(11);
         plan.dropped(Disconnect::Closed(None));
         assert_eq!(plan.next_delay(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn connections_that_keep_dropping_at_once_count_toward_giving_up() {
+        let policy = Reconnect::new().max_attempts(Some(3));
+        let mut plan = Plan::new(ClientBuilder::new("ws://127.0.0.1:1/"), policy);
+        for _ in 0..2 {
+            plan.dropped(Disconnect::Closed(None));
+            assert!(!plan.stopped);
+            plan.reconnected();
+        }
+        plan.dropped(Disconnect::Closed(None));
+        assert!(plan.stopped && plan.gave_up);
+        // A short-lived connection and failed attempts add up too.
+        let policy = Reconnect::new().max_attempts(Some(3));
+        let mut plan = Plan::new(ClientBuilder::new("ws://127.0.0.1:1/"), policy);
+        plan.dropped(Disconnect::Closed(None));
+        assert!(plan.attempt_failed(Error::Timeout(Phase::Connect)).is_ok());
+        assert!(plan.attempt_failed(Error::Timeout(Phase::Connect)).is_err());
+        assert!(plan.gave_up);
     }
 
     #[test]

@@ -95,6 +95,11 @@ impl Reconnecting {
         }
     }
 
+    /// Whether reconnecting gave up (see [`crate::Reconnecting::has_given_up`]).
+    pub fn has_given_up(&self) -> bool {
+        self.plan.gave_up
+    }
+
     /// Opens a connection and sends the subscriptions.
     async fn open(&self) -> Result<WebSocketStream<TokioStream>, Error> {
         let (mut ws, _) = self.plan.builder.clone().connect_async().await?;
