@@ -108,6 +108,24 @@ fn raw_upgrade(tcp: &mut TcpStream) {
         .unwrap();
 }
 
+/// Sends `signal` (e.g. "-INT") to a running process.
+fn send_signal(child: &Proc, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Waits for the process to end; its exit status and all it wrote to stderr (piped).
+fn exit_and_stderr(child: &mut Proc) -> (Option<i32>, String) {
+    let mut err = String::new();
+    if let Some(mut pipe) = child.0.stderr.take() {
+        pipe.read_to_string(&mut err).unwrap();
+    }
+    (child.0.wait().unwrap().code(), err)
+}
+
 #[test]
 fn echo_round_trip_with_wsc_serve() {
     let (_server, url, _) = wsc_serve(&["--echo"]);
@@ -362,11 +380,7 @@ fn ctrl_c_sends_close_1000() {
         .unwrap();
     let mut child = Proc(child);
     py.event("headers");
-    let status = Command::new("kill")
-        .args(["-INT", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    send_signal(&child, "-INT");
     assert_eq!(py.event("closed")["code"], 1000);
     let code = child.0.wait().unwrap().code();
     assert_eq!(code, Some(0));
@@ -398,20 +412,9 @@ fn ctrl_c_with_input_the_server_never_takes_reports_it_unsent() {
     });
     let mut child = Proc(child);
     thread::sleep(Duration::from_millis(1500));
-    let status = Command::new("kill")
-        .args(["-INT", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut err = String::new();
-    child
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert_eq!(child.0.wait().unwrap().code(), Some(7), "{err}");
+    send_signal(&child, "-INT");
+    let (code, err) = exit_and_stderr(&mut child);
+    assert_eq!(code, Some(7), "{err}");
     assert!(err.contains("the rest of the input was not sent"), "{err}");
     drop(child);
     let _ = feeder.join();
@@ -500,21 +503,10 @@ fn serve_stopping_closes_its_clients_with_1001() {
         .unwrap();
     let mut client = Proc(client);
     thread::sleep(Duration::from_millis(500));
-    let status = Command::new("kill")
-        .args(["-TERM", &server.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut err = String::new();
-    client
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    send_signal(&server, "-TERM");
     // 1001 is a clean end for the client, not a lost connection (exit 9).
-    assert_eq!(client.0.wait().unwrap().code(), Some(0), "{err}");
+    let (code, err) = exit_and_stderr(&mut client);
+    assert_eq!(code, Some(0), "{err}");
     assert_eq!(server.0.wait().unwrap().code(), Some(0));
     let mut line = String::new();
     log.read_line(&mut line).unwrap();
@@ -893,10 +885,7 @@ fn ctrl_c_while_reconnecting_ends_the_client() {
         assert!(err.read_line(&mut line).unwrap() > 0, "stderr ended");
     }
     let mut client = Proc(client);
-    Command::new("kill")
-        .args(["-INT", &client.0.id().to_string()])
-        .status()
-        .unwrap();
+    send_signal(&client, "-INT");
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let status = loop {
         if let Some(status) = client.0.try_wait().unwrap() {
