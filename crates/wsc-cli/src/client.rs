@@ -396,7 +396,18 @@ impl Session {
                 }
                 Message::Pong(_) => {}
                 Message::Ping(_) => self.format.note("> pong (automatic)"),
-                Message::Close(frame) => return closed(frame),
+                Message::Close(frame) => {
+                    if let Some(n) = self.count.filter(|&n| self.received < n) {
+                        if self.closing_since.is_none() {
+                            // Exit 0 for a clean close all the same: say it came early.
+                            eprintln!(
+                                "wsc: the server closed after {} of the {n} messages of --count",
+                                self.received
+                            );
+                        }
+                    }
+                    return closed(frame);
+                }
             }
         }
     }

@@ -442,6 +442,22 @@ fn reconnect_gives_up_on_a_server_that_closes_every_connection_at_once() {
 }
 
 #[test]
+fn count_says_when_the_server_closed_early() {
+    let url = raw_server(|mut tcp| {
+        raw_upgrade(&mut tcp);
+        // "one", then close 1000.
+        tcp.write_all(&[0x81, 3, b'o', b'n', b'e', 0x88, 2, 0x03, 0xE8])
+            .unwrap();
+        let _ = tcp.read(&mut [0u8; 64]);
+    });
+    let out = wsc(&[&url, "-n", "--count", "5"], b"");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(stdout(&out), "one\n");
+    assert!(err.contains("closed after 1 of the 5 messages"), "{err}");
+}
+
+#[test]
 fn missing_pong_is_reported() {
     // A server that completes the handshake, then never reads again.
     let url = raw_server(|mut tcp| {
