@@ -56,7 +56,8 @@ pub struct ClientArgs {
 
     /// At the end of stdin, close only once no message has come for SECS: the replies to the
     /// last input get printed (many servers drop what they would send once they see our
-    /// close), e.g. `echo '{"op":"ping"}' | wsc URL --linger 1`.
+    /// close), e.g. `echo '{"op":"ping"}' | wsc URL --linger 1`. With --count, whichever
+    /// comes first.
     #[arg(long, value_name = "SECS", value_parser = parse_secs, conflicts_with = "keep_open")]
     pub linger: Option<f64>,
 
@@ -118,7 +119,8 @@ pub struct ClientArgs {
     pub ping_interval: Option<f64>,
 
     /// How long to wait for a pong before giving up (default: the ping interval, at least 1 s);
-    /// data arriving meanwhile (a big message the pong waits behind) restarts the wait.
+    /// data arriving meanwhile (a big message the pong waits behind) extends it to SECS
+    /// after the last of it.
     #[arg(long, value_name = "SECS", value_parser = parse_secs, requires = "ping_interval")]
     pub ping_timeout: Option<f64>,
 

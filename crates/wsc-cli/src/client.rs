@@ -279,7 +279,7 @@ struct Session {
     keep_open: bool,
     /// `--linger`: how long the connection stays after the end of input with nothing arriving.
     linger: Option<Duration>,
-    /// When input ended, while lingering.
+    /// When input ended, until the close it calls for is sent.
     input_ended: Option<Instant>,
     closing_since: Option<Instant>,
     /// Set while `--reconnect` waits between connections (see `exit_on_signal_while`).
@@ -300,10 +300,14 @@ impl Session {
                 self.start_close("stopping")?;
             }
             self.pump_stdin()?;
-            if let (Some(ended), Some(linger)) = (self.input_ended, self.linger) {
+            if let Some(ended) = self.input_ended {
+                let linger = self.linger.unwrap_or(Duration::ZERO);
                 if ended.max(self.last_message).elapsed() >= linger {
-                    self.input_ended = None;
+                    // While reconnecting there is nothing to close yet: again once back.
                     self.start_close("end of input")?;
+                    if self.closing_since.is_some() {
+                        self.input_ended = None;
+                    }
                 }
             }
             if let Some(since) = self.closing_since {
@@ -343,14 +347,8 @@ impl Session {
                         };
                     }
                     if self.link.has_given_up() {
-                        eprintln!(
-                            "wsc: giving up: connections keep dropping soon after they open \
-                             (--reconnect-max-attempts)"
-                        );
-                        return match why {
-                            Disconnect::Closed(frame) => closed(frame),
-                            Disconnect::Failed(e) => Err(e.into()),
-                        };
+                        // Not a clean end, whatever the last close said.
+                        return Err(CliError::GaveUp(why.to_string()));
                     }
                     self.format.event_disconnected(&why.to_string());
                     self.down.store(true, Ordering::Relaxed);
@@ -437,13 +435,10 @@ impl Session {
                 Input::Text(_) | Input::Binary(_) => Ok(()),
                 Input::End => {
                     self.stdin = None;
-                    // With --count, the count decides when to close; with --linger, quiet.
-                    if self.keep_open || self.count.is_some() {
-                        return Ok(());
-                    }
-                    match self.linger {
-                        Some(_) => self.input_ended = Some(Instant::now()),
-                        None => self.start_close("end of input")?,
+                    // Closed once quiet for --linger (at once without it); with --count
+                    // alone, the count decides; with --keep-open, never.
+                    if !self.keep_open && (self.count.is_none() || self.linger.is_some()) {
+                        self.input_ended = Some(Instant::now());
                     }
                     return Ok(());
                 }

@@ -16,9 +16,10 @@ Exit status:
   6   WebSocket handshake refused or invalid (the HTTP status is in the message), or a
       redirect not followed
   7   timeout (connect, proxy, TLS or WebSocket handshake, --idle-timeout), or the
-      server taking none of our remaining input while we close (it was not all sent)
+      server taking nothing more from us while we close (our input was not all sent)
   8   protocol violation by the server (the close code sent is in the message)
-  9   connection lost without a close handshake (closed or reset)
+  9   connection lost without a close handshake (closed or reset), or --reconnect gave up
+      on connections that kept dropping soon after they opened
   10  no pong within the ping timeout
   11  the server closed with an error code (not 1000/1001)
   12  I/O error
@@ -38,8 +39,12 @@ pub enum CliError {
     Io(String, std::io::Error),
     /// No text or binary message for `--idle-timeout`.
     Idle(std::time::Duration),
-    /// Closing, the server took none of our remaining input for this long: it was never sent.
+    /// Closing, the server took none of our remaining output (input, the close) for this
+    /// long: it was never all sent.
     Unsent(std::time::Duration),
+    /// `--reconnect` gave up: connections kept dropping soon after they opened (the last
+    /// drop's cause).
+    GaveUp(String),
 }
 
 impl CliError {
@@ -49,6 +54,7 @@ impl CliError {
             CliError::ClosedWithError(_) => 11,
             CliError::Io(..) => 12,
             CliError::Idle(_) | CliError::Unsent(_) => 7,
+            CliError::GaveUp(_) => 9,
             CliError::Wsc(e) => match e {
                 Error::Url(_) | Error::TlsConfig(_) | Error::InvalidInput(_) => 2,
                 Error::Dns { .. } => 3,
@@ -103,10 +109,15 @@ impl fmt::Display for CliError {
                 "no message in {:.1} s (--idle-timeout)",
                 limit.as_secs_f64()
             ),
+            CliError::GaveUp(last) => write!(
+                f,
+                "giving up: connections keep dropping soon after they open \
+                 (--reconnect-max-attempts); the last: {last}"
+            ),
             CliError::Unsent(waited) => write!(
                 f,
-                "closing, the server took none of our remaining input in {} s: the rest of \
-                 the input was not sent",
+                "closing, the server took nothing more from us in {} s: what we still had \
+                 to send (input, or the close itself) was not all sent",
                 waited.as_secs()
             ),
         }

@@ -266,9 +266,6 @@ async fn broadcast(
     let mut inbox = hub.subscribe();
     loop {
         tokio::select! {
-            // What was published goes out before the next read: a client that sends and
-            // then closes gets its own messages back before the close (after it, it can't).
-            biased;
             published = inbox.recv() => match published {
                 Ok(m) => {
                     ws.send(m).await?;
@@ -282,6 +279,19 @@ async fn broadcast(
                 Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
                     stats.received += 1;
                     let _ = hub.send(m);
+                    // What is published by now, this message included, goes out before the
+                    // next read: a client that sends and then closes gets its own messages
+                    // back before its close (after it, nothing more can be sent).
+                    loop {
+                        match inbox.try_recv() {
+                            Ok(m) => {
+                                ws.send(m).await?;
+                                stats.sent += 1;
+                            }
+                            Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                            Err(_) => break,
+                        }
+                    }
                 }
                 Some(Ok(Message::Close(frame))) => return Ok(frame),
                 Some(Ok(_)) => {}

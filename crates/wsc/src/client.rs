@@ -258,8 +258,9 @@ impl ClientBuilder {
 
     /// Pings the server every `interval` and fails with [`Error::KeepaliveTimeout`] when a
     /// pong does not come back within the timeout, so a dead peer or path is noticed within
-    /// interval + timeout (default: off). Data arriving meanwhile restarts the wait: a pong
-    /// sent behind a big message arrives after it, and the peer is plainly alive. The blocking client pings while [`WebSocket::read`]
+    /// interval + timeout (default: off). Data arriving meanwhile moves the deadline to a
+    /// timeout after the last of it: a pong sent behind a big message arrives after it, and
+    /// the peer is plainly alive. The blocking client pings while [`WebSocket::read`]
     /// waits; the async one while the stream (or its reading half) is polled.
     pub fn keepalive(mut self, keepalive: impl Into<Option<Keepalive>>) -> Self {
         self.keepalive = keepalive.into();

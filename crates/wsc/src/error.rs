@@ -276,7 +276,7 @@ impl fmt::Display for Error {
             Error::Redirect(e) => write!(f, "redirect not followed: {e}"),
             Error::KeepaliveTimeout(waited) => write!(
                 f,
-                "no pong within {:.1} s of a keepalive ping, nor any other data: the peer or \
+                "no pong to a keepalive ping, nor any other data, for {:.1} s: the peer or \
                  the network path to it is dead",
                 waited.as_secs_f64()
             ),

@@ -213,6 +213,12 @@ pub(crate) struct Plan {
     /// Connections in a row that dropped before they were stable: they count toward the
     /// backoff.
     pub(crate) flaps: u32,
+    /// Failed attempts in a row, counting as failed the reconnects whose connection dropped
+    /// before it was stable (not the first connection: no attempt made it); `max_attempts`
+    /// bounds it. A stable connection starts it over.
+    pub(crate) in_a_row: u32,
+    /// The current connection was opened by a reconnect.
+    pub(crate) reconnected_since: bool,
     /// When the current connection opened.
     pub(crate) up_since: Instant,
     /// The caller closed the connection, or reconnecting gave up: no more attempts.
@@ -230,6 +236,8 @@ impl Plan {
             down_since: None,
             failed: 0,
             flaps: 0,
+            in_a_row: 0,
+            reconnected_since: false,
             up_since: Instant::now(),
             stopped: false,
             gave_up: false,
@@ -239,16 +247,21 @@ impl Plan {
     /// Records a drop and turns it into its event.
     pub(crate) fn dropped(&mut self, cause: Disconnect) -> Event {
         let now = Instant::now();
-        if now.duration_since(self.up_since) < self.policy.stable_after {
+        let short = now.duration_since(self.up_since) < self.policy.stable_after;
+        if short {
             self.flaps = self.flaps.saturating_add(1);
         } else {
             self.flaps = 0;
+            self.in_a_row = 0;
         }
         self.down_since = Some(now);
         self.failed = 0;
-        if self.policy.gives_up_after(self.flaps) {
-            self.stopped = true;
-            self.gave_up = true;
+        if short && self.reconnected_since {
+            self.in_a_row = self.in_a_row.saturating_add(1);
+            if self.policy.gives_up_after(self.in_a_row) {
+                self.stopped = true;
+                self.gave_up = true;
+            }
         }
         Event::Disconnected(cause)
     }
@@ -263,11 +276,8 @@ impl Plan {
     /// Records a failed attempt: `Err` (the error to return) when it is time to give up.
     pub(crate) fn attempt_failed(&mut self, error: Error) -> Result<(), Error> {
         self.failed += 1;
-        if !is_retryable(&error)
-            || self
-                .policy
-                .gives_up_after(self.failed.saturating_add(self.flaps))
-        {
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        if !is_retryable(&error) || self.policy.gives_up_after(self.in_a_row) {
             self.stopped = true;
             self.gave_up = true;
             return Err(error);
@@ -284,6 +294,7 @@ impl Plan {
         self.down_since = None;
         self.failed = 0;
         self.up_since = Instant::now();
+        self.reconnected_since = true;
         event
     }
 }
@@ -469,23 +480,36 @@ mod tests {
     }
 
     #[test]
-    fn connections_that_keep_dropping_at_once_count_toward_giving_up() {
+    fn reconnections_that_keep_dropping_at_once_count_toward_giving_up() {
+        // Three reconnects, each dropped at once: the third is the last. The first
+        // connection's short life is no attempt of ours and does not count.
         let policy = Reconnect::new().max_attempts(Some(3));
         let mut plan = Plan::new(ClientBuilder::new("ws://127.0.0.1:1/"), policy);
+        plan.dropped(Disconnect::Closed(None));
         for _ in 0..2 {
+            plan.reconnected();
             plan.dropped(Disconnect::Closed(None));
             assert!(!plan.stopped);
-            plan.reconnected();
         }
+        plan.reconnected();
         plan.dropped(Disconnect::Closed(None));
         assert!(plan.stopped && plan.gave_up);
-        // A short-lived connection and failed attempts add up too.
+        // Short-lived reconnects and failed attempts add up.
         let policy = Reconnect::new().max_attempts(Some(3));
         let mut plan = Plan::new(ClientBuilder::new("ws://127.0.0.1:1/"), policy);
         plan.dropped(Disconnect::Closed(None));
         assert!(plan.attempt_failed(Error::Timeout(Phase::Connect)).is_ok());
+        plan.reconnected();
+        plan.dropped(Disconnect::Closed(None));
         assert!(plan.attempt_failed(Error::Timeout(Phase::Connect)).is_err());
         assert!(plan.gave_up);
+        // A stable connection starts the count over.
+        let policy = Reconnect::new().max_attempts(Some(1));
+        let mut plan = Plan::new(ClientBuilder::new("ws://127.0.0.1:1/"), policy);
+        plan.reconnected();
+        plan.up_since = Instant::now() - Duration::from_secs(11);
+        plan.dropped(Disconnect::Closed(None));
+        assert!(!plan.stopped);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! dead path to it: a NAT that forgot the mapping, a cable pulled) is noticed within
 //! interval + timeout instead of hours later by TCP. Bytes arriving while the pong is awaited
 //! prove the peer alive too: a pong queued behind a big message cannot arrive before it, so
-//! the wait restarts as long as data keeps coming.
+//! the wait ends a timeout after the last byte, not after the ping.
 //!
 //! Sans-I/O like the rest of the core: the driver passes the current time in and is told when
 //! to call again; it never reads a clock here.
@@ -50,8 +50,8 @@ pub(crate) struct KeepaliveTimer {
     next_ping: Instant,
     /// The deadline of the ping in flight, if one is.
     awaiting: Option<Instant>,
-    /// Bytes arrived since the ping in flight was sent (or its wait last restarted).
-    heard: bool,
+    /// When bytes last arrived while the ping in flight waits (as told to `poll`).
+    last_heard: Option<Instant>,
     sent: u32,
 }
 
@@ -67,7 +67,7 @@ impl KeepaliveTimer {
             settings,
             next_ping: now + settings.interval,
             awaiting: None,
-            heard: false,
+            last_heard: None,
             sent: 0,
         }
     }
@@ -79,30 +79,37 @@ impl KeepaliveTimer {
     /// Whether the ping in flight has passed its deadline with nothing heard since it went
     /// out (`heard`: bytes arrived that [`KeepaliveTimer::poll`] has not been told of yet).
     pub(crate) fn overdue(&self, now: Instant, heard: bool) -> bool {
-        !heard && !self.heard && self.awaiting.is_some_and(|deadline| now >= deadline)
+        let quiet_since = |t: Instant| now >= t + self.settings.timeout;
+        !heard
+            && self.awaiting.is_some_and(|deadline| now >= deadline)
+            && self.last_heard.map_or(true, quiet_since)
     }
 
     /// Any pong proves the peer alive (some peers answer with an empty payload).
     pub(crate) fn on_pong(&mut self) {
         self.awaiting = None;
-        self.heard = false;
+        self.last_heard = None;
     }
 
     /// What is due at `now`; `heard`: bytes arrived since the last call.
     pub(crate) fn poll(&mut self, now: Instant, heard: bool) -> Due {
         if let Some(deadline) = self.awaiting {
-            self.heard |= heard;
+            if heard {
+                self.last_heard = Some(now);
+            }
             if now < deadline {
                 return Due::Wait(deadline);
             }
-            if !self.heard {
-                return Due::Dead;
-            }
-            // Data kept coming: the peer is alive, and its pong is behind that data.
-            self.heard = false;
-            let deadline = now + self.settings.timeout;
-            self.awaiting = Some(deadline);
-            return Due::Wait(deadline);
+            // Data kept coming: the peer is alive, and its pong is behind that data. The
+            // wait ends a timeout after the last of it.
+            let extended = self.last_heard.take().map(|t| t + self.settings.timeout);
+            return match extended {
+                Some(at) if at > now => {
+                    self.awaiting = Some(at);
+                    Due::Wait(at)
+                }
+                _ => Due::Dead,
+            };
         }
         if now < self.next_ping {
             return Due::Wait(self.next_ping);
@@ -110,7 +117,7 @@ impl KeepaliveTimer {
         self.sent = self.sent.wrapping_add(1);
         let deadline = now + self.settings.timeout;
         self.awaiting = Some(deadline);
-        self.heard = false;
+        self.last_heard = None;
         self.next_ping = now + self.settings.interval;
         Due::Ping(self.sent.to_be_bytes(), deadline)
     }
@@ -174,13 +181,14 @@ mod tests {
         let t0 = Instant::now();
         let mut ka = KeepaliveTimer::new(Keepalive::new(secs(10), secs(3)), t0);
         assert!(matches!(ka.poll(t0 + secs(10), true), Due::Ping(..)));
-        // Bytes before the ping do not count; bytes after it do, until the deadline.
+        // Bytes before the ping do not count; bytes after it move the deadline to a timeout
+        // after the last of them.
         assert_eq!(ka.poll(t0 + secs(11), true), Due::Wait(t0 + secs(13)));
         assert!(!ka.overdue(t0 + secs(13), false));
-        assert_eq!(ka.poll(t0 + secs(13), false), Due::Wait(t0 + secs(16)));
+        assert_eq!(ka.poll(t0 + secs(13), false), Due::Wait(t0 + secs(14)));
         // Then nothing at all for a whole timeout: dead.
-        assert!(ka.overdue(t0 + secs(16), false));
-        assert!(!ka.overdue(t0 + secs(16), true));
-        assert_eq!(ka.poll(t0 + secs(16), false), Due::Dead);
+        assert!(ka.overdue(t0 + secs(14), false));
+        assert!(!ka.overdue(t0 + secs(14), true));
+        assert_eq!(ka.poll(t0 + secs(14), false), Due::Dead);
     }
 }
