@@ -60,6 +60,8 @@ pub struct Running {
     stop: watch::Sender<bool>,
     /// Connections still open.
     open: Arc<AtomicUsize>,
+    /// The accept loop has seen the stop: every connection it took is in `open`.
+    accepting_done: Arc<AtomicBool>,
 }
 
 impl Running {
@@ -68,7 +70,10 @@ impl Running {
     pub fn shut_down(&self) {
         let _ = self.stop.send(true);
         let started = Instant::now();
-        while self.open.load(Ordering::Acquire) > 0 && started.elapsed() < SHUTDOWN_GRACE {
+        let busy = || {
+            !self.accepting_done.load(Ordering::Acquire) || self.open.load(Ordering::Acquire) > 0
+        };
+        while busy() && started.elapsed() < SHUTDOWN_GRACE {
             thread::sleep(Duration::from_millis(10));
         }
     }
@@ -110,11 +115,14 @@ pub fn start(addr: &str, settings: Settings) -> Result<Running, CliError> {
         .map_err(|e| CliError::Io("cannot start the async runtime".into(), e))?;
     let (stop, stop_rx) = watch::channel(false);
     let open = Arc::new(AtomicUsize::new(0));
-    let counted = open.clone();
+    let accepting_done = Arc::new(AtomicBool::new(false));
+    let (counted, done) = (open.clone(), accepting_done.clone());
     thread::spawn(move || {
         runtime.block_on(async move {
             match TcpListener::from_std(listener) {
-                Ok(listener) => accept_loop(listener, Arc::new(settings), stop_rx, counted).await,
+                Ok(listener) => {
+                    accept_loop(listener, Arc::new(settings), stop_rx, counted, done).await
+                }
                 Err(e) => eprintln!("wsc: cannot listen: {e}"),
             }
         })
@@ -123,6 +131,7 @@ pub fn start(addr: &str, settings: Settings) -> Result<Running, CliError> {
         addr: local,
         stop,
         open,
+        accepting_done,
     })
 }
 
@@ -131,6 +140,7 @@ async fn accept_loop(
     settings: Arc<Settings>,
     mut stop: watch::Receiver<bool>,
     open: Arc<AtomicUsize>,
+    accepting_done: Arc<AtomicBool>,
 ) {
     let (hub, _) = broadcast::channel::<Message>(BROADCAST_BACKLOG);
     let ids = AtomicU64::new(1);
@@ -141,6 +151,7 @@ async fn accept_loop(
                 // No new connections; the open ones close, on this runtime, which returning
                 // from here would drop.
                 drop(listener);
+                accepting_done.store(true, Ordering::Release);
                 return std::future::pending().await;
             }
         };
