@@ -2,7 +2,7 @@
 //! one task per connection, so thousands of clients cost little.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -57,11 +57,9 @@ impl Settings {
 /// A running server: where it listens, and how to stop it politely.
 pub struct Running {
     pub addr: SocketAddr,
+    /// Its receivers are the accept loop's, until it has seen the stop, and each open
+    /// connection's: their count says when stopping is done.
     stop: watch::Sender<bool>,
-    /// Connections still open.
-    open: Arc<AtomicUsize>,
-    /// The accept loop has seen the stop: every connection it took is in `open`.
-    accepting_done: Arc<AtomicBool>,
 }
 
 impl Running {
@@ -70,10 +68,7 @@ impl Running {
     pub fn shut_down(&self) {
         let _ = self.stop.send(true);
         let started = Instant::now();
-        let busy = || {
-            !self.accepting_done.load(Ordering::Acquire) || self.open.load(Ordering::Acquire) > 0
-        };
-        while busy() && started.elapsed() < SHUTDOWN_GRACE {
+        while self.stop.receiver_count() > 0 && started.elapsed() < SHUTDOWN_GRACE {
             thread::sleep(Duration::from_millis(10));
         }
     }
@@ -83,15 +78,6 @@ impl Running {
 async fn stopping(stop: &mut watch::Receiver<bool>) {
     if stop.wait_for(|&stopping| stopping).await.is_err() {
         std::future::pending::<()>().await;
-    }
-}
-
-/// Counts a connection as open while it lives.
-struct OpenGuard(Arc<AtomicUsize>);
-
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -114,46 +100,31 @@ pub fn start(addr: &str, settings: Settings) -> Result<Running, CliError> {
         .build()
         .map_err(|e| CliError::Io("cannot start the async runtime".into(), e))?;
     let (stop, stop_rx) = watch::channel(false);
-    let open = Arc::new(AtomicUsize::new(0));
-    let accepting_done = Arc::new(AtomicBool::new(false));
-    let (counted, done) = (open.clone(), accepting_done.clone());
     thread::spawn(move || {
         runtime.block_on(async move {
             match TcpListener::from_std(listener) {
-                Ok(listener) => {
-                    accept_loop(listener, Arc::new(settings), stop_rx, counted, done).await
-                }
+                Ok(listener) => accept_loop(listener, Arc::new(settings), stop_rx).await,
                 Err(e) => eprintln!("wsc: cannot listen: {e}"),
             }
+            // The open connections close on this runtime, which returning would drop.
+            std::future::pending::<()>().await
         })
     });
-    Ok(Running {
-        addr: local,
-        stop,
-        open,
-        accepting_done,
-    })
+    Ok(Running { addr: local, stop })
 }
 
 async fn accept_loop(
     listener: TcpListener,
     settings: Arc<Settings>,
     mut stop: watch::Receiver<bool>,
-    open: Arc<AtomicUsize>,
-    accepting_done: Arc<AtomicBool>,
 ) {
     let (hub, _) = broadcast::channel::<Message>(BROADCAST_BACKLOG);
     let ids = AtomicU64::new(1);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            () = stopping(&mut stop) => {
-                // No new connections; the open ones close, on this runtime, which returning
-                // from here would drop.
-                drop(listener);
-                accepting_done.store(true, Ordering::Release);
-                return std::future::pending().await;
-            }
+            // No new connections (the listener and this receiver go).
+            () = stopping(&mut stop) => return,
         };
         let (tcp, peer) = match accepted {
             Ok(accepted) => accepted,
@@ -165,13 +136,9 @@ async fn accept_loop(
             }
         };
         let id = ids.fetch_add(1, Ordering::Relaxed);
+        // The connection's receiver lives as long as it does (see `Running::stop`).
         let (settings, hub, stop) = (settings.clone(), hub.clone(), stop.clone());
-        open.fetch_add(1, Ordering::AcqRel);
-        let guard = OpenGuard(open.clone());
-        tokio::spawn(async move {
-            handle(tcp, peer, id, &settings, &hub, stop).await;
-            drop(guard);
-        });
+        tokio::spawn(async move { handle(tcp, peer, id, &settings, &hub, stop).await });
     }
 }
 

@@ -322,7 +322,6 @@ impl Connection {
             let offered = target.len();
             let n = read(target)?;
             self.direct_received(n, offered);
-            self.heard |= n > 0;
             return Ok(n.min(offered));
         }
         // A big message passed through: give the memory back.
@@ -347,7 +346,6 @@ impl Connection {
             let offered = target.len();
             let n = read(ReadTarget::Slice(target))?;
             self.direct_received(n, offered);
-            self.heard |= n > 0;
             return Ok(n.min(offered));
         }
         self.read_buf.shrink_if_oversized();
@@ -393,6 +391,7 @@ impl Connection {
     /// Takes `n` bytes read into [`Connection::direct_target`] as payload (unmasked here;
     /// text is checked by the parser).
     fn direct_received(&mut self, n: usize, offered: usize) {
+        self.heard |= n > 0;
         let (Some(frame), Some(partial)) = (self.incoming.as_mut(), self.partial.as_mut()) else {
             return;
         };

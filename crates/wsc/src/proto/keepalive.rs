@@ -19,7 +19,8 @@ pub struct Keepalive {
     /// Time from one ping to the next (counted from when a ping is sent).
     pub interval: Duration,
     /// How long a ping may wait for its pong, with nothing else arriving either, before the
-    /// peer is declared dead (data arriving restarts the wait: the pong may be behind it).
+    /// peer is declared dead (data arriving moves the deadline to a timeout after the last
+    /// of it: the pong may be behind it).
     pub timeout: Duration,
 }
 
