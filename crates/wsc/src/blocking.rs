@@ -11,7 +11,7 @@ use crate::error::{Error, Phase};
 use crate::proto::buffer::ReadBuffer;
 use crate::proto::handshake::{Redirect, Response};
 use crate::proto::{CloseFrame, Config, Connection, Keepalive, Message, MessageRef, Role, State};
-use crate::stream::{deadline_in, is_timeout, map_io_error, MaybeTlsStream};
+use crate::stream::{deadline_in, is_peer_gone, is_timeout, map_io_error, MaybeTlsStream};
 
 /// Each read is offered at least this much (more, up to 64 KiB, once reads come back full):
 /// the opening handshake is read into the same buffer, and a short-lived connection, which
@@ -49,6 +49,9 @@ pub(crate) struct StreamControl<S> {
     pub(crate) set_write_nowait: fn(&mut S, bool),
     /// Reads that take only what has arrived, on or off.
     pub(crate) set_read_nowait: fn(&mut S, bool),
+    /// Drops output the stream holds itself (rustls's records) once the peer is gone, so
+    /// that reading what it sent before does not try to write them first.
+    pub(crate) discard_output: fn(&mut S),
 }
 
 impl<S> Clone for StreamControl<S> {
@@ -68,6 +71,7 @@ impl StreamControl<MaybeTlsStream> {
             set_write_timeout: MaybeTlsStream::set_write_timeout,
             set_write_nowait: MaybeTlsStream::set_write_nowait,
             set_read_nowait: MaybeTlsStream::set_read_nowait,
+            discard_output: MaybeTlsStream::discard_output,
         }
     }
 }
@@ -88,7 +92,8 @@ pub struct WebSocket<S> {
     conn: Connection,
     response: Option<Box<Response>>,
     request_head: Option<Box<str>>,
-    peer: String,
+    /// The server's host, for TLS error messages.
+    host: Box<str>,
     control: Option<StreamControl<S>>,
     close_timeout: Option<Duration>,
     drained: bool,
@@ -117,7 +122,7 @@ impl<S> std::fmt::Debug for WebSocket<S> {
         f.debug_struct("WebSocket")
             .field("role", &self.conn.role())
             .field("state", &self.conn.state())
-            .field("peer", &self.peer)
+            .field("host", &self.host)
             .finish_non_exhaustive()
     }
 }
@@ -139,7 +144,7 @@ impl<S: Read + Write> WebSocket<S> {
             conn,
             response: None,
             request_head: None,
-            peer: String::new(),
+            host: "".into(),
             control: None,
             close_timeout: Some(Duration::from_secs(5)),
             drained: false,
@@ -157,7 +162,7 @@ impl<S: Read + Write> WebSocket<S> {
         &mut self,
         request_head: String,
         response: Response,
-        peer: String,
+        host: String,
         control: Option<StreamControl<S>>,
         timeouts: ClientTimeouts,
     ) {
@@ -165,7 +170,7 @@ impl<S: Read + Write> WebSocket<S> {
         self.read_timeout_set = timeouts.read.is_some();
         self.request_head = Some(request_head.into_boxed_str());
         self.response = Some(Box::new(response));
-        self.peer = peer;
+        self.host = host.into_boxed_str();
         self.control = control;
         self.close_timeout = timeouts.close;
     }
@@ -399,13 +404,17 @@ impl<S: Read + Write> WebSocket<S> {
     }
 
     /// Maps an I/O error; anything but a timeout kills the connection, so that later calls
-    /// report it closed instead of repeating the error forever.
+    /// report it closed instead of repeating the error forever. A write that finds the peer
+    /// gone kills only the output: what the peer sent before it went (its close frame, with
+    /// the reason) is still read.
     fn transport_error(&mut self, e: io::Error, phase: Phase) -> Error {
-        if !is_timeout(&e) {
+        if phase == Phase::Write && is_peer_gone(&e) && !self.conn.is_terminated() {
+            self.lose_output();
+        } else if !is_timeout(&e) {
             self.conn.abort();
             self.drained = true;
         }
-        map_io_error(e, phase, &self.peer)
+        map_io_error(e, phase, &self.host)
     }
 
     /// After the close handshake, a client lets the server close TCP first
@@ -565,7 +574,20 @@ impl<S: Read + Write> WebSocket<S> {
         match self.write_queued_nowait() {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock || is_timeout(&e) => {}
+            // What the peer sent before it went is read on; the read then reports its end.
+            Err(e) if is_peer_gone(&e) => self.lose_output(),
             Err(e) => self.reply_error = Some(e),
+        }
+    }
+
+    /// Nothing more can be written: drops what waits to be, in the connection and in the
+    /// stream.
+    #[cold]
+    fn lose_output(&mut self) {
+        self.conn.lose_output();
+        self.user_output = false;
+        if let Some(control) = self.control {
+            (control.discard_output)(&mut self.stream);
         }
     }
 

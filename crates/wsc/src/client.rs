@@ -568,7 +568,7 @@ impl ClientBuilder {
         ws.set_client_details(
             request_head,
             response,
-            url.authority(),
+            host,
             control,
             ClientTimeouts {
                 read: self.read_timeout,

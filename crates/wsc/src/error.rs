@@ -60,7 +60,9 @@ pub enum Error {
     /// The peer broke the WebSocket protocol; a close frame with
     /// [`ProtocolError::close_code`] was sent to it.
     Protocol(ProtocolError),
-    /// The peer closed the TCP connection without a close handshake.
+    /// The peer closed or reset the TCP connection without a close handshake (also when a
+    /// write finds it gone: a reset or a broken pipe). Messages that arrived before are
+    /// delivered first.
     ConnectionReset,
     /// The connection is closed (the close handshake completed or the connection failed);
     /// nothing more will be received.

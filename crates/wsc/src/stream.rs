@@ -203,6 +203,19 @@ impl MaybeTlsStream {
         self.inner_mut().nowait_writes = nowait;
     }
 
+    /// Drops the TLS records rustls holds for writing: the peer is gone, and reading what it
+    /// sent before must not first try to write them (and fail).
+    pub(crate) fn discard_output(&mut self) {
+        #[cfg(feature = "tls")]
+        if let MaybeTlsStream::Tls(s) = self {
+            while s.conn.wants_write() {
+                if !matches!(s.conn.write_tls(&mut io::sink()), Ok(n) if n > 0) {
+                    break;
+                }
+            }
+        }
+    }
+
     /// Makes reads take only what has arrived (`WouldBlock` when nothing has), or wait again
     /// as usual. Over TLS, a record that has only partly arrived stays in rustls's buffer.
     pub(crate) fn set_read_nowait(&mut self, nowait: bool) {
@@ -309,11 +322,28 @@ pub(crate) fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
+/// Whether an I/O error means the peer is gone: it reset the connection, or closed it and
+/// we wrote anyway. What it sent before may still wait in the socket.
+pub(crate) fn is_peer_gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::NotConnected
+    )
+}
+
 /// Turns an I/O error during `phase` into the crate error: timeouts name the phase, TLS
-/// failures carry rustls' reason and the host.
+/// failures carry rustls' reason and the host, and on an open connection a peer that reset
+/// or closed it is [`Error::ConnectionReset`], as when it closes TCP without a close
+/// handshake (one error for a dropped connection, whichever way TCP said it).
 pub(crate) fn map_io_error(e: io::Error, phase: Phase, host: &str) -> Error {
     if is_timeout(&e) {
         return Error::Timeout(phase);
+    }
+    if matches!(phase, Phase::Read | Phase::Write | Phase::Close) && is_peer_gone(&e) {
+        return Error::ConnectionReset;
     }
     #[cfg(feature = "tls")]
     if let Some(tls) = e

@@ -39,7 +39,7 @@ use crate::proto::connection::ReadTarget;
 use crate::proto::handshake::Response;
 use crate::proto::{CloseFrame, Connection, Keepalive, Message, MessageRef, Role, State};
 use crate::server::Acceptor;
-use crate::stream::{is_timeout, map_io_error};
+use crate::stream::{is_peer_gone, is_timeout, map_io_error};
 
 // This module drives a connection; `open` connects and accepts, `split` holds the two halves,
 // `stream` is the TCP or TLS stream a client connects over.
@@ -206,19 +206,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             return;
         }
         if let Poll::Ready(Err(e)) = self.poll_write_queued(cx) {
-            if !is_timeout(&e) {
+            if is_peer_gone(&e) {
+                // What the peer sent before it went is read on; the read reports its end.
+                self.lose_output();
+            } else if !is_timeout(&e) {
                 self.reply_error = Some(e);
             }
         }
     }
 
+    /// Maps an I/O error; anything but a timeout kills the connection. A write that finds the
+    /// peer gone kills only the output: what the peer sent before it went (its close frame,
+    /// with the reason) is still read.
     fn transport_error(&mut self, e: io::Error, phase: Phase) -> Error {
-        if !is_timeout(&e) {
+        if phase == Phase::Write && is_peer_gone(&e) && !self.conn.is_terminated() {
+            self.lose_output();
+        } else if !is_timeout(&e) {
             self.conn.abort();
             self.drained = true;
             self.dead = true;
         }
         map_io_error(e, phase, &self.host)
+    }
+
+    /// Nothing more can be written; reading goes on.
+    #[cold]
+    fn lose_output(&mut self) {
+        self.conn.lose_output();
+        self.dead = true;
+        self.unflushed = false;
     }
 
     /// The next message; `None` once the connection is over (after the close handshake,

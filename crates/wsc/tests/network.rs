@@ -817,3 +817,81 @@ fn the_server_role_answers_too_many_request_headers_with_431() {
         "{err:?}"
     );
 }
+
+/// Reads a little of what the client sends, then says why it is leaving (a text and a close
+/// 1008) and drops the connection with the client's data unread, which resets it: an
+/// exchange kicking a client that sends too much.
+fn kicking_server() -> (String, thread::JoinHandle<()>) {
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let handle = thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let mut ws = wsc::server::accept(tcp).unwrap();
+        assert!(ws.read().unwrap().is_data());
+        ws.send_text("last words").unwrap();
+        ws.send(Message::Close(Some(CloseFrame::new(
+            CloseCode::POLICY_VIOLATION,
+            "rate limit exceeded",
+        ))))
+        .unwrap();
+        thread::sleep(Duration::from_millis(100));
+    });
+    (url, handle)
+}
+
+/// The close the kicking server sent.
+fn assert_kicked(close: Option<CloseFrame>) {
+    let close = close.expect("a close frame with a code");
+    assert_eq!(close.code, CloseCode::POLICY_VIOLATION);
+    assert_eq!(close.reason, "rate limit exceeded");
+}
+
+#[test]
+fn a_failed_send_loses_nothing_the_server_sent_before_it_reset() {
+    let (url, server) = kicking_server();
+    let mut ws = builder(&url).connect().unwrap();
+    let chunk = vec![7u8; 256 << 10];
+    let error = (0..4000)
+        .find_map(|_| ws.send_binary(&chunk).err())
+        .expect("the server stopped reading: a send must fail");
+    assert!(matches!(error, Error::ConnectionReset), "{error:?}");
+    assert!(!ws.can_send());
+    assert!(matches!(ws.send_text("more"), Err(Error::ConnectionClosed)));
+    // Still read: what the server said before it went.
+    assert_eq!(ws.read().unwrap().as_text(), Some("last words"));
+    match ws.read() {
+        Ok(Message::Close(close)) => assert_kicked(close),
+        other => panic!("expected the server's close, got {other:?}"),
+    }
+    assert!(matches!(ws.read(), Err(Error::ConnectionClosed)));
+    server.join().unwrap();
+}
+
+#[tokio::test]
+async fn async_a_failed_send_loses_nothing_the_server_sent_before_it_reset() {
+    let (url, server) = kicking_server();
+    let (mut ws, _) = builder(&url).connect_async().await.unwrap();
+    let chunk = bytes::Bytes::from(vec![7u8; 256 << 10]);
+    let mut error = None;
+    for _ in 0..4000 {
+        if let Err(e) = ws.send_binary(chunk.clone()).await {
+            error = Some(e);
+            break;
+        }
+    }
+    let error = error.expect("the server stopped reading: a send must fail");
+    assert!(matches!(error, Error::ConnectionReset), "{error:?}");
+    assert!(ws.send_text("more").await.is_err());
+    assert_eq!(
+        ws.recv().await.unwrap().unwrap().as_text(),
+        Some("last words")
+    );
+    match ws.recv().await {
+        Some(Ok(Message::Close(close))) => assert_kicked(close),
+        other => panic!("expected the server's close, got {other:?}"),
+    }
+    assert!(ws.recv().await.is_none());
+    tokio::task::spawn_blocking(move || server.join().unwrap())
+        .await
+        .unwrap();
+}

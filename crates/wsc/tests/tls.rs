@@ -1232,3 +1232,35 @@ fn async_pongs_rustls_could_not_write_go_out_when_the_peer_reads_again() {
     // Before, what rustls held waited for the next message sent: about half were missing.
     assert_eq!(pongs.recv().unwrap(), FLOOD_PINGS);
 }
+
+#[test]
+fn a_failed_send_over_tls_loses_nothing_the_server_sent_before_it_reset() {
+    use std::io::{Read as _, Write as _};
+    let (port, ca) = tls_server_after_handshake(|mut tls| {
+        let mut some = [0u8; 4096];
+        tls.read_exact(&mut some).unwrap();
+        // A text, then a close 1008 "rate limit exceeded"; then the connection is dropped
+        // with the client's data unread, which resets it.
+        tls.write_all(&[0x81, 10]).unwrap();
+        tls.write_all(b"last words").unwrap();
+        tls.write_all(&[0x88, 21, 0x03, 0xf0]).unwrap();
+        tls.write_all(b"rate limit exceeded").unwrap();
+        tls.flush().unwrap();
+        thread::sleep(Duration::from_millis(100));
+    });
+    let mut ws = connect(&format!("wss://localhost:{port}/"), trusting(&ca)).unwrap();
+    let chunk = vec![7u8; 256 << 10];
+    let error = (0..4000)
+        .find_map(|_| ws.send_binary(&chunk).err())
+        .expect("the server stopped reading: a send must fail");
+    assert!(matches!(error, Error::ConnectionReset), "{error:?}");
+    // The records the server sent before it went are still read, none written first.
+    assert_eq!(ws.read().unwrap(), Message::text("last words"));
+    match ws.read().unwrap() {
+        Message::Close(Some(close)) => {
+            assert_eq!(close.code, CloseCode::POLICY_VIOLATION);
+            assert_eq!(close.reason, "rate limit exceeded");
+        }
+        other => panic!("expected the server's close, got {other:?}"),
+    }
+}

@@ -116,7 +116,10 @@ async fn a_send_waiting_on_a_full_socket_fails_when_the_transport_dies() {
     assert!(!sending.is_finished(), "the socket is full: send waits");
     transport.change(|s| s.read_error = Some(io::ErrorKind::ConnectionReset));
     let read = reading.await.unwrap();
-    assert!(matches!(read, Some(Err(Error::Io(_)))), "{read:?}");
+    assert!(
+        matches!(read, Some(Err(Error::ConnectionReset))),
+        "{read:?}"
+    );
     let sent = tokio::time::timeout(Duration::from_secs(5), sending)
         .await
         .unwrap()
@@ -132,7 +135,7 @@ async fn a_send_waiting_on_a_full_socket_fails_when_the_transport_dies() {
 async fn a_write_error_is_reported_before_the_stream_ends() {
     let transport = Scripted::default();
     transport.change(|s| {
-        s.write_error = Some(io::ErrorKind::BrokenPipe);
+        s.write_error = Some(io::ErrorKind::PermissionDenied);
         s.incoming.extend(frame(0x89, b"p"));
     });
     let mut ws = client(&transport);
@@ -187,4 +190,29 @@ async fn the_close_reply_is_flushed_within_the_close_timeout_or_given_up() {
         2 + 4 + 2,
         "the masked close reply with code 1000"
     );
+}
+
+#[tokio::test]
+async fn after_a_write_finds_the_peer_gone_what_it_sent_before_is_still_read() {
+    // The pong cannot be written (the peer reset the connection), but the text and the close
+    // it sent before are in the socket, and then the stream ends.
+    let transport = Scripted::default();
+    transport.change(|s| {
+        s.write_error = Some(io::ErrorKind::BrokenPipe);
+        s.incoming.extend(frame(0x89, b"p"));
+    });
+    let mut ws = client(&transport);
+    assert!(matches!(ws.recv().await, Some(Ok(Message::Ping(_)))));
+    transport.change(|s| {
+        s.incoming.extend(frame(0x81, b"last"));
+        s.incoming.extend(frame(0x88, &[0x03, 0xf0]));
+    });
+    assert_eq!(ws.recv().await.unwrap().unwrap().as_text(), Some("last"));
+    match ws.recv().await {
+        Some(Ok(Message::Close(Some(close)))) => assert_eq!(close.code.0, 1008),
+        other => panic!("expected the close, got {other:?}"),
+    }
+    transport.change(|s| s.read_error = Some(io::ErrorKind::ConnectionReset));
+    assert!(ws.recv().await.is_none());
+    assert_eq!(transport.written(), 0);
 }

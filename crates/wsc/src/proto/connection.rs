@@ -209,6 +209,8 @@ pub struct Connection {
     /// queued since the output last got past one.
     last_pong_end: u64,
     unsent_pongs: u32,
+    /// The transport takes no more output (see [`Connection::lose_output`]).
+    output_lost: bool,
 }
 
 impl Connection {
@@ -241,6 +243,7 @@ impl Connection {
             written: 0,
             last_pong_end: 0,
             unsent_pongs: 0,
+            output_lost: false,
         }
     }
 
@@ -282,7 +285,7 @@ impl Connection {
 
     /// Whether a message, ping, pong or close may still be sent.
     pub fn can_send(&self) -> bool {
-        self.state == State::Open
+        self.state == State::Open && !self.output_lost
     }
 
     /// Whether the connection will deliver no more messages.
@@ -466,6 +469,19 @@ impl Connection {
         self.state = State::Failed;
         self.incoming = None;
         self.partial = None;
+        self.out.clear();
+        self.out_pos = 0;
+        self.out_rest = None;
+        self.out_after.clear();
+    }
+
+    /// Tells the connection that the transport takes no more output while it can still be
+    /// read: the peer reset the connection or stopped reading for good (a write failed with
+    /// a reset or a broken pipe), but what it sent before may still wait in the socket, its
+    /// close frame above all. What is queued is dropped, nothing more is queued (replies
+    /// included), sending fails with [`Error::ConnectionClosed`], and receiving goes on.
+    pub fn lose_output(&mut self) {
+        self.output_lost = true;
         self.out.clear();
         self.out_pos = 0;
         self.out_rest = None;

@@ -126,6 +126,7 @@ impl Connection {
 
     fn check_open(&self) -> Result<(), Error> {
         match self.state {
+            State::Open if self.output_lost => Err(Error::ConnectionClosed),
             State::Open => Ok(()),
             State::CloseSent => Err(Error::AlreadyClosed),
             State::Closed | State::Failed => Err(Error::ConnectionClosed),
@@ -198,6 +199,10 @@ impl Connection {
         rsv1: bool,
         payload: &[u8],
     ) -> Result<(), Error> {
+        if self.output_lost {
+            // Replies (pongs, a close) to a peer that takes nothing more.
+            return Ok(());
+        }
         let mask = self.write_header(opcode, fin, rsv1, payload.len(), payload.len())?;
         copy_masked(self.frame_target(), payload, mask, 0);
         Ok(())

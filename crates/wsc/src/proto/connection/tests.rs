@@ -1156,3 +1156,32 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn after_the_output_is_lost_messages_and_the_close_still_arrive_and_nothing_is_queued() {
+    let mut conn = client();
+    conn.send_text("queued, never written").unwrap();
+    conn.lose_output();
+    assert!(!conn.has_pending_output());
+    assert!(!conn.can_send());
+    assert!(matches!(
+        conn.send_text("more"),
+        Err(Error::ConnectionClosed)
+    ));
+    assert!(matches!(conn.close(None), Err(Error::ConnectionClosed)));
+    let mut wire = frame(0x1, true, b"before", None);
+    wire.extend(frame(0x9, true, b"ping", None));
+    wire.extend(frame(0x8, true, &[0x03, 0xf0], None));
+    let got = feed_all(&mut conn, &wire);
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got[0].as_ref().unwrap().as_text(), Some("before"));
+    assert!(matches!(got[1], Ok(Message::Ping(_))));
+    match &got[2] {
+        Ok(Message::Close(Some(close))) => assert_eq!(close.code, CloseCode(1008)),
+        other => panic!("expected the close, got {other:?}"),
+    }
+    // No pong, no close reply: there is nowhere to send them.
+    assert!(!conn.has_pending_output());
+    assert_eq!(conn.state(), State::Closed);
+    assert!(conn.receive_eof().is_ok());
+}
