@@ -111,7 +111,10 @@ pub struct WebSocket<S> {
     /// read waits for an answer to it. Queued replies (pongs) alone need not.
     user_output: bool,
     /// Reads have a timeout (see `fill`).
-    read_timeout_set: bool,
+    read_timeout: Option<Duration>,
+    /// Since when reads have waited without data, while keepalive bounds them (the idle-read
+    /// timeout then counts from here, not from the last keepalive step).
+    idle_since: Option<Instant>,
     /// Writing queued replies failed: no more are tried, and the error is reported once the
     /// messages already received have been delivered, before the socket is read again.
     reply_error: Option<io::Error>,
@@ -153,7 +156,8 @@ impl<S: Read + Write> WebSocket<S> {
             close_deadline: None,
             write_timeout: None,
             user_output: false,
-            read_timeout_set: false,
+            read_timeout: None,
+            idle_since: None,
             reply_error: None,
         }
     }
@@ -167,7 +171,7 @@ impl<S: Read + Write> WebSocket<S> {
         timeouts: ClientTimeouts,
     ) {
         self.write_timeout = timeouts.write;
-        self.read_timeout_set = timeouts.read.is_some();
+        self.read_timeout = timeouts.read;
         self.request_head = Some(request_head.into_boxed_str());
         self.response = Some(Box::new(response));
         self.host = host.into_boxed_str();
@@ -281,13 +285,14 @@ impl<S: Read + Write> WebSocket<S> {
             // none of them within the write timeout may itself be blocked writing to us: if
             // the read is bounded too, it goes on, and they are written at the next call.
             match self.flush() {
-                Err(Error::Timeout(Phase::Write)) if self.read_timeout_set => {}
+                Err(Error::Timeout(Phase::Write)) if self.read_timeout.is_some() => {}
                 other => other?,
             }
         } else {
             self.write_replies();
         }
         let wake = self.keepalive_step()?;
+        let idle_end = self.bound_idle_read(wake)?;
         let stream = &mut self.stream;
         loop {
             match self.conn.receive_with(READ_CHUNK, |buf| stream.read(buf)) {
@@ -295,15 +300,41 @@ impl<S: Read + Write> WebSocket<S> {
                 Ok(_) => {
                     // Data came: the peer is alive, whatever its pong is doing.
                     self.last_chance = false;
+                    self.idle_since = None;
                     return Ok(());
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if is_timeout(&e) && wake.is_some_and(|at| Instant::now() >= at) => {
-                    return Ok(())
+                Err(e) if is_timeout(&e) => {
+                    let now = Instant::now();
+                    let idle = idle_end.is_some_and(|end| now >= end);
+                    if wake.is_some_and(|at| now >= at) && !idle {
+                        return Ok(());
+                    }
+                    // The wait starts over at the next read.
+                    self.idle_since = None;
+                    return Err(self.transport_error(e, Phase::Read));
                 }
                 Err(e) => return Err(self.transport_error(e, Phase::Read)),
             }
         }
+    }
+
+    /// While keepalive bounds reads (until `wake`), keeps the idle-read timeout counting from
+    /// when reads began to wait: each keepalive step starts a new read, whose own timeout
+    /// would start over. Returns when the idle-read timeout ends.
+    fn bound_idle_read(&mut self, wake: Option<Instant>) -> Result<Option<Instant>, Error> {
+        let (Some(control), Some(wake), Some(limit)) = (self.control, wake, self.read_timeout)
+        else {
+            return Ok(None);
+        };
+        let now = Instant::now();
+        let Some(end) = self.idle_since.get_or_insert(now).checked_add(limit) else {
+            return Ok(None);
+        };
+        if end < wake {
+            (control.set_deadline)(&mut self.stream, Some(end))?;
+        }
+        Ok(Some(end))
     }
 
     /// With our output still to write: writes what the socket takes now, and if some stays,
@@ -768,7 +799,8 @@ impl<S: Read + Write> WebSocket<S> {
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
         if let Some(c) = self.control {
             (c.set_read_timeout)(&mut self.stream, timeout)?;
-            self.read_timeout_set = timeout.is_some();
+            self.read_timeout = timeout;
+            self.idle_since = None;
         }
         Ok(())
     }

@@ -60,7 +60,9 @@ impl Reconnect {
         Self::default()
     }
 
-    /// The delay before the first attempt after a drop (default 500 ms).
+    /// The delay before the first attempt after a drop (default 500 ms). After a reconnect
+    /// whose connection dropped before it was stable ([`Reconnect::stable_after`]), the
+    /// backoff goes on from where it was instead.
     pub fn initial_delay(mut self, delay: Duration) -> Self {
         self.initial_delay = delay;
         self
@@ -210,8 +212,8 @@ pub(crate) struct Plan {
     pub(crate) down_since: Option<Instant>,
     /// Failed attempts in the current gap.
     pub(crate) failed: u32,
-    /// Connections in a row that dropped before they were stable: they count toward the
-    /// backoff.
+    /// Reconnects in a row whose connection dropped before it was stable: they count toward
+    /// the backoff.
     pub(crate) flaps: u32,
     /// Failed attempts in a row, counting as failed the reconnects whose connection dropped
     /// before it was stable (not the first connection: no attempt made it); `max_attempts`
@@ -248,9 +250,10 @@ impl Plan {
     pub(crate) fn dropped(&mut self, cause: Disconnect) -> Event {
         let now = Instant::now();
         let short = now.duration_since(self.up_since) < self.policy.stable_after;
-        if short {
+        if short && self.reconnected_since {
+            // The first connection's short life is no attempt of ours: no backoff for it.
             self.flaps = self.flaps.saturating_add(1);
-        } else {
+        } else if !short {
             self.flaps = 0;
             self.in_a_row = 0;
         }
@@ -468,6 +471,10 @@ mod tests {
             .max_delay(Duration::from_secs(10))
             .jitter(false);
         let mut plan = Plan::new(ClientBuilder::new("ws://127.0.0.1:1/"), policy.clone());
+        // The first connection dropping early is no attempt of ours: the initial delay.
+        plan.dropped(Disconnect::Closed(None));
+        assert_eq!(plan.next_delay(), Duration::from_millis(100));
+        plan.reconnected();
         for expected in [200, 400, 800] {
             plan.dropped(Disconnect::Closed(None));
             assert_eq!(plan.next_delay(), Duration::from_millis(expected));

@@ -895,3 +895,25 @@ async fn async_a_failed_send_loses_nothing_the_server_sent_before_it_reset() {
         .await
         .unwrap();
 }
+
+#[test]
+fn the_read_timeout_counts_from_the_start_of_the_wait_with_keepalive_on() {
+    let (url, server) = unresponsive_server();
+    let keepalive = Keepalive::new(Duration::from_millis(600), Duration::from_secs(10));
+    let mut ws = builder(&url)
+        .keepalive(keepalive)
+        .read_timeout(Some(Duration::from_millis(1000)))
+        .connect()
+        .unwrap();
+    let start = Instant::now();
+    match ws.read() {
+        Err(Error::Timeout(Phase::Read)) => {}
+        other => panic!("expected a read timeout, got {other:?}"),
+    }
+    // Not restarted by the ping at 600 ms (which would make it 1.6 s).
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(950), "{took:?}");
+    assert!(took < Duration::from_millis(1450), "{took:?}");
+    drop(ws);
+    server.join().unwrap();
+}
