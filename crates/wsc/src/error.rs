@@ -286,6 +286,12 @@ impl fmt::Display for Error {
             #[cfg(feature = "tls")]
             Error::Tls { host, source } => {
                 write!(f, "TLS error with {host}: {source}")?;
+                if let rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) =
+                    source
+                {
+                    // The first bytes back were no TLS record: plain HTTP, most often.
+                    f.write_str(" (the server does not speak TLS on this port: use a ws:// URL?)")?;
+                }
                 if let rustls::Error::InvalidCertificate(cert) = source {
                     let hint = match cert {
                         rustls::CertificateError::NotValidForName

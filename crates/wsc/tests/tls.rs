@@ -1264,3 +1264,25 @@ fn a_failed_send_over_tls_loses_nothing_the_server_sent_before_it_reset() {
         other => panic!("expected the server's close, got {other:?}"),
     }
 }
+
+#[test]
+fn ws_to_a_tls_port_and_wss_to_a_plain_port_say_which_scheme_to_use() {
+    let ca = TestCa::new("wsc test CA");
+    let server = EchoServer::start(server_config(&ca.server_cert(&["localhost"]), None), 1);
+    let err = connect(&format!("ws://localhost:{}/", server.port), trusting(&ca)).unwrap_err();
+    assert!(err.to_string().contains("use a wss:// URL"), "{err}");
+    assert!(matches!(err, Error::Handshake(_)), "{err:?}");
+    let _ = server.finish();
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let plain = thread::spawn(move || {
+        let tcp = accept_tcp(&listener).unwrap();
+        // Not a WebSocket request at all: a plain HTTP server's answer.
+        let _ = wsc::server::accept(tcp);
+    });
+    let err = connect(&format!("wss://localhost:{port}/"), trusting(&ca)).unwrap_err();
+    assert!(rustls_error(&err).is_some(), "{err:?}");
+    assert!(err.to_string().contains("use a ws:// URL"), "{err}");
+    plain.join().unwrap();
+}

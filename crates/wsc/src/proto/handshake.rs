@@ -486,6 +486,12 @@ impl ClientHandshake {
             }
             return Ok(None);
         }
+        if let [0x15 | 0x16, 0x03, ..] = buf {
+            // A TLS alert or handshake record: a TLS port reached with ws://.
+            return Err(HandshakeError::InvalidHttp(
+                "the server answered with TLS, not HTTP: use a wss:// URL".into(),
+            ));
+        }
         let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
         let mut parsed = httparse::Response::new(&mut []);
         let config = httparse::ParserConfig::default();
