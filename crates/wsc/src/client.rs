@@ -143,7 +143,8 @@ impl ClientBuilder {
         self
     }
 
-    /// Limits the size of a received frame (default 16 MiB; `None`: no limit).
+    /// Limits the size of a received frame (default `None`: only the message limit bounds
+    /// it).
     pub fn max_frame_size(mut self, limit: Option<usize>) -> Self {
         self.config.max_frame_size = limit;
         self

@@ -42,7 +42,9 @@ pub enum Role {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
-    /// The largest frame payload accepted (default 16 MiB); `None` for no limit.
+    /// The largest frame payload accepted (default `None`: no limit of its own, the message
+    /// limit bounds every frame too, so that raising it lets bigger single-frame messages
+    /// in); `None` for no limit.
     pub max_frame_size: Option<usize>,
     /// The largest message accepted, all fragments together (default 64 MiB); `None` for no
     /// limit.
@@ -52,7 +54,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            max_frame_size: Some(16 << 20),
+            max_frame_size: None,
             max_message_size: Some(64 << 20),
         }
     }

@@ -1185,3 +1185,23 @@ fn after_the_output_is_lost_messages_and_the_close_still_arrive_and_nothing_is_q
     assert_eq!(conn.state(), State::Closed);
     assert!(conn.receive_eof().is_ok());
 }
+
+#[test]
+fn by_default_the_message_limit_bounds_single_frames_before_their_payload_arrives() {
+    let config = Config::default();
+    assert_eq!(config.max_frame_size, None);
+    // A 20 MiB frame under the default 64 MiB message limit is fine (the header alone here).
+    let mut c = client();
+    assert!(feed_all(&mut c, &[0x82, 0x7F, 0, 0, 0, 0, 1, 0x40, 0, 0]).is_empty());
+    // One that announces more than the message limit fails on its header.
+    let mut c = Connection::new(Role::Client, config.max_message_size(Some(1000)));
+    let out = feed_all(&mut c, &[0x82, 0x7F, 0x40, 0, 0, 0, 0, 0, 0, 0]);
+    assert!(
+        matches!(
+            protocol_error(&out[0]),
+            ProtocolError::MessageTooLarge { max: 1000, .. }
+        ),
+        "{out:?}"
+    );
+    assert_eq!(sent_close_code(&mut c), Some(1009));
+}
