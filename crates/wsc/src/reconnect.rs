@@ -19,6 +19,12 @@
 //! }
 //! # Ok::<(), wsc::Error>(())
 //! ```
+//!
+//! What must be built afresh for each connection (a login signed with the current time, a
+//! resume from the last sequence number seen) is not a subscription: send it when
+//! [`Event::Reconnected`] comes, with [`Reconnecting::send`], and read its answer with
+//! `next_event` as usual. Subscriptions are replayed before that event; keep them empty when
+//! they must wait for the login.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -406,6 +412,12 @@ impl Reconnecting {
     /// The messages replayed after each reconnect.
     pub fn subscriptions(&self) -> &[Message] {
         &self.plan.subscriptions
+    }
+
+    /// The messages replayed after each reconnect, to change: remove one you unsubscribed
+    /// from, replace one whose parameters changed. Nothing is sent now.
+    pub fn subscriptions_mut(&mut self) -> &mut Vec<Message> {
+        &mut self.plan.subscriptions
     }
 
     /// Closes the connection and stops reconnecting; returns the server's close frame.

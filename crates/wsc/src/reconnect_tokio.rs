@@ -133,6 +133,12 @@ impl Reconnecting {
         &self.plan.subscriptions
     }
 
+    /// The messages replayed after each reconnect, to change: remove one you unsubscribed
+    /// from, replace one whose parameters changed. Nothing is sent now.
+    pub fn subscriptions_mut(&mut self) -> &mut Vec<Message> {
+        &mut self.plan.subscriptions
+    }
+
     /// Closes the connection and stops reconnecting; returns the server's close frame.
     pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<Option<CloseFrame>, Error> {
         self.plan.stopped = true;

@@ -342,14 +342,17 @@ async fn async_handshake_times_out_when_the_server_accepts_tcp_but_never_answers
         .unwrap();
 }
 
-/// One life of a feed server: accepts a client, expects the subscription, sends `tick`, then
-/// ends as `end` says: `None` kills it (TCP dropped without a close), `Some` closes with it.
+/// One life of a feed server: accepts a client, waits for its subscription, sends `tick`
+/// and the subscription (`"{tick} after {subscription}"`), then ends as `end` says: `None`
+/// kills it (TCP dropped without a close), `Some` closes with it.
 fn feed_life(listener: TcpListener, tick: &'static str, end: Option<CloseCode>) {
     let (tcp, _) = listener.accept().unwrap();
     drop(listener);
     let mut ws = wsc::server::accept(tcp).unwrap();
-    assert_eq!(ws.read().unwrap().as_text(), Some("subscribe:ticker"));
-    ws.send_text(tick).unwrap();
+    let subscription = ws.read().unwrap();
+    let subscription = subscription.as_text().unwrap();
+    ws.send_text(&format!("{tick} after {subscription}"))
+        .unwrap();
     if let Some(code) = end {
         ws.close(Some(CloseFrame::new(code, "restart"))).unwrap();
         while ws.read().is_ok() {}
@@ -368,14 +371,15 @@ fn reconnect_after_the_server_dies_resubscribes_and_reports_the_gap() {
         .connect_reconnecting(policy)
         .unwrap();
     feed.subscribe("subscribe:ticker").unwrap();
-    assert!(
-        matches!(feed.next_event().unwrap(), Event::Message(m) if m.as_text() == Some("tick 1"))
-    );
+    assert!(matches!(feed.next_event().unwrap(),
+        Event::Message(m) if m.as_text() == Some("tick 1 after subscribe:ticker")));
     first.join().unwrap();
     match feed.next_event().unwrap() {
         Event::Disconnected(Disconnect::Failed(Error::ConnectionReset)) => {}
         other => panic!("expected the drop, got {other:?}"),
     }
+    // Changed while down: the new one is what the next connection gets.
+    feed.subscriptions_mut()[0] = Message::text("subscribe:ticker:v2");
     // The server is down for a while: attempts fail, then it comes back on the same port.
     let restart = thread::spawn(move || {
         thread::sleep(Duration::from_millis(500));
@@ -392,9 +396,8 @@ fn reconnect_after_the_server_dies_resubscribes_and_reports_the_gap() {
         }
         other => panic!("expected a reconnect, got {other:?}"),
     }
-    assert!(
-        matches!(feed.next_event().unwrap(), Event::Message(m) if m.as_text() == Some("tick 2"))
-    );
+    assert!(matches!(feed.next_event().unwrap(),
+        Event::Message(m) if m.as_text() == Some("tick 2 after subscribe:ticker:v2")));
     match feed.next_event().unwrap() {
         Event::Disconnected(Disconnect::Closed(Some(frame))) => {
             assert_eq!(frame.code, CloseCode::GOING_AWAY)
@@ -439,9 +442,8 @@ async fn async_reconnect_after_the_server_dies_resubscribes_and_reports_the_gap(
         .await
         .unwrap();
     feed.subscribe("subscribe:ticker").await.unwrap();
-    assert!(
-        matches!(feed.next_event().await.unwrap(), Event::Message(m) if m.as_text() == Some("tick 1"))
-    );
+    assert!(matches!(feed.next_event().await.unwrap(),
+        Event::Message(m) if m.as_text() == Some("tick 1 after subscribe:ticker")));
     tokio::task::spawn_blocking(move || first.join().unwrap())
         .await
         .unwrap();
@@ -458,9 +460,8 @@ async fn async_reconnect_after_the_server_dies_resubscribes_and_reports_the_gap(
         );
     });
     assert!(matches!(feed.next_event().await.unwrap(), Event::Reconnected(r) if r.attempts >= 1));
-    assert!(
-        matches!(feed.next_event().await.unwrap(), Event::Message(m) if m.as_text() == Some("tick 2"))
-    );
+    assert!(matches!(feed.next_event().await.unwrap(),
+        Event::Message(m) if m.as_text() == Some("tick 2 after subscribe:ticker")));
     assert!(matches!(
         feed.next_event().await.unwrap(),
         Event::Disconnected(Disconnect::Closed(_))
