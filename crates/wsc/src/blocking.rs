@@ -191,8 +191,10 @@ impl<S: Read + Write> WebSocket<S> {
     /// Pings are answered automatically (and still returned), as the socket has room: a peer
     /// that reads nothing cannot hold a read up with them, over `ws://` or `wss://` (pongs
     /// the socket has no room for wait, up to a bound). A close frame from the peer is
-    /// answered and returned as [`Message::Close`]; after that (or after an error) every call
-    /// returns [`Error::ConnectionClosed`]. Messages that arrived before a protocol violation
+    /// answered and returned as [`Message::Close`]; a client returns it once the server has
+    /// closed TCP, as RFC 6455 section 7.1.1 has the server do first (within the close
+    /// timeout: a server that keeps TCP open delays it that long). After that (or after an
+    /// error) every call returns [`Error::ConnectionClosed`]. Messages that arrived before a protocol violation
     /// or a failed write are returned before the error.
     pub fn read(&mut self) -> Result<Message, Error> {
         self.stage()?;
