@@ -337,6 +337,11 @@ impl Session {
                     return Err(CliError::Idle(limit));
                 }
             }
+            if let Some(ws) = self.link.ws() {
+                // Back within POLL even while a big message trickles in: Ctrl-C and the
+                // clocks above are looked at meanwhile.
+                ws.set_read_deadline(Some(Instant::now() + POLL));
+            }
             let message = match self.link.next_event() {
                 Ok(Event::Message(m)) => m,
                 Ok(Event::Disconnected(why)) => {

@@ -7,7 +7,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{ChildStderr, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -997,4 +997,52 @@ fn serve_takes_a_port_alone() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stdout(&out), "hi\n");
+}
+
+#[test]
+fn ctrl_c_is_heard_while_a_big_message_trickles_in() {
+    // One 8 MB binary message, 4 KiB every 2 ms (about 4 s in all), then the close is read.
+    let (tx, rx) = mpsc::channel();
+    let url = raw_server(move |mut tcp| {
+        raw_upgrade(&mut tcp);
+        let mut reader = tcp.try_clone().unwrap();
+        thread::spawn(move || {
+            let mut frame = [0u8; 8];
+            let _ = reader.read_exact(&mut frame);
+            let _ = tx.send(frame[0]);
+        });
+        let size: u64 = 8 << 20;
+        let mut head = vec![0x82, 0x7F];
+        head.extend_from_slice(&size.to_be_bytes());
+        tcp.write_all(&head).unwrap();
+        let chunk = [7u8; 4096];
+        for _ in 0..size / 4096 {
+            if tcp.write_all(&chunk).is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+    });
+    let child = Command::new(WSC)
+        .args([&url, "-n", "-v"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Proc(child);
+    let err = once_open(&mut child);
+    thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    send_signal(&child, "-INT");
+    // The close goes out at once, not after the message is in.
+    let sent = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert_eq!(sent, 0x88);
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    drop(child);
+    let _ = err.join();
 }

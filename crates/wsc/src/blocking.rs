@@ -115,6 +115,8 @@ pub struct WebSocket<S> {
     /// Since when reads have waited without data, while keepalive bounds them (the idle-read
     /// timeout then counts from here, not from the last keepalive step).
     idle_since: Option<Instant>,
+    /// When a read call returns at the latest, message or not (see `set_read_deadline`).
+    read_deadline: Option<Instant>,
     /// Writing queued replies failed: no more are tried, and the error is reported once the
     /// messages already received have been delivered, before the socket is read again.
     reply_error: Option<io::Error>,
@@ -158,6 +160,7 @@ impl<S: Read + Write> WebSocket<S> {
             user_output: false,
             read_timeout: None,
             idle_since: None,
+            read_deadline: None,
             reply_error: None,
         }
     }
@@ -268,6 +271,9 @@ impl<S: Read + Write> WebSocket<S> {
                     self.drained = true;
                     return Err(e);
                 }
+            }
+            if self.read_deadline.is_some_and(|at| Instant::now() >= at) {
+                return Err(Error::Timeout(Phase::Read));
             }
             self.fill()?;
         }
@@ -794,6 +800,16 @@ impl<S: Read + Write> WebSocket<S> {
     /// The sans-I/O connection inside.
     pub fn connection(&self) -> &Connection {
         &self.conn
+    }
+
+    /// Makes [`WebSocket::read`] (and `read_ref`) return [`Error::Timeout`] (`Phase::Read`)
+    /// once `deadline` has passed, even while a message is still arriving: what has arrived
+    /// stays buffered and the next call goes on with it. For a loop that must also look at
+    /// something else (a signal, a clock) however steadily a big message trickles in; the
+    /// read timeout only counts time without data. Each wait for data still lasts up to the
+    /// read timeout, so the call may end that much after `deadline`.
+    pub fn set_read_deadline(&mut self, deadline: Option<Instant>) {
+        self.read_deadline = deadline;
     }
 
     /// Changes the read timeout for later reads (streams opened by this crate; set your own

@@ -315,7 +315,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     }
                 }
                 Err(e) => {
+                    // The close frame of the failure, if the socket takes it now. Nothing the
+                    // peer sends is read after a failure (RFC 6455 section 7.1.7): the stream
+                    // ends after the error, with no wait for the server to close TCP.
                     let _ = self.poll_write_out(cx);
+                    self.drained = true;
                     return self.staging_failed(e);
                 }
             }

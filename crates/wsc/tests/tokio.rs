@@ -969,6 +969,35 @@ async fn protocol_violation_by_the_server_fails_with_1002() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_protocol_violation_the_stream_ends_at_once() {
+    within(BUDGET, async {
+        let (listener, url) = listen().await;
+        let server = tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            raw_accept(&mut tcp).await;
+            tcp.write_all(&server_frame(FIN | RSV2 | OP_TEXT, b"bad"))
+                .await
+                .unwrap();
+            let close = read_client_frame(&mut tcp).await.unwrap();
+            // TCP stays open: nothing more is read from it, so nothing to wait for.
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            close
+        });
+        let (mut ws, _) = builder(&url).connect_async().await.unwrap();
+        assert!(matches!(ws.recv().await, Some(Err(Error::Protocol(_)))));
+        let start = Instant::now();
+        assert!(ws.recv().await.is_none());
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        server.abort();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_vanishing_without_close_is_connection_reset() {
     within(BUDGET, async {
         let (listener, url) = listen().await;
