@@ -15,7 +15,7 @@ use crate::proto::buffer::ReadBuffer;
 use crate::proto::deflate::{Codec, DeflateConfig};
 use crate::proto::handshake::{
     check_request_parts, ClientHandshake, ClientRequest, HandshakeError, Redirect,
-    DEFAULT_MAX_HANDSHAKE_SIZE,
+    DEFAULT_MAX_HANDSHAKE_SIZE, REFUSAL_BODY_WAIT,
 };
 use crate::proto::{Config, Connection, Keepalive, Role};
 use crate::stream::{deadline_in, is_timeout, map_io_error, MaybeTlsStream};
@@ -524,8 +524,9 @@ impl ClientBuilder {
         timeout: Option<Duration>,
     ) -> Result<WebSocket<S>, Error> {
         let host = url.host.clone();
+        let mut deadline = deadline_in(timeout);
         if let Some(c) = control {
-            (c.set_deadline)(&mut stream, deadline_in(timeout))?;
+            (c.set_deadline)(&mut stream, deadline)?;
         }
         let (mut handshake, request) =
             ClientHandshake::new(&self.request(&url), self.max_handshake_size)?;
@@ -536,6 +537,13 @@ impl ClientBuilder {
         let (response, used) = loop {
             if let Some(done) = handshake.parse_response(&received)? {
                 break done;
+            }
+            if let (Some(c), true) = (control, handshake.awaits_refusal_body()) {
+                let body_by = Instant::now() + REFUSAL_BODY_WAIT;
+                if !deadline.is_some_and(|at| at <= body_by) {
+                    deadline = Some(body_by);
+                    (c.set_deadline)(&mut stream, deadline)?;
+                }
             }
             match read_head(&mut stream, &mut received) {
                 Ok(0) => {

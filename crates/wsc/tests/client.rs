@@ -227,6 +227,59 @@ fn refusal_reports_status_headers_and_body() {
     }
 }
 
+/// Refuses with a 500 that announces 1000 bytes of body, sends 12 of them, then stalls.
+fn stalled_refusal() -> (String, JoinHandle<()>) {
+    serve_once(|mut tcp| {
+        let mut buf = [0u8; 4096];
+        let _ = tcp.read(&mut buf).unwrap();
+        tcp.write_all(
+            b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 1000\r\n\r\nbackend down",
+        )
+        .unwrap();
+        thread::sleep(Duration::from_secs(6));
+    })
+}
+
+fn assert_stalled_refusal(result: Result<impl std::fmt::Debug, Error>, start: Instant) {
+    match result {
+        Err(Error::Handshake(HandshakeError::Rejected(resp))) => {
+            assert_eq!(resp.status, 500);
+            assert_eq!(&resp.body[..], b"backend down");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Within the wait for a body (1 s), not the handshake timeout.
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(3), "{took:?}");
+}
+
+#[test]
+fn a_refusal_whose_body_stalls_is_reported_without_waiting_for_the_rest() {
+    let (url, _server) = stalled_refusal();
+    let start = Instant::now();
+    let result = builder(&url)
+        .handshake_timeout(Duration::from_secs(20))
+        .connect();
+    assert_stalled_refusal(result, start);
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn async_a_refusal_whose_body_stalls_is_reported_without_waiting_for_the_rest() {
+    let (url, _server) = stalled_refusal();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let result = runtime.block_on(
+        builder(&url)
+            .handshake_timeout(Duration::from_secs(20))
+            .connect_async(),
+    );
+    assert_stalled_refusal(result.map(|(_, response)| response), start);
+}
+
 #[test]
 fn plain_http_server_without_body_length_is_reported_on_close() {
     let (url, _server) = serve_once(|mut tcp| {

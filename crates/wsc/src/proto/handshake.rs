@@ -32,6 +32,12 @@ const MAX_HEADERS: usize = 100;
 /// How much of a refusing server's body is kept for the error.
 pub const MAX_ERROR_BODY: usize = 4096;
 
+/// How long a refused handshake's announced body is waited for once its head is in: it
+/// usually follows at once, and the refusal matters more than the rest of its body (a
+/// server that stalls after the head would otherwise hold the error the whole handshake
+/// timeout).
+pub const REFUSAL_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Default limit on the size of the handshake response (or request) head.
 pub const DEFAULT_MAX_HANDSHAKE_SIZE: usize = 64 << 10;
 
@@ -558,6 +564,13 @@ impl ClientHandshake {
         }
         self.verify(&mut response)?;
         Ok(Some((response, head_len)))
+    }
+
+    /// Whether a refusal's head has arrived and its announced body is being waited for: a
+    /// driver bounds that wait by [`REFUSAL_BODY_WAIT`], then calls
+    /// [`ClientHandshake::take_refusal`].
+    pub fn awaits_refusal_body(&self) -> bool {
+        self.refusal.is_some()
     }
 
     /// After the peer closed (or time ran out): the refusal, if its head had arrived, with as

@@ -14,7 +14,9 @@ use crate::client::ClientBuilder;
 use crate::error::{Error, Phase};
 use crate::net::connect::tokio::connect_tcp;
 use crate::net::tunnel;
-use crate::proto::handshake::{parse_request, ClientHandshake, HandshakeError, Request, Response};
+use crate::proto::handshake::{
+    parse_request, ClientHandshake, HandshakeError, Request, Response, REFUSAL_BODY_WAIT,
+};
 use crate::server::{refusal, Acceptor};
 use crate::stream::map_io_error;
 use crate::url::WsUrl;
@@ -151,18 +153,31 @@ impl ClientBuilder {
             let io_err = |e: io::Error| map_io_error(e, Phase::WebSocketHandshake, &host);
             stream.write_all(&request).await.map_err(io_err)?;
             stream.flush().await.map_err(io_err)?;
+            let mut body_by = None;
             loop {
                 if let Some(done) = handshake.parse_response(&buf)? {
                     return Ok(done);
                 }
+                if handshake.awaits_refusal_body() && body_by.is_none() {
+                    body_by = Some(::tokio::time::Instant::now() + REFUSAL_BODY_WAIT);
+                }
                 // Straight into `buf`: a stack buffer here would live in the future's state.
                 buf.reserve(4096);
-                if stream.read_buf(&mut buf).await.map_err(io_err)? == 0 {
-                    let refusal = handshake.take_refusal(&buf);
-                    return Err(Error::Handshake(
-                        refusal.unwrap_or(HandshakeError::ConnectionClosed),
-                    ));
+                let read = stream.read_buf(&mut buf);
+                let read = match body_by {
+                    Some(at) => ::tokio::time::timeout_at(at, read).await.ok(),
+                    None => Some(read.await),
+                };
+                if let Some(n) = read.transpose().map_err(io_err)? {
+                    if n > 0 {
+                        continue;
+                    }
                 }
+                // The end of the stream, or of the wait for a refusal's body.
+                let refusal = handshake.take_refusal(&buf);
+                return Err(Error::Handshake(
+                    refusal.unwrap_or(HandshakeError::ConnectionClosed),
+                ));
             }
         };
         let (response, used) = within(limit, Phase::WebSocketHandshake, exchange).await?;
