@@ -20,13 +20,27 @@ pub struct Format {
     pub verbose: bool,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// Writes `bytes` as lowercase hex a piece at a time: a big binary message costs a small
+/// buffer, not a string twice its size.
+fn write_hex(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
+    let mut buf = [0u8; 8192];
+    for piece in bytes.chunks(buf.len() / 2) {
+        for (pair, b) in buf.chunks_exact_mut(2).zip(piece) {
+            pair[0] = HEX_DIGITS[usize::from(b >> 4)];
+            pair[1] = HEX_DIGITS[usize::from(b & 0xf)];
+        }
+        out.write_all(&buf[..piece.len() * 2])?;
     }
-    out
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    // Writing to a Vec cannot fail, and hex digits are ASCII.
+    let _ = write_hex(&mut out, bytes);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A short, printable view of a control frame payload.
@@ -78,7 +92,10 @@ impl Format {
         match message {
             Message::Text(t) => writeln!(out, "{t}")?,
             Message::Binary(b) if self.raw_binary => out.write_all(b)?,
-            Message::Binary(b) => writeln!(out, "{}", hex(b))?,
+            Message::Binary(b) => {
+                write_hex(out, b)?;
+                out.write_all(b"\n")?;
+            }
             Message::Ping(b) => self.note(&format!("< ping {}", preview(b))),
             Message::Pong(b) => self.note(&format!("< pong {}", preview(b))),
             Message::Close(Some(frame)) => self.note(&format!("< close {frame}")),
@@ -190,5 +207,17 @@ mod tests {
         f.received(&mut out, &Message::binary(vec![0xde, 0xad]))
             .unwrap();
         assert_eq!(out, b"hi\ndead\n");
+    }
+
+    #[test]
+    fn hex_of_a_message_longer_than_one_piece_is_whole_and_in_order() {
+        let bytes: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+        let mut out = Vec::new();
+        Format::default()
+            .received(&mut out, &Message::binary(bytes.clone()))
+            .unwrap();
+        let expected: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(String::from_utf8(out).unwrap(), expected + "\n");
+        assert_eq!(preview(&[0xff, 0x00]), "0xff00");
     }
 }

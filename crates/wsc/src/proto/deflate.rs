@@ -496,7 +496,10 @@ impl Codec {
                 // then each step doubles what is there.
                 let guess = input.len().saturating_mul(4).clamp(1024, 64 << 10);
                 let step = (out.capacity() - start).max(guess);
-                out.reserve_exact(step.min(room));
+                // Memory that cannot be had (a limit raised past what the machine holds)
+                // fails the message as too large rather than aborting the process.
+                out.try_reserve_exact(step.min(room))
+                    .map_err(|_| InflateError::TooLarge)?;
             }
             let d = self
                 .inflater
