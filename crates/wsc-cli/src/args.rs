@@ -281,6 +281,7 @@ fn parse_listen_addr(s: &str) -> Result<String, String> {
 fn parse_secs(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 && v < 1e9 => Ok(v),
+        Ok(v) if v >= 1e9 => Err(format!("{s:?} seconds is too long (at most 1e9)")),
         _ => Err(format!("{s:?} is not a positive number of seconds")),
     }
 }
@@ -355,5 +356,17 @@ mod tests {
         assert!(parse_size("0").is_err());
         assert!(parse_size("x").is_err());
         assert!(parse_size("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn seconds() {
+        assert_eq!(parse_secs("0.5"), Ok(0.5));
+        assert!(parse_secs("0")
+            .unwrap_err()
+            .contains("not a positive number"));
+        assert!(parse_secs("nan")
+            .unwrap_err()
+            .contains("not a positive number"));
+        assert!(parse_secs("1e30").unwrap_err().contains("too long"));
     }
 }
