@@ -396,6 +396,31 @@ pub fn check_request_parts(
     Ok(())
 }
 
+/// Where the final response starts in `buf`: past any interim 1xx heads other than 101
+/// (100 Continue, 103 Early Hints), which a client skips (RFC 9110 section 15.2). `None`
+/// while one of them is still incomplete.
+fn final_response_start(buf: &[u8], max: usize) -> Result<Option<usize>, HandshakeError> {
+    let mut start = 0;
+    // Most answers are the 101 itself or a refusal: one look at the status code.
+    while let Some(code) = buf.get(start + 9..start + 12) {
+        if !buf[start..].starts_with(b"HTTP/1.1 1") || code == b"101" {
+            break;
+        }
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut interim = httparse::Response::new(&mut headers);
+        match interim.parse(&buf[start..]) {
+            Ok(httparse::Status::Complete(n)) => start += n,
+            Ok(httparse::Status::Partial) if buf.len() <= max => return Ok(None),
+            // Too big, or not HTTP: the parser of the final response says so.
+            _ => break,
+        }
+        if start > max {
+            return Err(HandshakeError::TooLarge { max });
+        }
+    }
+    Ok(Some(start))
+}
+
 impl ClientHandshake {
     /// Builds the upgrade request with a fresh random key. Returns the handshake state and the
     /// bytes to send.
@@ -482,22 +507,26 @@ impl ClientHandshake {
     /// bytes of `buf` it used: the rest is frame data.
     pub fn parse_response(
         &mut self,
-        buf: &[u8],
+        all: &[u8],
     ) -> Result<Option<(Response, usize)>, HandshakeError> {
         if let Some((_, head_len, want)) = &self.refusal {
-            if buf.len() >= head_len + want {
+            if all.len() >= head_len + want {
                 return Err(self
-                    .take_refusal(buf)
+                    .take_refusal(all)
                     .unwrap_or(HandshakeError::ConnectionClosed));
             }
             return Ok(None);
         }
-        if let [0x15 | 0x16, 0x03, ..] = buf {
+        if let [0x15 | 0x16, 0x03, ..] = all {
             // A TLS alert or handshake record: a TLS port reached with ws://.
             return Err(HandshakeError::InvalidHttp(
                 "the server answered with TLS, not HTTP: use a wss:// URL".into(),
             ));
         }
+        let Some(start) = final_response_start(all, self.max_size)? else {
+            return Ok(None);
+        };
+        let buf = &all[start..];
         let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
         let mut parsed = httparse::Response::new(&mut []);
         let config = httparse::ParserConfig::default();
@@ -544,8 +573,9 @@ impl ClientHandshake {
             }
             if let Some(length) = content_length(&response.headers) {
                 // Wait for the announced body (up to the bound): it usually follows at once.
-                self.refusal = Some((response, head_len, length.min(MAX_ERROR_BODY)));
-                return self.parse_response(buf);
+                let head_end = start + head_len;
+                self.refusal = Some((response, head_end, length.min(MAX_ERROR_BODY)));
+                return self.parse_response(all);
             }
             // Chunked or unframed: keep what came with the head rather than wait for the end
             // of a body that may never end.
@@ -563,7 +593,7 @@ impl ClientHandshake {
             return Err(HandshakeError::Rejected(Box::new(response)));
         }
         self.verify(&mut response)?;
-        Ok(Some((response, head_len)))
+        Ok(Some((response, start + head_len)))
     }
 
     /// Whether a refusal's head has arrived and its announced body is being waited for: a
@@ -860,6 +890,38 @@ mod tests {
         assert_eq!(req.headers["host"], "example.com:8080");
         assert_eq!(req.headers["origin"], "http://example.com");
         assert_eq!(req.headers["authorization"], "Bearer x");
+    }
+
+    #[test]
+    fn interim_responses_before_the_101_are_skipped() {
+        let (mut hs, _) = ClientHandshake::with_key(&request(), KEY, 1024).unwrap();
+        let mut bytes =
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n".to_vec();
+        bytes.extend(ok_response("").into_bytes());
+        let head = bytes.len();
+        bytes.extend_from_slice(&[0x81, 0x02, b'h', b'i']);
+        for cut in 0..head {
+            assert!(hs.parse_response(&bytes[..cut]).unwrap().is_none(), "{cut}");
+        }
+        let (resp, n) = hs.parse_response(&bytes).unwrap().unwrap();
+        assert_eq!((resp.status, n), (StatusCode::SWITCHING_PROTOCOLS, head));
+        // A refusal after an interim response keeps its body.
+        let (mut hs, _) = ClientHandshake::with_key(&request(), KEY, 1024).unwrap();
+        let refused =
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno";
+        match hs.parse_response(refused) {
+            Err(HandshakeError::Rejected(r)) => {
+                assert_eq!((r.status.as_u16(), &r.body[..]), (403, &b"no"[..]))
+            }
+            other => panic!("{other:?}"),
+        }
+        // Endless interim responses hit the size limit.
+        let (mut hs, _) = ClientHandshake::with_key(&request(), KEY, 1024).unwrap();
+        let endless = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(100);
+        assert!(matches!(
+            hs.parse_response(&endless),
+            Err(HandshakeError::TooLarge { max: 1024 })
+        ));
     }
 
     #[test]
