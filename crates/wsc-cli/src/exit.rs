@@ -93,11 +93,18 @@ impl fmt::Display for CliError {
             CliError::Wsc(Error::Protocol(
                 ProtocolError::FrameTooLarge { size, max }
                 | ProtocolError::MessageTooLarge { size, max },
-            )) => write!(
-                f,
-                "a message of {size} bytes or more exceeds the limit of {max} bytes \
-                 (raise it with --max-message-size)"
-            ),
+            )) => {
+                write!(
+                    f,
+                    "a message of {size} bytes or more exceeds the limit of {max} bytes"
+                )?;
+                if *size >= 1 << 48 {
+                    // No real message is 256 TiB: the length itself is the fault.
+                    f.write_str(" (no real message is that big: a broken or hostile server)")
+                } else {
+                    f.write_str(" (raise it with --max-message-size)")
+                }
+            }
             CliError::Wsc(e) => write!(f, "{e}"),
             CliError::Usage(msg) => write!(f, "{msg}"),
             CliError::ClosedWithError(frame) => {
@@ -127,5 +134,23 @@ impl fmt::Display for CliError {
 impl From<Error> for CliError {
     fn from(e: Error) -> Self {
         CliError::Wsc(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_size_limit_names_the_flag_unless_the_length_is_bogus() {
+        let too_big = |size| {
+            CliError::Wsc(Error::Protocol(ProtocolError::MessageTooLarge {
+                size,
+                max: 1 << 20,
+            }))
+            .to_string()
+        };
+        assert!(too_big(2 << 20).ends_with("(raise it with --max-message-size)"));
+        assert!(too_big(i64::MAX as u64).contains("broken or hostile server"));
     }
 }

@@ -254,12 +254,12 @@ impl fmt::Display for ProtocolError {
             ProtocolError::FrameTooLarge { size, max } => write!(
                 f,
                 "frame of {size} bytes exceeds the maximum frame size of {max} bytes \
-                 (raise it with max_frame_size, --max-message-size)"
+                 (raise it with max_frame_size)"
             ),
             ProtocolError::MessageTooLarge { size, max } => write!(
                 f,
                 "message of {size} bytes or more exceeds the maximum message size of {max} bytes \
-                 (raise it with max_message_size, --max-message-size)"
+                 (raise it with max_message_size)"
             ),
         }
     }
