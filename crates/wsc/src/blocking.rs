@@ -273,6 +273,8 @@ impl<S: Read + Write> WebSocket<S> {
                 }
             }
             if self.read_deadline.is_some_and(|at| Instant::now() >= at) {
+                // Not an idle wait: the next call's starts afresh.
+                self.idle_since = None;
                 return Err(Error::Timeout(Phase::Read));
             }
             self.fill()?;
@@ -294,6 +296,8 @@ impl<S: Read + Write> WebSocket<S> {
             // the read is bounded too, it goes on, and they are written at the next call.
             match self.flush() {
                 Err(Error::Timeout(Phase::Write)) if self.read_timeout.is_some() => {}
+                // The peer is gone: what it sent before is still read.
+                Err(Error::ConnectionReset) if self.conn.is_output_lost() => {}
                 other => other?,
             }
         } else {
@@ -355,8 +359,12 @@ impl<S: Read + Write> WebSocket<S> {
         let Some(control) = self.control else {
             return Ok(false);
         };
-        if self.flush_nowait()? {
-            return Ok(false);
+        match self.flush_nowait() {
+            Ok(true) => return Ok(false),
+            Ok(false) => {}
+            // The peer is gone: the read that follows gets what it sent before.
+            Err(Error::ConnectionReset) if self.conn.is_output_lost() => return Ok(false),
+            Err(e) => return Err(e),
         }
         (control.set_read_nowait)(&mut self.stream, true);
         let stream = &mut self.stream;
@@ -366,6 +374,7 @@ impl<S: Read + Write> WebSocket<S> {
             Ok(0) => self.conn.receive_eof().map(|()| true),
             Ok(_) => {
                 self.last_chance = false;
+                self.idle_since = None;
                 Ok(true)
             }
             Err(e)
@@ -426,6 +435,8 @@ impl<S: Read + Write> WebSocket<S> {
                     self.drained = true;
                     return Err(Error::KeepaliveTimeout(self.conn.keepalive_timeout()));
                 }
+                // The peer is gone: what it sent before is still read.
+                Err(Error::ConnectionReset) if self.conn.is_output_lost() => {}
                 other => other?,
             }
         }
@@ -709,9 +720,16 @@ impl<S: Read + Write> WebSocket<S> {
     ) -> Result<Option<CloseFrame>, Error> {
         let control = self.control;
         let deadline = control.and_then(|_| deadline_in(self.close_timeout));
+        // The close timeout bounds what follows, not a deadline set for other reads.
+        let read_deadline = self.read_deadline.take();
         match self.conn.state() {
+            // The peer is gone: no close to send, but its own may still be read.
+            State::Open if self.conn.is_output_lost() => {}
             State::Open => {
-                self.conn.close(frame)?;
+                if let Err(e) = self.conn.close(frame) {
+                    self.read_deadline = read_deadline;
+                    return Err(e);
+                }
                 self.user_output = true;
             }
             State::CloseSent => {}
@@ -743,6 +761,7 @@ impl<S: Read + Write> WebSocket<S> {
             }
         });
         self.close_deadline = None;
+        self.read_deadline = read_deadline;
         if let Some(c) = control {
             let _ = (c.set_deadline)(&mut self.stream, None);
         }

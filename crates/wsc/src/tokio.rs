@@ -638,7 +638,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     /// close timeout). Returns the peer's close frame.
     pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<Option<CloseFrame>, Error> {
         let before = self.inner.conn.state();
-        if before == State::Open {
+        // The peer is gone: no close to send, but its own may still be read.
+        let output_lost = self.inner.conn.is_output_lost();
+        if before == State::Open && !output_lost {
             self.inner.conn.close(frame)?;
         }
         if matches!(before, State::Closed | State::Failed) {
@@ -652,7 +654,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
         }
         let close_timeout = self.inner.close_timeout;
         let exchange = async {
-            poll_fn(|cx| self.inner.poll_write_out(cx)).await?;
+            if !output_lost {
+                poll_fn(|cx| self.inner.poll_write_out(cx)).await?;
+            }
             loop {
                 match self.recv().await {
                     Some(Ok(Message::Close(frame))) => return Ok(frame),

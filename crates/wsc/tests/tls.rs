@@ -1237,6 +1237,8 @@ fn async_pongs_rustls_could_not_write_go_out_when_the_peer_reads_again() {
 fn a_failed_send_over_tls_loses_nothing_the_server_sent_before_it_reset() {
     use std::io::{Read as _, Write as _};
     let (port, ca) = tls_server_after_handshake(|mut tls| {
+        // Else Nagle may hold the close back until the reset discards it.
+        tls.sock.set_nodelay(true).unwrap();
         let mut some = [0u8; 4096];
         tls.read_exact(&mut some).unwrap();
         // A text, then a close 1008 "rate limit exceeded"; then the connection is dropped

@@ -490,6 +490,12 @@ impl Connection {
         self.out_after.clear();
     }
 
+    /// Whether the transport takes no more output (see [`Connection::lose_output`]): nothing
+    /// can be sent, but what the peer sent before may still be received.
+    pub fn is_output_lost(&self) -> bool {
+        self.output_lost
+    }
+
     /// Turns keepalive pings on (or off with `None`); the first ping is due one interval
     /// after `now`. The driver then calls [`Connection::poll_keepalive`].
     pub fn set_keepalive(&mut self, keepalive: Option<Keepalive>, now: Instant) {
