@@ -108,6 +108,18 @@ fn raw_upgrade(tcp: &mut TcpStream) {
         .unwrap();
 }
 
+/// Starts `wsc` with `args` and no input, its output ignored and its stderr piped.
+fn spawn_quiet(args: &[&str]) -> Proc {
+    let child = Command::new(WSC)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    Proc(child)
+}
+
 /// Sends `signal` (e.g. "-INT") to a running process.
 fn send_signal(child: &Proc, signal: &str) {
     let status = Command::new("kill")
@@ -384,14 +396,7 @@ fn server_close_with_error_code_exits_11() {
 #[test]
 fn ctrl_c_sends_close_1000() {
     let (py, url) = py_server(&[]);
-    let child = Command::new(WSC)
-        .args([&url, "-n"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = Proc(child);
+    let mut child = spawn_quiet(&[&url, "-n"]);
     py.event("headers");
     send_signal(&child, "-INT");
     assert_eq!(py.event("closed")["code"], 1000);
@@ -529,13 +534,7 @@ fn broadcast_reaches_other_clients() {
 #[test]
 fn serve_stopping_closes_its_clients_with_1001() {
     let (mut server, url, mut log) = wsc_serve(&[]);
-    let client = Command::new(WSC)
-        .args([&url, "-n", "-v"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut client = Proc(client);
+    let mut client = spawn_quiet(&[&url, "-n", "-v"]);
     let err = once_open(&mut client);
     send_signal(&server, "-TERM");
     // 1001 is a clean end for the client, not a lost connection (exit 9).
@@ -1023,14 +1022,7 @@ fn ctrl_c_is_heard_while_a_big_message_trickles_in() {
             thread::sleep(Duration::from_millis(2));
         }
     });
-    let child = Command::new(WSC)
-        .args([&url, "-n", "-v"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = Proc(child);
+    let mut child = spawn_quiet(&[&url, "-n", "-v"]);
     let err = once_open(&mut child);
     thread::sleep(Duration::from_millis(300));
     let start = Instant::now();
