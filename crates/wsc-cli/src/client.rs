@@ -455,7 +455,7 @@ impl Session {
                 Err(Error::Timeout(Phase::Write)) => return Ok(()),
                 // The server is gone, but what it sent before (its close and reason, above
                 // all) is still read: the reads say how the connection ended.
-                Err(Error::ConnectionReset) if !ws.connection().is_terminated() => return Ok(()),
+                Err(Error::ConnectionReset) if ws.connection().is_output_lost() => return Ok(()),
                 Err(e) => return Err(e.into()),
             }
         }

@@ -197,8 +197,8 @@ impl<S: Read + Write> WebSocket<S> {
     /// answered and returned as [`Message::Close`]; a client returns it once the server has
     /// closed TCP, as RFC 6455 section 7.1.1 has the server do first (within the close
     /// timeout: a server that keeps TCP open delays it that long). After that (or after an
-    /// error) every call returns [`Error::ConnectionClosed`]. Messages that arrived before a protocol violation
-    /// or a failed write are returned before the error.
+    /// error) every call returns [`Error::ConnectionClosed`]. Messages that arrived before a
+    /// protocol violation or a failed write are returned before the error.
     pub fn read(&mut self) -> Result<Message, Error> {
         self.stage()?;
         self.conn.take_staged().ok_or(Error::ConnectionClosed)

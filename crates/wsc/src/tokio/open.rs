@@ -168,10 +168,10 @@ impl ClientBuilder {
                     Some(at) => ::tokio::time::timeout_at(at, read).await.ok(),
                     None => Some(read.await),
                 };
-                if let Some(n) = read.transpose().map_err(io_err)? {
-                    if n > 0 {
-                        continue;
-                    }
+                match read {
+                    Some(Ok(0)) | None => {}
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(io_err(e)),
                 }
                 // The end of the stream, or of the wait for a refusal's body.
                 let refusal = handshake.take_refusal(&buf);
