@@ -173,7 +173,7 @@ pub struct Reconnected {
 }
 
 /// Whether another attempt could succeed where `error` failed: network trouble and server
-/// errors yes; a bad URL, TLS setup or certificate, a refusal such as 401/403/404, or an
+/// errors yes; a bad URL (`ws://` for a TLS port too), TLS setup or certificate, a refusal such as 401/403/404, or an
 /// answer that breaks the WebSocket handshake (a wrong `Sec-WebSocket-Accept`, a subprotocol
 /// or extension that was not offered) no: the same server answers the same way again.
 pub fn is_retryable(error: &Error) -> bool {
@@ -566,6 +566,7 @@ mod tests {
             HandshakeError::InvalidRequestHeader("bad".into()),
             HandshakeError::TooLarge { max: 1 },
             HandshakeError::TooManyHeaders { max: 100 },
+            HandshakeError::TlsAnswer,
         ] {
             assert!(!is_retryable(&Error::Handshake(permanent)));
         }

@@ -1273,7 +1273,12 @@ fn ws_to_a_tls_port_and_wss_to_a_plain_port_say_which_scheme_to_use() {
     let server = EchoServer::start(server_config(&ca.server_cert(&["localhost"]), None), 1);
     let err = connect(&format!("ws://localhost:{}/", server.port), trusting(&ca)).unwrap_err();
     assert!(err.to_string().contains("use a wss:// URL"), "{err}");
-    assert!(matches!(err, Error::Handshake(_)), "{err:?}");
+    assert!(
+        matches!(err, Error::Handshake(HandshakeError::TlsAnswer)),
+        "{err:?}"
+    );
+    // The URL is wrong: reconnecting would only get the same answer.
+    assert!(!wsc::reconnect::is_retryable(&err));
     let _ = server.finish();
 
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -64,6 +64,9 @@ pub enum HandshakeError {
     Rejected(Box<Response>),
     /// The response (or request) is not valid HTTP/1.1.
     InvalidHttp(String),
+    /// The server answered the upgrade request with TLS: a `wss://` port reached with a
+    /// `ws://` URL. Trying again cannot help; the URL must change.
+    TlsAnswer,
     /// The response (or request) head has more headers than the parser takes.
     TooManyHeaders {
         /// The most headers a head may have.
@@ -137,6 +140,9 @@ impl fmt::Display for HandshakeError {
                 Ok(())
             }
             HandshakeError::InvalidHttp(e) => write!(f, "not a valid HTTP/1.1 message: {e}"),
+            HandshakeError::TlsAnswer => {
+                f.write_str("the server answered with TLS, not HTTP: use a wss:// URL")
+            }
             HandshakeError::TooManyHeaders { max } => {
                 write!(f, "handshake head with more than {max} headers")
             }
@@ -519,9 +525,7 @@ impl ClientHandshake {
         }
         if let [0x15 | 0x16, 0x03, ..] = all {
             // A TLS alert or handshake record: a TLS port reached with ws://.
-            return Err(HandshakeError::InvalidHttp(
-                "the server answered with TLS, not HTTP: use a wss:// URL".into(),
-            ));
+            return Err(HandshakeError::TlsAnswer);
         }
         let Some(start) = final_response_start(all, self.max_size)? else {
             return Ok(None);
