@@ -333,7 +333,8 @@ impl Session {
                     return Ok(());
                 }
             } else if let Some(limit) = self.idle_timeout {
-                if self.last_message.elapsed() >= limit {
+                // Between connections (--reconnect) the clock waits: it counts per connection.
+                if self.last_message.elapsed() >= limit && !self.down.load(Ordering::Relaxed) {
                     return Err(CliError::Idle(limit));
                 }
             }

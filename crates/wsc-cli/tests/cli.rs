@@ -883,6 +883,53 @@ fn idle_timeout_fires_even_while_pings_are_answered() {
 }
 
 #[test]
+fn idle_timeout_counts_per_connection_not_while_reconnecting() {
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let mut server = wsc_serve_at(&addr);
+    let client = Command::new(WSC)
+        .args([
+            &format!("ws://{addr}/"),
+            "-n",
+            "--reconnect",
+            "--send",
+            "hi",
+        ])
+        .args(["--count", "2", "--idle-timeout", "1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut client = Proc(client);
+    let mut out = BufReader::new(client.0.stdout.take().unwrap());
+    let mut echo = String::new();
+    out.read_line(&mut echo).unwrap();
+    assert_eq!(echo, "hi\n");
+    // Down for longer than --idle-timeout: the gap is not idleness of a connection.
+    let _ = server.0.kill();
+    let _ = server.0.wait();
+    thread::sleep(Duration::from_millis(1600));
+    let _server = wsc_serve_at(&addr);
+    echo.clear();
+    out.read_line(&mut echo).unwrap();
+    assert_eq!(echo, "hi\n", "no echo after the reconnect");
+    let status = client.0.wait().unwrap();
+    let mut err = String::new();
+    client
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+}
+
+#[test]
 fn ctrl_c_while_reconnecting_ends_the_client() {
     let addr = TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -233,6 +233,9 @@ pub(crate) struct Plan {
     pub(crate) stopped: bool,
     /// Reconnecting gave up (after `max_attempts`, or on an error no retry can mend).
     pub(crate) gave_up: bool,
+    /// When the next attempt is due, once the wait for it began: a wait cut short (by a read
+    /// timeout, a read deadline, a cancelled future) goes on toward the same time.
+    retry_at: Option<Instant>,
 }
 
 impl Plan {
@@ -249,6 +252,7 @@ impl Plan {
             up_since: Instant::now(),
             stopped: false,
             gave_up: false,
+            retry_at: None,
         }
     }
 
@@ -265,6 +269,7 @@ impl Plan {
         }
         self.down_since = Some(now);
         self.failed = 0;
+        self.retry_at = None;
         if short && self.reconnected_since {
             self.in_a_row = self.in_a_row.saturating_add(1);
             if self.policy.gives_up_after(self.in_a_row) {
@@ -277,13 +282,34 @@ impl Plan {
 
     /// The delay before the next attempt: the first after a stable connection comes after
     /// the initial delay, later ones (and those after short-lived connections) back off.
-    pub(crate) fn next_delay(&self) -> Duration {
+    fn next_delay(&self) -> Duration {
         let attempt = self.failed.saturating_add(self.flaps).saturating_add(1);
         self.policy.delay(attempt, random_u32())
     }
 
+    /// When the next attempt is due: the backoff delay from the first look, and the same
+    /// time at every look after it until the attempt is made.
+    pub(crate) fn retry_at(&mut self) -> Instant {
+        let now = Instant::now();
+        if self.down_since.is_none() {
+            self.down_since = Some(now);
+        }
+        if let Some(at) = self.retry_at {
+            return at;
+        }
+        let delay = self.next_delay();
+        // A delay past what the clock can count to (a huge max_delay): a year will do.
+        let at = now
+            .checked_add(delay)
+            .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
+            .unwrap_or(now);
+        self.retry_at = Some(at);
+        at
+    }
+
     /// Records a failed attempt: `Err` (the error to return) when it is time to give up.
     pub(crate) fn attempt_failed(&mut self, error: Error) -> Result<(), Error> {
+        self.retry_at = None;
         self.failed += 1;
         self.in_a_row = self.in_a_row.saturating_add(1);
         if !is_retryable(&error) || self.policy.gives_up_after(self.in_a_row) {
@@ -296,6 +322,7 @@ impl Plan {
 
     /// Records the successful attempt and turns it into its event.
     pub(crate) fn reconnected(&mut self) -> Event {
+        self.retry_at = None;
         let event = Event::Reconnected(Reconnected {
             attempts: self.failed + 1,
             downtime: self.down_since.map_or(Duration::ZERO, |t| t.elapsed()),
@@ -320,6 +347,8 @@ pub(crate) fn ends_connection(error: &Error) -> bool {
 pub struct Reconnecting {
     plan: Plan,
     ws: Option<WebSocket<MaybeTlsStream>>,
+    /// See [`Reconnecting::set_read_deadline`].
+    read_deadline: Option<Instant>,
 }
 
 impl ClientBuilder {
@@ -330,6 +359,7 @@ impl ClientBuilder {
         Ok(Reconnecting {
             plan: Plan::new(self, policy),
             ws: Some(ws),
+            read_deadline: None,
         })
     }
 }
@@ -341,6 +371,12 @@ impl Reconnecting {
     /// up; what was not written stays queued). When connections keep dropping before they
     /// are stable, the drop that reaches `max_attempts` is the last event
     /// ([`Reconnecting::has_given_up`]); [`Error::ConnectionClosed`] follows.
+    ///
+    /// Between connections the read timeout (the builder's) and the read deadline bound the
+    /// wait for the next attempt as they bound a read: [`Error::Timeout`] with
+    /// [`Phase::Read`], and the next call waits on for the same attempt (so a loop that
+    /// wakes each second to look at a stop flag still reconnects on time). An attempt, once
+    /// begun, is bounded by the connect and handshake timeouts.
     pub fn next_event(&mut self) -> Result<Event, Error> {
         if let Some(ws) = &mut self.ws {
             return match ws.read() {
@@ -359,11 +395,25 @@ impl Reconnecting {
         if self.plan.stopped {
             return Err(Error::ConnectionClosed);
         }
-        if self.plan.down_since.is_none() {
-            self.plan.down_since = Some(Instant::now());
-        }
         loop {
-            std::thread::sleep(self.plan.next_delay());
+            let due = self.plan.retry_at();
+            let now = Instant::now();
+            if now < due {
+                let timeout = self
+                    .plan
+                    .builder
+                    .read_timeout
+                    .and_then(|t| now.checked_add(t));
+                let until = [Some(due), timeout, self.read_deadline]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .unwrap_or(due);
+                std::thread::sleep(until.saturating_duration_since(now));
+                if until < due {
+                    return Err(Error::Timeout(Phase::Read));
+                }
+            }
             match self.open() {
                 Ok(ws) => {
                     self.ws = Some(ws);
@@ -371,6 +421,16 @@ impl Reconnecting {
                 }
                 Err(e) => self.plan.attempt_failed(e)?,
             }
+        }
+    }
+
+    /// Makes [`Reconnecting::next_event`] return [`Error::Timeout`] ([`Phase::Read`]) once
+    /// `deadline` has passed, on this connection and the ones after it (see
+    /// [`WebSocket::set_read_deadline`]) and between them; `None` lifts it.
+    pub fn set_read_deadline(&mut self, deadline: Option<Instant>) {
+        self.read_deadline = deadline;
+        if let Some(ws) = &mut self.ws {
+            ws.set_read_deadline(deadline);
         }
     }
 
@@ -383,6 +443,7 @@ impl Reconnecting {
     /// Opens a connection and sends the subscriptions.
     fn open(&self) -> Result<WebSocket<MaybeTlsStream>, Error> {
         let mut ws = self.plan.builder.clone().connect()?;
+        ws.set_read_deadline(self.read_deadline);
         for message in &self.plan.subscriptions {
             ws.send(message.clone())?;
         }

@@ -1,7 +1,5 @@
 //! The async reconnecting client, on tokio: [`crate::reconnect`] for the async driver.
 
-use std::time::Instant;
-
 use crate::client::ClientBuilder;
 use crate::error::Error;
 use crate::proto::{CloseFrame, Message};
@@ -29,6 +27,9 @@ use crate::tokio::{TokioStream, WebSocketStream};
 pub struct Reconnecting {
     plan: Plan,
     ws: Option<WebSocketStream<TokioStream>>,
+    /// The server's close arrived (its frame, if any): the connection is being wound up,
+    /// and a call cancelled meanwhile finishes that on the next one.
+    server_closed: Option<Option<CloseFrame>>,
 }
 
 impl ClientBuilder {
@@ -42,6 +43,7 @@ impl ClientBuilder {
         Ok(Reconnecting {
             plan: Plan::new(self, policy),
             ws: Some(ws),
+            server_closed: None,
         })
     }
 }
@@ -51,40 +53,42 @@ impl Reconnecting {
     /// up (the last attempt's error), after [`Reconnecting::close`]
     /// ([`Error::ConnectionClosed`]), and for a read timeout (the connection stays up).
     ///
-    /// Cancellation safe while connected; cancelled during a reconnect, the attempt in
-    /// progress is abandoned and the next call carries on with the same backoff.
+    /// Cancellation safe: cancelled while connected, nothing is lost; cancelled while the
+    /// server's close is wound up, the next call finishes it; cancelled between connections,
+    /// the next call waits for the same attempt, due at the same time (a `select!` with a
+    /// shorter timer does not put the reconnect off); cancelled during an attempt, that
+    /// attempt is abandoned and the next call makes a new one at once.
     pub async fn next_event(&mut self) -> Result<Event, Error> {
         if let Some(ws) = &mut self.ws {
-            return match ws.recv().await {
-                Some(Ok(Message::Close(frame))) => {
-                    // Let the driver send the close reply and wait (bounded by the close
-                    // timeout) for the server to close TCP, as the blocking client does.
-                    while ws.recv().await.is_some() {}
-                    self.ws = None;
-                    Ok(self.plan.dropped(Disconnect::Closed(frame)))
+            if self.server_closed.is_none() {
+                match ws.recv().await {
+                    Some(Ok(Message::Close(frame))) => self.server_closed = Some(frame),
+                    Some(Ok(message)) => return Ok(Event::Message(message)),
+                    Some(Err(e)) if !ends_connection(&e) => return Err(e),
+                    Some(Err(e)) => {
+                        self.ws = None;
+                        return Ok(self.plan.dropped(Disconnect::Failed(e)));
+                    }
+                    None => {
+                        self.ws = None;
+                        return Ok(self
+                            .plan
+                            .dropped(Disconnect::Failed(Error::ConnectionClosed)));
+                    }
                 }
-                Some(Ok(message)) => Ok(Event::Message(message)),
-                Some(Err(e)) if !ends_connection(&e) => Err(e),
-                Some(Err(e)) => {
-                    self.ws = None;
-                    Ok(self.plan.dropped(Disconnect::Failed(e)))
-                }
-                None => {
-                    self.ws = None;
-                    Ok(self
-                        .plan
-                        .dropped(Disconnect::Failed(Error::ConnectionClosed)))
-                }
-            };
+            }
+            // Let the driver send the close reply and wait (bounded by the close timeout)
+            // for the server to close TCP, as the blocking client does.
+            while ws.recv().await.is_some() {}
+            self.ws = None;
+            let frame = self.server_closed.take().flatten();
+            return Ok(self.plan.dropped(Disconnect::Closed(frame)));
         }
         if self.plan.stopped {
             return Err(Error::ConnectionClosed);
         }
-        if self.plan.down_since.is_none() {
-            self.plan.down_since = Some(Instant::now());
-        }
         loop {
-            ::tokio::time::sleep(self.plan.next_delay()).await;
+            ::tokio::time::sleep_until(self.plan.retry_at().into()).await;
             match self.open().await {
                 Ok(ws) => {
                     self.ws = Some(ws);
@@ -142,6 +146,13 @@ impl Reconnecting {
     /// Closes the connection and stops reconnecting; returns the server's close frame.
     pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<Option<CloseFrame>, Error> {
         self.plan.stopped = true;
+        if let Some(frame) = self.server_closed.take() {
+            // The server's close came first: the connection is wound up, not closed again.
+            if let Some(mut ws) = self.ws.take() {
+                while ws.recv().await.is_some() {}
+            }
+            return Ok(frame);
+        }
         match self.ws.take() {
             Some(mut ws) => ws.close(frame).await,
             None => Ok(None),

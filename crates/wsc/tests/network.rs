@@ -472,6 +472,179 @@ async fn async_reconnect_after_the_server_dies_resubscribes_and_reports_the_gap(
     feed.close(None).await.unwrap();
 }
 
+/// A first life that dies at once after the handshake, and a second, started as soon as the
+/// first is gone, that greets the client with `"back"`: the only wait between them is the
+/// client's backoff.
+fn die_then_greet(listener: TcpListener) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        drop(wsc::server::accept(tcp).unwrap());
+        let (tcp, _) = listener.accept().unwrap();
+        let mut ws = wsc::server::accept(tcp).unwrap();
+        ws.send_text("back").unwrap();
+        let _ = ws.read();
+    })
+}
+
+#[test]
+fn reconnect_backoff_is_cut_into_read_timeouts_and_kept_on_schedule() {
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let server = die_then_greet(listener);
+    let mut feed = builder(&url)
+        .read_timeout(Some(Duration::from_millis(100)))
+        .connect_reconnecting(
+            Reconnect::new()
+                .initial_delay(Duration::from_millis(700))
+                .jitter(false),
+        )
+        .unwrap();
+    let dropped = loop {
+        match feed.next_event() {
+            Ok(Event::Disconnected(_)) => break Instant::now(),
+            Err(Error::Timeout(Phase::Read)) => {}
+            other => panic!("expected the drop, got {other:?}"),
+        }
+    };
+    // A loop that wakes each read timeout (to look at a stop flag, say) is woken during the
+    // backoff too, and each call waits on for the same attempt, not a new delay.
+    let mut timeouts = 0;
+    loop {
+        match feed.next_event() {
+            Err(Error::Timeout(Phase::Read)) => timeouts += 1,
+            Ok(Event::Reconnected(_)) => break,
+            other => panic!("expected timeouts, then the reconnect, got {other:?}"),
+        }
+        assert!(dropped.elapsed() < Duration::from_secs(3), "no reconnect");
+    }
+    let waited = dropped.elapsed();
+    assert!(timeouts >= 4, "{timeouts} timeouts in {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(650) && waited < Duration::from_millis(1500),
+        "reconnected after {waited:?}"
+    );
+    assert!(matches!(feed.next_event(), Ok(Event::Message(m)) if m.as_text() == Some("back")));
+    feed.close(None).unwrap();
+    server.join().unwrap();
+}
+
+#[test]
+fn reconnect_backoff_ends_at_the_read_deadline() {
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let server = die_then_greet(listener);
+    let mut feed = builder(&url)
+        .connect_reconnecting(
+            Reconnect::new()
+                .initial_delay(Duration::from_millis(600))
+                .jitter(false),
+        )
+        .unwrap();
+    assert!(matches!(feed.next_event(), Ok(Event::Disconnected(_))));
+    let start = Instant::now();
+    feed.set_read_deadline(Some(start + Duration::from_millis(200)));
+    assert!(matches!(
+        feed.next_event(),
+        Err(Error::Timeout(Phase::Read))
+    ));
+    let cut = start.elapsed();
+    assert!(
+        cut >= Duration::from_millis(190) && cut < Duration::from_millis(500),
+        "{cut:?}"
+    );
+    feed.set_read_deadline(None);
+    assert!(matches!(feed.next_event(), Ok(Event::Reconnected(_))));
+    let waited = start.elapsed();
+    assert!(waited < Duration::from_millis(1000), "{waited:?}");
+    assert!(matches!(feed.next_event(), Ok(Event::Message(m)) if m.as_text() == Some("back")));
+    feed.close(None).unwrap();
+    server.join().unwrap();
+}
+
+#[tokio::test]
+async fn async_reconnect_is_not_put_off_by_a_select_with_a_shorter_timer() {
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let server = die_then_greet(listener);
+    let mut feed = builder(&url)
+        .connect_reconnecting_async(
+            Reconnect::new()
+                .initial_delay(Duration::from_millis(400))
+                .jitter(false),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        feed.next_event().await,
+        Ok(Event::Disconnected(_))
+    ));
+    let dropped = Instant::now();
+    let mut ticks = 0;
+    loop {
+        tokio::select! {
+            event = feed.next_event() => match event {
+                Ok(Event::Reconnected(_)) => break,
+                other => panic!("expected the reconnect, got {other:?}"),
+            },
+            _ = tokio::time::sleep(Duration::from_millis(50)) => ticks += 1,
+        }
+        // Each cancelled call used to start the backoff over: it never ended.
+        assert!(dropped.elapsed() < Duration::from_secs(3), "no reconnect");
+    }
+    assert!(ticks >= 4, "{ticks} ticks");
+    assert!(matches!(feed.next_event().await,
+        Ok(Event::Message(m)) if m.as_text() == Some("back")));
+    feed.close(None).await.unwrap();
+    tokio::task::spawn_blocking(move || server.join().unwrap())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn async_reconnect_cancelled_while_the_servers_close_winds_up_keeps_the_close() {
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    // Closes with 1001 and holds TCP open for a while after the client's reply.
+    let server = thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let mut tcp = wsc::server::accept(tcp).unwrap().into_inner();
+        tcp.write_all(&[
+            0x88, 0x09, 0x03, 0xe9, b'r', b'e', b's', b't', b'a', b'r', b't',
+        ])
+        .unwrap();
+        let mut reply = [0u8; 16];
+        let n = tcp.read(&mut reply).unwrap();
+        assert!(n >= 2 && reply[0] == 0x88, "{:?}", &reply[..n]);
+        thread::sleep(Duration::from_millis(400));
+    });
+    let mut feed = builder(&url)
+        .connect_reconnecting_async(Reconnect::new())
+        .await
+        .unwrap();
+    let mut ticks = 0;
+    let event = loop {
+        tokio::select! {
+            event = feed.next_event() => break event,
+            _ = tokio::time::sleep(Duration::from_millis(50)) => ticks += 1,
+        }
+    };
+    match event {
+        Ok(Event::Disconnected(Disconnect::Closed(Some(frame)))) => {
+            assert_eq!(frame.code, CloseCode::GOING_AWAY);
+            assert_eq!(frame.reason, "restart");
+        }
+        other => panic!("expected the server's close, got {other:?}"),
+    }
+    assert!(
+        ticks >= 3,
+        "{ticks} ticks: the close was not wound up while cancelled"
+    );
+    feed.close(None).await.unwrap();
+    tokio::task::spawn_blocking(move || server.join().unwrap())
+        .await
+        .unwrap();
+}
+
 /// Answers every connection with a redirect to `location` (formatted with its own address).
 fn redirector(status: u16, location: impl Fn(SocketAddr) -> String + Send + 'static) -> SocketAddr {
     let listener = TcpListener::bind((V4, 0)).unwrap();
