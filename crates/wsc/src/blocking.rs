@@ -52,6 +52,9 @@ pub(crate) struct StreamControl<S> {
     /// Drops output the stream holds itself (rustls's records) once the peer is gone, so
     /// that reading what it sent before does not try to write them first.
     pub(crate) discard_output: fn(&mut S),
+    /// Ends our side of the stream above TCP (TLS close_notify), without waiting, once the
+    /// close handshake is done: TCP itself stays open for the server to close first.
+    pub(crate) close_notify: fn(&mut S),
 }
 
 impl<S> Clone for StreamControl<S> {
@@ -72,6 +75,7 @@ impl StreamControl<MaybeTlsStream> {
             set_write_nowait: MaybeTlsStream::set_write_nowait,
             set_read_nowait: MaybeTlsStream::set_read_nowait,
             discard_output: MaybeTlsStream::discard_output,
+            close_notify: MaybeTlsStream::close_notify,
         }
     }
 }
@@ -476,6 +480,13 @@ impl<S: Read + Write> WebSocket<S> {
         }
         self.drained = true;
         let Some(control) = self.control else { return };
+        // Our close frame is out (not merely queued): TLS may say it has no more to send.
+        if self.conn.state() == State::Closed
+            && !self.conn.has_pending_output()
+            && !self.conn.is_output_lost()
+        {
+            (control.close_notify)(&mut self.stream);
+        }
         if (control.set_close_deadline)(&mut self.stream, deadline).is_err() {
             return;
         }

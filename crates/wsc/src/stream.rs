@@ -216,6 +216,23 @@ impl MaybeTlsStream {
         }
     }
 
+    /// Sends TLS close_notify (RFC 8446 section 6.1) after the close handshake, if the socket
+    /// has room for it now: our side of the TLS session is over, and a server that checks
+    /// for truncation sees a clean end. TCP stays open: the server closes it first.
+    pub(crate) fn close_notify(&mut self) {
+        #[cfg(feature = "tls")]
+        if let MaybeTlsStream::Tls(s) = self {
+            s.conn.send_close_notify();
+            let nowait = std::mem::replace(&mut s.sock.nowait_writes, true);
+            while s.conn.wants_write() {
+                if !matches!(s.conn.write_tls(&mut s.sock), Ok(n) if n > 0) {
+                    break;
+                }
+            }
+            s.sock.nowait_writes = nowait;
+        }
+    }
+
     /// Makes reads take only what has arrived (`WouldBlock` when nothing has), or wait again
     /// as usual. Over TLS, a record that has only partly arrived stays in rustls's buffer.
     pub(crate) fn set_read_nowait(&mut self, nowait: bool) {

@@ -124,6 +124,9 @@ struct Inner<S> {
     /// The last flush was left pending: the stream (rustls) still holds bytes to write, with
     /// the connection's queue empty.
     unflushed: bool,
+    /// Ends our side of the stream above TCP (TLS close_notify) once the close handshake is
+    /// done; for the streams this crate opens, used once.
+    close_notify: Option<fn(&mut S)>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
@@ -461,12 +464,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         if self.close_wait.is_none() {
             self.close_wait = self.close_timeout.map(|t| Box::pin(sleep(t)));
         }
+        if let Some(close_notify) = self.close_notify.take() {
+            // Our close frame is out (not merely queued): TLS may say it has no more to send.
+            if self.conn.state() == State::Closed && !self.has_unsent_output() && !self.dead {
+                close_notify(&mut self.stream);
+                self.unflushed = true;
+            }
+        }
         let mut scratch = [0u8; 1024];
         loop {
             if let Some(deadline) = self.close_wait.as_mut() {
                 if deadline.as_mut().poll(cx).is_ready() {
                     break;
                 }
+            }
+            if self.unflushed && Pin::new(&mut self.stream).poll_flush(cx).is_ready() {
+                // Sent, or it cannot be: either way the server's close is waited for.
+                self.unflushed = false;
             }
             let mut rb = ReadBuf::new(&mut scratch);
             match Pin::new(&mut self.stream).poll_read(cx, &mut rb) {
@@ -568,6 +582,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 kept_since: None,
                 close_sent_since: None,
                 unflushed: false,
+                close_notify: None,
             },
         }
     }

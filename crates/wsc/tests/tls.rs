@@ -211,6 +211,18 @@ struct Served {
     sni: Option<String>,
     /// The client's certificate, if it presented one.
     client_cert: Option<CertificateDer<'static>>,
+    /// After the close handshake, the client ended TLS with close_notify (rather than
+    /// dropping TCP, or nothing at all until the server closed).
+    close_notify: bool,
+}
+
+/// Whether the peer ends `tls` with close_notify: a read then returns `Ok(0)` (without it,
+/// TCP's end is `UnexpectedEof`, and a peer that waits for us to close first, a timeout).
+fn ends_with_close_notify<S: io::Read + io::Write>(
+    tls: &mut StreamOwned<ServerConnection, S>,
+) -> bool {
+    let mut rest = [0u8; 64];
+    matches!(io::Read::read(tls, &mut rest), Ok(0))
 }
 
 /// A TLS WebSocket echo server on 127.0.0.1 that serves a fixed number of connections in turn.
@@ -290,12 +302,14 @@ fn serve(tcp: TcpStream, config: Arc<ServerConfig>) -> Result<Served, Error> {
                 messages.push(message);
             }
             Message::Close(close) => {
+                let close_notify = ends_with_close_notify(ws.get_mut());
                 return Ok(Served {
                     messages,
                     close,
                     sni,
                     client_cert,
-                })
+                    close_notify,
+                });
             }
             Message::Ping(_) | Message::Pong(_) => {}
         }
@@ -358,6 +372,10 @@ fn assert_echo_works(server: EchoServer, ws: WebSocket<MaybeTlsStream>) -> Serve
         served.close,
         Some(CloseFrame::new(CloseCode::NORMAL, "bye")),
         "the server must receive the client's close"
+    );
+    assert!(
+        served.close_notify,
+        "the client must end TLS with close_notify"
     );
     served
 }
@@ -865,6 +883,62 @@ fn async_client_connects_over_tls_and_echoes() {
     let served = server.finish_one().unwrap();
     assert_eq!(served.sni.as_deref(), Some("localhost"));
     assert_eq!(served.messages, [Message::text("over tls, async")]);
+    assert!(
+        served.close_notify,
+        "the client must end TLS with close_notify"
+    );
+}
+
+/// A server that closes first (1001) over TLS, then reports whether the client ended TLS
+/// with close_notify after its reply.
+fn closing_tls_server() -> (u16, TestCa, JoinHandle<bool>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (port, ca) = tls_server_after_handshake(move |tls| {
+        let conn = wsc::proto::Connection::new(wsc::proto::Role::Server, Default::default());
+        let mut ws = WebSocket::from_connection(tls, conn, &[]);
+        ws.close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "restart")))
+            .unwrap();
+        loop {
+            match ws.read() {
+                Ok(Message::Close(_)) => break,
+                Ok(_) => {}
+                Err(e) => panic!("no close reply: {e}"),
+            }
+        }
+        let _ = tx.send(ends_with_close_notify(ws.get_mut()));
+    });
+    let handle = thread::spawn(move || rx.recv_timeout(2 * TIMEOUT).unwrap_or(false));
+    (port, ca, handle)
+}
+
+#[test]
+fn a_client_answering_the_servers_close_ends_tls_with_close_notify() {
+    let (port, ca, notified) = closing_tls_server();
+    let mut ws = connect(&format!("wss://localhost:{port}/"), trusting(&ca)).unwrap();
+    assert!(matches!(ws.read().unwrap(), Message::Close(Some(_))));
+    assert!(
+        notified.join().unwrap(),
+        "no close_notify after the close reply"
+    );
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn an_async_client_answering_the_servers_close_ends_tls_with_close_notify() {
+    let (port, ca, notified) = closing_tls_server();
+    block_on(async move {
+        let (mut ws, _) = wsc::ClientBuilder::new(format!("wss://localhost:{port}/"))
+            .tls(trusting(&ca))
+            .connect_async()
+            .await
+            .unwrap();
+        assert!(matches!(ws.recv().await, Some(Ok(Message::Close(Some(_))))));
+        assert!(ws.recv().await.is_none());
+    });
+    assert!(
+        notified.join().unwrap(),
+        "no close_notify after the close reply"
+    );
 }
 
 #[cfg(feature = "tokio")]

@@ -120,7 +120,9 @@ impl ClientBuilder {
             TokioStream::Plain(tcp)
         };
         let limit = self.phase_timeout(self.handshake_timeout, opened);
-        self.handshake_async(url.clone(), stream, limit).await
+        let (mut ws, response) = self.handshake_async(url.clone(), stream, limit).await?;
+        ws.inner.close_notify = Some(TokioStream::close_notify);
+        Ok((ws, response))
     }
 
     /// Runs the handshake over a stream you opened yourself (the handshake timeout applies).

@@ -19,6 +19,15 @@ pub enum TokioStream {
 }
 
 impl TokioStream {
+    /// Queues TLS close_notify (RFC 8446 section 6.1) after the close handshake; the next
+    /// flush sends it. TCP stays open: the server closes it first.
+    pub(crate) fn close_notify(&mut self) {
+        #[cfg(feature = "tls")]
+        if let TokioStream::Tls(s) = self {
+            s.get_mut().1.send_close_notify();
+        }
+    }
+
     /// The TCP stream underneath.
     pub fn tcp(&self) -> &TcpStream {
         match self {
