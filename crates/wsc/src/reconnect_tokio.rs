@@ -1,5 +1,9 @@
 //! The async reconnecting client, on tokio: [`crate::reconnect`] for the async driver.
 
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
 use crate::client::ClientBuilder;
 use crate::error::Error;
 use crate::proto::{CloseFrame, Message};
@@ -23,13 +27,30 @@ use crate::tokio::{TokioStream, WebSocketStream};
 /// }
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
 pub struct Reconnecting {
     plan: Plan,
     ws: Option<WebSocketStream<TokioStream>>,
     /// The server's close arrived (its frame, if any): the connection is being wound up,
     /// and a call cancelled meanwhile finishes that on the next one.
     server_closed: Option<Option<CloseFrame>>,
+    /// The attempt in progress: kept when a call is cancelled, so that the next call goes on
+    /// with it rather than starting another (a `select!` whose timer is shorter than a slow
+    /// handshake would otherwise open connection after connection, none of them finished).
+    attempt: Option<Attempt>,
+}
+
+/// One reconnect attempt: connect, handshake, subscriptions sent.
+type Attempt = Pin<Box<dyn Future<Output = Result<WebSocketStream<TokioStream>, Error>> + Send>>;
+
+impl fmt::Debug for Reconnecting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reconnecting")
+            .field("plan", &self.plan)
+            .field("ws", &self.ws)
+            .field("server_closed", &self.server_closed)
+            .field("attempting", &self.attempt.is_some())
+            .finish()
+    }
 }
 
 impl ClientBuilder {
@@ -44,6 +65,7 @@ impl ClientBuilder {
             plan: Plan::new(self, policy),
             ws: Some(ws),
             server_closed: None,
+            attempt: None,
         })
     }
 }
@@ -56,8 +78,8 @@ impl Reconnecting {
     /// Cancellation safe: cancelled while connected, nothing is lost; cancelled while the
     /// server's close is wound up, the next call finishes it; cancelled between connections,
     /// the next call waits for the same attempt, due at the same time (a `select!` with a
-    /// shorter timer does not put the reconnect off); cancelled during an attempt, that
-    /// attempt is abandoned and the next call makes a new one at once.
+    /// shorter timer does not put the reconnect off); cancelled during an attempt, the next
+    /// call goes on with that attempt.
     pub async fn next_event(&mut self) -> Result<Event, Error> {
         if let Some(ws) = &mut self.ws {
             if self.server_closed.is_none() {
@@ -88,8 +110,16 @@ impl Reconnecting {
             return Err(Error::ConnectionClosed);
         }
         loop {
-            ::tokio::time::sleep_until(self.plan.retry_at().into()).await;
-            match self.open().await {
+            if self.attempt.is_none() {
+                ::tokio::time::sleep_until(self.plan.retry_at().into()).await;
+                self.attempt = Some(self.open());
+            }
+            let Some(attempt) = self.attempt.as_mut() else {
+                unreachable!("started above")
+            };
+            let opened = attempt.await;
+            self.attempt = None;
+            match opened {
                 Ok(ws) => {
                     self.ws = Some(ws);
                     return Ok(self.plan.reconnected());
@@ -104,13 +134,17 @@ impl Reconnecting {
         self.plan.gave_up
     }
 
-    /// Opens a connection and sends the subscriptions.
-    async fn open(&self) -> Result<WebSocketStream<TokioStream>, Error> {
-        let (mut ws, _) = self.plan.builder.clone().connect_async().await?;
-        for message in &self.plan.subscriptions {
-            ws.send(message.clone()).await?;
-        }
-        Ok(ws)
+    /// An attempt: opens a connection and sends the subscriptions (as they are now).
+    fn open(&self) -> Attempt {
+        let builder = self.plan.builder.clone();
+        let subscriptions = self.plan.subscriptions.clone();
+        Box::pin(async move {
+            let (mut ws, _) = builder.connect_async().await?;
+            for message in subscriptions {
+                ws.send(message).await?;
+            }
+            Ok(ws)
+        })
     }
 
     /// Sends a message on the current connection ([`Error::ConnectionClosed`] while
@@ -126,6 +160,8 @@ impl Reconnecting {
     pub async fn subscribe(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         let message = message.into();
         self.plan.subscriptions.push(message.clone());
+        // An attempt in progress sends the list it started with: the next call starts over.
+        self.attempt = None;
         match &mut self.ws {
             Some(ws) => ws.send(message).await,
             None => Ok(()),
@@ -140,12 +176,15 @@ impl Reconnecting {
     /// The messages replayed after each reconnect, to change: remove one you unsubscribed
     /// from, replace one whose parameters changed. Nothing is sent now.
     pub fn subscriptions_mut(&mut self) -> &mut Vec<Message> {
+        // An attempt in progress sends the list it started with: the next call starts over.
+        self.attempt = None;
         &mut self.plan.subscriptions
     }
 
     /// Closes the connection and stops reconnecting; returns the server's close frame.
     pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<Option<CloseFrame>, Error> {
         self.plan.stopped = true;
+        self.attempt = None;
         if let Some(frame) = self.server_closed.take() {
             // The server's close came first: the connection is wound up, not closed again.
             if let Some(mut ws) = self.ws.take() {

@@ -118,9 +118,12 @@ struct Inner<S> {
     /// `poll_timers` frees the buffer `KEEP_MESSAGE_BUFFER` later, at that wait or a later
     /// one (so a busy stream of big messages allocates it again about once a second).
     kept_since: Option<Instant>,
-    /// When the reader first waited for the peer's close after ours was sent: the close
-    /// timeout bounds that wait however the close was sent (a split writer, `Sink::close`).
+    /// When closing began: our close frame queued by `close` or `Sink::close` (a split
+    /// writer's too), else the reader's first wait for the peer's close after ours was sent.
+    /// The close timeout counts from it.
     close_sent_since: Option<Instant>,
+    /// The close timeout expired: closing was given up (both halves report it).
+    close_timed_out: bool,
     /// The last flush was left pending: the stream (rustls) still holds bytes to write, with
     /// the connection's queue empty.
     unflushed: bool,
@@ -225,9 +228,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         if phase == Phase::Write && is_peer_gone(&e) && !self.conn.is_terminated() {
             self.lose_output();
         } else if !is_timeout(&e) {
-            self.conn.abort();
-            self.drained = true;
-            self.dead = true;
+            self.abandon();
         }
         map_io_error(e, phase, &self.host)
     }
@@ -299,9 +300,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                                 if !expired(&mut self.close_wait, cx) {
                                     return Poll::Pending;
                                 }
-                                self.conn.abort();
-                                self.drained = true;
-                                self.dead = true;
+                                self.abandon();
                                 self.close_wait = None;
                                 return Poll::Ready(None);
                             }
@@ -449,17 +448,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         if now.saturating_duration_since(since) < limit {
             return Ok(since.checked_add(limit));
         }
+        self.close_timed_out();
+        Err(Error::Timeout(Phase::Close))
+    }
+
+    /// Closing took longer than the close timeout: it is given up.
+    fn close_timed_out(&mut self) {
+        self.close_timed_out = true;
+        self.abandon();
+    }
+
+    /// Gives the connection up: nothing more is written, read or waited for.
+    fn abandon(&mut self) {
         self.conn.abort();
         self.drained = true;
         self.dead = true;
-        Err(Error::Timeout(Phase::Close))
+    }
+
+    /// Starts the close timeout's clock when our close frame is queued, if it has not
+    /// started: the timeout bounds closing as a whole, however long the frame takes to go
+    /// out (a writer's `close` and the reader's wait for the reply share it).
+    fn close_queued(&mut self) {
+        if self.close_sent_since.is_none() {
+            self.close_sent_since = Some(::tokio::time::Instant::now().into_std());
+        }
     }
 
     /// After the close handshake, a client lets the server close TCP first (RFC 6455 7.1.1),
     /// for at most the close timeout.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.drained || self.conn.role() != Role::Client {
+        if self.drained {
             return Poll::Ready(());
+        }
+        if self.conn.role() != Role::Client {
+            return self.poll_server_shutdown(cx);
         }
         if self.close_wait.is_none() {
             self.close_wait = self.close_timeout.map(|t| Box::pin(sleep(t)));
@@ -499,6 +521,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         Poll::Ready(())
     }
 
+    /// After the close handshake, the server closes TCP first (RFC 6455 7.1.1): it shuts its
+    /// side down (TLS close_notify, then FIN) at once, rather than when the stream is
+    /// dropped, so that a client is not left waiting its close timeout.
+    fn poll_server_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.conn.state() == State::Closed && !self.dead {
+            if self.close_wait.is_none() {
+                self.close_wait = self.close_timeout.map(|t| Box::pin(sleep(t)));
+            }
+            let shut = Pin::new(&mut self.stream).poll_shutdown(cx);
+            if shut.is_pending() && !expired(&mut self.close_wait, cx) {
+                return Poll::Pending;
+            }
+        }
+        self.drained = true;
+        self.close_wait = None;
+        Poll::Ready(())
+    }
+
     /// Waits until the queued output is below the write buffer bound.
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if self.dead {
@@ -513,8 +553,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     /// Sends the close frame within the close timeout (`Sink::close`, the writing half's
     /// `close`); the reading half then receives the peer's close.
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.close_timed_out {
+            // The reader's wait for the reply ran out first.
+            return Poll::Ready(Err(Error::Timeout(Phase::Close)));
+        }
         if self.conn.can_send() {
             self.conn.close(None)?;
+            self.close_queued();
         }
         // A timer of its own: the reader's may be bounding its own wait meanwhile.
         if self.close_send_wait.is_none() && self.has_unsent_output() {
@@ -530,6 +575,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     return Poll::Pending;
                 }
                 self.close_send_wait = None;
+                // Nothing is left to wait for: the stream (or reading half) ends at once.
+                self.close_timed_out();
                 Poll::Ready(Err(Error::Timeout(Phase::Close)))
             }
         }
@@ -581,6 +628,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 idle_since: None,
                 kept_since: None,
                 close_sent_since: None,
+                close_timed_out: false,
                 unflushed: false,
                 close_notify: None,
             },
@@ -657,6 +705,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
         let output_lost = self.inner.conn.is_output_lost();
         if before == State::Open && !output_lost {
             self.inner.conn.close(frame)?;
+            self.inner.close_queued();
         }
         if matches!(before, State::Closed | State::Failed) {
             // The close handshake is over (or failed): still flush the queued close frame
@@ -682,9 +731,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             }
         };
         let frame = match close_timeout {
-            Some(t) => timeout(t, exchange)
-                .await
-                .unwrap_or(Err(Error::Timeout(Phase::Close)))?,
+            Some(t) => match timeout(t, exchange).await {
+                Ok(frame) => frame?,
+                Err(_) => {
+                    // Closing is over, unfinished: the stream ends at once, not after a
+                    // second close timeout.
+                    self.inner.close_timed_out();
+                    return Err(Error::Timeout(Phase::Close));
+                }
+            },
             None => exchange.await?,
         };
         // The drain after the close handshake is bounded by its own timer.

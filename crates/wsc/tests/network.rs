@@ -601,6 +601,68 @@ async fn async_reconnect_is_not_put_off_by_a_select_with_a_shorter_timer() {
 }
 
 #[tokio::test]
+async fn async_reconnect_attempt_survives_a_select_with_a_timer_shorter_than_the_handshake() {
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    // The first connection dies at once; every later one answers its handshake after 300 ms.
+    thread::spawn(move || {
+        for (n, tcp) in listener.incoming().enumerate() {
+            let Ok(tcp) = tcp else { return };
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            thread::spawn(move || {
+                if n > 0 {
+                    thread::sleep(Duration::from_millis(300));
+                }
+                let Ok(mut ws) = wsc::server::accept(tcp) else {
+                    return;
+                };
+                if n > 0 {
+                    let _ = ws.send_text("back");
+                    let _ = ws.read();
+                }
+            });
+        }
+    });
+    let mut feed = builder(&url)
+        .connect_reconnecting_async(
+            Reconnect::new()
+                .initial_delay(Duration::from_millis(50))
+                .jitter(false),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        feed.next_event().await,
+        Ok(Event::Disconnected(_))
+    ));
+    let dropped = Instant::now();
+    loop {
+        tokio::select! {
+            event = feed.next_event() => match event {
+                Ok(Event::Reconnected(r)) => {
+                    assert_eq!(r.attempts, 1, "{r:?}");
+                    break;
+                }
+                other => panic!("expected the reconnect, got {other:?}"),
+            },
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+        // Each cancelled call used to abandon its attempt and start another at once.
+        assert!(dropped.elapsed() < Duration::from_secs(3), "no reconnect");
+    }
+    assert!(matches!(feed.next_event().await,
+        Ok(Event::Message(m)) if m.as_text() == Some("back")));
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "one connection, one reconnect"
+    );
+    feed.close(None).await.unwrap();
+}
+
+#[tokio::test]
 async fn async_reconnect_cancelled_while_the_servers_close_winds_up_keeps_the_close() {
     let listener = TcpListener::bind((V4, 0)).unwrap();
     let url = format!("ws://{}/", listener.local_addr().unwrap());

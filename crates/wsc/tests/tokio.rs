@@ -347,6 +347,40 @@ async fn async_server_role_closes_first() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_server_role_closes_tcp_after_the_close_handshake_while_still_held() {
+    within(BUDGET, async {
+        let (listener, url) = listen().await;
+        let (done, held) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = wsc::tokio::accept(tcp).await.unwrap();
+            let reply = ws.close(Some(CloseFrame::new(1001u16, "restart"))).await;
+            // The stream is kept (a server that goes on with other work before dropping it).
+            let _ = held.await;
+            (reply, ws)
+        });
+        let (mut ws, _) = builder(&url)
+            .close_timeout(Some(Duration::from_secs(5)))
+            .connect_async()
+            .await
+            .unwrap();
+        assert!(matches!(ws.recv().await, Some(Ok(Message::Close(Some(_))))));
+        let started = Instant::now();
+        assert!(ws.recv().await.is_none());
+        // Before, the client waited its whole close timeout for TCP to end.
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        drop(done);
+        let (reply, _ws) = server.await.unwrap();
+        assert_eq!(reply.unwrap(), Some(CloseFrame::new(1001u16, "")));
+    })
+    .await;
+}
+
 /// The server answers the close after a while and then keeps TCP open. `close` must still
 /// return the server's close frame (like the blocking `close_and_wait`), after waiting at most
 /// the close timeout for TCP to end.
@@ -871,13 +905,70 @@ async fn close_is_bounded_when_the_peer_does_not_read() {
         let started = Instant::now();
         let closed = timeout(close_timeout * 6, ws.close(None)).await;
         let took = started.elapsed();
-        server.abort();
-        drop(go);
         match closed {
             Ok(Err(Error::Timeout(Phase::Close))) => {}
             Ok(other) => panic!("close returned {other:?}"),
             Err(_) => panic!("close still waiting after {took:?}"),
         }
+        // Closing is over: the stream ends at once, not after a second close timeout.
+        let started = Instant::now();
+        assert!(ws.recv().await.is_none());
+        assert!(
+            started.elapsed() < close_timeout / 2,
+            "{:?}",
+            started.elapsed()
+        );
+        server.abort();
+        drop(go);
+    })
+    .await;
+}
+
+/// A split writer's close that times out ends the reader's wait too: one close timeout
+/// bounds closing, not one for each half.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writers_close_that_times_out_ends_the_readers_wait_with_it() {
+    within(BUDGET, async {
+        let (listener, url) = listen().await;
+        let (go, wait) = oneshot::channel();
+        let server = tokio::spawn(stalled_server(listener, wait));
+        let close_timeout = Duration::from_millis(500);
+        let (ws, _) = with_compression(builder(&url), false)
+            .close_timeout(Some(close_timeout))
+            .connect_async()
+            .await
+            .unwrap();
+        let (mut reader, mut writer) = ws.split();
+        let mut i = 0;
+        loop {
+            assert!(i < 20_000, "send never blocked");
+            let send = writer.send(Message::binary(numbered(i, CHUNK)));
+            i += 1;
+            if timeout(Duration::from_millis(300), send).await.is_err() {
+                break;
+            }
+        }
+        let started = Instant::now();
+        let reading = tokio::spawn(async move {
+            let ended = reader.recv().await;
+            (ended, started.elapsed())
+        });
+        let closed = writer.close(None).await;
+        assert!(
+            matches!(closed, Err(Error::Timeout(Phase::Close))),
+            "{closed:?}"
+        );
+        let (ended, took) = reading.await.unwrap();
+        assert!(
+            matches!(ended, Some(Err(Error::Timeout(Phase::Close))) | None),
+            "{ended:?}"
+        );
+        assert!(
+            took < close_timeout * 3 / 2,
+            "the reader ended after {took:?}"
+        );
+        server.abort();
+        drop(go);
     })
     .await;
 }

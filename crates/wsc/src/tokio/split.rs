@@ -120,6 +120,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
             let mut inner = self.shared.inner.lock().unwrap_or_else(|e| e.into_inner());
             if inner.conn.can_send() {
                 inner.conn.close(frame)?;
+                inner.close_queued();
             }
         }
         poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_close(cx))).await
