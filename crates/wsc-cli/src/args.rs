@@ -145,8 +145,9 @@ pub struct ClientArgs {
     #[arg(long, value_name = "SECS", value_parser = parse_secs, requires = "reconnect")]
     pub reconnect_max_delay: Option<f64>,
 
-    /// Tunnel through this proxy: http://[user:pass@]host:port (HTTP CONNECT), socks5:// or
-    /// socks5h:// (SOCKS5, host name resolved by the proxy). Default: HTTPS_PROXY /
+    /// Tunnel through this proxy: http://[user:pass@]host:port (HTTP CONNECT), socks5://
+    /// (SOCKS5, host name resolved here) or socks5h:// (SOCKS5, resolved by the proxy).
+    /// Default: HTTPS_PROXY /
     /// HTTP_PROXY / ALL_PROXY from the environment, minus NO_PROXY.
     #[arg(long, value_name = "URL", conflicts_with = "no_proxy")]
     pub proxy: Option<String>,

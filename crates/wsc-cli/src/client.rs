@@ -130,8 +130,10 @@ pub fn builder(args: &ClientArgs, url: &str) -> Result<ClientBuilder, CliError> 
         tls = tls.client_cert_pem_files(cert, key)?;
     }
     if let Some(proxy) = &args.proxy {
-        let proxy =
-            Proxy::parse(proxy).map_err(|e| CliError::Usage(format!("--proxy {proxy:?}: {e}")))?;
+        let proxy = Proxy::parse(proxy).map_err(|e| {
+            let shown = without_password(proxy);
+            CliError::Usage(format!("--proxy {shown:?}: {e}"))
+        })?;
         b = b.proxy(proxy);
     } else if args.no_proxy {
         b = b.proxy(ProxyConfig::None);
@@ -477,6 +479,20 @@ impl Session {
     }
 }
 
+/// A proxy URL as it may be shown: a password in it replaced by `***` (an error message
+/// ends up in logs and terminals' scrollback).
+fn without_password(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..].find('/').map_or(url.len(), |i| start + i);
+    let Some(at) = url[start..end].rfind('@').map(|i| start + i) else {
+        return url.to_string();
+    };
+    let Some(colon) = url[start..at].find(':').map(|i| start + i) else {
+        return url.to_string();
+    };
+    format!("{}:***{}", &url[..colon], &url[at..])
+}
+
 /// A send's result, where a write that timed out (the session's writes wait only
 /// `WRITE_POLL`) is no error: what was not written stays queued and goes out as the session
 /// goes on.
@@ -521,4 +537,34 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
         let _ = signal_hook::flag::register(signal, flag.clone());
     }
     flag
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_password;
+
+    #[test]
+    fn proxy_passwords_are_hidden_and_the_rest_kept() {
+        assert_eq!(
+            without_password("http://alice:hunter2@127.0.0.1:80x"),
+            "http://alice:***@127.0.0.1:80x"
+        );
+        // The last @ of the authority ends the userinfo; a path is not the authority.
+        assert_eq!(
+            without_password("socks5://a:p@ss@proxy:1080/x@y"),
+            "socks5://a:***@proxy:1080/x@y"
+        );
+        assert_eq!(
+            without_password("alice:pw@proxy:3128"),
+            "alice:***@proxy:3128"
+        );
+        assert_eq!(
+            without_password("http://alice@proxy:3128"),
+            "http://alice@proxy:3128"
+        );
+        assert_eq!(
+            without_password("http://proxy:3128/a:b@c"),
+            "http://proxy:3128/a:b@c"
+        );
+    }
 }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io::ErrorKind;
 
-use wsc::{CloseFrame, Error, HandshakeError, ProtocolError};
+use wsc::{CloseFrame, Error, HandshakeError, ProtocolError, ProxyError};
 
 pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
@@ -59,7 +59,7 @@ impl CliError {
                 Error::Url(_) | Error::TlsConfig(_) | Error::InvalidInput(_) => 2,
                 Error::Dns { .. } => 3,
                 Error::Connect { .. } => 4,
-                Error::Tls { .. } => 5,
+                Error::Tls { .. } | Error::TlsClosed { .. } => 5,
                 // Our own request is at fault (a header, a subprotocol): the arguments.
                 Error::Handshake(HandshakeError::InvalidRequestHeader(_)) => 2,
                 Error::Handshake(_) | Error::Redirect(_) => 6,
@@ -67,6 +67,11 @@ impl CliError {
                 Error::Protocol(_) => 8,
                 Error::ConnectionReset => 9,
                 Error::KeepaliveTimeout(_) => 10,
+                // A proxy URL (--proxy, or from the environment) that cannot be used.
+                Error::Proxy {
+                    error: ProxyError::InvalidUrl(_) | ProxyError::Unsupported(_),
+                    ..
+                } => 2,
                 Error::Proxy { .. } => 13,
                 // A reset is the connection lost, as an end without a close is.
                 Error::Io(e)

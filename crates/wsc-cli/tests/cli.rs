@@ -1085,3 +1085,19 @@ fn ctrl_c_is_heard_while_a_big_message_trickles_in() {
     drop(child);
     let _ = err.join();
 }
+
+#[test]
+fn a_bad_proxy_url_is_shown_without_its_password() {
+    let out = wsc(
+        &[
+            "ws://127.0.0.1:9/",
+            "--proxy",
+            "http://alice:hunter2@127.0.0.1:80x",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(err.contains("alice:***@127.0.0.1:80x"), "{err}");
+}

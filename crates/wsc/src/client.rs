@@ -590,13 +590,58 @@ impl ClientBuilder {
     }
 }
 
-/// Names the proxy in a failure to reach it.
+/// Names the proxy in a failure to reach it: its name not resolving, no connection, or none
+/// within the connect timeout are all [`Error::Connect`] to "the proxy ..." (else a user
+/// with a proxy from the environment reads of a host or a timeout they never asked for).
 pub(crate) fn proxy_unreachable(proxy: &Proxy, error: Error) -> Error {
-    match error {
-        Error::Connect { source, .. } => Error::Connect {
-            target: format!("the proxy {}", proxy.display_name()),
-            source,
-        },
-        other => other,
+    let source = match error {
+        Error::Connect { source, .. } => source,
+        Error::Dns { host, source } => {
+            io::Error::new(source.kind(), format!("cannot resolve {host:?}: {source}"))
+        }
+        Error::Timeout(Phase::Connect) => io::Error::new(
+            io::ErrorKind::TimedOut,
+            "no connection within the connect timeout",
+        ),
+        other => return other,
+    };
+    Error::Connect {
+        target: format!("the proxy {}", proxy.display_name()),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_to_reach_the_proxy_name_it() {
+        let proxy = Proxy::parse("http://user:secret@corp-proxy.example:3128").unwrap();
+        let unresolved = Error::Dns {
+            host: "corp-proxy.example".into(),
+            source: io::Error::new(io::ErrorKind::NotFound, "no such host"),
+        };
+        for (error, kind) in [
+            (unresolved, io::ErrorKind::NotFound),
+            (Error::Timeout(Phase::Connect), io::ErrorKind::TimedOut),
+        ] {
+            let named = proxy_unreachable(&proxy, error);
+            let text = named.to_string();
+            match named {
+                Error::Connect { target, source } => {
+                    assert_eq!(target, "the proxy http://corp-proxy.example:3128");
+                    assert_eq!(source.kind(), kind);
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(!text.contains("secret"), "{text}");
+        }
+        // Failures past reaching it are left as they are.
+        let refused = proxy_unreachable(&proxy, Error::Timeout(Phase::Proxy));
+        assert!(
+            matches!(refused, Error::Timeout(Phase::Proxy)),
+            "{refused:?}"
+        );
     }
 }

@@ -53,6 +53,12 @@ pub enum Error {
         /// What rustls reported.
         source: rustls::Error,
     },
+    /// The server closed or reset the connection during the TLS handshake, without a TLS
+    /// alert: most often a server that does not speak TLS on this port.
+    TlsClosed {
+        /// The server name being connected to.
+        host: String,
+    },
     /// Reading from or writing to the connection failed.
     Io(io::Error),
     /// The server refused or botched the WebSocket opening handshake.
@@ -273,6 +279,10 @@ impl fmt::Display for Error {
             Error::Url(e) => write!(f, "invalid URL: {e}"),
             Error::Dns { host, source } => write!(f, "cannot resolve host {host:?}: {source}"),
             Error::Connect { target, source } => write!(f, "cannot connect to {target}: {source}"),
+            Error::Timeout(Phase::Proxy) => f.write_str(
+                "timed out during the proxy handshake (is the proxy of the kind its URL \
+                 says? http:// for HTTP CONNECT, socks5:// or socks5h:// for SOCKS5)",
+            ),
             Error::Timeout(phase) => write!(f, "timed out during the {phase}"),
             Error::Proxy { proxy, error } => write!(f, "proxy {proxy}: {error}"),
             Error::Redirect(e) => write!(f, "redirect not followed: {e}"),
@@ -283,6 +293,11 @@ impl fmt::Display for Error {
                 waited.as_secs_f64()
             ),
             Error::TlsConfig(msg) => write!(f, "TLS configuration: {msg}"),
+            Error::TlsClosed { host } => write!(
+                f,
+                "{host} closed the connection during the TLS handshake (does the server speak \
+                 TLS on this port? for one that does not, use a ws:// URL)"
+            ),
             #[cfg(feature = "tls")]
             Error::Tls { host, source } => {
                 write!(f, "TLS error with {host}: {source}")?;
@@ -305,7 +320,7 @@ impl fmt::Display for Error {
                         rustls::CertificateError::UnknownIssuer => {
                             " (the certificate is not signed by a trusted CA; trust its CA with \
                              TlsOptions::add_ca_pem_file (--cacert), or skip verification only \
-                             for testing)"
+                             for testing (danger_accept_invalid_certs, -k))"
                         }
                         rustls::CertificateError::NotValidYet
                         | rustls::CertificateError::NotValidYetContext { .. } => {
@@ -322,13 +337,23 @@ impl fmt::Display for Error {
                     };
                     f.write_str(hint)?;
                 }
-                if let rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired) =
-                    source
-                {
-                    f.write_str(
-                        " (the server requires a client certificate: TlsOptions::\
-                         client_cert_pem_files, --cert/--key)",
-                    )?;
+                if let rustls::Error::AlertReceived(alert) = source {
+                    let hint = match alert {
+                        rustls::AlertDescription::CertificateRequired => {
+                            " (the server requires a client certificate: TlsOptions::\
+                             client_cert_pem_files, --cert/--key)"
+                        }
+                        rustls::AlertDescription::ProtocolVersion => {
+                            " (the server speaks no TLS version this client does: TLS 1.2 \
+                             and 1.3; older ones are insecure and not offered)"
+                        }
+                        rustls::AlertDescription::HandshakeFailure => {
+                            " (the server refused the handshake: no cipher suite in common, \
+                             or, with TLS 1.2, a client certificate it requires: --cert/--key)"
+                        }
+                        _ => "",
+                    };
+                    f.write_str(hint)?;
                 }
                 Ok(())
             }

@@ -185,6 +185,7 @@ pub fn is_retryable(error: &Error) -> bool {
         | Error::ConnectionReset
         | Error::ConnectionClosed
         | Error::KeepaliveTimeout(_)
+        | Error::TlsClosed { .. }
         | Error::Protocol(_) => true,
         Error::Handshake(HandshakeError::Rejected(response)) => {
             let status = response.status.as_u16();

@@ -362,6 +362,13 @@ pub(crate) fn map_io_error(e: io::Error, phase: Phase, host: &str) -> Error {
     if matches!(phase, Phase::Read | Phase::Write | Phase::Close) && is_peer_gone(&e) {
         return Error::ConnectionReset;
     }
+    if phase == Phase::TlsHandshake
+        && (e.kind() == io::ErrorKind::UnexpectedEof || is_peer_gone(&e))
+    {
+        return Error::TlsClosed {
+            host: host.to_string(),
+        };
+    }
     #[cfg(feature = "tls")]
     if let Some(tls) = e
         .get_ref()
@@ -394,10 +401,9 @@ pub(crate) fn tls_handshake(
     while conn.is_handshaking() {
         match conn.complete_io(&mut sock) {
             Ok((0, 0)) if conn.is_handshaking() => {
-                return Err(Error::Io(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the server closed the connection during the TLS handshake",
-                )))
+                return Err(Error::TlsClosed {
+                    host: host.to_string(),
+                })
             }
             Ok(_) => {}
             Err(e) => return Err(map_io_error(e, Phase::TlsHandshake, host)),

@@ -110,8 +110,19 @@ impl TlsOptions {
     ) -> Result<Self, Error> {
         let (cert, key) = (cert.as_ref(), key.as_ref());
         let chain = read_pem_certs("client certificate", cert)?;
-        let key =
-            PrivateKeyDer::from_pem_file(key).map_err(|e| file_error("private key", key, e))?;
+        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+            let encrypted = std::fs::read_to_string(key).is_ok_and(|pem| pem.contains("ENCRYPTED"));
+            if encrypted {
+                file_error(
+                    "private key",
+                    key,
+                    "the key is encrypted, which is not supported: decrypt it first \
+                     (openssl pkey -in KEY -out KEY.plain)",
+                )
+            } else {
+                file_error("private key", key, e)
+            }
+        })?;
         Ok(self.client_cert(chain, key))
     }
 
@@ -179,9 +190,15 @@ impl TlsOptions {
                     .map_err(|e| Error::TlsConfig(format!("unusable CA certificate: {e}")))?;
             }
             if store.is_empty() {
-                return Err(Error::TlsConfig(
-                    "no trusted root certificates: none in the system store and none added".into(),
-                ));
+                let from = match self.roots {
+                    Roots::None => "Roots::None",
+                    Roots::Bundled => "none bundled",
+                    Roots::Default | Roots::System => "none in the system store",
+                };
+                return Err(Error::TlsConfig(format!(
+                    "no trusted root certificates: {from} and none added (add_ca_pem_file, \
+                     --cacert)"
+                )));
             }
             builder.with_root_certificates(store)
         };

@@ -790,6 +790,82 @@ fn silent_server_times_out_in_the_tls_handshake() {
     drop(listener);
 }
 
+/// A server on 127.0.0.1 that reads the ClientHello of each of `connections` connections
+/// and hangs up (`reset`: with a TCP reset); returns the `wss://localhost` URL.
+fn hanging_up_on_tls(connections: usize, reset: bool) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("wss://localhost:{}/", listener.local_addr().unwrap().port());
+    thread::spawn(move || {
+        for _ in 0..connections {
+            let Some(mut tcp) = accept_tcp(&listener) else {
+                return;
+            };
+            let mut hello = [0u8; 512];
+            let _ = io::Read::read(&mut tcp, &mut hello);
+            if reset {
+                let _ = socket2::SockRef::from(&tcp).set_linger(Some(Duration::ZERO));
+            }
+        }
+    });
+    url
+}
+
+#[test]
+fn a_server_hanging_up_in_the_tls_handshake_is_named_with_a_hint() {
+    for reset in [false, true] {
+        let url = hanging_up_on_tls(1, reset);
+        let err = connect(&url, trusting(&TestCa::new("wsc test CA"))).unwrap_err();
+        match &err {
+            Error::TlsClosed { host } => assert_eq!(host, "localhost"),
+            other => panic!("reset {reset}: {other:?}"),
+        }
+        assert!(
+            err.to_string().contains("during the TLS handshake"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("ws:// URL"), "{err}");
+    }
+}
+
+#[test]
+fn tls_alerts_that_end_the_handshake_come_with_a_hint() {
+    for (alert, hint) in [(70u8, "TLS 1.2 and 1.3"), (40, "no cipher suite in common")] {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("wss://localhost:{}/", listener.local_addr().unwrap().port());
+        let server = thread::spawn(move || {
+            let mut tcp = accept_tcp(&listener).unwrap();
+            let mut hello = [0u8; 512];
+            let _ = io::Read::read(&mut tcp, &mut hello);
+            // A fatal alert record, as an old or picky server sends it.
+            let _ = io::Write::write_all(&mut tcp, &[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, alert]);
+            thread::sleep(Duration::from_millis(200));
+        });
+        let err = connect(&url, trusting(&TestCa::new("wsc test CA"))).unwrap_err();
+        assert!(matches!(err, Error::Tls { .. }), "{err:?}");
+        assert!(err.to_string().contains(hint), "{err}");
+        server.join().unwrap();
+    }
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn an_async_client_names_a_server_hanging_up_in_the_tls_handshake() {
+    let url = hanging_up_on_tls(1, false);
+    let ca = TestCa::new("wsc test CA");
+    let err = block_on(async move {
+        wsc::ClientBuilder::new(url)
+            .tls(trusting(&ca))
+            .handshake_timeout(TIMEOUT)
+            .connect_async()
+            .await
+            .unwrap_err()
+    });
+    assert!(
+        matches!(&err, Error::TlsClosed { host } if host == "localhost"),
+        "{err:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Unusable CA and key files
 // ---------------------------------------------------------------------------------------------
@@ -815,6 +891,21 @@ fn missing_ca_file_is_a_config_error_naming_the_path() {
 
     let message = config_error(TlsOptions::new().add_ca_pem_file(&path));
     assert!(names_path(&message, &path), "{message}");
+}
+
+#[test]
+fn an_encrypted_client_key_is_refused_with_a_reason() {
+    let dir = TempDir::new();
+    let ca = TestCa::new("wsc test CA");
+    let cert = dir.write("client.pem", ca.pem());
+    let key = dir.write(
+        "client.key",
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIBvTBXBgkqhkiG9w0BBQ0wSjApBgkqhkiG9w0BBQwwHAQI\n\
+         -----END ENCRYPTED PRIVATE KEY-----\n",
+    );
+    let message = config_error(TlsOptions::new().client_cert_pem_files(&cert, &key));
+    assert!(names_path(&message, &key), "{message}");
+    assert!(message.contains("encrypted"), "{message}");
 }
 
 #[test]

@@ -422,6 +422,38 @@ async fn close_returns_the_servers_frame_when_the_server_keeps_tcp_open() {
 // ----- 2. split halves from two tasks -----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writing_half_sends_text_binary_and_pings_as_the_stream_does() {
+    within(BUDGET, async {
+        let (url, server) = async_echo_server().await;
+        let (ws, _) = builder(&format!("{url}/echo"))
+            .connect_async()
+            .await
+            .unwrap();
+        let (mut reader, mut writer) = ws.split();
+        assert_eq!(
+            format!("{reader:?} {writer:?}"),
+            "WsReader { .. } WsWriter { .. }"
+        );
+        writer.send_text("text").await.unwrap();
+        writer.send_binary(vec![1u8, 2, 3]).await.unwrap();
+        writer.ping("are you there").await.unwrap();
+        assert_eq!(reader.recv().await.unwrap().unwrap(), Message::text("text"));
+        assert_eq!(
+            reader.recv().await.unwrap().unwrap(),
+            Message::binary(vec![1u8, 2, 3])
+        );
+        assert_eq!(
+            reader.recv().await.unwrap().unwrap(),
+            Message::Pong("are you there".into())
+        );
+        writer.close(None).await.unwrap();
+        assert_eq!(reader.recv().await.unwrap().unwrap(), Message::Close(None));
+        let _ = server.await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_halves_send_and_receive_concurrently_in_order() {
     within(BUDGET, async {
         const N: u32 = 1500;

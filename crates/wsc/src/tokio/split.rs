@@ -70,6 +70,18 @@ pub struct WsWriter<S> {
     shared: Arc<Shared<S>>,
 }
 
+impl<S> std::fmt::Debug for WsReader<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsReader").finish_non_exhaustive()
+    }
+}
+
+impl<S> std::fmt::Debug for WsWriter<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsWriter").finish_non_exhaustive()
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
     fn poll_message(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
         let mut inner = self.shared.enter(&self.shared.wakers.reader, cx);
@@ -111,6 +123,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
             .conn
             .send(message)?;
         poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_write_out(cx))).await
+    }
+
+    /// Sends a text message.
+    pub async fn send_text(&mut self, text: &str) -> Result<(), Error> {
+        self.send(Message::text(text)).await
+    }
+
+    /// Sends a binary message.
+    pub async fn send_binary(&mut self, data: impl Into<bytes::Bytes>) -> Result<(), Error> {
+        self.send(Message::Binary(data.into())).await
+    }
+
+    /// Sends a ping (the reading half receives the pong).
+    pub async fn ping(&mut self, data: impl Into<bytes::Bytes>) -> Result<(), Error> {
+        self.send(Message::Ping(data.into())).await
     }
 
     /// Sends a close frame within the close timeout (the reading half then receives the
