@@ -146,9 +146,9 @@ pub struct ClientArgs {
     pub reconnect_max_delay: Option<f64>,
 
     /// Tunnel through this proxy: http://[user:pass@]host:port (HTTP CONNECT), socks5://
-    /// (SOCKS5, host name resolved here) or socks5h:// (SOCKS5, resolved by the proxy).
-    /// Default: HTTPS_PROXY /
-    /// HTTP_PROXY / ALL_PROXY from the environment, minus NO_PROXY.
+    /// (SOCKS5, host name resolved here) or socks5h:// (SOCKS5, resolved by the proxy); ""
+    /// connects directly. Default: HTTPS_PROXY / HTTP_PROXY / ALL_PROXY from the
+    /// environment, minus NO_PROXY.
     #[arg(long, value_name = "URL", conflicts_with = "no_proxy")]
     pub proxy: Option<String>,
 

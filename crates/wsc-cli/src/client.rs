@@ -129,7 +129,10 @@ pub fn builder(args: &ClientArgs, url: &str) -> Result<ClientBuilder, CliError> 
     if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
         tls = tls.client_cert_pem_files(cert, key)?;
     }
-    if let Some(proxy) = &args.proxy {
+    if args.proxy.as_deref().is_some_and(|p| p.trim().is_empty()) {
+        // `--proxy ""`: directly, as curl takes it (a script's unset variable, say).
+        b = b.proxy(ProxyConfig::None);
+    } else if let Some(proxy) = &args.proxy {
         let proxy = Proxy::parse(proxy).map_err(|e| {
             let shown = without_password(proxy);
             CliError::Usage(format!("--proxy {shown:?}: {e}"))
@@ -218,6 +221,17 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
             timeout.as_secs_f64()
         ));
     }
+    if format.verbose {
+        // Which way the connection goes, before it is tried: also shown when it fails.
+        if let Ok(Some(proxy)) = b.proxy_to_use() {
+            let from = if args.proxy.as_deref().is_some_and(|p| !p.trim().is_empty()) {
+                "--proxy"
+            } else {
+                "from the environment"
+            };
+            format.note(&format!("* proxy: {} ({from})", proxy.display_name()));
+        }
+    }
     let mut link = if args.reconnect {
         let mut policy = Reconnect::new().max_attempts(args.reconnect_max_attempts);
         if let Some(max) = args.reconnect_max_delay {
@@ -238,15 +252,20 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
         }
         Link::Direct(ws)
     };
+    // Before anything is printed of the open connection: from the first line that says it
+    // is open, Ctrl-C closes it cleanly.
+    let stop = stop.cloned().unwrap_or_else(interrupt_flag);
     let Some(ws) = link.ws() else {
         unreachable!("a new link is connected")
     };
+    if let Some(tls) = tls_summary(ws.get_ref()) {
+        format.note(&format!("* TLS: {tls}"));
+    }
     format.handshake(ws.request_head(), ws.response());
     match ws.connection().deflate_params() {
         Some(params) => format.note(&format!("* compression: {params}")),
         None => format.note("* compression: off"),
     }
-    let stop = stop.cloned().unwrap_or_else(interrupt_flag);
     let down = Arc::new(AtomicBool::new(false));
     if args.reconnect {
         exit_on_signal_while(&down);
@@ -477,6 +496,24 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// The TLS session in brief (version, cipher suite, ALPN), for `-v`.
+fn tls_summary(stream: &MaybeTlsStream) -> Option<String> {
+    let MaybeTlsStream::Tls(tls) = stream else {
+        return None;
+    };
+    let conn = &tls.conn;
+    let version = conn
+        .protocol_version()
+        .map_or("?".to_string(), |v| format!("{v:?}"));
+    let suite = conn
+        .negotiated_cipher_suite()
+        .map_or("?".to_string(), |s| format!("{:?}", s.suite()));
+    let alpn = conn.alpn_protocol().map_or("none".to_string(), |p| {
+        String::from_utf8_lossy(p).into_owned()
+    });
+    Some(format!("{version}, {suite}, ALPN {alpn}"))
 }
 
 /// A proxy URL as it may be shown: a password in it replaced by `***` (an error message

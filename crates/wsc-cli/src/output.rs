@@ -104,7 +104,6 @@ impl Format {
         out.flush()
     }
 
-    /// A note on stderr in verbose mode.
     /// A drop (`--reconnect`): always on stderr, and as a JSON line in `--json` mode so a
     /// consumer can mark the gap.
     pub fn event_disconnected(&self, why: &str) {
@@ -134,6 +133,7 @@ impl Format {
         }
     }
 
+    /// A note on stderr in verbose mode.
     pub fn note(&self, text: &str) {
         if self.verbose {
             eprintln!("{text}");

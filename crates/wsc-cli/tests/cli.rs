@@ -396,8 +396,10 @@ fn server_close_with_error_code_exits_11() {
 #[test]
 fn ctrl_c_sends_close_1000() {
     let (py, url) = py_server(&[]);
-    let mut child = spawn_quiet(&[&url, "-n"]);
-    py.event("headers");
+    let mut child = spawn_quiet(&[&url, "-n", "-v"]);
+    // Once the client says it is open (the server's "headers" came before the client had
+    // the answer: a Ctrl-C then killed it before it could close).
+    let _err = once_open(&mut child);
     send_signal(&child, "-INT");
     assert_eq!(py.event("closed")["code"], 1000);
     let code = child.0.wait().unwrap().code();

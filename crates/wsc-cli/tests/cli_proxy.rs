@@ -225,10 +225,13 @@ fn http_proxy_variable_is_used_for_ws() {
     let (url, resolve) = server.named_url();
     let out = hello(
         &url,
-        &["--resolve", &resolve],
+        &["--resolve", &resolve, "-v"],
         &[("HTTP_PROXY", &proxy.url("http"))],
     );
     assert_echoed(&out);
+    // -v tells a proxied connection from a direct one, and where the proxy came from.
+    let said = format!("* proxy: {} (from the environment)", proxy.url("http"));
+    assert!(stderr(&out).contains(&said), "{}", stderr(&out));
     assert_eq!(proxy.tunnels(), 1);
     let request = proxy.only_request();
     assert_eq!(
@@ -361,6 +364,20 @@ fn loopback_targets_never_use_the_environment_proxy() {
 }
 
 #[test]
+fn an_empty_proxy_option_connects_directly_as_curls_does() {
+    let server = Server::start();
+    let proxy = http_proxy();
+    let (url, resolve) = server.named_url();
+    let out = hello(
+        &url,
+        &["--resolve", &resolve, "--proxy", ""],
+        &[("HTTP_PROXY", &proxy.url("http"))],
+    );
+    assert_echoed(&out);
+    assert_eq!(proxy.connections(), 0);
+}
+
+#[test]
 fn no_proxy_option_ignores_the_environment() {
     let server = Server::start();
     let proxy = http_proxy();
@@ -478,6 +495,8 @@ fn rejected_proxy_credentials_exit_13_without_showing_the_password() {
         let err = stderr(&out);
         assert!(err.contains(expected), "{err}");
         assert!(err.contains(&proxy.url(scheme)), "{err}");
+        let said = format!("* proxy: {} (--proxy)", proxy.url(scheme));
+        assert!(err.contains(&said), "{err}");
         assert!(!err.contains(SECRET), "the password leaked: {err}");
         assert!(!stdout(&out).contains(SECRET), "the password leaked");
         assert_eq!(proxy.logins(), [("alice".to_string(), SECRET.to_string())]);

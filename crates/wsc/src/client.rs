@@ -324,6 +324,13 @@ impl ClientBuilder {
         Ok(None)
     }
 
+    /// The proxy a connection to the builder's URL goes through, if any: the one set, or
+    /// the one the environment names now (minus `NO_PROXY`). For logs and `-v` output;
+    /// connecting looks it up again (redirects may lead elsewhere).
+    pub fn proxy_to_use(&self) -> Result<Option<Proxy>, Error> {
+        self.proxy_for(&WsUrl::parse(&self.url)?)
+    }
+
     /// The proxy for `url`, if any.
     pub(crate) fn proxy_for(&self, url: &WsUrl) -> Result<Option<Proxy>, Error> {
         self.proxy
