@@ -25,6 +25,12 @@
 //! [`Event::Reconnected`] comes, with [`Reconnecting::send`], and read its answer with
 //! `next_event` as usual. Subscriptions are replayed before that event; keep them empty when
 //! they must wait for the login.
+//!
+//! To stop a blocking feed from elsewhere (a Ctrl-C flag), give the builder a read timeout:
+//! `next_event` then returns [`Error::Timeout`] with [`Phase::Read`] at least that often,
+//! between connections too, and the loop can look at the flag and call
+//! [`Reconnecting::close`]. The async client's `next_event` can simply be raced against a
+//! signal in `tokio::select!`: it is cancellation safe.
 
 use std::fmt;
 use std::time::{Duration, Instant};
