@@ -54,11 +54,11 @@ pub struct ClientArgs {
     #[arg(long)]
     pub keep_open: bool,
 
-    /// At the end of stdin, close only once no message has come for SECS: the replies to the
-    /// last input get printed (many servers drop what they would send once they see our
-    /// close), e.g. `echo '{"op":"ping"}' | wsc URL --linger 1`. With --count, whichever
-    /// comes first.
-    #[arg(long, value_name = "SECS", value_parser = parse_secs, conflicts_with = "keep_open")]
+    /// At the end of stdin, close only once no message has come for SECS (default 1; 0 closes
+    /// at once): the replies to the last input get printed (many servers drop what they would
+    /// send once they see our close). With --count, whichever comes first; with -n, SECS
+    /// after the --send messages (without --linger, -n stays open).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs_or_zero, conflicts_with = "keep_open")]
     pub linger: Option<f64>,
 
     /// Binary mode: send stdin as binary messages (one per read of stdin, up to 64 KiB each)
@@ -214,7 +214,8 @@ pub enum ServeMode {
 
 #[derive(Debug, Args, Clone)]
 pub struct ServeArgs {
-    /// Address to listen on, e.g. 127.0.0.1:9001, [::1]:9001, or a port alone (127.0.0.1).
+    /// Address to listen on, e.g. 127.0.0.1:9001 or [::1]:9001; a port alone (9001) listens
+    /// on 127.0.0.1.
     #[arg(value_name = "ADDR", default_value = "127.0.0.1:9001", value_parser = parse_listen_addr)]
     pub addr: String,
 
@@ -226,16 +227,23 @@ pub struct ServeArgs {
     #[arg(long, conflicts_with = "feed")]
     pub broadcast: bool,
 
-    /// Stream JSON ticks to subscribers.
+    /// Stream JSON ticks to subscribers: a client sends
+    /// {"op":"subscribe","symbols":["BTC-USD"]} ({"op":"unsubscribe"} stops them).
     #[arg(long)]
     pub feed: bool,
 
     /// Feed: ticks per second per symbol.
-    #[arg(long, value_name = "N", default_value = "10", value_parser = parse_rate)]
+    #[arg(long, value_name = "N", default_value = "10", value_parser = parse_rate, requires = "feed")]
     pub rate: f64,
 
     /// Feed: send a ping every SECS seconds (0: never).
-    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs_or_zero)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = "5",
+        value_parser = parse_secs_or_zero,
+        requires = "feed"
+    )]
     pub feed_ping: f64,
 
     /// Decline permessage-deflate compression.
@@ -280,16 +288,25 @@ fn parse_listen_addr(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// Parses a duration in seconds: `5`, `0.25`, or with a unit, `500ms`, `5s`, `2m`, `1h`.
 fn parse_secs(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
+    let t = s.trim();
+    let (number, scale) = [("ms", 1e-3), ("s", 1.0), ("m", 60.0), ("h", 3600.0)]
+        .into_iter()
+        .find_map(|(unit, scale)| t.strip_suffix(unit).map(|n| (n, scale)))
+        .unwrap_or((t, 1.0));
+    match number.trim().parse::<f64>().map(|v| v * scale) {
         Ok(v) if v.is_finite() && v > 0.0 && v < 1e9 => Ok(v),
-        Ok(v) if v >= 1e9 => Err(format!("{s:?} seconds is too long (at most 1e9)")),
-        _ => Err(format!("{s:?} is not a positive number of seconds")),
+        Ok(v) if v >= 1e9 => Err(format!("{s:?} is too long (under 1e9 seconds, 31 years)")),
+        _ => Err(format!(
+            "{s:?} is not a positive duration (seconds, or with a unit: 500ms, 5s, 2m, 1h)"
+        )),
     }
 }
 
 fn parse_secs_or_zero(s: &str) -> Result<f64, String> {
-    if s.trim() == "0" {
+    let t = s.trim();
+    if ["0", "0s", "0ms", "0.0"].contains(&t) {
         return Ok(0.0);
     }
     parse_secs(s)
@@ -365,10 +382,22 @@ mod tests {
         assert_eq!(parse_secs("0.5"), Ok(0.5));
         assert!(parse_secs("0")
             .unwrap_err()
-            .contains("not a positive number"));
+            .contains("not a positive duration"));
         assert!(parse_secs("nan")
             .unwrap_err()
-            .contains("not a positive number"));
+            .contains("not a positive duration"));
         assert!(parse_secs("1e30").unwrap_err().contains("too long"));
+        // Units, as other tools take them.
+        assert_eq!(parse_secs("500ms"), Ok(0.5));
+        assert_eq!(parse_secs("5s"), Ok(5.0));
+        assert_eq!(parse_secs("2m"), Ok(120.0));
+        assert_eq!(parse_secs("1h"), Ok(3600.0));
+        assert_eq!(parse_secs(" 1.5 s "), Ok(1.5));
+        assert!(parse_secs("5x").is_err());
+        assert!(parse_secs("ms").is_err());
+        assert!(parse_secs("-1s").is_err());
+        assert_eq!(parse_secs_or_zero("0"), Ok(0.0));
+        assert_eq!(parse_secs_or_zero("0s"), Ok(0.0));
+        assert!(parse_secs_or_zero("-1").is_err());
     }
 }

@@ -29,6 +29,11 @@ const WRITE_POLL: Duration = Duration::from_millis(1);
 /// How long to wait for the server's close after sending ours.
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
 
+/// How long the end of input waits for quiet without `--linger`: many servers drop the
+/// replies they owe once our close arrives, so `echo request | wsc URL` closing at once
+/// printed nothing from them.
+const DEFAULT_LINGER: Duration = Duration::from_secs(1);
+
 /// The largest message accepted without `--max-message-size`.
 const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
 
@@ -281,7 +286,8 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
         count: args.count,
         keep_open: args.keep_open,
         linger: args.linger.map(Duration::from_secs_f64),
-        input_ended: None,
+        // Without stdin, the --send messages are all the input: --linger closes after them.
+        input_ended: (args.no_stdin && args.linger.is_some()).then(Instant::now),
         closing_since: None,
         down,
         queued_at_close: usize::MAX,
@@ -322,7 +328,7 @@ impl Session {
             }
             self.pump_stdin()?;
             if let Some(ended) = self.input_ended {
-                let linger = self.linger.unwrap_or(Duration::ZERO);
+                let linger = self.linger.unwrap_or(DEFAULT_LINGER);
                 if ended.max(self.last_message).elapsed() >= linger {
                     // While reconnecting there is nothing to close yet: again once back.
                     self.start_close("end of input")?;
@@ -347,11 +353,8 @@ impl Session {
                         // Input that never went out: not a clean end.
                         return Err(CliError::Unsent(CLOSE_WAIT));
                     }
-                    eprintln!(
-                        "wsc: the server did not answer the close within {} s",
-                        CLOSE_WAIT.as_secs()
-                    );
-                    return Ok(());
+                    // Not the clean end the exit status 0 promises.
+                    return Err(CliError::NoCloseReply(CLOSE_WAIT));
                 }
             } else if let Some(limit) = self.idle_timeout {
                 // Between connections (--reconnect) the clock waits: it counts per connection.
@@ -550,21 +553,24 @@ fn closed(frame: Option<CloseFrame>) -> Result<(), CliError> {
     }
 }
 
-/// SIGINT and SIGTERM, with the status a process they end has by convention (128 + number).
-const STOP_SIGNALS: [(i32, i32); 2] = [
+/// SIGINT, SIGTERM and SIGHUP, with the status a process they end has by convention
+/// (128 + number).
+const STOP_SIGNALS: [(i32, i32); 3] = [
     (signal_hook::consts::SIGINT, 130),
     (signal_hook::consts::SIGTERM, 143),
+    // The terminal or the ssh session went away: close cleanly all the same.
+    (signal_hook::consts::SIGHUP, 129),
 ];
 
-/// Makes SIGINT and SIGTERM end the process at once (130, 143) while `flag` is set: while
-/// `--reconnect` waits between attempts, there is no connection to close.
+/// Makes SIGINT, SIGTERM and SIGHUP end the process at once (130, 143, 129) while `flag` is
+/// set: while `--reconnect` waits between attempts, there is no connection to close.
 fn exit_on_signal_while(flag: &Arc<AtomicBool>) {
     for (signal, status) in STOP_SIGNALS {
         let _ = signal_hook::flag::register_conditional_shutdown(signal, status, flag.clone());
     }
 }
 
-/// A flag set by SIGINT and SIGTERM.
+/// A flag set by SIGINT, SIGTERM and SIGHUP.
 pub fn interrupt_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     for (signal, status) in STOP_SIGNALS {

@@ -39,6 +39,8 @@ pub enum CliError {
     Io(String, std::io::Error),
     /// No text or binary message for `--idle-timeout`.
     Idle(std::time::Duration),
+    /// Closing, everything was sent but the server did not answer our close for this long.
+    NoCloseReply(std::time::Duration),
     /// Closing, the server took none of our remaining output (input, the close) for this
     /// long: it was never all sent.
     Unsent(std::time::Duration),
@@ -53,7 +55,7 @@ impl CliError {
             CliError::Usage(_) => 2,
             CliError::ClosedWithError(_) => 11,
             CliError::Io(..) => 12,
-            CliError::Idle(_) | CliError::Unsent(_) => 7,
+            CliError::Idle(_) | CliError::Unsent(_) | CliError::NoCloseReply(_) => 7,
             CliError::GaveUp(_) => 9,
             CliError::Wsc(e) => match e {
                 Error::Url(_) | Error::TlsConfig(_) | Error::InvalidInput(_) => 2,
@@ -125,6 +127,11 @@ impl fmt::Display for CliError {
                 f,
                 "giving up: connections keep dropping soon after they open \
                  (--reconnect-max-attempts); the last: {last}"
+            ),
+            CliError::NoCloseReply(waited) => write!(
+                f,
+                "the server did not answer our close within {} s",
+                waited.as_secs()
             ),
             CliError::Unsent(waited) => write!(
                 f,

@@ -336,8 +336,13 @@ pub fn run(args: &ServeArgs, stop: &AtomicBool) -> Result<(), CliError> {
     let settings = Settings::from_args(args);
     let mode = settings.mode;
     let server = start(&args.addr, settings)?;
+    let what = match mode {
+        ServeMode::Echo => "echo",
+        ServeMode::Broadcast => "broadcast",
+        ServeMode::Feed => "feed",
+    };
     eprintln!(
-        "wsc: serving {mode:?} on ws://{}/ (Ctrl-C to stop)",
+        "wsc: serving {what} on ws://{}/ (Ctrl-C to stop)",
         server.addr
     );
     while !stop.load(Ordering::Relaxed) {

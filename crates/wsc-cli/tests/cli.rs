@@ -1004,6 +1004,24 @@ fn request_headers_the_handshake_sets_are_refused_and_host_is_replaced() {
     }
     let out = wsc(&["ws://127.0.0.1:1/", "-n", "--protocol", ""], b"");
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    // Two Origins (servers refuse them): refused before anything is sent.
+    let out = wsc(
+        &[
+            "ws://127.0.0.1:1/",
+            "-n",
+            "-H",
+            "Origin: http://x",
+            "--origin",
+            "http://y",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("more than one Origin"),
+        "{}",
+        stderr(&out)
+    );
 
     let (py, url) = py_server(&[]);
     let out = wsc(
@@ -1102,4 +1120,71 @@ fn a_bad_proxy_url_is_shown_without_its_password() {
     let err = stderr(&out);
     assert!(!err.contains("hunter2"), "{err}");
     assert!(err.contains("alice:***@127.0.0.1:80x"), "{err}");
+}
+
+#[test]
+fn piped_requests_get_their_replies_from_a_server_that_stops_at_our_close() {
+    // As Python's websockets does: a reply takes a moment, and once our close has come the
+    // server sends nothing more. Closing at the end of stdin lost every reply.
+    let url = raw_server(|mut tcp| {
+        raw_upgrade(&mut tcp);
+        let mut request = [0u8; 8]; // "hi", masked
+        tcp.read_exact(&mut request).unwrap();
+        thread::sleep(Duration::from_millis(300));
+        tcp.set_nonblocking(true).unwrap();
+        let mut next = [0u8; 1];
+        let closed = matches!(tcp.peek(&mut next), Ok(1) if next[0] == 0x88);
+        tcp.set_nonblocking(false).unwrap();
+        if !closed {
+            tcp.write_all(&[0x81, 0x05, b'r', b'e', b'p', b'l', b'y'])
+                .unwrap();
+        }
+        let mut close = [0u8; 8];
+        let _ = tcp.read_exact(&mut close);
+        let _ = tcp.write_all(&[0x88, 0x02, 0x03, 0xE8]);
+    });
+    let out = wsc(&[&url, "--no-compression"], b"hi\n");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "reply\n");
+}
+
+#[test]
+fn linger_without_stdin_closes_after_the_send_messages() {
+    let (_py, url) = py_server(&[]);
+    let start = Instant::now();
+    let out = wsc(&[&url, "-n", "-s", "status", "--linger", "0.3"], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "status\n");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn sighup_closes_cleanly_as_ctrl_c_does() {
+    let (py, url) = py_server(&[]);
+    let mut child = spawn_quiet(&[&url, "-n", "-v"]);
+    let _err = once_open(&mut child);
+    send_signal(&child, "-HUP");
+    assert_eq!(py.event("closed")["code"], 1000);
+    assert_eq!(child.0.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn a_close_the_server_never_answers_is_a_timeout_exit_7() {
+    let url = raw_server(|mut tcp| {
+        raw_upgrade(&mut tcp);
+        tcp.write_all(&[0x81, 0x01, b'x']).unwrap();
+        // Reads our close, answers nothing, keeps TCP open.
+        let mut sink = [0u8; 64];
+        let until = Instant::now() + Duration::from_secs(8);
+        while Instant::now() < until && tcp.read(&mut sink).is_ok_and(|n| n > 0) {}
+    });
+    let out = wsc(&[&url, "-n", "--count", "1"], b"");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(7), "{err}");
+    assert_eq!(stdout(&out), "x\n");
+    assert!(err.contains("did not answer our close within 3 s"), "{err}");
 }

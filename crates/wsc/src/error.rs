@@ -358,6 +358,10 @@ impl fmt::Display for Error {
                 Ok(())
             }
             Error::Io(e) => write!(f, "I/O error: {e}"),
+            // Our own request, refused before anything was sent.
+            Error::Handshake(e @ HandshakeError::InvalidRequestHeader(_)) => {
+                write!(f, "cannot send the upgrade request: {e}")
+            }
             Error::Handshake(e) => write!(f, "WebSocket handshake failed: {e}"),
             Error::Protocol(e) => {
                 write!(

@@ -259,6 +259,15 @@ pub struct ClientHandshake {
 
 /// The error for a head httparse refused. Too many headers is a variant of its own: unlike a
 /// garbled head, it is no accident of the way, so reconnecting will not retry it.
+/// The first line of what the server sent, quoted and shortened, for an error message: what
+/// answered instead of a WebSocket server.
+fn first_line(buf: &[u8]) -> String {
+    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let line: String = line.trim_end_matches('\r').chars().take(80).collect();
+    format!("{line:?}")
+}
+
 fn http_error(e: httparse::Error) -> HandshakeError {
     match e {
         httparse::Error::TooManyHeaders => HandshakeError::TooManyHeaders { max: MAX_HEADERS },
@@ -388,6 +397,17 @@ pub fn check_request_parts(
             )));
         }
         validate_header(name, value)?;
+    }
+    let origins = headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("origin"))
+        .count()
+        + usize::from(origin.is_some());
+    if origins > 1 {
+        // Servers refuse a request with two (Python's websockets: 400).
+        return Err(HandshakeError::InvalidRequestHeader(
+            "more than one Origin (a header and the origin option, say): give one".into(),
+        ));
     }
     if let Some(origin) = origin {
         validate_header("Origin", origin)?;
@@ -543,15 +563,23 @@ impl ClientHandshake {
                     }
                     return Ok(None);
                 }
-                Err(e) => return Err(http_error(e)),
+                Err(e) => {
+                    return Err(match http_error(e) {
+                        HandshakeError::InvalidHttp(why) => {
+                            HandshakeError::InvalidHttp(format!("{why}: {}", first_line(buf)))
+                        }
+                        other => other,
+                    })
+                }
             };
         if head_len > self.max_size {
             return Err(HandshakeError::TooLarge { max: self.max_size });
         }
         if parsed.version != Some(1) {
-            return Err(HandshakeError::InvalidHttp(
-                "the response is not HTTP/1.1".into(),
-            ));
+            return Err(HandshakeError::InvalidHttp(format!(
+                "the response is not HTTP/1.1: {}",
+                first_line(buf)
+            )));
         }
         let status = parsed
             .code
@@ -926,6 +954,25 @@ mod tests {
             hs.parse_response(&endless),
             Err(HandshakeError::TooLarge { max: 1024 })
         ));
+    }
+
+    #[test]
+    fn an_answer_that_is_not_http_1_1_is_quoted_in_the_error() {
+        for (answer, quoted) in [
+            (
+                &b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n<html>"[..],
+                "HTTP/1.0 200 OK",
+            ),
+            (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", "SSH-2.0-OpenSSH_9.2"),
+        ] {
+            let (mut hs, _) = ClientHandshake::with_key(&request(), KEY, 1024).unwrap();
+            match hs.parse_response(answer) {
+                Err(e @ HandshakeError::InvalidHttp(_)) => {
+                    assert!(e.to_string().contains(quoted), "{e}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]
