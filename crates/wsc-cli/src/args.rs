@@ -56,8 +56,9 @@ pub struct ClientArgs {
 
     /// At the end of stdin, close only once no message has come for SECS (default 1; 0 closes
     /// at once): the replies to the last input get printed (many servers drop what they would
-    /// send once they see our close). With --count, whichever comes first; with -n, SECS
-    /// after the --send messages (without --linger, -n stays open).
+    /// send once they see our close). With --count, whichever comes first (without
+    /// --linger, the count alone decides); with -n, SECS after the --send messages (without
+    /// --linger, -n stays open).
     #[arg(long, value_name = "SECS", value_parser = parse_secs_or_zero, conflicts_with = "keep_open")]
     pub linger: Option<f64>,
 
@@ -65,6 +66,12 @@ pub struct ClientArgs {
     /// and print received binary raw (not hex).
     #[arg(short = 'b', long)]
     pub binary: bool,
+
+    /// Send all of stdin as one message when it ends (text, or binary with --binary) rather
+    /// than a message per line: a pretty-printed JSON request, a file (`--whole < req.json`).
+    /// At most --max-message-size bytes; text drops one final newline.
+    #[arg(short = 'W', long, conflicts_with = "no_stdin")]
+    pub whole: bool,
 
     /// Print every received message and control frame as one JSON object per line.
     #[arg(long)]
@@ -290,13 +297,23 @@ fn parse_listen_addr(s: &str) -> Result<String, String> {
 
 /// Parses a duration in seconds: `5`, `0.25`, or with a unit, `500ms`, `5s`, `2m`, `1h`.
 fn parse_secs(s: &str) -> Result<f64, String> {
+    match parse_duration(s)? {
+        v if v > 0.0 => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a positive duration (seconds, or with a unit: 500ms, 5s, 2m, 1h)"
+        )),
+    }
+}
+
+/// [`parse_secs`], zero allowed.
+fn parse_duration(s: &str) -> Result<f64, String> {
     let t = s.trim();
     let (number, scale) = [("ms", 1e-3), ("s", 1.0), ("m", 60.0), ("h", 3600.0)]
         .into_iter()
         .find_map(|(unit, scale)| t.strip_suffix(unit).map(|n| (n, scale)))
         .unwrap_or((t, 1.0));
     match number.trim().parse::<f64>().map(|v| v * scale) {
-        Ok(v) if v.is_finite() && v > 0.0 && v < 1e9 => Ok(v),
+        Ok(v) if (0.0..1e9).contains(&v) => Ok(v),
         Ok(v) if v >= 1e9 => Err(format!("{s:?} is too long (under 1e9 seconds, 31 years)")),
         _ => Err(format!(
             "{s:?} is not a positive duration (seconds, or with a unit: 500ms, 5s, 2m, 1h)"
@@ -305,11 +322,7 @@ fn parse_secs(s: &str) -> Result<f64, String> {
 }
 
 fn parse_secs_or_zero(s: &str) -> Result<f64, String> {
-    let t = s.trim();
-    if ["0", "0s", "0ms", "0.0"].contains(&t) {
-        return Ok(0.0);
-    }
-    parse_secs(s)
+    parse_duration(s)
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -398,6 +411,8 @@ mod tests {
         assert!(parse_secs("-1s").is_err());
         assert_eq!(parse_secs_or_zero("0"), Ok(0.0));
         assert_eq!(parse_secs_or_zero("0s"), Ok(0.0));
+        assert_eq!(parse_secs_or_zero("0m"), Ok(0.0));
+        assert_eq!(parse_secs_or_zero("0.00"), Ok(0.0));
         assert!(parse_secs_or_zero("-1").is_err());
     }
 }

@@ -45,11 +45,25 @@ enum Input {
     Failed(io::Error),
 }
 
-fn spawn_stdin_reader(binary: bool) -> Receiver<Input> {
+/// How stdin becomes messages.
+#[derive(Clone, Copy)]
+struct StdinMode {
+    binary: bool,
+    /// `--whole`: all of it, as one message of at most this many bytes.
+    whole: Option<usize>,
+}
+
+fn spawn_stdin_reader(mode: StdinMode) -> Receiver<Input> {
     let (tx, rx) = mpsc::sync_channel(64);
     thread::spawn(move || {
         let stdin = io::stdin();
         let mut stdin = stdin.lock();
+        if let Some(limit) = mode.whole {
+            let _ = tx.send(read_whole(&mut stdin, limit, mode.binary));
+            let _ = tx.send(Input::End);
+            return;
+        }
+        let binary = mode.binary;
         loop {
             let item = if binary {
                 let mut buf = vec![0u8; 64 << 10];
@@ -275,7 +289,13 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
     if args.reconnect {
         exit_on_signal_while(&down);
     }
-    let stdin = (!args.no_stdin).then(|| spawn_stdin_reader(args.binary));
+    let mode = StdinMode {
+        binary: args.binary,
+        whole: args
+            .whole
+            .then(|| args.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE)),
+    };
+    let stdin = (!args.no_stdin).then(|| spawn_stdin_reader(mode));
     Session {
         link,
         format,
@@ -465,7 +485,7 @@ impl Session {
                 Input::Text(_) | Input::Binary(_) => Ok(()),
                 Input::End => {
                     self.stdin = None;
-                    // Closed once quiet for --linger (at once without it); with --count
+                    // Closed once quiet for --linger (1 s without it); with --count
                     // alone, the count decides; with --keep-open, never.
                     if !self.keep_open && (self.count.is_none() || self.linger.is_some()) {
                         self.input_ended = Some(Instant::now());
@@ -501,6 +521,39 @@ impl Session {
     }
 }
 
+/// All of `input` as one message (`--whole`), refused past `limit` bytes (the peer's limit
+/// is likely no larger than ours) without holding more than that.
+fn read_whole(input: &mut impl Read, limit: usize, binary: bool) -> Input {
+    let mut data = Vec::new();
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    if let Err(e) = input.take(cap).read_to_end(&mut data) {
+        return Input::Failed(e);
+    }
+    if data.len() > limit {
+        return Input::Failed(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("stdin holds more than {limit} bytes, the --max-message-size limit"),
+        ));
+    }
+    if binary {
+        return Input::Binary(data);
+    }
+    if data.last() == Some(&b'\n') {
+        // The newline `echo` and editors end a file with.
+        data.pop();
+        if data.last() == Some(&b'\r') {
+            data.pop();
+        }
+    }
+    match String::from_utf8(data) {
+        Ok(text) => Input::Text(text),
+        Err(_) => Input::Failed(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "stdin is not UTF-8 text (send it with --binary)",
+        )),
+    }
+}
+
 /// The TLS session in brief (version, cipher suite, ALPN), for `-v`.
 fn tls_summary(stream: &MaybeTlsStream) -> Option<String> {
     let MaybeTlsStream::Tls(tls) = stream else {
@@ -523,8 +576,8 @@ fn tls_summary(stream: &MaybeTlsStream) -> Option<String> {
 /// ends up in logs and terminals' scrollback).
 fn without_password(url: &str) -> String {
     let start = url.find("://").map_or(0, |i| i + 3);
-    let end = url[start..].find('/').map_or(url.len(), |i| start + i);
-    let Some(at) = url[start..end].rfind('@').map(|i| start + i) else {
+    // The last @ of all: a password may hold a raw / (masking too much is the safe side).
+    let Some(at) = url[start..].rfind('@').map(|i| start + i) else {
         return url.to_string();
     };
     let Some(colon) = url[start..at].find(':').map(|i| start + i) else {
@@ -562,10 +615,29 @@ const STOP_SIGNALS: [(i32, i32); 3] = [
     (signal_hook::consts::SIGHUP, 129),
 ];
 
+/// The stop signals this process was not started ignoring: one ignored at exec (`nohup`
+/// for SIGHUP, a non-interactive shell's background job for SIGINT) stays ignored, as POSIX
+/// tools do.
+fn heeded_signals() -> impl Iterator<Item = (i32, i32)> {
+    STOP_SIGNALS
+        .into_iter()
+        .filter(|&(signal, _)| !is_ignored(signal))
+}
+
+/// Whether `signal`'s disposition is SIG_IGN.
+fn is_ignored(signal: i32) -> bool {
+    let mut old = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: with a null new action, sigaction only writes the current one into `old`,
+    // which is zeroed memory of the right type.
+    let read = unsafe { libc::sigaction(signal, std::ptr::null(), old.as_mut_ptr()) };
+    // SAFETY: zeroed, then filled in by sigaction: a valid value either way.
+    read == 0 && unsafe { old.assume_init() }.sa_sigaction == libc::SIG_IGN
+}
+
 /// Makes SIGINT, SIGTERM and SIGHUP end the process at once (130, 143, 129) while `flag` is
 /// set: while `--reconnect` waits between attempts, there is no connection to close.
 fn exit_on_signal_while(flag: &Arc<AtomicBool>) {
-    for (signal, status) in STOP_SIGNALS {
+    for (signal, status) in heeded_signals() {
         let _ = signal_hook::flag::register_conditional_shutdown(signal, status, flag.clone());
     }
 }
@@ -573,7 +645,7 @@ fn exit_on_signal_while(flag: &Arc<AtomicBool>) {
 /// A flag set by SIGINT, SIGTERM and SIGHUP.
 pub fn interrupt_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
-    for (signal, status) in STOP_SIGNALS {
+    for (signal, status) in heeded_signals() {
         // A second signal ends the process at once; the first only sets the flag. If
         // registration fails, Ctrl-C kills the process as usual.
         let _ = signal_hook::flag::register_conditional_shutdown(signal, status, flag.clone());
@@ -592,10 +664,14 @@ mod tests {
             without_password("http://alice:hunter2@127.0.0.1:80x"),
             "http://alice:***@127.0.0.1:80x"
         );
-        // The last @ of the authority ends the userinfo; a path is not the authority.
         assert_eq!(
-            without_password("socks5://a:p@ss@proxy:1080/x@y"),
-            "socks5://a:***@proxy:1080/x@y"
+            without_password("socks5://a:p@ss@proxy:1080"),
+            "socks5://a:***@proxy:1080"
+        );
+        // A raw / in the password does not end it.
+        assert_eq!(
+            without_password("http://alice:hun/ter2@127.0.0.1:3128"),
+            "http://alice:***@127.0.0.1:3128"
         );
         assert_eq!(
             without_password("alice:pw@proxy:3128"),
@@ -604,10 +680,6 @@ mod tests {
         assert_eq!(
             without_password("http://alice@proxy:3128"),
             "http://alice@proxy:3128"
-        );
-        assert_eq!(
-            without_password("http://proxy:3128/a:b@c"),
-            "http://proxy:3128/a:b@c"
         );
     }
 }

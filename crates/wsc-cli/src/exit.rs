@@ -7,16 +7,19 @@ use wsc::{CloseFrame, Error, HandshakeError, ProtocolError, ProxyError};
 
 pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
-  0   clean close (or --count reached, end of input, Ctrl-C)
+  0   clean close (or --count reached, end of input, Ctrl-C, SIGTERM, SIGHUP)
   1   other error
-  2   bad arguments or URL (a header or subprotocol that cannot be sent included)
+  2   bad arguments or URL (a header or subprotocol that cannot be sent included; a proxy
+      URL, from --proxy or the environment, that cannot be used)
   3   cannot resolve the host (DNS)
-  4   cannot connect (refused, unreachable; also the proxy)
+  4   cannot connect (refused, unreachable; also the proxy, whose name does not resolve
+      or that does not answer in time)
   5   TLS error (certificate, handshake)
   6   WebSocket handshake refused or invalid (the HTTP status is in the message), or a
       redirect not followed
-  7   timeout (connect, proxy, TLS or WebSocket handshake, --idle-timeout), or the
-      server taking nothing more from us while we close (our input was not all sent)
+  7   timeout (connect, proxy, TLS or WebSocket handshake, --idle-timeout), or, while we
+      close, the server taking nothing more from us (our input was not all sent) or not
+      answering our close within 3 s
   8   protocol violation by the server (the close code sent is in the message)
   9   connection lost without a close handshake (closed or reset), or --reconnect gave up
       on connections that kept dropping soon after they opened
@@ -24,7 +27,8 @@ Exit status:
   11  the server closed with an error code (not 1000/1001)
   12  I/O error
   13  the proxy refused or failed (the proxy and its answer are in the message)
-  130 Ctrl-C while --reconnect waits to reconnect, or a second Ctrl-C (143: SIGTERM)";
+  130 Ctrl-C before the connection is open, while --reconnect waits to reconnect, or a
+      second Ctrl-C (143: SIGTERM, 129: SIGHUP)";
 
 /// Why the command line tool failed.
 #[derive(Debug)]

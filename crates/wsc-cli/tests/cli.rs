@@ -1152,7 +1152,7 @@ fn piped_requests_get_their_replies_from_a_server_that_stops_at_our_close() {
 fn linger_without_stdin_closes_after_the_send_messages() {
     let (_py, url) = py_server(&[]);
     let start = Instant::now();
-    let out = wsc(&[&url, "-n", "-s", "status", "--linger", "0.3"], b"");
+    let out = wsc(&[&url, "-n", "-s", "status", "--linger", "1"], b"");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stdout(&out), "status\n");
     assert!(
@@ -1187,4 +1187,61 @@ fn a_close_the_server_never_answers_is_a_timeout_exit_7() {
     assert_eq!(out.status.code(), Some(7), "{err}");
     assert_eq!(stdout(&out), "x\n");
     assert!(err.contains("did not answer our close within 3 s"), "{err}");
+}
+
+#[test]
+fn whole_sends_all_of_stdin_as_one_message() {
+    let (_server, url, _) = wsc_serve(&[]);
+    let request = b"{\n  \"op\": \"subscribe\",\n  \"symbols\": [\"BTC-USD\"]\n}\n";
+    let out = wsc(&[&url, "--whole", "--json"], request);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &Value| v["type"] == "text")
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", stdout(&out));
+    let sent = std::str::from_utf8(request).unwrap().trim_end_matches('\n');
+    assert_eq!(lines[0]["data"], sent);
+
+    // Binary: every byte, in one message.
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let out = wsc(&[&url, "--whole", "--binary"], &data);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(out.stdout == data, "the echo differs");
+
+    // Past the message limit: refused, not sent.
+    let out = wsc(
+        &[&url, "--whole", "--max-message-size", "10"],
+        b"0123456789abcdef",
+    );
+    assert_eq!(out.status.code(), Some(12), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("more than 10 bytes"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_hangup_ignored_at_start_stays_ignored_as_under_nohup() {
+    let (py, url) = py_server(&[]);
+    let child = Command::new("sh")
+        .args(["-c", "trap '' HUP; exec \"$0\" \"$1\" -n -v", WSC, &url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Proc(child);
+    let _err = once_open(&mut child);
+    send_signal(&child, "-HUP");
+    thread::sleep(Duration::from_millis(500));
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "a SIGHUP under nohup ended it"
+    );
+    send_signal(&child, "-INT");
+    assert_eq!(py.event("closed")["code"], 1000);
+    assert_eq!(child.0.wait().unwrap().code(), Some(0));
 }

@@ -406,7 +406,7 @@ pub fn check_request_parts(
     if origins > 1 {
         // Servers refuse a request with two (Python's websockets: 400).
         return Err(HandshakeError::InvalidRequestHeader(
-            "more than one Origin (a header and the origin option, say): give one".into(),
+            "more than one Origin (as a header and with the origin option): give one".into(),
         ));
     }
     if let Some(origin) = origin {
