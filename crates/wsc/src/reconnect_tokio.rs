@@ -1,8 +1,11 @@
 //! The async reconnecting client, on tokio: [`crate::reconnect`] for the async driver.
 
 use std::fmt;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::pin::Pin;
+use std::sync::Mutex;
+
+use futures_sink::Sink;
 
 use crate::client::ClientBuilder;
 use crate::error::Error;
@@ -36,10 +39,15 @@ pub struct Reconnecting {
     /// The attempt in progress: kept when a call is cancelled, so that the next call goes on
     /// with it rather than starting another (a `select!` whose timer is shorter than a slow
     /// handshake would otherwise open connection after connection, none of them finished).
-    attempt: Option<Attempt>,
+    /// In a mutex only so that the client stays `Sync` (it is reached through `&mut self`).
+    attempt: Option<Mutex<Attempt>>,
+    /// A new connection whose subscriptions are being sent: `replayed` of them are queued.
+    /// Sent from the list as it is then, so that changing it never restarts an attempt.
+    opened: Option<WebSocketStream<TokioStream>>,
+    replayed: usize,
 }
 
-/// One reconnect attempt: connect, handshake, subscriptions sent.
+/// One reconnect attempt: connect and handshake.
 type Attempt = Pin<Box<dyn Future<Output = Result<WebSocketStream<TokioStream>, Error>> + Send>>;
 
 impl fmt::Debug for Reconnecting {
@@ -49,6 +57,7 @@ impl fmt::Debug for Reconnecting {
             .field("ws", &self.ws)
             .field("server_closed", &self.server_closed)
             .field("attempting", &self.attempt.is_some())
+            .field("replaying", &self.opened.is_some())
             .finish()
     }
 }
@@ -66,6 +75,8 @@ impl ClientBuilder {
             ws: Some(ws),
             server_closed: None,
             attempt: None,
+            opened: None,
+            replayed: 0,
         })
     }
 }
@@ -110,23 +121,53 @@ impl Reconnecting {
             return Err(Error::ConnectionClosed);
         }
         loop {
-            if self.attempt.is_none() {
-                ::tokio::time::sleep_until(self.plan.retry_at().into()).await;
-                self.attempt = Some(self.open());
+            if self.opened.is_none() {
+                if self.attempt.is_none() {
+                    ::tokio::time::sleep_until(self.plan.retry_at().into()).await;
+                    self.attempt = Some(Mutex::new(self.open()));
+                }
+                let Some(attempt) = self.attempt.as_mut() else {
+                    unreachable!("started above")
+                };
+                let attempt = attempt.get_mut().unwrap_or_else(|e| e.into_inner());
+                let opened = attempt.await;
+                self.attempt = None;
+                match opened {
+                    Ok(ws) => {
+                        self.opened = Some(ws);
+                        self.replayed = 0;
+                    }
+                    Err(e) => {
+                        self.plan.attempt_failed(e)?;
+                        continue;
+                    }
+                }
             }
-            let Some(attempt) = self.attempt.as_mut() else {
-                unreachable!("started above")
-            };
-            let opened = attempt.await;
-            self.attempt = None;
-            match opened {
-                Ok(ws) => {
-                    self.ws = Some(ws);
+            match self.replay().await {
+                Ok(()) => {
+                    self.ws = self.opened.take();
                     return Ok(self.plan.reconnected());
                 }
-                Err(e) => self.plan.attempt_failed(e)?,
+                Err(e) => {
+                    self.opened = None;
+                    self.plan.attempt_failed(e)?;
+                }
             }
         }
+    }
+
+    /// Sends the subscriptions on the new connection, from where a cancelled call left off:
+    /// each is queued once (no await between taking it and counting it), then all flushed.
+    async fn replay(&mut self) -> Result<(), Error> {
+        let Some(ws) = self.opened.as_mut() else {
+            return Ok(());
+        };
+        while let Some(message) = self.plan.subscriptions.get(self.replayed) {
+            poll_fn(|cx| Pin::new(&mut *ws).poll_ready(cx)).await?;
+            Pin::new(&mut *ws).start_send(message.clone())?;
+            self.replayed += 1;
+        }
+        poll_fn(|cx| Pin::new(&mut *ws).poll_flush(cx)).await
     }
 
     /// Whether reconnecting gave up (see [`crate::Reconnecting::has_given_up`]).
@@ -134,17 +175,10 @@ impl Reconnecting {
         self.plan.gave_up
     }
 
-    /// An attempt: opens a connection and sends the subscriptions (as they are now).
+    /// An attempt: opens a connection (the subscriptions follow in `replay`).
     fn open(&self) -> Attempt {
         let builder = self.plan.builder.clone();
-        let subscriptions = self.plan.subscriptions.clone();
-        Box::pin(async move {
-            let (mut ws, _) = builder.connect_async().await?;
-            for message in subscriptions {
-                ws.send(message).await?;
-            }
-            Ok(ws)
-        })
+        Box::pin(async move { builder.connect_async().await.map(|(ws, _)| ws) })
     }
 
     /// Sends a message on the current connection ([`Error::ConnectionClosed`] while
@@ -159,9 +193,8 @@ impl Reconnecting {
     /// Sends a message now (if connected) and again after every reconnect.
     pub async fn subscribe(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         let message = message.into();
+        // A connection still replaying sends it with the others.
         self.plan.subscriptions.push(message.clone());
-        // An attempt in progress sends the list it started with: the next call starts over.
-        self.attempt = None;
         match &mut self.ws {
             Some(ws) => ws.send(message).await,
             None => Ok(()),
@@ -176,8 +209,6 @@ impl Reconnecting {
     /// The messages replayed after each reconnect, to change: remove one you unsubscribed
     /// from, replace one whose parameters changed. Nothing is sent now.
     pub fn subscriptions_mut(&mut self) -> &mut Vec<Message> {
-        // An attempt in progress sends the list it started with: the next call starts over.
-        self.attempt = None;
         &mut self.plan.subscriptions
     }
 
@@ -185,6 +216,7 @@ impl Reconnecting {
     pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<Option<CloseFrame>, Error> {
         self.plan.stopped = true;
         self.attempt = None;
+        self.opened = None;
         if let Some(frame) = self.server_closed.take() {
             // The server's close came first: the connection is wound up, not closed again.
             if let Some(mut ws) = self.ws.take() {

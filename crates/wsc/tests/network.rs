@@ -600,6 +600,13 @@ async fn async_reconnect_is_not_put_off_by_a_select_with_a_shorter_timer() {
         .unwrap();
 }
 
+#[test]
+fn both_reconnecting_clients_can_be_shared_and_sent() {
+    fn shared_and_sent<T: Send + Sync>() {}
+    shared_and_sent::<wsc::Reconnecting>();
+    shared_and_sent::<wsc::tokio::Reconnecting>();
+}
+
 #[tokio::test]
 async fn async_reconnect_attempt_survives_a_select_with_a_timer_shorter_than_the_handshake() {
     let listener = TcpListener::bind((V4, 0)).unwrap();
@@ -647,7 +654,10 @@ async fn async_reconnect_attempt_survives_a_select_with_a_timer_shorter_than_the
                 }
                 other => panic!("expected the reconnect, got {other:?}"),
             },
-            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {
+                // Looking at (or changing) the subscriptions meanwhile restarts nothing.
+                let _ = feed.subscriptions_mut();
+            }
         }
         // Each cancelled call used to abandon its attempt and start another at once.
         assert!(dropped.elapsed() < Duration::from_secs(3), "no reconnect");
