@@ -280,8 +280,9 @@ impl fmt::Display for Error {
             Error::Dns { host, source } => write!(f, "cannot resolve host {host:?}: {source}"),
             Error::Connect { target, source } => write!(f, "cannot connect to {target}: {source}"),
             Error::Timeout(Phase::Proxy) => f.write_str(
-                "timed out during the proxy handshake (is the proxy of the kind its URL \
-                 says? http:// for HTTP CONNECT, socks5:// or socks5h:// for SOCKS5)",
+                "timed out during the proxy handshake (the tunnel did not open in time; a \
+                 proxy of another kind than its URL says never answers: http:// is for HTTP \
+                 CONNECT, socks5:// and socks5h:// for SOCKS5)",
             ),
             Error::Timeout(phase) => write!(f, "timed out during the {phase}"),
             Error::Proxy { proxy, error } => write!(f, "proxy {proxy}: {error}"),

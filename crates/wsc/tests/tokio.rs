@@ -910,30 +910,42 @@ async fn sink_feed_and_send_block_when_the_peer_does_not_read() {
     .await;
 }
 
+/// A client (close timeout `close_timeout`, no compression) of a server that reads nothing,
+/// after sending until the socket took no more; the server's task and what lets it go on.
+async fn blocked_on_a_stalled_server(
+    close_timeout: Duration,
+) -> (
+    wsc::tokio::WebSocketStream<wsc::tokio::TokioStream>,
+    tokio::task::JoinHandle<(Vec<u32>, Option<CloseFrame>)>,
+    oneshot::Sender<()>,
+) {
+    let (listener, url) = listen().await;
+    let (go, wait) = oneshot::channel();
+    let server = tokio::spawn(stalled_server(listener, wait));
+    let (mut ws, _) = with_compression(builder(&url), false)
+        .close_timeout(Some(close_timeout))
+        .connect_async()
+        .await
+        .unwrap();
+    let mut i = 0;
+    loop {
+        assert!(i < 20_000, "send never blocked");
+        let send = ws.send(Message::binary(numbered(i, CHUNK)));
+        i += 1;
+        if timeout(Duration::from_millis(300), send).await.is_err() {
+            return (ws, server, go);
+        }
+    }
+}
+
 /// `close` promises to finish within the close timeout; a peer that reads nothing must not
 /// hold it forever while the close frame waits behind a full socket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 
 async fn close_is_bounded_when_the_peer_does_not_read() {
     within(BUDGET, async {
-        let (listener, url) = listen().await;
-        let (go, wait) = oneshot::channel();
-        let server = tokio::spawn(stalled_server(listener, wait));
         let close_timeout = Duration::from_millis(500);
-        let (mut ws, _) = with_compression(builder(&url), false)
-            .close_timeout(Some(close_timeout))
-            .connect_async()
-            .await
-            .unwrap();
-        let mut i = 0;
-        loop {
-            assert!(i < 20_000, "send never blocked");
-            let send = ws.send(Message::binary(numbered(i, CHUNK)));
-            i += 1;
-            if timeout(Duration::from_millis(300), send).await.is_err() {
-                break;
-            }
-        }
+        let (mut ws, server, go) = blocked_on_a_stalled_server(close_timeout).await;
         let started = Instant::now();
         let closed = timeout(close_timeout * 6, ws.close(None)).await;
         let took = started.elapsed();
@@ -961,25 +973,9 @@ async fn close_is_bounded_when_the_peer_does_not_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writers_close_that_times_out_ends_the_readers_wait_with_it() {
     within(BUDGET, async {
-        let (listener, url) = listen().await;
-        let (go, wait) = oneshot::channel();
-        let server = tokio::spawn(stalled_server(listener, wait));
         let close_timeout = Duration::from_millis(500);
-        let (ws, _) = with_compression(builder(&url), false)
-            .close_timeout(Some(close_timeout))
-            .connect_async()
-            .await
-            .unwrap();
+        let (ws, server, go) = blocked_on_a_stalled_server(close_timeout).await;
         let (mut reader, mut writer) = ws.split();
-        let mut i = 0;
-        loop {
-            assert!(i < 20_000, "send never blocked");
-            let send = writer.send(Message::binary(numbered(i, CHUNK)));
-            i += 1;
-            if timeout(Duration::from_millis(300), send).await.is_err() {
-                break;
-            }
-        }
         let started = Instant::now();
         let reading = tokio::spawn(async move {
             let ended = reader.recv().await;
