@@ -615,13 +615,13 @@ const STOP_SIGNALS: [(i32, i32); 3] = [
     (signal_hook::consts::SIGHUP, 129),
 ];
 
-/// The stop signals this process was not started ignoring: one ignored at exec (`nohup`
-/// for SIGHUP, a non-interactive shell's background job for SIGINT) stays ignored, as POSIX
-/// tools do.
+/// The stop signals to handle: all but a SIGHUP ignored at start (`nohup`), which stays
+/// ignored. SIGINT is handled even when ignored at start: a non-interactive shell ignores it
+/// in its background jobs (a CI runner's, say), and Ctrl-C must still close cleanly there.
 fn heeded_signals() -> impl Iterator<Item = (i32, i32)> {
     STOP_SIGNALS
         .into_iter()
-        .filter(|&(signal, _)| !is_ignored(signal))
+        .filter(|&(signal, _)| !(signal == signal_hook::consts::SIGHUP && is_ignored(signal)))
 }
 
 /// Whether `signal`'s disposition is SIG_IGN.

@@ -1245,3 +1245,21 @@ fn a_hangup_ignored_at_start_stays_ignored_as_under_nohup() {
     assert_eq!(py.event("closed")["code"], 1000);
     assert_eq!(child.0.wait().unwrap().code(), Some(0));
 }
+
+#[test]
+fn ctrl_c_closes_cleanly_even_when_sigint_was_ignored_at_start() {
+    // A non-interactive shell's background job (a CI runner's) starts with SIGINT ignored.
+    let (py, url) = py_server(&[]);
+    let child = Command::new("sh")
+        .args(["-c", "trap '' INT; exec \"$0\" \"$1\" -n -v", WSC, &url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Proc(child);
+    let _err = once_open(&mut child);
+    send_signal(&child, "-INT");
+    assert_eq!(py.event("closed")["code"], 1000);
+    assert_eq!(child.0.wait().unwrap().code(), Some(0));
+}
