@@ -1223,11 +1223,12 @@ fn whole_sends_all_of_stdin_as_one_message() {
     );
 }
 
-#[test]
-fn a_hangup_ignored_at_start_stays_ignored_as_under_nohup() {
-    let (py, url) = py_server(&[]);
+/// `wsc URL -n -v` started with `signal` ("HUP", "INT") ignored, as `nohup` or a
+/// non-interactive shell's background job starts it; returned once it says it is open.
+fn open_with_ignored(signal: &str, url: &str) -> Proc {
+    let script = format!("trap '' {signal}; exec \"$0\" \"$1\" -n -v");
     let child = Command::new("sh")
-        .args(["-c", "trap '' HUP; exec \"$0\" \"$1\" -n -v", WSC, &url])
+        .args(["-c", &script, WSC, url])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -1235,6 +1236,13 @@ fn a_hangup_ignored_at_start_stays_ignored_as_under_nohup() {
         .unwrap();
     let mut child = Proc(child);
     let _err = once_open(&mut child);
+    child
+}
+
+#[test]
+fn a_hangup_ignored_at_start_stays_ignored_as_under_nohup() {
+    let (py, url) = py_server(&[]);
+    let mut child = open_with_ignored("HUP", &url);
     send_signal(&child, "-HUP");
     thread::sleep(Duration::from_millis(500));
     assert!(
@@ -1250,15 +1258,7 @@ fn a_hangup_ignored_at_start_stays_ignored_as_under_nohup() {
 fn ctrl_c_closes_cleanly_even_when_sigint_was_ignored_at_start() {
     // A non-interactive shell's background job (a CI runner's) starts with SIGINT ignored.
     let (py, url) = py_server(&[]);
-    let child = Command::new("sh")
-        .args(["-c", "trap '' INT; exec \"$0\" \"$1\" -n -v", WSC, &url])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = Proc(child);
-    let _err = once_open(&mut child);
+    let mut child = open_with_ignored("INT", &url);
     send_signal(&child, "-INT");
     assert_eq!(py.event("closed")["code"], 1000);
     assert_eq!(child.0.wait().unwrap().code(), Some(0));

@@ -561,15 +561,16 @@ fn reconnect_backoff_ends_at_the_read_deadline() {
     server.join().unwrap();
 }
 
-#[tokio::test]
-async fn async_reconnect_is_not_put_off_by_a_select_with_a_shorter_timer() {
-    let listener = TcpListener::bind((V4, 0)).unwrap();
-    let url = format!("ws://{}/", listener.local_addr().unwrap());
-    let server = die_then_greet(listener);
-    let mut feed = builder(&url)
+/// An async reconnecting client of `url` (backoff from `initial_ms`, no jitter), after the
+/// drop of its first connection; and when the drop was seen.
+async fn async_feed_past_its_first_drop(
+    url: &str,
+    initial_ms: u64,
+) -> (wsc::tokio::Reconnecting, Instant) {
+    let mut feed = builder(url)
         .connect_reconnecting_async(
             Reconnect::new()
-                .initial_delay(Duration::from_millis(400))
+                .initial_delay(Duration::from_millis(initial_ms))
                 .jitter(false),
         )
         .await
@@ -578,7 +579,15 @@ async fn async_reconnect_is_not_put_off_by_a_select_with_a_shorter_timer() {
         feed.next_event().await,
         Ok(Event::Disconnected(_))
     ));
-    let dropped = Instant::now();
+    (feed, Instant::now())
+}
+
+#[tokio::test]
+async fn async_reconnect_is_not_put_off_by_a_select_with_a_shorter_timer() {
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let server = die_then_greet(listener);
+    let (mut feed, dropped) = async_feed_past_its_first_drop(&url, 400).await;
     let mut ticks = 0;
     loop {
         tokio::select! {
@@ -632,19 +641,7 @@ async fn async_reconnect_attempt_survives_a_select_with_a_timer_shorter_than_the
             });
         }
     });
-    let mut feed = builder(&url)
-        .connect_reconnecting_async(
-            Reconnect::new()
-                .initial_delay(Duration::from_millis(50))
-                .jitter(false),
-        )
-        .await
-        .unwrap();
-    assert!(matches!(
-        feed.next_event().await,
-        Ok(Event::Disconnected(_))
-    ));
-    let dropped = Instant::now();
+    let (mut feed, dropped) = async_feed_past_its_first_drop(&url, 50).await;
     loop {
         tokio::select! {
             event = feed.next_event() => match event {

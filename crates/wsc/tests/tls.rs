@@ -851,15 +851,7 @@ fn tls_alerts_that_end_the_handshake_come_with_a_hint() {
 #[test]
 fn an_async_client_names_a_server_hanging_up_in_the_tls_handshake() {
     let url = hanging_up_on_tls(1, false);
-    let ca = TestCa::new("wsc test CA");
-    let err = block_on(async move {
-        wsc::ClientBuilder::new(url)
-            .tls(trusting(&ca))
-            .handshake_timeout(TIMEOUT)
-            .connect_async()
-            .await
-            .unwrap_err()
-    });
+    let err = async_connect_error(url, &TestCa::new("wsc test CA"));
     assert!(
         matches!(&err, Error::TlsClosed { host } if host == "localhost"),
         "{err:?}"
@@ -951,6 +943,20 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
         .block_on(f)
 }
 
+/// The error of an async connection to `url` trusting only `ca`, which must fail.
+#[cfg(feature = "tokio")]
+fn async_connect_error(url: String, ca: &TestCa) -> Error {
+    let tls = trusting(ca);
+    block_on(async move {
+        wsc::ClientBuilder::new(url)
+            .tls(tls)
+            .handshake_timeout(TIMEOUT)
+            .connect_async()
+            .await
+            .unwrap_err()
+    })
+}
+
 #[cfg(feature = "tokio")]
 #[test]
 fn async_client_connects_over_tls_and_echoes() {
@@ -1037,15 +1043,7 @@ fn an_async_client_answering_the_servers_close_ends_tls_with_close_notify() {
 fn async_client_refuses_a_wrong_name_with_the_same_error() {
     let ca = TestCa::new("wsc test CA");
     let server = EchoServer::start(server_config(&ca.server_cert(&["other.example"]), None), 1);
-    let url = server.url("localhost");
-    let err = block_on(async move {
-        wsc::ClientBuilder::new(url)
-            .tls(trusting(&ca))
-            .handshake_timeout(TIMEOUT)
-            .connect_async()
-            .await
-            .unwrap_err()
-    });
+    let err = async_connect_error(server.url("localhost"), &ca);
     assert!(
         matches!(
             certificate_error(&err, "localhost"),
