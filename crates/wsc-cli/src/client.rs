@@ -81,12 +81,7 @@ fn spawn_stdin_reader(mode: StdinMode) -> Receiver<Input> {
                 match stdin.read_until(b'\n', &mut line) {
                     Ok(0) => Input::End,
                     Ok(_) => {
-                        if line.last() == Some(&b'\n') {
-                            line.pop();
-                            if line.last() == Some(&b'\r') {
-                                line.pop();
-                            }
-                        }
+                        drop_line_end(&mut line);
                         match String::from_utf8(line) {
                             Ok(text) => Input::Text(text),
                             Err(_) => {
@@ -148,16 +143,14 @@ pub fn builder(args: &ClientArgs, url: &str) -> Result<ClientBuilder, CliError> 
     if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
         tls = tls.client_cert_pem_files(cert, key)?;
     }
-    if args.proxy.as_deref().is_some_and(|p| p.trim().is_empty()) {
-        // `--proxy ""`: directly, as curl takes it (a script's unset variable, say).
-        b = b.proxy(ProxyConfig::None);
-    } else if let Some(proxy) = &args.proxy {
+    if let Some(proxy) = explicit_proxy(args) {
         let proxy = Proxy::parse(proxy).map_err(|e| {
             let shown = without_password(proxy);
             CliError::Usage(format!("--proxy {shown:?}: {e}"))
         })?;
         b = b.proxy(proxy);
-    } else if args.no_proxy {
+    } else if args.no_proxy || args.proxy.is_some() {
+        // `--proxy ""` connects directly, as curl takes it (a script's unset variable).
         b = b.proxy(ProxyConfig::None);
     }
     for (host, addrs) in &args.resolve {
@@ -243,7 +236,7 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
     if format.verbose {
         // Which way the connection goes, before it is tried: also shown when it fails.
         if let Ok(Some(proxy)) = b.proxy_to_use() {
-            let from = if args.proxy.as_deref().is_some_and(|p| !p.trim().is_empty()) {
+            let from = if explicit_proxy(args).is_some() {
                 "--proxy"
             } else {
                 "from the environment"
@@ -538,19 +531,24 @@ fn read_whole(input: &mut impl Read, limit: usize, binary: bool) -> Input {
     if binary {
         return Input::Binary(data);
     }
-    if data.last() == Some(&b'\n') {
-        // The newline `echo` and editors end a file with.
-        data.pop();
-        if data.last() == Some(&b'\r') {
-            data.pop();
-        }
-    }
+    // The newline `echo` and editors end a file with.
+    drop_line_end(&mut data);
     match String::from_utf8(data) {
         Ok(text) => Input::Text(text),
         Err(_) => Input::Failed(io::Error::new(
             io::ErrorKind::InvalidData,
             "stdin is not UTF-8 text (send it with --binary)",
         )),
+    }
+}
+
+/// Drops one final `\n` or `\r\n`.
+fn drop_line_end(data: &mut Vec<u8>) {
+    if data.last() == Some(&b'\n') {
+        data.pop();
+        if data.last() == Some(&b'\r') {
+            data.pop();
+        }
     }
 }
 
@@ -570,6 +568,11 @@ fn tls_summary(stream: &MaybeTlsStream) -> Option<String> {
         String::from_utf8_lossy(p).into_owned()
     });
     Some(format!("{version}, {suite}, ALPN {alpn}"))
+}
+
+/// The proxy URL of `--proxy`, unless empty (`--proxy ""`: none).
+fn explicit_proxy(args: &ClientArgs) -> Option<&str> {
+    args.proxy.as_deref().filter(|p| !p.trim().is_empty())
 }
 
 /// A proxy URL as it may be shown: a password in it replaced by `***` (an error message
