@@ -179,9 +179,10 @@ pub struct Reconnected {
 }
 
 /// Whether another attempt could succeed where `error` failed: network trouble and server
-/// errors yes; a bad URL (`ws://` for a TLS port too), TLS setup or certificate, a refusal such as 401/403/404, or an
-/// answer that breaks the WebSocket handshake (a wrong `Sec-WebSocket-Accept`, a subprotocol
-/// or extension that was not offered) no: the same server answers the same way again.
+/// errors yes; a bad URL (`ws://` for a TLS port too), TLS setup or certificate, a refusal
+/// such as 401/403/404, or an answer that breaks the WebSocket handshake (a wrong
+/// `Sec-WebSocket-Accept`, a subprotocol or extension that was not offered) no: the same
+/// server answers the same way again.
 pub fn is_retryable(error: &Error) -> bool {
     match error {
         Error::Dns { .. }

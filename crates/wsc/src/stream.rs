@@ -208,11 +208,7 @@ impl MaybeTlsStream {
     pub(crate) fn discard_output(&mut self) {
         #[cfg(feature = "tls")]
         if let MaybeTlsStream::Tls(s) = self {
-            while s.conn.wants_write() {
-                if !matches!(s.conn.write_tls(&mut io::sink()), Ok(n) if n > 0) {
-                    break;
-                }
-            }
+            write_tls_records(&mut s.conn, &mut io::sink());
         }
     }
 
@@ -224,11 +220,7 @@ impl MaybeTlsStream {
         if let MaybeTlsStream::Tls(s) = self {
             s.conn.send_close_notify();
             let nowait = std::mem::replace(&mut s.sock.nowait_writes, true);
-            while s.conn.wants_write() {
-                if !matches!(s.conn.write_tls(&mut s.sock), Ok(n) if n > 0) {
-                    break;
-                }
-            }
+            write_tls_records(&mut s.conn, &mut s.sock);
             s.sock.nowait_writes = nowait;
         }
     }
@@ -237,6 +229,16 @@ impl MaybeTlsStream {
     /// as usual. Over TLS, a record that has only partly arrived stays in rustls's buffer.
     pub(crate) fn set_read_nowait(&mut self, nowait: bool) {
         self.inner_mut().nowait_reads = nowait;
+    }
+}
+
+/// Writes the TLS records rustls holds to `out` until it holds none or `out` takes no more.
+#[cfg(feature = "tls")]
+fn write_tls_records(conn: &mut rustls::ClientConnection, out: &mut impl Write) {
+    while conn.wants_write() {
+        if !matches!(conn.write_tls(out), Ok(n) if n > 0) {
+            break;
+        }
     }
 }
 
