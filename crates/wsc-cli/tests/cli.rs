@@ -15,7 +15,8 @@ use serde_json::Value;
 mod peers;
 use peers::Proc;
 
-const WSC: &str = env!("CARGO_BIN_EXE_wsc");
+mod common;
+use common::{exits_with, finish, stderr, stdout, WSC};
 
 /// Runs `wsc` with `args` and `stdin`, with a deadline so that no test can hang.
 fn wsc(args: &[&str], stdin: &[u8]) -> Output {
@@ -31,24 +32,7 @@ fn wsc(args: &[&str], stdin: &[u8]) -> Output {
     thread::spawn(move || {
         let _ = input.write_all(&stdin);
     });
-    let (tx, rx) = mpsc::channel();
-    let id = child.id();
-    thread::spawn(move || tx.send(child.wait_with_output()));
-    match rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill").arg("-9").arg(id.to_string()).status();
-            panic!("wsc {args:?} did not finish in 20 s");
-        }
-    }
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    finish(child, &args)
 }
 
 /// Starts `wsc serve` on a free port and returns its ws:// base URL.
@@ -155,7 +139,7 @@ fn once_open(child: &mut Proc) -> thread::JoinHandle<String> {
 fn echo_round_trip_with_wsc_serve() {
     let (_server, url, _) = wsc_serve(&["--echo"]);
     let out = wsc(&[&url], b"hello\nworld\r\n\nlast line without newline");
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    exits_with(&out, 0);
     assert_eq!(stdout(&out), "hello\nworld\n\nlast line without newline\n");
 }
 
@@ -178,7 +162,7 @@ fn subscribe_and_count(count: &str, extra: &[&str]) -> Output {
 #[test]
 fn send_and_count_against_the_feed() {
     let out = subscribe_and_count("4", &["-n"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    exits_with(&out, 0);
     let lines: Vec<Value> = stdout(&out)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -198,7 +182,7 @@ fn json_output_parses_back() {
         &[&url, "--json", "--send", "héllo", "--count", "1", "-n"],
         b"",
     );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    exits_with(&out, 0);
     let text = stdout(&out);
     let events: Vec<Value> = text
         .lines()
@@ -222,7 +206,7 @@ fn binary_mode_round_trips_raw_bytes() {
     let (_server, url, _) = wsc_serve(&[]);
     let data: Vec<u8> = (0..=255u8).collect();
     let out = wsc(&[&url, "--binary", "--count", "1"], &data);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    exits_with(&out, 0);
     assert_eq!(out.stdout, data);
 }
 
@@ -236,7 +220,7 @@ fn binary_messages_print_as_hex_by_default() {
         let _ = tcp.read_to_end(&mut rest);
     });
     let out = wsc(&[&url, "-n"], b"");
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    exits_with(&out, 0);
     assert_eq!(stdout(&out), "dead01\n");
 }
 
@@ -263,7 +247,7 @@ fn python_websockets_echo_headers_and_protocol() {
         ],
         b"ping me\n",
     );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    exits_with(&out, 0);
     let mut lines = stdout(&out)
         .lines()
         .map(String::from)
@@ -299,7 +283,7 @@ fn python_websockets_large_and_many_messages() {
     // Python's server stops echoing once it sees our close, so keep the connection open
     // until every echo is back.
     let out = wsc(&[&url, "--keep-open", "--count", "201"], input.as_bytes());
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    exits_with(&out, 0);
     let got = stdout(&out);
     assert_eq!(got.len(), input.len());
     assert!(got == input, "echoed text differs");
@@ -313,7 +297,7 @@ fn linger_prints_the_replies_to_the_last_input() {
     let (py, url) = py_server(&[]);
     let input = "one\ntwo\nthree\n";
     let out = wsc(&[&url, "--linger", "1"], input.as_bytes());
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    exits_with(&out, 0);
     assert_eq!(stdout(&out), input);
     assert_eq!(py.event("closed")["code"], 1000);
 }
@@ -326,8 +310,7 @@ fn unreachable_port_is_a_connect_error() {
         .unwrap()
         .port();
     let out = wsc(&[&format!("ws://127.0.0.1:{port}/"), "-n"], b"");
-    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
-    let err = stderr(&out);
+    let err = exits_with(&out, 4);
     assert!(
         err.starts_with("wsc: cannot connect to 127.0.0.1:"),
         "{err}"
@@ -343,8 +326,7 @@ fn plain_http_server_reports_its_status() {
         let _ = tcp.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nno route\n");
     });
     let out = wsc(&[&url, "-n"], b"");
-    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
-    let err = stderr(&out);
+    let err = exits_with(&out, 6);
     assert!(
         err.contains("404 Not Found") && err.contains("no route"),
         "{err}"
@@ -366,7 +348,7 @@ fn protocol_violation_exits_8_and_closes_with_1002() {
         let _ = tx.send((frame[0], code));
     });
     let out = wsc(&[&url, "-n"], b"");
-    assert_eq!(out.status.code(), Some(8), "{}", stderr(&out));
+    exits_with(&out, 8);
     assert_eq!(
         stdout(&out),
         "ok\n",
@@ -389,8 +371,8 @@ fn server_close_with_error_code_exits_11() {
         let _ = tcp.read(&mut rest);
     });
     let out = wsc(&[&url, "-n"], b"");
-    assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
-    assert!(stderr(&out).contains("1011"), "{}", stderr(&out));
+    let err = exits_with(&out, 11);
+    assert!(err.contains("1011"), "{err}");
 }
 
 #[test]
@@ -500,12 +482,8 @@ fn missing_pong_is_reported() {
         ],
         b"",
     );
-    assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("nor any other data, for 0.5 s"),
-        "{}",
-        stderr(&out)
-    );
+    let err = exits_with(&out, 10);
+    assert!(err.contains("nor any other data, for 0.5 s"), "{err}");
 }
 
 #[test]
@@ -520,7 +498,7 @@ fn broadcast_reaches_other_clients() {
     let listener = Proc(listener);
     thread::sleep(Duration::from_millis(500));
     let out = wsc(&[&url, "--count", "1"], b"to everyone\n");
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    exits_with(&out, 0);
     let mut child = listener;
     let mut got = String::new();
     child
@@ -554,7 +532,7 @@ fn broadcast_sender_gets_all_its_messages_before_the_close() {
     let (_server, url, _) = wsc_serve(&["--broadcast"]);
     for _ in 0..3 {
         let out = wsc(&[&url], b"1\n2\n3\n4\n5\n");
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        exits_with(&out, 0);
         assert_eq!(stdout(&out), "1\n2\n3\n4\n5\n");
     }
 }
@@ -563,7 +541,7 @@ fn broadcast_sender_gets_all_its_messages_before_the_close() {
 fn serve_logs_one_line_per_connection() {
     let (_server, url, mut log) = wsc_serve(&[]);
     let out = wsc(&[&format!("{url}/logged")], b"a\nb\n");
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    exits_with(&out, 0);
     let mut line = String::new();
     log.read_line(&mut line).unwrap();
     assert!(
@@ -586,7 +564,7 @@ fn location_follows_a_redirect_and_verbose_shows_the_hop() {
     });
     let from = format!("{hop}/old");
     let out = wsc(&[&from, "-L", "-v"], b"after the hop\n");
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    exits_with(&out, 0);
     assert_eq!(stdout(&out), "after the hop\n");
     let err = stderr(&out);
     let line = format!("* {from} answered 301 Moved Permanently: following it to ");
@@ -604,8 +582,7 @@ fn verbose_shows_the_head_of_a_refusal() {
         tcp.write_all(head.as_bytes()).unwrap();
     });
     let out = wsc(&[&url, "-n", "-v"], b"");
-    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
-    let err = stderr(&out);
+    let err = exits_with(&out, 6);
     assert!(err.contains("< HTTP/1.1 401 Unauthorized"), "{err}");
     assert!(
         err.contains("< www-authenticate: Bearer realm=\"feed\""),
@@ -625,7 +602,7 @@ fn bad_arguments_exit_2() {
 #[test]
 fn demo_runs_offline_and_exits_0() {
     let out = wsc(&["demo", "--duration", "1.6"], b"");
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    exits_with(&out, 0);
     let ticks = stdout(&out)
         .lines()
         .filter(|l| l.contains("\"tick\""))
@@ -657,7 +634,7 @@ fn compression_is_negotiated_and_can_be_turned_off() {
         &[&url, "-v", "--count", "1", "--keep-open"],
         b"squeeze me\n",
     );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    exits_with(&out, 0);
     assert_eq!(stdout(&out), "squeeze me\n");
     assert!(
         stderr(&out).contains("* compression: permessage-deflate"),
@@ -679,12 +656,8 @@ fn compression_is_negotiated_and_can_be_turned_off() {
         ],
         b"plain\n",
     );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("* compression: off"),
-        "{}",
-        stderr(&out)
-    );
+    let err = exits_with(&out, 0);
+    assert!(err.contains("* compression: off"), "{err}");
     assert!(
         !stderr(&out).contains("Sec-WebSocket-Extensions"),
         "{}",
@@ -700,7 +673,7 @@ fn count_is_exact_even_when_more_arrives_at_once() {
     let (_server, url, _) = wsc_serve(&["--feed", "--rate", "50"]);
     let subscribe = r#"{"op":"subscribe","symbols":["A","B","C","D"]}"#;
     let out = wsc(&[&url, "-n", "--send", subscribe, "--count", "2"], b"");
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    exits_with(&out, 0);
     assert_eq!(stdout(&out).lines().count(), 2, "{}", stdout(&out));
     let out = wsc(&[&url, "-n", "--count", "0"], b"");
     assert_eq!(out.status.code(), Some(2));
@@ -709,9 +682,9 @@ fn count_is_exact_even_when_more_arrives_at_once() {
 #[test]
 fn local_mistakes_exit_2() {
     let out = wsc(&["ws://127.0.0.1:1/", "-H", "X-A: b\r\nX-Injected: y"], b"");
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    exits_with(&out, 2);
     let out = wsc(&["serve", "not-an-address"], b"");
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    exits_with(&out, 2);
 }
 
 #[test]
@@ -852,7 +825,7 @@ fn a_big_binary_input_round_trips_through_an_echo_server() {
     let (_server, url, _) = wsc_serve(&[]);
     let data: Vec<u8> = (0..8u32 << 20).map(|i| (i * 7 + i / 4099) as u8).collect();
     let out = wsc(&[&url, "--binary"], &data);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    exits_with(&out, 0);
     assert_eq!(out.stdout.len(), data.len());
     assert!(out.stdout == data, "the echo differs from the input");
 }
@@ -867,7 +840,7 @@ fn a_reset_is_a_lost_connection_exit_9() {
             .unwrap();
     });
     let out = wsc(&[&url, "-n"], b"");
-    assert_eq!(out.status.code(), Some(9), "{}", stderr(&out));
+    exits_with(&out, 9);
     assert_eq!(stdout(&out), "hi\n");
 }
 
@@ -879,8 +852,8 @@ fn idle_timeout_fires_even_while_pings_are_answered() {
         &[&url, "-n", "--ping-interval", "0.2", "--idle-timeout", "1"],
         b"",
     );
-    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
-    assert!(stderr(&out).contains("--idle-timeout"), "{}", stderr(&out));
+    let err = exits_with(&out, 7);
+    assert!(err.contains("--idle-timeout"), "{err}");
     assert!(start.elapsed() < Duration::from_secs(10));
 }
 
@@ -987,7 +960,7 @@ fn ctrl_c_while_reconnecting_ends_the_client() {
 fn count_is_waited_for_after_the_end_of_stdin() {
     // stdin is empty and ends at once; the feed needs a subscription and then ticks.
     let out = subscribe_and_count("3", &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    exits_with(&out, 0);
     assert_eq!(stdout(&out).lines().count(), 3, "{}", stdout(&out));
 }
 
@@ -1003,7 +976,7 @@ fn request_headers_the_handshake_sets_are_refused_and_host_is_replaced() {
         );
     }
     let out = wsc(&["ws://127.0.0.1:1/", "-n", "--protocol", ""], b"");
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    exits_with(&out, 2);
     // Two Origins (servers refuse them): refused before anything is sent.
     let out = wsc(
         &[
@@ -1016,12 +989,8 @@ fn request_headers_the_handshake_sets_are_refused_and_host_is_replaced() {
         ],
         b"",
     );
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("more than one Origin"),
-        "{}",
-        stderr(&out)
-    );
+    let err = exits_with(&out, 2);
+    assert!(err.contains("more than one Origin"), "{err}");
 
     let (py, url) = py_server(&[]);
     let out = wsc(
@@ -1037,7 +1006,7 @@ fn request_headers_the_handshake_sets_are_refused_and_host_is_replaced() {
         ],
         b"",
     );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    exits_with(&out, 0);
     let headers = py.event("headers");
     assert_eq!(headers["headers"]["host"], "virtual.example", "{headers}");
 }
@@ -1061,7 +1030,7 @@ fn serve_takes_a_port_alone() {
         ],
         b"",
     );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    exits_with(&out, 0);
     assert_eq!(stdout(&out), "hi\n");
 }
 
@@ -1116,8 +1085,7 @@ fn a_bad_proxy_url_is_shown_without_its_password() {
         ],
         b"",
     );
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    let err = stderr(&out);
+    let err = exits_with(&out, 2);
     assert!(!err.contains("hunter2"), "{err}");
     assert!(err.contains("alice:***@127.0.0.1:80x"), "{err}");
 }
@@ -1144,7 +1112,7 @@ fn piped_requests_get_their_replies_from_a_server_that_stops_at_our_close() {
         let _ = tcp.write_all(&[0x88, 0x02, 0x03, 0xE8]);
     });
     let out = wsc(&[&url, "--no-compression"], b"hi\n");
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    exits_with(&out, 0);
     assert_eq!(stdout(&out), "reply\n");
 }
 
@@ -1153,7 +1121,7 @@ fn linger_without_stdin_closes_after_the_send_messages() {
     let (_py, url) = py_server(&[]);
     let start = Instant::now();
     let out = wsc(&[&url, "-n", "-s", "status", "--linger", "1"], b"");
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    exits_with(&out, 0);
     assert_eq!(stdout(&out), "status\n");
     assert!(
         start.elapsed() < Duration::from_secs(5),
@@ -1194,7 +1162,7 @@ fn whole_sends_all_of_stdin_as_one_message() {
     let (_server, url, _) = wsc_serve(&[]);
     let request = b"{\n  \"op\": \"subscribe\",\n  \"symbols\": [\"BTC-USD\"]\n}\n";
     let out = wsc(&[&url, "--whole", "--json"], request);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    exits_with(&out, 0);
     let lines: Vec<Value> = stdout(&out)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -1207,7 +1175,7 @@ fn whole_sends_all_of_stdin_as_one_message() {
     // Binary: every byte, in one message.
     let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     let out = wsc(&[&url, "--whole", "--binary"], &data);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    exits_with(&out, 0);
     assert!(out.stdout == data, "the echo differs");
 
     // Past the message limit: refused, not sent.
@@ -1215,12 +1183,8 @@ fn whole_sends_all_of_stdin_as_one_message() {
         &[&url, "--whole", "--max-message-size", "10"],
         b"0123456789abcdef",
     );
-    assert_eq!(out.status.code(), Some(12), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("more than 10 bytes"),
-        "{}",
-        stderr(&out)
-    );
+    let err = exits_with(&out, 12);
+    assert!(err.contains("more than 10 bytes"), "{err}");
 }
 
 /// `wsc URL -n -v` started with `signal` ("HUP", "INT") ignored, as `nohup` or a

@@ -11,7 +11,6 @@
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
@@ -22,7 +21,8 @@ mod proxy;
 use peers::Proc;
 use proxy::{Host, HttpMode, Pproxy, SocksMode, TestProxy};
 
-const WSC: &str = env!("CARGO_BIN_EXE_wsc");
+mod common;
+use common::{exits_with, finish, stderr, stdout, WSC};
 
 /// A name no resolver knows: the proxies and `--resolve` map it to 127.0.0.1.
 const NAME: &str = "echo.wsc-proxy.test";
@@ -120,17 +120,7 @@ fn wsc(args: &[&str], env: &[(&str, &str)]) -> Output {
     for (name, value) in env {
         command.env(name, value);
     }
-    let child = command.spawn().unwrap();
-    let id = child.id();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || tx.send(child.wait_with_output()));
-    match rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill").arg("-9").arg(id.to_string()).status();
-            panic!("wsc {args:?} did not finish in 20 s");
-        }
-    }
+    finish(command.spawn().unwrap(), &args)
 }
 
 /// Sends `hello` to `url` and waits for one message, with `extra` arguments and `env`.
@@ -138,14 +128,6 @@ fn hello(url: &str, extra: &[&str], env: &[(&str, &str)]) -> Output {
     let mut args = vec![url, "-n", "--send", "hello", "--count", "1"];
     args.extend_from_slice(extra);
     wsc(&args, env)
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Asserts the echo worked: exit 0 and `hello` printed.
@@ -441,8 +423,8 @@ fn an_unusable_proxy_variable_is_an_error_naming_it() {
         &[("HTTP_PROXY", "https://proxy.example:3128")],
     );
     // A setting that cannot be used, as a bad --proxy is: exit 2, not a proxy's failure.
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("HTTP_PROXY"), "{}", stderr(&out));
+    let err = exits_with(&out, 2);
+    assert!(err.contains("HTTP_PROXY"), "{err}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -458,8 +440,7 @@ fn a_refusing_proxy_exits_13_naming_the_proxy_and_the_status() {
         &["--proxy", &proxy.url("http")],
         &[],
     );
-    assert_eq!(out.status.code(), Some(13), "{}", stderr(&out));
-    let err = stderr(&out);
+    let err = exits_with(&out, 13);
     assert!(err.contains(&proxy.url("http")), "{err}");
     assert!(err.contains("403"), "{err}");
     assert_eq!(stdout(&out), "");
@@ -474,12 +455,8 @@ fn a_refusing_environment_proxy_exits_13_too() {
         &[],
         &[("HTTP_PROXY", &proxy.url("http"))],
     );
-    assert_eq!(out.status.code(), Some(13), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains(&proxy.url("http")),
-        "{}",
-        stderr(&out)
-    );
+    let err = exits_with(&out, 13);
+    assert!(err.contains(&proxy.url("http")), "{err}");
     assert_eq!(proxy.only_request().host, Host::Name(NAME.into()));
 }
 
@@ -491,8 +468,7 @@ fn rejected_proxy_credentials_exit_13_without_showing_the_password() {
     for (proxy, scheme, expected) in [(&http, "http", "407"), (&socks, "socks5h", "rejected")] {
         let url = format!("{scheme}://alice:{SECRET}@127.0.0.1:{}", proxy.port());
         let out = hello(&server.url("127.0.0.1"), &["--proxy", &url, "-v"], &[]);
-        assert_eq!(out.status.code(), Some(13), "{}", stderr(&out));
-        let err = stderr(&out);
+        let err = exits_with(&out, 13);
         assert!(err.contains(expected), "{err}");
         assert!(err.contains(&proxy.url(scheme)), "{err}");
         let said = format!("* proxy: {} (--proxy)", proxy.url(scheme));
@@ -513,8 +489,7 @@ fn a_socks5_refusal_exits_13() {
         &["--proxy", &proxy.url("socks5")],
         &[],
     );
-    assert_eq!(out.status.code(), Some(13), "{}", stderr(&out));
-    let err = stderr(&out);
+    let err = exits_with(&out, 13);
     assert!(err.contains("refused"), "{err}");
     assert!(err.contains(&proxy.url("socks5")), "{err}");
 }
@@ -527,8 +502,7 @@ fn an_unreachable_proxy_exits_4_naming_the_proxy() {
         &["--proxy", &format!("http://127.0.0.1:{port}")],
         &[],
     );
-    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
-    let err = stderr(&out);
+    let err = exits_with(&out, 4);
     assert!(
         err.contains(&format!("the proxy http://127.0.0.1:{port}")),
         "{err}"
@@ -544,8 +518,8 @@ fn a_silent_proxy_times_out_with_exit_7() {
         &["--proxy", &proxy.url("http"), "--connect-timeout", "0.3"],
         &[],
     );
-    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
-    assert!(stderr(&out).contains("proxy handshake"), "{}", stderr(&out));
+    let err = exits_with(&out, 7);
+    assert!(err.contains("proxy handshake"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(proxy.connections(), 1);
 }
@@ -562,7 +536,7 @@ fn a_bad_proxy_option_is_a_usage_error() {
         &["--proxy", "http://p:1", "--no-proxy"],
         &[],
     );
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    exits_with(&out, 2);
 }
 
 // ---------------------------------------------------------------------------------------------
