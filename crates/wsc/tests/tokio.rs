@@ -135,6 +135,19 @@ async fn async_echo_server() -> (String, tokio::task::JoinHandle<Vec<Message>>) 
     (url, server)
 }
 
+/// A client connected to [`async_echo_server`] with the default test settings.
+async fn echo_client() -> (
+    WebSocketStream<wsc::tokio::TokioStream>,
+    tokio::task::JoinHandle<Vec<Message>>,
+) {
+    let (url, server) = async_echo_server().await;
+    let (ws, _) = builder(&format!("{url}/echo"))
+        .connect_async()
+        .await
+        .unwrap();
+    (ws, server)
+}
+
 /// Reads the upgrade request on a raw socket and answers 101 (no extensions).
 async fn raw_accept(tcp: &mut TcpStream) {
     let mut buf = Vec::new();
@@ -248,11 +261,7 @@ fn assert_server_saw_round_trip(seen: &[Message]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn big_owned_sends_and_borrowed_reads_round_trip_intact() {
     within(BUDGET, async {
-        let (url, server) = async_echo_server().await;
-        let (mut ws, _) = builder(&format!("{url}/echo"))
-            .connect_async()
-            .await
-            .unwrap();
+        let (mut ws, server) = echo_client().await;
         for (i, size) in [3_000_000usize, 600_000, 5_000_003].into_iter().enumerate() {
             let data = numbered(i as u32, size);
             ws.send(Message::binary(data.clone())).await.unwrap();
@@ -424,11 +433,7 @@ async fn close_returns_the_servers_frame_when_the_server_keeps_tcp_open() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_writing_half_sends_text_binary_and_pings_as_the_stream_does() {
     within(BUDGET, async {
-        let (url, server) = async_echo_server().await;
-        let (ws, _) = builder(&format!("{url}/echo"))
-            .connect_async()
-            .await
-            .unwrap();
+        let (ws, server) = echo_client().await;
         let (mut reader, mut writer) = ws.split();
         assert_eq!(
             format!("{reader:?} {writer:?}"),
@@ -1226,11 +1231,7 @@ async fn stream_and_sink_combinators() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_halves_are_a_stream_and_a_sink() {
     within(BUDGET, async {
-        let (url, server) = async_echo_server().await;
-        let (ws, _) = builder(&format!("{url}/echo"))
-            .connect_async()
-            .await
-            .unwrap();
+        let (ws, server) = echo_client().await;
         let (reader, mut writer) = ws.split();
         let outgoing: Vec<Message> = (0..50u32)
             .map(|i| Message::binary(numbered(i, 100 + i as usize * 1000)))
