@@ -300,8 +300,7 @@ impl<S: Read + Write> WebSocket<S> {
             // the read is bounded too, it goes on, and they are written at the next call.
             match self.flush() {
                 Err(Error::Timeout(Phase::Write)) if self.read_timeout.is_some() => {}
-                // The peer is gone: what it sent before is still read.
-                Err(Error::ConnectionReset) if self.conn.is_output_lost() => {}
+                Err(e) if self.peer_gone(&e) => {}
                 other => other?,
             }
         } else {
@@ -353,6 +352,12 @@ impl<S: Read + Write> WebSocket<S> {
         Ok(Some(end))
     }
 
+    /// Whether a write failed because the peer is gone (reset) with our output lost: what
+    /// it sent before is still to be read, so the caller reads on instead of failing.
+    fn peer_gone(&self, e: &Error) -> bool {
+        matches!(e, Error::ConnectionReset) && self.conn.is_output_lost()
+    }
+
     /// With our output still to write: writes what the socket takes now, and if some stays,
     /// reads what the peer has already sent, neither waiting. A peer blocked writing to us
     /// takes no more of our output until we read, so waiting for room first would only slow
@@ -366,8 +371,7 @@ impl<S: Read + Write> WebSocket<S> {
         match self.flush_nowait() {
             Ok(true) => return Ok(false),
             Ok(false) => {}
-            // The peer is gone: the read that follows gets what it sent before.
-            Err(Error::ConnectionReset) if self.conn.is_output_lost() => return Ok(false),
+            Err(e) if self.peer_gone(&e) => return Ok(false),
             Err(e) => return Err(e),
         }
         (control.set_read_nowait)(&mut self.stream, true);
@@ -439,8 +443,7 @@ impl<S: Read + Write> WebSocket<S> {
                     self.drained = true;
                     return Err(Error::KeepaliveTimeout(self.conn.keepalive_timeout()));
                 }
-                // The peer is gone: what it sent before is still read.
-                Err(Error::ConnectionReset) if self.conn.is_output_lost() => {}
+                Err(e) if self.peer_gone(&e) => {}
                 other => other?,
             }
         }
