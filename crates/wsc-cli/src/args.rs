@@ -97,7 +97,8 @@ pub struct ClientArgs {
     #[arg(short = 'k', long)]
     pub insecure: bool,
 
-    /// Trust the CA certificates in this PEM file (in addition to the system's).
+    /// Trust the CA certificates in this PEM file (in addition to the system's); a server
+    /// presenting one of them as its own (a self-signed certificate) is trusted too.
     #[arg(long, value_name = "FILE")]
     pub cacert: Option<PathBuf>,
 

@@ -9,12 +9,16 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::error::Error;
+
+mod trusted_as_is;
+use trusted_as_is::TrustedAsIs;
 
 /// Where trusted root certificates come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -77,13 +81,18 @@ impl TlsOptions {
     }
 
     /// Trusts the CA certificates in a PEM file, in addition to the roots.
+    ///
+    /// A server may also present one of these very certificates as its own, even one marked
+    /// as a CA's (as `openssl req -x509` makes self-signed certificates): it is accepted if
+    /// it is within its dates and names the host, as curl would.
     pub fn add_ca_pem_file(mut self, path: impl AsRef<Path>) -> Result<Self, Error> {
         let certs = read_pem_certs("CA certificates", path.as_ref())?;
         self.extra_cas.extend(certs);
         Ok(self)
     }
 
-    /// Trusts the CA certificates in PEM text, in addition to the roots.
+    /// Trusts the CA certificates in PEM text, in addition to the roots (see
+    /// [`TlsOptions::add_ca_pem_file`]).
     pub fn add_ca_pem(mut self, pem: &[u8]) -> Result<Self, Error> {
         let certs = CertificateDer::pem_slice_iter(pem)
             .collect::<Result<Vec<_>, _>>()
@@ -95,7 +104,8 @@ impl TlsOptions {
         Ok(self)
     }
 
-    /// Trusts a DER-encoded CA certificate, in addition to the roots.
+    /// Trusts a DER-encoded CA certificate, in addition to the roots (see
+    /// [`TlsOptions::add_ca_pem_file`]).
     pub fn add_ca_der(mut self, der: impl Into<CertificateDer<'static>>) -> Self {
         self.extra_cas.push(der.into());
         self
@@ -200,7 +210,19 @@ impl TlsOptions {
                      --cacert)"
                 )));
             }
-            builder.with_root_certificates(store)
+            if self.extra_cas.is_empty() {
+                builder.with_root_certificates(store)
+            } else {
+                let webpki = WebPkiServerVerifier::builder_with_provider(store.into(), provider())
+                    .build()
+                    .map_err(|e| Error::TlsConfig(format!("certificate verifier: {e}")))?;
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(TrustedAsIs {
+                        webpki,
+                        added: self.extra_cas.clone(),
+                    }))
+            }
         };
         let mut config = match &self.client_auth {
             Some((chain, key)) => builder

@@ -520,20 +520,77 @@ fn expired_certificate_is_refused() {
     assert_server_failed(server);
 }
 
-#[test]
-fn a_ca_certificate_as_the_servers_own_is_refused_with_a_reason_a_user_can_read() {
-    // Trusted and naming the host, but a CA's certificate, not an end entity's.
-    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+/// A self-signed certificate marked CA:TRUE for `names`, as `openssl req -x509` makes by
+/// default, valid from `from` to `until` (years).
+fn self_signed_ca_cert(names: &[&str], from: i32, until: i32) -> Identity {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let mut params = CertificateParams::new(names).unwrap();
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.not_before = rcgen::date_time_ymd(from, 1, 1);
+    params.not_after = rcgen::date_time_ymd(until, 1, 1);
     let key = KeyPair::generate().unwrap();
-    let identity = Identity::new(params.self_signed(&key).unwrap(), key);
-    let server = EchoServer::start(server_config(&identity, None), 1);
-    let tls = TlsOptions::new()
+    Identity::new(params.self_signed(&key).unwrap(), key)
+}
+
+/// Trusts only the certificate of `identity` (given as PEM text).
+fn trusting_as_is(identity: &Identity) -> TlsOptions {
+    TlsOptions::new()
         .roots(Roots::None)
         .add_ca_pem(identity.cert_pem.as_bytes())
-        .unwrap();
+        .unwrap()
+}
 
-    let err = connect(&server.url("localhost"), tls).unwrap_err();
+#[test]
+fn a_self_signed_ca_certificate_trusted_as_it_is_connects_as_curl_would() {
+    let identity = self_signed_ca_cert(&["localhost"], 2000, 4000);
+    let server = EchoServer::start(server_config(&identity, None), 1);
+
+    let ws = connect(&server.url("localhost"), trusting_as_is(&identity)).unwrap();
+    assert_echo_works(server, ws);
+}
+
+#[test]
+fn a_certificate_trusted_as_it_is_still_only_serves_its_own_names() {
+    let identity = self_signed_ca_cert(&["localhost"], 2000, 4000);
+    let server = EchoServer::start(server_config(&identity, None), 1);
+
+    let err = connect(&server.url("127.0.0.1"), trusting_as_is(&identity)).unwrap_err();
+    assert!(
+        matches!(
+            certificate_error(&err, "127.0.0.1"),
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
+        ),
+        "{err:?}"
+    );
+    assert_server_failed(server);
+}
+
+#[test]
+fn an_expired_certificate_trusted_as_it_is_is_refused_as_expired() {
+    let identity = self_signed_ca_cert(&["localhost"], 2000, 2001);
+    let server = EchoServer::start(server_config(&identity, None), 1);
+
+    let err = connect(&server.url("localhost"), trusting_as_is(&identity)).unwrap_err();
+    assert!(
+        matches!(
+            certificate_error(&err, "localhost"),
+            CertificateError::Expired | CertificateError::ExpiredContext { .. }
+        ),
+        "{err:?}"
+    );
+    assert_server_failed(server);
+}
+
+#[test]
+fn a_ca_certificate_as_the_servers_own_is_refused_with_a_reason_a_user_can_read() {
+    // Issued by a trusted CA and naming the host, but itself a CA's certificate, and not one
+    // the user trusts as it is.
+    let ca = TestCa::new("wsc test CA");
+    let mut params = leaf_params(&["localhost"], ExtendedKeyUsagePurpose::ServerAuth);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let server = EchoServer::start(server_config(&ca.issue(params), None), 1);
+
+    let err = connect(&server.url("localhost"), trusting(&ca)).unwrap_err();
     assert!(
         matches!(
             certificate_error(&err, "localhost"),
