@@ -412,6 +412,31 @@ fn assert_server_failed(server: EchoServer) {
     );
 }
 
+/// Serves `identity` once and connects to it as `host` with `tls`: the client must refuse
+/// (and the server fail); returns the client's error.
+fn refused(identity: &Identity, host: &str, tls: TlsOptions) -> Error {
+    let server = EchoServer::start(server_config(identity, None), 1);
+    let err = connect(&server.url(host), tls).unwrap_err();
+    assert_server_failed(server);
+    err
+}
+
+/// A certificate error that says the certificate does not name the host.
+fn is_for_another_name(problem: &CertificateError) -> bool {
+    matches!(
+        problem,
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
+    )
+}
+
+/// A certificate error that says the certificate has expired.
+fn is_expired(problem: &CertificateError) -> bool {
+    matches!(
+        problem,
+        CertificateError::Expired | CertificateError::ExpiredContext { .. }
+    )
+}
+
 // ---------------------------------------------------------------------------------------------
 // A trusted CA
 // ---------------------------------------------------------------------------------------------
@@ -463,14 +488,13 @@ fn trusted_ca_as_der_connects() {
 #[test]
 fn certificate_for_another_name_is_refused() {
     let ca = TestCa::new("wsc test CA");
-    let server = EchoServer::start(server_config(&ca.server_cert(&["other.example"]), None), 1);
-
-    let err = connect(&server.url("localhost"), trusting(&ca)).unwrap_err();
+    let err = refused(
+        &ca.server_cert(&["other.example"]),
+        "localhost",
+        trusting(&ca),
+    );
     assert!(
-        matches!(
-            certificate_error(&err, "localhost"),
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
-        ),
+        is_for_another_name(certificate_error(&err, "localhost")),
         "{err:?}"
     );
     let message = err.to_string();
@@ -479,23 +503,16 @@ fn certificate_for_another_name_is_refused() {
         message.contains("the certificate does not name this host"),
         "{message}"
     );
-    assert_server_failed(server);
 }
 
 #[test]
 fn certificate_with_only_a_dns_name_does_not_match_an_ip_address() {
     let ca = TestCa::new("wsc test CA");
-    let server = EchoServer::start(server_config(&ca.server_cert(&["localhost"]), None), 1);
-
-    let err = connect(&server.url("127.0.0.1"), trusting(&ca)).unwrap_err();
+    let err = refused(&ca.server_cert(&["localhost"]), "127.0.0.1", trusting(&ca));
     assert!(
-        matches!(
-            certificate_error(&err, "127.0.0.1"),
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
-        ),
+        is_for_another_name(certificate_error(&err, "127.0.0.1")),
         "{err:?}"
     );
-    assert_server_failed(server);
 }
 
 #[test]
@@ -504,20 +521,11 @@ fn expired_certificate_is_refused() {
     let mut params = leaf_params(&["localhost"], ExtendedKeyUsagePurpose::ServerAuth);
     params.not_before = rcgen::date_time_ymd(2000, 1, 1);
     params.not_after = rcgen::date_time_ymd(2001, 1, 1);
-    let server = EchoServer::start(server_config(&ca.issue(params), None), 1);
-
-    let err = connect(&server.url("localhost"), trusting(&ca)).unwrap_err();
-    assert!(
-        matches!(
-            certificate_error(&err, "localhost"),
-            CertificateError::Expired | CertificateError::ExpiredContext { .. }
-        ),
-        "{err:?}"
-    );
+    let err = refused(&ca.issue(params), "localhost", trusting(&ca));
+    assert!(is_expired(certificate_error(&err, "localhost")), "{err:?}");
     let message = err.to_string();
     assert!(message.contains("localhost"), "{message}");
     assert!(message.contains("the certificate has expired"), "{message}");
-    assert_server_failed(server);
 }
 
 /// A self-signed certificate marked CA:TRUE for `names`, as `openssl req -x509` makes by
@@ -552,33 +560,18 @@ fn a_self_signed_ca_certificate_trusted_as_it_is_connects_as_curl_would() {
 #[test]
 fn a_certificate_trusted_as_it_is_still_only_serves_its_own_names() {
     let identity = self_signed_ca_cert(&["localhost"], 2000, 4000);
-    let server = EchoServer::start(server_config(&identity, None), 1);
-
-    let err = connect(&server.url("127.0.0.1"), trusting_as_is(&identity)).unwrap_err();
+    let err = refused(&identity, "127.0.0.1", trusting_as_is(&identity));
     assert!(
-        matches!(
-            certificate_error(&err, "127.0.0.1"),
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
-        ),
+        is_for_another_name(certificate_error(&err, "127.0.0.1")),
         "{err:?}"
     );
-    assert_server_failed(server);
 }
 
 #[test]
 fn an_expired_certificate_trusted_as_it_is_is_refused_as_expired() {
     let identity = self_signed_ca_cert(&["localhost"], 2000, 2001);
-    let server = EchoServer::start(server_config(&identity, None), 1);
-
-    let err = connect(&server.url("localhost"), trusting_as_is(&identity)).unwrap_err();
-    assert!(
-        matches!(
-            certificate_error(&err, "localhost"),
-            CertificateError::Expired | CertificateError::ExpiredContext { .. }
-        ),
-        "{err:?}"
-    );
-    assert_server_failed(server);
+    let err = refused(&identity, "localhost", trusting_as_is(&identity));
+    assert!(is_expired(certificate_error(&err, "localhost")), "{err:?}");
 }
 
 #[test]
@@ -588,9 +581,7 @@ fn a_ca_certificate_as_the_servers_own_is_refused_with_a_reason_a_user_can_read(
     let ca = TestCa::new("wsc test CA");
     let mut params = leaf_params(&["localhost"], ExtendedKeyUsagePurpose::ServerAuth);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let server = EchoServer::start(server_config(&ca.issue(params), None), 1);
-
-    let err = connect(&server.url("localhost"), trusting(&ca)).unwrap_err();
+    let err = refused(&ca.issue(params), "localhost", trusting(&ca));
     assert!(
         matches!(
             certificate_error(&err, "localhost"),
@@ -603,7 +594,6 @@ fn a_ca_certificate_as_the_servers_own_is_refused_with_a_reason_a_user_can_read(
         message.contains("the server presents a CA certificate as its own"),
         "{message}"
     );
-    assert_server_failed(server);
 }
 
 /// Asserts an untrusted-issuer error whose message says how to fix it.
@@ -641,11 +631,12 @@ fn certificate_from_an_untrusted_ca_is_refused_with_custom_roots() {
 #[cfg(any(feature = "webpki-roots", feature = "native-roots"))]
 fn certificate_from_an_untrusted_ca_is_refused_with_default_roots() {
     let ca = TestCa::new("wsc test CA");
-    let server = EchoServer::start(server_config(&ca.server_cert(&["localhost"]), None), 1);
-
-    let err = connect(&server.url("localhost"), TlsOptions::new()).unwrap_err();
+    let err = refused(
+        &ca.server_cert(&["localhost"]),
+        "localhost",
+        TlsOptions::new(),
+    );
     assert_unknown_issuer(&err);
-    assert_server_failed(server);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -792,10 +783,7 @@ fn danger_accept_invalid_certs_connects_to_a_self_signed_wrong_name() {
     )
     .unwrap_err();
     assert!(
-        matches!(
-            certificate_error(&err, "localhost"),
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
-        ),
+        is_for_another_name(certificate_error(&err, "localhost")),
         "{err:?}"
     );
 
@@ -1102,10 +1090,7 @@ fn async_client_refuses_a_wrong_name_with_the_same_error() {
     let server = EchoServer::start(server_config(&ca.server_cert(&["other.example"]), None), 1);
     let err = async_connect_error(server.url("localhost"), &ca);
     assert!(
-        matches!(
-            certificate_error(&err, "localhost"),
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
-        ),
+        is_for_another_name(certificate_error(&err, "localhost")),
         "{err:?}"
     );
     assert!(
