@@ -720,6 +720,10 @@ impl<S: Read + Write> WebSocket<S> {
     /// Starts the closing handshake. Keep calling [`WebSocket::read`] until it returns the
     /// server's [`Message::Close`] (messages already in flight come first); see
     /// [`WebSocket::close_and_wait`] to do both.
+    ///
+    /// `frame: None` sends a close frame without a status code (the server sees 1005, "no
+    /// status"); to close with 1000, pass
+    /// `Some(wsc::CloseFrame::new(wsc::CloseCode::NORMAL, "done"))`.
     pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
         self.conn.close(frame)?;
         self.send_queued()
@@ -727,7 +731,8 @@ impl<S: Read + Write> WebSocket<S> {
 
     /// Closes and waits for the peer's close frame, discarding messages still in flight, for
     /// at most the close timeout in all (on streams this crate opened). Returns the peer's
-    /// close frame.
+    /// close frame (`None` when it carried no status code). `frame` is sent as in
+    /// [`WebSocket::close`]: `None` means no status code, not 1000.
     pub fn close_and_wait(
         &mut self,
         frame: Option<CloseFrame>,

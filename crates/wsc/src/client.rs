@@ -43,7 +43,21 @@ pub fn connect(url: &str) -> Result<WebSocket<MaybeTlsStream>, Error> {
 }
 
 /// Runs the client handshake over a stream you opened yourself (a Unix socket, a tunnel, an
-/// in-memory pipe). The URL gives the Host header and the path.
+/// in-memory pipe, a TLS stream you set up). The URL gives the Host header and the path; no
+/// TLS is added for `wss://`.
+///
+/// The blocking client cannot bound reads on a stream it does not know, so the builder's
+/// timeouts and keepalive do not apply: set the stream's own timeouts (a read that times out
+/// returns [`Error::Timeout`] with [`Phase::Read`] and the connection stays usable). The
+/// async client (`ClientBuilder::connect_async_on`) has no such limit.
+///
+/// ```no_run
+/// use std::os::unix::net::UnixStream;
+/// let unix = UnixStream::connect("/run/app/ws.sock")?;
+/// let mut ws = wsc::client("ws://localhost/events", unix)?;
+/// ws.send_text("hello")?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn client<S: Read + Write>(url: &str, stream: S) -> Result<WebSocket<S>, Error> {
     ClientBuilder::new(url).connect_on(stream)
 }
@@ -58,7 +72,8 @@ pub fn client<S: Read + Write>(url: &str, stream: S) -> Result<WebSocket<S>, Err
 ///     .origin("https://example.com")
 ///     .max_message_size(Some(1 << 20))
 ///     .connect_timeout(Duration::from_secs(5))
-///     .read_timeout(Some(Duration::from_secs(30)))
+///     .read_timeout(Duration::from_secs(30)) // or Some(..), None: as every timeout
+///     .close_timeout(Duration::from_secs(2))
 ///     .connect()?;
 /// # Ok::<(), wsc::Error>(())
 /// ```
@@ -182,22 +197,25 @@ impl ClientBuilder {
     }
 
     /// Fails a read that waits longer than this for data with [`Error::Timeout`]
-    /// (`Phase::Read`); the connection stays usable (default: wait forever).
-    pub fn read_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.read_timeout = timeout;
+    /// (`Phase::Read`); the connection stays usable (default: wait forever). Takes a
+    /// `Duration` or an `Option`, as the other timeouts do.
+    pub fn read_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.read_timeout = timeout.into();
         self
     }
 
     /// Fails a write that waits longer than this for the peer (default: wait forever). Blocking
     /// client only: in async code, wrap `send()` in `tokio::time::timeout`.
-    pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.write_timeout = timeout;
+    pub fn write_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.write_timeout = timeout.into();
         self
     }
 
-    /// How long to wait for the server to close TCP after the close handshake (default 5 s).
-    pub fn close_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.close_timeout = timeout;
+    /// Bounds closing (default 5 s): [`WebSocket::close_and_wait`] (sending our close frame
+    /// and reading the server's), and the wait for the server to close TCP after the close
+    /// handshake.
+    pub fn close_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.close_timeout = timeout.into();
         self
     }
 
@@ -262,7 +280,9 @@ impl ClientBuilder {
     /// interval + timeout (default: off). Data arriving meanwhile moves the deadline to a
     /// timeout after the last of it: a pong sent behind a big message arrives after it, and
     /// the peer is plainly alive. The blocking client pings while [`WebSocket::read`]
-    /// waits; the async one while the stream (or its reading half) is polled.
+    /// waits (on connections it opened: not over a stream given to [`client()`] or
+    /// [`ClientBuilder::connect_on`]); the async one while the stream (or its reading half)
+    /// is polled, over any stream.
     pub fn keepalive(mut self, keepalive: impl Into<Option<Keepalive>>) -> Self {
         self.keepalive = keepalive.into();
         self
@@ -515,8 +535,8 @@ impl ClientBuilder {
         }
     }
 
-    /// Runs the WebSocket handshake over a stream you opened yourself. Timeouts other than
-    /// your stream's own do not apply.
+    /// Runs the WebSocket handshake over a stream you opened yourself (see [`client()`]).
+    /// Only your stream's own timeouts apply: the builder's timeouts and keepalive do not.
     pub fn connect_on<S: Read + Write>(self, stream: S) -> Result<WebSocket<S>, Error> {
         let url = WsUrl::parse(&self.url)?;
         let timeout = self.handshake_timeout;

@@ -9,7 +9,8 @@ use crate::proto::frame::FrameError;
 use crate::proto::handshake::HandshakeError;
 use crate::url::UrlError;
 
-/// Everything that can go wrong in `wsc`.
+/// Everything that can go wrong in `wsc`. [`crate::reconnect::is_retryable`] tells the
+/// errors worth another attempt from those that will recur.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {

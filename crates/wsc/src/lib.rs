@@ -94,6 +94,22 @@
 //! Everything fails with [`Error`], whose variants say what went wrong and where: DNS, connect,
 //! a [`Phase`] that timed out, TLS, the handshake (with the server's status and body), or a
 //! [`ProtocolError`] by the peer (with the close code that was sent to it).
+//! [`reconnect::is_retryable`] says whether trying again could help (the reconnecting clients
+//! use it):
+//!
+//! ```no_run
+//! use wsc::{Error, HandshakeError};
+//!
+//! match wsc::connect("wss://stream.example.com/ws") {
+//!     Ok(ws) => { /* ... */ }
+//!     Err(Error::Handshake(HandshakeError::Rejected(response))) if response.status == 401 => {
+//!         eprintln!("refresh the token: {}", String::from_utf8_lossy(&response.body));
+//!     }
+//!     Err(e) if wsc::reconnect::is_retryable(&e) => eprintln!("try again later: {e}"),
+//!     Err(e) => return Err(e),
+//! }
+//! # Ok::<(), wsc::Error>(())
+//! ```
 //!
 //! ## A round trip, runnable
 //!

@@ -698,7 +698,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
 
     /// Sends a close frame and waits for the peer's, discarding messages still in flight,
     /// within the close timeout; then lets the server close TCP first (a second, separate
-    /// close timeout). Returns the peer's close frame.
+    /// close timeout). Returns the peer's close frame (`None` when it carried no status code).
+    ///
+    /// `frame: None` sends a close frame without a status code (the server sees 1005, "no
+    /// status"); to close with 1000, pass
+    /// `Some(wsc::CloseFrame::new(wsc::CloseCode::NORMAL, "done"))`.
     pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<Option<CloseFrame>, Error> {
         let before = self.inner.conn.state();
         // The peer is gone: no close to send, but its own may still be read.
