@@ -696,6 +696,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
         self.send(Message::Ping(data.into())).await
     }
 
+    /// Sends a text or binary message as several frames of at most `fragment_size` bytes of
+    /// payload each (after compression, if it was negotiated), and waits until they are
+    /// written. As [`crate::WebSocket::send_fragmented`].
+    pub async fn send_fragmented(
+        &mut self,
+        message: impl Into<Message>,
+        fragment_size: usize,
+    ) -> Result<(), Error> {
+        poll_fn(|cx| self.inner.poll_ready(cx)).await?;
+        self.inner
+            .conn
+            .send_fragmented(&message.into(), fragment_size)?;
+        poll_fn(|cx| self.inner.poll_write_out(cx)).await
+    }
+
     /// Sends a close frame and waits for the peer's, discarding messages still in flight,
     /// within the close timeout; then lets the server close TCP first (a second, separate
     /// close timeout). Returns the peer's close frame (`None` when it carried no status code).

@@ -1453,3 +1453,72 @@ async fn the_close_timeout_holds_while_a_server_keeps_sending_and_never_closes()
         start.elapsed()
     );
 }
+
+/// Reads `count` client frames from a raw peer: (FIN, opcode, unmasked payload) each.
+async fn read_client_frames<S: AsyncRead + Unpin>(
+    io: &mut S,
+    count: usize,
+) -> Vec<(bool, wsc::proto::frame::OpCode, Vec<u8>)> {
+    use wsc::proto::frame::FrameHeader;
+    let mut buf = Vec::new();
+    let mut frames = Vec::new();
+    while frames.len() < count {
+        if let Some((header, len)) = FrameHeader::decode(&buf).unwrap() {
+            let end = len + header.payload_len as usize;
+            if buf.len() >= end {
+                let key = header.mask.expect("client frames are masked");
+                let payload = buf[len..end]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| b ^ key[i % 4])
+                    .collect();
+                frames.push((header.fin, header.opcode, payload));
+                buf.drain(..end);
+                continue;
+            }
+        }
+        let mut chunk = [0u8; 256];
+        let n = io.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the client hung up");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    frames
+}
+
+/// `send_fragmented`, on the stream and on the writing half, puts one message on the wire as
+/// frames of at most the fragment size: the first with the message's opcode, the rest
+/// continuations, FIN on the last only.
+#[tokio::test]
+async fn send_fragmented_writes_one_message_as_several_frames() {
+    use wsc::proto::frame::OpCode;
+    use wsc::proto::{Config, Connection, Role};
+    within(BUDGET, async {
+        let (client_io, mut server_io) = tokio::io::duplex(1 << 16);
+        let conn = Connection::new(Role::Client, Config::default());
+        let mut ws = WebSocketStream::from_connection(client_io, conn, &[]);
+        ws.send_fragmented("hello world", 4).await.unwrap();
+        let frames = read_client_frames(&mut server_io, 3).await;
+        let expected = [
+            (false, OpCode::Text, &b"hell"[..]),
+            (false, OpCode::Continuation, &b"o wo"[..]),
+            (true, OpCode::Continuation, &b"rld"[..]),
+        ];
+        for (frame, (fin, op, payload)) in frames.iter().zip(expected) {
+            assert_eq!((frame.0, frame.1, &frame.2[..]), (fin, op, payload));
+        }
+        assert!(matches!(
+            ws.send_fragmented(Message::Ping(Bytes::new()), 4).await,
+            Err(Error::InvalidInput(_))
+        ));
+
+        let (_reader, mut writer) = ws.split();
+        writer
+            .send_fragmented(Message::binary(vec![7u8; 10]), 6)
+            .await
+            .unwrap();
+        let frames = read_client_frames(&mut server_io, 2).await;
+        assert_eq!(frames[0], (false, OpCode::Binary, vec![7u8; 6]));
+        assert_eq!(frames[1], (true, OpCode::Continuation, vec![7u8; 4]));
+    })
+    .await;
+}

@@ -135,6 +135,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
         self.send(Message::Binary(data.into())).await
     }
 
+    /// Sends a text or binary message as several frames of at most `fragment_size` bytes of
+    /// payload each; see [`WebSocketStream::send_fragmented`](super::WebSocketStream::send_fragmented).
+    pub async fn send_fragmented(
+        &mut self,
+        message: impl Into<Message>,
+        fragment_size: usize,
+    ) -> Result<(), Error> {
+        let message = message.into();
+        poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_ready(cx))).await?;
+        self.shared
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .conn
+            .send_fragmented(&message, fragment_size)?;
+        poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_write_out(cx))).await
+    }
+
     /// Sends a ping (the reading half receives the pong).
     pub async fn ping(&mut self, data: impl Into<bytes::Bytes>) -> Result<(), Error> {
         self.send(Message::Ping(data.into())).await
