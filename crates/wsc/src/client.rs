@@ -48,8 +48,9 @@ pub fn connect(url: &str) -> Result<WebSocket<MaybeTlsStream>, Error> {
 ///
 /// The blocking client cannot bound reads on a stream it does not know, so the builder's
 /// timeouts and keepalive do not apply: set the stream's own timeouts (a read that times out
-/// returns [`Error::Timeout`] with [`Phase::Read`] and the connection stays usable). The
-/// async client (`ClientBuilder::connect_async_on`) has no such limit.
+/// returns [`Error::Timeout`] with [`Phase::Read`] and the connection stays usable), or give
+/// a TCP stream to [`ClientBuilder::connect_on_tcp`], which has them all (and TLS). The async
+/// client (`ClientBuilder::connect_async_on`) has no such limit.
 ///
 /// ```no_run
 /// use std::os::unix::net::UnixStream;
@@ -472,6 +473,19 @@ impl ClientBuilder {
         opened: Instant,
     ) -> Result<WebSocket<MaybeTlsStream>, Error> {
         let tcp = self.open_tcp(url, opened)?;
+        self.open_over(url, tls_config, tcp, opened)
+    }
+
+    /// TLS for `wss://`, then the WebSocket handshake, over `tcp`.
+    fn open_over(
+        &self,
+        url: &WsUrl,
+        #[cfg_attr(not(feature = "tls"), allow(unused_variables))] tls_config: Option<
+            TlsClientConfig,
+        >,
+        tcp: std::net::TcpStream,
+        opened: Instant,
+    ) -> Result<WebSocket<MaybeTlsStream>, Error> {
         if self.write_timeout.is_some() {
             tcp.set_write_timeout(self.write_timeout)?;
         }
@@ -535,8 +549,38 @@ impl ClientBuilder {
         }
     }
 
+    /// Opens the connection over a TCP stream you connected yourself (bound to a local
+    /// address or device, with socket options of your choosing, handed over by a proxy you
+    /// drive...): TLS for `wss://` with the builder's TLS options, then the handshake.
+    /// Unlike [`ClientBuilder::connect_on`], everything after connecting applies as in
+    /// [`ClientBuilder::connect`]: the handshake, read, write and close timeouts, keepalive,
+    /// the open timeout (from this call on). What connecting does is yours: the proxy,
+    /// [`ClientBuilder::resolve`] and the connect timeout are not used, and redirects are
+    /// not followed (a redirect is an error naming its target).
+    ///
+    /// ```no_run
+    /// use std::net::TcpStream;
+    /// use std::time::Duration;
+    ///
+    /// let tcp = TcpStream::connect("stream.example.com:443")?;
+    /// tcp.set_nodelay(true)?;
+    /// let mut ws = wsc::ClientBuilder::new("wss://stream.example.com/ws")
+    ///     .keepalive(wsc::Keepalive::new(Duration::from_secs(20), Duration::from_secs(10)))
+    ///     .connect_on_tcp(tcp)?;
+    /// ws.send_text("hello")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn connect_on_tcp(
+        self,
+        tcp: std::net::TcpStream,
+    ) -> Result<WebSocket<MaybeTlsStream>, Error> {
+        let (url, tls_config) = self.prepare()?;
+        self.open_over(&url, tls_config, tcp, Instant::now())
+    }
+
     /// Runs the WebSocket handshake over a stream you opened yourself (see [`client()`]).
-    /// Only your stream's own timeouts apply: the builder's timeouts and keepalive do not.
+    /// Only your stream's own timeouts apply: the builder's timeouts and keepalive do not (see
+    /// [`ClientBuilder::connect_on_tcp`] for a TCP stream).
     pub fn connect_on<S: Read + Write>(self, stream: S) -> Result<WebSocket<S>, Error> {
         let url = WsUrl::parse(&self.url)?;
         let timeout = self.handshake_timeout;

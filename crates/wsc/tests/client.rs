@@ -994,3 +994,43 @@ fn a_protocol_error_is_reported_at_once_while_the_server_keeps_tcp_open() {
     assert!(matches!(err, Error::Protocol(_)), "{err}");
     assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
 }
+
+/// Over a TCP stream the caller connected, `connect_on_tcp` applies the builder's keepalive
+/// and read timeout (which `connect_on`, over an unknown stream, cannot).
+#[test]
+fn connect_on_tcp_applies_keepalive_and_the_read_timeout() {
+    let (url, server) = echo_server();
+    let tcp = TcpStream::connect(url.trim_start_matches("ws://")).unwrap();
+    let mut ws = ClientBuilder::new(format!("{url}/"))
+        .handshake_timeout(TIMEOUT)
+        .read_timeout(Duration::from_millis(300))
+        .keepalive(wsc::Keepalive::new(
+            Duration::from_millis(50),
+            Duration::from_secs(5),
+        ))
+        .connect_on_tcp(tcp)
+        .unwrap();
+    assert_eq!(ws.response().map(|r| r.status.as_u16()), Some(101));
+    ws.send_text("own socket").unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("own socket"));
+    // Keepalive pings go out while we read: their pongs come back.
+    ws.set_read_deadline(Some(Instant::now() + TIMEOUT));
+    loop {
+        match ws.read().unwrap() {
+            Message::Pong(_) => break,
+            Message::Text(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // Without keepalive, nothing arrives: the read timeout ends the read.
+    ws.set_keepalive(None);
+    let started = Instant::now();
+    assert!(matches!(ws.read(), Err(Error::Timeout(Phase::Read))));
+    assert!(started.elapsed() < TIMEOUT);
+    ws.close_and_wait(None).unwrap();
+    let (_, seen) = server.join().unwrap();
+    assert!(
+        seen.iter().any(|m| matches!(m, Message::Ping(_))),
+        "{seen:?}"
+    );
+}

@@ -1031,6 +1031,66 @@ fn async_client_connects_over_tls_and_echoes() {
     );
 }
 
+/// `connect_on_tcp` and `connect_async_on_tcp` run TLS over the caller's TCP stream for
+/// `wss://`: the name of the URL is verified and sent as SNI, and the connection ends with
+/// close_notify as one the builder connected itself.
+#[test]
+fn connect_on_tcp_runs_tls_over_the_callers_stream() {
+    let ca = TestCa::new("wsc test CA");
+    let server = EchoServer::start(server_config(&ca.server_cert(&["localhost"]), None), 1);
+    let tcp = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    let ws = ClientBuilder::new(server.url("localhost"))
+        .handshake_timeout(TIMEOUT)
+        .read_timeout(TIMEOUT)
+        .tls(trusting(&ca))
+        .connect_on_tcp(tcp)
+        .unwrap();
+    let served = assert_echo_works(server, ws);
+    assert_eq!(served.sni.as_deref(), Some("localhost"));
+
+    // A name the certificate does not carry is refused as usual.
+    let server = EchoServer::start(server_config(&ca.server_cert(&["localhost"]), None), 1);
+    let tcp = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    let err = ClientBuilder::new(server.url("other.test"))
+        .handshake_timeout(TIMEOUT)
+        .tls(trusting(&ca))
+        .connect_on_tcp(tcp)
+        .unwrap_err();
+    certificate_error(&err, "other.test");
+    assert_server_failed(server);
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn connect_async_on_tcp_runs_tls_over_the_callers_stream() {
+    let ca = TestCa::new("wsc test CA");
+    let server = EchoServer::start(server_config(&ca.server_cert(&["localhost"]), None), 1);
+    let (url, port) = (server.url("localhost"), server.port);
+    let close = block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let (mut ws, response) = wsc::ClientBuilder::new(url)
+            .tls(trusting(&ca))
+            .handshake_timeout(TIMEOUT)
+            .connect_async_on_tcp(tcp)
+            .await
+            .unwrap();
+        assert_eq!(response.status, 101);
+        assert!(matches!(ws.get_ref(), wsc::tokio::TokioStream::Tls(_)));
+        ws.send_text("own tcp").await.unwrap();
+        assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("own tcp"));
+        ws.close(Some(CloseFrame::new(1000, "bye"))).await.unwrap()
+    });
+    assert_eq!(close.map(|f| f.code.0), Some(1000));
+    let served = server.finish_one().unwrap();
+    assert_eq!(served.sni.as_deref(), Some("localhost"));
+    assert!(
+        served.close_notify,
+        "the client must end TLS with close_notify"
+    );
+}
+
 /// A server that closes first (1001) over TLS, then reports whether the client ended TLS
 /// with close_notify after its reply.
 fn closing_tls_server() -> (u16, TestCa, JoinHandle<bool>) {

@@ -90,6 +90,19 @@ impl ClientBuilder {
         opened: Instant,
     ) -> Result<(WebSocketStream<TokioStream>, Response), Error> {
         let tcp = self.open_tcp_async(url, opened).await?;
+        self.open_over_async(url, tls_config, tcp, opened).await
+    }
+
+    /// TLS for `wss://`, then the WebSocket handshake, over `tcp`.
+    async fn open_over_async(
+        &self,
+        url: &WsUrl,
+        #[cfg_attr(not(feature = "tls"), allow(unused_variables))] tls_config: Option<
+            crate::client::TlsClientConfig,
+        >,
+        tcp: TcpStream,
+        opened: Instant,
+    ) -> Result<(WebSocketStream<TokioStream>, Response), Error> {
         let stream = if url.secure {
             #[cfg(feature = "tls")]
             {
@@ -125,7 +138,31 @@ impl ClientBuilder {
         Ok((ws, response))
     }
 
-    /// Runs the handshake over a stream you opened yourself (the handshake timeout applies).
+    /// Opens the connection over a TCP stream you connected yourself: TLS for `wss://` with
+    /// the builder's TLS options, then the handshake; as
+    /// [`ClientBuilder::connect_on_tcp`] (the proxy, resolving and the connect timeout are
+    /// yours, redirects are not followed), on tokio.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), wsc::Error> {
+    /// let tcp = tokio::net::TcpStream::connect("stream.example.com:443").await?;
+    /// let (ws, response) = wsc::ClientBuilder::new("wss://stream.example.com/ws")
+    ///     .connect_async_on_tcp(tcp)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_async_on_tcp(
+        self,
+        tcp: TcpStream,
+    ) -> Result<(WebSocketStream<TokioStream>, Response), Error> {
+        let (url, tls_config) = self.prepare()?;
+        self.open_over_async(&url, tls_config, tcp, Instant::now())
+            .await
+    }
+
+    /// Runs the handshake over a stream you opened yourself (a Unix socket, a TLS stream you
+    /// set up; no TLS is added for `wss://`). The handshake, idle-read and close timeouts
+    /// and keepalive apply.
     pub async fn connect_async_on<S>(
         self,
         stream: S,
