@@ -29,6 +29,42 @@
 //! # Ok::<(), wsc::Error>(())
 //! ```
 //!
+//! ## Async (tokio)
+//!
+//! With the `tokio` feature, [`ClientBuilder`] connects with `connect_async` (the same options;
+//! `connect_async_on` over a stream of your own), and `wsc::tokio::WebSocketStream` is a
+//! `Stream` and a `Sink`; `split()` gives a reading and a writing half for two tasks, and
+//! `recv()` is cancellation safe in `select!`:
+//!
+//! ```no_run
+//! # #[cfg(feature = "tokio")]
+//! # async fn run(mut shutdown: tokio::sync::oneshot::Receiver<()>) -> Result<(), wsc::Error> {
+//! use wsc::{CloseCode, CloseFrame, Message};
+//!
+//! let (ws, _response) = wsc::ClientBuilder::new("wss://stream.example.com/ws")
+//!     .connect_async()
+//!     .await?;
+//! let (mut reader, mut writer) = ws.split();
+//! writer.send(r#"{"op":"subscribe","channel":"ticker"}"#).await?;
+//! loop {
+//!     tokio::select! {
+//!         message = reader.recv() => match message {
+//!             Some(Ok(Message::Text(text))) => println!("{text}"),
+//!             Some(Ok(_)) => {}
+//!             Some(Err(e)) => return Err(e),
+//!             None => break, // closed
+//!         },
+//!         _ = &mut shutdown => {
+//!             writer.close(Some(CloseFrame::new(CloseCode::NORMAL, "bye"))).await?;
+//!             // The server's close arrives on the reader; wait for it.
+//!             while let Some(Ok(_)) = reader.recv().await {}
+//!             break;
+//!         }
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! ## Options
 //!
 //! [`ClientBuilder`] sets headers, subprotocols, the origin, limits, timeouts and TLS options

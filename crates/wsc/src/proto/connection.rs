@@ -173,6 +173,39 @@ enum Staged {
 }
 
 /// The sans-I/O WebSocket connection, for either role.
+///
+/// A driver of its own (another runtime, an in-memory test) moves the bytes: it writes
+/// [`Connection::pending_output`] and marks it written with [`Connection::consume_output`]
+/// until [`Connection::has_pending_output`] is false (a big message is handed out a block at
+/// a time), and hands what it reads to [`Connection::receive`] before asking for
+/// [`Connection::next_message`]:
+///
+/// ```
+/// use wsc::proto::{Config, Connection, Message, Role};
+///
+/// let mut client = Connection::new(Role::Client, Config::default());
+/// let mut server = Connection::new(Role::Server, Config::default());
+/// client.send_text("hello")?;
+/// client.send(Message::binary(vec![0u8; 3 << 20]))?;
+/// while client.has_pending_output() {
+///     let bytes = client.pending_output(); // a socket would take some of them
+///     server.receive(bytes);
+///     let written = bytes.len();
+///     client.consume_output(written);
+/// }
+/// assert_eq!(server.next_message()?, Some(Message::text("hello")));
+/// assert_eq!(server.next_message()?.map(|m| m.len()), Some(3 << 20));
+/// assert_eq!(server.next_message()?, None); // more bytes needed
+///
+/// // A ping is answered by the connection itself: the pong waits in the output.
+/// server.send_ping(b"are you there")?;
+/// let ping = server.pending_output().to_vec();
+/// server.consume_output(ping.len());
+/// client.receive(&ping);
+/// assert_eq!(client.next_message()?, Some(Message::Ping("are you there".into())));
+/// assert!(client.has_pending_output());
+/// # Ok::<(), wsc::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Connection {
     role: Role,
