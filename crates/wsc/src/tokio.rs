@@ -782,7 +782,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
         &mut self.inner.stream
     }
 
-    /// Splits into a reading and a writing half, usable from two tasks at once.
+    /// Splits into a reading and a writing half, usable from two tasks at once;
+    /// [`WsReader::reunite`] puts them back together.
     pub fn split(self) -> (WsReader<S>, WsWriter<S>) {
         split::halves(self.inner)
     }

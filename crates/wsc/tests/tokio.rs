@@ -1522,3 +1522,52 @@ async fn send_fragmented_writes_one_message_as_several_frames() {
     })
     .await;
 }
+
+/// Split halves reunite into the stream they came from, which goes on where they left off;
+/// halves of two different streams are handed back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_halves_reunite_into_a_working_stream() {
+    within(BUDGET, async {
+        let (url, server) = async_echo_server().await;
+        let (ws, _) = builder(&format!("{url}/echo"))
+            .connect_async()
+            .await
+            .unwrap();
+        let (mut reader, mut writer) = ws.split();
+        writer.send_text("split").await.unwrap();
+        assert_eq!(
+            reader.recv().await.unwrap().unwrap(),
+            Message::text("split")
+        );
+
+        // Halves of another stream (of the same type) are handed back, both pairs intact.
+        let (a, b) = tokio::io::duplex(64);
+        let conn = |role| wsc::proto::Connection::new(role, Default::default());
+        let (a_reader, a_writer) =
+            WebSocketStream::from_connection(a, conn(wsc::proto::Role::Client), &[]).split();
+        let (b_reader, b_writer) =
+            WebSocketStream::from_connection(b, conn(wsc::proto::Role::Server), &[]).split();
+        let Err((a_reader, b_writer)) = a_reader.reunite(b_writer) else {
+            panic!("halves of two streams reunited");
+        };
+        assert!(a_reader.reunite(a_writer).is_ok());
+        assert!(b_reader.reunite(b_writer).is_ok());
+
+        writer.send_text("still split").await.unwrap();
+        assert_eq!(
+            reader.recv().await.unwrap().unwrap(),
+            Message::text("still split")
+        );
+        let mut ws = reader.reunite(writer).expect("halves of one stream");
+        ws.send_text("whole again").await.unwrap();
+        match ws.recv_ref().await {
+            Some(Ok(wsc::MessageRef::Text(text))) => assert_eq!(text, "whole again"),
+            other => panic!("{other:?}"),
+        }
+        let close = ws.close(Some(CloseFrame::new(1000, "bye"))).await.unwrap();
+        assert_eq!(close.map(|f| f.code), Some(CloseCode::NORMAL));
+        let seen = server.await.unwrap();
+        assert_eq!(seen.len(), 4, "{seen:?}");
+    })
+    .await;
+}

@@ -10,7 +10,7 @@ use ::tokio::io::{AsyncRead, AsyncWrite};
 use futures_core::Stream;
 use futures_sink::Sink;
 
-use super::Inner;
+use super::{Inner, WebSocketStream};
 use crate::error::Error;
 use crate::proto::{CloseFrame, Message};
 
@@ -91,6 +91,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
     /// The next message; `None` when the connection is over. Cancellation safe.
     pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
         poll_fn(|cx| self.poll_message(cx)).await
+    }
+
+    /// Puts the two halves of one stream back together (for `recv_ref`, `close` with the
+    /// peer's frame, `get_mut`...). Halves of different streams are handed back.
+    pub fn reunite(self, writer: WsWriter<S>) -> Result<WebSocketStream<S>, (Self, WsWriter<S>)> {
+        if !Arc::ptr_eq(&self.shared, &writer.shared) {
+            return Err((self, writer));
+        }
+        drop(writer);
+        let shared = Arc::try_unwrap(self.shared)
+            .unwrap_or_else(|_| unreachable!("the two halves hold the only references"));
+        let inner = shared.inner.into_inner().unwrap_or_else(|e| e.into_inner());
+        Ok(WebSocketStream { inner })
     }
 }
 
