@@ -91,6 +91,12 @@ impl From<&str> for Utf8Bytes {
     }
 }
 
+impl From<Utf8Bytes> for String {
+    fn from(text: Utf8Bytes) -> String {
+        text.as_str().to_owned()
+    }
+}
+
 impl PartialEq<str> for Utf8Bytes {
     fn eq(&self, other: &str) -> bool {
         self.as_str() == other
@@ -160,6 +166,39 @@ impl Message {
     /// Whether this is a text or binary message (not a control frame).
     pub fn is_data(&self) -> bool {
         matches!(self, Message::Text(_) | Message::Binary(_))
+    }
+
+    /// Whether this is a text message.
+    pub fn is_text(&self) -> bool {
+        matches!(self, Message::Text(_))
+    }
+
+    /// Whether this is a binary message.
+    pub fn is_binary(&self) -> bool {
+        matches!(self, Message::Binary(_))
+    }
+
+    /// Whether this is a close frame.
+    pub fn is_close(&self) -> bool {
+        matches!(self, Message::Close(_))
+    }
+
+    /// The text, if this is a text message, without a copy.
+    pub fn into_text(self) -> Option<Utf8Bytes> {
+        match self {
+            Message::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The payload bytes (for a close, the reason), without a copy.
+    pub fn into_payload(self) -> Bytes {
+        match self {
+            Message::Text(t) => t.into_bytes(),
+            Message::Binary(b) | Message::Ping(b) | Message::Pong(b) => b,
+            Message::Close(Some(frame)) => frame.reason.into_bytes(),
+            Message::Close(None) => Bytes::new(),
+        }
     }
 }
 
@@ -261,4 +300,32 @@ pub(crate) fn str_from_validated(bytes: &[u8]) -> &str {
     // (the connection lends a staged payload only through `&self`, and every `&mut self`
     // method that touches the read buffer ends the loan first).
     unsafe { std::str::from_utf8_unchecked(bytes) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::CloseCode;
+
+    #[test]
+    fn kinds_and_owned_payloads() {
+        let text = Message::text("héllo");
+        assert!(text.is_text() && text.is_data() && !text.is_binary() && !text.is_close());
+        assert_eq!(String::from(text.clone().into_text().unwrap()), "héllo");
+        assert_eq!(text.into_payload(), Bytes::from_static("héllo".as_bytes()));
+
+        let binary = Message::binary(vec![1u8, 2, 3]);
+        assert!(binary.is_binary() && !binary.is_text());
+        assert_eq!(binary.clone().into_text(), None);
+        assert_eq!(binary.into_payload(), Bytes::from_static(&[1, 2, 3]));
+
+        let close = Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, "bye")));
+        assert!(close.is_close() && !close.is_data());
+        assert_eq!(close.into_payload(), Bytes::from_static(b"bye"));
+        assert_eq!(Message::Close(None).into_payload(), Bytes::new());
+        assert_eq!(
+            Message::Ping(Bytes::from_static(b"p")).into_payload(),
+            Bytes::from_static(b"p")
+        );
+    }
 }
