@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Phase};
 use crate::proto::buffer::ReadBuffer;
 use crate::proto::handshake::{Redirect, Response};
-use crate::proto::{CloseFrame, Config, Connection, Keepalive, Message, MessageRef, Role, State};
+use crate::proto::{
+    CloseFrame, Config, Connection, Keepalive, Message, MessagePart, MessageRef, Role, State,
+};
 use crate::stream::{deadline_in, is_peer_gone, is_timeout, map_io_error, MaybeTlsStream};
 
 /// Each read is offered at least this much (more, up to 64 KiB, once reads come back full):
@@ -714,6 +716,35 @@ impl<S: Read + Write> WebSocket<S> {
         fragment_size: usize,
     ) -> Result<(), Error> {
         self.conn.send_fragmented(&message.into(), fragment_size)?;
+        self.send_queued()
+    }
+
+    /// Sends one part of a message whose size need not be known up front (streamed from a
+    /// file, a pipe, a generator): the first part starts a text (`&str`) or binary (bytes)
+    /// message, the next ones continue it, and the one with `last` ends it; each part is one
+    /// frame, uncompressed. Pings and the close may go between parts; other messages wait
+    /// for the last part.
+    ///
+    /// ```no_run
+    /// use std::io::Read;
+    /// let mut ws = wsc::connect("ws://127.0.0.1:9001/upload")?;
+    /// let mut file = std::fs::File::open("big.bin")?;
+    /// let mut buf = vec![0u8; 64 << 10];
+    /// loop {
+    ///     let n = file.read(&mut buf)?;
+    ///     ws.send_part(&buf[..n], n == 0)?;
+    ///     if n == 0 {
+    ///         break;
+    ///     }
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_part<'a>(
+        &mut self,
+        part: impl Into<MessagePart<'a>>,
+        last: bool,
+    ) -> Result<(), Error> {
+        self.conn.send_part(part, last)?;
         self.send_queued()
     }
 

@@ -198,7 +198,9 @@ pub use client::{client, connect, ClientBuilder};
 pub use error::{Error, Phase, ProtocolError, RedirectError, Result};
 pub use net::{Proxy, ProxyConfig, ProxyError, ProxyKind};
 pub use proto::handshake::{HandshakeError, Redirect, Response};
-pub use proto::{CloseCode, CloseFrame, Config, Keepalive, Message, MessageRef, Utf8Bytes};
+pub use proto::{
+    CloseCode, CloseFrame, Config, Keepalive, Message, MessagePart, MessageRef, Utf8Bytes,
+};
 pub use reconnect::{Reconnect, Reconnecting};
 pub use stream::MaybeTlsStream;
 #[cfg(feature = "tls")]

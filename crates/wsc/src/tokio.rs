@@ -37,7 +37,9 @@ use crate::client::ClientBuilder;
 use crate::error::{Error, Phase};
 use crate::proto::connection::ReadTarget;
 use crate::proto::handshake::Response;
-use crate::proto::{CloseFrame, Connection, Keepalive, Message, MessageRef, Role, State};
+use crate::proto::{
+    CloseFrame, Connection, Keepalive, Message, MessagePart, MessageRef, Role, State,
+};
 use crate::server::Acceptor;
 use crate::stream::{is_peer_gone, is_timeout, map_io_error};
 
@@ -708,6 +710,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
         self.inner
             .conn
             .send_fragmented(&message.into(), fragment_size)?;
+        poll_fn(|cx| self.inner.poll_write_out(cx)).await
+    }
+
+    /// Sends one part of a message whose size need not be known up front, and waits until it
+    /// is written: as [`crate::WebSocket::send_part`].
+    pub async fn send_part<'a>(
+        &mut self,
+        part: impl Into<MessagePart<'a>>,
+        last: bool,
+    ) -> Result<(), Error> {
+        let part = part.into();
+        poll_fn(|cx| self.inner.poll_ready(cx)).await?;
+        self.inner.conn.send_part(part, last)?;
         poll_fn(|cx| self.inner.poll_write_out(cx)).await
     }
 

@@ -132,6 +132,52 @@ fn echo_round_trip_text_binary_large_and_fragmented() {
     assert_eq!(seen[4], Message::Close(Some(CloseFrame::new(1000, "bye"))));
 }
 
+/// A message streamed in parts from a reader (its size unknown up front), with a ping between
+/// parts, arrives whole; then a text message in parts.
+#[test]
+fn messages_sent_in_parts_arrive_whole() {
+    let (url, server) = echo_server();
+    let mut ws = builder(&format!("{url}/upload")).connect().unwrap();
+    let data: Vec<u8> = (0..1_000_003u32).map(|i| (i % 253) as u8).collect();
+    let mut source = &data[..];
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = std::io::Read::read(&mut source, &mut buf).unwrap();
+        ws.send_part(&buf[..n], n == 0).unwrap();
+        if n == 0 {
+            break;
+        }
+        ws.ping(b"meanwhile").unwrap();
+    }
+    // The pongs to the pings come first: they were answered as the parts arrived.
+    let mut pongs = 0;
+    let echoed = loop {
+        match ws.read().unwrap() {
+            Message::Pong(_) => pongs += 1,
+            other => break other,
+        }
+    };
+    assert_eq!(pongs, 16);
+    assert!(echoed == Message::binary(data.clone()), "the echo differs");
+    for (i, word) in ["one ", "two ", "three"].iter().enumerate() {
+        ws.send_part(*word, i == 2).unwrap();
+    }
+    assert_eq!(ws.read().unwrap(), Message::text("one two three"));
+    ws.close_and_wait(None).unwrap();
+    let (_, seen) = server.join().unwrap();
+    let data_seen: Vec<&Message> = seen.iter().filter(|m| m.is_data()).collect();
+    assert!(
+        data_seen == [&Message::binary(data), &Message::text("one two three")],
+        "the server saw other messages"
+    );
+    assert_eq!(
+        seen.iter()
+            .filter(|m| matches!(m, Message::Ping(_)))
+            .count(),
+        16
+    );
+}
+
 /// Big messages both ways through the paths built for them: owned sends go out block by
 /// block, borrowed reads get the payload read straight into a reused buffer. Sizes vary, so
 /// that a reused buffer bigger than the message is exercised too.

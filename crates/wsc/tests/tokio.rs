@@ -1528,11 +1528,7 @@ async fn send_fragmented_writes_one_message_as_several_frames() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_halves_reunite_into_a_working_stream() {
     within(BUDGET, async {
-        let (url, server) = async_echo_server().await;
-        let (ws, _) = builder(&format!("{url}/echo"))
-            .connect_async()
-            .await
-            .unwrap();
+        let (ws, server) = echo_client().await;
         let (mut reader, mut writer) = ws.split();
         writer.send_text("split").await.unwrap();
         assert_eq!(
@@ -1568,6 +1564,51 @@ async fn split_halves_reunite_into_a_working_stream() {
         assert_eq!(close.map(|f| f.code), Some(CloseCode::NORMAL));
         let seen = server.await.unwrap();
         assert_eq!(seen.len(), 4, "{seen:?}");
+    })
+    .await;
+}
+
+/// A message sent in parts, from the stream and from the writing half, arrives whole at the
+/// server (which echoes it), with a ping between parts answered meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_sent_in_parts_arrive_whole() {
+    within(BUDGET, async {
+        let (mut ws, server) = echo_client().await;
+        let pieces: Vec<String> = (0..50).map(|i| format!("piece {i}; ")).collect();
+        for (i, piece) in pieces.iter().enumerate() {
+            ws.send_part(piece, i + 1 == pieces.len()).await.unwrap();
+            if i == 10 {
+                ws.ping("between").await.unwrap();
+            }
+        }
+        assert_eq!(
+            ws.recv().await.unwrap().unwrap(),
+            Message::Pong("between".into())
+        );
+        assert_eq!(
+            ws.recv().await.unwrap().unwrap(),
+            Message::text(pieces.concat())
+        );
+
+        let (mut reader, mut writer) = ws.split();
+        let data = noise(7, 300_000);
+        for (i, chunk) in data.chunks(64 << 10).enumerate() {
+            writer.send_part(chunk, false).await.unwrap();
+            if i == 1 {
+                assert!(matches!(
+                    writer.send_text("not now").await,
+                    Err(Error::InvalidInput(_))
+                ));
+            }
+        }
+        writer.send_part(&[][..], true).await.unwrap();
+        let echoed = reader.recv().await.unwrap().unwrap();
+        assert!(echoed == Message::binary(data.clone()), "the echo differs");
+        writer.close(None).await.unwrap();
+        while reader.recv().await.is_some() {}
+        let seen = server.await.unwrap();
+        assert_eq!(seen[1], Message::text(pieces.concat()));
+        assert!(seen[2] == Message::binary(data), "the server saw another");
     })
     .await;
 }

@@ -246,6 +246,8 @@ pub struct Connection {
     unsent_pongs: u32,
     /// The transport takes no more output (see [`Connection::lose_output`]).
     output_lost: bool,
+    /// The kind (text or binary) of a message being sent in parts, until its last part.
+    sending_parts: Option<OpCode>,
 }
 
 impl Connection {
@@ -279,6 +281,7 @@ impl Connection {
             last_pong_end: 0,
             unsent_pongs: 0,
             output_lost: false,
+            sending_parts: None,
         }
     }
 

@@ -226,6 +226,47 @@ impl From<Bytes> for Message {
     }
 }
 
+/// One part of a text or binary message sent in parts, whose size need not be known up front
+/// (see [`crate::WebSocket::send_part`]): `&str` converts to a text part, bytes to a binary
+/// one. Text parts are whole UTF-8 each, so the message they make is too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessagePart<'a> {
+    /// Text: every part of the message is text.
+    Text(&'a str),
+    /// Binary: every part of the message is binary.
+    Binary(&'a [u8]),
+}
+
+impl<'a> From<&'a str> for MessagePart<'a> {
+    fn from(text: &'a str) -> Self {
+        MessagePart::Text(text)
+    }
+}
+
+impl<'a> From<&'a String> for MessagePart<'a> {
+    fn from(text: &'a String) -> Self {
+        MessagePart::Text(text)
+    }
+}
+
+impl<'a> From<&'a [u8]> for MessagePart<'a> {
+    fn from(data: &'a [u8]) -> Self {
+        MessagePart::Binary(data)
+    }
+}
+
+impl<'a, const N: usize> From<&'a [u8; N]> for MessagePart<'a> {
+    fn from(data: &'a [u8; N]) -> Self {
+        MessagePart::Binary(data)
+    }
+}
+
+impl<'a> From<&'a Vec<u8>> for MessagePart<'a> {
+    fn from(data: &'a Vec<u8>) -> Self {
+        MessagePart::Binary(data)
+    }
+}
+
 /// A message borrowed from the connection instead of copied out of it: the fast way to read
 /// (see [`crate::WebSocket::read_ref`]). Valid until the next read; [`MessageRef::to_owned`]
 /// keeps one.

@@ -21,4 +21,4 @@ pub mod utf8;
 pub use close::{CloseCode, CloseFrame};
 pub use connection::{Config, Connection, Role, State};
 pub use keepalive::Keepalive;
-pub use message::{Message, MessageRef, Utf8Bytes};
+pub use message::{Message, MessagePart, MessageRef, Utf8Bytes};

@@ -12,7 +12,7 @@ use futures_sink::Sink;
 
 use super::{Inner, WebSocketStream};
 use crate::error::Error;
-use crate::proto::{CloseFrame, Message};
+use crate::proto::{CloseFrame, Message, MessagePart};
 
 /// Wakes both halves on any readiness of the shared stream. The stream keeps one waker per
 /// direction, and both halves may write (the reader writes pongs and close replies), so a
@@ -163,6 +163,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
             .unwrap_or_else(|e| e.into_inner())
             .conn
             .send_fragmented(&message, fragment_size)?;
+        poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_write_out(cx))).await
+    }
+
+    /// Sends one part of a message whose size need not be known up front; see
+    /// [`WebSocketStream::send_part`].
+    pub async fn send_part<'a>(
+        &mut self,
+        part: impl Into<MessagePart<'a>>,
+        last: bool,
+    ) -> Result<(), Error> {
+        let part = part.into();
+        poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_ready(cx))).await?;
+        self.shared
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .conn
+            .send_part(part, last)?;
         poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_write_out(cx))).await
     }
 

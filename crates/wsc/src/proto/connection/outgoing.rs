@@ -10,7 +10,7 @@ use crate::proto::close::CloseFrame;
 use crate::proto::copy;
 use crate::proto::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD};
 use crate::proto::mask::mask_into;
-use crate::proto::message::Message;
+use crate::proto::message::{Message, MessagePart};
 
 /// The largest output buffer kept after it drained (the default frame size limit: messages
 /// up to it reuse the buffer).
@@ -82,7 +82,7 @@ impl Connection {
         if fragment_size == 0 {
             return Err(Error::InvalidInput("fragment size must be at least 1"));
         }
-        self.check_open()?;
+        self.check_message_start()?;
         let compressed = self.compress(payload);
         let (payload, rsv1) = match &compressed {
             Some(c) => (&c[..], true),
@@ -99,6 +99,41 @@ impl Connection {
             first = false;
         }
         Ok(())
+    }
+
+    /// Queues one part of a message sent in parts, whose size need not be known up front
+    /// (streamed from a file or a generator): the first part starts a text or binary message
+    /// (by the part's kind), the next ones continue it, and the one with `last` ends it. Each
+    /// part goes out as one frame as it is, uncompressed (the message is not known whole).
+    /// Pings, pongs and the close may go between parts; other messages wait for the last
+    /// part (sending one before is an error, as is switching between text and binary).
+    pub fn send_part<'a>(
+        &mut self,
+        part: impl Into<MessagePart<'a>>,
+        last: bool,
+    ) -> Result<(), Error> {
+        let (kind, payload) = match part.into() {
+            MessagePart::Text(text) => (OpCode::Text, text.as_bytes()),
+            MessagePart::Binary(data) => (OpCode::Binary, data),
+        };
+        self.check_open()?;
+        let opcode = match self.sending_parts {
+            None => kind,
+            Some(sending) if sending == kind => OpCode::Continuation,
+            Some(_) => {
+                return Err(Error::InvalidInput(
+                    "a message sent in parts is all text or all binary",
+                ))
+            }
+        };
+        self.write_frame(opcode, last, false, payload)?;
+        self.sending_parts = (!last).then_some(kind);
+        Ok(())
+    }
+
+    /// Whether a message sent in parts still waits for its last part.
+    pub fn is_sending_parts(&self) -> bool {
+        self.sending_parts.is_some()
     }
 
     /// Starts the closing handshake: queues a close frame. Messages may still arrive until the
@@ -133,8 +168,20 @@ impl Connection {
         }
     }
 
-    fn send_data(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
+    /// [`Connection::check_open`], and no message sent in parts is waiting for its last part
+    /// (a new message cannot start inside it).
+    fn check_message_start(&self) -> Result<(), Error> {
         self.check_open()?;
+        if self.sending_parts.is_some() {
+            return Err(Error::InvalidInput(
+                "a message sent in parts is not finished: send its last part first",
+            ));
+        }
+        Ok(())
+    }
+
+    fn send_data(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
+        self.check_message_start()?;
         match self.compress(payload) {
             Some(compressed) => self.write_frame(opcode, true, true, &compressed),
             None => self.write_frame(opcode, true, false, payload),
@@ -144,7 +191,7 @@ impl Connection {
     /// [`Connection::send_data`] for a payload the connection may keep: a big one is queued
     /// by reference and copied into the output a block at a time.
     fn send_data_owned(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), Error> {
-        self.check_open()?;
+        self.check_message_start()?;
         let (payload, rsv1) = match self.compress(&payload) {
             Some(compressed) => (Bytes::from(compressed), true),
             None => (payload, false),

@@ -291,6 +291,96 @@ fn sends_fragmented() {
     assert_eq!(out[0].as_ref().unwrap(), &Message::binary(vec![5u8; 1000]));
 }
 
+#[test]
+fn a_message_sent_in_parts_goes_out_a_frame_per_part_with_controls_between() {
+    let mut c = client();
+    c.send_part("hé", false).unwrap();
+    assert!(c.is_sending_parts());
+    c.send_ping(b"p").unwrap();
+    c.send_part("llo", false).unwrap();
+    c.send_part("", true).unwrap();
+    assert!(!c.is_sending_parts());
+    c.send_part(&[1u8, 2], true).unwrap();
+    let wire = c.pending_output().to_vec();
+    let frames = sent_frames(&mut c);
+    let summary: Vec<(OpCode, bool, bool, &[u8])> = frames
+        .iter()
+        .map(|(h, p)| (h.opcode, h.fin, h.rsv[0], p.as_slice()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (OpCode::Text, false, false, "hé".as_bytes()),
+            (OpCode::Ping, true, false, &b"p"[..]),
+            (OpCode::Continuation, false, false, &b"llo"[..]),
+            (OpCode::Continuation, true, false, &b""[..]),
+            (OpCode::Binary, true, false, &[1u8, 2][..]),
+        ]
+    );
+    let got: Vec<Message> = feed_all(&mut server(), &wire)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        got,
+        [
+            Message::Ping("p".into()),
+            Message::text("héllo"),
+            Message::binary(vec![1u8, 2])
+        ]
+    );
+}
+
+#[test]
+fn no_other_message_starts_inside_one_sent_in_parts() {
+    let mut c = client();
+    c.send_part(&b"ab"[..], false).unwrap();
+    let refused = [
+        c.send_text("x"),
+        c.send(Message::binary(vec![1u8])),
+        c.send_fragmented(&Message::text("xy"), 1),
+        c.send_part("text", true),
+    ];
+    for result in refused {
+        assert!(matches!(result, Err(Error::InvalidInput(_))), "{result:?}");
+    }
+    c.send_part(&b"c"[..], true).unwrap();
+    c.send_text("x").unwrap();
+    let got: Vec<Message> = feed_all(&mut server(), c.pending_output())
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(got, [Message::binary(&b"abc"[..]), Message::text("x")]);
+}
+
+/// Parts go out uncompressed, and the compressed messages around them still inflate (the
+/// compression context is not touched).
+#[cfg(feature = "deflate")]
+#[test]
+fn parts_go_out_uncompressed_between_compressed_messages() {
+    let (mut c, mut s) = deflate_pair(false);
+    let text = "compressible ".repeat(20);
+    c.send_text(&text).unwrap();
+    c.send_part("part one, ", false).unwrap();
+    c.send_part("part two", true).unwrap();
+    c.send_text(&text).unwrap();
+    let wire = c.pending_output().to_vec();
+    let rsv1: Vec<bool> = sent_frames(&mut c).iter().map(|(h, _)| h.rsv[0]).collect();
+    assert_eq!(rsv1, [true, false, false, true]);
+    let got: Vec<Message> = feed_all(&mut s, &wire)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        got,
+        [
+            Message::text(text.as_str()),
+            Message::text("part one, part two"),
+            Message::text(text.as_str())
+        ]
+    );
+}
+
 // ----- text -----
 
 /// Drains the output in writes of `write` bytes, as a driver does; returns the wire.
