@@ -386,7 +386,7 @@ impl Session {
                     if self.closing_since.is_some() {
                         return match why {
                             Disconnect::Closed(frame) => closed(frame),
-                            Disconnect::Failed(e) => Err(e.into()),
+                            Disconnect::Failed(e) => Err(closing_failed(e)),
                         };
                     }
                     if self.link.has_given_up() {
@@ -408,6 +408,7 @@ impl Session {
                 }
                 // Nothing arrived, or the peer took none of our output, within POLL.
                 Err(Error::Timeout(Phase::Read | Phase::Write)) => continue,
+                Err(e) if self.closing_since.is_some() => return Err(closing_failed(e)),
                 Err(e) => return Err(e.into()),
             };
             if message.is_data() {
@@ -511,6 +512,15 @@ impl Session {
             self.closing_since = Some(Instant::now());
         }
         Ok(())
+    }
+}
+
+/// The error that ended the connection while we closed it. The library's close timeout
+/// (`CLOSE_WAIT` too) may run out before the session's own clock looks: the same exit.
+fn closing_failed(e: Error) -> CliError {
+    match e {
+        Error::Timeout(Phase::Close) => CliError::NoCloseReply(CLOSE_WAIT),
+        e => e.into(),
     }
 }
 

@@ -126,6 +126,9 @@ pub struct WebSocket<S> {
     /// Writing queued replies failed: no more are tried, and the error is reported once the
     /// messages already received have been delivered, before the socket is read again.
     reply_error: Option<io::Error>,
+    /// Since when reads have waited for the peer's close after ours went out (outside
+    /// `close_and_wait`, which bounds its own wait): the close timeout counts from here.
+    close_wait_since: Option<Instant>,
 }
 
 impl<S> std::fmt::Debug for WebSocket<S> {
@@ -168,6 +171,7 @@ impl<S: Read + Write> WebSocket<S> {
             idle_since: None,
             read_deadline: None,
             reply_error: None,
+            close_wait_since: None,
         }
     }
 
@@ -310,6 +314,7 @@ impl<S: Read + Write> WebSocket<S> {
         }
         let wake = self.keepalive_step()?;
         let idle_end = self.bound_idle_read(wake)?;
+        let close_end = self.bound_close_wait()?;
         let stream = &mut self.stream;
         loop {
             match self.conn.receive_with(READ_CHUNK, |buf| stream.read(buf)) {
@@ -323,6 +328,9 @@ impl<S: Read + Write> WebSocket<S> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_timeout(&e) => {
                     let now = Instant::now();
+                    if close_end.is_some_and(|end| now >= end) {
+                        return Err(self.close_timed_out());
+                    }
                     let idle = idle_end.is_some_and(|end| now >= end);
                     if wake.is_some_and(|at| now >= at) && !idle {
                         return Ok(());
@@ -358,6 +366,43 @@ impl<S: Read + Write> WebSocket<S> {
     /// it sent before is still to be read, so the caller reads on instead of failing.
     fn peer_gone(&self, e: &Error) -> bool {
         matches!(e, Error::ConnectionReset) && self.conn.is_output_lost()
+    }
+
+    /// After our close frame went out (by `close` or `send`), bounds reads by the close
+    /// timeout, counted from the first read that waits for the peer's close: a server that
+    /// never answers must not hold `read` forever (as the async client, whose reads after a
+    /// close the close timeout bounds too). The idle-read timeout still ends each read.
+    /// Returns when the close timeout ends; past it, fails as `close_and_wait` does.
+    fn bound_close_wait(&mut self) -> Result<Option<Instant>, Error> {
+        let (Some(control), Some(limit)) = (self.control, self.close_timeout) else {
+            return Ok(None);
+        };
+        if self.conn.state() != State::CloseSent || self.close_deadline.is_some() {
+            return Ok(None);
+        }
+        if self.has_unsent_output() {
+            // Still writing (each write under the write timeout): the wait starts after.
+            self.close_wait_since = None;
+            return Ok(None);
+        }
+        let now = Instant::now();
+        let Some(end) = self.close_wait_since.get_or_insert(now).checked_add(limit) else {
+            return Ok(None);
+        };
+        if now >= end {
+            return Err(self.close_timed_out());
+        }
+        (control.set_deadline)(&mut self.stream, Some(end))?;
+        Ok(Some(end))
+    }
+
+    /// The peer's close did not come within the close timeout: the connection is given up,
+    /// so that later calls report it closed instead of waiting for it again.
+    #[cold]
+    fn close_timed_out(&mut self) -> Error {
+        self.conn.abort();
+        self.drained = true;
+        Error::Timeout(Phase::Close)
     }
 
     /// With our output still to write: writes what the socket takes now, and if some stays,
@@ -814,6 +859,10 @@ impl<S: Read + Write> WebSocket<S> {
         self.read_deadline = read_deadline;
         if let Some(c) = control {
             let _ = (c.set_deadline)(&mut self.stream, None);
+        }
+        if let Err(Error::Timeout(Phase::Close)) = result {
+            // Closing is over, unfinished: a later read must not wait for the close again.
+            return Err(self.close_timed_out());
         }
         result
     }

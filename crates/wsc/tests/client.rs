@@ -637,6 +637,48 @@ fn close_and_wait_is_bounded_when_the_server_keeps_talking() {
 }
 
 #[test]
+fn reads_after_close_are_bounded_by_the_close_timeout() {
+    // A server that never answers the close (nor closes TCP). Before, `read` after `close`
+    // waited for its close forever: only `close_and_wait` counted the close timeout.
+    let (url, _server) = serve_once(|mut tcp| {
+        raw_accept(&mut tcp, &[]);
+        thread::sleep(Duration::from_secs(10));
+    });
+    let (first, then, elapsed) = within(Duration::from_secs(4), move || {
+        let mut ws = ClientBuilder::new(&url)
+            .close_timeout(Some(Duration::from_millis(500)))
+            .connect()
+            .unwrap();
+        ws.close(None).unwrap();
+        let start = Instant::now();
+        let first = ws.read().unwrap_err();
+        (first, ws.read().unwrap_err(), start.elapsed())
+    });
+    assert!(matches!(first, Error::Timeout(Phase::Close)), "{first}");
+    assert!(matches!(then, Error::ConnectionClosed), "{then}");
+    assert!(elapsed >= Duration::from_millis(400), "{elapsed:?}");
+}
+
+#[test]
+fn a_read_after_close_and_wait_timed_out_does_not_wait_again() {
+    let (url, _server) = serve_once(|mut tcp| {
+        raw_accept(&mut tcp, &[]);
+        thread::sleep(Duration::from_secs(10));
+    });
+    let (closed, read) = within(Duration::from_secs(4), move || {
+        let mut ws = ClientBuilder::new(&url)
+            .close_timeout(Some(Duration::from_millis(500)))
+            .connect()
+            .unwrap();
+        let closed = ws.close_and_wait(None).unwrap_err();
+        // Before, this read waited for the server's close with no bound at all.
+        (closed, ws.read().unwrap_err())
+    });
+    assert!(matches!(closed, Error::Timeout(Phase::Close)), "{closed}");
+    assert!(matches!(read, Error::ConnectionClosed), "{read}");
+}
+
+#[test]
 fn close_drain_is_bounded_when_the_server_trickles_after_its_close() {
     let (url, _server) = serve_once(|mut tcp| {
         raw_accept(&mut tcp, &[0x88, 0x02, 0x03, 0xE8]);
