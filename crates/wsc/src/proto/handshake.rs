@@ -667,9 +667,17 @@ impl ClientHandshake {
                 found: None,
                 expected: "the hash of our key",
             })?;
-        if accept.as_bytes() != self.expected_accept.as_bytes() {
+        // It must not appear more than once (RFC 6455 section 11.3.3): a second value, right
+        // or wrong, is an answer that was not computed for this request alone.
+        let accepts = h.get_all(header::SEC_WEBSOCKET_ACCEPT).iter().count();
+        if accepts > 1 || accept.as_bytes() != self.expected_accept.as_bytes() {
+            let found: Vec<String> = h
+                .get_all(header::SEC_WEBSOCKET_ACCEPT)
+                .iter()
+                .map(header_str)
+                .collect();
             return Err(HandshakeError::WrongAccept {
-                found: header_str(accept),
+                found: found.join(", "),
                 expected: self.expected_accept.clone(),
             });
         }
@@ -716,6 +724,12 @@ impl ClientHandshake {
                     let params = client_accept(config, &params)
                         .map_err(|e| HandshakeError::BadExtension(e.to_string()))?;
                     agreed = Some(params);
+                }
+                // Offered, but enabled twice: not an extension we did not offer.
+                Some(_) if name == NAME => {
+                    return Err(HandshakeError::BadExtension(format!(
+                        "{NAME} enabled more than once"
+                    )))
                 }
                 _ => return Err(HandshakeError::UnexpectedExtension(name.to_string())),
             }
@@ -1009,6 +1023,39 @@ mod tests {
                 hs.parse_response(case.as_bytes()).is_err(),
                 "accepted: {case}"
             );
+        }
+    }
+
+    #[test]
+    fn a_repeated_accept_header_is_rejected_even_when_one_is_right() {
+        let right = "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n";
+        for extra in [
+            "Sec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n",
+            right,
+        ] {
+            let (mut hs, _) = ClientHandshake::with_key(&request(), KEY, 1024).unwrap();
+            match hs.parse_response(ok_response(extra).as_bytes()) {
+                Err(e @ HandshakeError::WrongAccept { .. }) => {
+                    assert!(e.to_string().contains(", "), "{e}")
+                }
+                other => panic!("{extra}: {other:?}"),
+            }
+        }
+    }
+
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn permessage_deflate_enabled_twice_is_not_called_unoffered() {
+        let mut req = request();
+        req.deflate = Some(crate::proto::deflate::DeflateConfig::default());
+        let (mut hs, _) = ClientHandshake::with_key(&req, KEY, 1024).unwrap();
+        let answer =
+            ok_response("Sec-WebSocket-Extensions: permessage-deflate, permessage-deflate\r\n");
+        match hs.parse_response(answer.as_bytes()) {
+            Err(e @ HandshakeError::BadExtension(_)) => {
+                assert!(e.to_string().contains("more than once"), "{e}")
+            }
+            other => panic!("{other:?}"),
         }
     }
 
