@@ -345,7 +345,8 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         data = &data[line_end + 2..];
         let take = size.min(data.len());
         out.extend_from_slice(&data[..take]);
-        if data.len() < size + 2 {
+        // (A size the peer made as big as `usize` allows must not overflow.)
+        if data.len() < size.saturating_add(2) {
             break;
         }
         data = &data[size + 2..];
@@ -1074,6 +1075,17 @@ mod tests {
                 assert_eq!(r.headers["x-why"], "token");
                 assert_eq!(&r.body[..], b"no access!!");
             }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_chunk_size_as_big_as_usize_is_cut_short_without_overflow() {
+        let (mut hs, _) = ClientHandshake::with_key(&request(), KEY, 1024).unwrap();
+        let resp = b"HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\n\r\n\
+                     ffffffffffffffff\r\nhello";
+        match hs.parse_response(resp) {
+            Err(HandshakeError::Rejected(r)) => assert_eq!(&r.body[..], b"hello"),
             other => panic!("{other:?}"),
         }
     }
