@@ -708,9 +708,30 @@ impl<S: Read + Write> WebSocket<S> {
         self.flush()
     }
 
+    /// Before a message is queued: what earlier sends left queued past [`FEED_BUFFER`] (their
+    /// writes timed out) is written first, under the write timeout, as the async client's
+    /// write buffer bound does. A caller that goes on sending to a peer that reads nothing
+    /// then gets [`Error::Timeout`] for messages that were not queued, instead of a queue
+    /// that grows without bound.
+    fn make_room(&mut self) -> Result<(), Error> {
+        if self.conn.queued_output() >= FEED_BUFFER {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
     /// Sends a message or control frame (a [`Message::Close`] starts the closing handshake).
+    ///
+    /// A write that times out ([`Error::Timeout`], `Phase::Write`) leaves the message queued:
+    /// it goes out with the next write, flush or read. While more than 128 KiB stays queued
+    /// that way, the next send first waits (the write timeout) for the peer to take it, and
+    /// if it does not, fails without queueing its message.
     pub fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
-        self.conn.send(message.into())?;
+        let message = message.into();
+        if !matches!(message, Message::Close(_)) {
+            self.make_room()?;
+        }
+        self.conn.send(message)?;
         self.send_queued()
     }
 
@@ -722,7 +743,11 @@ impl<S: Read + Write> WebSocket<S> {
     /// it within the write timeout, a read with a timeout of its own goes on without it. The
     /// next call writes it.)
     pub fn feed(&mut self, message: impl Into<Message>) -> Result<(), Error> {
-        self.conn.send(message.into())?;
+        let message = message.into();
+        if !matches!(message, Message::Close(_)) {
+            self.make_room()?;
+        }
+        self.conn.send(message)?;
         self.user_output = true;
         if self.conn.queued_output() >= FEED_BUFFER {
             self.flush()?;
@@ -732,24 +757,28 @@ impl<S: Read + Write> WebSocket<S> {
 
     /// Sends a text message.
     pub fn send_text(&mut self, text: &str) -> Result<(), Error> {
+        self.make_room()?;
         self.conn.send_text(text)?;
         self.send_queued()
     }
 
     /// Sends a binary message.
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.make_room()?;
         self.conn.send_binary(data)?;
         self.send_queued()
     }
 
     /// Sends a ping with up to 125 bytes of payload.
     pub fn ping(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.make_room()?;
         self.conn.send_ping(data)?;
         self.send_queued()
     }
 
     /// Sends an unsolicited pong with up to 125 bytes of payload.
     pub fn pong(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.make_room()?;
         self.conn.send_pong(data)?;
         self.send_queued()
     }
@@ -760,6 +789,7 @@ impl<S: Read + Write> WebSocket<S> {
         message: impl Into<Message>,
         fragment_size: usize,
     ) -> Result<(), Error> {
+        self.make_room()?;
         self.conn.send_fragmented(&message.into(), fragment_size)?;
         self.send_queued()
     }

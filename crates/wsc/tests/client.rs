@@ -1030,6 +1030,38 @@ fn messages_received_before_a_failed_pong_are_delivered_then_the_error() {
 }
 
 #[test]
+fn sends_that_time_out_do_not_grow_the_queue_without_bound() {
+    // A server that reads nothing, and a caller that goes on sending past write timeouts
+    // (each timed-out message stays queued). Before, every send queued its message anyway:
+    // 100 timeouts left 6.4 MB queued, growing for as long as the caller went on.
+    let (url, _server) = serve_once(|mut tcp| {
+        raw_accept(&mut tcp, &[]);
+        thread::sleep(Duration::from_secs(20));
+    });
+    let queued = within(Duration::from_secs(15), move || {
+        let mut ws = builder(&url)
+            .compression(false)
+            .write_timeout(Some(Duration::from_millis(1)))
+            .connect()
+            .unwrap();
+        let mut timeouts = 0;
+        while timeouts < 100 {
+            match ws.send_binary(&[7u8; 64 << 10]) {
+                Ok(()) => {}
+                Err(Error::Timeout(Phase::Write)) => timeouts += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        ws.connection().queued_output()
+    });
+    // At most the 128 KiB bound and one more message.
+    assert!(
+        queued <= (128 << 10) + (64 << 10) + 14,
+        "{queued} bytes queued"
+    );
+}
+
+#[test]
 fn close_and_wait_bounds_writing_what_is_still_queued() {
     // A server that reads nothing until told (the send below times out with most of its
     // message queued), then reads slowly: each write of the close makes some progress, so only
