@@ -47,7 +47,8 @@ pub struct Config {
     /// in); `None` for no limit.
     pub max_frame_size: Option<usize>,
     /// The largest message accepted, all fragments together (default 64 MiB); `None` for no
-    /// limit.
+    /// limit. A compressed message is measured inflated (on the wire it may be a little
+    /// bigger, up to an eighth more).
     pub max_message_size: Option<usize>,
 }
 
@@ -943,8 +944,12 @@ impl Connection {
         }
         let so_far = self.partial.as_ref().map_or(0, |p| p.len() as u64);
         let size = so_far.saturating_add(header.payload_len);
+        // A compressed message is held to the limit once inflated; its wire size only to
+        // the looser bound (see `compressed_limit`).
+        let deflated = compressed || self.partial.as_ref().is_some_and(|p| p.compressed);
         let too_big = match self.config.max_message_size {
-            Some(max) if size > max as u64 => Some(max),
+            Some(max) if deflated && size > compressed_limit(max) as u64 => Some(max),
+            Some(max) if !deflated && size > max as u64 => Some(max),
             _ if usize::try_from(size).is_err() => Some(usize::MAX),
             _ => None,
         };
@@ -1152,6 +1157,15 @@ impl Connection {
         self.partial = None;
         Error::Protocol(error)
     }
+}
+
+/// The most compressed bytes a message within `max` may take on the wire. Deflate expands
+/// what does not compress a little (stored blocks add 5 bytes per 64 KiB, fixed Huffman codes
+/// up to an eighth), so a message at the limit may arrive bigger than the limit: it is held
+/// to the limit once inflated, and its compressed bytes, which are held in memory whole, to
+/// this bound.
+fn compressed_limit(max: usize) -> usize {
+    max.saturating_add(max / 8).saturating_add(1024)
 }
 
 /// While a text frame is waited for: checks what has arrived past `checked` (text still fails

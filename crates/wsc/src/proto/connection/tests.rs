@@ -511,6 +511,57 @@ fn big_compressed_messages_go_out_block_by_block() {
     assert_eq!(got, vec![Message::binary(big)]);
 }
 
+/// A message at the size limit that deflate could not shrink arrives a few bytes bigger than
+/// the limit: it is held to the limit once inflated, not on its wire size.
+#[cfg(feature = "deflate")]
+#[test]
+fn an_incompressible_message_at_the_limit_is_received_compressed() {
+    use crate::proto::deflate::{DeflateConfig, DeflateParams};
+    let params = DeflateParams {
+        local_no_context_takeover: true,
+        remote_no_context_takeover: true,
+        local_max_window_bits: 15,
+        remote_max_window_bits: 15,
+    };
+    let codec = || Some(Codec::new(params, &DeflateConfig::default()));
+    let limited = Config::default().max_message_size(Some(1000));
+    let mut c = Connection::with_deflate(Role::Client, limited, codec());
+    let mut s = Connection::with_deflate(Role::Server, Config::default(), codec());
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let mut noise = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    };
+    let (at_limit, over) = (noise(1000), noise(1001));
+    s.send(Message::binary(at_limit.clone())).unwrap();
+    s.send_fragmented(&Message::binary(at_limit.clone()), 300)
+        .unwrap();
+    let wire = drain_output(&mut s, usize::MAX);
+    // (Before, refused: "message of 1006 bytes or more exceeds ... 1000 bytes".)
+    assert!(wire.len() > 2 * 1000 + 8, "it did not grow: {}", wire.len());
+    let got: Vec<Message> = feed_all(&mut c, &wire)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(got, vec![Message::binary(at_limit.clone()); 2]);
+    // One byte more is still refused, once inflated.
+    s.send(Message::binary(over)).unwrap();
+    let out = feed_all(&mut c, &drain_output(&mut s, usize::MAX));
+    assert!(
+        matches!(
+            protocol_error(&out[0]),
+            ProtocolError::MessageTooLarge { max: 1000, .. }
+        ),
+        "{out:?}"
+    );
+}
+
 /// Compressed messages are inflated into one reused buffer and lent from it; they can
 /// still be taken owned.
 #[cfg(feature = "deflate")]
