@@ -544,9 +544,13 @@ impl ClientHandshake {
             }
             return Ok(None);
         }
-        if let [0x15 | 0x16, 0x03, ..] = all {
+        match all {
             // A TLS alert or handshake record: a TLS port reached with ws://.
-            return Err(HandshakeError::TlsAnswer);
+            [0x15 | 0x16, 0x03, ..] => return Err(HandshakeError::TlsAnswer),
+            // Its first byte alone: whether it is TLS (not retried) or garbage (an HTTP
+            // error) must not depend on where the read split it.
+            [0x15 | 0x16] => return Ok(None),
+            _ => {}
         }
         let Some(start) = final_response_start(all, self.max_size)? else {
             return Ok(None);
@@ -1113,6 +1117,21 @@ mod tests {
         match hs.parse_response(b"HTTP/1.1 304 Not Modified\r\nETag: x\r\n\r\n") {
             Err(HandshakeError::Rejected(r)) => assert!(r.body.is_empty()),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_tls_answer_is_recognised_however_it_is_split() {
+        // A read that got only the first byte of the alert (it was an HTTP error, retried).
+        let alert = b"\x15\x03\x01\x00\x02\x02\x46";
+        let (mut hs, _) = ClientHandshake::with_key(&request(), KEY, 1024).unwrap();
+        assert!(matches!(hs.parse_response(&alert[..1]), Ok(None)));
+        for split in 2..=alert.len() {
+            let answer = hs.parse_response(&alert[..split]);
+            assert!(
+                matches!(answer, Err(HandshakeError::TlsAnswer)),
+                "{answer:?}"
+            );
         }
     }
 
