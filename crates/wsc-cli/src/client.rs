@@ -1,6 +1,7 @@
 //! The client session: connect (and reconnect, with `--reconnect`), send `--send` messages and
 //! stdin, print what arrives, and close cleanly on end of input, `--count` or Ctrl-C.
 
+use std::collections::VecDeque;
 use std::io::{self, BufRead, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
@@ -244,6 +245,7 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
             format.note(&format!("* proxy: {} ({from})", proxy.display_name()));
         }
     }
+    let mut unsent_sends = VecDeque::new();
     let mut link = if args.reconnect {
         let mut policy = Reconnect::new().max_attempts(args.reconnect_max_attempts);
         if let Some(max) = args.reconnect_max_delay {
@@ -259,8 +261,16 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
     } else {
         let mut ws = b.connect().inspect_err(|e| format.refusal(e))?;
         for msg in &args.send {
-            // Queued if not written yet: the session writes it as the server reads.
-            sent_or_queued(ws.send_text(msg))?;
+            if !unsent_sends.is_empty() {
+                unsent_sends.push_back(msg.clone());
+                continue;
+            }
+            match ws.send_text(msg) {
+                // No room in the queue yet: the session sends it (and the rest) as it frees.
+                Err(Error::SendQueueFull { .. }) => unsent_sends.push_back(msg.clone()),
+                // Queued if not written yet: the session writes it as the server reads.
+                sent => sent_or_queued(sent)?,
+            }
         }
         Link::Direct(ws)
     };
@@ -295,6 +305,7 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
         idle_timeout: args.idle_timeout.map(Duration::from_secs_f64),
         last_message: Instant::now(),
         stdin,
+        unsent_sends,
         received: 0,
         count: args.count,
         keep_open: args.keep_open,
@@ -314,6 +325,9 @@ struct Session {
     idle_timeout: Option<Duration>,
     last_message: Instant,
     stdin: Option<Receiver<Input>>,
+    /// `--send` messages the connection's queue had no room for yet: sent before stdin's
+    /// input, as the server takes what is queued.
+    unsent_sends: VecDeque<String>,
     received: u64,
     count: Option<u64>,
     keep_open: bool,
@@ -339,8 +353,9 @@ impl Session {
                 }
                 self.start_close("stopping")?;
             }
+            self.pump_sends()?;
             self.pump_stdin()?;
-            if let Some(ended) = self.input_ended {
+            if let Some(ended) = self.input_ended.filter(|_| self.unsent_sends.is_empty()) {
                 let linger = self.linger.unwrap_or(DEFAULT_LINGER);
                 if ended.max(self.last_message).elapsed() >= linger {
                     // While reconnecting there is nothing to close yet: again once back.
@@ -454,8 +469,25 @@ impl Session {
         }
     }
 
-    /// Sends what stdin produced since the last look.
+    /// Sends the `--send` messages still waiting for room, once the queue is empty.
+    fn pump_sends(&mut self) -> Result<(), CliError> {
+        let Some(ws) = self.link.ws() else {
+            return Ok(());
+        };
+        while !ws.connection().has_pending_output() {
+            let Some(msg) = self.unsent_sends.pop_front() else {
+                return Ok(());
+            };
+            sent_or_queued(ws.send_text(&msg))?;
+        }
+        Ok(())
+    }
+
+    /// Sends what stdin produced since the last look (after the `--send` messages).
     fn pump_stdin(&mut self) -> Result<(), CliError> {
+        if !self.unsent_sends.is_empty() {
+            return Ok(());
+        }
         let Some(rx) = &self.stdin else { return Ok(()) };
         // While reconnecting, input waits in the channel for the new connection.
         let Some(ws) = self.link.ws() else {

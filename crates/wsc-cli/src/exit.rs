@@ -69,7 +69,7 @@ impl CliError {
                 // Our own request is at fault (a header, a subprotocol): the arguments.
                 Error::Handshake(HandshakeError::InvalidRequestHeader(_)) => 2,
                 Error::Handshake(_) | Error::Redirect(_) => 6,
-                Error::Timeout(_) => 7,
+                Error::Timeout(_) | Error::SendQueueFull { .. } => 7,
                 Error::Protocol(_) => 8,
                 Error::ConnectionReset => 9,
                 Error::KeepaliveTimeout(_) => 10,

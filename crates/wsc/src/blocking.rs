@@ -711,13 +711,19 @@ impl<S: Read + Write> WebSocket<S> {
     /// Before a message is queued: what earlier sends left queued past [`FEED_BUFFER`] (their
     /// writes timed out) is written first, under the write timeout, as the async client's
     /// write buffer bound does. A caller that goes on sending to a peer that reads nothing
-    /// then gets [`Error::Timeout`] for messages that were not queued, instead of a queue
+    /// then gets [`Error::SendQueueFull`] for messages that were not queued (distinct from
+    /// the `Timeout(Write)` of a message queued but not yet written), instead of a queue
     /// that grows without bound.
     fn make_room(&mut self) -> Result<(), Error> {
-        if self.conn.queued_output() >= FEED_BUFFER {
-            self.flush()?;
+        if self.conn.queued_output() < FEED_BUFFER {
+            return Ok(());
         }
-        Ok(())
+        match self.flush() {
+            Err(Error::Timeout(Phase::Write)) => Err(Error::SendQueueFull {
+                queued: self.conn.queued_output(),
+            }),
+            other => other,
+        }
     }
 
     /// Sends a message or control frame (a [`Message::Close`] starts the closing handshake).
@@ -725,7 +731,7 @@ impl<S: Read + Write> WebSocket<S> {
     /// A write that times out ([`Error::Timeout`], `Phase::Write`) leaves the message queued:
     /// it goes out with the next write, flush or read. While more than 128 KiB stays queued
     /// that way, the next send first waits (the write timeout) for the peer to take it, and
-    /// if it does not, fails without queueing its message.
+    /// if it does not, fails with [`Error::SendQueueFull`] without queueing its message.
     pub fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         let message = message.into();
         if !matches!(message, Message::Close(_)) {
@@ -819,6 +825,7 @@ impl<S: Read + Write> WebSocket<S> {
         part: impl Into<MessagePart<'a>>,
         last: bool,
     ) -> Result<(), Error> {
+        self.make_room()?;
         self.conn.send_part(part, last)?;
         self.send_queued()
     }

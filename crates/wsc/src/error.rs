@@ -76,6 +76,14 @@ pub enum Error {
     ConnectionClosed,
     /// A message or close was sent after this side had already sent a close frame.
     AlreadyClosed,
+    /// A message was not sent, nor queued: the peer has not taken the `queued` bytes that
+    /// earlier sends left queued (their writes timed out) within the write timeout. The
+    /// connection stays usable: send the message again once the peer reads (a `flush` that
+    /// succeeds, or a read). Blocking client only; the async one waits for room instead.
+    SendQueueFull {
+        /// Bytes still queued from earlier sends.
+        queued: usize,
+    },
     /// Something the caller asked to send is not allowed by the protocol.
     InvalidInput(&'static str),
     /// The operating system could not supply random bytes for masking keys.
@@ -378,6 +386,11 @@ impl fmt::Display for Error {
             }
             Error::ConnectionClosed => f.write_str("the connection is closed"),
             Error::AlreadyClosed => f.write_str("cannot send: a close frame was already sent"),
+            Error::SendQueueFull { queued } => write!(
+                f,
+                "message not sent: the peer has not taken the {queued} bytes queued before it \
+                 within the write timeout (send it again once the peer reads)"
+            ),
             Error::InvalidInput(what) => write!(f, "invalid input: {what}"),
             Error::Random(e) => write!(f, "no randomness for masking keys: {e}"),
         }

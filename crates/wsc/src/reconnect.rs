@@ -193,6 +193,7 @@ pub fn is_retryable(error: &Error) -> bool {
         | Error::ConnectionClosed
         | Error::KeepaliveTimeout(_)
         | Error::TlsClosed { .. }
+        | Error::SendQueueFull { .. }
         | Error::Protocol(_) => true,
         Error::Handshake(HandshakeError::Rejected(response)) => {
             let status = response.status.as_u16();
@@ -344,10 +345,13 @@ impl Plan {
 }
 
 /// Whether a read error ends the connection. A read timeout does not, nor a write timeout:
-/// what was not written stays queued (a keepalive ping behind a big upload, say); a dead peer
-/// is what keepalive is for.
+/// what was not written stays queued (a keepalive ping behind a big upload, say), nor a send
+/// refused for a full queue; a dead peer is what keepalive is for.
 pub(crate) fn ends_connection(error: &Error) -> bool {
-    !matches!(error, Error::Timeout(Phase::Read | Phase::Write))
+    !matches!(
+        error,
+        Error::Timeout(Phase::Read | Phase::Write) | Error::SendQueueFull { .. }
+    )
 }
 
 /// A blocking client that reconnects after a drop (see the [module docs](self)).

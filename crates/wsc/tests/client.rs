@@ -1044,14 +1044,21 @@ fn sends_that_time_out_do_not_grow_the_queue_without_bound() {
             .write_timeout(Some(Duration::from_millis(1)))
             .connect()
             .unwrap();
-        let mut timeouts = 0;
-        while timeouts < 100 {
+        let (mut timeouts, mut refused) = (0, 0);
+        while timeouts + refused < 100 {
             match ws.send_binary(&[7u8; 64 << 10]) {
                 Ok(()) => {}
+                // Queued, not written yet.
                 Err(Error::Timeout(Phase::Write)) => timeouts += 1,
+                // Not queued: the queue is full.
+                Err(Error::SendQueueFull { queued }) => {
+                    assert_eq!(queued, ws.connection().queued_output());
+                    refused += 1
+                }
                 Err(e) => panic!("{e}"),
             }
         }
+        assert!(refused > 90, "{refused} refused, {timeouts} timed out");
         ws.connection().queued_output()
     });
     // At most the 128 KiB bound and one more message.
