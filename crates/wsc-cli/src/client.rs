@@ -349,7 +349,7 @@ impl Session {
             if stop.load(Ordering::Relaxed) {
                 if self.closing_since.is_none() && !self.link.can_send() {
                     // Between connections (--reconnect): nothing to close.
-                    return Ok(());
+                    return Err(CliError::Interrupted);
                 }
                 self.start_close("stopping")?;
             }
@@ -408,10 +408,11 @@ impl Session {
                         // Not a clean end, whatever the last close said.
                         return Err(CliError::GaveUp(why.to_string()));
                     }
-                    self.format.event_disconnected(&why.to_string());
+                    // Down before it is said: a Ctrl-C by whoever reads it ends the wait (130).
                     self.down.store(true, Ordering::Relaxed);
+                    self.format.event_disconnected(&why.to_string());
                     if stop.load(Ordering::Relaxed) {
-                        return Ok(());
+                        return Err(CliError::Interrupted);
                     }
                     continue;
                 }

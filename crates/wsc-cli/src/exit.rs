@@ -48,6 +48,9 @@ pub enum CliError {
     /// Closing, the server took none of our remaining output (input, the close) for this
     /// long: it was never all sent.
     Unsent(std::time::Duration),
+    /// Stopped by a signal while `--reconnect` waited to reconnect (the signal came as the
+    /// connection was lost, or during an attempt): nothing to close.
+    Interrupted,
     /// `--reconnect` gave up: connections kept dropping soon after they opened (the last
     /// drop's cause).
     GaveUp(String),
@@ -61,6 +64,7 @@ impl CliError {
             CliError::Io(..) => 12,
             CliError::Idle(_) | CliError::Unsent(_) | CliError::NoCloseReply(_) => 7,
             CliError::GaveUp(_) => 9,
+            CliError::Interrupted => 130,
             CliError::Wsc(e) => match e {
                 Error::Url(_) | Error::TlsConfig(_) | Error::InvalidInput(_) => 2,
                 Error::Dns { .. } => 3,
@@ -127,6 +131,7 @@ impl fmt::Display for CliError {
                 "no message in {:.1} s (--idle-timeout)",
                 limit.as_secs_f64()
             ),
+            CliError::Interrupted => f.write_str("interrupted while waiting to reconnect"),
             CliError::GaveUp(last) => write!(
                 f,
                 "giving up: connections keep dropping soon after they open \
