@@ -837,9 +837,22 @@ impl<S: Read + Write> WebSocket<S> {
     /// `frame: None` sends a close frame without a status code (the server sees 1005, "no
     /// status"); to close with 1000, pass
     /// `Some(wsc::CloseFrame::new(wsc::CloseCode::NORMAL, "done"))`.
+    ///
+    /// Writing the close (and what is queued before it) waits at most the close timeout when
+    /// that is shorter than the write timeout (or there is none): a peer that reads nothing
+    /// must not hold `close` forever. Past it, closing is given up ([`Error::Timeout`] with
+    /// [`Phase::Close`]); a shorter write timeout leaves the close queued as for any send.
     pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
         self.conn.close(frame)?;
-        self.send_queued()
+        let limit = match (self.control, self.close_timeout) {
+            (Some(_), Some(limit)) if self.write_timeout.map_or(true, |w| w > limit) => limit,
+            _ => return self.send_queued(),
+        };
+        self.user_output = true;
+        match self.flush_by(deadline_in(Some(limit)), Phase::Close) {
+            Err(Error::Timeout(Phase::Close)) => Err(self.close_timed_out()),
+            other => other,
+        }
     }
 
     /// Closes and waits for the peer's close frame, discarding messages still in flight, for

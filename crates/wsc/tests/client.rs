@@ -660,6 +660,34 @@ fn reads_after_close_are_bounded_by_the_close_timeout() {
 }
 
 #[test]
+fn writing_the_close_is_bounded_by_the_close_timeout_when_it_is_the_shorter() {
+    // A server that reads nothing: a big message stays queued after its write timed out, and
+    // the close behind it cannot go out. Before, `close` waited the (longer) write timeout,
+    // or forever without one; now the close timeout, and closing is given up.
+    let (url, _server) = serve_once(|mut tcp| {
+        raw_accept(&mut tcp, &[]);
+        thread::sleep(Duration::from_secs(10));
+    });
+    let (closed, read, elapsed) = within(Duration::from_secs(8), move || {
+        let mut ws = ClientBuilder::new(&url)
+            .compression(false)
+            .write_timeout(Duration::from_millis(800))
+            .close_timeout(Duration::from_millis(200))
+            .connect()
+            .unwrap();
+        let sent = ws.send_binary(&vec![7u8; 32 << 20]).unwrap_err();
+        assert!(matches!(sent, Error::Timeout(Phase::Write)), "{sent}");
+        let start = Instant::now();
+        let closed = ws.close(None).unwrap_err();
+        let elapsed = start.elapsed();
+        (closed, ws.read().unwrap_err(), elapsed)
+    });
+    assert!(matches!(closed, Error::Timeout(Phase::Close)), "{closed}");
+    assert!(elapsed < Duration::from_millis(700), "{elapsed:?}");
+    assert!(matches!(read, Error::ConnectionClosed), "{read}");
+}
+
+#[test]
 fn a_read_after_close_and_wait_timed_out_does_not_wait_again() {
     let (url, _server) = serve_once(|mut tcp| {
         raw_accept(&mut tcp, &[]);
