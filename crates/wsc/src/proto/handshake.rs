@@ -95,7 +95,8 @@ pub enum HandshakeError {
         /// The value expected.
         expected: String,
     },
-    /// The server chose a subprotocol the client did not offer.
+    /// The server chose a subprotocol the client did not offer, or more than one (all it
+    /// chose, comma-separated).
     UnexpectedProtocol(String),
     /// The server enabled an extension the client did not offer.
     UnexpectedExtension(String),
@@ -163,6 +164,12 @@ impl fmt::Display for HandshakeError {
             HandshakeError::WrongAccept { found, expected } => write!(
                 f,
                 "Sec-WebSocket-Accept is {found:?} but the key we sent requires {expected:?}"
+            ),
+            // (A subprotocol is a token: a comma means the server chose more than one.)
+            HandshakeError::UnexpectedProtocol(p) if p.contains(',') => write!(
+                f,
+                "the server chose several subprotocols ({p}); it must choose at most one of \
+                 those offered"
             ),
             HandshakeError::UnexpectedProtocol(p) => {
                 write!(
@@ -1044,6 +1051,32 @@ mod tests {
                     assert!(e.to_string().contains(", "), "{e}")
                 }
                 other => panic!("{extra}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn several_chosen_subprotocols_are_named_as_such() {
+        for (answer, says) in [
+            (
+                "Sec-WebSocket-Protocol: chat, superchat\r\n",
+                "several subprotocols (chat, superchat)",
+            ),
+            (
+                "Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Protocol: chat\r\n",
+                "several",
+            ),
+            (
+                "Sec-WebSocket-Protocol: other\r\n",
+                "\"other\", which the client did not offer",
+            ),
+        ] {
+            let (mut hs, _) = ClientHandshake::with_key(&request(), KEY, 1024).unwrap();
+            match hs.parse_response(ok_response(answer).as_bytes()) {
+                Err(e @ HandshakeError::UnexpectedProtocol(_)) => {
+                    assert!(e.to_string().contains(says), "{e}")
+                }
+                other => panic!("{answer}: {other:?}"),
             }
         }
     }
