@@ -474,7 +474,13 @@ impl Codec {
         }
         let start = out.len();
         let limit = max.saturating_add(1);
-        let pieces = [input, &TAIL[..]];
+        // A peer that left the tail on (against RFC 7692 section 7.2.1) would have ours put
+        // the inflater in the middle of a stored block, and with context takeover every later
+        // message would inflate to garbage without an error. A conforming payload never ends
+        // with it: its last byte holds the empty stored block's header bits and zero padding
+        // (never 0xff), or it ends a final block, after which the tail is not read.
+        let tail: &[u8] = if input.ends_with(&TAIL) { &[] } else { &TAIL };
+        let pieces = [input, tail];
         let (mut index, mut offset) = (0, 0);
         loop {
             while index < pieces.len() && offset == pieces[index].len() {
@@ -591,6 +597,22 @@ mod tests {
                 } else {
                     assert!(sizes[2] < sizes[0] / 2, "{sizes:?}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn a_peer_that_leaves_the_tail_on_is_still_read_right() {
+        for no_takeover in [false, true] {
+            let mut tx = Codec::new(params(15, no_takeover), &DeflateConfig::default());
+            let mut rx = Codec::new(params(15, no_takeover), &DeflateConfig::default());
+            for msg in [&b"abc"[..], b"xyz", b"abcxyz abcxyz", b"\xff\xff"] {
+                let mut c = Vec::new();
+                tx.compress(msg, &mut c).unwrap();
+                c.extend_from_slice(&TAIL);
+                let mut d = Vec::new();
+                rx.decompress(&c, &mut d, 1 << 20).unwrap();
+                assert_eq!(d, msg, "no_takeover {no_takeover}");
             }
         }
     }
