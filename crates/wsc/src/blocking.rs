@@ -715,7 +715,9 @@ impl<S: Read + Write> WebSocket<S> {
     /// the `Timeout(Write)` of a message queued but not yet written), instead of a queue
     /// that grows without bound.
     fn make_room(&mut self) -> Result<(), Error> {
-        if self.conn.queued_output() < FEED_BUFFER {
+        // Nothing more can be sent (our close is out, the peer is gone): the send itself
+        // says so, without waiting for room first.
+        if self.conn.queued_output() < FEED_BUFFER || !self.conn.can_send() {
             return Ok(());
         }
         match self.flush() {

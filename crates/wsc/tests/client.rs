@@ -1097,6 +1097,35 @@ fn sends_that_time_out_do_not_grow_the_queue_without_bound() {
 }
 
 #[test]
+fn a_send_after_close_with_a_full_queue_says_already_closed() {
+    // A server that reads nothing: a big message stays queued, the close behind it (the write
+    // timeout the shorter, so `close` leaves it queued). A send after that is refused for
+    // the close, at once: it used to wait the write timeout to make room for a message that
+    // could never be sent, then say SendQueueFull ("send it again once the peer reads").
+    let (url, _server) = serve_once(|mut tcp| {
+        raw_accept(&mut tcp, &[]);
+        thread::sleep(Duration::from_secs(10));
+    });
+    let (sent, elapsed) = within(Duration::from_secs(8), move || {
+        let mut ws = builder(&url)
+            .compression(false)
+            .write_timeout(Duration::from_millis(300))
+            .close_timeout(Duration::from_secs(5))
+            .connect()
+            .unwrap();
+        let sent = ws.send_binary(&vec![7u8; 32 << 20]).unwrap_err();
+        assert!(matches!(sent, Error::Timeout(Phase::Write)), "{sent}");
+        let closed = ws.close(None).unwrap_err();
+        assert!(matches!(closed, Error::Timeout(Phase::Write)), "{closed}");
+        let start = Instant::now();
+        let sent = ws.send_text("after the close").unwrap_err();
+        (sent, start.elapsed())
+    });
+    assert!(matches!(sent, Error::AlreadyClosed), "{sent}");
+    assert!(elapsed < Duration::from_millis(250), "{elapsed:?}");
+}
+
+#[test]
 fn close_and_wait_bounds_writing_what_is_still_queued() {
     // A server that reads nothing until told (the send below times out with most of its
     // message queued), then reads slowly: each write of the close makes some progress, so only
