@@ -470,16 +470,21 @@ impl Session {
         }
     }
 
-    /// Sends the `--send` messages still waiting for room, once the queue is empty.
+    /// Sends the `--send` messages still waiting for room, once the queue is empty. Not
+    /// once closing (--count reached, Ctrl-C): they would follow our close frame.
     fn pump_sends(&mut self) -> Result<(), CliError> {
         let Some(ws) = self.link.ws() else {
             return Ok(());
         };
-        while !ws.connection().has_pending_output() {
+        while ws.can_send() && !ws.connection().has_pending_output() {
             let Some(msg) = self.unsent_sends.pop_front() else {
                 return Ok(());
             };
-            sent_or_queued(ws.send_text(&msg))?;
+            match ws.send_text(&msg) {
+                // The server is gone, but what it sent before is still read (as for stdin).
+                Err(Error::ConnectionReset) if ws.connection().is_output_lost() => return Ok(()),
+                sent => sent_or_queued(sent)?,
+            }
         }
         Ok(())
     }
@@ -702,7 +707,70 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
 
 #[cfg(test)]
 mod tests {
-    use super::without_password;
+    use super::*;
+
+    /// A server on loopback that answers one WebSocket upgrade, then holds the connection
+    /// without reading or writing for a while.
+    fn silent_server() -> String {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("ws://{}/", listener.local_addr().unwrap());
+        thread::spawn(move || {
+            let (mut tcp, _) = listener.accept().unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 1024];
+            let (req, _) = loop {
+                let n = tcp.read(&mut chunk).unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(done) = wsc::proto::handshake::parse_request(&buf, 1 << 16).unwrap() {
+                    break done;
+                }
+            };
+            tcp.write_all(&wsc::proto::handshake::accept_response(&req, None, &[]))
+                .unwrap();
+            thread::sleep(Duration::from_secs(5));
+        });
+        url
+    }
+
+    #[test]
+    fn send_messages_still_waiting_are_not_sent_once_closing() {
+        // `--send` messages that got SendQueueFull wait in `unsent_sends`; once the session
+        // closes (--count reached, Ctrl-C) and the queue drains, they must not be sent after
+        // our close frame: that failed the session with AlreadyClosed (exit 1).
+        let mut ws = ClientBuilder::new(silent_server())
+            .write_timeout(WRITE_POLL)
+            .connect()
+            .unwrap();
+        ws.close(Some(CloseFrame::new(CloseCode::NORMAL, "")))
+            .unwrap();
+        assert!(!ws.connection().has_pending_output());
+        let mut session = Session {
+            link: Link::Direct(ws),
+            format: Format {
+                json: false,
+                raw_binary: false,
+                verbose: false,
+            },
+            idle_timeout: None,
+            last_message: Instant::now(),
+            stdin: None,
+            unsent_sends: VecDeque::from(["late".to_string()]),
+            received: 0,
+            count: None,
+            keep_open: false,
+            linger: None,
+            input_ended: None,
+            closing_since: Some(Instant::now()),
+            down: Arc::new(AtomicBool::new(false)),
+            queued_at_close: usize::MAX,
+        };
+        if let Err(e) = session.pump_sends() {
+            panic!("{e}");
+        }
+        let ws = session.link.ws().unwrap();
+        assert_eq!(ws.connection().queued_output(), 0);
+    }
 
     #[test]
     fn proxy_passwords_are_hidden_and_the_rest_kept() {
