@@ -763,6 +763,14 @@ impl<S: Read + Write> WebSocket<S> {
         Ok(())
     }
 
+    /// Queues a message for the next write, flush or read, with no bound on the queue (for
+    /// a list of the caller's own, such as the reconnecting client's subscriptions).
+    pub(crate) fn queue(&mut self, message: Message) -> Result<(), Error> {
+        self.conn.send(message)?;
+        self.user_output = true;
+        Ok(())
+    }
+
     /// Sends a text message.
     pub fn send_text(&mut self, text: &str) -> Result<(), Error> {
         self.make_room()?;

@@ -452,14 +452,19 @@ impl Reconnecting {
         self.plan.gave_up
     }
 
-    /// Opens a connection and sends the subscriptions.
+    /// Opens a connection and sends the subscriptions. All of them are queued, however
+    /// slowly the server takes them (they are the caller's own list): a write that times
+    /// out is not a failed attempt, and what the socket did not take goes out with the reads.
     fn open(&self) -> Result<WebSocket<MaybeTlsStream>, Error> {
         let mut ws = self.plan.builder.clone().connect()?;
         ws.set_read_deadline(self.read_deadline);
         for message in &self.plan.subscriptions {
-            ws.send(message.clone())?;
+            ws.queue(message.clone())?;
         }
-        Ok(ws)
+        match ws.flush() {
+            Ok(()) | Err(Error::Timeout(Phase::Write)) => Ok(ws),
+            Err(e) => Err(e),
+        }
     }
 
     /// Sends a message on the current connection ([`Error::ConnectionClosed`] while
@@ -472,12 +477,17 @@ impl Reconnecting {
     }
 
     /// Sends a message now (if connected) and again after every reconnect, in the order
-    /// subscribed.
+    /// subscribed. It is queued even behind output the server has not taken yet (never
+    /// [`Error::SendQueueFull`]: it is in the list already); [`Error::Timeout`] with
+    /// [`Phase::Write`] means it waits in the queue, as for [`WebSocket::send`].
     pub fn subscribe(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         let message = message.into();
         self.plan.subscriptions.push(message.clone());
         match &mut self.ws {
-            Some(ws) => ws.send(message),
+            Some(ws) => {
+                ws.queue(message)?;
+                ws.flush()
+            }
             None => Ok(()),
         }
     }

@@ -410,6 +410,115 @@ fn reconnect_after_the_server_dies_resubscribes_and_reports_the_gap() {
 }
 
 #[test]
+fn a_resubscription_the_server_is_slow_to_take_does_not_fail_the_reconnect() {
+    // The subscription is bigger than the sockets take before the server reads (8 MB), and
+    // the server starts reading only after a while. Before, the reconnect's send of it timed
+    // out (the write timeout) and the attempt failed, the connection dropped with its
+    // message queued, again at every attempt.
+    const SIZE: usize = 8 << 20;
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        // First life: closes at once (1001).
+        let (tcp, _) = listener.accept().unwrap();
+        let mut ws = wsc::server::accept(tcp).unwrap();
+        ws.close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "restart")))
+            .unwrap();
+        while ws.read().is_ok() {}
+        // Second life: reads nothing for a while, then the subscription.
+        let (tcp, _) = listener.accept().unwrap();
+        let mut ws = wsc::server::accept(tcp).unwrap();
+        thread::sleep(Duration::from_millis(600));
+        let subscription = ws.read().unwrap();
+        ws.send_text(&format!("got {}", subscription.len()))
+            .unwrap();
+        while ws.read().is_ok() {}
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let run = || -> Result<Vec<String>, Error> {
+            let mut feed = builder(&format!("ws://{addr}/"))
+                .compression(false)
+                .write_timeout(Duration::from_millis(50))
+                .handshake_timeout(Duration::from_secs(2))
+                .connect_reconnecting(
+                    Reconnect::new()
+                        .initial_delay(Duration::from_millis(10))
+                        .max_attempts(Some(2)),
+                )?;
+            feed.subscriptions_mut()
+                .push(Message::binary(vec![7u8; SIZE]));
+            let mut events = Vec::new();
+            while events.len() < 3 {
+                match feed.next_event() {
+                    Ok(Event::Message(m)) => events.push(m.as_text().unwrap_or("").to_string()),
+                    Ok(Event::Disconnected(_)) => events.push("down".into()),
+                    Ok(Event::Reconnected(_)) => events.push("up".into()),
+                    Err(Error::Timeout(Phase::Write | Phase::Read)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let _ = feed.close(None);
+            Ok(events)
+        };
+        let _ = tx.send(run().map_err(|e| e.to_string()));
+    });
+    let events = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the client did not finish in 20 s");
+    assert_eq!(
+        events,
+        Ok(vec!["down".to_string(), "up".into(), format!("got {SIZE}")])
+    );
+    server.join().unwrap();
+}
+
+#[test]
+fn a_subscription_is_queued_even_behind_a_full_queue() {
+    // A server that reads nothing for a while. The first subscription's write times out (it
+    // stays queued); the second was refused with SendQueueFull yet kept in the list, so that
+    // a caller who subscribed again as told had it twice in every resubscription.
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let mut ws = wsc::server::accept(tcp).unwrap();
+        thread::sleep(Duration::from_millis(600));
+        let mut sizes = Vec::new();
+        while let Ok(m) = ws.read() {
+            if m.is_data() {
+                sizes.push(m.len());
+            }
+        }
+        sizes
+    });
+    let mut feed = builder(&format!("ws://{addr}/"))
+        .compression(false)
+        .write_timeout(Duration::from_millis(50))
+        .connect_reconnecting(Reconnect::new())
+        .unwrap();
+    let first = feed.subscribe(Message::binary(vec![7u8; 8 << 20]));
+    assert!(
+        matches!(first, Err(Error::Timeout(Phase::Write))),
+        "{first:?}"
+    );
+    match feed.subscribe("second") {
+        Ok(()) | Err(Error::Timeout(Phase::Write)) => {}
+        Err(e) => panic!("{e}"),
+    }
+    assert_eq!(feed.subscriptions().len(), 2);
+    // Both go out once the server reads.
+    let ws = feed.get_mut().unwrap();
+    let start = Instant::now();
+    while let Err(e) = ws.flush() {
+        assert!(matches!(e, Error::Timeout(Phase::Write)), "{e}");
+        assert!(start.elapsed() < Duration::from_secs(10), "never written");
+    }
+    feed.close(None).unwrap();
+    assert_eq!(server.join().unwrap(), [8 << 20, 6]);
+}
+
+#[test]
 fn reconnect_gives_up_after_max_attempts() {
     let listener = TcpListener::bind((V4, 0)).unwrap();
     let addr = listener.local_addr().unwrap();
