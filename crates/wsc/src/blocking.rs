@@ -633,9 +633,10 @@ impl<S: Read + Write> WebSocket<S> {
         }
     }
 
-    /// Writes the queued frames by `deadline`: each write waits at most for the time left (and
-    /// the write timeout); a timeout is one of `phase`. Over a caller's own stream, its own
-    /// write timeout applies instead.
+    /// Writes the queued frames by `deadline`: each write waits at most for the time left,
+    /// however much shorter the write timeout (the phase's bound is the whole operation's: a
+    /// peer that stalls a moment within it must not end it); a timeout is one of `phase`.
+    /// Over a caller's own stream, its own write timeout applies instead.
     #[cold]
     fn flush_by(&mut self, deadline: Option<Instant>, phase: Phase) -> Result<(), Error> {
         let (Some(control), Some(deadline)) = (self.control, deadline) else {
@@ -645,13 +646,12 @@ impl<S: Read + Write> WebSocket<S> {
         if self.flush_nowait()? {
             return Ok(());
         }
-        let write_timeout = self.write_timeout;
         let result = self.write_queued(|stream| {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(io::Error::from(io::ErrorKind::TimedOut));
             }
-            (control.set_write_timeout)(stream, Some(write_timeout.map_or(left, |w| w.min(left))))
+            (control.set_write_timeout)(stream, Some(left))
         });
         let restored = (control.set_write_timeout)(&mut self.stream, self.write_timeout);
         match result {
@@ -659,7 +659,7 @@ impl<S: Read + Write> WebSocket<S> {
                 self.user_output = false;
                 restored.map_err(Error::Io)
             }
-            // Whichever bound ended it, the operation as a whole (`phase`) timed out.
+            // The deadline passed: the operation as a whole (`phase`) timed out.
             Err(e) if is_timeout(&e) => Err(Error::Timeout(phase)),
             Err(e) => Err(self.transport_error(e, Phase::Write)),
         }

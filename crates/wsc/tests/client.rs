@@ -1126,6 +1126,41 @@ fn a_send_after_close_with_a_full_queue_says_already_closed() {
 }
 
 #[test]
+fn close_and_wait_waits_the_close_timeout_not_the_shorter_write_timeout() {
+    // A server that reads nothing until 600 ms into the close (a big message is queued),
+    // then reads it all and answers the close. The close timeout (5 s) bounds closing in all: a write timeout
+    // of 50 ms ended close_and_wait with Timeout(Close) at the first stalled write, and the
+    // connection was given up with it.
+    let (start_reading, told) = std::sync::mpsc::channel::<()>();
+    let (url, server) = serve_once(move |mut tcp| {
+        raw_accept(&mut tcp, &[]);
+        let _ = told.recv();
+        thread::sleep(Duration::from_millis(600));
+        loop {
+            let (opcode, _) = read_client_frame(&mut tcp);
+            if opcode == 0x8 {
+                tcp.write_all(&[0x88, 2, 0x03, 0xE8]).unwrap();
+                return;
+            }
+        }
+    });
+    let closed = within(Duration::from_secs(20), move || {
+        let mut ws = builder(&url)
+            .compression(false)
+            .write_timeout(Duration::from_millis(50))
+            .close_timeout(Duration::from_secs(5))
+            .connect()
+            .unwrap();
+        let sent = ws.send_binary(&vec![7u8; 32 << 20]).unwrap_err();
+        assert!(matches!(sent, Error::Timeout(Phase::Write)), "{sent}");
+        start_reading.send(()).unwrap();
+        ws.close_and_wait(None).map_err(|e| e.to_string())
+    });
+    assert_eq!(closed, Ok(Some(CloseFrame::new(1000, ""))));
+    server.join().unwrap();
+}
+
+#[test]
 fn close_and_wait_bounds_writing_what_is_still_queued() {
     // A server that reads nothing until told (the send below times out with most of its
     // message queued), then reads slowly: each write of the close makes some progress, so only
