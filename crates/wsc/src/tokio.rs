@@ -393,10 +393,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         if self.conn.queued_output() > queued {
             return Poll::Ready(None);
         }
-        // The idle timeout is for an open connection: closing has its own timeout.
-        let idle = self
-            .read_timeout
-            .filter(|_| self.conn.state() == State::Open);
+        // The idle timeout is for an open connection: closing has its own timeout. Without
+        // one, the idle timeout still bounds the wait for the peer's close (as the blocking
+        // client's reads), or a silent peer would hold it forever.
+        let idle = self.read_timeout.filter(|_| match self.conn.state() {
+            State::Open => true,
+            State::CloseSent => self.close_timeout.is_none(),
+            _ => false,
+        });
         if let Some(limit) = idle {
             let since = *self.idle_since.get_or_insert(now);
             if now.saturating_duration_since(since) >= limit {
@@ -486,7 +490,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             return self.poll_server_shutdown(cx);
         }
         if self.close_wait.is_none() {
-            self.close_wait = self.close_timeout.map(|t| Box::pin(sleep(t)));
+            // Without a close timeout, the idle-read timeout bounds the wait (as it bounds the
+            // blocking client's).
+            let limit = self.close_timeout.or(self.read_timeout);
+            self.close_wait = limit.map(|t| Box::pin(sleep(t)));
         }
         if let Some(close_notify) = self.close_notify.take() {
             // Our close frame is out (not merely queued): TLS may say it has no more to send.
@@ -659,6 +666,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     }
 
     /// How long a client waits for the server to close TCP after the close handshake.
+    /// Without one (`None`), the read timeout, if set, bounds closing instead.
     pub fn set_close_timeout(&mut self, timeout: Option<Duration>) {
         self.inner.close_timeout = timeout;
     }
@@ -759,6 +767,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 match self.recv().await {
                     Some(Ok(Message::Close(frame))) => return Ok(frame),
                     Some(Ok(_)) => {}
+                    // No close timeout: the idle-read timeout ended the wait for the peer's
+                    // close, which closing gives up on (as the blocking `close_and_wait`).
+                    Some(Err(Error::Timeout(Phase::Read))) => {
+                        self.inner.close_timed_out();
+                        return Err(Error::Timeout(Phase::Close));
+                    }
                     Some(Err(e)) => return Err(e),
                     None => return Err(Error::ConnectionClosed),
                 }

@@ -1454,6 +1454,55 @@ async fn the_close_timeout_holds_while_a_server_keeps_sending_and_never_closes()
     );
 }
 
+/// Without a close timeout, the read timeout still bounds closing, as in the blocking client:
+/// a server that never answers the close, or never closes TCP after the close handshake,
+/// must not hold `recv` or `close` forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_close_timeout_the_read_timeout_bounds_closing() {
+    within(BUDGET, async {
+        let client = |url: String| async move {
+            let (ws, _) = builder(&url)
+                .close_timeout(None)
+                .read_timeout(Duration::from_millis(300))
+                .connect_async()
+                .await
+                .unwrap();
+            ws
+        };
+        let limit = Duration::from_secs(3);
+        // The server never answers `Sink::close`: `recv` reports the read timeout.
+        let (url, server) = server_that_keeps_tcp_open(Vec::new(), Vec::new()).await;
+        let mut ws = client(url).await;
+        SinkExt::<Message>::close(&mut ws).await.unwrap();
+        let got = timeout(limit, ws.recv()).await;
+        assert!(
+            matches!(got, Ok(Some(Err(Error::Timeout(Phase::Read))))),
+            "{got:?}"
+        );
+        server.abort();
+        // Nor `close`: closing is given up.
+        let (url, server) = server_that_keeps_tcp_open(Vec::new(), Vec::new()).await;
+        let mut ws = client(url).await;
+        let got = timeout(limit, ws.close(None)).await;
+        assert!(
+            matches!(got, Ok(Err(Error::Timeout(Phase::Close)))),
+            "{got:?}"
+        );
+        assert!(ws.recv().await.is_none());
+        server.abort();
+        // The server closes, then keeps TCP open: the stream ends.
+        let close = server_frame(FIN | OP_CLOSE, &1000u16.to_be_bytes());
+        let (url, server) = server_that_keeps_tcp_open(close, Vec::new()).await;
+        let mut ws = client(url).await;
+        let got = timeout(limit, ws.recv()).await;
+        assert!(matches!(got, Ok(Some(Ok(Message::Close(_))))), "{got:?}");
+        let got = timeout(limit, ws.recv()).await;
+        assert!(matches!(got, Ok(None)), "{got:?}");
+        server.abort();
+    })
+    .await;
+}
+
 /// Reads `count` client frames from a raw peer: (FIN, opcode, unmasked payload) each.
 async fn read_client_frames<S: AsyncRead + Unpin>(
     io: &mut S,
