@@ -132,6 +132,9 @@ struct Inner<S> {
     /// Ends our side of the stream above TCP (TLS close_notify) once the close handshake is
     /// done; for the streams this crate opens, used once.
     close_notify: Option<fn(&mut S)>,
+    /// The peer's close frame, as `close` read it, until `close` returns it: a `close`
+    /// cancelled after reading it (in the drain) returns it from the next call.
+    peer_close: Option<CloseFrame>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
@@ -640,6 +643,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 close_timed_out: false,
                 unflushed: false,
                 close_notify: None,
+                peer_close: None,
             },
         }
     }
@@ -736,7 +740,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
 
     /// Sends a close frame and waits for the peer's, discarding messages still in flight,
     /// within the close timeout; then lets the server close TCP first (a second, separate
-    /// close timeout). Returns the peer's close frame (`None` when it carried no status code).
+    /// close timeout). Returns the peer's close frame (`None` when it carried no status code),
+    /// also from a call after one cancelled once the frame was read.
     ///
     /// `frame: None` sends a close frame without a status code (the server sees 1005, "no
     /// status"); to close with 1000, pass
@@ -754,7 +759,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             // and let the server close TCP, both bounded by the close timeout.
             while self.recv().await.is_some() {}
             return match before {
-                State::Closed => Ok(None),
+                State::Closed => Ok(self.inner.peer_close.take()),
                 _ => Err(Error::ConnectionClosed),
             };
         }
@@ -765,7 +770,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             }
             loop {
                 match self.recv().await {
-                    Some(Ok(Message::Close(frame))) => return Ok(frame),
+                    Some(Ok(Message::Close(frame))) => {
+                        self.inner.peer_close = frame;
+                        return Ok(());
+                    }
                     Some(Ok(_)) => {}
                     // No close timeout: the idle-read timeout ended the wait for the peer's
                     // close, which closing gives up on (as the blocking `close_and_wait`).
@@ -778,9 +786,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 }
             }
         };
-        let frame = match close_timeout {
+        match close_timeout {
             Some(t) => match timeout(t, exchange).await {
-                Ok(frame) => frame?,
+                Ok(exchanged) => exchanged?,
                 Err(_) => {
                     // Closing is over, unfinished: the stream ends at once, not after a
                     // second close timeout.
@@ -789,10 +797,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 }
             },
             None => exchange.await?,
-        };
+        }
         // The drain after the close handshake is bounded by its own timer.
         while self.recv().await.is_some() {}
-        Ok(frame)
+        Ok(self.inner.peer_close.take())
     }
 
     /// The protocol connection (state, negotiated compression).

@@ -1503,6 +1503,39 @@ async fn without_a_close_timeout_the_read_timeout_bounds_closing() {
     .await;
 }
 
+/// `close` cancelled by a shorter timer after it read the server's close frame (while it
+/// waits for the server to close TCP) and called again returns that frame, not `None`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_cancelled_after_the_servers_close_still_returns_its_frame() {
+    within(BUDGET, async {
+        let mut payload = 1000u16.to_be_bytes().to_vec();
+        payload.extend_from_slice(b"bye");
+        let close = server_frame(FIN | OP_CLOSE, &payload);
+        let (url, server) = server_that_keeps_tcp_open(close, Vec::new()).await;
+        let (ws, _) = builder(&url)
+            .close_timeout(Some(Duration::from_millis(500)))
+            .connect_async()
+            .await
+            .unwrap();
+        let mut ws = ws;
+        let mut cancelled = 0;
+        let got = loop {
+            match timeout(Duration::from_millis(50), ws.close(None)).await {
+                Ok(got) => break got,
+                Err(_) => cancelled += 1,
+            }
+        };
+        server.abort();
+        assert!(cancelled > 0, "close was never cancelled");
+        assert_eq!(
+            got.unwrap(),
+            Some(CloseFrame::new(CloseCode::NORMAL, "bye"))
+        );
+        assert!(ws.recv().await.is_none());
+    })
+    .await;
+}
+
 /// Reads `count` client frames from a raw peer: (FIN, opcode, unmasked payload) each.
 async fn read_client_frames<S: AsyncRead + Unpin>(
     io: &mut S,
