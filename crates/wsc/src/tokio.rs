@@ -28,7 +28,7 @@ use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
-use ::tokio::time::{sleep, sleep_until, timeout, Sleep};
+use ::tokio::time::{sleep, sleep_until, timeout_at, Sleep};
 use bytes::BufMut;
 use futures_core::Stream;
 use futures_sink::Sink;
@@ -739,7 +739,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     }
 
     /// Sends a close frame and waits for the peer's, discarding messages still in flight,
-    /// within the close timeout; then lets the server close TCP first (a second, separate
+    /// within the close timeout (counted from when closing began: the first `close`, or
+    /// `Sink::close`); then lets the server close TCP first (a second, separate
     /// close timeout). Returns the peer's close frame (`None` when it carried no status code),
     /// also from a call after one cancelled once the frame was read.
     ///
@@ -763,7 +764,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 _ => Err(Error::ConnectionClosed),
             };
         }
-        let close_timeout = self.inner.close_timeout;
+        // The close timeout counts from when closing began, not from this call: a `close`
+        // cancelled by a shorter timer and called again does not start it over.
+        self.inner.close_queued();
+        let deadline = self
+            .inner
+            .close_timeout
+            .zip(self.inner.close_sent_since)
+            .and_then(|(limit, since)| since.checked_add(limit));
         let exchange = async {
             if !output_lost {
                 poll_fn(|cx| self.inner.poll_write_out(cx)).await?;
@@ -786,8 +794,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 }
             }
         };
-        match close_timeout {
-            Some(t) => match timeout(t, exchange).await {
+        match deadline {
+            Some(at) => match timeout_at(at.into(), exchange).await {
                 Ok(exchanged) => exchanged?,
                 Err(_) => {
                     // Closing is over, unfinished: the stream ends at once, not after a
@@ -917,6 +925,7 @@ mod tests {
     use super::*;
     use crate::proto::Config;
     use ::tokio::io::AsyncWriteExt;
+    use ::tokio::time::timeout;
 
     /// A 300 KiB binary frame as a server sends it (unmasked).
     fn big_frame() -> Vec<u8> {

@@ -973,6 +973,36 @@ async fn close_is_bounded_when_the_peer_does_not_read() {
     .await;
 }
 
+/// `close` cancelled again and again by a timer shorter than the close timeout, while the
+/// close frame waits behind a full socket, still gives up within the close timeout: the
+/// timeout counts from when closing began, not from each call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_cancelled_by_a_shorter_timer_still_ends_within_the_close_timeout() {
+    within(BUDGET, async {
+        let close_timeout = Duration::from_millis(500);
+        let (mut ws, server, go) = blocked_on_a_stalled_server(close_timeout).await;
+        let started = Instant::now();
+        let closed = loop {
+            assert!(
+                started.elapsed() < close_timeout * 8,
+                "close still going after {:?}",
+                started.elapsed()
+            );
+            if let Ok(closed) = timeout(close_timeout / 3, ws.close(None)).await {
+                break closed;
+            }
+        };
+        assert!(
+            matches!(closed, Err(Error::Timeout(Phase::Close))),
+            "{closed:?}"
+        );
+        assert!(ws.recv().await.is_none());
+        server.abort();
+        drop(go);
+    })
+    .await;
+}
+
 /// A split writer's close that times out ends the reader's wait too: one close timeout
 /// bounds closing, not one for each half.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
