@@ -1,7 +1,6 @@
 //! The client session: connect (and reconnect, with `--reconnect`), send `--send` messages and
 //! stdin, print what arrives, and close cleanly on end of input, `--count` or Ctrl-C.
 
-use std::collections::VecDeque;
 use std::io::{self, BufRead, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
@@ -245,7 +244,6 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
             format.note(&format!("* proxy: {} ({from})", proxy.display_name()));
         }
     }
-    let mut unsent_sends = VecDeque::new();
     let mut link = if args.reconnect {
         let mut policy = Reconnect::new().max_attempts(args.reconnect_max_attempts);
         if let Some(max) = args.reconnect_max_delay {
@@ -261,16 +259,9 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
     } else {
         let mut ws = b.connect().inspect_err(|e| format.refusal(e))?;
         for msg in &args.send {
-            if !unsent_sends.is_empty() {
-                unsent_sends.push_back(msg.clone());
-                continue;
-            }
-            match ws.send_text(msg) {
-                // No room in the queue yet: the session sends it (and the rest) as it frees.
-                Err(Error::SendQueueFull { .. }) => unsent_sends.push_back(msg.clone()),
-                // Queued if not written yet: the session writes it as the server reads.
-                sent => sent_or_queued(sent)?,
-            }
+            // Queued whole (a few arguments' worth): the session writes them as the server
+            // reads, before stdin's input.
+            ws.queue(msg.as_str())?;
         }
         Link::Direct(ws)
     };
@@ -305,7 +296,6 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
         idle_timeout: args.idle_timeout.map(Duration::from_secs_f64),
         last_message: Instant::now(),
         stdin,
-        unsent_sends,
         received: 0,
         count: args.count,
         keep_open: args.keep_open,
@@ -325,9 +315,6 @@ struct Session {
     idle_timeout: Option<Duration>,
     last_message: Instant,
     stdin: Option<Receiver<Input>>,
-    /// `--send` messages the connection's queue had no room for yet: sent before stdin's
-    /// input, as the server takes what is queued.
-    unsent_sends: VecDeque<String>,
     received: u64,
     count: Option<u64>,
     keep_open: bool,
@@ -353,9 +340,8 @@ impl Session {
                 }
                 self.start_close("stopping")?;
             }
-            self.pump_sends()?;
             self.pump_stdin()?;
-            if let Some(ended) = self.input_ended.filter(|_| self.unsent_sends.is_empty()) {
+            if let Some(ended) = self.input_ended {
                 let linger = self.linger.unwrap_or(DEFAULT_LINGER);
                 if ended.max(self.last_message).elapsed() >= linger {
                     // While reconnecting there is nothing to close yet: again once back.
@@ -470,30 +456,8 @@ impl Session {
         }
     }
 
-    /// Sends the `--send` messages still waiting for room, once the queue is empty. Not
-    /// once closing (--count reached, Ctrl-C): they would follow our close frame.
-    fn pump_sends(&mut self) -> Result<(), CliError> {
-        let Some(ws) = self.link.ws() else {
-            return Ok(());
-        };
-        while ws.can_send() && !ws.connection().has_pending_output() {
-            let Some(msg) = self.unsent_sends.pop_front() else {
-                return Ok(());
-            };
-            match ws.send_text(&msg) {
-                // The server is gone, but what it sent before is still read (as for stdin).
-                Err(Error::ConnectionReset) if ws.connection().is_output_lost() => return Ok(()),
-                sent => sent_or_queued(sent)?,
-            }
-        }
-        Ok(())
-    }
-
-    /// Sends what stdin produced since the last look (after the `--send` messages).
+    /// Sends what stdin produced since the last look.
     fn pump_stdin(&mut self) -> Result<(), CliError> {
-        if !self.unsent_sends.is_empty() {
-            return Ok(());
-        }
         let Some(rx) = &self.stdin else { return Ok(()) };
         // While reconnecting, input waits in the channel for the new connection.
         let Some(ws) = self.link.ws() else {
@@ -707,70 +671,7 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    /// A server on loopback that answers one WebSocket upgrade, then holds the connection
-    /// without reading or writing for a while.
-    fn silent_server() -> String {
-        use std::io::Write;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("ws://{}/", listener.local_addr().unwrap());
-        thread::spawn(move || {
-            let (mut tcp, _) = listener.accept().unwrap();
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 1024];
-            let (req, _) = loop {
-                let n = tcp.read(&mut chunk).unwrap();
-                buf.extend_from_slice(&chunk[..n]);
-                if let Some(done) = wsc::proto::handshake::parse_request(&buf, 1 << 16).unwrap() {
-                    break done;
-                }
-            };
-            tcp.write_all(&wsc::proto::handshake::accept_response(&req, None, &[]))
-                .unwrap();
-            thread::sleep(Duration::from_secs(5));
-        });
-        url
-    }
-
-    #[test]
-    fn send_messages_still_waiting_are_not_sent_once_closing() {
-        // `--send` messages that got SendQueueFull wait in `unsent_sends`; once the session
-        // closes (--count reached, Ctrl-C) and the queue drains, they must not be sent after
-        // our close frame: that failed the session with AlreadyClosed (exit 1).
-        let mut ws = ClientBuilder::new(silent_server())
-            .write_timeout(WRITE_POLL)
-            .connect()
-            .unwrap();
-        ws.close(Some(CloseFrame::new(CloseCode::NORMAL, "")))
-            .unwrap();
-        assert!(!ws.connection().has_pending_output());
-        let mut session = Session {
-            link: Link::Direct(ws),
-            format: Format {
-                json: false,
-                raw_binary: false,
-                verbose: false,
-            },
-            idle_timeout: None,
-            last_message: Instant::now(),
-            stdin: None,
-            unsent_sends: VecDeque::from(["late".to_string()]),
-            received: 0,
-            count: None,
-            keep_open: false,
-            linger: None,
-            input_ended: None,
-            closing_since: Some(Instant::now()),
-            down: Arc::new(AtomicBool::new(false)),
-            queued_at_close: usize::MAX,
-        };
-        if let Err(e) = session.pump_sends() {
-            panic!("{e}");
-        }
-        let ws = session.link.ws().unwrap();
-        assert_eq!(ws.connection().queued_output(), 0);
-    }
+    use super::without_password;
 
     #[test]
     fn proxy_passwords_are_hidden_and_the_rest_kept() {

@@ -763,10 +763,12 @@ impl<S: Read + Write> WebSocket<S> {
         Ok(())
     }
 
-    /// Queues a message for the next write, flush or read, with no bound on the queue (for
-    /// a list of the caller's own, such as the reconnecting client's subscriptions).
-    pub(crate) fn queue(&mut self, message: Message) -> Result<(), Error> {
-        self.conn.send(message)?;
+    /// Queues a message without writing it, and without the bound on what earlier sends left
+    /// queued (see [`WebSocket::send`]): for a bounded list of your own, such as
+    /// subscriptions, that must all go out in order however slowly the peer takes them. It
+    /// goes out with the next write, flush or read.
+    pub fn queue(&mut self, message: impl Into<Message>) -> Result<(), Error> {
+        self.conn.send(message.into())?;
         self.user_output = true;
         Ok(())
     }
