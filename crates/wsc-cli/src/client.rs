@@ -253,7 +253,8 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
             .connect_reconnecting(policy)
             .inspect_err(|e| format.refusal(e))?;
         for msg in &args.send {
-            r.subscribe(msg.as_str())?;
+            // Queued if not written yet (the session's writes wait only WRITE_POLL).
+            sent_or_queued(r.subscribe(msg.as_str()))?;
         }
         Link::Reconnecting(r)
     } else {
@@ -335,8 +336,12 @@ impl Session {
         loop {
             if stop.load(Ordering::Relaxed) {
                 if self.closing_since.is_none() && !self.link.can_send() {
-                    // Between connections (--reconnect): nothing to close.
-                    return Err(CliError::Interrupted);
+                    return match self.link {
+                        // Between connections (--reconnect): nothing to close.
+                        Link::Reconnecting(_) => Err(CliError::Interrupted),
+                        // The server is gone (our output lost): nothing to close either.
+                        Link::Direct(_) => Ok(()),
+                    };
                 }
                 self.start_close("stopping")?;
             }
