@@ -690,8 +690,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
 
     /// Sends a message or control frame and waits until it is written.
     pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
+        let message = message.into();
+        self.queue_and_write(|conn| conn.send(message)).await
+    }
+
+    /// Waits for room in the write buffer, queues with `queue`, and waits until it is written
+    /// (what every send does).
+    async fn queue_and_write(
+        &mut self,
+        queue: impl FnOnce(&mut Connection) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         poll_fn(|cx| self.inner.poll_ready(cx)).await?;
-        self.inner.conn.send(message.into())?;
+        queue(&mut self.inner.conn)?;
         poll_fn(|cx| self.inner.poll_write_out(cx)).await
     }
 
@@ -718,11 +728,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
         message: impl Into<Message>,
         fragment_size: usize,
     ) -> Result<(), Error> {
-        poll_fn(|cx| self.inner.poll_ready(cx)).await?;
-        self.inner
-            .conn
-            .send_fragmented(&message.into(), fragment_size)?;
-        poll_fn(|cx| self.inner.poll_write_out(cx)).await
+        let message = message.into();
+        self.queue_and_write(|conn| conn.send_fragmented(&message, fragment_size))
+            .await
     }
 
     /// Sends one part of a message whose size need not be known up front, and waits until it
@@ -733,9 +741,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
         last: bool,
     ) -> Result<(), Error> {
         let part = part.into();
-        poll_fn(|cx| self.inner.poll_ready(cx)).await?;
-        self.inner.conn.send_part(part, last)?;
-        poll_fn(|cx| self.inner.poll_write_out(cx)).await
+        self.queue_and_write(|conn| conn.send_part(part, last))
+            .await
     }
 
     /// Sends a close frame and waits for the peer's, discarding messages still in flight,

@@ -12,7 +12,7 @@ use futures_sink::Sink;
 
 use super::{Inner, WebSocketStream};
 use crate::error::Error;
-use crate::proto::{CloseFrame, Message, MessagePart};
+use crate::proto::{CloseFrame, Connection, Message, MessagePart};
 
 /// Wakes both halves on any readiness of the shared stream. The stream keeps one waker per
 /// direction, and both halves may write (the reader writes pongs and close replies), so a
@@ -128,13 +128,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
     /// Sends a message or control frame and waits until it is written.
     pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         let message = message.into();
+        self.queue_and_write(|conn| conn.send(message)).await
+    }
+
+    /// Waits for room in the write buffer, queues with `queue`, and waits until it is written
+    /// (what every send does; the lock is held only to queue).
+    async fn queue_and_write(
+        &mut self,
+        queue: impl FnOnce(&mut Connection) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_ready(cx))).await?;
-        self.shared
-            .inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .conn
-            .send(message)?;
+        queue(
+            &mut self
+                .shared
+                .inner
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .conn,
+        )?;
         poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_write_out(cx))).await
     }
 
@@ -156,14 +167,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
         fragment_size: usize,
     ) -> Result<(), Error> {
         let message = message.into();
-        poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_ready(cx))).await?;
-        self.shared
-            .inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .conn
-            .send_fragmented(&message, fragment_size)?;
-        poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_write_out(cx))).await
+        self.queue_and_write(|conn| conn.send_fragmented(&message, fragment_size))
+            .await
     }
 
     /// Sends one part of a message whose size need not be known up front; see
@@ -174,14 +179,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
         last: bool,
     ) -> Result<(), Error> {
         let part = part.into();
-        poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_ready(cx))).await?;
-        self.shared
-            .inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .conn
-            .send_part(part, last)?;
-        poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_write_out(cx))).await
+        self.queue_and_write(|conn| conn.send_part(part, last))
+            .await
     }
 
     /// Sends a ping (the reading half receives the pong).
