@@ -5,7 +5,9 @@
 //! for sending, with `recv`/`send`/`close` methods on top. All of its state lives in the
 //! struct, never in a future, so every method is cancellation safe: a `recv()` dropped by
 //! `select!` loses no message, and a `send()` dropped half-way leaves the frame queued, to go
-//! out with the next write.
+//! out with the next write. (A `send()` dropped while it still waited for room in the write
+//! buffer, the peer reading slowly, had not queued its message: keep a message that must not
+//! be lost until its `send` returns.)
 //!
 //! [`WebSocketStream::split`] gives a reading and a writing half for two tasks. Pongs and
 //! close replies are written by whichever half is polled, so a task that only reads still
