@@ -9,6 +9,7 @@ use futures_sink::Sink;
 
 use crate::client::ClientBuilder;
 use crate::error::Error;
+use crate::proto::handshake::Response;
 use crate::proto::{CloseFrame, Message};
 use crate::reconnect::{ends_connection, Disconnect, Event, Plan, Reconnect};
 use crate::tokio::{TokioStream, WebSocketStream};
@@ -43,12 +44,15 @@ pub struct Reconnecting {
     attempt: Option<Mutex<Attempt>>,
     /// A new connection whose subscriptions are being sent: `replayed` of them are queued.
     /// Sent from the list as it is then, so that changing it never restarts an attempt.
-    opened: Option<WebSocketStream<TokioStream>>,
+    opened: Option<(WebSocketStream<TokioStream>, Response)>,
     replayed: usize,
+    /// The opening handshake's response of the connection in `ws`.
+    response: Option<Response>,
 }
 
 /// One reconnect attempt: connect and handshake.
-type Attempt = Pin<Box<dyn Future<Output = Result<WebSocketStream<TokioStream>, Error>> + Send>>;
+type Attempt =
+    Pin<Box<dyn Future<Output = Result<(WebSocketStream<TokioStream>, Response), Error>> + Send>>;
 
 impl fmt::Debug for Reconnecting {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -69,7 +73,7 @@ impl ClientBuilder {
         self,
         policy: Reconnect,
     ) -> Result<Reconnecting, Error> {
-        let (ws, _) = self.clone().connect_async().await?;
+        let (ws, response) = self.clone().connect_async().await?;
         Ok(Reconnecting {
             plan: Plan::new(self, policy),
             ws: Some(ws),
@@ -77,6 +81,7 @@ impl ClientBuilder {
             attempt: None,
             opened: None,
             replayed: 0,
+            response: Some(response),
         })
     }
 }
@@ -145,7 +150,7 @@ impl Reconnecting {
             }
             match self.replay().await {
                 Ok(()) => {
-                    self.ws = self.opened.take();
+                    (self.ws, self.response) = self.opened.take().unzip();
                     return Ok(self.plan.reconnected());
                 }
                 Err(e) => {
@@ -159,7 +164,7 @@ impl Reconnecting {
     /// Sends the subscriptions on the new connection, from where a cancelled call left off:
     /// each is queued once (no await between taking it and counting it), then all flushed.
     async fn replay(&mut self) -> Result<(), Error> {
-        let Some(ws) = self.opened.as_mut() else {
+        let Some((ws, _)) = self.opened.as_mut() else {
             return Ok(());
         };
         while let Some(message) = self.plan.subscriptions.get(self.replayed) {
@@ -178,7 +183,7 @@ impl Reconnecting {
     /// An attempt: opens a connection (the subscriptions follow in `replay`).
     fn open(&self) -> Attempt {
         let builder = self.plan.builder.clone();
-        Box::pin(async move { builder.connect_async().await.map(|(ws, _)| ws) })
+        Box::pin(async move { builder.connect_async().await })
     }
 
     /// Sends a message on the current connection ([`Error::ConnectionClosed`] while
@@ -231,7 +236,18 @@ impl Reconnecting {
     }
 
     /// The current connection, if one is open.
+    pub fn get_ref(&self) -> Option<&WebSocketStream<TokioStream>> {
+        self.ws.as_ref()
+    }
+
+    /// The current connection, if one is open.
     pub fn get_mut(&mut self) -> Option<&mut WebSocketStream<TokioStream>> {
         self.ws.as_mut()
+    }
+
+    /// The opening handshake's response of the current connection (its headers, the
+    /// subprotocol the server chose), if one is open: each reconnect has its own.
+    pub fn response(&self) -> Option<&Response> {
+        self.ws.as_ref().and(self.response.as_ref())
     }
 }

@@ -550,6 +550,13 @@ async fn async_reconnect_after_the_server_dies_resubscribes_and_reports_the_gap(
         .connect_reconnecting_async(Reconnect::new().initial_delay(Duration::from_millis(50)))
         .await
         .unwrap();
+    // Each connection's own handshake: its accept key answers that connection's key.
+    let accept = |feed: &wsc::tokio::Reconnecting| {
+        let response = feed.response().expect("connected");
+        assert_eq!(response.status.as_u16(), 101);
+        response.headers["sec-websocket-accept"].clone()
+    };
+    let first_accept = accept(&feed);
     feed.subscribe("subscribe:ticker").await.unwrap();
     assert!(matches!(feed.next_event().await.unwrap(),
         Event::Message(m) if m.as_text() == Some("tick 1 after subscribe:ticker")));
@@ -560,6 +567,7 @@ async fn async_reconnect_after_the_server_dies_resubscribes_and_reports_the_gap(
         feed.next_event().await.unwrap(),
         Event::Disconnected(Disconnect::Failed(_))
     ));
+    assert!(feed.response().is_none() && feed.get_ref().is_none());
     let restart = thread::spawn(move || {
         thread::sleep(Duration::from_millis(300));
         feed_life(
@@ -569,6 +577,8 @@ async fn async_reconnect_after_the_server_dies_resubscribes_and_reports_the_gap(
         );
     });
     assert!(matches!(feed.next_event().await.unwrap(), Event::Reconnected(r) if r.attempts >= 1));
+    assert_ne!(accept(&feed), first_accept);
+    assert!(feed.get_ref().is_some());
     assert!(matches!(feed.next_event().await.unwrap(),
         Event::Message(m) if m.as_text() == Some("tick 2 after subscribe:ticker")));
     assert!(matches!(
