@@ -481,7 +481,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     /// out (a writer's `close` and the reader's wait for the reply share it).
     fn close_queued(&mut self) {
         if self.close_sent_since.is_none() {
-            self.close_sent_since = Some(::tokio::time::Instant::now().into_std());
+            let now = ::tokio::time::Instant::now().into_std();
+            self.close_sent_since = Some(now);
+            // Without a close timeout, the idle-read timeout bounds the wait for the peer's
+            // close: from now, not from when the connection last went quiet.
+            self.idle_since = Some(now);
         }
     }
 

@@ -1566,6 +1566,44 @@ async fn close_cancelled_after_the_servers_close_still_returns_its_frame() {
     .await;
 }
 
+/// Without a close timeout, the read timeout bounds the wait for the server's close from
+/// when closing began, not from when the connection last went quiet: after a `recv` that
+/// waited most of the read timeout (cancelled by a `select!` timer), `close` still waits the
+/// whole read timeout for a server that answers a little later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_close_timeout_an_idle_wait_before_close_does_not_shorten_it() {
+    within(BUDGET, async {
+        let (listener, url) = listen().await;
+        let server = tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            raw_accept(&mut tcp).await;
+            let (head, _) = read_client_frame(&mut tcp).await.unwrap();
+            assert_eq!(head & 0x0F, OP_CLOSE);
+            // Answers well within the read timeout of the close.
+            sleep(Duration::from_millis(300)).await;
+            let close = server_frame(FIN | OP_CLOSE, &1000u16.to_be_bytes());
+            tcp.write_all(&close).await.unwrap();
+        });
+        let (mut ws, _) = builder(&url)
+            .close_timeout(None)
+            .read_timeout(Duration::from_millis(800))
+            .connect_async()
+            .await
+            .unwrap();
+        // Quiet for most of the read timeout, then closing.
+        assert!(timeout(Duration::from_millis(700), ws.recv())
+            .await
+            .is_err());
+        let got = timeout(Duration::from_secs(5), ws.close(None)).await;
+        assert!(
+            matches!(&got, Ok(Ok(Some(f))) if f.code == CloseCode::NORMAL),
+            "{got:?}"
+        );
+        server.await.unwrap();
+    })
+    .await;
+}
+
 /// Reads `count` client frames from a raw peer: (FIN, opcode, unmasked payload) each.
 async fn read_client_frames<S: AsyncRead + Unpin>(
     io: &mut S,
