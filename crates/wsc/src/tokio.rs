@@ -676,7 +676,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     }
 
     /// How long a client waits for the server to close TCP after the close handshake.
-    /// Without one (`None`), the read timeout, if set, bounds closing instead.
+    /// Without one (`None`), the read timeout, if set, bounds the wait for the peer's close
+    /// and for the server to close TCP, not writing: a peer that reads nothing still holds
+    /// `close` (and `Sink::close`) while our close frame waits behind a full socket (wrap it
+    /// in `tokio::time::timeout`).
     pub fn set_close_timeout(&mut self, timeout: Option<Duration>) {
         self.inner.close_timeout = timeout;
     }
