@@ -579,9 +579,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             self.conn.close(None)?;
             self.close_queued();
         }
-        // A timer of its own: the reader's may be bounding its own wait meanwhile.
+        // A timer of its own: the reader's may be bounding its own wait meanwhile. It ends
+        // the close timeout after closing began (an earlier `close` cancelled by a shorter
+        // timer included), not a whole close timeout after this call.
         if self.close_send_wait.is_none() && self.has_unsent_output() {
-            self.close_send_wait = self.close_timeout.map(|t| Box::pin(sleep(t)));
+            let now = ::tokio::time::Instant::now().into_std();
+            let since = self.close_sent_since.unwrap_or(now);
+            self.close_send_wait = self
+                .close_timeout
+                .map(|t| {
+                    since
+                        .checked_add(t)
+                        .map_or_else(|| sleep(t), |end| sleep_until(end.into()))
+                })
+                .map(Box::pin);
         }
         match self.poll_write_out(cx) {
             Poll::Ready(result) => {

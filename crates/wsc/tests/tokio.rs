@@ -1003,6 +1003,35 @@ async fn close_cancelled_by_a_shorter_timer_still_ends_within_the_close_timeout(
     .await;
 }
 
+/// `Sink::close` after a `close` that a shorter timer cancelled (the close frame stuck
+/// behind a full socket) gives up within the close timeout counted from that first `close`,
+/// not a whole close timeout later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_close_after_a_cancelled_close_does_not_start_the_close_timeout_over() {
+    within(BUDGET, async {
+        let close_timeout = Duration::from_millis(800);
+        let (mut ws, server, go) = blocked_on_a_stalled_server(close_timeout).await;
+        let started = Instant::now();
+        assert!(timeout(Duration::from_millis(300), ws.close(None))
+            .await
+            .is_err());
+        sleep(Duration::from_millis(300)).await;
+        let closed = timeout(close_timeout * 4, SinkExt::<Message>::close(&mut ws)).await;
+        let took = started.elapsed();
+        assert!(
+            matches!(closed, Ok(Err(Error::Timeout(Phase::Close)))),
+            "{closed:?}"
+        );
+        assert!(
+            took < close_timeout + Duration::from_millis(400),
+            "{took:?}"
+        );
+        server.abort();
+        drop(go);
+    })
+    .await;
+}
+
 /// A split writer's close that times out ends the reader's wait too: one close timeout
 /// bounds closing, not one for each half.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
