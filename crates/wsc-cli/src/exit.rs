@@ -131,7 +131,9 @@ impl fmt::Display for CliError {
                 "no message in {:.1} s (--idle-timeout)",
                 limit.as_secs_f64()
             ),
-            CliError::Interrupted => f.write_str("interrupted while waiting to reconnect"),
+            CliError::Interrupted => {
+                f.write_str("interrupted while the connection was down (--reconnect)")
+            }
             CliError::GaveUp(last) => write!(
                 f,
                 "giving up: connections keep dropping soon after they open \
