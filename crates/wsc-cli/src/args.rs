@@ -114,7 +114,8 @@ pub struct ClientArgs {
     #[arg(long)]
     pub no_compression: bool,
 
-    /// Largest message accepted, in bytes (suffixes K, M, G allowed; default 64M).
+    /// Largest message accepted, in bytes (suffixes K, M, G allowed; default 64M); also the
+    /// longest line of stdin we send (a longer one is an error).
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     pub max_message_size: Option<usize>,
 

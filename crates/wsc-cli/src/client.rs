@@ -51,6 +51,9 @@ struct StdinMode {
     binary: bool,
     /// `--whole`: all of it, as one message of at most this many bytes.
     whole: Option<usize>,
+    /// The longest line, in bytes (`--max-message-size`): a stream without newlines (a
+    /// binary file, `/dev/zero`) is an error, not a line that grows until memory runs out.
+    line_limit: usize,
 }
 
 fn spawn_stdin_reader(mode: StdinMode) -> Receiver<Input> {
@@ -78,10 +81,26 @@ fn spawn_stdin_reader(mode: StdinMode) -> Receiver<Input> {
                 }
             } else {
                 let mut line = Vec::new();
-                match stdin.read_until(b'\n', &mut line) {
+                // Room for the limit and a `\r\n`: one byte more is a line too long.
+                let cap = u64::try_from(mode.line_limit)
+                    .unwrap_or(u64::MAX)
+                    .saturating_add(2);
+                match (&mut stdin).take(cap).read_until(b'\n', &mut line) {
                     Ok(0) => Input::End,
                     Ok(_) => {
                         drop_line_end(&mut line);
+                        if line.len() > mode.line_limit {
+                            let _ = tx.send(Input::Failed(io::Error::new(
+                                io::ErrorKind::InvalidData,
+                                format!(
+                                    "a line is longer than {} bytes, the \
+                                     --max-message-size limit (raise it, or send the data \
+                                     with --binary)",
+                                    mode.line_limit
+                                ),
+                            )));
+                            return;
+                        }
                         match String::from_utf8(line) {
                             Ok(text) => Input::Text(text),
                             Err(_) => {
@@ -289,6 +308,7 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
         whole: args
             .whole
             .then(|| args.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE)),
+        line_limit: args.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE),
     };
     let stdin = (!args.no_stdin).then(|| spawn_stdin_reader(mode));
     Session {

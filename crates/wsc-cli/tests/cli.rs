@@ -1227,3 +1227,24 @@ fn ctrl_c_closes_cleanly_even_when_sigint_was_ignored_at_start() {
     assert_eq!(py.event("closed")["code"], 1000);
     assert_eq!(child.0.wait().unwrap().code(), Some(0));
 }
+
+#[test]
+fn a_stdin_line_past_the_message_limit_is_an_error_not_unbounded_memory() {
+    // Without a bound, a stream with no newline (a binary file, /dev/zero) grew one line
+    // until memory ran out (gigabytes within seconds).
+    let (_server, url, _) = wsc_serve(&[]);
+    let mut input = b"ok\r\n".to_vec();
+    input.extend(std::iter::repeat_n(b'z', 2000));
+    let out = wsc(&[&url, "--max-message-size", "1K"], &input);
+    let err = exits_with(&out, 12);
+    assert!(err.contains("a line is longer than 1024 bytes"), "{err}");
+    assert!(err.contains("--max-message-size"), "{err}");
+
+    // A line of exactly the limit, even ended by \r\n, is sent.
+    let out = wsc(
+        &[&url, "--max-message-size", "16"],
+        b"aaaaaaaaaaaaaaaa\r\nwxyz",
+    );
+    exits_with(&out, 0);
+    assert_eq!(stdout(&out), "aaaaaaaaaaaaaaaa\nwxyz\n");
+}
