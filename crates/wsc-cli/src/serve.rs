@@ -41,7 +41,8 @@ impl Settings {
     pub fn from_args(args: &ServeArgs) -> Self {
         let mut config = Config::default();
         if let Some(max) = args.max_message_size {
-            config = config.max_message_size(Some(max)).max_frame_size(Some(max));
+            // Frames too (no frame limit: see the client's).
+            config = config.max_message_size(Some(max));
         }
         Settings {
             mode: args.mode(),

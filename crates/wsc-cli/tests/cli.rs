@@ -1248,3 +1248,21 @@ fn a_stdin_line_past_the_message_limit_is_an_error_not_unbounded_memory() {
     exits_with(&out, 0);
     assert_eq!(stdout(&out), "aaaaaaaaaaaaaaaa\nwxyz\n");
 }
+
+#[test]
+fn a_compressed_message_at_the_size_limit_is_accepted_both_ways() {
+    // Incompressible bytes: deflate makes them a few bytes bigger on the wire. A frame limit
+    // equal to --max-message-size refused such a message of exactly the limit: wsc serve
+    // closed with 1009 (the client exited 11), and the client refused the echo (exit 8).
+    let mut x: u32 = 12345;
+    let data: Vec<u8> = (0..3000)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (x >> 16) as u8
+        })
+        .collect();
+    let (_server, url, _) = wsc_serve(&["--max-message-size", "3000"]);
+    let out = wsc(&[&url, "-W", "-b", "--max-message-size", "3000"], &data);
+    exits_with(&out, 0);
+    assert!(out.stdout == data, "the echo differs");
+}
