@@ -438,6 +438,9 @@ impl Session {
                 // Nothing arrived, or the peer took none of our output, within POLL.
                 Err(Error::Timeout(Phase::Read | Phase::Write)) => continue,
                 Err(e) if self.closing_since.is_some() => return Err(closing_failed(e)),
+                // Said as such: the last attempt's error alone read as if the first
+                // connection had failed.
+                Err(e) if self.link.has_given_up() => return Err(CliError::ReconnectFailed(e)),
                 Err(e) => return Err(e.into()),
             };
             if message.is_data() {

@@ -54,6 +54,9 @@ pub enum CliError {
     /// `--reconnect` gave up: connections kept dropping soon after they opened (the last
     /// drop's cause).
     GaveUp(String),
+    /// `--reconnect` gave up on reconnecting: `--reconnect-max-attempts` failed attempts in
+    /// a row, or one no retry can mend (the last attempt's error, whose status is used).
+    ReconnectFailed(Error),
 }
 
 impl CliError {
@@ -65,39 +68,42 @@ impl CliError {
             CliError::Idle(_) | CliError::Unsent(_) | CliError::NoCloseReply(_) => 7,
             CliError::GaveUp(_) => 9,
             CliError::Interrupted => 130,
-            CliError::Wsc(e) => match e {
-                Error::Url(_) | Error::TlsConfig(_) | Error::InvalidInput(_) => 2,
-                Error::Dns { .. } => 3,
-                Error::Connect { .. } => 4,
-                Error::Tls { .. } | Error::TlsClosed { .. } => 5,
-                // Our own request is at fault (a header, a subprotocol): the arguments.
-                Error::Handshake(HandshakeError::InvalidRequestHeader(_)) => 2,
-                Error::Handshake(_) | Error::Redirect(_) => 6,
-                Error::Timeout(_) | Error::SendQueueFull { .. } => 7,
-                Error::Protocol(_) => 8,
-                Error::ConnectionReset => 9,
-                Error::KeepaliveTimeout(_) => 10,
-                // A proxy URL (--proxy, or from the environment) that cannot be used.
-                Error::Proxy {
-                    error: ProxyError::InvalidUrl(_) | ProxyError::Unsupported(_),
-                    ..
-                } => 2,
-                Error::Proxy { .. } => 13,
-                // A reset is the connection lost, as an end without a close is.
-                Error::Io(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::ConnectionReset
-                            | ErrorKind::ConnectionAborted
-                            | ErrorKind::BrokenPipe
-                    ) =>
-                {
-                    9
-                }
-                Error::Io(_) => 12,
-                _ => 1,
-            },
+            CliError::Wsc(e) | CliError::ReconnectFailed(e) => wsc_status(e),
         }
+    }
+}
+
+/// The exit status for a library error.
+fn wsc_status(e: &Error) -> u8 {
+    match e {
+        Error::Url(_) | Error::TlsConfig(_) | Error::InvalidInput(_) => 2,
+        Error::Dns { .. } => 3,
+        Error::Connect { .. } => 4,
+        Error::Tls { .. } | Error::TlsClosed { .. } => 5,
+        // Our own request is at fault (a header, a subprotocol): the arguments.
+        Error::Handshake(HandshakeError::InvalidRequestHeader(_)) => 2,
+        Error::Handshake(_) | Error::Redirect(_) => 6,
+        Error::Timeout(_) | Error::SendQueueFull { .. } => 7,
+        Error::Protocol(_) => 8,
+        Error::ConnectionReset => 9,
+        Error::KeepaliveTimeout(_) => 10,
+        // A proxy URL (--proxy, or from the environment) that cannot be used.
+        Error::Proxy {
+            error: ProxyError::InvalidUrl(_) | ProxyError::Unsupported(_),
+            ..
+        } => 2,
+        Error::Proxy { .. } => 13,
+        // A reset is the connection lost, as an end without a close is.
+        Error::Io(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
+            ) =>
+        {
+            9
+        }
+        Error::Io(_) => 12,
+        _ => 1,
     }
 }
 
@@ -139,6 +145,7 @@ impl fmt::Display for CliError {
                 "giving up: connections keep dropping soon after they open \
                  (--reconnect-max-attempts); the last: {last}"
             ),
+            CliError::ReconnectFailed(e) => write!(f, "could not reconnect, giving up: {e}"),
             CliError::NoCloseReply(waited) => write!(
                 f,
                 "the server did not answer our close within {} s",

@@ -1266,3 +1266,23 @@ fn a_compressed_message_at_the_size_limit_is_accepted_both_ways() {
     exits_with(&out, 0);
     assert!(out.stdout == data, "the echo differs");
 }
+
+#[test]
+fn reconnect_that_cannot_reach_the_server_again_says_it_gave_up() {
+    // One connection, closed with 1001; then the port is closed (the listener dropped).
+    let url = raw_server(|mut tcp| {
+        raw_upgrade(&mut tcp);
+        let _ = tcp.write_all(&[0x88, 2, 0x03, 0xE9]);
+    });
+    let out = wsc(
+        &[&url, "-n", "--reconnect", "--reconnect-max-attempts", "1"],
+        b"",
+    );
+    // The status of the last attempt's error; its message alone ("cannot connect to ...")
+    // read as if the first connection had failed.
+    let err = exits_with(&out, 4);
+    assert!(
+        err.contains("could not reconnect, giving up: cannot connect"),
+        "{err}"
+    );
+}
