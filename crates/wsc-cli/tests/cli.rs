@@ -1286,3 +1286,28 @@ fn reconnect_that_cannot_reach_the_server_again_says_it_gave_up() {
         "{err}"
     );
 }
+
+#[test]
+fn the_environment_proxy_is_not_used_for_loopback_as_help_says() {
+    // --help said only "minus NO_PROXY": a user testing a proxy on 127.0.0.1 with
+    // HTTP_PROXY set saw it bypassed with no word of why.
+    let help = stdout(&wsc(&["--help"], b""));
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(help.contains("never for loopback hosts"), "{help}");
+
+    let (_server, url, _) = wsc_serve(&[]);
+    let mut child = Command::new(WSC)
+        .arg(&url)
+        .env("HTTP_PROXY", "http://127.0.0.1:9")
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"direct\n").unwrap();
+    let out = finish(child, &["HTTP_PROXY=... wsc", &url]);
+    exits_with(&out, 0);
+    assert_eq!(stdout(&out), "direct\n");
+}
