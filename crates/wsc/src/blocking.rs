@@ -396,13 +396,19 @@ impl<S: Read + Write> WebSocket<S> {
         Ok(Some(end))
     }
 
-    /// The peer's close did not come within the close timeout: the connection is given up,
-    /// so that later calls report it closed instead of waiting for it again.
+    /// Gives the connection up for `error` (a close or keepalive that timed out, a broken
+    /// transport), so that later calls report it closed instead of waiting or failing again.
     #[cold]
-    fn close_timed_out(&mut self) -> Error {
+    fn give_up(&mut self, error: Error) -> Error {
         self.conn.abort();
         self.drained = true;
-        Error::Timeout(Phase::Close)
+        error
+    }
+
+    /// The peer's close did not come within the close timeout: the connection is given up.
+    #[cold]
+    fn close_timed_out(&mut self) -> Error {
+        self.give_up(Error::Timeout(Phase::Close))
     }
 
     /// With our output still to write: writes what the socket takes now, and if some stays,
@@ -486,9 +492,8 @@ impl<S: Read + Write> WebSocket<S> {
             (control.set_write_timeout)(&mut self.stream, self.write_timeout)?;
             match flushed {
                 Err(Error::Timeout(Phase::Write)) if self.write_timeout != bound => {
-                    self.conn.abort();
-                    self.drained = true;
-                    return Err(Error::KeepaliveTimeout(self.conn.keepalive_timeout()));
+                    let timeout = Error::KeepaliveTimeout(self.conn.keepalive_timeout());
+                    return Err(self.give_up(timeout));
                 }
                 Err(e) if self.peer_gone(&e) => {}
                 other => other?,
@@ -512,13 +517,15 @@ impl<S: Read + Write> WebSocket<S> {
     /// gone kills only the output: what the peer sent before it went (its close frame, with
     /// the reason) is still read.
     fn transport_error(&mut self, e: io::Error, phase: Phase) -> Error {
-        if phase == Phase::Write && is_peer_gone(&e) && !self.conn.is_terminated() {
+        let peer_gone = phase == Phase::Write && is_peer_gone(&e) && !self.conn.is_terminated();
+        let timeout = is_timeout(&e);
+        let error = map_io_error(e, phase, &self.host);
+        if peer_gone {
             self.lose_output();
-        } else if !is_timeout(&e) {
-            self.conn.abort();
-            self.drained = true;
+        } else if !timeout {
+            return self.give_up(error);
         }
-        map_io_error(e, phase, &self.host)
+        error
     }
 
     /// After the close handshake, a client lets the server close TCP first
