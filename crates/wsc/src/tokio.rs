@@ -452,15 +452,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     /// never).
     #[cold]
     fn close_overdue(&mut self, now: Instant) -> Result<Option<Instant>, Error> {
-        let Some(limit) = self.close_timeout else {
+        if self.close_timeout.is_none() {
             return Ok(None);
-        };
-        let since = *self.close_sent_since.get_or_insert(now);
-        if now.saturating_duration_since(since) < limit {
-            return Ok(since.checked_add(limit));
         }
-        self.close_timed_out();
-        Err(Error::Timeout(Phase::Close))
+        self.close_sent_since.get_or_insert(now);
+        match self.close_deadline(now) {
+            Some(end) if now >= end => {
+                self.close_timed_out();
+                Err(Error::Timeout(Phase::Close))
+            }
+            end => Ok(end),
+        }
+    }
+
+    /// When the close timeout ends: that long after closing began (or after `now`, if it has
+    /// not been seen to begin); `None` without a close timeout, or past all time.
+    fn close_deadline(&self, now: Instant) -> Option<Instant> {
+        let limit = self.close_timeout?;
+        self.close_sent_since.unwrap_or(now).checked_add(limit)
     }
 
     /// Closing took longer than the close timeout: it is given up.
@@ -584,15 +593,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         // timer included), not a whole close timeout after this call.
         if self.close_send_wait.is_none() && self.has_unsent_output() {
             let now = ::tokio::time::Instant::now().into_std();
-            let since = self.close_sent_since.unwrap_or(now);
             self.close_send_wait = self
-                .close_timeout
-                .map(|t| {
-                    since
-                        .checked_add(t)
-                        .map_or_else(|| sleep(t), |end| sleep_until(end.into()))
-                })
-                .map(Box::pin);
+                .close_deadline(now)
+                .map(|end| Box::pin(sleep_until(end.into())));
         }
         match self.poll_write_out(cx) {
             Poll::Ready(result) => {
@@ -796,9 +799,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
         self.inner.close_queued();
         let deadline = self
             .inner
-            .close_timeout
-            .zip(self.inner.close_sent_since)
-            .and_then(|(limit, since)| since.checked_add(limit));
+            .close_deadline(::tokio::time::Instant::now().into_std());
         let exchange = async {
             if !output_lost {
                 poll_fn(|cx| self.inner.poll_write_out(cx)).await?;
