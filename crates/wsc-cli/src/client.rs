@@ -49,11 +49,12 @@ enum Input {
 #[derive(Clone, Copy)]
 struct StdinMode {
     binary: bool,
-    /// `--whole`: all of it, as one message of at most this many bytes.
-    whole: Option<usize>,
-    /// The longest line, in bytes (`--max-message-size`): a stream without newlines (a
-    /// binary file, `/dev/zero`) is an error, not a line that grows until memory runs out.
-    line_limit: usize,
+    /// `--whole`: all of it, as one message.
+    whole: bool,
+    /// The largest message, in bytes (`--max-message-size`): the bound of `--whole`'s one
+    /// message and of each line, so that a stream without newlines (a binary file,
+    /// `/dev/zero`) is an error, not a line that grows until memory runs out.
+    limit: usize,
 }
 
 fn spawn_stdin_reader(mode: StdinMode) -> Receiver<Input> {
@@ -61,8 +62,8 @@ fn spawn_stdin_reader(mode: StdinMode) -> Receiver<Input> {
     thread::spawn(move || {
         let stdin = io::stdin();
         let mut stdin = stdin.lock();
-        if let Some(limit) = mode.whole {
-            let _ = tx.send(read_whole(&mut stdin, limit, mode.binary));
+        if mode.whole {
+            let _ = tx.send(read_whole(&mut stdin, mode.limit, mode.binary));
             let _ = tx.send(Input::End);
             return;
         }
@@ -82,21 +83,21 @@ fn spawn_stdin_reader(mode: StdinMode) -> Receiver<Input> {
             } else {
                 let mut line = Vec::new();
                 // Room for the limit and a `\r\n`: one byte more is a line too long.
-                let cap = u64::try_from(mode.line_limit)
+                let cap = u64::try_from(mode.limit)
                     .unwrap_or(u64::MAX)
                     .saturating_add(2);
                 match (&mut stdin).take(cap).read_until(b'\n', &mut line) {
                     Ok(0) => Input::End,
                     Ok(_) => {
                         drop_line_end(&mut line);
-                        if line.len() > mode.line_limit {
+                        if line.len() > mode.limit {
                             let _ = tx.send(Input::Failed(io::Error::new(
                                 io::ErrorKind::InvalidData,
                                 format!(
                                     "a line is longer than {} bytes, the \
                                      --max-message-size limit (raise it, or send the data \
                                      with --binary)",
-                                    mode.line_limit
+                                    mode.limit
                                 ),
                             )));
                             return;
@@ -307,10 +308,8 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
     }
     let mode = StdinMode {
         binary: args.binary,
-        whole: args
-            .whole
-            .then(|| args.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE)),
-        line_limit: args.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE),
+        whole: args.whole,
+        limit: args.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE),
     };
     let stdin = (!args.no_stdin).then(|| spawn_stdin_reader(mode));
     Session {
