@@ -280,10 +280,19 @@ impl Read for MaybeTlsStream {
             MaybeTlsStream::Plain(s) => s.read(buf),
             #[cfg(feature = "tls")]
             MaybeTlsStream::Tls(s) => {
+                // A record failed: the plaintext before it, then its error, without reading
+                // the socket again (which rustls would do first).
+                if let Some(read) = crate::tls::read_after_failure(&mut s.conn, buf) {
+                    return read;
+                }
                 // rustls first writes what it holds (pongs the socket had no room for): that
                 // must not hold the read up.
                 let nowait = std::mem::replace(&mut s.sock.nowait_writes, true);
                 let read = match s.read(buf) {
+                    // The records the same socket read brought in before the bad one.
+                    Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                        crate::tls::read_after_failure(&mut s.conn, buf).unwrap_or(Err(e))
+                    }
                     // Those bytes could not go out, and rustls reads no more (the peer's
                     // close_notify came): it returns the write's WouldBlock before it looks
                     // at what it received. That is all there will be: a WouldBlock here would

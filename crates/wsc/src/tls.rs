@@ -17,7 +17,11 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 
 use crate::error::Error;
 
+mod failed_read;
 mod trusted_as_is;
+pub(crate) use failed_read::read_after_failure;
+#[cfg(feature = "tokio")]
+pub(crate) use failed_read::{failure, read_plaintext_left};
 use trusted_as_is::TrustedAsIs;
 
 /// Where trusted root certificates come from.

@@ -1564,3 +1564,94 @@ fn ws_to_a_tls_port_and_wss_to_a_plain_port_say_which_scheme_to_use() {
     assert!(err.to_string().contains("use a ws:// URL"), "{err}");
     plain.join().unwrap();
 }
+
+/// A TLS server that, once told to go, sends in one TCP write the records of two text
+/// messages ("one" and "two") followed by a record that is not valid (it fails decryption),
+/// and keeps TCP open. Returns the client's builder, the sender that says go, and the
+/// receiver that hears when the bytes are out.
+fn good_records_then_a_bad_one() -> (
+    ClientBuilder,
+    std::sync::mpsc::Sender<()>,
+    std::sync::mpsc::Receiver<()>,
+) {
+    use std::io::Write as _;
+    let (go, told) = std::sync::mpsc::channel();
+    let (written, heard) = std::sync::mpsc::channel();
+    let (port, ca) = tls_server_after_handshake(move |mut tls| {
+        // After the client has read the handshake response: only messages are at stake.
+        told.recv_timeout(TIMEOUT).unwrap();
+        tls.conn
+            .writer()
+            .write_all(&[0x81, 3, b'o', b'n', b'e', 0x81, 3, b't', b'w', b'o'])
+            .unwrap();
+        let mut wire = Vec::new();
+        while tls.conn.wants_write() {
+            tls.conn.write_tls(&mut wire).unwrap();
+        }
+        // An application-data record of garbage: the client cannot decrypt it.
+        wire.extend_from_slice(&[0x17, 0x03, 0x03, 0x00, 0x20]);
+        wire.extend_from_slice(&[0x5a; 0x20]);
+        tls.sock.write_all(&wire).unwrap();
+        written.send(()).unwrap();
+        thread::sleep(Duration::from_secs(10));
+    });
+    let builder = ClientBuilder::new(format!("wss://localhost:{port}/"))
+        .compression(false)
+        .read_timeout(Some(TIMEOUT))
+        .close_timeout(Some(TIMEOUT))
+        .tls(trusting(&ca));
+    (builder, go, heard)
+}
+
+/// Whether `err` is the TLS error of a record that failed decryption.
+fn is_bad_record(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::Tls {
+            source: rustls::Error::DecryptError,
+            ..
+        }
+    )
+}
+
+#[test]
+fn messages_in_tls_records_before_a_bad_record_are_delivered_before_its_error() {
+    let (builder, go, written) = good_records_then_a_bad_one();
+    let mut ws = builder.connect().unwrap();
+    go.send(()).unwrap();
+    written.recv_timeout(TIMEOUT).unwrap();
+    // All of it in the socket, for one read to take good and bad records together.
+    thread::sleep(Duration::from_millis(100));
+    // Before, the first read returned the TLS error and both messages were lost.
+    assert_eq!(ws.read().unwrap(), Message::text("one"));
+    assert_eq!(ws.read().unwrap(), Message::text("two"));
+    let err = ws.read().unwrap_err();
+    assert!(is_bad_record(&err), "{err:?}");
+    assert!(matches!(ws.read(), Err(Error::ConnectionClosed)));
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn async_messages_in_tls_records_before_a_bad_record_are_delivered_before_its_error() {
+    let (builder, go, written) = good_records_then_a_bad_one();
+    block_on(async move {
+        let (mut ws, _) = builder.connect_async().await.unwrap();
+        go.send(()).unwrap();
+        written.recv_timeout(TIMEOUT).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut got = Vec::new();
+        let end = loop {
+            match tokio::time::timeout(TIMEOUT, ws.recv()).await {
+                Ok(Some(Ok(message))) => got.push(message),
+                other => break other,
+            }
+        };
+        assert_eq!(got, [Message::text("one"), Message::text("two")]);
+        let Ok(Some(Err(err))) = end else {
+            panic!("expected the TLS error, got {end:?}")
+        };
+        assert!(is_bad_record(&err), "{err:?}");
+        let after = tokio::time::timeout(TIMEOUT, ws.recv()).await;
+        assert!(matches!(after, Ok(None)), "{after:?}");
+    });
+}

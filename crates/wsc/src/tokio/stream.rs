@@ -47,16 +47,40 @@ impl AsyncRead for TokioStream {
         match self.get_mut() {
             TokioStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             #[cfg(feature = "tls")]
-            TokioStream::Tls(s) => match Pin::new(s.as_mut()).poll_read(cx, buf) {
-                // A server that closes TCP without close_notify after the WebSocket close is
-                // common; the WebSocket layer decides whether the close was clean.
-                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    Poll::Ready(Ok(()))
+            TokioStream::Tls(s) => {
+                // A record failed: the plaintext before it, then its error, without waiting
+                // on the socket again (which tokio-rustls would do first).
+                if let Some(read) = read_after_failure(s, buf) {
+                    return Poll::Ready(read);
                 }
-                other => other,
-            },
+                match Pin::new(s.as_mut()).poll_read(cx, buf) {
+                    // A server that closes TCP without close_notify after the WebSocket close
+                    // is common; the WebSocket layer decides whether the close was clean.
+                    Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                        Poll::Ready(Ok(()))
+                    }
+                    // The records the same socket read brought in before the bad one.
+                    Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::InvalidData => {
+                        Poll::Ready(read_after_failure(s, buf).unwrap_or(Err(e)))
+                    }
+                    other => other,
+                }
+            }
         }
     }
+}
+
+/// [`crate::tls::read_after_failure`] into a `ReadBuf`.
+#[cfg(feature = "tls")]
+fn read_after_failure(
+    tls: &mut tokio_rustls::client::TlsStream<TcpStream>,
+    buf: &mut ReadBuf<'_>,
+) -> Option<io::Result<()>> {
+    let conn = tls.get_mut().1;
+    // Checked first: the buffer may be spare capacity, which is not zeroed for a sound read.
+    let failure = crate::tls::failure(conn)?;
+    let read = crate::tls::read_plaintext_left(conn, failure, buf.initialize_unfilled());
+    Some(read.map(|n| buf.advance(n)))
 }
 
 impl AsyncWrite for TokioStream {
