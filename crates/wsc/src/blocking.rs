@@ -861,15 +861,32 @@ impl<S: Read + Write> WebSocket<S> {
     /// that is shorter than the write timeout (or there is none): a peer that reads nothing
     /// must not hold `close` forever. Past it, closing is given up ([`Error::Timeout`] with
     /// [`Phase::Close`]); a shorter write timeout leaves the close queued as for any send.
+    ///
+    /// A peer that is already gone (it reset the connection, so the close cannot be written)
+    /// is not an error of `close`: what it sent before is still read, and `read` tells how
+    /// it ended, with its close frame or with [`Error::ConnectionReset`].
     pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
         self.conn.close(frame)?;
         let limit = match (self.control, self.close_timeout) {
             (Some(_), Some(limit)) if self.write_timeout.map_or(true, |w| w > limit) => limit,
-            _ => return self.send_queued(),
+            _ => {
+                let sent = self.send_queued();
+                return self.unless_peer_gone(sent);
+            }
         };
         self.user_output = true;
         match self.flush_by(deadline_in(Some(limit)), Phase::Close) {
             Err(Error::Timeout(Phase::Close)) => Err(self.close_timed_out()),
+            other => self.unless_peer_gone(other),
+        }
+    }
+
+    /// Writing the close failed because the peer is gone: not the outcome of closing, which
+    /// reads tell (what the peer sent before it went, its close frame included, is still
+    /// read).
+    fn unless_peer_gone(&self, written: Result<(), Error>) -> Result<(), Error> {
+        match written {
+            Err(e) if self.peer_gone(&e) => Ok(()),
             other => other,
         }
     }
@@ -878,6 +895,10 @@ impl<S: Read + Write> WebSocket<S> {
     /// at most the close timeout in all (on streams this crate opened). Returns the peer's
     /// close frame (`None` when it carried no status code). `frame` is sent as in
     /// [`WebSocket::close`]: `None` means no status code, not 1000.
+    ///
+    /// A peer that sent its close and then reset the connection before ours could be
+    /// written still closed: its close frame is returned. One that reset it without a close
+    /// frame fails with [`Error::ConnectionReset`].
     pub fn close_and_wait(
         &mut self,
         frame: Option<CloseFrame>,
@@ -912,7 +933,9 @@ impl<S: Read + Write> WebSocket<S> {
         // Also when only the stream holds some (a `close` that timed out after rustls took
         // the whole close frame): a read would flush it bounded by the write timeout alone.
         let written = if self.user_output || self.conn.has_pending_output() {
-            self.flush_by(deadline, Phase::Close)
+            let written = self.flush_by(deadline, Phase::Close);
+            // A peer gone before our close went out may have sent its own first.
+            self.unless_peer_gone(written)
         } else {
             Ok(())
         };

@@ -577,8 +577,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         Poll::Ready(Ok(()))
     }
 
+    /// Writing failed because the peer is gone (output lost, reading goes on): not the
+    /// outcome of closing, which reading tells (what the peer sent before it went, its close
+    /// frame included, is still read).
+    fn unless_peer_gone(&self, written: Result<(), Error>) -> Result<(), Error> {
+        match written {
+            Err(Error::ConnectionReset) if self.conn.is_output_lost() => Ok(()),
+            other => other,
+        }
+    }
+
     /// Sends the close frame within the close timeout (`Sink::close`, the writing half's
-    /// `close`); the reading half then receives the peer's close.
+    /// `close`); the reading half then receives the peer's close. A peer already gone is
+    /// not an error here: the reading half tells how it ended.
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if self.close_timed_out {
             // The reader's wait for the reply ran out first.
@@ -600,7 +611,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         match self.poll_write_out(cx) {
             Poll::Ready(result) => {
                 self.close_send_wait = None;
-                Poll::Ready(result)
+                Poll::Ready(self.unless_peer_gone(result))
             }
             Poll::Pending => {
                 if !expired(&mut self.close_send_wait, cx) {
@@ -777,6 +788,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     /// `frame: None` sends a close frame without a status code (the server sees 1005, "no
     /// status"); to close with 1000, pass
     /// `Some(wsc::CloseFrame::new(wsc::CloseCode::NORMAL, "done"))`.
+    ///
+    /// A peer that sent its close and then reset the connection before ours could be
+    /// written still closed: its close frame is returned. One that reset it without a close
+    /// frame fails with [`Error::ConnectionReset`].
     pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<Option<CloseFrame>, Error> {
         let before = self.inner.conn.state();
         // The peer is gone: no close to send, but its own may still be read.
@@ -802,7 +817,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             .close_deadline(::tokio::time::Instant::now().into_std());
         let exchange = async {
             if !output_lost {
-                poll_fn(|cx| self.inner.poll_write_out(cx)).await?;
+                let written = poll_fn(|cx| self.inner.poll_write_out(cx)).await;
+                // A peer gone before our close went out may have sent its own first.
+                self.inner.unless_peer_gone(written)?;
             }
             loop {
                 match self.recv().await {

@@ -1253,3 +1253,81 @@ fn connect_on_tcp_applies_keepalive_and_the_read_timeout() {
         "{seen:?}"
     );
 }
+
+/// The frames of a server that says its last words and closes with 1008 "rate limit".
+fn last_words_and_close() -> Vec<u8> {
+    let mut frames = small_frame(0x81, b"last words");
+    let mut close = 1008u16.to_be_bytes().to_vec();
+    close.extend_from_slice(b"rate limit");
+    frames.extend(small_frame(0x88, &close));
+    frames
+}
+
+/// A client of a raw server that sends `frames` once connected and then resets the
+/// connection (SO_LINGER 0); returns once the reset has had time to arrive, the frames
+/// still unread in the client's socket.
+#[cfg(target_os = "linux")] // socket2, for the reset
+fn reset_after(frames: Vec<u8>) -> wsc::WebSocket<wsc::MaybeTlsStream> {
+    let (go, told) = std::sync::mpsc::channel::<()>();
+    let (url, server) = serve_once(move |mut tcp| {
+        raw_accept(&mut tcp, &[]);
+        told.recv_timeout(TIMEOUT).unwrap();
+        tcp.write_all(&frames).unwrap();
+        socket2::SockRef::from(&tcp)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    });
+    let ws = builder(&url)
+        .close_timeout(Some(TIMEOUT))
+        .connect()
+        .unwrap();
+    go.send(()).unwrap();
+    server.join().unwrap();
+    thread::sleep(Duration::from_millis(100));
+    ws
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn close_and_wait_returns_the_close_the_server_sent_before_it_reset() {
+    let mut ws = reset_after(last_words_and_close());
+    // Our close cannot be written; the server's, sent before, is still read. Before, the
+    // failed write was the answer (ConnectionReset) and the server's close was lost.
+    let closed = ws.close_and_wait(Some(CloseFrame::new(1000, "bye")));
+    assert_eq!(closed.unwrap(), Some(CloseFrame::new(1008, "rate limit")));
+    assert!(matches!(ws.read(), Err(Error::ConnectionClosed)));
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn close_then_read_delivers_what_the_server_sent_before_it_reset() {
+    let mut ws = reset_after(last_words_and_close());
+    // The peer is gone: that is for reads to tell, after what it sent before.
+    ws.close(None).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("last words"));
+    assert_eq!(
+        ws.read().unwrap(),
+        Message::Close(Some(CloseFrame::new(1008, "rate limit")))
+    );
+    assert!(matches!(ws.read(), Err(Error::ConnectionClosed)));
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn a_reset_without_a_close_still_fails_close_and_wait_with_connection_reset() {
+    let mut ws = reset_after(small_frame(0x81, b"last words"));
+    let closed = ws.close_and_wait(None);
+    assert!(matches!(closed, Err(Error::ConnectionReset)), "{closed:?}");
+    assert!(matches!(ws.read(), Err(Error::ConnectionClosed)));
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn close_then_read_after_a_reset_without_a_close_delivers_then_reports_the_reset() {
+    let mut ws = reset_after(small_frame(0x81, b"last words"));
+    ws.close(None).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("last words"));
+    let err = ws.read().unwrap_err();
+    assert!(matches!(err, Error::ConnectionReset), "{err:?}");
+    assert!(matches!(ws.read(), Err(Error::ConnectionClosed)));
+}

@@ -1791,3 +1791,90 @@ async fn messages_sent_in_parts_arrive_whole() {
     })
     .await;
 }
+
+// ----- what the server sent before it reset, and its close, reach `close` -----
+
+/// The frames of a server that says its last words and closes with 1008 "rate limit".
+fn last_words_and_close() -> Vec<u8> {
+    let mut frames = server_frame(FIN | OP_TEXT, b"last words");
+    let mut close = 1008u16.to_be_bytes().to_vec();
+    close.extend_from_slice(b"rate limit");
+    frames.extend(server_frame(FIN | OP_CLOSE, &close));
+    frames
+}
+
+/// A client of a raw server that sends `frames` once connected and then resets the
+/// connection (SO_LINGER 0); returns once the reset has had time to arrive, the frames
+/// still unread in the client's socket.
+#[cfg(target_os = "linux")] // socket2, for the reset
+async fn reset_after(frames: Vec<u8>) -> WebSocketStream<wsc::tokio::TokioStream> {
+    let (listener, url) = listen().await;
+    let (go, told) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        raw_accept(&mut tcp).await;
+        told.await.unwrap();
+        tcp.write_all(&frames).await.unwrap();
+        socket2::SockRef::from(&tcp)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    });
+    let (ws, _) = builder(&url)
+        .close_timeout(Some(Duration::from_secs(10)))
+        .connect_async()
+        .await
+        .unwrap();
+    go.send(()).unwrap();
+    server.await.unwrap();
+    sleep(Duration::from_millis(100)).await;
+    ws
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg(target_os = "linux")]
+async fn close_returns_the_close_the_server_sent_before_it_reset() {
+    within(BUDGET, async {
+        let mut ws = reset_after(last_words_and_close()).await;
+        // Our close cannot be written; the server's, sent before, is still read. Before, the
+        // failed write was the answer (ConnectionReset) and the server's close was lost.
+        let closed = ws.close(Some(CloseFrame::new(1000u16, "bye"))).await;
+        assert_eq!(
+            closed.unwrap(),
+            Some(CloseFrame::new(1008u16, "rate limit"))
+        );
+        assert!(ws.recv().await.is_none());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg(target_os = "linux")]
+async fn a_reset_without_a_close_still_fails_close_with_connection_reset() {
+    within(BUDGET, async {
+        let mut ws = reset_after(server_frame(FIN | OP_TEXT, b"last words")).await;
+        let closed = ws.close(None).await;
+        assert!(matches!(closed, Err(Error::ConnectionReset)), "{closed:?}");
+        assert!(ws.recv().await.is_none());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg(target_os = "linux")]
+async fn a_split_writers_close_lets_the_reader_get_what_the_server_sent_before_it_reset() {
+    within(BUDGET, async {
+        let (mut reader, mut writer) = reset_after(last_words_and_close()).await.split();
+        // The peer is gone: that is for the reader to tell, after what it sent before.
+        writer.close(None).await.unwrap();
+        assert_eq!(
+            reader.recv().await.unwrap().unwrap(),
+            Message::text("last words")
+        );
+        assert_eq!(
+            reader.recv().await.unwrap().unwrap(),
+            Message::Close(Some(CloseFrame::new(1008u16, "rate limit")))
+        );
+        assert!(reader.recv().await.is_none());
+    })
+    .await;
+}
