@@ -893,8 +893,10 @@ impl<S: Read + Write> WebSocket<S> {
 
     /// Closes and waits for the peer's close frame, discarding messages still in flight, for
     /// at most the close timeout in all (on streams this crate opened). Returns the peer's
-    /// close frame (`None` when it carried no status code). `frame` is sent as in
-    /// [`WebSocket::close`]: `None` means no status code, not 1000.
+    /// close frame (`None` when it carried no status code), also when the close handshake
+    /// was already over: after a [`WebSocket::read`] that returned the peer's close, or a
+    /// second call. `frame` is sent as in [`WebSocket::close`]: `None` means no status code,
+    /// not 1000.
     ///
     /// A peer that sent its close and then reset the connection before ours could be
     /// written still closed: its close frame is returned. One that reset it without a close
@@ -918,8 +920,15 @@ impl<S: Read + Write> WebSocket<S> {
                 self.user_output = true;
             }
             State::CloseSent => {}
-            State::Closed => return Ok(None),
-            State::Failed => return Err(Error::ConnectionClosed),
+            // Over (a read took the peer's close): its outcome again, the peer's close.
+            State::Closed => {
+                self.read_deadline = read_deadline;
+                return Ok(self.conn.peer_close().cloned());
+            }
+            State::Failed => {
+                self.read_deadline = read_deadline;
+                return Err(Error::ConnectionClosed);
+            }
         }
         if let Some(c) = control {
             // First: writing over TLS may read too, and every read is bounded by it.

@@ -134,9 +134,6 @@ struct Inner<S> {
     /// Ends our side of the stream above TCP (TLS close_notify) once the close handshake is
     /// done; for the streams this crate opens, used once.
     close_notify: Option<fn(&mut S)>,
-    /// The peer's close frame, as `close` read it, until `close` returns it: a `close`
-    /// cancelled after reading it (in the drain) returns it from the next call.
-    peer_close: Option<CloseFrame>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
@@ -674,7 +671,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 close_timed_out: false,
                 unflushed: false,
                 close_notify: None,
-                peer_close: None,
             },
         }
     }
@@ -783,7 +779,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     /// within the close timeout (counted from when closing began: the first `close`, or
     /// `Sink::close`); then lets the server close TCP first (a second, separate
     /// close timeout). Returns the peer's close frame (`None` when it carried no status code),
-    /// also from a call after one cancelled once the frame was read.
+    /// also when the close handshake was already over: after a `recv` that returned the
+    /// peer's close, a call after one cancelled once the frame was read, or a second call.
     ///
     /// `frame: None` sends a close frame without a status code (the server sees 1005, "no
     /// status"); to close with 1000, pass
@@ -805,7 +802,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             // and let the server close TCP, both bounded by the close timeout.
             while self.recv().await.is_some() {}
             return match before {
-                State::Closed => Ok(self.inner.peer_close.take()),
+                // However it was read (by `recv`, by a `close` cancelled after reading it).
+                State::Closed => Ok(self.inner.conn.peer_close().cloned()),
                 _ => Err(Error::ConnectionClosed),
             };
         }
@@ -823,10 +821,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             }
             loop {
                 match self.recv().await {
-                    Some(Ok(Message::Close(frame))) => {
-                        self.inner.peer_close = frame;
-                        return Ok(());
-                    }
+                    Some(Ok(Message::Close(_))) => return Ok(()),
                     Some(Ok(_)) => {}
                     // No close timeout: the idle-read timeout ended the wait for the peer's
                     // close, which closing gives up on (as the blocking `close_and_wait`).
@@ -853,7 +848,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
         }
         // The drain after the close handshake is bounded by its own timer.
         while self.recv().await.is_some() {}
-        Ok(self.inner.peer_close.take())
+        Ok(self.inner.conn.peer_close().cloned())
     }
 
     /// The protocol connection (state, negotiated compression).

@@ -811,7 +811,16 @@ fn close_and_wait_after_the_server_closed_is_ok() {
     });
     let mut ws = builder(&url).connect().unwrap();
     assert!(matches!(ws.read().unwrap(), Message::Close(_)));
-    assert_eq!(ws.close_and_wait(None).unwrap(), None);
+    // The server's close, though the read above already returned it: before, `None`.
+    assert_eq!(
+        ws.close_and_wait(None).unwrap(),
+        Some(CloseFrame::new(CloseCode::NORMAL, ""))
+    );
+    // And again: closing is over, its outcome stays.
+    assert_eq!(
+        ws.close_and_wait(None).unwrap(),
+        Some(CloseFrame::new(CloseCode::NORMAL, ""))
+    );
 }
 
 #[test]

@@ -239,7 +239,11 @@ async fn round_trip(ws: &mut WebSocketStream<wsc::tokio::TokioStream>) {
         ws.send_text("late").await,
         Err(Error::ConnectionClosed)
     ));
-    assert!(matches!(ws.close(None).await, Ok(None)));
+    // Closing is over; a second close gives its outcome again (before: `None`).
+    assert_eq!(
+        ws.close(None).await.unwrap(),
+        Some(CloseFrame::new(4000u16, ""))
+    );
 }
 
 fn assert_server_saw_round_trip(seen: &[Message]) {
@@ -1875,6 +1879,31 @@ async fn a_split_writers_close_lets_the_reader_get_what_the_server_sent_before_i
             Message::Close(Some(CloseFrame::new(1008u16, "rate limit")))
         );
         assert!(reader.recv().await.is_none());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_returns_the_servers_close_that_recv_already_returned() {
+    within(BUDGET, async {
+        let mut payload = 1000u16.to_be_bytes().to_vec();
+        payload.extend_from_slice(b"bye");
+        let close = server_frame(FIN | OP_CLOSE, &payload);
+        let (url, server) = server_that_keeps_tcp_open(close, Vec::new()).await;
+        let (mut ws, _) = builder(&url)
+            .close_timeout(Some(Duration::from_millis(500)))
+            .connect_async()
+            .await
+            .unwrap();
+        let expected = CloseFrame::new(CloseCode::NORMAL, "bye");
+        assert_eq!(
+            ws.recv().await.unwrap().unwrap(),
+            Message::Close(Some(expected.clone()))
+        );
+        // Before, `None`: only a close that read the frame itself returned it.
+        assert_eq!(ws.close(None).await.unwrap(), Some(expected.clone()));
+        assert_eq!(ws.close(None).await.unwrap(), Some(expected));
+        server.abort();
     })
     .await;
 }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use std::time::Instant;
 
 use super::buffer::ReadBuffer;
-use super::close::parse_close_payload;
+use super::close::{parse_close_payload, CloseFrame};
 use super::copy::PAGE;
 #[cfg(feature = "deflate")]
 use super::deflate::{Codec, InflateError};
@@ -249,6 +249,9 @@ pub struct Connection {
     output_lost: bool,
     /// The kind (text or binary) of a message being sent in parts, until its last part.
     sending_parts: Option<OpCode>,
+    /// The peer's close frame, once it came (state `Closed`): kept for `close` calls made
+    /// after the caller's own read took it.
+    peer_close: Option<CloseFrame>,
 }
 
 impl Connection {
@@ -283,6 +286,7 @@ impl Connection {
             unsent_pongs: 0,
             output_lost: false,
             sending_parts: None,
+            peer_close: None,
         }
     }
 
@@ -320,6 +324,13 @@ impl Connection {
     /// Where the connection is in its lifetime.
     pub fn state(&self) -> State {
         self.state
+    }
+
+    /// The peer's close frame, once it has arrived ([`State::Closed`]; `None` before, and
+    /// when it carried no status code), however it was read: the drivers' `close` returns it
+    /// even when the caller's own read took it first.
+    pub fn peer_close(&self) -> Option<&CloseFrame> {
+        self.peer_close.as_ref()
     }
 
     /// Whether a message, ping, pong or close may still be sent.
@@ -1139,6 +1150,7 @@ impl Connection {
                     )?;
                 }
                 self.state = State::Closed;
+                self.peer_close.clone_from(&frame);
                 Ok(Message::Close(frame))
             }
         }

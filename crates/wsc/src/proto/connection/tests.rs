@@ -820,6 +820,7 @@ fn caller_cannot_send_oversized_control_frames() {
 #[test]
 fn close_is_echoed_once_and_nothing_sent_after() {
     let mut c = client();
+    assert_eq!(c.peer_close(), None);
     let out = feed_all(&mut c, &frame(8, true, b"\x03\xe9bye", None));
     assert_eq!(
         out[0].as_ref().unwrap(),
@@ -827,6 +828,8 @@ fn close_is_echoed_once_and_nothing_sent_after() {
     );
     assert_eq!(sent_close_code(&mut c), Some(1001));
     assert_eq!(c.state(), State::Closed);
+    // Kept once taken, for a driver's `close` after the caller's read.
+    assert_eq!(c.peer_close(), Some(&CloseFrame::new(1001, "bye")));
     // Another close, a ping and data after the close are ignored; nothing more is sent.
     let out = feed_all(
         &mut c,
@@ -841,6 +844,8 @@ fn close_is_echoed_once_and_nothing_sent_after() {
     assert!(!c.has_pending_output());
     assert!(matches!(c.send_text("late"), Err(Error::ConnectionClosed)));
     assert!(c.receive_eof().is_ok());
+    // The ignored second close changed nothing.
+    assert_eq!(c.peer_close(), Some(&CloseFrame::new(1001, "bye")));
 }
 
 #[test]
