@@ -741,11 +741,16 @@ impl<S: Read + Write> WebSocket<S> {
     /// it goes out with the next write, flush or read. While more than 128 KiB stays queued
     /// that way, the next send first waits (the write timeout) for the peer to take it, and
     /// if it does not, fails with [`Error::SendQueueFull`] without queueing its message.
+    ///
+    /// A [`Message::Close`] is sent as [`WebSocket::close`] sends it: the close timeout, when
+    /// shorter than the write timeout, bounds writing it, so a peer that reads nothing
+    /// cannot hold it up longer.
     pub fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
-        let message = message.into();
-        if !matches!(message, Message::Close(_)) {
-            self.make_room()?;
-        }
+        let message = match message.into() {
+            Message::Close(frame) => return self.close(frame),
+            message => message,
+        };
+        self.make_room()?;
         self.conn.send(message)?;
         self.send_queued()
     }

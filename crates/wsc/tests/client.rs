@@ -1340,3 +1340,28 @@ fn close_then_read_after_a_reset_without_a_close_delivers_then_reports_the_reset
     assert!(matches!(err, Error::ConnectionReset), "{err:?}");
     assert!(matches!(ws.read(), Err(Error::ConnectionClosed)));
 }
+
+#[test]
+fn sending_a_close_message_is_bounded_by_the_close_timeout_as_close_is() {
+    // A server that reads nothing, and no write timeout: a big message queued ahead of the
+    // close can never all go out. Before, `send(Message::Close(..))` waited for room
+    // forever (the write timeout, when there was one), where `close` gives up after the
+    // close timeout.
+    let (url, _server) = serve_once(|mut tcp| {
+        raw_accept(&mut tcp, &[]);
+        thread::sleep(Duration::from_secs(20));
+    });
+    let (sent, read) = within(Duration::from_secs(8), move || {
+        let mut ws = ClientBuilder::new(&url)
+            .compression(false)
+            .close_timeout(Duration::from_millis(300))
+            .connect()
+            .unwrap();
+        ws.queue(Message::binary(vec![7u8; 32 << 20])).unwrap();
+        let sent = ws.send(Message::Close(None)).unwrap_err();
+        (sent, ws.read().unwrap_err())
+    });
+    assert!(matches!(sent, Error::Timeout(Phase::Close)), "{sent}");
+    // Closing was given up, as after `close`: no wait for a reply that cannot come.
+    assert!(matches!(read, Error::ConnectionClosed), "{read}");
+}
