@@ -482,6 +482,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         self.dead = true;
     }
 
+    /// Queues our close frame, and starts the close timeout's clock (for a close message
+    /// sent as `Sink::close` sends it: see [`Inner::poll_close`]).
+    fn queue_close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
+        self.conn.close(frame)?;
+        self.close_queued();
+        Ok(())
+    }
+
     /// Starts the close timeout's clock when our close frame is queued, if it has not
     /// started: the timeout bounds closing as a whole, however long the frame takes to go
     /// out (a writer's `close` and the reader's wait for the reply share it).
@@ -719,9 +727,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     }
 
     /// Sends a message or control frame and waits until it is written.
+    ///
+    /// A [`Message::Close`] is sent as `Sink::close` sends it: within the close timeout, so a
+    /// peer that reads nothing cannot hold it forever ([`Error::Timeout`] with
+    /// [`Phase::Close`] then); [`WebSocketStream::close`] also waits for the peer's close.
     pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
-        let message = message.into();
-        self.queue_and_write(|conn| conn.send(message)).await
+        match message.into() {
+            Message::Close(frame) => {
+                self.inner.queue_close(frame)?;
+                poll_fn(|cx| self.inner.poll_close(cx)).await
+            }
+            message => self.queue_and_write(|conn| conn.send(message)).await,
+        }
     }
 
     /// Waits for room in the write buffer, queues with `queue`, and waits until it is written

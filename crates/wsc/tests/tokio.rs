@@ -1907,3 +1907,37 @@ async fn close_returns_the_servers_close_that_recv_already_returned() {
     })
     .await;
 }
+
+/// `send(Message::Close(..))` on the stream, or else on its writing half, against a peer that
+/// reads nothing: bounded by the close timeout as `close` is (before, it waited for room in
+/// the socket forever).
+async fn send_close_to_a_peer_that_does_not_read(split: bool) {
+    let close_timeout = Duration::from_millis(500);
+    let (ws, server, go) = blocked_on_a_stalled_server(close_timeout).await;
+    let started = Instant::now();
+    let close = Message::Close(Some(CloseFrame::new(1000u16, "bye")));
+    let sent = if split {
+        let (_reader, mut writer) = ws.split();
+        timeout(close_timeout * 6, writer.send(close)).await
+    } else {
+        let mut ws = ws;
+        timeout(close_timeout * 6, ws.send(close)).await
+    };
+    match sent {
+        Ok(Err(Error::Timeout(Phase::Close))) => {}
+        Ok(other) => panic!("send returned {other:?}"),
+        Err(_) => panic!("send still waiting after {:?}", started.elapsed()),
+    }
+    server.abort();
+    drop(go);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sending_a_close_message_is_bounded_by_the_close_timeout_as_close_is() {
+    within(BUDGET, send_close_to_a_peer_that_does_not_read(false)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writers_close_message_is_bounded_by_the_close_timeout_as_its_close_is() {
+    within(BUDGET, send_close_to_a_peer_that_does_not_read(true)).await;
+}

@@ -125,10 +125,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
         f(&mut inner, &mut Context::from_waker(&self.shared.waker))
     }
 
-    /// Sends a message or control frame and waits until it is written.
+    /// Sends a message or control frame and waits until it is written. A [`Message::Close`]
+    /// is sent as [`WsWriter::close`] sends it: within the close timeout.
     pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
-        let message = message.into();
-        self.queue_and_write(|conn| conn.send(message)).await
+        match message.into() {
+            Message::Close(frame) => {
+                self.shared
+                    .inner
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .queue_close(frame)?;
+                poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_close(cx))).await
+            }
+            message => self.queue_and_write(|conn| conn.send(message)).await,
+        }
     }
 
     /// Waits for room in the write buffer, queues with `queue`, and waits until it is written
@@ -198,8 +208,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
         {
             let mut inner = self.shared.inner.lock().unwrap_or_else(|e| e.into_inner());
             if inner.conn.can_send() {
-                inner.conn.close(frame)?;
-                inner.close_queued();
+                inner.queue_close(frame)?;
             }
         }
         poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_close(cx))).await
