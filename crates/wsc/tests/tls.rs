@@ -1655,3 +1655,77 @@ fn async_messages_in_tls_records_before_a_bad_record_are_delivered_before_its_er
         assert!(matches!(after, Ok(None)), "{after:?}");
     });
 }
+
+/// A TLS server that, once told to go (the client connected), sends a text and its close
+/// 1008 "rate limit exceeded", then resets the connection (SO_LINGER 0): the builder, the
+/// sender that says go, and the receiver that hears when the server is gone.
+#[cfg(target_os = "linux")] // socket2, for the reset
+fn closes_then_resets() -> (
+    ClientBuilder,
+    std::sync::mpsc::Sender<()>,
+    std::sync::mpsc::Receiver<()>,
+) {
+    use std::io::Write as _;
+    let (go, told) = std::sync::mpsc::channel();
+    let (gone, heard) = std::sync::mpsc::channel();
+    let (port, ca) = tls_server_after_handshake(move |mut tls| {
+        told.recv_timeout(TIMEOUT).unwrap();
+        // One record, sent at once: a segment Nagle held back would die with the reset.
+        tls.sock.set_nodelay(true).unwrap();
+        let mut frames = vec![0x81, 10];
+        frames.extend_from_slice(b"last words");
+        frames.extend_from_slice(&[0x88, 21, 0x03, 0xf0]);
+        frames.extend_from_slice(b"rate limit exceeded");
+        tls.write_all(&frames).unwrap();
+        tls.flush().unwrap();
+        socket2::SockRef::from(&tls.sock)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(tls);
+        gone.send(()).unwrap();
+    });
+    let builder = ClientBuilder::new(format!("wss://localhost:{port}/"))
+        .read_timeout(Some(TIMEOUT))
+        .close_timeout(Some(TIMEOUT))
+        .tls(trusting(&ca));
+    (builder, go, heard)
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn close_and_wait_over_tls_returns_the_close_the_server_sent_before_it_reset() {
+    let (builder, go, gone) = closes_then_resets();
+    let mut ws = builder.connect().unwrap();
+    go.send(()).unwrap();
+    gone.recv_timeout(TIMEOUT).unwrap();
+    thread::sleep(Duration::from_millis(100));
+    let closed = ws.close_and_wait(Some(CloseFrame::new(1000, "bye")));
+    assert_eq!(
+        closed.unwrap(),
+        Some(CloseFrame::new(
+            CloseCode::POLICY_VIOLATION,
+            "rate limit exceeded"
+        ))
+    );
+}
+
+#[cfg(all(feature = "tokio", target_os = "linux"))]
+#[test]
+fn async_close_over_tls_returns_the_close_the_server_sent_before_it_reset() {
+    let (builder, go, gone) = closes_then_resets();
+    block_on(async move {
+        let (mut ws, _) = builder.connect_async().await.unwrap();
+        go.send(()).unwrap();
+        gone.recv_timeout(TIMEOUT).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let close = ws.close(Some(CloseFrame::new(1000u16, "bye")));
+        let closed = tokio::time::timeout(TIMEOUT, close).await.unwrap();
+        assert_eq!(
+            closed.unwrap(),
+            Some(CloseFrame::new(
+                CloseCode::POLICY_VIOLATION,
+                "rate limit exceeded"
+            ))
+        );
+    });
+}
