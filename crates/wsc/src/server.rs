@@ -1,4 +1,10 @@
 //! The server role over a blocking stream: used by tests, examples and `wsc serve`.
+//!
+//! [`Acceptor::accept_with`] (and `accept_async_with` on tokio) lets the server look at the
+//! upgrade request before answering it: refuse it with an HTTP response ([`Refusal`]), or
+//! accept it with extra headers or a subprotocol of its choosing ([`Accept`]).
+
+mod answer;
 
 use std::io::{self, Read, Write};
 
@@ -8,10 +14,22 @@ use crate::proto::buffer::ReadBuffer;
 #[cfg(feature = "deflate")]
 use crate::proto::deflate::{parse_extensions, server_accept, Codec, DeflateConfig};
 use crate::proto::handshake::{
-    accept_response, parse_request, reject_response, HandshakeError, Request,
-    DEFAULT_MAX_HANDSHAKE_SIZE,
+    accept_response_with, parse_request, refusal_response, reject_response, HandshakeError,
+    Request, DEFAULT_MAX_HANDSHAKE_SIZE,
 };
 use crate::proto::{Config, Connection, Role};
+
+pub use answer::{Accept, Refusal};
+
+/// What to send back for an upgrade request: a 101 and the connection it opens, or an HTTP
+/// refusal and the error the accept call returns. Shared by every driver.
+#[allow(clippy::large_enum_variant)] // one per handshake, moved straight into the connection
+pub(crate) enum Reply {
+    /// The 101 response and the connection.
+    Open(Vec<u8>, Connection),
+    /// The refusal to send, then the error to return.
+    Refuse(Vec<u8>, HandshakeError),
+}
 
 /// Options for accepting connections.
 #[derive(Debug, Clone)]
@@ -87,7 +105,43 @@ impl Acceptor {
 
     /// Reads the upgrade request and answers it. Invalid requests get an HTTP error response
     /// and an error. Returns the connection and the request (path, headers).
-    pub fn accept<S: Read + Write>(&self, mut stream: S) -> Result<(WebSocket<S>, Request), Error> {
+    pub fn accept<S: Read + Write>(&self, stream: S) -> Result<(WebSocket<S>, Request), Error> {
+        self.accept_with(stream, |_| Ok(Accept::new()))
+    }
+
+    /// Reads the upgrade request and lets `decide` answer it: [`Accept`] (extra response
+    /// headers, the subprotocol) or [`Refusal`] (an HTTP response such as 401, 403 or 404,
+    /// with headers and a body; the call then returns
+    /// [`HandshakeError::CallbackRefused`]). `decide` only sees valid upgrade requests:
+    /// invalid ones are answered as by [`Acceptor::accept`].
+    ///
+    /// ```no_run
+    /// use wsc::server::{Accept, Acceptor, Refusal};
+    ///
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:9001")?;
+    /// let (tcp, _) = listener.accept()?;
+    /// let (mut ws, request) = Acceptor::new().accept_with(tcp, |request| {
+    ///     if request.path != "/feed" {
+    ///         return Err(Refusal::new(404).body("no such feed\n"));
+    ///     }
+    ///     match request.headers.get("authorization") {
+    ///         Some(token) if token == "Bearer s3cret" => {
+    ///             Ok(Accept::new().header("Set-Cookie", "session=1; HttpOnly"))
+    ///         }
+    ///         _ => Err(Refusal::new(401).header("WWW-Authenticate", "Bearer")),
+    ///     }
+    /// })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn accept_with<S, F>(
+        &self,
+        mut stream: S,
+        decide: F,
+    ) -> Result<(WebSocket<S>, Request), Error>
+    where
+        S: Read + Write,
+        F: FnOnce(&Request) -> Result<Accept, Refusal>,
+    {
         let mut received = ReadBuffer::default();
         let (request, used) = loop {
             match parse_request(&received, self.max_handshake_size) {
@@ -106,7 +160,15 @@ impl Acceptor {
                 Err(e) => return Err(Error::Io(e)),
             }
         };
-        let (response, mut conn) = self.answer(&request);
+        let decision = decide(&request);
+        let (response, mut conn) = match self.reply(&request, decision) {
+            Reply::Open(response, conn) => (response, conn),
+            Reply::Refuse(response, e) => {
+                let _ = stream.write_all(&response);
+                let _ = stream.flush();
+                return Err(Error::Handshake(e));
+            }
+        };
         stream.write_all(&response)?;
         stream.flush()?;
         received.advance(used);
@@ -115,32 +177,62 @@ impl Acceptor {
         Ok((ws, request))
     }
 
-    /// The 101 response to a valid request and the connection it opens: the subprotocol and
+    /// The answer to a valid request, as the accept callback decided: the subprotocol and
     /// compression chosen here serve every driver.
-    pub(crate) fn answer(&self, request: &Request) -> (Vec<u8>, Connection) {
-        let chosen = request
-            .protocols
-            .iter()
-            .find(|p| self.protocols.contains(p))
-            .cloned();
-        #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
-        let mut extra = Vec::new();
+    pub(crate) fn reply(&self, request: &Request, decision: Result<Accept, Refusal>) -> Reply {
+        let refused = match decision {
+            Ok(accept) => match accept.check(request) {
+                Ok((protocol, headers)) => return self.open(request, protocol, headers),
+                Err(why) => Err(why),
+            },
+            Err(refusal) => refusal.check(),
+        };
+        match refused {
+            Ok((status, headers, body)) => Reply::Refuse(
+                refusal_response(status, &headers, &body),
+                HandshakeError::CallbackRefused { status },
+            ),
+            Err(why) => Reply::Refuse(
+                reject_response(http::StatusCode::INTERNAL_SERVER_ERROR, ""),
+                HandshakeError::InvalidAnswer(why),
+            ),
+        }
+    }
+
+    /// The 101 response and the connection it opens, with the callback's subprotocol (or
+    /// the first offered one on this acceptor's list) and headers.
+    fn open(
+        &self,
+        request: &Request,
+        protocol: Option<String>,
+        #[cfg_attr(not(feature = "deflate"), allow(unused_mut))] mut headers: http::HeaderMap,
+    ) -> Reply {
+        let chosen = protocol.or_else(|| {
+            request
+                .protocols
+                .iter()
+                .find(|p| self.protocols.contains(p))
+                .cloned()
+        });
         #[cfg(feature = "deflate")]
         let conn = {
             let accepted = self.deflate.as_ref().and_then(|config| {
                 let offers = parse_extensions(&request.extensions);
-                server_accept(config, &offers)
-                    .map(|(params, answer)| (Codec::new(params, config), answer))
+                let (params, answer) = server_accept(config, &offers)?;
+                // Our own answer is a valid header; were it not, compression stays off on
+                // both sides rather than on one.
+                let answer = http::HeaderValue::from_str(&answer).ok()?;
+                headers.append(http::header::SEC_WEBSOCKET_EXTENSIONS, answer);
+                Some(Codec::new(params, config))
             });
-            let codec = accepted.map(|(codec, answer)| {
-                extra.push(("Sec-WebSocket-Extensions".to_string(), answer));
-                codec
-            });
-            Connection::with_deflate(Role::Server, self.config.clone(), codec)
+            Connection::with_deflate(Role::Server, self.config.clone(), accepted)
         };
         #[cfg(not(feature = "deflate"))]
         let conn = Connection::new(Role::Server, self.config.clone());
-        (accept_response(request, chosen.as_deref(), &extra), conn)
+        Reply::Open(
+            accept_response_with(request, chosen.as_deref(), &headers),
+            conn,
+        )
     }
 
     /// The largest request head accepted.

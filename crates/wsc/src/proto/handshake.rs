@@ -111,6 +111,16 @@ pub enum HandshakeError {
         /// Why.
         reason: String,
     },
+    /// The server's own accept callback refused the request (server role,
+    /// [`crate::server::Acceptor::accept_with`]); the client was answered with `status`.
+    CallbackRefused {
+        /// The status the client was answered with.
+        status: StatusCode,
+    },
+    /// The server's own accept callback answered with something that cannot be sent (a
+    /// header the handshake sets itself, an invalid header, an unoffered subprotocol, a 1xx
+    /// refusal); the client was answered 500 Internal Server Error.
+    InvalidAnswer(String),
 }
 
 impl fmt::Display for HandshakeError {
@@ -193,6 +203,14 @@ impl fmt::Display for HandshakeError {
                     "not a valid WebSocket upgrade request ({status}): {reason}"
                 )
             }
+            HandshakeError::CallbackRefused { status } => {
+                write!(f, "the accept callback refused the request with {status}")
+            }
+            HandshakeError::InvalidAnswer(why) => write!(
+                f,
+                "the accept callback's answer cannot be sent ({why}); the client was answered \
+                 500 Internal Server Error"
+            ),
         }
     }
 }
@@ -858,44 +876,88 @@ pub fn parse_request(
 }
 
 /// The 101 response accepting `request`, with the chosen subprotocol (which must be one the
-/// client offered) and extra headers.
+/// client offered) and extra headers (invalid ones are left out).
 pub fn accept_response(
     request: &Request,
     protocol: Option<&str>,
     extra_headers: &[(String, String)],
 ) -> Vec<u8> {
+    let mut extra = HeaderMap::new();
+    for (name, value) in extra_headers {
+        if validate_header(name, value).is_ok() {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_bytes(value.as_bytes()),
+            ) {
+                extra.append(name, value);
+            }
+        }
+    }
+    accept_response_with(request, protocol, &extra)
+}
+
+/// [`accept_response`] with the extra headers as a map. They must not be the handshake's own
+/// (`Upgrade`, `Connection`, `Sec-WebSocket-*`) nor body framing: the server role checks that
+/// first (see [`crate::server::Accept`]).
+pub fn accept_response_with(
+    request: &Request,
+    protocol: Option<&str>,
+    extra: &HeaderMap,
+) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Accept: {}\r\n",
         accept_key(&request.key)
-    );
+    )
+    .into_bytes();
     if let Some(p) = protocol.filter(|p| request.protocols.iter().any(|o| o == p)) {
-        out.push_str(&format!("Sec-WebSocket-Protocol: {p}\r\n"));
+        out.extend_from_slice(format!("Sec-WebSocket-Protocol: {p}\r\n").as_bytes());
     }
-    for (name, value) in extra_headers {
-        if validate_header(name, value).is_ok() {
-            let _ = write!(out, "{name}: {value}\r\n");
-        }
-    }
-    out.push_str("\r\n");
-    out.into_bytes()
+    write_headers(&mut out, extra);
+    out.extend_from_slice(b"\r\n");
+    out
 }
 
 /// An HTTP error response refusing an upgrade.
 pub fn reject_response(status: StatusCode, body: &str) -> Vec<u8> {
+    refusal_response(status, &HeaderMap::new(), body.as_bytes())
+}
+
+/// An HTTP response refusing an upgrade, with the caller's headers and body; the connection
+/// closes after it. `headers` must not hold the framing headers this sets (`Content-Length`,
+/// `Transfer-Encoding`, `Connection`); `Content-Type` is plain text unless `headers` has one.
+pub fn refusal_response(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Vec<u8> {
     let mut out = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
-         Connection: close\r\n",
+        "HTTP/1.1 {} {}\r\n",
         status.as_u16(),
-        status.canonical_reason().unwrap_or(""),
-        body.len()
-    );
-    if status == StatusCode::UPGRADE_REQUIRED {
-        out.push_str("Sec-WebSocket-Version: 13\r\n");
+        status.canonical_reason().unwrap_or("")
+    )
+    .into_bytes();
+    if !headers.contains_key(header::CONTENT_TYPE) {
+        out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
     }
-    out.push_str("\r\n");
-    out.push_str(body);
-    out.into_bytes()
+    out.extend_from_slice(
+        format!("Content-Length: {}\r\nConnection: close\r\n", body.len()).as_bytes(),
+    );
+    if status == StatusCode::UPGRADE_REQUIRED
+        && !headers.contains_key(header::SEC_WEBSOCKET_VERSION)
+    {
+        out.extend_from_slice(b"Sec-WebSocket-Version: 13\r\n");
+    }
+    write_headers(&mut out, headers);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+/// Writes each header as `name: value\r\n` (a `HeaderMap` holds only valid names and values).
+fn write_headers(out: &mut Vec<u8>, headers: &HeaderMap) {
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
 #[cfg(test)]
@@ -1123,6 +1185,48 @@ mod tests {
                      ffffffffffffffff\r\nhello";
         match hs.parse_response(resp) {
             Err(HandshakeError::Rejected(r)) => assert_eq!(&r.body[..], b"hello"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_refusal_is_framed_by_its_length_and_keeps_the_callers_content_type() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.append(header::SET_COOKIE, HeaderValue::from_static("a=1"));
+        let out = refusal_response(StatusCode::UPGRADE_REQUIRED, &headers, b"{}");
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 426 Upgrade Required\r\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("\r\n\r\n{}"), "{text}");
+        for line in [
+            "Content-Length: 2",
+            "Connection: close",
+            "Sec-WebSocket-Version: 13",
+        ] {
+            assert!(
+                text.contains(&format!("\r\n{line}\r\n")),
+                "{line} in {text}"
+            );
+        }
+        assert!(
+            text.contains("\r\ncontent-type: application/json\r\n"),
+            "{text}"
+        );
+        assert!(!text.contains("text/plain"), "{text}");
+        // What the client parses back.
+        let (mut hs, _) = ClientHandshake::with_key(&request(), KEY, 1024).unwrap();
+        match hs.parse_response(text.as_bytes()) {
+            Err(HandshakeError::Rejected(r)) => {
+                assert_eq!(r.status, 426);
+                assert_eq!(r.headers["set-cookie"], "a=1");
+                assert_eq!(&r.body[..], b"{}");
+            }
             other => panic!("{other:?}"),
         }
     }

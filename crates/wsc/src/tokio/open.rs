@@ -17,7 +17,7 @@ use crate::net::tunnel;
 use crate::proto::handshake::{
     parse_request, ClientHandshake, HandshakeError, Request, Response, REFUSAL_BODY_WAIT,
 };
-use crate::server::{refusal, Acceptor};
+use crate::server::{refusal, Accept, Acceptor, Refusal, Reply};
 use crate::stream::map_io_error;
 use crate::url::WsUrl;
 
@@ -233,12 +233,39 @@ impl ClientBuilder {
 impl Acceptor {
     /// Reads the upgrade request and answers it, on tokio (server role). Invalid requests
     /// get an HTTP error response and an error.
-    pub async fn accept_async<S>(
+    pub async fn accept_async<S>(&self, stream: S) -> Result<(WebSocketStream<S>, Request), Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.accept_async_with(stream, |_| Ok(Accept::new())).await
+    }
+
+    /// Reads the upgrade request and lets `decide` answer it, on tokio: as
+    /// [`Acceptor::accept_with`] (a [`Refusal`] is sent and the call returns
+    /// [`HandshakeError::CallbackRefused`]).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use wsc::server::{Accept, Acceptor, Refusal};
+    ///
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+    /// let (tcp, _) = listener.accept().await?;
+    /// let (ws, request) = Acceptor::new()
+    ///     .accept_async_with(tcp, |request| match request.path.as_str() {
+    ///         "/chat" => Ok(Accept::new().header("Set-Cookie", "seen=1")),
+    ///         _ => Err(Refusal::new(404).body("not here\n")),
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn accept_async_with<S, F>(
         &self,
         mut stream: S,
+        decide: F,
     ) -> Result<(WebSocketStream<S>, Request), Error>
     where
         S: AsyncRead + AsyncWrite + Unpin,
+        F: FnOnce(&Request) -> Result<Accept, Refusal>,
     {
         let mut buf = Vec::with_capacity(1024);
         let (request, used) = loop {
@@ -256,7 +283,15 @@ impl Acceptor {
                 return Err(Error::Handshake(HandshakeError::ConnectionClosed));
             }
         };
-        let (response, conn) = self.answer(&request);
+        let decision = decide(&request);
+        let (response, conn) = match self.reply(&request, decision) {
+            Reply::Open(response, conn) => (response, conn),
+            Reply::Refuse(response, e) => {
+                let _ = stream.write_all(&response).await;
+                let _ = stream.flush().await;
+                return Err(Error::Handshake(e));
+            }
+        };
         stream.write_all(&response).await?;
         stream.flush().await?;
         Ok((

@@ -1,0 +1,280 @@
+//! The server role's accept callback (`Acceptor::accept_with`, `accept_async_with`) against
+//! real clients on loopback: our own blocking and async clients, and a raw TCP client that
+//! reads the refusal byte for byte.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use wsc::server::{Accept, Acceptor, Refusal};
+use wsc::{ClientBuilder, Error, HandshakeError, Message};
+
+const LIMIT: Duration = Duration::from_secs(5);
+
+/// A server that accepts `count` connections with `acceptor` and `decide`, echoes one
+/// message on each it opens, and returns what each accept call returned (the path, or the
+/// error).
+fn serve<F>(
+    acceptor: Acceptor,
+    count: usize,
+    decide: F,
+) -> (String, JoinHandle<Vec<Result<String, Error>>>)
+where
+    F: Fn(&wsc::proto::handshake::Request) -> Result<Accept, Refusal> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let server = thread::spawn(move || {
+        let mut results = Vec::new();
+        for _ in 0..count {
+            let (tcp, _) = listener.accept().unwrap();
+            tcp.set_read_timeout(Some(LIMIT)).unwrap();
+            match acceptor.accept_with(tcp, &decide) {
+                Ok((mut ws, request)) => {
+                    if let Ok(msg) = ws.read() {
+                        let _ = ws.send(msg);
+                    }
+                    let _ = ws.close_and_wait(None);
+                    results.push(Ok(request.path));
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        results
+    });
+    (url, server)
+}
+
+fn client(url: &str) -> ClientBuilder {
+    ClientBuilder::new(url)
+        .connect_timeout(LIMIT)
+        .handshake_timeout(LIMIT)
+}
+
+/// The client's view of a refusal: the server's response.
+fn refused(result: Result<wsc::WebSocket<wsc::MaybeTlsStream>, Error>) -> Box<wsc::Response> {
+    match result {
+        Err(Error::Handshake(HandshakeError::Rejected(response))) => response,
+        Err(e) => panic!("expected a refusal, got {e}"),
+        Ok(_) => panic!("expected a refusal, the connection opened"),
+    }
+}
+
+fn refused_with(result: &Result<String, Error>) -> u16 {
+    match result {
+        Err(Error::Handshake(HandshakeError::CallbackRefused { status })) => status.as_u16(),
+        other => panic!("expected CallbackRefused, got {other:?}"),
+    }
+}
+
+/// Sends one message and expects it back, so the connection is known to work.
+fn echo(ws: &mut wsc::WebSocket<wsc::MaybeTlsStream>) {
+    ws.send_text("ping?").unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("ping?"));
+    ws.close_and_wait(None).unwrap();
+}
+
+#[test]
+fn a_wrong_path_is_refused_with_the_callbacks_404_and_body() {
+    let (url, server) = serve(Acceptor::new(), 2, |request| match request.path.as_str() {
+        "/feed" => Ok(Accept::new()),
+        _ => Err(Refusal::new(404).body("no such feed\n")),
+    });
+    let response = refused(client(&format!("{url}/nope")).connect());
+    assert_eq!(response.status, 404);
+    assert_eq!(&response.body[..], b"no such feed\n");
+    assert_eq!(
+        response.headers["content-type"],
+        "text/plain; charset=utf-8"
+    );
+    let mut ws = client(&format!("{url}/feed")).connect().unwrap();
+    echo(&mut ws);
+    let results = server.join().unwrap();
+    assert_eq!(refused_with(&results[0]), 404);
+    let e = results[0].as_ref().unwrap_err().to_string();
+    assert!(
+        e.contains("accept callback refused") && e.contains("404"),
+        "{e}"
+    );
+    assert_eq!(results[1].as_ref().unwrap(), "/feed");
+}
+
+#[test]
+fn a_missing_token_is_refused_with_the_callbacks_401_headers_and_content_type() {
+    let (url, server) = serve(Acceptor::new(), 2, |request| {
+        match request.headers.get("authorization") {
+            Some(token) if token == "Bearer s3cret" => Ok(Accept::new()),
+            _ => Err(Refusal::new(401)
+                .header("WWW-Authenticate", "Bearer realm=\"feed\"")
+                .header("Content-Type", "application/json")
+                .body(r#"{"error":"token required"}"#)),
+        }
+    });
+    let response = refused(client(&url).connect());
+    assert_eq!(response.status, 401);
+    assert_eq!(
+        response.headers["www-authenticate"],
+        "Bearer realm=\"feed\""
+    );
+    let types: Vec<_> = response.headers.get_all("content-type").iter().collect();
+    assert_eq!(types, ["application/json"]);
+    assert_eq!(&response.body[..], br#"{"error":"token required"}"#);
+    let mut ws = client(&url)
+        .header("Authorization", "Bearer s3cret")
+        .connect()
+        .unwrap();
+    echo(&mut ws);
+    let results = server.join().unwrap();
+    assert_eq!(refused_with(&results[0]), 401);
+    assert!(results[1].is_ok(), "{:?}", results[1]);
+}
+
+#[test]
+fn an_accepting_callback_adds_headers_and_chooses_the_subprotocol() {
+    // The acceptor's own list would choose v1; the callback prefers v2.
+    let acceptor = Acceptor::new().protocol("v1");
+    let (url, server) = serve(acceptor, 1, |request| {
+        assert_eq!(request.protocols, ["v1", "v2"]);
+        Ok(Accept::new()
+            .header("Set-Cookie", "session=abc; HttpOnly")
+            .header("Set-Cookie", "theme=dark")
+            .protocol("v2"))
+    });
+    let mut ws = client(&url)
+        .protocol("v1")
+        .protocol("v2")
+        .connect()
+        .unwrap();
+    assert_eq!(ws.protocol(), Some("v2"));
+    let response = ws.response().unwrap();
+    let cookies: Vec<_> = response.headers.get_all("set-cookie").iter().collect();
+    assert_eq!(cookies, ["session=abc; HttpOnly", "theme=dark"]);
+    echo(&mut ws);
+    assert!(server.join().unwrap()[0].is_ok());
+}
+
+#[test]
+fn an_answer_that_cannot_be_sent_is_a_500_and_a_typed_error() {
+    let answers: Vec<fn() -> Result<Accept, Refusal>> = vec![
+        || Ok(Accept::new().header("Sec-WebSocket-Protocol", "v1")),
+        || Ok(Accept::new().header("X-Bad", "line\r\nbreak")),
+        || Ok(Accept::new().protocol("never-offered")),
+        || Err(Refusal::new(101)),
+        || Err(Refusal::new(403).header("Content-Length", "0")),
+    ];
+    let count = answers.len();
+    let next = std::sync::Mutex::new(answers.into_iter());
+    let (url, server) = serve(Acceptor::new(), count, move |_| {
+        (next.lock().unwrap().next().unwrap())()
+    });
+    for _ in 0..count {
+        let response = refused(client(&url).protocol("v1").connect());
+        assert_eq!(response.status, 500);
+    }
+    let results = server.join().unwrap();
+    let reasons: Vec<String> = results
+        .iter()
+        .map(|r| match r {
+            Err(e @ Error::Handshake(HandshakeError::InvalidAnswer(_))) => e.to_string(),
+            other => panic!("expected InvalidAnswer, got {other:?}"),
+        })
+        .collect();
+    assert!(reasons[0].contains("Accept::protocol"), "{}", reasons[0]);
+    assert!(reasons[1].contains("x-bad"), "{}", reasons[1]);
+    assert!(reasons[2].contains("never-offered"), "{}", reasons[2]);
+    assert!(reasons[3].contains("final status"), "{}", reasons[3]);
+    assert!(reasons[4].contains("content-length"), "{}", reasons[4]);
+}
+
+#[test]
+fn a_refusal_is_a_complete_http_response_then_the_connection_closes() {
+    let (url, server) = serve(Acceptor::new(), 1, |_| {
+        Err(Refusal::new(403).header("X-Why", "banned").body("go away"))
+    });
+    let mut tcp = TcpStream::connect(url.trim_start_matches("ws://")).unwrap();
+    tcp.set_read_timeout(Some(LIMIT)).unwrap();
+    tcp.write_all(
+        b"GET /x HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    // To the end: the server closes after the refusal.
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.split("\r\n");
+    assert_eq!(lines.next(), Some("HTTP/1.1 403 Forbidden"));
+    let headers: Vec<&str> = lines.collect();
+    for expected in ["Content-Length: 7", "Connection: close", "x-why: banned"] {
+        assert!(headers.contains(&expected), "{expected} not in {headers:?}");
+    }
+    assert!(!head.contains("Sec-WebSocket-Accept"), "{head}");
+    assert_eq!(body, "go away");
+    assert_eq!(refused_with(&server.join().unwrap()[0]), 403);
+}
+
+#[cfg(feature = "tokio")]
+mod on_tokio {
+    use super::*;
+    use futures_util::StreamExt;
+
+    /// One async accept with `decide`; the connection, if it opens, echoes one message.
+    async fn serve_once<F>(decide: F) -> (String, tokio::task::JoinHandle<Result<(), Error>>)
+    where
+        F: FnOnce(&wsc::proto::handshake::Request) -> Result<Accept, Refusal> + Send + 'static,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let (mut ws, _) = Acceptor::new().accept_async_with(tcp, decide).await?;
+            if let Some(Ok(msg)) = ws.next().await {
+                ws.send(msg).await?;
+            }
+            ws.close(None).await.map(drop)
+        });
+        (url, server)
+    }
+
+    #[tokio::test]
+    async fn the_async_accept_sends_the_callbacks_refusal() {
+        let (url, server) = serve_once(|request| {
+            assert_eq!(request.path, "/admin");
+            Err(Refusal::new(403).body("admins only"))
+        })
+        .await;
+        let opened = tokio::time::timeout(LIMIT, client(&format!("{url}/admin")).connect_async())
+            .await
+            .unwrap();
+        match opened {
+            Err(Error::Handshake(HandshakeError::Rejected(response))) => {
+                assert_eq!(response.status, 403);
+                assert_eq!(&response.body[..], b"admins only");
+            }
+            Err(e) => panic!("expected a refusal, got {e}"),
+            Ok(_) => panic!("expected a refusal, the connection opened"),
+        }
+        match server.await.unwrap() {
+            Err(Error::Handshake(HandshakeError::CallbackRefused { status })) => {
+                assert_eq!(status, 403)
+            }
+            other => panic!("expected CallbackRefused, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_async_accept_adds_the_callbacks_headers_and_subprotocol() {
+        let (url, server) =
+            serve_once(|_| Ok(Accept::new().header("Set-Cookie", "a=1").protocol("v2"))).await;
+        let opening = client(&url).protocol("v1").protocol("v2").connect_async();
+        let (mut ws, response) = tokio::time::timeout(LIMIT, opening).await.unwrap().unwrap();
+        assert_eq!(response.protocol.as_deref(), Some("v2"));
+        assert_eq!(response.headers["set-cookie"], "a=1");
+        ws.send(Message::text("hi")).await.unwrap();
+        let echoed = tokio::time::timeout(LIMIT, ws.next()).await.unwrap();
+        assert_eq!(echoed.unwrap().unwrap(), Message::text("hi"));
+        drop(ws);
+        let _ = tokio::time::timeout(LIMIT, server).await.unwrap();
+    }
+}
