@@ -110,6 +110,9 @@ pub enum SocksMode {
     Auth { user: String, password: String },
     /// No authentication, and every CONNECT is answered with this reply code (never 0).
     Fail(u8),
+    /// No authentication; a CONNECT to any other address (or a name) is answered with 0x04,
+    /// host unreachable, without trying it: a target address the proxy cannot reach.
+    ReachOnly(IpAddr),
 }
 
 impl SocksMode {
@@ -467,7 +470,7 @@ fn serve_socks5(mut tcp: TcpStream, mode: &SocksMode, state: &State) -> io::Resu
             credentials = Some(given);
             tcp.write_all(&[1, 0])?;
         }
-        SocksMode::NoAuth | SocksMode::Fail(_) => {
+        SocksMode::NoAuth | SocksMode::Fail(_) | SocksMode::ReachOnly(_) => {
             if !methods.contains(&0) {
                 return tcp.write_all(&[5, 0xFF]);
             }
@@ -505,6 +508,16 @@ fn serve_socks5(mut tcp: TcpStream, mode: &SocksMode, state: &State) -> io::Resu
     }
     if let SocksMode::Fail(code) = mode {
         return tcp.write_all(&socks_reply(*code, unspecified));
+    }
+    if let SocksMode::ReachOnly(only) = mode {
+        let reachable = match (&host, only) {
+            (Host::V4(ip), IpAddr::V4(only)) => ip == only,
+            (Host::V6(ip), IpAddr::V6(only)) => ip == only,
+            _ => false,
+        };
+        if !reachable {
+            return tcp.write_all(&socks_reply(4, unspecified));
+        }
     }
     let server = match connect_upstream(&host, port, state) {
         Ok(server) => server,

@@ -450,15 +450,28 @@ impl ClientBuilder {
         let Some(proxy) = self.proxy_for(url)? else {
             return connect_tcp(&url.host, url.port, &self.resolve, limit);
         };
-        let mut tcp = connect_tcp(proxy.host(), proxy.port(), &self.resolve, limit)
-            .map_err(|e| proxy_unreachable(&proxy, e))?;
+        let dial = |limit| {
+            connect_tcp(proxy.host(), proxy.port(), &self.resolve, limit)
+                .map_err(|e| proxy_unreachable(&proxy, e))
+        };
+        let mut tcp = dial(limit)?;
         let deadline = deadline_in(self.phase_timeout(self.handshake_timeout, opened));
+        // Another connection for the next address of the server (socks5://): a connect
+        // timeout of its own, within what is left of the tunnel's time.
+        let redial = |left: Option<Duration>| {
+            let connect = self.phase_timeout(self.connect_timeout, opened);
+            dial(match (connect, left) {
+                (Some(c), Some(l)) => Some(c.min(l)),
+                (c, l) => c.or(l),
+            })
+        };
         tunnel::open_blocking(
             &mut tcp,
             &proxy,
             (&url.host, url.port),
             &self.resolve,
             deadline,
+            redial,
         )?;
         Ok(tcp)
     }

@@ -504,6 +504,67 @@ fn socks5_local_dns_honours_resolve_overrides() {
     assert_eq!(proxy.only_request().host, Host::V4(Ipv4Addr::LOCALHOST));
 }
 
+/// With `socks5://` wsc resolves the name itself; when the proxy cannot reach the first
+/// address (as `::1` for a `localhost` server listening on 127.0.0.1 only), the next is
+/// asked for, over a new connection to the proxy: a failed CONNECT ends the first one.
+#[test]
+fn socks5_local_dns_tries_the_next_address_when_the_proxy_cannot_reach_one() {
+    let server = EchoServer::start();
+    let proxy = TestProxy::socks5(SocksMode::ReachOnly(V4));
+    let ws = builder(&server.url("echo.wsc-proxy.test"))
+        .resolve("echo.wsc-proxy.test", [V6, V4])
+        .proxy(Proxy::socks5("127.0.0.1", proxy.port()).remote_dns(false))
+        .connect()
+        .unwrap();
+    assert_connected_to(&ws, proxy.addr);
+    assert_echoes(ws);
+    let hosts: Vec<Host> = proxy.requests().into_iter().map(|r| r.host).collect();
+    assert_eq!(
+        hosts,
+        [Host::V6(Ipv6Addr::LOCALHOST), Host::V4(Ipv4Addr::LOCALHOST)]
+    );
+    assert_eq!(proxy.connections(), 2);
+    assert_eq!(proxy.tunnels(), 1);
+}
+
+/// When the proxy reaches none of the addresses, each was asked for once and the error is
+/// the last one's, naming the address.
+#[test]
+fn socks5_local_dns_reports_the_last_address_when_none_is_reachable() {
+    let server = EchoServer::start();
+    let proxy = TestProxy::socks5(SocksMode::Fail(0x05));
+    let result = builder(&server.url("echo.wsc-proxy.test"))
+        .resolve("echo.wsc-proxy.test", [V6, V4])
+        .proxy(Proxy::socks5("127.0.0.1", proxy.port()).remote_dns(false))
+        .connect();
+    let (_, error, message) = proxy_failure(result);
+    let target = format!("echo.wsc-proxy.test:{} (127.0.0.1)", server.port);
+    assert_eq!(error, ProxyError::Socks5Reply { target, code: 5 });
+    assert!(message.contains("refused"), "{message}");
+    assert_eq!(proxy.requests().len(), 2);
+    assert_eq!(proxy.connections(), 2);
+    assert!(server.peers().is_empty());
+}
+
+/// Failures that are the proxy's, not the address's (here, credentials), are not repeated
+/// for the next address.
+#[test]
+fn socks5_local_dns_does_not_retry_a_refusal_of_the_credentials() {
+    let server = EchoServer::start();
+    let proxy = TestProxy::socks5(SocksMode::auth("bob", "the-right-one"));
+    let result = builder(&server.url("echo.wsc-proxy.test"))
+        .resolve("echo.wsc-proxy.test", [V6, V4])
+        .proxy(
+            Proxy::socks5("127.0.0.1", proxy.port())
+                .remote_dns(false)
+                .credentials("bob", SECRET),
+        )
+        .connect();
+    let (_, error, _) = proxy_failure(result);
+    assert_eq!(error, ProxyError::Socks5AuthFailed);
+    assert_eq!(proxy.connections(), 1);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Proxies that cannot be reached or do not answer
 // ---------------------------------------------------------------------------------------------
@@ -814,6 +875,39 @@ mod async_client {
             .unwrap();
         assert_echoes_async(ws).await;
         assert_eq!(proxy.only_request().host, Host::V4(Ipv4Addr::LOCALHOST));
+    }
+
+    /// The async twin of
+    /// `socks5_local_dns_tries_the_next_address_when_the_proxy_cannot_reach_one`.
+    #[tokio::test]
+    async fn async_socks5_local_dns_tries_the_next_address() {
+        let server = EchoServer::start();
+        let proxy = TestProxy::socks5(SocksMode::ReachOnly(V4));
+        let (ws, _) = builder(&server.url("echo.wsc-proxy.test"))
+            .resolve("echo.wsc-proxy.test", [V6, V4])
+            .proxy(Proxy::socks5("127.0.0.1", proxy.port()).remote_dns(false))
+            .connect_async()
+            .await
+            .unwrap();
+        assert_echoes_async(ws).await;
+        let hosts: Vec<Host> = proxy.requests().into_iter().map(|r| r.host).collect();
+        assert_eq!(
+            hosts,
+            [Host::V6(Ipv6Addr::LOCALHOST), Host::V4(Ipv4Addr::LOCALHOST)]
+        );
+        assert_eq!(proxy.connections(), 2);
+
+        // None reachable: the last address's refusal.
+        let failing = TestProxy::socks5(SocksMode::Fail(0x04));
+        let result = builder(&server.url("echo.wsc-proxy.test"))
+            .resolve("echo.wsc-proxy.test", [V6, V4])
+            .proxy(Proxy::socks5("127.0.0.1", failing.port()).remote_dns(false))
+            .connect_async()
+            .await;
+        let (_, error, _) = async_proxy_failure(result);
+        let target = format!("echo.wsc-proxy.test:{} (127.0.0.1)", server.port);
+        assert_eq!(error, ProxyError::Socks5Reply { target, code: 4 });
+        assert_eq!(failing.connections(), 2);
     }
 
     #[cfg(feature = "tls")]

@@ -91,7 +91,7 @@ pub(crate) struct Socks5 {
 
 impl Socks5 {
     /// A negotiation for a tunnel to `host:port`. `resolved` is the address wsc looked up
-    /// itself (`socks5://`); without one, an IP literal `host` is sent as an address and a
+    /// itself (`socks5://`; errors then name it too, as `host:port (address)`); without one, an IP literal `host` is sent as an address and a
     /// name is sent for the proxy to resolve. Names over 255 bytes and credentials over 255
     /// bytes cannot be encoded and are refused here, before anything is sent.
     pub(crate) fn new(
@@ -119,10 +119,17 @@ impl Socks5 {
                 return Err(ProxyError::CredentialsTooLong);
             }
         }
+        // A name resolved here: which of its addresses failed matters when several are tried.
+        let label = match resolved {
+            Some(ip) if bare.parse::<IpAddr>().is_err() => {
+                format!("{} ({ip})", host_port(bare, port))
+            }
+            _ => host_port(bare, port),
+        };
         Ok(Socks5 {
             target,
             port,
-            label: host_port(bare, port),
+            label,
             credentials: credentials.map(|(u, p)| (u.to_string(), p.to_string())),
             state: State::Method,
             buf: Vec::with_capacity(8),
@@ -456,6 +463,17 @@ mod tests {
                 })
             );
         }
+        // A name resolved here: the address asked for is named too.
+        let ip = "192.0.2.7".parse().unwrap();
+        let mut s = Socks5::new("example.com", 443, Some(ip), None).unwrap();
+        feed(&mut s, &[5, 0], 2).unwrap();
+        assert_eq!(
+            feed(&mut s, &[5, 5, 0, 1], 1),
+            Err(ProxyError::Socks5Reply {
+                target: "example.com:443 (192.0.2.7)".into(),
+                code: 5
+            })
+        );
         let mut s = Socks5::new("::1", 443, None, None).unwrap();
         feed(&mut s, &[5, 0], 2).unwrap();
         assert_eq!(

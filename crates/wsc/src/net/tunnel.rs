@@ -4,7 +4,7 @@
 //! only resolve names, move bytes and keep time.
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use super::connect::{addresses, Overrides};
@@ -138,18 +138,91 @@ fn proxy_error(proxy: &Proxy) -> impl Fn(ProxyError) -> Error + '_ {
     }
 }
 
+/// The addresses to ask the proxy for, one per attempt: those of the server's name when it
+/// was resolved here (`resolved`, for `socks5://`; without repeats, in the resolver's
+/// order), else a single `None` (the proxy gets the name, or the address as given).
+fn targets(host: &str, resolved: Option<Vec<SocketAddr>>) -> Result<Vec<Option<IpAddr>>, Error> {
+    let Some(addrs) = resolved else {
+        return Ok(vec![None]);
+    };
+    let mut ips = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        if !ips.contains(&Some(addr.ip())) {
+            ips.push(Some(addr.ip()));
+        }
+    }
+    if ips.is_empty() {
+        return Err(no_addresses(host));
+    }
+    Ok(ips)
+}
+
+/// Whether the proxy said it could not reach the address asked for: another address of the
+/// same name may still work. Other failures (credentials, a malformed answer, a hang-up)
+/// are the proxy's and would recur.
+fn address_failed(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Proxy {
+            error: ProxyError::Socks5Reply { .. },
+            ..
+        }
+    )
+}
+
 /// Opens a tunnel to `host:port` (an IPv6 literal without brackets) through `proxy`, over
-/// `tcp`, a connection already made to the proxy; every read and write ends by `deadline`.
-/// On success the stream carries the server's bytes, none of them consumed. The stream's read
-/// and write timeouts are `None` afterwards, whatever happened.
+/// `tcp`, a connection already made to the proxy; everything ends by `deadline`. On success
+/// `tcp` carries the server's bytes, none of them consumed, and its read and write timeouts
+/// are `None` (also after a failure).
+///
+/// With `socks5://` the server's name is resolved here and each of its addresses is asked
+/// for in turn until one opens (localhost may be `::1` and `127.0.0.1`, and the server may
+/// listen on one only); the proxy ends the connection after a failed CONNECT (RFC 1928
+/// section 6), so each further address goes over a new one from `redial`, which gets the
+/// time left. The last address's failure is reported.
 pub(crate) fn open_blocking(
     tcp: &mut TcpStream,
     proxy: &Proxy,
     (host, port): (&str, u16),
     overrides: &Overrides,
     deadline: Option<Instant>,
+    mut redial: impl FnMut(Option<Duration>) -> Result<TcpStream, Error>,
 ) -> Result<(), Error> {
-    let result = negotiate_blocking(tcp, proxy, host, port, overrides, deadline);
+    let resolved = match resolves_locally(proxy, host) {
+        true => Some(
+            addresses(host, port, overrides, deadline).map_err(|e| match e {
+                Error::Timeout(_) => Error::Timeout(Phase::Proxy),
+                other => other,
+            })?,
+        ),
+        false => None,
+    };
+    let mut last = None;
+    for (i, ip) in targets(host, resolved)?.into_iter().enumerate() {
+        if i > 0 {
+            let left = time_left(deadline)?;
+            *tcp = redial(left).map_err(|e| match time_left(deadline) {
+                Err(timeout) => timeout,
+                Ok(_) => e,
+            })?;
+        }
+        match attempt_blocking(tcp, proxy, (host, port), ip, deadline) {
+            Err(e) if address_failed(&e) => last = Some(e),
+            done => return done,
+        }
+    }
+    Err(last.unwrap_or_else(|| no_addresses(host)))
+}
+
+/// One negotiation for `resolved` (or the name), restoring the stream's timeouts after.
+fn attempt_blocking(
+    tcp: &mut TcpStream,
+    proxy: &Proxy,
+    (host, port): (&str, u16),
+    resolved: Option<IpAddr>,
+    deadline: Option<Instant>,
+) -> Result<(), Error> {
+    let result = negotiate_blocking(tcp, proxy, host, port, resolved, deadline);
     let restored = tcp
         .set_read_timeout(None)
         .and_then(|()| tcp.set_write_timeout(None));
@@ -163,18 +236,9 @@ fn negotiate_blocking(
     proxy: &Proxy,
     host: &str,
     port: u16,
-    overrides: &Overrides,
+    resolved: Option<IpAddr>,
     deadline: Option<Instant>,
 ) -> Result<(), Error> {
-    let resolved = if resolves_locally(proxy, host) {
-        let addrs = addresses(host, port, overrides, deadline).map_err(|e| match e {
-            Error::Timeout(_) => Error::Timeout(Phase::Proxy),
-            other => other,
-        })?;
-        Some(addrs.first().ok_or_else(|| no_addresses(host))?.ip())
-    } else {
-        None
-    };
     let (mut negotiation, first) =
         Negotiation::start(proxy, host, port, resolved).map_err(proxy_error(proxy))?;
     send_blocking(tcp, &first, deadline)?;
@@ -236,28 +300,54 @@ fn io_error(e: io::Error) -> Error {
 }
 
 /// The async driver: opens a tunnel to `host:port` through `proxy` over `stream`, a
-/// connection already made to the proxy. It sets no timeouts: the caller bounds the whole
-/// future (and maps the expiry to [`Phase::Proxy`]). On success the stream carries the
-/// server's bytes, none of them consumed. Only small state (a `Vec` buffer, the negotiation)
-/// lives across the awaits.
+/// connection already made to the proxy, trying each address of the name in turn for
+/// `socks5://` (each further one over a new connection from `redial`), as
+/// [`open_blocking`]. It sets no timeouts: the caller bounds the whole future (and maps the
+/// expiry to [`Phase::Proxy`]). On success the stream carries the server's bytes, none of
+/// them consumed. Only small state (a `Vec` buffer, the negotiation) lives across the
+/// awaits.
 #[cfg(feature = "tokio")]
-pub(crate) async fn open_async<S>(
+pub(crate) async fn open_async<S, F>(
     stream: &mut S,
     proxy: &Proxy,
     (host, port): (&str, u16),
     overrides: &Overrides,
+    mut redial: impl FnMut() -> F,
 ) -> Result<(), Error>
 where
-    S: ::tokio::io::AsyncRead + ::tokio::io::AsyncWrite + Unpin + ?Sized,
+    S: ::tokio::io::AsyncRead + ::tokio::io::AsyncWrite + Unpin,
+    F: std::future::Future<Output = Result<S, Error>>,
+{
+    let resolved = match resolves_locally(proxy, host) {
+        true => Some(super::connect::tokio::addresses(host, port, overrides).await?),
+        false => None,
+    };
+    let mut last = None;
+    for (i, ip) in targets(host, resolved)?.into_iter().enumerate() {
+        if i > 0 {
+            *stream = redial().await?;
+        }
+        match attempt_async(stream, proxy, (host, port), ip).await {
+            Err(e) if address_failed(&e) => last = Some(e),
+            done => return done,
+        }
+    }
+    Err(last.unwrap_or_else(|| no_addresses(host)))
+}
+
+/// One async negotiation for `resolved` (or the name).
+#[cfg(feature = "tokio")]
+async fn attempt_async<S>(
+    stream: &mut S,
+    proxy: &Proxy,
+    (host, port): (&str, u16),
+    resolved: Option<IpAddr>,
+) -> Result<(), Error>
+where
+    S: ::tokio::io::AsyncRead + ::tokio::io::AsyncWrite + Unpin,
 {
     use ::tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let resolved = if resolves_locally(proxy, host) {
-        let addrs = super::connect::tokio::addresses(host, port, overrides).await?;
-        Some(addrs.first().ok_or_else(|| no_addresses(host))?.ip())
-    } else {
-        None
-    };
     let (mut negotiation, first) =
         Negotiation::start(proxy, host, port, resolved).map_err(proxy_error(proxy))?;
     stream.write_all(&first).await?;
@@ -286,7 +376,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{SocketAddr, TcpListener};
+    use std::net::TcpListener;
     use std::thread::JoinHandle;
 
     /// A one-connection fake proxy on loopback running `script` on the accepted socket.
@@ -319,6 +409,16 @@ mod tests {
         buf
     }
 
+    /// For a single attempt: a second connection to the proxy is a bug.
+    fn no_redial(_: Option<Duration>) -> Result<TcpStream, Error> {
+        panic!("no second connection to the proxy expected")
+    }
+
+    #[cfg(feature = "tokio")]
+    async fn no_redial_async() -> Result<::tokio::net::TcpStream, Error> {
+        panic!("no second connection to the proxy expected")
+    }
+
     fn soon() -> Option<Instant> {
         Some(Instant::now() + Duration::from_secs(10))
     }
@@ -346,7 +446,15 @@ mod tests {
         });
         let proxy = Proxy::http("127.0.0.1", addr.port()).credentials("u", "p");
         let mut tcp = TcpStream::connect(addr).unwrap();
-        open_blocking(&mut tcp, &proxy, ("example.com", 443), &Vec::new(), soon()).unwrap();
+        open_blocking(
+            &mut tcp,
+            &proxy,
+            ("example.com", 443),
+            &Vec::new(),
+            soon(),
+            no_redial,
+        )
+        .unwrap();
         assert_eq!(tcp.read_timeout().unwrap(), None);
         assert_eq!(tcp.write_timeout().unwrap(), None);
         tcp.write_all(b"hello").unwrap();
@@ -365,7 +473,14 @@ mod tests {
         });
         let proxy = Proxy::http("127.0.0.1", addr.port());
         let mut tcp = TcpStream::connect(addr).unwrap();
-        let result = open_blocking(&mut tcp, &proxy, ("::1", 8080), &Vec::new(), soon());
+        let result = open_blocking(
+            &mut tcp,
+            &proxy,
+            ("::1", 8080),
+            &Vec::new(),
+            soon(),
+            no_redial,
+        );
         let message = result.as_ref().map_err(ToString::to_string).unwrap_err();
         assert!(
             message.starts_with(&format!(
@@ -395,6 +510,7 @@ mod tests {
             ("h", 80),
             &Vec::new(),
             soon(),
+            no_redial,
         ));
         assert!(
             matches!(&error, ProxyError::BadResponse(m) if m.contains("8 bytes")),
@@ -415,7 +531,14 @@ mod tests {
         let mut tcp = TcpStream::connect(addr).unwrap();
         let started = Instant::now();
         let deadline = Some(started + Duration::from_millis(200));
-        let result = open_blocking(&mut tcp, &proxy, ("h", 80), &Vec::new(), deadline);
+        let result = open_blocking(
+            &mut tcp,
+            &proxy,
+            ("h", 80),
+            &Vec::new(),
+            deadline,
+            no_redial,
+        );
         assert!(
             matches!(result, Err(Error::Timeout(Phase::Proxy))),
             "{result:?}"
@@ -439,6 +562,7 @@ mod tests {
             ("h", 80),
             &Vec::new(),
             None,
+            no_redial,
         ));
         assert_eq!(error, ProxyError::ClosedEarly);
         proxy_thread.join().unwrap();
@@ -473,11 +597,104 @@ mod tests {
         let (addr, proxy_thread) = fake_proxy(socks5_script(target, reply));
         let proxy = Proxy::socks5("127.0.0.1", addr.port()).credentials("user", "pw");
         let mut tcp = TcpStream::connect(addr).unwrap();
-        open_blocking(&mut tcp, &proxy, ("example.com", 443), &Vec::new(), soon()).unwrap();
+        open_blocking(
+            &mut tcp,
+            &proxy,
+            ("example.com", 443),
+            &Vec::new(),
+            soon(),
+            no_redial,
+        )
+        .unwrap();
         tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         assert_eq!(read_n(&mut tcp, 6), b"SERVER");
         tcp.write_all(b"x").unwrap();
         proxy_thread.join().unwrap();
+    }
+
+    /// A fake SOCKS5 proxy (no authentication) expecting a CONNECT to `ip`:80 and answering
+    /// it with `code`.
+    fn socks5_answering(ip: IpAddr, code: u8) -> impl FnOnce(TcpStream) + Send + 'static {
+        move |mut tcp| {
+            assert_eq!(read_n(&mut tcp, 3), [5, 1, 0]);
+            tcp.write_all(&[5, 0]).unwrap();
+            let (atyp, octets) = match ip {
+                IpAddr::V4(v4) => (1, v4.octets().to_vec()),
+                IpAddr::V6(v6) => (4, v6.octets().to_vec()),
+            };
+            assert_eq!(read_n(&mut tcp, 4), [5, 1, 0, atyp]);
+            assert_eq!(read_n(&mut tcp, octets.len()), octets);
+            assert_eq!(read_n(&mut tcp, 2), [0, 80]);
+            tcp.write_all(&[5, code, 0, 1, 0, 0, 0, 0, 0, 0]).unwrap();
+        }
+    }
+
+    fn two_addresses() -> (Overrides, [IpAddr; 2]) {
+        let ips = [
+            IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            IpAddr::from(std::net::Ipv4Addr::LOCALHOST),
+        ];
+        (vec![("two.test".to_string(), ips.to_vec())], ips)
+    }
+
+    #[test]
+    fn socks5_local_dns_asks_for_the_next_address_over_a_new_connection() {
+        let (overrides, [v6, v4]) = two_addresses();
+        let (first, first_thread) = fake_proxy(socks5_answering(v6, 4));
+        let (second, second_thread) = fake_proxy(socks5_answering(v4, 0));
+        let proxy = Proxy::socks5("127.0.0.1", first.port()).remote_dns(false);
+        let mut tcp = TcpStream::connect(first).unwrap();
+        let mut redials = 0;
+        open_blocking(
+            &mut tcp,
+            &proxy,
+            ("two.test", 80),
+            &overrides,
+            soon(),
+            |left| {
+                redials += 1;
+                assert!(
+                    left.is_some_and(|l| l <= Duration::from_secs(10)),
+                    "{left:?}"
+                );
+                Ok(TcpStream::connect(second).unwrap())
+            },
+        )
+        .unwrap();
+        assert_eq!(redials, 1);
+        assert_eq!(tcp.peer_addr().unwrap(), second);
+        first_thread.join().unwrap();
+        second_thread.join().unwrap();
+    }
+
+    #[test]
+    fn socks5_next_address_is_bounded_by_the_deadline() {
+        let (overrides, [v6, _]) = two_addresses();
+        let (first, first_thread) = fake_proxy(socks5_answering(v6, 4));
+        let proxy = Proxy::socks5("127.0.0.1", first.port()).remote_dns(false);
+        let mut tcp = TcpStream::connect(first).unwrap();
+        let started = Instant::now();
+        let deadline = Some(started + Duration::from_millis(300));
+        // A redial that takes all the time it is given and fails.
+        let result = open_blocking(
+            &mut tcp,
+            &proxy,
+            ("two.test", 80),
+            &overrides,
+            deadline,
+            |left| {
+                let left = left.expect("a deadline was set");
+                assert!(left <= Duration::from_millis(300), "{left:?}");
+                std::thread::sleep(left);
+                Err(Error::Timeout(Phase::Connect))
+            },
+        );
+        assert!(
+            matches!(result, Err(Error::Timeout(Phase::Proxy))),
+            "{result:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        first_thread.join().unwrap();
     }
 
     #[test]
@@ -498,7 +715,15 @@ mod tests {
         });
         let proxy = Proxy::socks5("127.0.0.1", addr.port()).remote_dns(false);
         let mut tcp = TcpStream::connect(addr).unwrap();
-        open_blocking(&mut tcp, &proxy, ("localhost", 80), &Vec::new(), soon()).unwrap();
+        open_blocking(
+            &mut tcp,
+            &proxy,
+            ("localhost", 80),
+            &Vec::new(),
+            soon(),
+            no_redial,
+        )
+        .unwrap();
         proxy_thread.join().unwrap();
     }
 
@@ -518,6 +743,7 @@ mod tests {
             ("10.9.8.7", 9),
             &Vec::new(),
             soon(),
+            no_redial,
         ));
         assert_eq!(
             error,
@@ -559,7 +785,7 @@ mod tests {
         });
         let proxy = Proxy::http("127.0.0.1", addr.port());
         let mut tcp = ::tokio::net::TcpStream::connect(addr).await.unwrap();
-        open_async(&mut tcp, &proxy, ("h", 80), &Vec::new())
+        open_async(&mut tcp, &proxy, ("h", 80), &Vec::new(), no_redial_async)
             .await
             .unwrap();
         proxy_thread.join().unwrap();
@@ -573,9 +799,15 @@ mod tests {
         let (addr, proxy_thread) = fake_proxy(socks5_script(target, reply));
         let proxy = Proxy::socks5("127.0.0.1", addr.port()).credentials("user", "pw");
         let mut tcp = ::tokio::net::TcpStream::connect(addr).await.unwrap();
-        open_async(&mut tcp, &proxy, ("example.com", 443), &Vec::new())
-            .await
-            .unwrap();
+        open_async(
+            &mut tcp,
+            &proxy,
+            ("example.com", 443),
+            &Vec::new(),
+            no_redial_async,
+        )
+        .await
+        .unwrap();
         let mut server = [0u8; 6];
         ::tokio::io::AsyncReadExt::read_exact(&mut tcp, &mut server)
             .await
@@ -592,7 +824,8 @@ mod tests {
         });
         let proxy = Proxy::socks5("127.0.0.1", addr.port());
         let mut tcp = ::tokio::net::TcpStream::connect(addr).await.unwrap();
-        let error = proxy_err(open_async(&mut tcp, &proxy, ("h", 1), &Vec::new()).await);
+        let error =
+            proxy_err(open_async(&mut tcp, &proxy, ("h", 1), &Vec::new(), no_redial_async).await);
         assert_eq!(
             error,
             ProxyError::Socks5NoAcceptableAuth {

@@ -70,12 +70,22 @@ impl ClientBuilder {
             let connecting = connect_tcp(&url.host, url.port, &self.resolve);
             return within(limit, Phase::Connect, connecting).await;
         };
-        let connecting = connect_tcp(proxy.host(), proxy.port(), &self.resolve);
-        let mut tcp = within(limit, Phase::Connect, connecting)
-            .await
-            .map_err(|e| crate::client::proxy_unreachable(&proxy, e))?;
+        let dial = || {
+            let limit = self.phase_timeout(self.connect_timeout, opened);
+            let connecting = connect_tcp(proxy.host(), proxy.port(), &self.resolve);
+            let proxy = &proxy;
+            async move {
+                within(limit, Phase::Connect, connecting)
+                    .await
+                    .map_err(|e| crate::client::proxy_unreachable(proxy, e))
+            }
+        };
+        let mut tcp = dial().await?;
+        // Further connections, for the next addresses of the server (socks5://), are within
+        // the tunnel's time as well as the connect timeout.
         let limit = self.phase_timeout(self.handshake_timeout, opened);
-        let tunnelling = tunnel::open_async(&mut tcp, &proxy, (&url.host, url.port), &self.resolve);
+        let target = (url.host.as_str(), url.port);
+        let tunnelling = tunnel::open_async(&mut tcp, &proxy, target, &self.resolve, dial);
         within(limit, Phase::Proxy, tunnelling).await?;
         Ok(tcp)
     }
