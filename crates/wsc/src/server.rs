@@ -2,9 +2,12 @@
 //!
 //! [`Acceptor::accept_with`] (and `accept_async_with` on tokio) lets the server look at the
 //! upgrade request before answering it: refuse it with an HTTP response ([`Refusal`]), or
-//! accept it with extra headers or a subprotocol of its choosing ([`Accept`]).
+//! accept it with extra headers or a subprotocol of its choosing ([`Accept`]). A decision
+//! that must wait on something (a token lookup on tokio) reads the request first with
+//! [`Acceptor::read_request`] (`read_request_async`) and answers the [`Upgrade`] after.
 
 mod answer;
+mod upgrade;
 
 use std::io::{self, Read, Write};
 
@@ -20,6 +23,7 @@ use crate::proto::handshake::{
 use crate::proto::{Config, Connection, Role};
 
 pub use answer::{Accept, Refusal};
+pub use upgrade::Upgrade;
 
 /// What to send back for an upgrade request: a 101 and the connection it opens, or an HTTP
 /// refusal and the error the accept call returns. Shared by every driver.
@@ -133,15 +137,20 @@ impl Acceptor {
     /// })?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn accept_with<S, F>(
-        &self,
-        mut stream: S,
-        decide: F,
-    ) -> Result<(WebSocket<S>, Request), Error>
+    pub fn accept_with<S, F>(&self, stream: S, decide: F) -> Result<(WebSocket<S>, Request), Error>
     where
         S: Read + Write,
         F: FnOnce(&Request) -> Result<Accept, Refusal>,
     {
+        let upgrade = self.read_request(stream)?;
+        let decision = decide(upgrade.request());
+        upgrade.answer(decision)
+    }
+
+    /// Reads the upgrade request and returns it unanswered, for a decision that cannot be
+    /// made in a callback; [`Upgrade::answer`] answers it. Invalid requests are answered
+    /// (with an HTTP error response) and returned as errors, as by [`Acceptor::accept`].
+    pub fn read_request<S: Read + Write>(&self, mut stream: S) -> Result<Upgrade<'_, S>, Error> {
         let mut received = ReadBuffer::default();
         let (request, used) = loop {
             match parse_request(&received, self.max_handshake_size) {
@@ -160,21 +169,13 @@ impl Acceptor {
                 Err(e) => return Err(Error::Io(e)),
             }
         };
-        let decision = decide(&request);
-        let (response, mut conn) = match self.reply(&request, decision) {
-            Reply::Open(response, conn) => (response, conn),
-            Reply::Refuse(response, e) => {
-                let _ = stream.write_all(&response);
-                let _ = stream.flush();
-                return Err(Error::Handshake(e));
-            }
-        };
-        stream.write_all(&response)?;
-        stream.flush()?;
         received.advance(used);
-        conn.adopt_read_buffer(received);
-        let ws = WebSocket::from_connection(stream, conn, &[]);
-        Ok((ws, request))
+        Ok(Upgrade {
+            acceptor: self,
+            stream,
+            request,
+            received,
+        })
     }
 
     /// The answer to a valid request, as the accept callback decided: the subprotocol and

@@ -214,6 +214,36 @@ fn a_refusal_is_a_complete_http_response_then_the_connection_closes() {
     assert_eq!(refused_with(&server.join().unwrap()[0]), 403);
 }
 
+/// An upgrade request and, in the same write, a first frame (a client that does not wait for
+/// the 101): masked text "hi".
+const REQUEST_AND_FRAME: &[u8] = b"GET /early HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\
+    Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+    Sec-WebSocket-Version: 13\r\n\r\n\x81\x82\x01\x02\x03\x04\x69\x6b";
+
+#[test]
+fn read_request_then_answer_keeps_the_frames_that_came_with_the_request() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut client = TcpStream::connect(addr).unwrap();
+    client.write_all(REQUEST_AND_FRAME).unwrap();
+    let (tcp, _) = listener.accept().unwrap();
+    tcp.set_read_timeout(Some(LIMIT)).unwrap();
+    let acceptor = Acceptor::new();
+    let upgrade = acceptor.read_request(tcp).unwrap();
+    assert_eq!(upgrade.request().path, "/early");
+    let (mut ws, request) = upgrade
+        .answer(Ok(Accept::new().header("X-Seen", "yes")))
+        .unwrap();
+    assert_eq!(request.path, "/early");
+    assert_eq!(ws.read().unwrap(), Message::text("hi"));
+    client.set_read_timeout(Some(LIMIT)).unwrap();
+    let mut head = vec![0u8; 4096];
+    let n = client.read(&mut head).unwrap();
+    let head = String::from_utf8_lossy(&head[..n]);
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    assert!(head.contains("\r\nx-seen: yes\r\n"), "{head}");
+}
+
 #[cfg(feature = "tokio")]
 mod on_tokio {
     use super::*;
@@ -276,5 +306,59 @@ mod on_tokio {
         assert_eq!(echoed.unwrap().unwrap(), Message::text("hi"));
         drop(ws);
         let _ = tokio::time::timeout(LIMIT, server).await.unwrap();
+    }
+
+    /// The decision awaits something else (here, a verdict from another task) between
+    /// reading the request and answering it.
+    #[tokio::test]
+    async fn read_request_async_lets_the_decision_await() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}", listener.local_addr().unwrap());
+        let (verdict_tx, verdict_rx) = tokio::sync::oneshot::channel::<bool>();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let acceptor = Acceptor::new();
+            let upgrade = acceptor.read_request_async(tcp).await?;
+            assert_eq!(upgrade.request().path, "/vip");
+            let decision = match verdict_rx.await {
+                Ok(true) => Ok(Accept::new()),
+                _ => Err(Refusal::new(403).body("not on the list")),
+            };
+            upgrade.answer_async(decision).await.map(drop)
+        });
+        let opening = tokio::spawn(client(&format!("{url}/vip")).connect_async());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        verdict_tx.send(false).unwrap();
+        match tokio::time::timeout(LIMIT, opening).await.unwrap().unwrap() {
+            Err(Error::Handshake(HandshakeError::Rejected(response))) => {
+                assert_eq!(response.status, 403);
+                assert_eq!(&response.body[..], b"not on the list");
+            }
+            Err(e) => panic!("expected a refusal, got {e}"),
+            Ok(_) => panic!("expected a refusal, the connection opened"),
+        }
+        match server.await.unwrap() {
+            Err(Error::Handshake(HandshakeError::CallbackRefused { status })) => {
+                assert_eq!(status, 403)
+            }
+            other => panic!("expected CallbackRefused, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn read_request_async_keeps_the_frames_that_came_with_the_request() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut client, REQUEST_AND_FRAME)
+            .await
+            .unwrap();
+        let (tcp, _) = listener.accept().await.unwrap();
+        let acceptor = Acceptor::new();
+        let upgrade = acceptor.read_request_async(tcp).await.unwrap();
+        let (mut ws, _) = upgrade.answer_async(Ok(Accept::new())).await.unwrap();
+        let first = tokio::time::timeout(LIMIT, ws.next()).await.unwrap();
+        assert_eq!(first.unwrap().unwrap(), Message::text("hi"));
     }
 }

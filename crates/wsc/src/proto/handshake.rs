@@ -112,7 +112,8 @@ pub enum HandshakeError {
         reason: String,
     },
     /// The server's own accept callback refused the request (server role,
-    /// [`crate::server::Acceptor::accept_with`]); the client was answered with `status`.
+    /// [`crate::server::Acceptor::accept_with`], or a [`crate::server::Refusal`] given to
+    /// [`crate::server::Upgrade::answer`]); the client was answered with `status`.
     CallbackRefused {
         /// The status the client was answered with.
         status: StatusCode,

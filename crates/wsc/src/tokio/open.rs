@@ -14,10 +14,11 @@ use crate::client::ClientBuilder;
 use crate::error::{Error, Phase};
 use crate::net::connect::tokio::connect_tcp;
 use crate::net::tunnel;
+use crate::proto::buffer::ReadBuffer;
 use crate::proto::handshake::{
     parse_request, ClientHandshake, HandshakeError, Request, Response, REFUSAL_BODY_WAIT,
 };
-use crate::server::{refusal, Accept, Acceptor, Refusal, Reply};
+use crate::server::{refusal, Accept, Acceptor, Refusal, Reply, Upgrade};
 use crate::stream::map_io_error;
 use crate::url::WsUrl;
 
@@ -270,12 +271,40 @@ impl Acceptor {
     /// ```
     pub async fn accept_async_with<S, F>(
         &self,
-        mut stream: S,
+        stream: S,
         decide: F,
     ) -> Result<(WebSocketStream<S>, Request), Error>
     where
         S: AsyncRead + AsyncWrite + Unpin,
         F: FnOnce(&Request) -> Result<Accept, Refusal>,
+    {
+        let upgrade = self.read_request_async(stream).await?;
+        let decision = decide(upgrade.request());
+        upgrade.answer_async(decision).await
+    }
+
+    /// Reads the upgrade request and returns it unanswered, on tokio: the decision may
+    /// await (a token lookup) before [`Upgrade::answer_async`]. Invalid requests are answered
+    /// and returned as errors, as by [`Acceptor::accept_async`].
+    ///
+    /// ```no_run
+    /// # async fn token_is_valid(_: &[u8]) -> bool { true }
+    /// # async fn run(tcp: tokio::net::TcpStream) -> Result<(), wsc::Error> {
+    /// use wsc::server::{Accept, Acceptor, Refusal};
+    ///
+    /// let acceptor = Acceptor::new();
+    /// let upgrade = acceptor.read_request_async(tcp).await?;
+    /// let token = upgrade.request().headers.get("authorization");
+    /// let decision = match token {
+    ///     Some(token) if token_is_valid(token.as_bytes()).await => Ok(Accept::new()),
+    ///     _ => Err(Refusal::new(401).header("WWW-Authenticate", "Bearer")),
+    /// };
+    /// let (ws, request) = upgrade.answer_async(decision).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn read_request_async<S>(&self, mut stream: S) -> Result<Upgrade<'_, S>, Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
     {
         let mut buf = Vec::with_capacity(1024);
         let (request, used) = loop {
@@ -293,8 +322,30 @@ impl Acceptor {
                 return Err(Error::Handshake(HandshakeError::ConnectionClosed));
             }
         };
-        let decision = decide(&request);
-        let (response, conn) = match self.reply(&request, decision) {
+        let mut received = ReadBuffer::default();
+        received.extend_from_slice(&buf[used..]);
+        Ok(Upgrade {
+            acceptor: self,
+            stream,
+            request,
+            received,
+        })
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Upgrade<'_, S> {
+    /// Answers the request, on tokio: as [`Upgrade::answer`].
+    pub async fn answer_async(
+        self,
+        decision: Result<Accept, Refusal>,
+    ) -> Result<(WebSocketStream<S>, Request), Error> {
+        let Upgrade {
+            acceptor,
+            mut stream,
+            request,
+            received,
+        } = self;
+        let (response, conn) = match acceptor.reply(&request, decision) {
             Reply::Open(response, conn) => (response, conn),
             Reply::Refuse(response, e) => {
                 let _ = stream.write_all(&response).await;
@@ -305,7 +356,7 @@ impl Acceptor {
         stream.write_all(&response).await?;
         stream.flush().await?;
         Ok((
-            WebSocketStream::from_connection(stream, conn, &buf[used..]),
+            WebSocketStream::from_connection(stream, conn, &received),
             request,
         ))
     }
