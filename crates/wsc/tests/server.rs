@@ -1,6 +1,7 @@
-//! The server role's accept callback (`Acceptor::accept_with`, `accept_async_with`) against
-//! real clients on loopback: our own blocking and async clients, and a raw TCP client that
-//! reads the refusal byte for byte.
+//! The server role's answer chosen by its user (`Acceptor::accept_with`, `accept_async_with`,
+//! `read_request` and `Upgrade::answer`) against real clients on loopback: our own blocking
+//! and async clients, Python `websockets` (from the venv), and a raw TCP client that reads
+//! the refusal byte for byte.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -9,6 +10,9 @@ use std::time::Duration;
 
 use wsc::server::{Accept, Acceptor, Refusal};
 use wsc::{ClientBuilder, Error, HandshakeError, Message};
+
+#[path = "../../../tests/peers/spawn.rs"]
+mod peers;
 
 const LIMIT: Duration = Duration::from_secs(5);
 
@@ -212,6 +216,66 @@ fn a_refusal_is_a_complete_http_response_then_the_connection_closes() {
     assert!(!head.contains("Sec-WebSocket-Accept"), "{head}");
     assert_eq!(body, "go away");
     assert_eq!(refused_with(&server.join().unwrap()[0]), 403);
+}
+
+/// Python `websockets` (another implementation, from the project's venv) as the client: it
+/// reads the refusal's status, header and body, and the accepting answer's subprotocol and
+/// cookie.
+#[test]
+fn python_websockets_reads_the_callbacks_refusal_and_acceptance() {
+    let (url, server) = serve(Acceptor::new(), 2, |request| {
+        let authorized = request
+            .headers
+            .get("authorization")
+            .is_some_and(|token| token == "Bearer s3cret");
+        match (request.path.as_str(), authorized) {
+            ("/feed", true) => Ok(Accept::new()
+                .header("Set-Cookie", "session=abc")
+                .protocol("v2")),
+            _ => Err(Refusal::new(401)
+                .header("WWW-Authenticate", "Bearer")
+                .body("token required")),
+        }
+    });
+    let script = r#"
+import json, sys
+from websockets.sync.client import connect
+from websockets.exceptions import InvalidStatus
+url, out = sys.argv[1], {}
+try:
+    with connect(url + "/feed", open_timeout=5):
+        out["refused"] = None
+except InvalidStatus as e:
+    r = e.response
+    out["refused"] = [r.status_code, r.headers.get("WWW-Authenticate"), r.body.decode()]
+with connect(url + "/feed", subprotocols=["v1", "v2"], open_timeout=5,
+             additional_headers={"Authorization": "Bearer s3cret"}) as ws:
+    out["protocol"] = ws.subprotocol
+    out["cookie"] = ws.response.headers.get("Set-Cookie")
+    ws.send("hello")
+    out["echo"] = ws.recv(timeout=5)
+print(json.dumps(out))
+"#;
+    let output = std::process::Command::new(peers::python())
+        .args(["-c", script, &url])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        seen["refused"],
+        serde_json::json!([401, "Bearer", "token required"])
+    );
+    assert_eq!(seen["protocol"], "v2");
+    assert_eq!(seen["cookie"], "session=abc");
+    assert_eq!(seen["echo"], "hello");
+    let results = server.join().unwrap();
+    assert_eq!(refused_with(&results[0]), 401);
+    assert!(results[1].is_ok(), "{:?}", results[1]);
 }
 
 /// An upgrade request and, in the same write, a first frame (a client that does not wait for
