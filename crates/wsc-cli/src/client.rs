@@ -17,6 +17,7 @@ use wsc::{
 use crate::args::ClientArgs;
 use crate::exit::CliError;
 use crate::output::Format;
+use crate::stdout_gone::stdout_gone;
 
 /// How often the session looks at stdin, timers and Ctrl-C while waiting for messages.
 const POLL: Duration = Duration::from_millis(20);
@@ -327,6 +328,7 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
         closing_since: None,
         down,
         queued_at_close: usize::MAX,
+        stdout_gone: false,
     }
     .run(&stop)
 }
@@ -349,29 +351,42 @@ struct Session {
     down: Arc<AtomicBool>,
     /// While closing: our output still queued when last looked at.
     queued_at_close: usize,
+    /// Nobody reads stdout any more (`| head` has exited).
+    stdout_gone: bool,
 }
 
 impl Session {
     fn run(mut self, stop: &AtomicBool) -> Result<(), CliError> {
         let mut out = io::stdout().lock();
         loop {
-            if stop.load(Ordering::Relaxed) {
+            let stopped = stop.load(Ordering::Relaxed);
+            // Looked at every turn, not only when a write fails: a quiet session prints
+            // nothing that would fail.
+            self.stdout_gone = self.stdout_gone || stdout_gone();
+            if stopped || self.stdout_gone {
                 if self.closing_since.is_none() && !self.link.can_send() {
                     return match self.link {
                         // Between connections (--reconnect): nothing to close.
-                        Link::Reconnecting(_) => Err(CliError::Interrupted),
+                        Link::Reconnecting(_) if stopped => Err(CliError::Interrupted),
+                        // The reader is done with us (`| head`): not a failure.
+                        Link::Reconnecting(_) => Ok(()),
                         // The server is gone (our output lost): nothing to close either.
                         Link::Direct(_) => Ok(()),
                     };
                 }
-                self.start_close("stopping")?;
+                if stopped {
+                    self.start_close(CloseCode::NORMAL, "stopping")?;
+                } else {
+                    // Going away, as a browser leaving the page: nobody reads what comes.
+                    self.start_close(CloseCode::GOING_AWAY, "stdout closed")?;
+                }
             }
             self.pump_stdin()?;
             if let Some(ended) = self.input_ended {
                 let linger = self.linger.unwrap_or(DEFAULT_LINGER);
                 if ended.max(self.last_message).elapsed() >= linger {
                     // While reconnecting there is nothing to close yet: again once back.
-                    self.start_close("end of input")?;
+                    self.start_close(CloseCode::NORMAL, "end of input")?;
                     if self.closing_since.is_some() {
                         self.input_ended = None;
                     }
@@ -450,21 +465,25 @@ impl Session {
                 // --count reached: what still arrives before the server's close is dropped.
                 continue;
             }
-            if let Err(e) = self.format.received(&mut out, &message) {
-                if e.kind() == io::ErrorKind::BrokenPipe {
-                    // The reader went away (`| head`): leave quietly, closing politely.
-                    if let Some(ws) = self.link.ws() {
-                        let _ = ws.close(Some(CloseFrame::new(CloseCode::NORMAL, "")));
-                    }
-                    return Ok(());
-                }
-                return Err(CliError::Io("cannot write to stdout".into(), e));
+            // Once nobody reads stdout, the messages that still come before the server's
+            // close go nowhere (control frames are still noted on stderr).
+            let printed = if self.stdout_gone && message.is_data() {
+                Ok(())
+            } else {
+                self.format.received(&mut out, &message)
+            };
+            match printed {
+                Ok(()) => {}
+                // The reader went away (`| head`): the next turn closes with 1001 and waits
+                // for the server's close, as Ctrl-C does with 1000.
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => self.stdout_gone = true,
+                Err(e) => return Err(CliError::Io("cannot write to stdout".into(), e)),
             }
             match message {
                 Message::Text(_) | Message::Binary(_) => {
                     self.received += 1;
                     if self.count.is_some_and(|n| self.received >= n) {
-                        self.start_close("count reached")?;
+                        self.start_close(CloseCode::NORMAL, "count reached")?;
                     }
                 }
                 Message::Pong(_) => {}
@@ -531,15 +550,15 @@ impl Session {
         }
     }
 
-    /// Sends close 1000 once; the loop then waits for the server's close.
-    fn start_close(&mut self, why: &str) -> Result<(), CliError> {
+    /// Sends our close once; the loop then waits for the server's close.
+    fn start_close(&mut self, code: CloseCode, why: &str) -> Result<(), CliError> {
         if self.closing_since.is_some() {
             return Ok(());
         }
         if let Some(ws) = self.link.ws().filter(|ws| ws.can_send()) {
-            self.format.note(&format!("> close 1000 ({why})"));
+            self.format.note(&format!("> close {} ({why})", code.0));
             // Possibly queued behind output the peer has not taken yet.
-            sent_or_queued(ws.close(Some(CloseFrame::new(CloseCode::NORMAL, ""))))?;
+            sent_or_queued(ws.close(Some(CloseFrame::new(code, ""))))?;
             self.closing_since = Some(Instant::now());
         }
         Ok(())

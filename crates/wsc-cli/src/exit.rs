@@ -7,7 +7,8 @@ use wsc::{CloseFrame, Error, HandshakeError, ProtocolError, ProxyError};
 
 pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
-  0   clean close (or --count reached, end of input, Ctrl-C, SIGTERM, SIGHUP)
+  0   clean close (or --count reached, end of input, Ctrl-C, SIGTERM, SIGHUP, or stdout
+      closed: the reader of `wsc URL | head` gone, which wsc closes with 1001)
   1   other error
   2   bad arguments or URL (a header or subprotocol that cannot be sent included; a proxy
       URL, from --proxy or the environment, that cannot be used)

@@ -7,6 +7,7 @@ mod exit;
 mod feed;
 mod output;
 mod serve;
+mod stdout_gone;
 
 use std::process::ExitCode;
 

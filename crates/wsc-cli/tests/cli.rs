@@ -926,11 +926,11 @@ fn ctrl_c_while_reconnecting_ends_the_client() {
         .spawn()
         .unwrap();
     let mut err = BufReader::new(client.stderr.take().unwrap());
-    // Connected once: the echo of --send came back.
+    // Connected once: the echo of --send came back. Stdout stays open: a client whose
+    // reader is gone would end on that alone.
     let mut echo = String::new();
-    BufReader::new(client.stdout.take().unwrap())
-        .read_line(&mut echo)
-        .unwrap();
+    let mut out = BufReader::new(client.stdout.take().unwrap());
+    out.read_line(&mut echo).unwrap();
     assert_eq!(echo, "hi\n");
     let _ = server.0.kill();
     let _ = server.0.wait();
@@ -954,6 +954,7 @@ fn ctrl_c_while_reconnecting_ends_the_client() {
         thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(130));
+    drop(out);
 }
 
 #[test]
@@ -1310,4 +1311,54 @@ fn the_environment_proxy_is_not_used_for_loopback_as_help_says() {
     let out = finish(child, &["HTTP_PROXY=... wsc", &url]);
     exits_with(&out, 0);
     assert_eq!(stdout(&out), "direct\n");
+}
+
+/// Starts `wsc` with `args` and no input, stdout and stderr piped.
+fn spawn_piped(args: &[&str]) -> Proc {
+    let child = Command::new(WSC)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    Proc(child)
+}
+
+#[test]
+fn a_quiet_session_notices_its_stdout_reader_gone_and_closes_with_1001() {
+    // The server sends nothing: no write to stdout can fail, yet the reader's exit is seen.
+    let (py, url) = py_server(&[]);
+    let mut child = spawn_piped(&[&url, "-n", "-v"]);
+    let err = once_open(&mut child);
+    // `| head` exiting: the read end of the pipe closes.
+    drop(child.0.stdout.take());
+    assert_eq!(py.event("closed")["code"], 1001);
+    let code = child.0.wait().unwrap().code();
+    let err = err.join().unwrap();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("> close 1001 (stdout closed)"), "{err}");
+    // The handshake completed: the server's answer came back.
+    assert!(err.contains("< close 1001"), "{err}");
+}
+
+#[test]
+fn head_taking_the_first_lines_of_a_feed_gets_a_close_handshake_with_1001() {
+    let (_server, url, mut log) = wsc_serve(&["--feed", "--rate", "50"]);
+    let mut child = spawn_piped(&[&url, "-n", "-v", "--send", "subscribe"]);
+    let err = once_open(&mut child);
+    // `head -n 3`: three lines, then gone while ticks keep coming.
+    let mut out = BufReader::new(child.0.stdout.take().unwrap());
+    for _ in 0..3 {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).unwrap() > 0);
+    }
+    drop(out);
+    let code = child.0.wait().unwrap().code();
+    let err = err.join().unwrap();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("< close 1001"), "{err}");
+    let mut line = String::new();
+    log.read_line(&mut line).unwrap();
+    assert!(line.contains("closed 1001 (going away)"), "{line}");
 }
