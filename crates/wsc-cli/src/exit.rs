@@ -3,7 +3,9 @@
 use std::fmt;
 use std::io::ErrorKind;
 
-use wsc::{CloseFrame, Error, HandshakeError, ProtocolError, ProxyError};
+use wsc::{CloseFrame, Error, HandshakeError, ProxyError};
+
+use crate::describe;
 
 pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
@@ -111,23 +113,8 @@ fn wsc_status(e: &Error) -> u8 {
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            // The library's hint names its builder method; the tool's is a flag.
-            CliError::Wsc(Error::Protocol(
-                ProtocolError::FrameTooLarge { size, max }
-                | ProtocolError::MessageTooLarge { size, max },
-            )) => {
-                write!(
-                    f,
-                    "a message of {size} bytes or more exceeds the limit of {max} bytes"
-                )?;
-                if *size >= 1 << 48 {
-                    // No real message is 256 TiB: the length itself is the fault.
-                    f.write_str(" (no real message is that big: a broken or hostile server)")
-                } else {
-                    f.write_str(" (raise it with --max-message-size)")
-                }
-            }
-            CliError::Wsc(e) => write!(f, "{e}"),
+            // The library's hints name its methods; the tool's name flags.
+            CliError::Wsc(e) => describe::write_error(f, e),
             CliError::Usage(msg) => write!(f, "{msg}"),
             CliError::ClosedWithError(frame) => {
                 write!(f, "the server closed the connection: {frame}")
@@ -146,7 +133,10 @@ impl fmt::Display for CliError {
                 "giving up: connections keep dropping soon after they open \
                  (--reconnect-max-attempts); the last: {last}"
             ),
-            CliError::ReconnectFailed(e) => write!(f, "could not reconnect, giving up: {e}"),
+            CliError::ReconnectFailed(e) => {
+                f.write_str("could not reconnect, giving up: ")?;
+                describe::write_error(f, e)
+            }
             CliError::NoCloseReply(waited) => write!(
                 f,
                 "the server did not answer our close within {} s",
@@ -165,23 +155,5 @@ impl fmt::Display for CliError {
 impl From<Error> for CliError {
     fn from(e: Error) -> Self {
         CliError::Wsc(e)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_size_limit_names_the_flag_unless_the_length_is_bogus() {
-        let too_big = |size| {
-            CliError::Wsc(Error::Protocol(ProtocolError::MessageTooLarge {
-                size,
-                max: 1 << 20,
-            }))
-            .to_string()
-        };
-        assert!(too_big(2 << 20).ends_with("(raise it with --max-message-size)"));
-        assert!(too_big(i64::MAX as u64).contains("broken or hostile server"));
     }
 }

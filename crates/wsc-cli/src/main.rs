@@ -3,6 +3,7 @@
 mod args;
 mod client;
 mod demo;
+mod describe;
 mod exit;
 mod feed;
 mod output;

@@ -572,6 +572,46 @@ fn location_follows_a_redirect_and_verbose_shows_the_hop() {
     assert!(err.contains("> GET /moved HTTP/1.1"), "{err}");
 }
 
+/// A server that answers every handshake with a redirect to `to` (`None`: to itself).
+fn redirecting_server(to: Option<String>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let to = to.unwrap_or_else(|| format!("{url}/again"));
+    thread::spawn(move || {
+        for mut tcp in listener.incoming().map_while(Result::ok) {
+            let mut buf = [0u8; 4096];
+            let _ = tcp.read(&mut buf);
+            let head =
+                format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 5\r\n\r\nmoved");
+            let _ = tcp.write_all(head.as_bytes());
+        }
+    });
+    url
+}
+
+#[test]
+fn redirects_not_followed_name_the_flags_that_follow_them() {
+    let url = redirecting_server(None);
+    let out = wsc(&[&url, "-n"], b"");
+    let err = exits_with(&out, 6);
+    assert!(err.contains("302 Found"), "{err}");
+    assert!(err.contains("-L, --location"), "{err}");
+    assert!(err.contains("\"moved\""), "{err}");
+    assert!(
+        !err.contains("::"),
+        "a library method in a CLI message: {err}"
+    );
+
+    let out = wsc(&[&url, "-n", "-L", "--max-redirects", "2"], b"");
+    let err = exits_with(&out, 6);
+    assert!(err.contains("more than 2 redirects"), "{err}");
+    assert!(err.contains("--max-redirects"), "{err}");
+    assert!(
+        !err.contains("max_redirects"),
+        "a library method in a CLI message: {err}"
+    );
+}
+
 #[test]
 fn verbose_shows_the_head_of_a_refusal() {
     let url = raw_server(|mut tcp| {

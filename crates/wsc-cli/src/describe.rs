@@ -1,0 +1,146 @@
+//! The library's errors as a command line user reads them. The library's hints name its API
+//! (`TlsOptions::add_ca_pem_file`, `ClientBuilder::max_redirects`) for the programs that use
+//! it; the tool's name its flags. Errors whose library message names no method are shown as
+//! the library words them.
+
+use std::fmt;
+
+use wsc::rustls::{self, AlertDescription, CertificateError};
+use wsc::{Error, HandshakeError, ProtocolError, RedirectError, Response};
+
+/// Writes `e` in the tool's words.
+pub fn write_error(f: &mut fmt::Formatter<'_>, e: &Error) -> fmt::Result {
+    match e {
+        Error::Protocol(
+            ProtocolError::FrameTooLarge { size, max }
+            | ProtocolError::MessageTooLarge { size, max },
+        ) => {
+            write!(
+                f,
+                "a message of {size} bytes or more exceeds the limit of {max} bytes"
+            )?;
+            if *size >= 1 << 48 {
+                // No real message is 256 TiB: the length itself is the fault.
+                f.write_str(" (no real message is that big: a broken or hostile server)")
+            } else {
+                f.write_str(" (raise it with --max-message-size)")
+            }
+        }
+        Error::Tls { host, source } => match tls_hint(source) {
+            Some(hint) => write!(f, "TLS error with {host}: {source} ({hint})"),
+            None => write!(f, "{e}"),
+        },
+        Error::Redirect(RedirectError::TooMany { max, location }) => write!(
+            f,
+            "redirect not followed: more than {max} redirects (the last to {location}); raise \
+             the limit with --max-redirects"
+        ),
+        Error::Redirect(RedirectError::Downgrade { location }) => write!(
+            f,
+            "redirect not followed: refusing to follow a redirect from wss:// to unencrypted \
+             {location}; allow it with --allow-insecure-redirects"
+        ),
+        Error::Handshake(HandshakeError::Rejected(resp)) => match location(resp) {
+            Some(to) => write_redirect_refusal(f, resp, &to),
+            None => write!(f, "{e}"),
+        },
+        _ => write!(f, "{e}"),
+    }
+}
+
+/// The flags that mend a TLS failure whose library hint names methods.
+fn tls_hint(source: &rustls::Error) -> Option<&'static str> {
+    match source {
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => Some(
+            "the certificate is not signed by a trusted CA; trust its CA with --cacert FILE, or \
+             skip verification only for testing with -k",
+        ),
+        // webpki's reason, which rustls passes on as it is (its debug name).
+        rustls::Error::InvalidCertificate(CertificateError::Other(other))
+            if other.to_string().contains("CaUsedAsEndEntity") =>
+        {
+            Some(
+                "the server presents a CA certificate as its own: it needs a certificate for \
+                 its name, issued by that CA, or trust that very certificate with --cacert FILE",
+            )
+        }
+        rustls::Error::AlertReceived(AlertDescription::CertificateRequired) => {
+            Some("the server requires a client certificate: give one with --cert FILE --key FILE")
+        }
+        _ => None,
+    }
+}
+
+/// Where a refusal that is a redirect points.
+fn location(resp: &Response) -> Option<String> {
+    if !resp.status.is_redirection() {
+        return None;
+    }
+    let to = resp.headers.get("location")?;
+    Some(String::from_utf8_lossy(to.as_bytes()).into_owned())
+}
+
+/// A redirect not followed (no `-L`): the status, where it points, the flag, the body's start.
+fn write_redirect_refusal(f: &mut fmt::Formatter<'_>, resp: &Response, to: &str) -> fmt::Result {
+    write!(
+        f,
+        "WebSocket handshake failed: the server answered {} instead of 101 Switching \
+         Protocols, a redirect to {to:?} (follow redirects with -L, --location)",
+        resp.status
+    )?;
+    let body = String::from_utf8_lossy(&resp.body);
+    let body = body.trim();
+    if !body.is_empty() {
+        let preview: String = body.chars().take(200).collect();
+        write!(f, ": {preview:?}")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `e` as the tool shows it.
+    fn shown(e: Error) -> String {
+        struct Shown(Error);
+        impl fmt::Display for Shown {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write_error(f, &self.0)
+            }
+        }
+        Shown(e).to_string()
+    }
+
+    #[test]
+    fn a_size_limit_names_the_flag_unless_the_length_is_bogus() {
+        let too_big = |size| {
+            shown(Error::Protocol(ProtocolError::MessageTooLarge {
+                size,
+                max: 1 << 20,
+            }))
+        };
+        assert!(too_big(2 << 20).ends_with("(raise it with --max-message-size)"));
+        assert!(too_big(i64::MAX as u64).contains("broken or hostile server"));
+    }
+
+    #[test]
+    fn redirect_limits_name_the_flags() {
+        let too_many = shown(Error::Redirect(RedirectError::TooMany {
+            max: 2,
+            location: "ws://127.0.0.1:1/x".into(),
+        }));
+        assert!(too_many.contains("--max-redirects"), "{too_many}");
+        let downgrade = shown(Error::Redirect(RedirectError::Downgrade {
+            location: "ws://127.0.0.1:1/x".into(),
+        }));
+        assert!(
+            downgrade.contains("--allow-insecure-redirects"),
+            "{downgrade}"
+        );
+        for message in [too_many, downgrade] {
+            assert!(!message.contains("max_redirects"), "{message}");
+            assert!(!message.contains("allow_insecure"), "{message}");
+        }
+    }
+}
