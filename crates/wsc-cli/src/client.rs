@@ -267,6 +267,10 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
             format.note(&format!("* proxy: {} ({from})", proxy.display_name()));
         }
     }
+    let tls_without_cert = args.cert.is_none()
+        && url
+            .get(..6)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("wss://"));
     let mut link = if args.reconnect {
         let mut policy = Reconnect::new().max_attempts(args.reconnect_max_attempts);
         if let Some(max) = args.reconnect_max_delay {
@@ -274,14 +278,18 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
         }
         let mut r = b
             .connect_reconnecting(policy)
-            .inspect_err(|e| format.refusal(e))?;
+            .inspect_err(|e| format.refusal(e))
+            .map_err(|e| CliError::opening(e, tls_without_cert))?;
         for msg in &args.send {
             // Queued if not written yet (the session's writes wait only WRITE_POLL).
             sent_or_queued(r.subscribe(msg.as_str()))?;
         }
         Link::Reconnecting(r)
     } else {
-        let mut ws = b.connect().inspect_err(|e| format.refusal(e))?;
+        let mut ws = b
+            .connect()
+            .inspect_err(|e| format.refusal(e))
+            .map_err(|e| CliError::opening(e, tls_without_cert))?;
         for msg in &args.send {
             // Queued whole (a few arguments' worth): the session writes them as the server
             // reads, before stdin's input.

@@ -18,14 +18,14 @@ Exit status:
   4   cannot connect (refused, unreachable; also the proxy, whose name does not resolve
       or that does not answer in time)
   5   TLS error (certificate, handshake)
-  6   WebSocket handshake refused or invalid (the HTTP status is in the message), or a
-      redirect not followed
+  6   WebSocket handshake refused or invalid (the HTTP status is in the message; also the
+      connection closed or reset before the server answered), or a redirect not followed
   7   timeout (connect, proxy, TLS or WebSocket handshake, --idle-timeout), or, while we
       close, the server taking nothing more from us (our input was not all sent) or not
       answering our close within 3 s
   8   protocol violation by the server (the close code sent is in the message)
-  9   connection lost without a close handshake (closed or reset), or --reconnect gave up
-      on connections that kept dropping soon after they opened
+  9   an open connection lost without a close handshake (closed or reset), or --reconnect
+      gave up on connections that kept dropping soon after they opened
   10  no pong within the ping timeout
   11  the server closed with an error code (not 1000/1001)
   12  I/O error
@@ -57,14 +57,51 @@ pub enum CliError {
     /// `--reconnect` gave up: connections kept dropping soon after they opened (the last
     /// drop's cause).
     GaveUp(String),
+    /// The server closed or reset the connection during the opening handshake, before it
+    /// answered our upgrade request. `after_tls_without_cert`: over TLS, with no client
+    /// certificate offered, where this is how some servers requiring one refuse (TLS 1.3 ends
+    /// our side of the TLS handshake before the server has checked our certificate, and not
+    /// every server sends the certificate_required alert).
+    ClosedInHandshake {
+        error: Error,
+        after_tls_without_cert: bool,
+    },
     /// `--reconnect` gave up on reconnecting: `--reconnect-max-attempts` failed attempts in
     /// a row, or one no retry can mend (the last attempt's error, whose status is used).
     ReconnectFailed(Error),
 }
 
 impl CliError {
+    /// An error of the opening (TCP, proxy, TLS, WebSocket handshake) as the tool reports it:
+    /// the connection closed or reset before the server answered is a failed handshake
+    /// (status 6), not a connection lost (9), which only an open connection can be.
+    /// `tls_without_cert`: the URL is wss:// and no --cert was given.
+    pub fn opening(error: Error, tls_without_cert: bool) -> CliError {
+        let closed = match &error {
+            Error::Handshake(HandshakeError::ConnectionClosed) | Error::ConnectionReset => true,
+            // TLS and the proxy report their own phases' ends: this one is the handshake's.
+            Error::Io(e) => matches!(
+                e.kind(),
+                ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::BrokenPipe
+                    | ErrorKind::UnexpectedEof
+            ),
+            _ => false,
+        };
+        if closed {
+            CliError::ClosedInHandshake {
+                error,
+                after_tls_without_cert: tls_without_cert,
+            }
+        } else {
+            CliError::Wsc(error)
+        }
+    }
+
     pub fn exit_status(&self) -> u8 {
         match self {
+            CliError::ClosedInHandshake { .. } => 6,
             CliError::Usage(_) => 2,
             CliError::ClosedWithError(_) => 11,
             CliError::Io(..) => 12,
@@ -133,6 +170,27 @@ impl fmt::Display for CliError {
                 "giving up: connections keep dropping soon after they open \
                  (--reconnect-max-attempts); the last: {last}"
             ),
+            CliError::ClosedInHandshake {
+                error,
+                after_tls_without_cert,
+            } => {
+                f.write_str(
+                    "WebSocket handshake failed: the server closed the connection before \
+                     answering our upgrade request",
+                )?;
+                if let Error::Io(e) = error {
+                    write!(f, " ({e})")?;
+                }
+                if *after_tls_without_cert {
+                    // A guess, said as one: rustls does not tell whether the server asked
+                    // for a certificate.
+                    f.write_str(
+                        ", right after the TLS handshake: a server that requires a client \
+                         certificate may refuse this way; give one with --cert FILE --key FILE",
+                    )?;
+                }
+                Ok(())
+            }
             CliError::ReconnectFailed(e) => {
                 f.write_str("could not reconnect, giving up: ")?;
                 describe::write_error(f, e)

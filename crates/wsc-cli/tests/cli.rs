@@ -871,6 +871,26 @@ fn a_big_binary_input_round_trips_through_an_echo_server() {
 }
 
 #[test]
+fn a_reset_before_the_handshake_answer_is_a_failed_handshake_exit_6() {
+    // Lost, exit 9, is for an open connection; this one never opened.
+    let url = raw_server(|mut tcp| {
+        let mut request = [0u8; 4096];
+        let _ = tcp.read(&mut request);
+        socket2::SockRef::from(&tcp)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    });
+    let out = wsc(&[&url, "-n"], b"");
+    let err = exits_with(&out, 6);
+    assert!(
+        err.contains("before answering our upgrade request"),
+        "{err}"
+    );
+    // Not over TLS: no client certificate to suggest.
+    assert!(!err.contains("--cert"), "{err}");
+}
+
+#[test]
 fn a_reset_is_a_lost_connection_exit_9() {
     let url = raw_server(|mut tcp| {
         raw_upgrade(&mut tcp);

@@ -135,6 +135,8 @@ fn server_config(identity: &Identity, client_ca: Option<&TestCa>) -> Arc<ServerC
 enum OnFailure {
     /// Sends its alert, as rustls and OpenSSL do.
     Alert,
+    /// Resets the connection without a word, as some servers and load balancers do.
+    Reset,
 }
 
 /// A TLS server on 127.0.0.1 for one connection: the TLS handshake, then a WebSocket echo;
@@ -162,6 +164,9 @@ fn tls_server(config: Arc<ServerConfig>, on_failure: OnFailure) -> String {
                     OnFailure::Alert => {
                         let _ = tls.write_tls(&mut tcp);
                         thread::sleep(Duration::from_millis(200));
+                    }
+                    OnFailure::Reset => {
+                        let _ = socket2::SockRef::from(&tcp).set_linger(Some(Duration::ZERO));
                     }
                 }
                 return;
@@ -275,4 +280,28 @@ fn a_server_asking_for_a_client_certificate_points_to_cert_and_key() {
     let out = wsc(&[&args[..], &["--linger", "0"]].concat(), b"mutual\n");
     exits_with(&out, 0);
     assert_eq!(common::stdout(&out), "mutual\n");
+}
+
+#[test]
+fn a_server_resetting_for_want_of_a_client_certificate_gets_the_hint_all_the_same() {
+    let ca = TestCa::new();
+    let dir = TempDir::new("mtls-reset");
+    let ca_file = dir.write("ca.pem", &ca.0.pem());
+    let url = tls_server(
+        server_config(&ca.server_cert(), Some(&ca)),
+        OnFailure::Reset,
+    );
+    let out = wsc(&[&url, "-n", "--cacert", &ca_file], b"");
+    // TLS 1.3: our side of the TLS handshake is done before the server checks for a
+    // certificate, so the reset ends the WebSocket handshake.
+    let err = exits_with(&out, 6);
+    assert!(
+        err.contains("before answering our upgrade request"),
+        "{err}"
+    );
+    assert!(
+        err.contains("give one with --cert FILE --key FILE"),
+        "{err}"
+    );
+    names_no_library_method(&err);
 }
