@@ -7,6 +7,7 @@ mod describe;
 mod exit;
 mod feed;
 mod output;
+mod redact;
 mod serve;
 mod stdout_gone;
 

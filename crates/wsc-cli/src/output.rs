@@ -9,6 +9,8 @@ use base64::Engine as _;
 use serde_json::json;
 use wsc::Message;
 
+use crate::redact;
+
 /// How received messages are shown.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Format {
@@ -152,7 +154,7 @@ impl Format {
             );
         }
         for line in request.unwrap_or("").lines().filter(|l| !l.is_empty()) {
-            eprintln!("> {line}");
+            eprintln!("> {}", redact::header_line(line));
         }
         if let Some(resp) = response {
             print_response_head(resp);

@@ -613,6 +613,33 @@ fn redirects_not_followed_name_the_flags_that_follow_them() {
 }
 
 #[test]
+fn verbose_shows_the_request_without_its_credentials() {
+    let (_server, url, _) = wsc_serve(&[]);
+    let with_password = url.replacen("ws://", "ws://alice:hunter2@", 1);
+    let out = wsc(
+        &[
+            &with_password,
+            "-v",
+            "--linger",
+            "0",
+            "-H",
+            "Cookie: session=s3ssion; theme=dark",
+            "-H",
+            "X-Trace: kept",
+        ],
+        b"",
+    );
+    let err = exits_with(&out, 0);
+    // The URL's user and password, sent as Basic authorization.
+    assert!(err.contains("> Authorization: Basic ***"), "{err}");
+    assert!(err.contains("> Cookie: session=***; theme=***"), "{err}");
+    assert!(err.contains("> X-Trace: kept"), "{err}");
+    for secret in ["hunter2", "YWxpY2U6aHVudGVyMg", "s3ssion", "dark"] {
+        assert!(!err.contains(secret), "{secret} shown: {err}");
+    }
+}
+
+#[test]
 fn verbose_shows_the_head_of_a_refusal() {
     let url = raw_server(|mut tcp| {
         let mut buf = [0u8; 4096];
