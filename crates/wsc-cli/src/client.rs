@@ -106,7 +106,7 @@ fn spawn_stdin_reader(mode: StdinMode) -> Receiver<Input> {
                         match String::from_utf8(line) {
                             Ok(text) => Input::Text(text),
                             Err(_) => {
-                                eprintln!(
+                                say!(
                                     "wsc: skipped a line of stdin that is not UTF-8 (use --binary)"
                                 );
                                 continue;
@@ -500,7 +500,7 @@ impl Session {
                     if let Some(n) = self.count.filter(|&n| self.received < n) {
                         if self.closing_since.is_none() {
                             // Exit 0 for a clean close all the same: say it came early.
-                            eprintln!(
+                            say!(
                                 "wsc: the server closed after {} of the {n} messages of --count",
                                 self.received
                             );

@@ -23,7 +23,7 @@ pub fn run(args: &DemoArgs, interrupted: &Arc<AtomicBool>) -> Result<(), CliErro
     };
     let server = serve::start("127.0.0.1:0", settings)?;
     let url = format!("ws://{}/market", server.addr);
-    eprintln!(
+    say!(
         "wsc demo: feed server on {url}; streaming for {} s\n",
         args.duration
     );
@@ -44,6 +44,6 @@ pub fn run(args: &DemoArgs, interrupted: &Arc<AtomicBool>) -> Result<(), CliErro
         flag.store(true, Ordering::Relaxed);
     });
     crate::client::run(&client, Some(interrupted))?;
-    eprintln!("\nwsc demo: closed cleanly");
+    say!("\nwsc demo: closed cleanly");
     Ok(())
 }

@@ -1,5 +1,8 @@
 //! `wsc`: a WebSocket client for the terminal and scripts, with a built-in server.
 
+#[macro_use]
+mod say;
+
 mod args;
 mod client;
 mod demo;
@@ -29,7 +32,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("wsc: {e}");
+            say!("wsc: {e}");
             ExitCode::from(e.exit_status())
         }
     }

@@ -109,7 +109,7 @@ impl Format {
     /// A drop (`--reconnect`): always on stderr, and as a JSON line in `--json` mode so a
     /// consumer can mark the gap.
     pub fn event_disconnected(&self, why: &str) {
-        eprintln!("wsc: connection lost: {why}; reconnecting");
+        say!("wsc: connection lost: {why}; reconnecting");
         if self.json {
             let ts = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
             print_line(&json!({"type": "disconnected", "ts": ts, "reason": why}).to_string());
@@ -118,7 +118,7 @@ impl Format {
 
     /// A reconnect (`--reconnect`), like [`Format::event_disconnected`].
     pub fn event_reconnected(&self, attempts: u32, downtime: std::time::Duration) {
-        eprintln!(
+        say!(
             "wsc: reconnected after {:.1} s ({attempts} attempt{})",
             downtime.as_secs_f64(),
             if attempts == 1 { "" } else { "s" }
@@ -138,7 +138,7 @@ impl Format {
     /// A note on stderr in verbose mode.
     pub fn note(&self, text: &str) {
         if self.verbose {
-            eprintln!("{text}");
+            say!("{text}");
         }
     }
 
@@ -148,13 +148,15 @@ impl Format {
             return;
         }
         for hop in response.map_or(&[][..], |r| &r.redirects) {
-            eprintln!(
+            say!(
                 "* {} answered {}: following it to {}",
-                hop.from, hop.status, hop.to
+                hop.from,
+                hop.status,
+                hop.to
             );
         }
         for line in request.unwrap_or("").lines().filter(|l| !l.is_empty()) {
-            eprintln!("> {}", redact::header_line(line));
+            say!("> {}", redact::header_line(line));
         }
         if let Some(resp) = response {
             print_response_head(resp);
@@ -174,9 +176,9 @@ impl Format {
 
 /// `< ` and the status line, then each header, on stderr.
 fn print_response_head(resp: &wsc::Response) {
-    eprintln!("< HTTP/1.1 {}", resp.status);
+    say!("< HTTP/1.1 {}", resp.status);
     for (name, value) in &resp.headers {
-        eprintln!("< {name}: {}", String::from_utf8_lossy(value.as_bytes()));
+        say!("< {name}: {}", String::from_utf8_lossy(value.as_bytes()));
     }
 }
 

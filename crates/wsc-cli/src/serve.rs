@@ -105,7 +105,7 @@ pub fn start(addr: &str, settings: Settings) -> Result<Running, CliError> {
         runtime.block_on(async move {
             match TcpListener::from_std(listener) {
                 Ok(listener) => accept_loop(listener, Arc::new(settings), stop_rx).await,
-                Err(e) => eprintln!("wsc: cannot listen: {e}"),
+                Err(e) => say!("wsc: cannot listen: {e}"),
             }
             // The open connections close on this runtime, which returning would drop.
             std::future::pending::<()>().await
@@ -131,7 +131,7 @@ async fn accept_loop(
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and the like: wait a moment instead of spinning.
-                eprintln!("wsc: accept failed: {e}");
+                say!("wsc: accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -170,7 +170,7 @@ async fn handle(
         Ok(accepted) => accepted,
         Err(e) => {
             if settings.log {
-                eprintln!("{peer} handshake failed: {e}");
+                say!("{peer} handshake failed: {e}");
             }
             return;
         }
@@ -207,7 +207,7 @@ async fn handle(
             Ok(None) => "closed (no status)".to_string(),
             Err(e) => format!("failed: {e}"),
         };
-        eprintln!(
+        say!(
             "{peer} GET {}{compression}: {} in, {} out, {end} after {:.1} s",
             request.path,
             stats.received,
@@ -342,7 +342,7 @@ pub fn run(args: &ServeArgs, stop: &AtomicBool) -> Result<(), CliError> {
         ServeMode::Broadcast => "broadcast",
         ServeMode::Feed => "feed",
     };
-    eprintln!(
+    say!(
         "wsc: serving {what} on ws://{}/ (Ctrl-C to stop)",
         server.addr
     );

@@ -1449,3 +1449,25 @@ fn head_taking_the_first_lines_of_a_feed_gets_a_close_handshake_with_1001() {
     log.read_line(&mut line).unwrap();
     assert!(line.contains("closed 1001 (going away)"), "{line}");
 }
+
+#[test]
+fn verbose_output_into_head_closes_cleanly_instead_of_panicking() {
+    // `wsc -v URL 2>&1 | head -n 3`: stderr is the closed pipe too, and -v writes to it.
+    let (py, url) = py_server(&[]);
+    let child = Command::new("sh")
+        .args(["-c", "exec \"$0\" \"$@\" 2>&1", WSC, &url, "-n", "-v"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Proc(child);
+    let mut out = BufReader::new(child.0.stdout.take().unwrap());
+    for _ in 0..3 {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).unwrap() > 0);
+    }
+    drop(out);
+    assert_eq!(py.event("closed")["code"], 1001);
+    // Not 101, a panic on the first line nobody could read.
+    assert_eq!(child.0.wait().unwrap().code(), Some(0));
+}
