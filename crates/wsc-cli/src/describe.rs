@@ -8,6 +8,15 @@ use std::fmt;
 use wsc::rustls::{self, AlertDescription, CertificateError};
 use wsc::{Error, HandshakeError, ProtocolError, RedirectError, Response};
 
+/// An error shown in the tool's words, for `format!` and logs (`wsc serve`).
+pub struct Described<'a>(pub &'a Error);
+
+impl fmt::Display for Described<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_error(f, self.0)
+    }
+}
+
 /// Writes `e` in the tool's words.
 pub fn write_error(f: &mut fmt::Formatter<'_>, e: &Error) -> fmt::Result {
     match e {
@@ -103,13 +112,7 @@ mod tests {
 
     /// `e` as the tool shows it.
     fn shown(e: Error) -> String {
-        struct Shown(Error);
-        impl fmt::Display for Shown {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write_error(f, &self.0)
-            }
-        }
-        Shown(e).to_string()
+        Described(&e).to_string()
     }
 
     #[test]

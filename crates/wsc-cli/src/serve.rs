@@ -15,6 +15,7 @@ use wsc::tokio::WebSocketStream;
 use wsc::{CloseCode, CloseFrame, Config, Error, Message};
 
 use crate::args::{ServeArgs, ServeMode};
+use crate::describe::Described;
 use crate::exit::CliError;
 use crate::feed::{self, Feed};
 
@@ -170,7 +171,7 @@ async fn handle(
         Ok(accepted) => accepted,
         Err(e) => {
             if settings.log {
-                say!("{peer} handshake failed: {e}");
+                say!("{peer} handshake failed: {}", Described(&e));
             }
             return;
         }
@@ -205,7 +206,7 @@ async fn handle(
         let end = match result {
             Ok(Some(frame)) => format!("closed {frame}"),
             Ok(None) => "closed (no status)".to_string(),
-            Err(e) => format!("failed: {e}"),
+            Err(e) => format!("failed: {}", Described(&e)),
         };
         say!(
             "{peer} GET {}{compression}: {} in, {} out, {end} after {:.1} s",

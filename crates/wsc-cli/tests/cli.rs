@@ -1471,3 +1471,16 @@ fn verbose_output_into_head_closes_cleanly_instead_of_panicking() {
     // Not 101, a panic on the first line nobody could read.
     assert_eq!(child.0.wait().unwrap().code(), Some(0));
 }
+
+#[test]
+fn serve_logs_a_message_over_its_limit_naming_its_flag() {
+    let (_server, url, mut log) = wsc_serve(&["--max-message-size", "10"]);
+    let out = wsc(&[&url], b"0123456789abcdef\n");
+    let err = exits_with(&out, 11);
+    assert!(err.contains("1009"), "{err}");
+    let mut line = String::new();
+    log.read_line(&mut line).unwrap();
+    assert!(line.contains("exceeds the limit of 10 bytes"), "{line}");
+    assert!(line.contains("--max-message-size"), "{line}");
+    assert!(!line.contains("max_message_size"), "{line}");
+}
