@@ -77,7 +77,8 @@ pub struct ClientArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Show the handshake headers and control frames on stderr.
+    /// Show the handshake headers (the values of Authorization, Proxy-Authorization and
+    /// Cookie hidden) and control frames on stderr.
     #[arg(short = 'v', long)]
     pub verbose: bool,
 
