@@ -337,6 +337,7 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
         down,
         queued_at_close: usize::MAX,
         stdout_gone: false,
+        fault: None,
     }
     .run(&stop)
 }
@@ -359,35 +360,55 @@ struct Session {
     down: Arc<AtomicBool>,
     /// While closing: our output still queued when last looked at.
     queued_at_close: usize,
-    /// Nobody reads stdout any more (`| head` has exited).
+    /// Nobody reads stdout any more (`| head` has exited), or it cannot be written to.
     stdout_gone: bool,
+    /// A local I/O fault (stdout cannot be written to, stdin cannot be read), and what
+    /// failed: the session closes with 1001, then ends with it.
+    fault: Option<(&'static str, io::Error)>,
 }
 
 impl Session {
     fn run(mut self, stop: &AtomicBool) -> Result<(), CliError> {
+        let ended = self.serve(stop);
+        match self.fault.take() {
+            // Output not all written, or input not all read: the first fault, however the
+            // close went.
+            Some((what, e)) => Err(CliError::Io(what.into(), e)),
+            None => ended,
+        }
+    }
+
+    /// The session, until the connection ends.
+    fn serve(&mut self, stop: &AtomicBool) -> Result<(), CliError> {
         let mut out = io::stdout().lock();
         loop {
             let stopped = stop.load(Ordering::Relaxed);
             // Looked at every turn, not only when a write fails: a quiet session prints
             // nothing that would fail.
             self.stdout_gone = self.stdout_gone || stdout_gone();
-            if stopped || self.stdout_gone {
+            let leaving = if stopped {
+                Some((CloseCode::NORMAL, "stopping"))
+            } else if let Some((what, _)) = &self.fault {
+                Some((CloseCode::GOING_AWAY, *what))
+            } else if self.stdout_gone {
+                // Going away, as a browser leaving the page: nobody reads what comes.
+                Some((CloseCode::GOING_AWAY, "stdout closed"))
+            } else {
+                None
+            };
+            if let Some((code, why)) = leaving {
                 if self.closing_since.is_none() && !self.link.can_send() {
                     return match self.link {
                         // Between connections (--reconnect): nothing to close.
                         Link::Reconnecting(_) if stopped => Err(CliError::Interrupted),
-                        // The reader is done with us (`| head`): not a failure.
+                        // The reader is done with us (`| head`): not a failure (a fault is
+                        // reported by `run`).
                         Link::Reconnecting(_) => Ok(()),
                         // The server is gone (our output lost): nothing to close either.
                         Link::Direct(_) => Ok(()),
                     };
                 }
-                if stopped {
-                    self.start_close(CloseCode::NORMAL, "stopping")?;
-                } else {
-                    // Going away, as a browser leaving the page: nobody reads what comes.
-                    self.start_close(CloseCode::GOING_AWAY, "stdout closed")?;
-                }
+                self.start_close(code, why)?;
             }
             self.pump_stdin()?;
             if let Some(ended) = self.input_ended {
@@ -485,7 +506,12 @@ impl Session {
                 // The reader went away (`| head`): the next turn closes with 1001 and waits
                 // for the server's close, as Ctrl-C does with 1000.
                 Err(e) if e.kind() == io::ErrorKind::BrokenPipe => self.stdout_gone = true,
-                Err(e) => return Err(CliError::Io("cannot write to stdout".into(), e)),
+                // A full disk and the like: closed the same way (the server sees a client
+                // going away, not a dropped connection), the error reported once closed.
+                Err(e) => {
+                    self.stdout_gone = true;
+                    self.fault = Some(("cannot write to stdout", e));
+                }
             }
             match message {
                 Message::Text(_) | Message::Binary(_) => {
@@ -544,7 +570,13 @@ impl Session {
                     }
                     return Ok(());
                 }
-                Input::Failed(e) => return Err(CliError::Io("cannot read stdin".into(), e)),
+                Input::Failed(e) => {
+                    // Closed with 1001 (the server sees a client going away, not a dropped
+                    // connection), then reported.
+                    self.stdin = None;
+                    self.fault = Some(("cannot read stdin", e));
+                    return Ok(());
+                }
             };
             match sent {
                 Ok(()) => {}

@@ -1320,13 +1320,18 @@ fn ctrl_c_closes_cleanly_even_when_sigint_was_ignored_at_start() {
 fn a_stdin_line_past_the_message_limit_is_an_error_not_unbounded_memory() {
     // Without a bound, a stream with no newline (a binary file, /dev/zero) grew one line
     // until memory ran out (gigabytes within seconds).
-    let (_server, url, _) = wsc_serve(&[]);
+    let (_server, url, mut log) = wsc_serve(&[]);
     let mut input = b"ok\r\n".to_vec();
     input.extend(std::iter::repeat_n(b'z', 2000));
     let out = wsc(&[&url, "--max-message-size", "1K"], &input);
     let err = exits_with(&out, 12);
     assert!(err.contains("a line is longer than 1024 bytes"), "{err}");
     assert!(err.contains("--max-message-size"), "{err}");
+    // The line before was sent and its echo printed, and the connection closed properly.
+    assert_eq!(stdout(&out), "ok\n");
+    let mut line = String::new();
+    log.read_line(&mut line).unwrap();
+    assert!(line.contains("closed 1001 (going away)"), "{line}");
 
     // A line of exactly the limit, even ended by \r\n, is sent.
     let out = wsc(
@@ -1483,4 +1488,40 @@ fn serve_logs_a_message_over_its_limit_naming_its_flag() {
     assert!(line.contains("exceeds the limit of 10 bytes"), "{line}");
     assert!(line.contains("--max-message-size"), "{line}");
     assert!(!line.contains("max_message_size"), "{line}");
+}
+
+#[test]
+fn a_stdout_that_cannot_be_written_is_an_error_after_a_clean_close() {
+    // A full disk: the session still closes properly (the server sees 1001, not a dropped
+    // connection), then reports the failed write.
+    let (py, url) = py_server(&[]);
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let child = Command::new(WSC)
+        .args([&url, "--linger", "5"])
+        .stdin(Stdio::piped())
+        .stdout(full)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Proc(child);
+    let mut stdin = child.0.stdin.take().unwrap();
+    stdin.write_all(b"echo me\n").unwrap();
+    assert_eq!(py.event("closed")["code"], 1001);
+    drop(stdin);
+    let mut err = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(child.0.wait().unwrap().code(), Some(12), "{err}");
+    assert!(
+        err.contains("cannot write to stdout: No space left"),
+        "{err}"
+    );
 }
