@@ -521,7 +521,9 @@ impl Session {
                     }
                 }
                 Message::Pong(_) => {}
-                Message::Ping(_) => self.format.note("> pong (automatic)"),
+                // Answered only while open: after our close, nothing more is sent.
+                Message::Ping(_) if self.link.can_send() => self.format.note("> pong (automatic)"),
+                Message::Ping(_) => {}
                 Message::Close(frame) => {
                     if let Some(n) = self.count.filter(|&n| self.received < n) {
                         if self.closing_since.is_none() {

@@ -1525,3 +1525,32 @@ fn a_stdout_that_cannot_be_written_is_an_error_after_a_clean_close() {
         "{err}"
     );
 }
+
+#[test]
+fn a_ping_after_our_close_is_not_said_to_be_answered() {
+    // The server pings after our close: the library rightly sends nothing more, and -v
+    // must not claim a pong went out.
+    let (tx, after_close) = mpsc::channel();
+    let url = raw_server(move |mut tcp| {
+        raw_upgrade(&mut tcp);
+        // Our close: 2 header bytes, a 4-byte mask, no payload or a 2-byte code.
+        let mut close = [0u8; 8];
+        tcp.read_exact(&mut close[..2]).unwrap();
+        assert_eq!(close[0], 0x88, "expected the client's close");
+        let len = usize::from(close[1] & 0x7f);
+        tcp.read_exact(&mut close[2..6 + len]).unwrap();
+        tcp.write_all(&[0x89, 0x04, b'l', b'a', b't', b'e'])
+            .unwrap();
+        tcp.write_all(&[0x88, 0x02, 0x03, 0xe8]).unwrap();
+        tcp.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        let _ = tcp.read_to_end(&mut rest);
+        let _ = tx.send(rest);
+    });
+    let out = wsc(&[&url, "-n", "-v", "--linger", "0"], b"");
+    let err = exits_with(&out, 0);
+    assert!(err.contains("< ping \"late\""), "{err}");
+    assert!(!err.contains("> pong"), "{err}");
+    let rest = after_close.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(rest.is_empty(), "sent after its close: {rest:?}");
+}
