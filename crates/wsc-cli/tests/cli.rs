@@ -1554,3 +1554,30 @@ fn a_ping_after_our_close_is_not_said_to_be_answered() {
     let rest = after_close.recv_timeout(Duration::from_secs(10)).unwrap();
     assert!(rest.is_empty(), "sent after its close: {rest:?}");
 }
+
+#[test]
+fn closing_for_a_gone_stdout_is_bounded_by_the_close_timeout() {
+    // `| head` gone, and a server that never answers our close: no hang, the timeout's 7.
+    let url = raw_server(|mut tcp| {
+        raw_upgrade(&mut tcp);
+        tcp.write_all(&[0x81, 0x01, b'x']).unwrap();
+        let mut sink = [0u8; 64];
+        let until = Instant::now() + Duration::from_secs(8);
+        while Instant::now() < until && tcp.read(&mut sink).is_ok_and(|n| n > 0) {}
+    });
+    let mut child = Command::new(WSC)
+        .args([&url, "-n"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "x\n");
+    drop(out);
+    let out = finish(child, &"a client whose stdout is gone");
+    let err = exits_with(&out, 7);
+    assert!(err.contains("did not answer our close within 3 s"), "{err}");
+}
