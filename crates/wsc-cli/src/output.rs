@@ -155,22 +155,30 @@ impl Format {
                 hop.to
             );
         }
-        for line in request.unwrap_or("").lines().filter(|l| !l.is_empty()) {
-            say!("> {}", redact::header_line(line));
-        }
+        print_request_head(request.unwrap_or(""));
         if let Some(resp) = response {
             print_response_head(resp);
         }
     }
 
-    /// With `-v`, a refused handshake's response head: its headers (`WWW-Authenticate`,
-    /// `Location`, `Retry-After`) often say why, and the error message shows only the status.
+    /// With `-v`, a refused handshake's request and response heads: the response's headers
+    /// (`WWW-Authenticate`, `Location`, `Retry-After`) often say why, the request what it
+    /// answers (the headers, the subprotocols, the path sent), and the error message shows
+    /// only the status.
     pub fn refusal(&self, error: &wsc::Error) {
         if let wsc::Error::Handshake(wsc::HandshakeError::Rejected(resp)) = error {
             if self.verbose {
+                print_request_head(resp.request_head.as_deref().unwrap_or(""));
                 print_response_head(resp);
             }
         }
+    }
+}
+
+/// `> ` and each line of the request head, credentials hidden, on stderr.
+fn print_request_head(head: &str) {
+    for line in head.lines().filter(|l| !l.is_empty()) {
+        say!("> {}", redact::header_line(line));
     }
 }
 

@@ -648,9 +648,23 @@ fn verbose_shows_the_head_of_a_refusal() {
                     Content-Length: 0\r\n\r\n";
         tcp.write_all(head.as_bytes()).unwrap();
     });
-    let out = wsc(&[&url, "-n", "-v"], b"");
+    let out = wsc(
+        &[
+            &url,
+            "-n",
+            "-v",
+            "-H",
+            "Authorization: Bearer expired-t0ken",
+        ],
+        b"",
+    );
     let err = exits_with(&out, 6);
-    assert!(err.contains("< HTTP/1.1 401 Unauthorized"), "{err}");
+    // What we asked, as curl -v shows it, credentials hidden; then what was answered.
+    let (asked, answered) = err.split_once("< HTTP/1.1 401 Unauthorized").expect(&err);
+    assert!(asked.contains("> GET / HTTP/1.1"), "{err}");
+    assert!(asked.contains("> Authorization: Bearer ***"), "{err}");
+    assert!(!err.contains("expired-t0ken"), "{err}");
+    assert!(!answered.contains("> "), "{err}");
     assert!(
         err.contains("< www-authenticate: Bearer realm=\"feed\""),
         "{err}"

@@ -236,6 +236,9 @@ pub struct Response {
     /// The redirects followed on the way to this response, in order (empty when the first
     /// server answered; see `ClientBuilder::max_redirects`).
     pub redirects: Vec<Redirect>,
+    /// For a refusal, the upgrade request it answers, as sent (for logging what was asked
+    /// beside what was answered; an accepted connection has it in `WebSocket::request_head`).
+    pub request_head: Option<String>,
 }
 
 /// A redirect of the handshake that the client followed.
@@ -281,6 +284,8 @@ pub struct ClientHandshake {
     max_size: usize,
     /// A refusal whose head has been parsed while we wait for (some of) its body.
     refusal: Option<(Response, usize, usize)>,
+    /// The request as sent, handed out with a refusal (see [`Response::request_head`]).
+    request_head: String,
 }
 
 /// The error for a head httparse refused. Too many headers is a variant of its own: unlike a
@@ -550,6 +555,7 @@ impl ClientHandshake {
             protocols: request.protocols.clone(),
             max_size,
             refusal: None,
+            request_head: out.clone(),
         };
         Ok((handshake, out.into_bytes()))
     }
@@ -625,6 +631,7 @@ impl ClientHandshake {
             #[cfg(feature = "deflate")]
             deflate: None,
             redirects: Vec::new(),
+            request_head: None,
         };
         if status != StatusCode::SWITCHING_PROTOCOLS {
             let body = &buf[head_len..];
@@ -632,7 +639,7 @@ impl ClientHandshake {
                 || status == StatusCode::NO_CONTENT
                 || status == StatusCode::NOT_MODIFIED;
             if no_body {
-                return Err(HandshakeError::Rejected(Box::new(response)));
+                return Err(self.refused(response));
             }
             if let Some(length) = content_length(&response.headers) {
                 // Wait for the announced body (up to the bound): it usually follows at once.
@@ -653,7 +660,7 @@ impl ClientHandshake {
             };
             body.truncate(MAX_ERROR_BODY);
             response.body = Bytes::from(body);
-            return Err(HandshakeError::Rejected(Box::new(response)));
+            return Err(self.refused(response));
         }
         self.verify(&mut response)?;
         Ok(Some((response, start + head_len)))
@@ -672,7 +679,13 @@ impl ClientHandshake {
         let (mut response, head_len, want) = self.refusal.take()?;
         let end = buf.len().min(head_len + want);
         response.body = Bytes::copy_from_slice(buf.get(head_len..end).unwrap_or(&[]));
-        Some(HandshakeError::Rejected(Box::new(response)))
+        Some(self.refused(response))
+    }
+
+    /// A refusal, with the request it answers.
+    fn refused(&self, mut response: Response) -> HandshakeError {
+        response.request_head = Some(self.request_head.clone());
+        HandshakeError::Rejected(Box::new(response))
     }
 
     fn verify(&self, response: &mut Response) -> Result<(), HandshakeError> {
