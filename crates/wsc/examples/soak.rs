@@ -2,22 +2,31 @@
 //! it for a long time through drops, with the blocking or the async reconnecting client.
 //!
 //! The program starts a feed server as a child process (this same binary, `--serve`) on
-//! 127.0.0.1 with a self-signed certificate, and streams from it. The server sends JSON ticks
-//! with a sequence number per subscription and connection, answers pings, sends its own, and
-//! at random moments hurts the connection: a TCP reset, a clean close (1001), a stall (no
-//! bytes, no pongs, the socket left open: keepalive must notice), half a frame then FIN or a
-//! stall, a pause longer than the read timeout (pongs still answered), a message near the
-//! message size limit, one over it. The client checks that within a connection nothing is lost,
-//! duplicated or reordered, that every drop and reconnect is reported, that every subscription
-//! is acknowledged again after each reconnect, and samples its own RSS, fds, threads and CPU.
+//! 127.0.0.1 with a self-signed certificate (trusted with `TlsOptions::add_ca_pem_file`), and
+//! streams from it. The server sends JSON ticks at a steady rate with a sequence number per
+//! subscription and connection, answers pings, sends its own, and at random moments (every
+//! `--min-life` to `--max-life` seconds) hurts the connection: a TCP reset, a clean close
+//! (1001), a close whose TCP is never closed, a stall (no bytes, no pongs, the socket left
+//! open: keepalive must notice), half a frame then FIN or a stall, a pause longer than the read
+//! timeout (pongs still answered), a message just under the size limit (whole or fragmented
+//! with pings between the fragments), one over it, a ping flood that reads nothing, an outage
+//! (connections refused) or handshakes left unanswered. `--faults` picks some by name
+//! (`reset,stall,...`) or `none`. `--deflate` has the server accept permessage-deflate.
+//!
+//! The client checks that within a connection nothing is lost, duplicated or reordered, that
+//! every drop and reconnect is reported as an event, that every subscription is acknowledged
+//! again after each reconnect, that stalls are noticed within the keepalive bounds and that
+//! reconnects are timely, and samples its own RSS, fds, threads and CPU every 10 s (the server
+//! is another process). The async client races `next_event` against a timer, as a program with
+//! other work would. `--slow-us N` makes the consumer spend N microseconds per message.
 //!
 //! ```text
 //! cargo run --release -p wsc --features tokio --example soak -- \
 //!     --client async --tls --secs 600 [--proxy http://127.0.0.1:8899] [--rate 3000]
-//!     [--slow-us 1000] [--faults none] [--channels 3]
+//!     [--slow-us 1000] [--faults all] [--deflate] [--channels 3] [--no-read-timeout]
 //! ```
 //!
-//! Exits 1 if any check failed. `scripts/soak.sh` runs a short version of each client.
+//! Prints a summary; exits 1 if any check failed. `scripts/soak.sh` runs a short version.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -56,6 +65,8 @@ struct Opts {
     slow_us: u64,
     proxy: Option<String>,
     faults: String,
+    deflate: bool,
+    no_read_timeout: bool,
     min_life: u64,
     max_life: u64,
     seed: u64,
@@ -75,6 +86,8 @@ fn opts() -> Opts {
         slow_us: 0,
         proxy: None,
         faults: "all".into(),
+        deflate: false,
+        no_read_timeout: false,
         min_life: 3,
         max_life: 20,
         seed: 0,
@@ -95,6 +108,8 @@ fn opts() -> Opts {
             "--slow-us" => o.slow_us = val().parse().unwrap(),
             "--proxy" => o.proxy = Some(val()),
             "--faults" => o.faults = val(),
+            "--deflate" => o.deflate = true,
+            "--no-read-timeout" => o.no_read_timeout = true,
             "--min-life" => o.min_life = val().parse().unwrap(),
             "--max-life" => o.max_life = val().parse().unwrap(),
             "--seed" => o.seed = val().parse().unwrap(),
@@ -145,6 +160,9 @@ enum Fault {
     Oversize,
     /// A close (1001), the client's reply read, and TCP never closed by the server.
     CloseNoFin,
+    /// 10 s of pings as fast as the socket takes them, nothing read (the pongs pile up on the
+    /// client's side), then a reset.
+    PingFlood,
     /// A reset, then the server is down (connections refused) for 4 to 10 s.
     Down,
     /// A reset, then for 8 s connections are accepted and their handshakes never answered.
@@ -167,6 +185,7 @@ fn pick_fault(rng: &mut Rng, faults: &str) -> Fault {
         Fault::Down,
         Fault::Hang,
         Fault::CloseNoFin,
+        Fault::PingFlood,
     ];
     if faults == "none" {
         return Fault::None;
@@ -273,6 +292,8 @@ fn serve(o: Opts) {
                 subs: Vec::new(),
                 sent: 0,
                 rng: Rng(seed | 1),
+                deflate: None,
+                want_deflate: o.deflate,
             };
             let outcome = c.run(&o, fault, life);
             eprintln!(
@@ -305,6 +326,10 @@ fn pem_blocks(pem: &[u8], label: &str) -> Vec<Vec<u8>> {
 }
 
 struct ServerConn {
+    /// permessage-deflate with context takeover both ways, when negotiated: the server's
+    /// compressor and the inflater for the client's messages.
+    deflate: Option<(flate2::Compress, flate2::Decompress)>,
+    want_deflate: bool,
     io: Box<dyn Io>,
     raw: TcpStream,
     id: u64,
@@ -350,7 +375,80 @@ fn big_payload(len: usize, conn: u64) -> Vec<u8> {
     v
 }
 
+/// Compresses one message with the connection's compressor (RFC 7692: a sync flush, its
+/// empty block's 00 00 ff ff removed).
+fn deflate(c: &mut flate2::Compress, input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len() / 2 + 64);
+    let start = c.total_in();
+    loop {
+        if out.capacity() - out.len() < 64 {
+            out.reserve(out.capacity().max(1024));
+        }
+        let done = (c.total_in() - start) as usize;
+        c.compress_vec(&input[done..], &mut out, flate2::FlushCompress::Sync)
+            .unwrap();
+        if (c.total_in() - start) as usize == input.len() && out.len() < out.capacity() {
+            break;
+        }
+    }
+    assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
+    out.truncate(out.len() - 4);
+    out
+}
+
+fn inflate(d: &mut flate2::Decompress, input: &[u8]) -> Vec<u8> {
+    let mut input = input.to_vec();
+    input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+    let mut out = Vec::with_capacity(input.len() * 4 + 64);
+    let start = d.total_in();
+    loop {
+        if out.capacity() - out.len() < 64 {
+            out.reserve(out.capacity().max(1024));
+        }
+        let done = (d.total_in() - start) as usize;
+        d.decompress_vec(&input[done..], &mut out, flate2::FlushDecompress::Sync)
+            .unwrap();
+        if (d.total_in() - start) as usize == input.len() && out.len() < out.capacity() {
+            return out;
+        }
+    }
+}
+
 impl ServerConn {
+    /// Queues a data message (`op` 1 or 2), compressed if permessage-deflate is on, in
+    /// fragments of `fragment` bytes (with a ping between some of them) or whole.
+    fn data(&mut self, op: u8, payload: &[u8], fragment: Option<usize>) {
+        let compressed;
+        let (payload, rsv1) = match &mut self.deflate {
+            Some((c, _)) => {
+                compressed = deflate(c, payload);
+                (&compressed[..], 0x40)
+            }
+            None => (payload, 0),
+        };
+        let start = self.outbuf.len();
+        match fragment {
+            None => frame(op, payload, true, &mut self.outbuf),
+            Some(size) => {
+                let parts: Vec<&[u8]> = payload.chunks(size).collect();
+                for (i, part) in parts.iter().enumerate() {
+                    let op = if i == 0 { op } else { 0 };
+                    let at = self.outbuf.len();
+                    frame(op, part, i + 1 == parts.len(), &mut self.outbuf);
+                    if i == 0 {
+                        self.outbuf[at] |= rsv1;
+                    }
+                    // Control frames may come between fragments.
+                    if i % 16 == 8 {
+                        frame(9, b"between fragments", true, &mut self.outbuf);
+                    }
+                }
+                return;
+            }
+        }
+        self.outbuf[start] |= rsv1;
+    }
+
     /// Reads what is there without blocking; `Err` when the client left.
     fn pump_in(&mut self) -> io::Result<()> {
         let mut buf = [0u8; 16384];
@@ -430,10 +528,24 @@ impl ServerConn {
         sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
         use base64::Engine;
         let accept = base64::engine::general_purpose::STANDARD.encode(sha.digest().bytes());
+        let offered = head.lines().any(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("sec-websocket-extensions:")
+                && l.contains("permessage-deflate")
+        });
+        let extensions = if self.want_deflate && offered {
+            self.deflate = Some((
+                flate2::Compress::new(flate2::Compression::fast(), false),
+                flate2::Decompress::new(false),
+            ));
+            "Sec-WebSocket-Extensions: permessage-deflate\r\n"
+        } else {
+            ""
+        };
         self.outbuf.extend_from_slice(
             format!(
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
-                 Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+                 Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{extensions}\r\n"
             )
             .as_bytes(),
         );
@@ -450,6 +562,7 @@ impl ServerConn {
                 return Ok(false);
             }
             let op = b[0] & 0x0f;
+            let compressed = b[0] & 0x40 != 0;
             if b[1] & 0x80 == 0 {
                 return Err("unmasked client frame".into());
             }
@@ -467,12 +580,18 @@ impl ServerConn {
             }
             let mask: [u8; 4] = b[at..at + 4].try_into().unwrap();
             at += 4;
-            let payload: Vec<u8> = b[at..at + len]
+            let mut payload: Vec<u8> = b[at..at + len]
                 .iter()
                 .enumerate()
                 .map(|(i, x)| x ^ mask[i % 4])
                 .collect();
             self.inbuf.drain(..at + len);
+            if compressed {
+                let Some((_, d)) = &mut self.deflate else {
+                    return Err("RSV1 without permessage-deflate".into());
+                };
+                payload = inflate(d, &payload);
+            }
             match op {
                 1 => {
                     let text = String::from_utf8(payload).map_err(|_| "bad utf8")?;
@@ -482,12 +601,8 @@ impl ServerConn {
                     if self.subs.iter().any(|(c, _)| *c == ch) {
                         return Err(format!("subscribed twice to {ch}"));
                     }
-                    frame(
-                        1,
-                        format!(r#"{{"ack":"{ch}","conn":{}}}"#, self.id).as_bytes(),
-                        true,
-                        &mut self.outbuf,
-                    );
+                    let ack = format!(r#"{{"ack":"{ch}","conn":{}}}"#, self.id);
+                    self.data(1, ack.as_bytes(), None);
                     self.subs.push((ch, 0));
                 }
                 9 => frame(10, &payload, true, &mut self.outbuf),
@@ -519,7 +634,7 @@ impl ServerConn {
         );
         *seq += 1;
         self.sent += 1;
-        frame(1, msg.as_bytes(), true, &mut self.outbuf);
+        self.data(1, msg.as_bytes(), None);
     }
 
     fn run(&mut self, o: &Opts, mut fault: Fault, life: Duration) -> String {
@@ -586,19 +701,8 @@ impl ServerConn {
                     Fault::Huge => {
                         let _ = self.drain_out(Duration::from_secs(5));
                         let p = big_payload(MAX_MESSAGE - 1024, self.id);
-                        if self.rng.below(2) == 0 {
-                            frame(2, &p, true, &mut self.outbuf);
-                        } else {
-                            let parts: Vec<&[u8]> = p.chunks(64 << 10).collect();
-                            for (i, part) in parts.iter().enumerate() {
-                                let op = if i == 0 { 2 } else { 0 };
-                                frame(op, part, i + 1 == parts.len(), &mut self.outbuf);
-                                // Control frames may come between fragments.
-                                if i % 16 == 8 {
-                                    frame(9, b"between fragments", true, &mut self.outbuf);
-                                }
-                            }
-                        }
+                        let fragment = (self.rng.below(2) == 0).then_some(64 << 10);
+                        self.data(2, &p, fragment);
                     }
                     _ => return self.kill(fault),
                 }
@@ -687,14 +791,26 @@ impl ServerConn {
                 }
                 format!("{fault:?}: CLIENT STILL CONNECTED after 60 s")
             }
+            Fault::PingFlood => {
+                let start = Instant::now();
+                let payload = [b'p'; 125];
+                let mut n = 0u64;
+                while start.elapsed() < Duration::from_secs(10) {
+                    while self.outbuf.len() < 64 << 10 {
+                        frame(9, &payload, true, &mut self.outbuf);
+                        n += 1;
+                    }
+                    if self.pump_out().is_err() {
+                        return format!("ping flood: client left after {n} pings");
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                let _ = socket2::SockRef::from(&self.raw).set_linger(Some(Duration::ZERO));
+                format!("ping flood: {n} pings queued, then reset")
+            }
             Fault::Oversize => {
                 let _ = self.drain_out(Duration::from_secs(5));
-                frame(
-                    2,
-                    &big_payload(MAX_MESSAGE + 1, self.id),
-                    true,
-                    &mut self.outbuf,
-                );
+                self.data(2, &big_payload(MAX_MESSAGE + 1, self.id), None);
                 let _ = self.drain_out(Duration::from_secs(10));
                 let until = Instant::now() + Duration::from_secs(5);
                 let mut none = None;
@@ -975,8 +1091,8 @@ impl Monitor {
         let first = self.first.unwrap_or_default();
         let warm = self.warm.unwrap_or(first);
         println!(
-            "==== SUMMARY client={} tls={} proxy={:?} rate={} slow_us={} faults={} secs={secs:.0}",
-            o.client, o.tls, o.proxy, o.rate, o.slow_us, o.faults
+            "==== SUMMARY client={} tls={} proxy={:?} rate={} slow_us={} faults={} deflate={} read_timeout={} secs={secs:.0}",
+            o.client, o.tls, o.proxy, o.rate, o.slow_us, o.faults, o.deflate, !o.no_read_timeout
         );
         println!(
             "ticks={} ({:.0}/s avg) big={} bytes={} pings={} pongs={} read_timeouts={}",
@@ -1018,7 +1134,7 @@ fn builder(o: &Opts, port: u16, ca: &str) -> ClientBuilder {
     let scheme = if o.tls { "wss" } else { "ws" };
     let mut b = ClientBuilder::new(format!("{scheme}://127.0.0.1:{port}/feed"))
         .keepalive(Keepalive::new(KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT))
-        .read_timeout(READ_TIMEOUT)
+        .read_timeout((!o.no_read_timeout).then_some(READ_TIMEOUT))
         .write_timeout(Duration::from_secs(5))
         .open_timeout(Duration::from_secs(5))
         .close_timeout(Duration::from_secs(2))
@@ -1073,7 +1189,12 @@ fn run_blocking(o: &Opts, port: u16, ca: &str) -> Checker {
         slow(o, &c);
         mon.tick(&c);
     }
-    let _ = feed.close(None);
+    let closing = Instant::now();
+    let closed = feed.close(None);
+    println!("close: {closed:?} in {:?}", closing.elapsed());
+    if closing.elapsed() > Duration::from_secs(3) {
+        c.error(format!("close took {:?}", closing.elapsed()));
+    }
     mon.report(&c, o);
     c
 }
@@ -1118,7 +1239,12 @@ fn run_async(o: &Opts, port: u16, ca: &str) -> Checker {
             }
             mon.tick(&c);
         }
-        let _ = tokio::time::timeout(Duration::from_secs(5), feed.close(None)).await;
+        let closing = Instant::now();
+        let closed = tokio::time::timeout(Duration::from_secs(10), feed.close(None)).await;
+        println!("close: {closed:?} in {:?}", closing.elapsed());
+        if closing.elapsed() > Duration::from_secs(3) {
+            c.error(format!("close took {:?}", closing.elapsed()));
+        }
         mon.report(&c, o);
         c
     })
@@ -1161,6 +1287,9 @@ fn main() {
         &o.max_life.to_string(),
     ]);
     cmd.args(["--seed", &o.seed.to_string()]);
+    if o.deflate {
+        cmd.arg("--deflate");
+    }
     if o.tls {
         cmd.args([
             "--cert",
