@@ -1298,11 +1298,19 @@ fn main() {
             key.to_str().unwrap(),
         ]);
     }
-    let mut child: Child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    /// Stops the server however the client ends (a panic included).
+    struct Server(Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Server(cmd.stdout(Stdio::piped()).spawn().unwrap());
     let mut line = String::new();
     {
         use std::io::BufRead;
-        let mut r = io::BufReader::new(child.stdout.as_mut().unwrap());
+        let mut r = io::BufReader::new(child.0.stdout.as_mut().unwrap());
         r.read_line(&mut line).unwrap();
     }
     let port: u16 = line.trim().parse().unwrap();
@@ -1311,8 +1319,7 @@ fn main() {
         "async" => run_async(&o, port, cert.to_str().unwrap()),
         other => panic!("--client blocking|async, not {other}"),
     };
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let _ = std::fs::remove_dir_all(&dir);
     std::process::exit(i32::from(!c.errors.is_empty()));
 }
