@@ -30,6 +30,11 @@ pub(crate) fn read_head(stream: &mut impl Read, received: &mut ReadBuffer) -> io
 /// already in the socket).
 const LAST_CHANCE: Duration = Duration::from_millis(10);
 
+/// While a keepalive ping waits for room in the socket, how often a read stops to try
+/// writing it again: a peer that resumes reading gets it (and can answer) well before the
+/// pong's deadline, as it would from the async client, which waits for both at once.
+const PING_RETRY: Duration = Duration::from_millis(50);
+
 /// Queued bytes past which [`WebSocket::feed`] writes.
 const FEED_BUFFER: usize = 128 << 10;
 
@@ -51,6 +56,9 @@ pub(crate) struct StreamControl<S> {
     pub(crate) set_write_nowait: fn(&mut S, bool),
     /// Reads that take only what has arrived, on or off.
     pub(crate) set_read_nowait: fn(&mut S, bool),
+    /// Whether the stream holds output of its own the socket has not taken (rustls's
+    /// records).
+    pub(crate) holds_output: fn(&S) -> bool,
     /// Drops output the stream holds itself (rustls's records) once the peer is gone, so
     /// that reading what it sent before does not try to write them first.
     pub(crate) discard_output: fn(&mut S),
@@ -76,6 +84,7 @@ impl StreamControl<MaybeTlsStream> {
             set_write_timeout: MaybeTlsStream::set_write_timeout,
             set_write_nowait: MaybeTlsStream::set_write_nowait,
             set_read_nowait: MaybeTlsStream::set_read_nowait,
+            holds_output: MaybeTlsStream::holds_output,
             discard_output: MaybeTlsStream::discard_output,
             close_notify: MaybeTlsStream::close_notify,
         }
@@ -111,7 +120,7 @@ pub struct WebSocket<S> {
     /// When the close handshake must be over (set by `close_and_wait`, so that waiting for
     /// the server's TCP close shares its bound).
     close_deadline: Option<Instant>,
-    /// The write timeout the caller configured (restored after a keepalive ping's write).
+    /// The write timeout the caller configured (restored after writes bounded otherwise).
     write_timeout: Option<Duration>,
     /// The caller queued data that has not all been written yet: it must go out before a
     /// read waits for an answer to it. Queued replies (pongs) alone need not.
@@ -480,25 +489,20 @@ impl<S: Read + Write> WebSocket<S> {
             }
         };
         if self.conn.queued_output() > queued {
-            // A ping was queued. A peer that stopped reading must not hold its write past
-            // its deadline.
-            let bound = wake.map(|at| at.saturating_duration_since(now));
-            let bound = match (bound, self.write_timeout) {
-                (Some(b), Some(w)) => Some(b.min(w)),
-                (b, w) => b.or(w),
-            };
-            (control.set_write_timeout)(&mut self.stream, bound)?;
-            let flushed = self.flush();
-            (control.set_write_timeout)(&mut self.stream, self.write_timeout)?;
-            match flushed {
-                Err(Error::Timeout(Phase::Write)) if self.write_timeout != bound => {
-                    let timeout = Error::KeepaliveTimeout(self.conn.keepalive_timeout());
-                    return Err(self.give_up(timeout));
-                }
-                Err(e) if self.peer_gone(&e) => {}
-                other => other?,
-            }
+            // A ping was queued: out now if the socket has room, without waiting for it. A
+            // peer that floods us and reads nothing (its side full of our pongs) is alive as
+            // long as its data comes, and must not hold reads up; a dead one is noticed when
+            // the pong's deadline passes with nothing heard, written or not.
+            self.write_replies();
         }
+        // Output stuck behind a full socket (the ping, or pongs before it): reads stop now
+        // and then to write it, for a peer that resumes reading but sends nothing first.
+        let wake = match wake {
+            Some(at) if self.conn.has_pending_output() || (control.holds_output)(&self.stream) => {
+                Some(at.min(now + PING_RETRY))
+            }
+            other => other,
+        };
         if wake.is_some() || self.keepalive_deadline {
             (control.set_deadline)(&mut self.stream, wake)?;
             self.keepalive_deadline = wake.is_some();

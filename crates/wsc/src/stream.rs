@@ -203,6 +203,16 @@ impl MaybeTlsStream {
         self.inner_mut().nowait_writes = nowait;
     }
 
+    /// Whether rustls holds TLS records the socket has not taken yet (a nowait write left
+    /// them behind).
+    pub(crate) fn holds_output(&self) -> bool {
+        match self {
+            MaybeTlsStream::Plain(_) => false,
+            #[cfg(feature = "tls")]
+            MaybeTlsStream::Tls(s) => s.conn.wants_write(),
+        }
+    }
+
     /// Drops the TLS records rustls holds for writing: the peer is gone, and reading what it
     /// sent before must not first try to write them (and fail).
     pub(crate) fn discard_output(&mut self) {

@@ -1086,6 +1086,87 @@ async fn async_keepalive_waits_for_a_pong_behind_a_big_message() {
         .unwrap();
 }
 
+#[cfg(target_os = "linux")] // socket2
+/// A server that floods pings for `flood` and reads nothing (so the client's pongs, and its
+/// keepalive ping behind them, fill the path to it), then sends "done" and stays open until
+/// the client is done (closing with unread data would reset the connection).
+fn ping_flooder(flood: Duration) -> (String, std::sync::mpsc::Sender<()>, thread::JoinHandle<()>) {
+    let (done, client_done) = std::sync::mpsc::channel();
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    // A small window (inherited by the accepted socket): the pongs fill it at once.
+    socket2::SockRef::from(&listener)
+        .set_recv_buffer_size(4096)
+        .unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let handle = thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let mut tcp = wsc::server::accept(tcp).unwrap().into_inner();
+        let burst = [0x89, 4, b'p', b'i', b'n', b'g'].repeat(1000);
+        let start = Instant::now();
+        while start.elapsed() < flood {
+            tcp.write_all(&burst).unwrap();
+        }
+        tcp.write_all(&[0x81, 4, b'd', b'o', b'n', b'e']).unwrap();
+        let _ = client_done.recv_timeout(Duration::from_secs(30));
+    });
+    (url, done, handle)
+}
+
+/// Reads pings until "done"; how many.
+#[cfg(target_os = "linux")]
+fn pings_until_done(ws: &mut wsc::WebSocket<wsc::MaybeTlsStream>) -> Result<usize, Error> {
+    let mut pings = 0;
+    loop {
+        match ws.read()? {
+            Message::Ping(_) => pings += 1,
+            Message::Text(t) if t == "done" => return Ok(pings),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
+#[cfg(target_os = "linux")] // socket2
+fn keepalive_keeps_a_peer_that_floods_pings_and_reads_nothing() {
+    // Pings keep arriving long past several keepalive timeouts: the peer is alive, though
+    // our keepalive ping cannot be written (the peer does not read our pongs).
+    let (url, done, server) = ping_flooder(Duration::from_millis(1500));
+    let keepalive = Keepalive::new(Duration::from_millis(100), Duration::from_millis(200));
+    let mut ws = builder(&url).keepalive(keepalive).connect().unwrap();
+    socket2::SockRef::from(ws.get_ref().tcp())
+        .set_send_buffer_size(4096)
+        .unwrap();
+    let pings = pings_until_done(&mut ws);
+    done.send(()).unwrap();
+    assert!(pings.unwrap() > 1000);
+    server.join().unwrap();
+}
+
+#[tokio::test]
+#[cfg(target_os = "linux")] // socket2
+async fn async_keepalive_keeps_a_peer_that_floods_pings_and_reads_nothing() {
+    let (url, done, server) = ping_flooder(Duration::from_millis(1500));
+    let keepalive = Keepalive::new(Duration::from_millis(100), Duration::from_millis(200));
+    let (mut ws, _) = builder(&url)
+        .keepalive(keepalive)
+        .connect_async()
+        .await
+        .unwrap();
+    let mut pings = 0;
+    loop {
+        match ws.recv().await.unwrap().unwrap() {
+            Message::Ping(_) => pings += 1,
+            Message::Text(t) if t == "done" => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    done.send(()).unwrap();
+    assert!(pings > 1000, "{pings}");
+    tokio::task::spawn_blocking(move || server.join().unwrap())
+        .await
+        .unwrap();
+}
+
 #[test]
 fn keepalive_is_not_held_up_by_a_full_send_buffer() {
     let (url, server) = unresponsive_server();
