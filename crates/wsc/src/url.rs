@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// A parsed `ws://` or `wss://` URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct WsUrl {
     /// `wss://`: TLS.
     pub secure: bool,
@@ -291,6 +291,22 @@ impl fmt::Display for WsUrl {
     }
 }
 
+/// By hand, to leave the password out of logs: the user name is shown, the password not.
+impl fmt::Debug for WsUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WsUrl")
+            .field("secure", &self.secure)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("path", &self.path)
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|(user, _)| (user, "***")),
+            )
+            .finish()
+    }
+}
+
 impl std::str::FromStr for WsUrl {
     type Err = UrlError;
     fn from_str(s: &str) -> Result<Self, UrlError> {
@@ -301,6 +317,17 @@ impl std::str::FromStr for WsUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_shows_the_user_but_not_the_password() {
+        let url = WsUrl::parse("wss://alice:s3cret@example.com/feed").unwrap();
+        assert_eq!(url.credentials, Some(("alice".into(), "s3cret".into())));
+        let shown = format!("{url:?}");
+        assert!(
+            shown.contains("alice") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn parses_common_forms() {

@@ -219,7 +219,7 @@ impl fmt::Display for HandshakeError {
 impl std::error::Error for HandshakeError {}
 
 /// The server's answer to the upgrade request.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Response {
     /// The HTTP status.
@@ -238,7 +238,31 @@ pub struct Response {
     pub redirects: Vec<Redirect>,
     /// For a refusal, the upgrade request it answers, as sent (for logging what was asked
     /// beside what was answered; an accepted connection has it in `WebSocket::request_head`).
+    /// It holds the credentials sent (`Authorization`, `Cookie`): `Debug` leaves it out.
     pub request_head: Option<String>,
+}
+
+/// By hand, to leave the request head out: an error printed with `{:?}` (a `main` returning
+/// `Result`, a log line) must not show a password or a token.
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Response");
+        d.field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("protocol", &self.protocol)
+            .field("body", &self.body);
+        #[cfg(feature = "deflate")]
+        d.field("deflate", &self.deflate);
+        d.field("redirects", &self.redirects)
+            .field(
+                "request_head",
+                &self
+                    .request_head
+                    .as_ref()
+                    .map(|_| "<not shown: may hold credentials>"),
+            )
+            .finish()
+    }
 }
 
 /// A redirect of the handshake that the client followed.
@@ -1254,6 +1278,23 @@ mod tests {
             Err(HandshakeError::Rejected(r)) => assert_eq!(r.body.len(), MAX_ERROR_BODY),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_refusal_printed_with_debug_does_not_show_the_credentials_sent() {
+        let (mut hs, _) = ClientHandshake::with_key(&request(), KEY, 1024).unwrap();
+        let error = hs
+            .parse_response(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")
+            .unwrap_err();
+        let HandshakeError::Rejected(r) = &error else {
+            panic!("{error:?}")
+        };
+        // Kept for the caller, who may print it redacted (as `wsc -v` does)...
+        assert!(r.request_head.as_deref().unwrap().contains("Bearer x"));
+        // ...but not by `{:?}`, which a `main` returning `Result` uses.
+        let shown = format!("{:?}", crate::Error::Handshake(error));
+        assert!(shown.contains("401"), "{shown}");
+        assert!(!shown.contains("Bearer x"), "{shown}");
     }
 
     #[test]
