@@ -875,6 +875,10 @@ impl<S: Read + Write> WebSocket<S> {
     /// is not an error of `close`: what it sent before is still read, and `read` tells how
     /// it ended, with its close frame or with [`Error::ConnectionReset`].
     pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
+        if self.conn.state() == State::Open && self.conn.is_output_lost() {
+            // An earlier write found the peer gone: no close can go out, none is needed.
+            return Ok(());
+        }
         self.conn.close(frame)?;
         let limit = match (self.control, self.close_timeout) {
             (Some(_), Some(limit)) if self.write_timeout.map_or(true, |w| w > limit) => limit,

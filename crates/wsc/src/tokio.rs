@@ -485,6 +485,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     /// Queues our close frame, and starts the close timeout's clock (for a close message
     /// sent as `Sink::close` sends it: see [`Inner::poll_close`]).
     fn queue_close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
+        if self.conn.state() == State::Open && self.conn.is_output_lost() {
+            // An earlier write found the peer gone: no close can go out, none is needed.
+            return Ok(());
+        }
         self.conn.close(frame)?;
         self.close_queued();
         Ok(())
@@ -599,6 +603,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         if self.close_timed_out {
             // The reader's wait for the reply ran out first.
             return Poll::Ready(Err(Error::Timeout(Phase::Close)));
+        }
+        if self.conn.is_output_lost() && !self.conn.is_terminated() {
+            // An earlier write found the peer gone: nothing can go out, and reading tells
+            // how it ended.
+            return Poll::Ready(Ok(()));
         }
         if self.conn.can_send() {
             self.conn.close(None)?;

@@ -1342,6 +1342,24 @@ fn close_then_read_after_a_reset_without_a_close_delivers_then_reports_the_reset
 }
 
 #[test]
+#[cfg(target_os = "linux")]
+fn closing_after_a_send_found_the_peer_gone_is_not_an_error() {
+    let mut ws = reset_after(last_words_and_close());
+    // The send finds the reset: output lost, the state still open (nothing read yet).
+    let sent = ws.send_text("too late");
+    assert!(matches!(sent, Err(Error::ConnectionReset)), "{sent:?}");
+    // Closing then is no error either way (before: ConnectionClosed, and a caller that
+    // stopped there never read the server's close).
+    ws.close(Some(CloseFrame::new(1000, "bye"))).unwrap();
+    ws.send(Message::Close(None)).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("last words"));
+    assert_eq!(
+        ws.read().unwrap(),
+        Message::Close(Some(CloseFrame::new(1008, "rate limit")))
+    );
+}
+
+#[test]
 fn sending_a_close_message_is_bounded_by_the_close_timeout_as_close_is() {
     // A server that reads nothing, and no write timeout: a big message queued ahead of the
     // close can never all go out. Before, `send(Message::Close(..))` waited for room

@@ -1884,6 +1884,28 @@ async fn a_split_writers_close_lets_the_reader_get_what_the_server_sent_before_i
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg(target_os = "linux")]
+async fn sending_a_close_after_a_send_found_the_peer_gone_is_not_an_error() {
+    within(BUDGET, async {
+        let mut ws = reset_after(last_words_and_close()).await;
+        let sent = ws.send(Message::text("too late")).await;
+        assert!(matches!(sent, Err(Error::ConnectionReset)), "{sent:?}");
+        // Before: ConnectionClosed, as if the connection had been closed already.
+        ws.send(Message::Close(None)).await.unwrap();
+        SinkExt::close(&mut ws).await.unwrap();
+        assert_eq!(
+            ws.recv().await.unwrap().unwrap(),
+            Message::text("last words")
+        );
+        assert_eq!(
+            ws.recv().await.unwrap().unwrap(),
+            Message::Close(Some(CloseFrame::new(1008u16, "rate limit")))
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_returns_the_servers_close_that_recv_already_returned() {
     within(BUDGET, async {
         let mut payload = 1000u16.to_be_bytes().to_vec();
