@@ -158,15 +158,17 @@ fn targets(host: &str, resolved: Option<Vec<SocketAddr>>) -> Result<Vec<Option<I
 }
 
 /// Whether the proxy said it could not reach the address asked for: another address of the
-/// same name may still work. Other failures (credentials, a malformed answer, a hang-up)
-/// are the proxy's and would recur.
+/// same name may still work. Any reply but "command not supported" (7) may be about the
+/// address: proxies answer a refused connection with "general failure" (1), rule sets and
+/// "address type not supported" (8) may hold for IPv6 only. Other failures (credentials, a
+/// malformed answer, a hang-up) are the proxy's and would recur.
 fn address_failed(e: &Error) -> bool {
     matches!(
         e,
         Error::Proxy {
-            error: ProxyError::Socks5Reply { .. },
+            error: ProxyError::Socks5Reply { code, .. },
             ..
-        }
+        } if *code != 0x07
     )
 }
 
@@ -635,6 +637,26 @@ mod tests {
             IpAddr::from(std::net::Ipv4Addr::LOCALHOST),
         ];
         (vec![("two.test".to_string(), ips.to_vec())], ips)
+    }
+
+    #[test]
+    fn only_replies_that_may_be_about_the_address_move_on_to_the_next() {
+        let reply = |code| Error::Proxy {
+            proxy: "socks5://127.0.0.1:1080".into(),
+            error: ProxyError::Socks5Reply {
+                target: "localhost:80 (::1)".into(),
+                code,
+            },
+        };
+        for code in [0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x08] {
+            assert!(address_failed(&reply(code)), "{code:#04x}");
+        }
+        assert!(!address_failed(&reply(0x07)));
+        let hang_up = Error::Proxy {
+            proxy: "socks5://127.0.0.1:1080".into(),
+            error: ProxyError::ClosedEarly,
+        };
+        assert!(!address_failed(&hang_up));
     }
 
     #[test]
