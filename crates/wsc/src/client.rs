@@ -23,6 +23,8 @@ use crate::stream::{deadline_in, is_timeout, map_io_error, MaybeTlsStream};
 use crate::tls::TlsOptions;
 use crate::url::WsUrl;
 
+mod redacted;
+
 /// The shared TLS client configuration (nothing without the `tls` feature).
 #[cfg(feature = "tls")]
 pub(crate) type TlsClientConfig = std::sync::Arc<rustls::ClientConfig>;
@@ -78,7 +80,10 @@ pub fn client<S: Read + Write>(url: &str, stream: S) -> Result<WebSocket<S>, Err
 ///     .connect()?;
 /// # Ok::<(), wsc::Error>(())
 /// ```
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` output leaves credentials out (the URL's password, the values of
+/// `Authorization`, `Proxy-Authorization` and `Cookie`).
+#[derive(Clone)]
 #[must_use]
 pub struct ClientBuilder {
     pub(crate) url: String,

@@ -301,7 +301,10 @@ impl fmt::Debug for WsUrl {
             .field("path", &self.path)
             .field(
                 "credentials",
-                &self.credentials.as_ref().map(|(user, _)| (user, "***")),
+                &self
+                    .credentials
+                    .as_ref()
+                    .map(|(user, _)| (user, "<redacted>")),
             )
             .finish()
     }
