@@ -5,6 +5,12 @@
 //! accept it with extra headers or a subprotocol of its choosing ([`Accept`]). A decision
 //! that must wait on something (a token lookup on tokio) reads the request first with
 //! [`Acceptor::read_request`] (`read_request_async`) and answers the [`Upgrade`] after.
+//!
+//! The stream's timeouts are the caller's: the server role never sets any. A client that
+//! sends half a request, or reads nothing of a long refusal, holds the accept call for as
+//! long as the stream lets it; set read and write timeouts on a `TcpStream` before
+//! accepting (`set_read_timeout`, `set_write_timeout`), or wrap the async calls in
+//! `tokio::time::timeout`.
 
 mod answer;
 mod upgrade;
