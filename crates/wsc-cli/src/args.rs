@@ -77,8 +77,9 @@ pub struct ClientArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Show the handshake headers (the values of Authorization, Proxy-Authorization and
-    /// Cookie hidden) and control frames on stderr.
+    /// Show the handshake headers (the values of Authorization, Proxy-Authorization, Cookie
+    /// and the server's Set-Cookie hidden: `session=***`, Set-Cookie's attributes kept) and
+    /// control frames on stderr.
     #[arg(short = 'v', long)]
     pub verbose: bool,
 

@@ -182,11 +182,12 @@ fn print_request_head(head: &str) {
     }
 }
 
-/// `< ` and the status line, then each header, on stderr.
+/// `< ` and the status line, then each header, credentials (`Set-Cookie`) hidden, on stderr.
 fn print_response_head(resp: &wsc::Response) {
     say!("< HTTP/1.1 {}", resp.status);
     for (name, value) in &resp.headers {
-        say!("< {name}: {}", String::from_utf8_lossy(value.as_bytes()));
+        let line = format!("{name}: {}", String::from_utf8_lossy(value.as_bytes()));
+        say!("< {}", redact::header_line(&line));
     }
 }
 

@@ -1,12 +1,19 @@
 //! Credentials kept out of `-v`: its output ends up in terminals' scrollback, CI logs and bug
-//! reports, and a base64 `Basic` token is a password in plain sight.
+//! reports, and a base64 `Basic` token is a password in plain sight, as is the session token
+//! a server sets with `Set-Cookie`.
 
-/// Headers whose values are credentials.
-const SECRET_HEADERS: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
+/// Headers whose values are credentials, sent or received.
+const SECRET_HEADERS: [&str; 4] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
 
 /// A header line (`Name: value`) as `-v` may show it: a credential's value replaced by `***`,
 /// keeping what helps debugging without giving anything away (the scheme of `Bearer ***`,
-/// the names of `session=***; theme=***`). Other lines are kept as they are.
+/// the names of `session=***; theme=***`, the attributes of `Set-Cookie: session=***; Path=/;
+/// Secure`, which say where and whether a client keeps it). Other lines are kept as they are.
 pub fn header_line(line: &str) -> String {
     let Some((name, value)) = line.split_once(':') else {
         return line.to_string();
@@ -16,7 +23,19 @@ pub fn header_line(line: &str) -> String {
         return line.to_string();
     }
     let value = value.trim();
-    let hidden = if name_lower == "cookie" {
+    let hidden = if name_lower == "set-cookie" {
+        // One cookie, then its attributes (RFC 6265: a cookie's value holds no `;`).
+        let (cookie, attributes) = value.split_once(';').unwrap_or((value, ""));
+        let cookie = match cookie.split_once('=') {
+            Some((name, _)) => format!("{}=***", name.trim()),
+            None => "***".to_string(),
+        };
+        if attributes.is_empty() {
+            cookie
+        } else {
+            format!("{cookie};{attributes}")
+        }
+    } else if name_lower == "cookie" {
         value
             .split(';')
             .map(|pair| match pair.trim().split_once('=') {
@@ -55,6 +74,12 @@ mod tests {
             "Cookie: session=***; theme=***"
         );
         assert_eq!(header_line("Cookie: opaque"), "Cookie: ***");
+        assert_eq!(
+            header_line("set-cookie: session=abc=; Path=/; HttpOnly"),
+            "set-cookie: session=***; Path=/; HttpOnly"
+        );
+        assert_eq!(header_line("Set-Cookie: id=abc"), "Set-Cookie: id=***");
+        assert_eq!(header_line("Set-Cookie: opaque"), "Set-Cookie: ***");
         assert_eq!(header_line("X-Api-Key-Hint: none"), "X-Api-Key-Hint: none");
         assert_eq!(header_line("GET /path HTTP/1.1"), "GET /path HTTP/1.1");
     }

@@ -79,6 +79,11 @@ fn raw_server(serve: impl FnOnce(TcpStream) + Send + 'static) -> String {
 
 /// Answers a WebSocket upgrade on a raw socket.
 fn raw_upgrade(tcp: &mut TcpStream) {
+    raw_upgrade_with(tcp, &[]);
+}
+
+/// Answers a WebSocket upgrade on a raw socket, with `extra` headers in the answer.
+fn raw_upgrade_with(tcp: &mut TcpStream, extra: &[(String, String)]) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
     let (req, _) = loop {
@@ -88,7 +93,7 @@ fn raw_upgrade(tcp: &mut TcpStream) {
             break done;
         }
     };
-    tcp.write_all(&wsc::proto::handshake::accept_response(&req, None, &[]))
+    tcp.write_all(&wsc::proto::handshake::accept_response(&req, None, extra))
         .unwrap();
 }
 
@@ -637,6 +642,54 @@ fn verbose_shows_the_request_without_its_credentials() {
     for secret in ["hunter2", "YWxpY2U6aHVudGVyMg", "s3ssion", "dark"] {
         assert!(!err.contains(secret), "{secret} shown: {err}");
     }
+}
+
+#[test]
+fn verbose_hides_the_values_of_set_cookie_keeping_names_and_attributes() {
+    let cookies = [
+        (
+            "Set-Cookie",
+            "session=s3ss10n-t0ken; Path=/; HttpOnly; SameSite=Strict",
+        ),
+        ("Set-Cookie", "csrf=c5rf-t0ken"),
+        ("X-Trace", "kept"),
+    ]
+    .map(|(name, value)| (name.to_string(), value.to_string()));
+    // Accepted, then closed at once by the server.
+    let accepted = cookies.clone();
+    let url = raw_server(move |mut tcp| {
+        raw_upgrade_with(&mut tcp, &accepted);
+        tcp.write_all(&[0x88, 2, 0x03, 0xE8]).unwrap();
+        let _ = tcp.read(&mut [0u8; 64]);
+    });
+    let out = wsc(&[&url, "-n", "-v"], b"");
+    let accepted = exits_with(&out, 0);
+    // Refused, the cookie set all the same.
+    let url = raw_server(|mut tcp| {
+        let _ = tcp.read(&mut [0u8; 4096]);
+        let head = "HTTP/1.1 403 Forbidden\r\nSet-Cookie: session=s3ss10n-t0ken; Secure\r\n\
+                    Content-Length: 0\r\n\r\n";
+        tcp.write_all(head.as_bytes()).unwrap();
+    });
+    let out = wsc(&[&url, "-n", "-v"], b"");
+    let refused = exits_with(&out, 6);
+    for err in [&accepted, &refused] {
+        for secret in ["s3ss10n-t0ken", "c5rf-t0ken"] {
+            assert!(!err.contains(secret), "{secret} shown: {err}");
+        }
+    }
+    // The names and the attributes say which cookie was set and why a browser would keep
+    // it or not.
+    assert!(
+        accepted.contains("< set-cookie: session=***; Path=/; HttpOnly; SameSite=Strict"),
+        "{accepted}"
+    );
+    assert!(accepted.contains("< set-cookie: csrf=***"), "{accepted}");
+    assert!(accepted.contains("< x-trace: kept"), "{accepted}");
+    assert!(
+        refused.contains("< set-cookie: session=***; Secure"),
+        "{refused}"
+    );
 }
 
 #[test]
