@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use wsc::reconnect::{Disconnect, Event, Reconnect, Reconnecting};
 use wsc::{
     ClientBuilder, CloseCode, CloseFrame, Error, Keepalive, MaybeTlsStream, Message, Phase, Proxy,
-    ProxyConfig, TlsOptions, WebSocket,
+    ProxyConfig, WebSocket,
 };
 
 use crate::args::ClientArgs;
@@ -159,13 +159,7 @@ pub fn builder(args: &ClientArgs, url: &str) -> Result<ClientBuilder, CliError> 
     // few bytes bigger on the wire).
     let max = args.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE);
     b = b.max_message_size(Some(max));
-    let mut tls = TlsOptions::new().danger_accept_invalid_certs(args.insecure);
-    if let Some(ca) = &args.cacert {
-        tls = tls.add_ca_pem_file(ca)?;
-    }
-    if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
-        tls = tls.client_cert_pem_files(cert, key)?;
-    }
+    let tls = crate::tls_args::options(args)?;
     if let Some(proxy) = explicit_proxy(args) {
         let proxy = Proxy::parse(proxy).map_err(|e| {
             let shown = without_password(proxy);

@@ -13,6 +13,7 @@ mod output;
 mod redact;
 mod serve;
 mod stdout_gone;
+mod tls_args;
 
 use std::process::ExitCode;
 

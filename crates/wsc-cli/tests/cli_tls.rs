@@ -305,3 +305,42 @@ fn a_server_resetting_for_want_of_a_client_certificate_gets_the_hint_all_the_sam
     );
     names_no_library_method(&err);
 }
+
+#[test]
+fn a_certificate_file_that_cannot_be_read_names_its_flag_and_path() {
+    let ca = TestCa::new();
+    let client = ca.issue(ExtendedKeyUsagePurpose::ClientAuth, false);
+    let dir = TempDir::new("unreadable");
+    let cert = dir.write("client.pem", &client.cert_pem);
+    let key = dir.write("client.key", &client.key_pem);
+    let missing = dir.0.join("missing.pem").to_string_lossy().into_owned();
+    let a_dir = dir.0.to_string_lossy().into_owned();
+    let cases: [(&[&str], String); 4] = [
+        (&["--cacert", &missing], format!("--cacert {missing}: ")),
+        (&["--cacert", &a_dir], format!("--cacert {a_dir}: ")),
+        (
+            &["--cert", &missing, "--key", &key],
+            format!("--cert {missing}: "),
+        ),
+        (
+            &["--cert", &cert, "--key", &missing],
+            format!("--key {missing}: "),
+        ),
+    ];
+    for (flags, named) in cases {
+        let url = tls_server(server_config(&ca.server_cert(), None), OnFailure::Alert);
+        let out = wsc(&[&[url.as_str(), "-n"][..], flags].concat(), b"");
+        let err = exits_with(&out, 2);
+        assert!(
+            err.starts_with(&format!("wsc: {named}")),
+            "{flags:?}: {err}"
+        );
+        let why = if flags.contains(&a_dir.as_str()) {
+            "Is a directory"
+        } else {
+            "No such file or directory"
+        };
+        assert!(err.contains(why), "{flags:?}: {err}");
+        names_no_library_method(&err);
+    }
+}
