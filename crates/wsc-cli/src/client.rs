@@ -68,9 +68,9 @@ fn spawn_stdin_reader(mode: StdinMode) -> Receiver<Input> {
             let _ = tx.send(Input::End);
             return;
         }
-        let binary = mode.binary;
+        let mut lines = 0u64;
         loop {
-            let item = if binary {
+            let item = if mode.binary {
                 let mut buf = vec![0u8; 64 << 10];
                 match stdin.read(&mut buf) {
                     Ok(0) => Input::End,
@@ -82,40 +82,8 @@ fn spawn_stdin_reader(mode: StdinMode) -> Receiver<Input> {
                     Err(e) => Input::Failed(e),
                 }
             } else {
-                let mut line = Vec::new();
-                // Room for the limit and a `\r\n`: one byte more is a line too long.
-                let cap = u64::try_from(mode.limit)
-                    .unwrap_or(u64::MAX)
-                    .saturating_add(2);
-                match (&mut stdin).take(cap).read_until(b'\n', &mut line) {
-                    Ok(0) => Input::End,
-                    Ok(_) => {
-                        drop_line_end(&mut line);
-                        if line.len() > mode.limit {
-                            let _ = tx.send(Input::Failed(io::Error::new(
-                                io::ErrorKind::InvalidData,
-                                format!(
-                                    "a line is longer than {} bytes, the \
-                                     --max-message-size limit (raise it, or send the data \
-                                     with --binary)",
-                                    mode.limit
-                                ),
-                            )));
-                            return;
-                        }
-                        match String::from_utf8(line) {
-                            Ok(text) => Input::Text(text),
-                            Err(_) => {
-                                say!(
-                                    "wsc: skipped a line of stdin that is not UTF-8 (use --binary)"
-                                );
-                                continue;
-                            }
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => Input::Failed(e),
-                }
+                lines += 1;
+                next_line(&mut stdin, mode.limit, lines)
             };
             let last = matches!(item, Input::End | Input::Failed(_));
             if tx.send(item).is_err() || last {
@@ -124,6 +92,41 @@ fn spawn_stdin_reader(mode: StdinMode) -> Receiver<Input> {
         }
     });
     rx
+}
+
+/// Line `number` (from 1) of `input` as a text message, its line end dropped. A line over
+/// `limit` bytes or not UTF-8 is an error, which ends the input: skipping it would send the
+/// lines after it as if nothing were missing.
+fn next_line(input: &mut impl BufRead, limit: usize, number: u64) -> Input {
+    let mut line = Vec::new();
+    // Room for the limit and a `\r\n`: one byte more is a line too long.
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(2);
+    match input.take(cap).read_until(b'\n', &mut line) {
+        Ok(0) => return Input::End,
+        Ok(_) => {}
+        Err(e) => return Input::Failed(e),
+    }
+    drop_line_end(&mut line);
+    if line.len() > limit {
+        return Input::Failed(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "a line is longer than {limit} bytes, the --max-message-size limit (raise \
+                 it, or send the data with --binary)"
+            ),
+        ));
+    }
+    match String::from_utf8(line) {
+        Ok(text) => Input::Text(text),
+        Err(e) => Input::Failed(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "line {number} is not UTF-8 text (an invalid byte at offset {} of the \
+                 line): a text message must be UTF-8; send binary data with --binary",
+                e.utf8_error().valid_up_to()
+            ),
+        )),
+    }
 }
 
 /// Builds the connection options from the arguments.

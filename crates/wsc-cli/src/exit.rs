@@ -28,8 +28,9 @@ Exit status:
       gave up on connections that kept dropping soon after they opened
   10  no pong within the ping timeout
   11  the server closed with an error code (not 1000/1001)
-  12  I/O error (stdin that cannot be read, stdout that cannot be written: reported after
-      closing with 1001)
+  12  I/O error (stdin that cannot be read, a stdin line over --max-message-size or not
+      UTF-8, stdout that cannot be written: reported after closing with 1001; the lines
+      before it are sent)
   13  the proxy refused or failed (the proxy and its answer are in the message)
   130 Ctrl-C before the connection is open, while --reconnect waits to reconnect, or a
       second Ctrl-C (143: SIGTERM, 129: SIGHUP)";

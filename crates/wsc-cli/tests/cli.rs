@@ -1410,6 +1410,22 @@ fn a_stdin_line_past_the_message_limit_is_an_error_not_unbounded_memory() {
 }
 
 #[test]
+fn a_stdin_line_that_is_not_utf8_is_an_error_naming_the_line_after_a_clean_close() {
+    // It used to be skipped with a warning, and the lines after it sent: exit 0.
+    let (_server, url, mut log) = wsc_serve(&[]);
+    let out = wsc(&[&url], b"first\nsecond\r\nlatin-1 caf\xe9\nnever sent\n");
+    let err = exits_with(&out, 12);
+    assert!(err.contains("line 3 is not UTF-8"), "{err}");
+    assert!(err.contains("--binary"), "{err}");
+    // The lines before it were sent and their echoes printed; none after it was sent, and
+    // the connection closed properly, going away.
+    assert_eq!(stdout(&out), "first\nsecond\n");
+    let mut line = String::new();
+    log.read_line(&mut line).unwrap();
+    assert!(line.contains("closed 1001 (going away)"), "{line}");
+}
+
+#[test]
 fn a_compressed_message_at_the_size_limit_is_accepted_both_ways() {
     // Incompressible bytes: deflate makes them a few bytes bigger on the wire. A frame limit
     // equal to --max-message-size refused such a message of exactly the limit: wsc serve
