@@ -42,7 +42,7 @@ pub struct ClientArgs {
     pub send: Vec<String>,
 
     /// Exit after receiving N messages (sends close 1000 first); the end of stdin does not
-    /// close the connection before then.
+    /// close the connection before then. A server that closes before N arrived: exit 14.
     #[arg(short = 'c', long, value_name = "N")]
     pub count: Option<u64>,
 

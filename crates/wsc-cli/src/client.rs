@@ -522,16 +522,20 @@ impl Session {
                 Message::Ping(_) if self.link.can_send() => self.format.note("> pong (automatic)"),
                 Message::Ping(_) => {}
                 Message::Close(frame) => {
-                    if let Some(n) = self.count.filter(|&n| self.received < n) {
-                        if self.closing_since.is_none() {
-                            // Exit 0 for a clean close all the same: say it came early.
-                            say!(
-                                "wsc: the server closed after {} of the {n} messages of --count",
-                                self.received
-                            );
-                        }
-                    }
-                    return closed(frame);
+                    // The server's close, not its answer to ours (Ctrl-C, end of input).
+                    let short = self
+                        .count
+                        .filter(|&n| self.received < n && self.closing_since.is_none());
+                    // An error code says more than the count: 11 all the same.
+                    closed(frame.clone())?;
+                    return match short {
+                        Some(count) => Err(CliError::CountShort {
+                            received: self.received,
+                            count,
+                            frame,
+                        }),
+                        None => Ok(()),
+                    };
                 }
             }
         }

@@ -32,6 +32,8 @@ Exit status:
       UTF-8, stdout that cannot be written: reported after closing with 1001; the lines
       before it are sent)
   13  the proxy refused or failed (the proxy and its answer are in the message)
+  14  the server closed cleanly (1000/1001) before --count messages arrived: fewer than
+      asked for
   130 Ctrl-C before the connection is open, while --reconnect waits to reconnect, or a
       second Ctrl-C (143: SIGTERM, 129: SIGHUP)";
 
@@ -67,6 +69,13 @@ pub enum CliError {
     ClosedInHandshake {
         error: Error,
         after_tls_without_cert: bool,
+    },
+    /// The server closed cleanly after `received` of the `count` messages of `--count`: a
+    /// script asking for `count` can tell it got fewer.
+    CountShort {
+        received: u64,
+        count: u64,
+        frame: Option<CloseFrame>,
     },
     /// `--reconnect` gave up on reconnecting: `--reconnect-max-attempts` failed attempts in
     /// a row, or one no retry can mend (the last attempt's error, whose status is used).
@@ -109,6 +118,7 @@ impl CliError {
             CliError::Io(..) => 12,
             CliError::Idle(_) | CliError::Unsent(_) | CliError::NoCloseReply(_) => 7,
             CliError::GaveUp(_) => 9,
+            CliError::CountShort { .. } => 14,
             CliError::Interrupted => 130,
             CliError::Wsc(e) | CliError::ReconnectFailed(e) => wsc_status(e),
         }
@@ -164,6 +174,18 @@ impl fmt::Display for CliError {
                 "no message in {:.1} s (--idle-timeout)",
                 limit.as_secs_f64()
             ),
+            CliError::CountShort {
+                received,
+                count,
+                frame,
+            } => {
+                f.write_str("the server closed the connection ")?;
+                match frame {
+                    Some(frame) => write!(f, "({frame})")?,
+                    None => f.write_str("(no status)")?,
+                }
+                write!(f, " after {received} of the {count} messages of --count")
+            }
             CliError::Interrupted => {
                 f.write_str("interrupted while the connection was down (--reconnect)")
             }

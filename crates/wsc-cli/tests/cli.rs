@@ -454,7 +454,8 @@ fn reconnect_gives_up_on_a_server_that_closes_every_connection_at_once() {
 }
 
 #[test]
-fn count_says_when_the_server_closed_early() {
+fn count_not_reached_before_the_servers_clean_close_exits_14() {
+    // A script asking for 5 messages can tell it got fewer: it used to exit 0.
     let url = raw_server(|mut tcp| {
         raw_upgrade(&mut tcp);
         // "one", then close 1000.
@@ -463,10 +464,28 @@ fn count_says_when_the_server_closed_early() {
         let _ = tcp.read(&mut [0u8; 64]);
     });
     let out = wsc(&[&url, "-n", "--count", "5"], b"");
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(0), "{err}");
+    let err = exits_with(&out, 14);
     assert_eq!(stdout(&out), "one\n");
-    assert!(err.contains("closed after 1 of the 5 messages"), "{err}");
+    assert!(
+        err.contains("the server closed the connection (1000")
+            && err.contains("after 1 of the 5 messages of --count"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "said once: {err}");
+
+    // A server going away (1001, wsc serve stopping) before any message: the same.
+    let (mut server, url, _) = wsc_serve(&[]);
+    let mut client = spawn_quiet(&[&url, "-n", "-v", "--count", "3"]);
+    let err = once_open(&mut client);
+    send_signal(&server, "-TERM");
+    let code = client.0.wait().unwrap().code();
+    let err = err.join().unwrap();
+    assert_eq!(code, Some(14), "{err}");
+    assert!(
+        err.contains("after 0 of the 3 messages of --count"),
+        "{err}"
+    );
+    assert_eq!(server.0.wait().unwrap().code(), Some(0));
 }
 
 #[test]
@@ -754,6 +773,7 @@ fn help_documents_exit_statuses() {
     for needle in [
         "Exit status:",
         "8   protocol violation",
+        "14  the server closed cleanly (1000/1001) before --count messages arrived",
         "--ping-interval",
         "--cacert",
     ] {
