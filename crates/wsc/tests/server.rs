@@ -166,6 +166,12 @@ fn an_answer_that_cannot_be_sent_is_a_500_and_a_typed_error() {
         || Ok(Accept::new().protocol("never-offered")),
         || Err(Refusal::new(101)),
         || Err(Refusal::new(403).header("Content-Length", "0")),
+        || Err(Refusal::new(204).body("gone")),
+        || {
+            Err(Refusal::new(304)
+                .header("ETag", "\"v1\"")
+                .body("not modified"))
+        },
     ];
     let count = answers.len();
     let next = std::sync::Mutex::new(answers.into_iter());
@@ -189,6 +195,30 @@ fn an_answer_that_cannot_be_sent_is_a_500_and_a_typed_error() {
     assert!(reasons[2].contains("never-offered"), "{}", reasons[2]);
     assert!(reasons[3].contains("final status"), "{}", reasons[3]);
     assert!(reasons[4].contains("content-length"), "{}", reasons[4]);
+    for (reason, status) in reasons[5..].iter().zip(["204", "304"]) {
+        assert!(
+            reason.contains(status) && reason.contains("cannot have a body"),
+            "{reason}"
+        );
+    }
+}
+
+/// Sends an upgrade request for `path` over raw TCP and reads the answer to the end (the server closes
+/// after a refusal): its status line, header lines and body.
+fn raw_refusal(url: &str, path: &str) -> (String, Vec<String>, String) {
+    let mut tcp = TcpStream::connect(url.trim_start_matches("ws://")).unwrap();
+    tcp.set_read_timeout(Some(LIMIT)).unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.split("\r\n").map(str::to_owned);
+    let status = lines.next().unwrap();
+    (status, lines.collect(), body.to_owned())
 }
 
 #[test]
@@ -196,26 +226,54 @@ fn a_refusal_is_a_complete_http_response_then_the_connection_closes() {
     let (url, server) = serve(Acceptor::new(), 1, |_| {
         Err(Refusal::new(403).header("X-Why", "banned").body("go away"))
     });
-    let mut tcp = TcpStream::connect(url.trim_start_matches("ws://")).unwrap();
-    tcp.set_read_timeout(Some(LIMIT)).unwrap();
-    tcp.write_all(
-        b"GET /x HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .unwrap();
     // To the end: the server closes after the refusal.
-    let mut answer = String::new();
-    tcp.read_to_string(&mut answer).unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
-    let mut lines = head.split("\r\n");
-    assert_eq!(lines.next(), Some("HTTP/1.1 403 Forbidden"));
-    let headers: Vec<&str> = lines.collect();
+    let (status, headers, body) = raw_refusal(&url, "/x");
+    assert_eq!(status, "HTTP/1.1 403 Forbidden");
     for expected in ["Content-Length: 7", "Connection: close", "x-why: banned"] {
-        assert!(headers.contains(&expected), "{expected} not in {headers:?}");
+        assert!(
+            headers.iter().any(|h| h == expected),
+            "{expected} not in {headers:?}"
+        );
     }
-    assert!(!head.contains("Sec-WebSocket-Accept"), "{head}");
+    assert!(
+        !headers
+            .iter()
+            .any(|h| h.starts_with("Sec-WebSocket-Accept")),
+        "{headers:?}"
+    );
     assert_eq!(body, "go away");
     assert_eq!(refused_with(&server.join().unwrap()[0]), 403);
+}
+
+/// A 204 or 304 refusal carries neither a body nor `Content-Length` (HTTP forbids both:
+/// RFC 9110 section 8.6), nor a `Content-Type` for content it does not have.
+#[test]
+fn a_bodiless_refusal_has_no_content_length() {
+    let (url, server) = serve(Acceptor::new(), 2, |request| match request.path.as_str() {
+        "/204" => Err(Refusal::new(204).header("X-Why", "gone")),
+        _ => Err(Refusal::new(304).header("ETag", "\"v1\"")),
+    });
+    for (path, line) in [
+        ("/204", "HTTP/1.1 204 No Content"),
+        ("/304", "HTTP/1.1 304 Not Modified"),
+    ] {
+        let (status, headers, body) = raw_refusal(&url, path);
+        assert_eq!(status, line);
+        assert!(
+            headers.iter().any(|h| h == "Connection: close"),
+            "{headers:?}"
+        );
+        for framing in ["Content-Length", "Content-Type", "Transfer-Encoding"] {
+            assert!(
+                !headers.iter().any(|h| h.starts_with(framing)),
+                "{framing} in {headers:?}"
+            );
+        }
+        assert_eq!(body, "");
+    }
+    let results = server.join().unwrap();
+    assert_eq!(refused_with(&results[0]), 204);
+    assert_eq!(refused_with(&results[1]), 304);
 }
 
 /// Python `websockets` (another implementation, from the project's venv) as the client: it

@@ -120,7 +120,8 @@ pub enum HandshakeError {
     },
     /// The server's own accept callback answered with something that cannot be sent (a
     /// header the handshake sets itself, an invalid header, an unoffered subprotocol, a 1xx
-    /// refusal); the client was answered 500 Internal Server Error.
+    /// refusal, a body on a 204, 205 or 304 refusal); the client was answered 500 Internal
+    /// Server Error.
     InvalidAnswer(String),
 }
 
@@ -961,9 +962,23 @@ pub fn reject_response(status: StatusCode, body: &str) -> Vec<u8> {
     refusal_response(status, &HeaderMap::new(), body.as_bytes())
 }
 
+/// Whether HTTP forbids content in a final response with `status` (RFC 9110 sections 6.4.1
+/// and 15.3.6): 204 No Content, 205 Reset Content and 304 Not Modified.
+pub(crate) fn forbids_body(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::NO_CONTENT | StatusCode::RESET_CONTENT | StatusCode::NOT_MODIFIED
+    )
+}
+
 /// An HTTP response refusing an upgrade, with the caller's headers and body; the connection
 /// closes after it. `headers` must not hold the framing headers this sets (`Content-Length`,
 /// `Transfer-Encoding`, `Connection`); `Content-Type` is plain text unless `headers` has one.
+///
+/// A status that forbids a body (204, 205, 304) gets none, whatever `body` holds (the server
+/// role refuses such an answer before it gets here), and 204 and 304 no `Content-Length`
+/// either (RFC 9110 section 8.6): a client would otherwise read the body as the start of the
+/// next response.
 pub fn refusal_response(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 {} {}\r\n",
@@ -971,12 +986,16 @@ pub fn refusal_response(status: StatusCode, headers: &HeaderMap, body: &[u8]) ->
         status.canonical_reason().unwrap_or("")
     )
     .into_bytes();
-    if !headers.contains_key(header::CONTENT_TYPE) {
+    let bodiless = forbids_body(status);
+    let body = if bodiless { &[][..] } else { body };
+    if !bodiless && !headers.contains_key(header::CONTENT_TYPE) {
         out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
     }
-    out.extend_from_slice(
-        format!("Content-Length: {}\r\nConnection: close\r\n", body.len()).as_bytes(),
-    );
+    // 205 may say its content is empty; 204 and 304 must not say anything.
+    if !matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED) {
+        out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+    }
+    out.extend_from_slice(b"Connection: close\r\n");
     if status == StatusCode::UPGRADE_REQUIRED
         && !headers.contains_key(header::SEC_WEBSOCKET_VERSION)
     {
@@ -1266,6 +1285,24 @@ mod tests {
                 assert_eq!(&r.body[..], b"{}");
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn refusals_whose_status_forbids_a_body_get_none_nor_its_length() {
+        for (status, length) in [
+            (StatusCode::NO_CONTENT, None),
+            (StatusCode::NOT_MODIFIED, None),
+            (StatusCode::RESET_CONTENT, Some("Content-Length: 0")),
+        ] {
+            let out = refusal_response(status, &HeaderMap::new(), b"dropped");
+            let text = String::from_utf8(out).unwrap();
+            assert!(text.ends_with("\r\nConnection: close\r\n\r\n"), "{text}");
+            assert!(!text.contains("Content-Type"), "{text}");
+            match length {
+                Some(line) => assert!(text.contains(&format!("\r\n{line}\r\n")), "{text}"),
+                None => assert!(!text.contains("Content-Length"), "{text}"),
+            }
         }
     }
 

@@ -6,7 +6,7 @@
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::StatusCode;
 
-use crate::proto::handshake::Request;
+use crate::proto::handshake::{forbids_body, Request};
 
 /// Headers an accepted upgrade's 101 response gets from the handshake itself.
 const ACCEPT_OWNED: [&str; 7] = [
@@ -93,7 +93,7 @@ pub struct Refusal {
 
 impl Refusal {
     /// A refusal with `status` (a [`StatusCode`] or a `u16`) and an empty body. It must be a
-    /// final status, not 1xx.
+    /// final status, not 1xx; 204, 205 and 304 take no body (HTTP forbids one).
     pub fn new<S>(status: S) -> Self
     where
         S: TryInto<StatusCode>,
@@ -120,7 +120,10 @@ impl Refusal {
         self
     }
 
-    /// The response body.
+    /// The response body. A 204, 205 or 304 refusal with a non-empty body cannot be sent
+    /// (HTTP forbids one there): the accept call answers 500 and returns
+    /// [`HandshakeError::InvalidAnswer`](crate::HandshakeError::InvalidAnswer) rather than
+    /// drop it silently.
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
         self.body = body.into();
         self
@@ -129,6 +132,12 @@ impl Refusal {
     /// The status, headers and body to send.
     pub(crate) fn check(self) -> Result<(StatusCode, HeaderMap, Vec<u8>), String> {
         let status = self.status?;
+        if !self.body.is_empty() && forbids_body(status) {
+            return Err(format!(
+                "a {status} refusal cannot have a body (HTTP forbids one): drop the body or \
+                 choose another status"
+            ));
+        }
         let headers = header_map(&self.headers, &REFUSAL_OWNED, "a refusal")?;
         Ok((status, headers, self.body))
     }
