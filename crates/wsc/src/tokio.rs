@@ -122,8 +122,8 @@ struct Inner<S> {
     /// `poll_timers` frees the buffer `KEEP_MESSAGE_BUFFER` later, at that wait or a later
     /// one (so a busy stream of big messages allocates it again about once a second).
     kept_since: Option<Instant>,
-    /// When closing began: our close frame queued by `close` or `Sink::close` (a split
-    /// writer's too), else the reader's first wait for the peer's close after ours was sent.
+    /// When closing began: our close frame queued by `close`, `send`, `Sink::start_send` or
+    /// `Sink::close` (a split writer's too), else the reader's first wait for the peer's close after ours was sent.
     /// The close timeout counts from it.
     close_sent_since: Option<Instant>,
     /// The close timeout expired: closing was given up (both halves report it).
@@ -600,6 +600,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     /// `close`); the reading half then receives the peer's close. A peer already gone is
     /// not an error here: the reading half tells how it ended.
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.conn.can_send() && !self.close_timed_out {
+            self.queue_close(None)?;
+        }
+        self.poll_write_close(cx)
+    }
+
+    /// `Sink::start_send`: a [`Message::Close`] is queued as `send` queues it, starting the
+    /// close timeout's clock, so that the flush that follows is bounded by it.
+    fn start_send(&mut self, item: Message) -> Result<(), Error> {
+        match item {
+            Message::Close(frame) => self.queue_close(frame),
+            item => self.conn.send(item),
+        }
+    }
+
+    /// `Sink::poll_flush`: once closing began (our close frame is queued), within the close
+    /// timeout as `Sink::close`, since a peer that reads nothing would hold it forever.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.close_sent_since.is_some() {
+            self.poll_write_close(cx)
+        } else {
+            self.poll_write_out(cx)
+        }
+    }
+
+    /// Writes what is queued, our close frame last, within the close timeout (counted from
+    /// when closing began).
+    fn poll_write_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if self.close_timed_out {
             // The reader's wait for the reply ran out first.
             return Poll::Ready(Err(Error::Timeout(Phase::Close)));
@@ -608,10 +636,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             // An earlier write found the peer gone: nothing can go out, and reading tells
             // how it ended.
             return Poll::Ready(Ok(()));
-        }
-        if self.conn.can_send() {
-            self.conn.close(None)?;
-            self.close_queued();
         }
         // A timer of its own: the reader's may be bounding its own wait meanwhile. It ends
         // the close timeout after closing began (an earlier `close` cancelled by a shorter
@@ -966,6 +990,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocketStream<S> {
     }
 }
 
+/// A [`Message::Close`] given to `start_send` (by `SinkExt::send` or `feed`) begins closing:
+/// flushing it is bounded by the close timeout as `Sink::close` is ([`Error::Timeout`] with
+/// [`Phase::Close`] past it), so a peer that reads nothing cannot hold the flush forever.
 impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocketStream<S> {
     type Error = Error;
 
@@ -974,11 +1001,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocketStream<S> {
     }
 
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
-        self.get_mut().inner.conn.send(item)
+        self.get_mut().inner.start_send(item)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.get_mut().inner.poll_write_out(cx)
+        self.get_mut().inner.poll_flush(cx)
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {

@@ -1963,3 +1963,58 @@ async fn sending_a_close_message_is_bounded_by_the_close_timeout_as_close_is() {
 async fn a_writers_close_message_is_bounded_by_the_close_timeout_as_its_close_is() {
     within(BUDGET, send_close_to_a_peer_that_does_not_read(true)).await;
 }
+
+/// A close queued through the `Sink` (`start_send`, as `SinkExt::feed` and `SinkExt::send`
+/// do) and then flushed, on the stream or else on its writing half, against a peer that
+/// reads nothing: bounded by the close timeout as `send(Message::Close(..))` is (before, the
+/// flush waited for room in the socket forever), and the stream ends with it.
+async fn flush_a_queued_close_to_a_peer_that_does_not_read(split: bool) {
+    let close_timeout = Duration::from_millis(500);
+    let (ws, server, go) = blocked_on_a_stalled_server(close_timeout).await;
+    let started = Instant::now();
+    let close = Message::Close(Some(CloseFrame::new(1000u16, "bye")));
+    let (flushed, ended) = if split {
+        let (mut reader, mut writer) = ws.split();
+        let flushed = timeout(close_timeout * 6, async {
+            writer.feed(close).await?;
+            writer.flush().await
+        })
+        .await;
+        (flushed, timeout(close_timeout / 2, reader.next()).await)
+    } else {
+        let mut ws = ws;
+        let flushed = timeout(close_timeout * 6, async {
+            SinkExt::feed(&mut ws, close).await?;
+            ws.flush().await
+        })
+        .await;
+        (flushed, timeout(close_timeout / 2, ws.next()).await)
+    };
+    match flushed {
+        Ok(Err(Error::Timeout(Phase::Close))) => {}
+        Ok(other) => panic!("feed and flush returned {other:?}"),
+        Err(_) => panic!("flush still waiting after {:?}", started.elapsed()),
+    }
+    // Closing is over: the stream ends at once, not after another close timeout.
+    assert!(matches!(ended, Ok(None)), "{ended:?}");
+    server.abort();
+    drop(go);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushing_a_close_queued_through_the_sink_is_bounded_by_the_close_timeout() {
+    within(
+        BUDGET,
+        flush_a_queued_close_to_a_peer_that_does_not_read(false),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushing_a_close_queued_through_a_writers_sink_is_bounded_by_the_close_timeout() {
+    within(
+        BUDGET,
+        flush_a_queued_close_to_a_peer_that_does_not_read(true),
+    )
+    .await;
+}

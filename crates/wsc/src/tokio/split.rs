@@ -215,6 +215,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
     }
 }
 
+/// As the stream's `Sink`: a [`Message::Close`] given to `start_send` is flushed within the
+/// close timeout.
 impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WsWriter<S> {
     type Error = Error;
 
@@ -227,12 +229,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WsWriter<S> {
             .inner
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .conn
-            .send(item)
+            .start_send(item)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.with(cx, |inner, cx| inner.poll_write_out(cx))
+        self.with(cx, |inner, cx| inner.poll_flush(cx))
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
