@@ -138,6 +138,9 @@ pub struct WebSocket<S> {
     /// Since when reads have waited for the peer's close after ours went out (outside
     /// `close_and_wait`, which bounds its own wait): the close timeout counts from here.
     close_wait_since: Option<Instant>,
+    /// When our close frame was queued (by `close`, `feed` or `queue`): writing it out, by
+    /// any flush, must be over a close timeout later.
+    close_queued_at: Option<Instant>,
 }
 
 impl<S> std::fmt::Debug for WebSocket<S> {
@@ -181,6 +184,7 @@ impl<S: Read + Write> WebSocket<S> {
             read_deadline: None,
             reply_error: None,
             close_wait_since: None,
+            close_queued_at: None,
         }
     }
 
@@ -573,7 +577,41 @@ impl<S: Read + Write> WebSocket<S> {
     }
 
     /// Writes queued frames to the stream.
+    ///
+    /// Once our close frame is queued (by `close`, `feed` or `queue`), this is bounded as
+    /// [`WebSocket::close`] is: within the close timeout from when it was queued, when that
+    /// ends before the write timeout would; past it, closing is given up ([`Error::Timeout`]
+    /// with [`Phase::Close`]).
     pub fn flush(&mut self) -> Result<(), Error> {
+        let Some(deadline) = self.close_write_deadline() else {
+            return self.flush_unbounded();
+        };
+        match self.flush_by(Some(deadline), Phase::Close) {
+            Err(Error::Timeout(Phase::Close)) => Err(self.close_timed_out()),
+            other => self.unless_peer_gone(other),
+        }
+    }
+
+    /// When writing our queued close must be over: a close timeout after it was queued, if
+    /// that bound is shorter than the write timeout (on streams this crate opened, whose
+    /// timeouts it sets). `None` before a close is queued.
+    fn close_write_deadline(&self) -> Option<Instant> {
+        let queued = self.close_queued_at?;
+        match (self.control, self.close_timeout) {
+            (Some(_), Some(limit)) if self.write_timeout.map_or(true, |w| w > limit) => {
+                queued.checked_add(limit)
+            }
+            _ => None,
+        }
+    }
+
+    /// Our close frame was just queued: the close timeout's clock starts.
+    fn close_queued(&mut self) {
+        self.close_queued_at.get_or_insert_with(Instant::now);
+    }
+
+    /// [`WebSocket::flush`] bounded only by the write timeout.
+    fn flush_unbounded(&mut self) -> Result<(), Error> {
         match self.write_queued(|_| Ok(())) {
             Ok(()) => {
                 self.user_output = false;
@@ -651,7 +689,7 @@ impl<S: Read + Write> WebSocket<S> {
     #[cold]
     fn flush_by(&mut self, deadline: Option<Instant>, phase: Phase) -> Result<(), Error> {
         let (Some(control), Some(deadline)) = (self.control, deadline) else {
-            return self.flush();
+            return self.flush_unbounded();
         };
         // Most often the socket takes it all at once, and no timeout needs setting.
         if self.flush_nowait()? {
@@ -766,12 +804,20 @@ impl<S: Read + Write> WebSocket<S> {
     /// peer may be blocked writing to us. When nothing has arrived and the peer takes none of
     /// it within the write timeout, a read with a timeout of its own goes on without it. The
     /// next call writes it.)
+    ///
+    /// A [`Message::Close`] fed or queued starts the close timeout's clock: writing it out (by
+    /// `flush`, a read, or this call when the queue is full) is bounded as in
+    /// [`WebSocket::close`].
     pub fn feed(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         let message = message.into();
-        if !matches!(message, Message::Close(_)) {
+        let close = matches!(message, Message::Close(_));
+        if !close {
             self.make_room()?;
         }
         self.conn.send(message)?;
+        if close {
+            self.close_queued();
+        }
         self.user_output = true;
         if self.conn.queued_output() >= FEED_BUFFER {
             self.flush()?;
@@ -784,7 +830,12 @@ impl<S: Read + Write> WebSocket<S> {
     /// subscriptions, that must all go out in order however slowly the peer takes them. It
     /// goes out with the next write, flush or read.
     pub fn queue(&mut self, message: impl Into<Message>) -> Result<(), Error> {
-        self.conn.send(message.into())?;
+        let message = message.into();
+        let close = matches!(message, Message::Close(_));
+        self.conn.send(message)?;
+        if close {
+            self.close_queued();
+        }
         self.user_output = true;
         Ok(())
     }
@@ -880,18 +931,10 @@ impl<S: Read + Write> WebSocket<S> {
             return Ok(());
         }
         self.conn.close(frame)?;
-        let limit = match (self.control, self.close_timeout) {
-            (Some(_), Some(limit)) if self.write_timeout.map_or(true, |w| w > limit) => limit,
-            _ => {
-                let sent = self.send_queued();
-                return self.unless_peer_gone(sent);
-            }
-        };
-        self.user_output = true;
-        match self.flush_by(deadline_in(Some(limit)), Phase::Close) {
-            Err(Error::Timeout(Phase::Close)) => Err(self.close_timed_out()),
-            other => self.unless_peer_gone(other),
-        }
+        self.close_queued();
+        // Bounded by the close timeout, from now (see `flush`).
+        let sent = self.send_queued();
+        self.unless_peer_gone(sent)
     }
 
     /// Writing the close failed because the peer is gone: not the outcome of closing, which

@@ -1383,3 +1383,35 @@ fn sending_a_close_message_is_bounded_by_the_close_timeout_as_close_is() {
     // Closing was given up, as after `close`: no wait for a reply that cannot come.
     assert!(matches!(read, Error::ConnectionClosed), "{read}");
 }
+
+#[test]
+fn flushing_a_fed_or_queued_close_is_bounded_by_the_close_timeout_as_close_is() {
+    // As above, with the close queued by `feed` or `queue` and then flushed: before, `feed`
+    // (whose queue was over its bound, so it flushed at once) and `flush` waited for room
+    // forever, the close timeout's clock never started.
+    type Queue = fn(&mut wsc::WebSocket<wsc::MaybeTlsStream>, Message) -> Result<(), Error>;
+    let ways: [(&str, Queue); 2] = [("feed", |ws, m| ws.feed(m)), ("queue", |ws, m| ws.queue(m))];
+    for (how, queue) in ways {
+        let (url, _server) = serve_once(|mut tcp| {
+            raw_accept(&mut tcp, &[]);
+            thread::sleep(Duration::from_secs(20));
+        });
+        let (flushed, read) = within(Duration::from_secs(8), move || {
+            let mut ws = ClientBuilder::new(&url)
+                .compression(false)
+                .close_timeout(Duration::from_millis(300))
+                .connect()
+                .unwrap();
+            ws.queue(Message::binary(vec![7u8; 32 << 20])).unwrap();
+            let close = Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, "bye")));
+            let flushed = queue(&mut ws, close).and_then(|()| ws.flush());
+            (flushed.unwrap_err(), ws.read().unwrap_err())
+        });
+        assert!(
+            matches!(flushed, Error::Timeout(Phase::Close)),
+            "{how}: {flushed}"
+        );
+        // Closing was given up, as after `close`.
+        assert!(matches!(read, Error::ConnectionClosed), "{how}: {read}");
+    }
+}
