@@ -347,6 +347,8 @@ impl Connection {
 
     /// Takes over the buffer the opening handshake was read into, holding what came after
     /// the head (its bytes consumed): one buffer, zeroed once, and no copy of those bytes.
+    /// They are not marked heard: keepalive counts only bytes after a ping, and no ping can
+    /// be in flight before the connection exists.
     pub(crate) fn adopt_read_buffer(&mut self, received: ReadBuffer) {
         debug_assert!(self.read_buf.is_empty());
         self.read_buf = received;

@@ -797,6 +797,58 @@ fn keepalive_settings_too_long_for_the_clock_are_capped_however_built() {
     assert!(!c.keepalive_overdue(now));
 }
 
+/// Bytes that came with the handshake response, whether adopted with its buffer (the
+/// blocking client) or handed to `receive` (the async one), arrived before any ping could be
+/// in flight: they do not put off a pong's deadline either way, so `adopt_read_buffer` need
+/// not mark them heard. A byte after the ping does (the check is sensitive to `heard`).
+#[test]
+fn bytes_that_came_with_the_handshake_do_not_put_off_a_pong_deadline() {
+    let secs = std::time::Duration::from_secs;
+    let t0 = Instant::now();
+    let early = frame(1, true, b"hello", None);
+    // A client whose first frame came with the handshake, read, then a ping due at once.
+    let pinged = |adopt: bool| {
+        let mut c = client();
+        if adopt {
+            let mut buf = ReadBuffer::default();
+            buf.extend_from_slice(&early);
+            c.adopt_read_buffer(buf);
+        } else {
+            c.receive(&early);
+        }
+        c.set_keepalive(Some(Keepalive::new(secs(10), secs(3))), t0);
+        assert_eq!(c.next_message().unwrap(), Some(Message::text("hello")));
+        assert_eq!(
+            c.poll_keepalive(t0 + secs(10)).unwrap(),
+            Some(t0 + secs(13))
+        );
+        assert_eq!(c.queued_output(), 2 + 4 + 4, "the masked ping");
+        c
+    };
+    for adopt in [true, false] {
+        let mut c = pinged(adopt);
+        assert!(c.keepalive_overdue(t0 + secs(13)), "adopted: {adopt}");
+        assert!(
+            matches!(
+                c.poll_keepalive(t0 + secs(13)),
+                Err(Error::KeepaliveTimeout(_))
+            ),
+            "adopted: {adopt}"
+        );
+        let mut c = pinged(adopt);
+        c.receive(&[0x81]);
+        assert!(!c.keepalive_overdue(t0 + secs(13)), "adopted: {adopt}");
+        assert_eq!(
+            c.poll_keepalive(t0 + secs(12)).unwrap(),
+            Some(t0 + secs(13))
+        );
+        assert_eq!(
+            c.poll_keepalive(t0 + secs(13)).unwrap(),
+            Some(t0 + secs(15))
+        );
+    }
+}
+
 #[test]
 fn oversized_ping_fails() {
     let mut c = client();
