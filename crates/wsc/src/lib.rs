@@ -71,6 +71,8 @@
 //! (custom CA, client certificate, or skipping verification for tests):
 //!
 //! ```no_run
+//! # #[cfg(feature = "tls")]
+//! # fn main() -> Result<(), wsc::Error> {
 //! use std::time::Duration;
 //! let tls = wsc::TlsOptions::new().add_ca_pem_file("ca.pem")?;
 //! let ws = wsc::ClientBuilder::new("wss://internal.example:8443/events")
@@ -80,7 +82,9 @@
 //!     .read_timeout(Some(Duration::from_secs(60)))
 //!     .tls(tls)
 //!     .connect()?;
-//! # Ok::<(), wsc::Error>(())
+//! # Ok(()) }
+//! # #[cfg(not(feature = "tls"))]
+//! # fn main() {}
 //! ```
 //!
 //! ## Compression
@@ -90,12 +94,16 @@
 //! off:
 //!
 //! ```no_run
+//! # #[cfg(feature = "deflate")]
+//! # fn main() -> Result<(), wsc::Error> {
 //! use wsc::proto::deflate::DeflateConfig;
 //! let ws = wsc::ClientBuilder::new("wss://stream.example.com/ws")
 //!     .deflate(Some(DeflateConfig::default().server_max_window_bits(Some(12)).level(1)))
 //!     .connect()?;
 //! println!("negotiated: {:?}", ws.connection().deflate_params());
-//! # Ok::<(), wsc::Error>(())
+//! # Ok(()) }
+//! # #[cfg(not(feature = "deflate"))]
+//! # fn main() {}
 //! ```
 //!
 //! Inflated messages are bounded by the maximum message size, so a small "bomb" frame is

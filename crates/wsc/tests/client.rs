@@ -7,6 +7,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 mod common;
+use common::Uncompressed;
 
 use wsc::proto::handshake::{accept_response, parse_request};
 use wsc::{
@@ -670,7 +671,7 @@ fn writing_the_close_is_bounded_by_the_close_timeout_when_it_is_the_shorter() {
     });
     let (closed, read, elapsed) = within(Duration::from_secs(8), move || {
         let mut ws = ClientBuilder::new(&url)
-            .compression(false)
+            .uncompressed()
             .write_timeout(Duration::from_millis(800))
             .close_timeout(Duration::from_millis(200))
             .connect()
@@ -791,7 +792,7 @@ fn a_failed_transport_ends_the_connection() {
         reads: 0,
     };
     let ws = ClientBuilder::new("ws://example.test/")
-        .compression(false)
+        .uncompressed()
         .connect_on(stream)
         .unwrap();
     let results: Vec<_> = ws.take(5).collect();
@@ -1077,7 +1078,7 @@ fn sends_that_time_out_do_not_grow_the_queue_without_bound() {
     });
     let queued = within(Duration::from_secs(15), move || {
         let mut ws = builder(&url)
-            .compression(false)
+            .uncompressed()
             .write_timeout(Some(Duration::from_millis(1)))
             .connect()
             .unwrap();
@@ -1117,7 +1118,7 @@ fn a_send_after_close_with_a_full_queue_says_already_closed() {
     });
     let (sent, elapsed) = within(Duration::from_secs(8), move || {
         let mut ws = builder(&url)
-            .compression(false)
+            .uncompressed()
             .write_timeout(Duration::from_millis(300))
             .close_timeout(Duration::from_secs(5))
             .connect()
@@ -1155,7 +1156,7 @@ fn close_and_wait_waits_the_close_timeout_not_the_shorter_write_timeout() {
     });
     let closed = within(Duration::from_secs(20), move || {
         let mut ws = builder(&url)
-            .compression(false)
+            .uncompressed()
             .write_timeout(Duration::from_millis(50))
             .close_timeout(Duration::from_secs(5))
             .connect()
@@ -1212,7 +1213,7 @@ fn a_protocol_error_is_reported_at_once_while_the_server_keeps_tcp_open() {
     });
     let (err, elapsed) = within(Duration::from_secs(20), move || {
         let mut ws = builder(&url)
-            .compression(false)
+            .uncompressed()
             .close_timeout(Some(Duration::from_secs(5)))
             .connect()
             .unwrap();
@@ -1371,7 +1372,7 @@ fn sending_a_close_message_is_bounded_by_the_close_timeout_as_close_is() {
     });
     let (sent, read) = within(Duration::from_secs(8), move || {
         let mut ws = ClientBuilder::new(&url)
-            .compression(false)
+            .uncompressed()
             .close_timeout(Duration::from_millis(300))
             .connect()
             .unwrap();
@@ -1398,7 +1399,7 @@ fn flushing_a_fed_or_queued_close_is_bounded_by_the_close_timeout_as_close_is() 
         });
         let (flushed, read) = within(Duration::from_secs(8), move || {
             let mut ws = ClientBuilder::new(&url)
-                .compression(false)
+                .uncompressed()
                 .close_timeout(Duration::from_millis(300))
                 .connect()
                 .unwrap();

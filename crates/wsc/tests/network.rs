@@ -1,4 +1,3 @@
-#![cfg(feature = "tokio")]
 //! Real networks on loopback: dual-stack connects (Happy Eyeballs), keepalive against a peer
 //! that stops answering, idle-read timeouts, reconnecting after a server dies, and redirects.
 
@@ -6,6 +5,9 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
+
+mod common;
+use common::Uncompressed;
 
 use wsc::reconnect::{Disconnect, Event, Reconnect};
 use wsc::{ClientBuilder, CloseCode, CloseFrame, Error, Keepalive, Message, Phase, RedirectError};
@@ -82,6 +84,7 @@ fn the_system_resolver_is_used_for_localhost() {
 
 /// A listener whose accept queue is full: further SYNs are dropped, as on a network that
 /// black-holes the address. The returned values keep it so.
+#[cfg(feature = "tokio")]
 async fn black_holed(ip: IpAddr, port: u16) -> (tokio::net::TcpListener, TcpStream) {
     let socket = match ip {
         IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
@@ -94,6 +97,7 @@ async fn black_holed(ip: IpAddr, port: u16) -> (tokio::net::TcpListener, TcpStre
     (listener, filler)
 }
 
+#[cfg(feature = "tokio")]
 #[tokio::test]
 async fn an_unanswered_connect_times_out_in_the_connect_phase() {
     let (listener, _filler) = black_holed(V4, 0).await;
@@ -124,6 +128,7 @@ async fn an_unanswered_connect_times_out_in_the_connect_phase() {
     assert!(start.elapsed() >= timeout && start.elapsed() < timeout * 5);
 }
 
+#[cfg(feature = "tokio")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_black_holed_family_costs_a_short_delay_not_the_connect_timeout() {
     let (listener, port) = listener_with_free_twin(V4);
@@ -172,6 +177,7 @@ async fn a_black_holed_family_costs_a_short_delay_not_the_connect_timeout() {
         .unwrap();
 }
 
+#[cfg(feature = "tokio")]
 #[tokio::test]
 async fn async_dual_stack_connect_falls_back_when_one_family_refuses() {
     let (listener, port) = listener_with_free_twin(V6);
@@ -222,6 +228,7 @@ fn keepalive_detects_a_peer_that_stops_answering_pings() {
     server.join().unwrap();
 }
 
+#[cfg(feature = "tokio")]
 #[tokio::test]
 async fn async_keepalive_detects_a_peer_that_stops_answering_pings() {
     let (url, server) = unresponsive_server();
@@ -295,6 +302,7 @@ fn keepalive_keeps_a_live_connection_and_pings_on_schedule() {
     assert!(pongs >= 5, "only {pongs} pongs");
 }
 
+#[cfg(feature = "tokio")]
 #[tokio::test]
 async fn async_idle_read_timeout_is_reported_and_the_stream_survives() {
     let (url, server) = pinged_server(Duration::from_millis(600));
@@ -319,6 +327,7 @@ async fn async_idle_read_timeout_is_reported_and_the_stream_survives() {
         .unwrap();
 }
 
+#[cfg(feature = "tokio")]
 #[tokio::test]
 async fn async_handshake_times_out_when_the_server_accepts_tcp_but_never_answers() {
     let listener = TcpListener::bind((V4, 0)).unwrap();
@@ -438,7 +447,7 @@ fn a_resubscription_the_server_is_slow_to_take_does_not_fail_the_reconnect() {
     thread::spawn(move || {
         let run = || -> Result<Vec<String>, Error> {
             let mut feed = builder(&format!("ws://{addr}/"))
-                .compression(false)
+                .uncompressed()
                 .write_timeout(Duration::from_millis(50))
                 .handshake_timeout(Duration::from_secs(2))
                 .connect_reconnecting(
@@ -493,7 +502,7 @@ fn a_subscription_is_queued_even_behind_a_full_queue() {
         sizes
     });
     let mut feed = builder(&format!("ws://{addr}/"))
-        .compression(false)
+        .uncompressed()
         .write_timeout(Duration::from_millis(50))
         .connect_reconnecting(Reconnect::new())
         .unwrap();
@@ -541,6 +550,7 @@ fn reconnect_gives_up_after_max_attempts() {
     assert!(matches!(feed.next_event(), Err(Error::ConnectionClosed)));
 }
 
+#[cfg(feature = "tokio")]
 #[tokio::test]
 async fn async_reconnect_after_the_server_dies_resubscribes_and_reports_the_gap() {
     let listener = TcpListener::bind((V4, 0)).unwrap();
@@ -682,6 +692,7 @@ fn reconnect_backoff_ends_at_the_read_deadline() {
 
 /// An async reconnecting client of `url` (backoff from `initial_ms`, no jitter), after the
 /// drop of its first connection; and when the drop was seen.
+#[cfg(feature = "tokio")]
 async fn async_feed_past_its_first_drop(
     url: &str,
     initial_ms: u64,
@@ -701,6 +712,7 @@ async fn async_feed_past_its_first_drop(
     (feed, Instant::now())
 }
 
+#[cfg(feature = "tokio")]
 #[tokio::test]
 async fn async_reconnect_is_not_put_off_by_a_select_with_a_shorter_timer() {
     let listener = TcpListener::bind((V4, 0)).unwrap();
@@ -732,9 +744,11 @@ async fn async_reconnect_is_not_put_off_by_a_select_with_a_shorter_timer() {
 fn both_reconnecting_clients_can_be_shared_and_sent() {
     fn shared_and_sent<T: Send + Sync>() {}
     shared_and_sent::<wsc::Reconnecting>();
+    #[cfg(feature = "tokio")]
     shared_and_sent::<wsc::tokio::Reconnecting>();
 }
 
+#[cfg(feature = "tokio")]
 #[tokio::test]
 async fn async_reconnect_attempt_survives_a_select_with_a_timer_shorter_than_the_handshake() {
     let listener = TcpListener::bind((V4, 0)).unwrap();
@@ -788,6 +802,7 @@ async fn async_reconnect_attempt_survives_a_select_with_a_timer_shorter_than_the
     feed.close(None).await.unwrap();
 }
 
+#[cfg(feature = "tokio")]
 #[tokio::test]
 async fn async_reconnect_cancelled_while_the_servers_close_winds_up_keeps_the_close() {
     let listener = TcpListener::bind((V4, 0)).unwrap();
@@ -912,6 +927,7 @@ fn redirect_loops_stop_at_the_limit() {
     }
 }
 
+#[cfg(feature = "tokio")]
 #[tokio::test]
 async fn async_redirects_are_followed() {
     let (target, server) = recording_server();
@@ -1063,6 +1079,7 @@ fn keepalive_waits_for_a_pong_behind_a_big_message() {
     server.join().unwrap();
 }
 
+#[cfg(feature = "tokio")]
 #[tokio::test]
 async fn async_keepalive_waits_for_a_pong_behind_a_big_message() {
     let (url, server) = trickling_server();
@@ -1142,6 +1159,7 @@ fn keepalive_keeps_a_peer_that_floods_pings_and_reads_nothing() {
     server.join().unwrap();
 }
 
+#[cfg(feature = "tokio")]
 #[tokio::test]
 #[cfg(target_os = "linux")] // socket2
 async fn async_keepalive_keeps_a_peer_that_floods_pings_and_reads_nothing() {
@@ -1192,6 +1210,7 @@ fn keepalive_is_not_held_up_by_a_full_send_buffer() {
 }
 
 /// Answers the client's close after `delay`, then closes TCP.
+#[cfg(feature = "tokio")]
 fn slow_closer(delay: Duration) -> String {
     let listener = TcpListener::bind((V4, 0)).unwrap();
     let url = format!("ws://{}/", listener.local_addr().unwrap());
@@ -1206,6 +1225,7 @@ fn slow_closer(delay: Duration) -> String {
     url
 }
 
+#[cfg(feature = "tokio")]
 #[tokio::test]
 async fn the_idle_read_timeout_does_not_cut_the_close_short() {
     let options = |url: &str| {
@@ -1299,7 +1319,7 @@ fn a_read_whose_write_finds_the_server_gone_still_gets_what_it_sent_before() {
     let (go, kick) = std::sync::mpsc::channel();
     let (url, server) = kicking_server_after(Some(kick));
     let mut ws = builder(&url)
-        .compression(false)
+        .uncompressed()
         .write_timeout(Some(Duration::from_millis(50)))
         .connect()
         .unwrap();
@@ -1322,7 +1342,7 @@ fn a_read_whose_write_finds_the_server_gone_still_gets_what_it_sent_before() {
 #[test]
 fn close_and_wait_after_the_server_went_gets_its_close() {
     let (url, server) = kicking_server();
-    let mut ws = builder(&url).compression(false).connect().unwrap();
+    let mut ws = builder(&url).uncompressed().connect().unwrap();
     let chunk = vec![7u8; 256 << 10];
     let error = (0..4000).find_map(|_| ws.send_binary(&chunk).err());
     assert!(matches!(error, Some(Error::ConnectionReset)), "{error:?}");
@@ -1341,7 +1361,7 @@ fn assert_kicked(close: Option<CloseFrame>) {
 fn a_failed_send_loses_nothing_the_server_sent_before_it_reset() {
     let (url, server) = kicking_server();
     // Uncompressed: the socket fills up (the server reads one message, then nothing).
-    let mut ws = builder(&url).compression(false).connect().unwrap();
+    let mut ws = builder(&url).uncompressed().connect().unwrap();
     let chunk = vec![7u8; 256 << 10];
     let error = (0..4000)
         .find_map(|_| ws.send_binary(&chunk).err())
@@ -1359,14 +1379,11 @@ fn a_failed_send_loses_nothing_the_server_sent_before_it_reset() {
     server.join().unwrap();
 }
 
+#[cfg(feature = "tokio")]
 #[tokio::test]
 async fn async_a_failed_send_loses_nothing_the_server_sent_before_it_reset() {
     let (url, server) = kicking_server();
-    let (mut ws, _) = builder(&url)
-        .compression(false)
-        .connect_async()
-        .await
-        .unwrap();
+    let (mut ws, _) = builder(&url).uncompressed().connect_async().await.unwrap();
     let chunk = bytes::Bytes::from(vec![7u8; 256 << 10]);
     let mut error = None;
     for _ in 0..4000 {

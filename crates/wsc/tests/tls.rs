@@ -11,9 +11,8 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-#[allow(dead_code)] // only its ping burst is used here
 mod common;
-use common::ping_burst;
+use common::{ping_burst, Uncompressed};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -1189,7 +1188,7 @@ fn close_and_wait_over_tls_is_bounded_by_the_close_timeout_when_the_server_reads
         .read_timeout(Some(Duration::from_secs(6)))
         .write_timeout(Some(Duration::from_millis(800)))
         .close_timeout(Some(Duration::from_secs(1)))
-        .compression(false)
+        .uncompressed()
         .tls(trusting(&ca))
         .connect()
         .unwrap();
@@ -1234,7 +1233,7 @@ fn ping_flood_server(
         thread::sleep(Duration::from_secs(20));
     });
     ClientBuilder::new(format!("wss://localhost:{port}/"))
-        .compression(false)
+        .uncompressed()
         .tls(trusting(&ca))
 }
 
@@ -1292,7 +1291,7 @@ fn connect_to_a_server_that_reads_nothing(
     ClientBuilder::new(format!("wss://localhost:{port}/"))
         .write_timeout(Some(write_timeout))
         .close_timeout(Some(close_timeout))
-        .compression(false)
+        .uncompressed()
         .tls(trusting(&ca))
         .connect()
         .unwrap()
@@ -1371,6 +1370,7 @@ fn async_a_tls_close_behind_unsent_pongs_ends_the_stream() {
 
 /// A TLS server that reads the client's frames (so writes go through) but never answers a
 /// close; the builder has a close timeout of 1 s.
+#[cfg(feature = "tokio")]
 fn server_that_never_answers_a_close() -> ClientBuilder {
     let (port, ca) = tls_server_after_handshake(|mut tls| {
         let mut sink = [0u8; 4096];
@@ -1382,7 +1382,7 @@ fn server_that_never_answers_a_close() -> ClientBuilder {
         }
     });
     ClientBuilder::new(format!("wss://localhost:{port}/"))
-        .compression(false)
+        .uncompressed()
         .close_timeout(Some(Duration::from_secs(1)))
         .tls(trusting(&ca))
 }
@@ -1418,7 +1418,7 @@ fn async_a_split_writers_close_to_a_server_that_reads_nothing_is_bounded() {
     let (port, ca) = tls_server_after_handshake(|_tls| thread::sleep(Duration::from_secs(20)));
     block_on(async move {
         let (ws, _) = ClientBuilder::new(format!("wss://localhost:{port}/"))
-            .compression(false)
+            .uncompressed()
             .close_timeout(Some(Duration::from_secs(1)))
             .tls(trusting(&ca))
             .connect_async()
@@ -1449,6 +1449,7 @@ fn async_a_split_writers_close_to_a_server_that_reads_nothing_is_bounded() {
 }
 
 /// Counts the pong frames in what a client sent (masked frames, payloads under 126 bytes).
+#[cfg(feature = "tokio")]
 fn count_pongs(mut bytes: &[u8]) -> usize {
     let mut pongs = 0;
     while bytes.len() >= 2 {
@@ -1596,7 +1597,7 @@ fn good_records_then_a_bad_one() -> (
         thread::sleep(Duration::from_secs(10));
     });
     let builder = ClientBuilder::new(format!("wss://localhost:{port}/"))
-        .compression(false)
+        .uncompressed()
         .read_timeout(Some(TIMEOUT))
         .close_timeout(Some(TIMEOUT))
         .tls(trusting(&ca));

@@ -1,5 +1,7 @@
 //! What the client tests share: a burst of server frames that mixes lent messages with control
-//! frames and fragments, and how each message it yields is described; a burst of pings.
+//! frames and fragments, and how each message it yields is described; a burst of pings; a
+//! client builder without compression on every feature set.
+#![allow(dead_code)] // each test crate that includes this module uses part of it
 
 use wsc::MessageRef;
 
@@ -56,7 +58,6 @@ pub fn describe(message: MessageRef<'_>) -> String {
 
 /// `count` pings with 125-byte payloads, as a server writes them (unmasked): for peers that
 /// flood pings.
-#[allow(dead_code)] // not every test crate that includes this module floods
 pub fn ping_burst(count: usize) -> Vec<u8> {
     let mut ping = vec![0x89, 125];
     ping.extend_from_slice(&[b'p'; 125]);
@@ -65,4 +66,21 @@ pub fn ping_burst(count: usize) -> Vec<u8> {
         .cycle()
         .take(ping.len() * count)
         .collect()
+}
+
+/// Turns permessage-deflate off on a client that would offer it: for tests that read or
+/// write raw frames. Without the `deflate` feature it is never offered, and this does
+/// nothing, so those tests build and run on every feature set.
+pub trait Uncompressed {
+    /// The builder, offering no compression.
+    fn uncompressed(self) -> Self;
+}
+
+impl Uncompressed for wsc::ClientBuilder {
+    fn uncompressed(self) -> Self {
+        #[cfg(feature = "deflate")]
+        return self.compression(false);
+        #[cfg(not(feature = "deflate"))]
+        self
+    }
 }
