@@ -10,7 +10,7 @@ use futures_sink::Sink;
 use crate::client::ClientBuilder;
 use crate::error::Error;
 use crate::proto::handshake::Response;
-use crate::proto::{CloseFrame, Message};
+use crate::proto::{CloseFrame, Message, State};
 use crate::reconnect::{ends_connection, Disconnect, Event, Plan, Reconnect};
 use crate::tokio::{TokioStream, WebSocketStream};
 
@@ -34,9 +34,6 @@ use crate::tokio::{TokioStream, WebSocketStream};
 pub struct Reconnecting {
     plan: Plan,
     ws: Option<WebSocketStream<TokioStream>>,
-    /// The server's close arrived (its frame, if any): the connection is being wound up,
-    /// and a call cancelled meanwhile finishes that on the next one.
-    server_closed: Option<Option<CloseFrame>>,
     /// The attempt in progress: kept when a call is cancelled, so that the next call goes on
     /// with it rather than starting another (a `select!` whose timer is shorter than a slow
     /// handshake would otherwise open connection after connection, none of them finished).
@@ -59,7 +56,6 @@ impl fmt::Debug for Reconnecting {
         f.debug_struct("Reconnecting")
             .field("plan", &self.plan)
             .field("ws", &self.ws)
-            .field("server_closed", &self.server_closed)
             .field("attempting", &self.attempt.is_some())
             .field("replaying", &self.opened.is_some())
             .finish()
@@ -77,7 +73,6 @@ impl ClientBuilder {
         Ok(Reconnecting {
             plan: Plan::new(self, policy),
             ws: Some(ws),
-            server_closed: None,
             attempt: None,
             opened: None,
             replayed: 0,
@@ -98,9 +93,12 @@ impl Reconnecting {
     /// call goes on with that attempt.
     pub async fn next_event(&mut self) -> Result<Event, Error> {
         if let Some(ws) = &mut self.ws {
-            if self.server_closed.is_none() {
+            // Once the server's close is in (state `Closed`), the connection is being wound
+            // up: a call cancelled meanwhile finishes that on the next one, and the frame is
+            // kept by the connection.
+            if ws.connection().state() != State::Closed {
                 match ws.recv().await {
-                    Some(Ok(Message::Close(frame))) => self.server_closed = Some(frame),
+                    Some(Ok(Message::Close(_))) => {}
                     Some(Ok(message)) => return Ok(Event::Message(message)),
                     Some(Err(e)) if !ends_connection(&e) => return Err(e),
                     Some(Err(e)) => {
@@ -118,8 +116,8 @@ impl Reconnecting {
             // Let the driver send the close reply and wait (bounded by the close timeout)
             // for the server to close TCP, as the blocking client does.
             while ws.recv().await.is_some() {}
+            let frame = ws.connection().peer_close().cloned();
             self.ws = None;
-            let frame = self.server_closed.take().flatten();
             return Ok(self.plan.dropped(Disconnect::Closed(frame)));
         }
         if self.plan.stopped {
@@ -222,13 +220,8 @@ impl Reconnecting {
         self.plan.stopped = true;
         self.attempt = None;
         self.opened = None;
-        if let Some(frame) = self.server_closed.take() {
-            // The server's close came first: the connection is wound up, not closed again.
-            if let Some(mut ws) = self.ws.take() {
-                while ws.recv().await.is_some() {}
-            }
-            return Ok(frame);
-        }
+        // After the server's close (a `next_event` cancelled while winding it up), this
+        // winds the connection up and returns that close.
         match self.ws.take() {
             Some(mut ws) => ws.close(frame).await,
             None => Ok(None),

@@ -848,6 +848,49 @@ async fn async_reconnect_cancelled_while_the_servers_close_winds_up_keeps_the_cl
         .unwrap();
 }
 
+#[cfg(feature = "tokio")]
+#[tokio::test]
+async fn async_reconnect_closed_after_a_cancelled_wind_up_returns_the_servers_close() {
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    // Closes with 1001 and holds TCP open for a while after the client's reply.
+    let server = thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let mut tcp = wsc::server::accept(tcp).unwrap().into_inner();
+        tcp.write_all(&[
+            0x88, 0x09, 0x03, 0xe9, b'r', b'e', b's', b't', b'a', b'r', b't',
+        ])
+        .unwrap();
+        let mut reply = [0u8; 16];
+        let n = tcp.read(&mut reply).unwrap();
+        assert!(n >= 2 && reply[0] == 0x88, "{:?}", &reply[..n]);
+        // Nothing after the close reply (no second close frame) for a while, TCP held open.
+        tcp.set_read_timeout(Some(Duration::from_millis(400)))
+            .unwrap();
+        let n = tcp.read(&mut reply).unwrap_or(0);
+        assert_eq!(n, 0, "{:?}", &reply[..n]);
+    });
+    let mut feed = builder(&url)
+        .connect_reconnecting_async(Reconnect::new())
+        .await
+        .unwrap();
+    // Cancelled once the server's close is in, while its TCP close is waited for.
+    let waited = tokio::time::timeout(Duration::from_millis(150), feed.next_event()).await;
+    assert!(waited.is_err(), "{waited:?}");
+    // Closing now winds that connection up: the server's close, not one of ours.
+    let closed = feed.close(None).await.unwrap();
+    let frame = closed.expect("the server's close frame");
+    assert_eq!(frame.code, CloseCode::GOING_AWAY);
+    assert_eq!(frame.reason, "restart");
+    assert!(matches!(
+        feed.next_event().await,
+        Err(Error::ConnectionClosed)
+    ));
+    tokio::task::spawn_blocking(move || server.join().unwrap())
+        .await
+        .unwrap();
+}
+
 /// Answers every connection with a redirect to `location` (formatted with its own address).
 fn redirector(status: u16, location: impl Fn(SocketAddr) -> String + Send + 'static) -> SocketAddr {
     let listener = TcpListener::bind((V4, 0)).unwrap();
