@@ -172,6 +172,7 @@ fn an_answer_that_cannot_be_sent_is_a_500_and_a_typed_error() {
                 .header("ETag", "\"v1\"")
                 .body("not modified"))
         },
+        || Ok(Accept::new().header("Sec-WebSocket-Version", "13")),
     ];
     let count = answers.len();
     let next = std::sync::Mutex::new(answers.into_iter());
@@ -195,6 +196,11 @@ fn an_answer_that_cannot_be_sent_is_a_500_and_a_typed_error() {
     assert!(reasons[2].contains("never-offered"), "{}", reasons[2]);
     assert!(reasons[3].contains("final status"), "{}", reasons[3]);
     assert!(reasons[4].contains("content-length"), "{}", reasons[4]);
+    assert!(
+        reasons[7].contains("sec-websocket-version"),
+        "{}",
+        reasons[7]
+    );
     for (reason, status) in reasons[5..].iter().zip(["204", "304"]) {
         assert!(
             reason.contains(status) && reason.contains("cannot have a body"),

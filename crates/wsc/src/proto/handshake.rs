@@ -139,7 +139,7 @@ impl fmt::Display for HandshakeError {
                         write!(
                             f,
                             ", a redirect to {:?} (follow redirects with \
-                             ClientBuilder::max_redirects, or --location)",
+                             ClientBuilder::max_redirects)",
                             String::from_utf8_lossy(to.as_bytes())
                         )?;
                     }

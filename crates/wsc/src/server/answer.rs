@@ -8,13 +8,16 @@ use http::StatusCode;
 
 use crate::proto::handshake::{forbids_body, Request};
 
-/// Headers an accepted upgrade's 101 response gets from the handshake itself.
-const ACCEPT_OWNED: [&str; 7] = [
+/// Headers an accepted upgrade's 101 response gets from the handshake itself, or must not
+/// have (every `Sec-WebSocket-*` of RFC 6455: the key and version are the request's).
+const ACCEPT_OWNED: [&str; 9] = [
     "upgrade",
     "connection",
     "sec-websocket-accept",
     "sec-websocket-protocol",
     "sec-websocket-extensions",
+    "sec-websocket-key",
+    "sec-websocket-version",
     "content-length",
     "transfer-encoding",
 ];
