@@ -34,9 +34,10 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 step "cargo test (all features)"
 cargo test --workspace --all-features
 
-step "feature combinations build"
-cargo check -p wsc --no-default-features
-cargo check -p wsc --no-default-features --features tls,webpki-roots
+step "feature combinations build, tests and examples included"
+cargo check -p wsc --no-default-features --all-targets
+cargo check -p wsc --no-default-features --features tokio --all-targets
+cargo check -p wsc --no-default-features --features tls,webpki-roots,tokio --all-targets
 
 step "fuzz targets compile (running them: docs/fuzzing.md)"
 cargo check --manifest-path fuzz/Cargo.toml --bins
