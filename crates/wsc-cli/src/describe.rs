@@ -97,13 +97,10 @@ fn write_redirect_refusal(f: &mut fmt::Formatter<'_>, resp: &Response, to: &str)
          Protocols, a redirect to {to:?} (follow redirects with -L, --location)",
         resp.status
     )?;
-    let body = String::from_utf8_lossy(&resp.body);
-    let body = body.trim();
-    if !body.is_empty() {
-        let preview: String = body.chars().take(200).collect();
-        write!(f, ": {preview:?}")?;
+    match resp.body_preview() {
+        Some(preview) => write!(f, ": {preview:?}"),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]

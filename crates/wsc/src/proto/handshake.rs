@@ -144,13 +144,10 @@ impl fmt::Display for HandshakeError {
                         )?;
                     }
                 }
-                let body = String::from_utf8_lossy(&resp.body);
-                let body = body.trim();
-                if !body.is_empty() {
-                    let preview: String = body.chars().take(200).collect();
-                    write!(f, ": {preview:?}")?;
+                match resp.body_preview() {
+                    Some(preview) => write!(f, ": {preview:?}"),
+                    None => Ok(()),
                 }
-                Ok(())
             }
             HandshakeError::InvalidHttp(e) => write!(f, "not a valid HTTP/1.1 message: {e}"),
             HandshakeError::TlsAnswer => {
@@ -241,6 +238,16 @@ pub struct Response {
     /// beside what was answered; an accepted connection has it in `WebSocket::request_head`).
     /// It holds the credentials sent (`Authorization`, `Cookie`): `Debug` leaves it out.
     pub request_head: Option<String>,
+}
+
+impl Response {
+    /// The start of a refusal's body for an error message: text (invalid UTF-8 replaced),
+    /// trimmed, at most 200 characters; `None` when it is empty or blank.
+    pub fn body_preview(&self) -> Option<String> {
+        let body = String::from_utf8_lossy(&self.body);
+        let body = body.trim();
+        (!body.is_empty()).then(|| body.chars().take(200).collect())
+    }
 }
 
 /// By hand, to leave the request head out: an error printed with `{:?}` (a `main` returning
@@ -1332,6 +1339,31 @@ mod tests {
         let shown = format!("{:?}", crate::Error::Handshake(error));
         assert!(shown.contains("401"), "{shown}");
         assert!(!shown.contains("Bearer x"), "{shown}");
+    }
+
+    #[test]
+    fn a_refusals_body_preview_is_trimmed_text_of_at_most_200_characters() {
+        let refusal = |body: &[u8]| {
+            let (mut hs, _) = ClientHandshake::with_key(&request(), KEY, 1024).unwrap();
+            let mut resp = format!(
+                "HTTP/1.1 403 Forbidden\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            resp.extend_from_slice(body);
+            match hs.parse_response(&resp) {
+                Err(HandshakeError::Rejected(r)) => r.body_preview(),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(refusal(b" \r\n\t"), None);
+        assert_eq!(refusal(b"\n no token \n").as_deref(), Some("no token"));
+        assert_eq!(
+            refusal(b"bad \xff byte").as_deref(),
+            Some("bad \u{fffd} byte")
+        );
+        let long = "\u{e9}".repeat(300);
+        assert_eq!(refusal(long.as_bytes()), Some("\u{e9}".repeat(200)));
     }
 
     #[test]
