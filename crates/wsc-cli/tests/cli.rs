@@ -5,7 +5,8 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{ChildStderr, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -395,10 +396,11 @@ fn ctrl_c_sends_close_1000() {
 
 #[test]
 fn ctrl_c_with_input_the_server_never_takes_reports_it_unsent() {
-    // A server that completes the handshake, then never reads.
-    let url = raw_server(|mut tcp| {
+    // A server that completes the handshake, then never reads, until the client is done.
+    let (done, done_rx) = mpsc::channel::<()>();
+    let url = raw_server(move |mut tcp| {
         raw_upgrade(&mut tcp);
-        thread::sleep(Duration::from_secs(10));
+        let _ = done_rx.recv_timeout(Duration::from_secs(90));
     });
     let mut child = Command::new(WSC)
         .args([&url, "--no-compression", "-v"])
@@ -409,24 +411,43 @@ fn ctrl_c_with_input_the_server_never_takes_reports_it_unsent() {
         .unwrap();
     // More than the socket buffers hold: some of it cannot be sent.
     let mut stdin = child.stdin.take().unwrap();
-    let feeder = thread::spawn(move || {
-        let line = "x".repeat(1023) + "\n";
-        for _ in 0..(48 << 10) {
-            if stdin.write_all(line.as_bytes()).is_err() {
-                return;
+    let fed = Arc::new(AtomicUsize::new(0));
+    let feeder = thread::spawn({
+        let fed = fed.clone();
+        move || {
+            let line = "x".repeat(1023) + "\n";
+            for _ in 0..(48 << 10) {
+                if stdin.write_all(line.as_bytes()).is_err() {
+                    return;
+                }
+                fed.fetch_add(line.len(), Ordering::Relaxed);
             }
         }
     });
     let mut child = Proc(child);
     let err = once_open(&mut child);
-    // Time to fill the socket buffers (a few MB; Ctrl-C stops the input).
-    thread::sleep(Duration::from_millis(1500));
+    // Until the socket buffers are full: the client stops taking its input, which stalls the
+    // feeder. A fixed wait lost that race on a busy machine, and so did a short stall: there
+    // loopback traffic can pause for a while (its softirq starved) and then go on.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = (0, Instant::now());
+    while last.0 < (1 << 20) || last.1.elapsed() < Duration::from_secs(2) {
+        assert!(
+            Instant::now() < deadline,
+            "the client never stopped taking input"
+        );
+        thread::sleep(Duration::from_millis(50));
+        let now = fed.load(Ordering::Relaxed);
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+    }
     send_signal(&child, "-INT");
     let code = child.0.wait().unwrap().code();
     let err = err.join().unwrap();
     assert_eq!(code, Some(7), "{err}");
     assert!(err.contains("was not all sent"), "{err}");
-    drop(child);
+    drop((child, done));
     let _ = feeder.join();
 }
 
