@@ -167,6 +167,9 @@ async fn handle(
     if !settings.compression {
         acceptor = acceptor.deflate(None);
     }
+    // Subscribed before the 101 goes out: a client that has seen it gets every message
+    // published after (those published during its handshake wait in the inbox).
+    let inbox = (settings.mode == ServeMode::Broadcast).then(|| hub.subscribe());
     let (mut ws, request) = match acceptor.accept_async(tcp).await {
         Ok(accepted) => accepted,
         Err(e) => {
@@ -180,7 +183,10 @@ async fn handle(
     let served = async {
         match settings.mode {
             ServeMode::Echo => echo(&mut ws, &mut stats).await,
-            ServeMode::Broadcast => broadcast(&mut ws, hub, &mut stats).await,
+            ServeMode::Broadcast => {
+                let inbox = inbox.unwrap_or_else(|| hub.subscribe());
+                broadcast(&mut ws, hub, inbox, &mut stats).await
+            }
             ServeMode::Feed => feed(&mut ws, settings, id, &mut stats).await,
         }
     };
@@ -241,9 +247,9 @@ async fn echo(ws: &mut WebSocketStream<TcpStream>, stats: &mut Stats) -> Outcome
 async fn broadcast(
     ws: &mut WebSocketStream<TcpStream>,
     hub: &broadcast::Sender<Message>,
+    mut inbox: broadcast::Receiver<Message>,
     stats: &mut Stats,
 ) -> Outcome {
-    let mut inbox = hub.subscribe();
     loop {
         tokio::select! {
             published = inbox.recv() => match published {

@@ -535,24 +535,27 @@ fn missing_pong_is_reported() {
 fn broadcast_reaches_other_clients() {
     let (_server, url, _) = wsc_serve(&["--broadcast"]);
     let listener = Command::new(WSC)
-        .args([&url, "-n", "--count", "1"])
+        .args([&url, "-n", "-v", "--count", "1"])
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let listener = Proc(listener);
-    thread::sleep(Duration::from_millis(500));
+    let mut listener = Proc(listener);
+    // The server subscribes a client before its 101: once open, it hears what follows.
+    let _err = once_open(&mut listener);
+    let mut stdout = listener.0.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut got = String::new();
+        let _ = stdout.read_to_string(&mut got);
+        let _ = tx.send(got);
+    });
     let out = wsc(&[&url, "--count", "1"], b"to everyone\n");
     exits_with(&out, 0);
-    let mut child = listener;
-    let mut got = String::new();
-    child
-        .0
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut got)
-        .unwrap();
+    let got = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the listener got nothing in 20 s");
     assert_eq!(got, "to everyone\n");
 }
 
@@ -775,7 +778,8 @@ fn bad_arguments_exit_2() {
 
 #[test]
 fn demo_runs_offline_and_exits_0() {
-    let out = wsc(&["demo", "--duration", "1.6"], b"");
+    // Our ping goes at 1.5 s after the open: its pong comes well before the close.
+    let out = wsc(&["demo", "--duration", "2.5"], b"");
     exits_with(&out, 0);
     let ticks = stdout(&out)
         .lines()
@@ -1294,7 +1298,9 @@ fn piped_requests_get_their_replies_from_a_server_that_stops_at_our_close() {
         raw_upgrade(&mut tcp);
         let mut request = [0u8; 8]; // "hi", masked
         tcp.read_exact(&mut request).unwrap();
-        thread::sleep(Duration::from_millis(300));
+        // Long enough for a close sent at the end of stdin to be here, well within the
+        // linger (1 s) on a busy machine.
+        thread::sleep(Duration::from_millis(100));
         tcp.set_nonblocking(true).unwrap();
         let mut next = [0u8; 1];
         let closed = matches!(tcp.peek(&mut next), Ok(1) if next[0] == 0x88);
