@@ -410,9 +410,11 @@ fn bad_urls_fail_before_connecting() {
 
 #[test]
 fn read_timeout_is_reported_and_the_connection_survives() {
-    let (url, server) = serve_once(|mut tcp| {
+    let (timed_out, told) = std::sync::mpsc::channel::<()>();
+    let (url, server) = serve_once(move |mut tcp| {
         raw_accept(&mut tcp, &[]);
-        thread::sleep(Duration::from_millis(400));
+        // Sends only once the client's read has timed out.
+        told.recv_timeout(TIMEOUT).unwrap();
         tcp.write_all(&[0x81, 0x02, b'o', b'k']).unwrap();
         read_client_frame(&mut tcp)
     });
@@ -420,7 +422,12 @@ fn read_timeout_is_reported_and_the_connection_survives() {
         .read_timeout(Some(Duration::from_millis(100)))
         .connect()
         .unwrap();
-    assert!(matches!(ws.read(), Err(Error::Timeout(Phase::Read))));
+    let first = ws.read();
+    timed_out.send(()).unwrap();
+    assert!(
+        matches!(first, Err(Error::Timeout(Phase::Read))),
+        "{first:?}"
+    );
     ws.set_read_timeout(Some(TIMEOUT)).unwrap();
     assert_eq!(ws.read().unwrap(), Message::text("ok"));
     ws.close(None).unwrap();
@@ -918,7 +925,22 @@ fn a_read_returns_what_arrived_without_waiting_for_room_for_our_output() {
     let sent = ws.send_binary(&vec![7u8; 32 << 20]).unwrap_err();
     assert!(matches!(sent, Error::Timeout(Phase::Write)), "{sent}");
     go.send(()).unwrap();
-    thread::sleep(Duration::from_millis(100));
+    // The clock starts once "hi" is in the client's socket (a peek on a clone, which
+    // shares the socket but neither takes the bytes nor changes its options).
+    let peeker = ws.get_ref().tcp().try_clone().unwrap();
+    let (arrived, wait) = std::sync::mpsc::channel();
+    thread::spawn(move || loop {
+        use std::io::ErrorKind::{Interrupted, TimedOut, WouldBlock};
+        match peeker.peek(&mut [0u8; 1]) {
+            // Interrupted, or a read timeout on the socket ran out: peek again.
+            Err(e) if matches!(e.kind(), Interrupted | WouldBlock | TimedOut) => {
+                thread::sleep(Duration::from_millis(5))
+            }
+            got => break arrived.send(got.map_err(|e| e.to_string())).unwrap(),
+        }
+    });
+    let peeked = wait.recv_timeout(TIMEOUT).expect("\"hi\" never arrived");
+    assert_eq!(peeked, Ok(1));
     let start = Instant::now();
     assert_eq!(ws.read().unwrap(), Message::text("hi"));
     // Before, the read waited out the write timeout for room first.
@@ -1054,7 +1076,7 @@ fn messages_received_before_a_failed_pong_are_delivered_then_the_error() {
     });
     let mut ws = builder(&url).connect().unwrap();
     server.join().unwrap();
-    thread::sleep(Duration::from_millis(100));
+    until_reset_arrives(&ws);
     assert_eq!(ws.read().unwrap(), Message::Ping("ping".into()));
     for text in ["one", "two", "three"] {
         assert_eq!(ws.read().unwrap(), Message::text(text));
@@ -1273,9 +1295,33 @@ fn last_words_and_close() -> Vec<u8> {
     frames
 }
 
+/// Waits (up to 10 s) until the client's socket has the peer's reset: POLLHUP, which a
+/// FIN alone does not give. Polling neither reads nor takes the socket's pending error.
+#[cfg(target_os = "linux")]
+fn until_reset_arrives(ws: &wsc::WebSocket<wsc::MaybeTlsStream>) {
+    use std::os::fd::AsRawFd;
+    let fd = ws.get_ref().tcp().as_raw_fd();
+    let started = Instant::now();
+    loop {
+        let mut poll = libc::pollfd {
+            fd,
+            events: 0,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, the socket open while `ws` is borrowed; no wait.
+        let n = unsafe { libc::poll(&mut poll, 1, 0) };
+        assert!(n >= 0, "poll: {}", std::io::Error::last_os_error());
+        if poll.revents & libc::POLLHUP != 0 {
+            return;
+        }
+        assert!(started.elapsed() < TIMEOUT, "no reset");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// A client of a raw server that sends `frames` once connected and then resets the
-/// connection (SO_LINGER 0); returns once the reset has had time to arrive, the frames
-/// still unread in the client's socket.
+/// connection (SO_LINGER 0); returns once the reset has arrived, the frames still unread in
+/// the client's socket.
 #[cfg(target_os = "linux")] // socket2, for the reset
 fn reset_after(frames: Vec<u8>) -> wsc::WebSocket<wsc::MaybeTlsStream> {
     let (go, told) = std::sync::mpsc::channel::<()>();
@@ -1293,7 +1339,7 @@ fn reset_after(frames: Vec<u8>) -> wsc::WebSocket<wsc::MaybeTlsStream> {
         .unwrap();
     go.send(()).unwrap();
     server.join().unwrap();
-    thread::sleep(Duration::from_millis(100));
+    until_reset_arrives(&ws);
     ws
 }
 

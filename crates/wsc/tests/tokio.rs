@@ -776,6 +776,36 @@ async fn recv_dropped_mid_message_loses_and_duplicates_nothing() {
 
 const WRITE_BUFFER: usize = 64 * 1024;
 const CHUNK: usize = 16 * 1024;
+/// A [`CHUNK`] message on the wire: 2 header bytes, a 16-bit length and the mask key.
+const CHUNK_FRAME: usize = CHUNK + 8;
+
+/// Socket buffer size (each way) for tests that fill the socket: fixed, so not autotuned.
+const SMALL_SOCKET_BUFFER: usize = 4096;
+/// More than loopback TCP holds with [`SMALL_SOCKET_BUFFER`] at both ends and a peer that
+/// reads nothing (Linux holds about 12 KiB): output past it can never go out.
+const SOCKETS_HOLD_AT_MOST: usize = 48 * 1024;
+
+/// A listener whose connections have a small fixed receive buffer (set before accepting,
+/// as the window is sized at the TCP handshake).
+async fn listen_small() -> (TcpListener, String) {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(SMALL_SOCKET_BUFFER).unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    socket.bind(&addr.into()).unwrap();
+    socket.listen(16).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let listener = TcpListener::from_std(socket.into()).unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    (listener, url)
+}
+
+/// Gives a client a small fixed send buffer (see [`listen_small`]).
+fn small_send_buffer(ws: &WebSocketStream<wsc::tokio::TokioStream>) {
+    socket2::SockRef::from(ws.get_ref().tcp())
+        .set_send_buffer_size(SMALL_SOCKET_BUFFER)
+        .unwrap();
+}
 
 /// A server that completes the handshake, reads nothing until `go` fires, then collects the
 /// numbers of the binary messages it gets until the connection ends.
@@ -873,13 +903,14 @@ async fn send_blocks_when_the_peer_does_not_read_and_the_queue_stays_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sink_feed_and_send_block_when_the_peer_does_not_read() {
     within(BUDGET, async {
-        let (listener, url) = listen().await;
+        let (listener, url) = listen_small().await;
         let (go, wait) = oneshot::channel();
         let server = tokio::spawn(stalled_server(listener, wait));
         let (mut ws, _) = with_compression(builder(&url), false)
             .connect_async()
             .await
             .unwrap();
+        small_send_buffer(&ws);
         ws.set_write_buffer(WRITE_BUFFER);
         let bound = WRITE_BUFFER + CHUNK + 14;
         let (mut completed, mut attempted, mut blocked) = (0u32, 0u32, 0u32);
@@ -901,7 +932,10 @@ async fn sink_feed_and_send_block_when_the_peer_does_not_read() {
                 "{queued} bytes queued after {attempted} feeds"
             );
         }
-        // `SinkExt::send` (feed and flush) blocks too.
+        // `SinkExt::send` (feed and flush) blocks too: its flush must write all that was
+        // fed, more than the sockets hold (a feed blocked only with the write buffer full),
+        // so it cannot finish however late loopback delivers.
+        assert!((completed as usize + 1) * CHUNK_FRAME > SOCKETS_HOLD_AT_MOST);
         let send = SinkExt::send(&mut ws, Message::binary(numbered(attempted, CHUNK)));
         attempted += 1;
         assert!(timeout(Duration::from_millis(100), send).await.is_err());
@@ -928,7 +962,7 @@ async fn blocked_on_a_stalled_server(
     tokio::task::JoinHandle<(Vec<u32>, Option<CloseFrame>)>,
     oneshot::Sender<()>,
 ) {
-    let (listener, url) = listen().await;
+    let (listener, url) = listen_small().await;
     let (go, wait) = oneshot::channel();
     let server = tokio::spawn(stalled_server(listener, wait));
     let (mut ws, _) = with_compression(builder(&url), false)
@@ -936,15 +970,27 @@ async fn blocked_on_a_stalled_server(
         .connect_async()
         .await
         .unwrap();
-    let mut i = 0;
-    loop {
-        assert!(i < 20_000, "send never blocked");
-        let send = ws.send(Message::binary(numbered(i, CHUNK)));
-        i += 1;
-        if timeout(Duration::from_millis(300), send).await.is_err() {
-            return (ws, server, go);
+    small_send_buffer(&ws);
+    // A send that times out leaves its message queued. Once more is queued than the
+    // sockets can ever take, the close frame behind it cannot go out: full by
+    // construction, not judged from a send that was slow (loopback can stall under load).
+    let mut sent = 0;
+    while ws.connection().queued_output() <= SOCKETS_HOLD_AT_MOST {
+        assert!(sent < 1000, "send never blocked");
+        let send = ws.send(Message::binary(numbered(sent as u32, CHUNK)));
+        sent += 1;
+        if let Ok(result) = timeout(Duration::from_millis(10), send).await {
+            result.unwrap();
         }
     }
+    // What the kernel took so far (every message was queued: the write buffer, 128 KiB,
+    // never filled): a check that the sockets hold as little as assumed.
+    let written = sent * CHUNK_FRAME - ws.connection().queued_output();
+    assert!(
+        written <= SOCKETS_HOLD_AT_MOST,
+        "the sockets took {written} bytes"
+    );
+    (ws, server, go)
 }
 
 /// `close` promises to finish within the close timeout; a peer that reads nothing must not
@@ -953,7 +999,7 @@ async fn blocked_on_a_stalled_server(
 
 async fn close_is_bounded_when_the_peer_does_not_read() {
     within(BUDGET, async {
-        let close_timeout = Duration::from_millis(500);
+        let close_timeout = Duration::from_secs(1);
         let (mut ws, server, go) = blocked_on_a_stalled_server(close_timeout).await;
         let started = Instant::now();
         let closed = timeout(close_timeout * 6, ws.close(None)).await;
@@ -1013,13 +1059,15 @@ async fn close_cancelled_by_a_shorter_timer_still_ends_within_the_close_timeout(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sink_close_after_a_cancelled_close_does_not_start_the_close_timeout_over() {
     within(BUDGET, async {
-        let close_timeout = Duration::from_millis(800);
+        // Sink::close starts 1.5 s into closing: it should end at 2 s, and would at 3.5 s
+        // if it started the close timeout over; 750 ms of slack either way.
+        let close_timeout = Duration::from_secs(2);
         let (mut ws, server, go) = blocked_on_a_stalled_server(close_timeout).await;
         let started = Instant::now();
-        assert!(timeout(Duration::from_millis(300), ws.close(None))
+        assert!(timeout(Duration::from_millis(500), ws.close(None))
             .await
             .is_err());
-        sleep(Duration::from_millis(300)).await;
+        sleep(Duration::from_millis(1000)).await;
         let closed = timeout(close_timeout * 4, SinkExt::<Message>::close(&mut ws)).await;
         let took = started.elapsed();
         assert!(
@@ -1027,7 +1075,7 @@ async fn sink_close_after_a_cancelled_close_does_not_start_the_close_timeout_ove
             "{closed:?}"
         );
         assert!(
-            took < close_timeout + Duration::from_millis(400),
+            took < close_timeout + Duration::from_millis(750),
             "{took:?}"
         );
         server.abort();
@@ -1041,7 +1089,8 @@ async fn sink_close_after_a_cancelled_close_does_not_start_the_close_timeout_ove
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writers_close_that_times_out_ends_the_readers_wait_with_it() {
     within(BUDGET, async {
-        let close_timeout = Duration::from_millis(500);
+        // Long enough that load cannot eat the half close timeout of slack below.
+        let close_timeout = Duration::from_secs(2);
         let (ws, server, go) = blocked_on_a_stalled_server(close_timeout).await;
         let (mut reader, mut writer) = ws.split();
         let started = Instant::now();
@@ -1224,7 +1273,7 @@ async fn messages_received_before_a_failed_pong_are_delivered_then_the_error() {
         });
         let (mut ws, _) = builder(&url).connect_async().await.unwrap();
         server.await.unwrap();
-        sleep(Duration::from_millis(100)).await;
+        until_reset_arrives(&ws).await;
         assert_eq!(
             ws.recv().await.unwrap().unwrap(),
             Message::Ping("ping".into())
@@ -1612,19 +1661,20 @@ async fn without_a_close_timeout_an_idle_wait_before_close_does_not_shorten_it()
             raw_accept(&mut tcp).await;
             let (head, _) = read_client_frame(&mut tcp).await.unwrap();
             assert_eq!(head & 0x0F, OP_CLOSE);
-            // Answers well within the read timeout of the close.
-            sleep(Duration::from_millis(300)).await;
+            // Answers 600 ms within the read timeout from when closing began, 600 ms past
+            // it counted from before the idle wait (the bug).
+            sleep(Duration::from_millis(1800)).await;
             let close = server_frame(FIN | OP_CLOSE, &1000u16.to_be_bytes());
             tcp.write_all(&close).await.unwrap();
         });
         let (mut ws, _) = builder(&url)
             .close_timeout(None)
-            .read_timeout(Duration::from_millis(800))
+            .read_timeout(Duration::from_millis(2400))
             .connect_async()
             .await
             .unwrap();
-        // Quiet for most of the read timeout, then closing.
-        assert!(timeout(Duration::from_millis(700), ws.recv())
+        // Quiet for half the read timeout (its timer well ahead of recv's), then closing.
+        assert!(timeout(Duration::from_millis(1200), ws.recv())
             .await
             .is_err());
         let got = timeout(Duration::from_secs(5), ws.close(None)).await;
@@ -1807,9 +1857,33 @@ fn last_words_and_close() -> Vec<u8> {
     frames
 }
 
+/// Waits (up to 10 s) until the client's socket has the peer's reset: POLLHUP, which a
+/// FIN alone does not give. Polling neither reads nor takes the socket's pending error.
+#[cfg(target_os = "linux")]
+async fn until_reset_arrives(ws: &WebSocketStream<wsc::tokio::TokioStream>) {
+    use std::os::fd::AsRawFd;
+    let fd = ws.get_ref().tcp().as_raw_fd();
+    let started = Instant::now();
+    loop {
+        let mut poll = libc::pollfd {
+            fd,
+            events: 0,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, the socket open while `ws` is borrowed; no wait.
+        let n = unsafe { libc::poll(&mut poll, 1, 0) };
+        assert!(n >= 0, "poll: {}", std::io::Error::last_os_error());
+        if poll.revents & libc::POLLHUP != 0 {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no reset");
+        sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// A client of a raw server that sends `frames` once connected and then resets the
-/// connection (SO_LINGER 0); returns once the reset has had time to arrive, the frames
-/// still unread in the client's socket.
+/// connection (SO_LINGER 0); returns once the reset has arrived, the frames still unread in
+/// the client's socket.
 #[cfg(target_os = "linux")] // socket2, for the reset
 async fn reset_after(frames: Vec<u8>) -> WebSocketStream<wsc::tokio::TokioStream> {
     let (listener, url) = listen().await;
@@ -1830,7 +1904,7 @@ async fn reset_after(frames: Vec<u8>) -> WebSocketStream<wsc::tokio::TokioStream
         .unwrap();
     go.send(()).unwrap();
     server.await.unwrap();
-    sleep(Duration::from_millis(100)).await;
+    until_reset_arrives(&ws).await;
     ws
 }
 
@@ -1969,7 +2043,7 @@ async fn a_writers_close_message_is_bounded_by_the_close_timeout_as_its_close_is
 /// reads nothing: bounded by the close timeout as `send(Message::Close(..))` is (before, the
 /// flush waited for room in the socket forever), and the stream ends with it.
 async fn flush_a_queued_close_to_a_peer_that_does_not_read(split: bool) {
-    let close_timeout = Duration::from_millis(500);
+    let close_timeout = Duration::from_secs(1);
     let (ws, server, go) = blocked_on_a_stalled_server(close_timeout).await;
     let started = Instant::now();
     let close = Message::Close(Some(CloseFrame::new(1000u16, "bye")));
