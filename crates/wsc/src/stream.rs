@@ -116,6 +116,13 @@ impl Read for DeadlineTcp {
                     .armed
                     .is_some_and(|armed| armed >= left && armed <= left + REARM_SLACK);
             if !recent {
+                // What has arrived is taken without arming the timeout (a system call): the
+                // answer to a handshake or a close is often here before we read.
+                #[cfg(target_os = "linux")]
+                match recv_nowait(&self.tcp, buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    done => return done,
+                }
                 self.arm(Some(left), Some(now))?;
             }
         } else if self.armed != self.read_timeout {
@@ -266,13 +273,26 @@ fn send_nowait(tcp: &TcpStream, buf: &[u8]) -> io::Result<usize> {
     nonblocking(tcp, |mut tcp| tcp.write(buf))
 }
 
+/// One read of what has arrived, without waiting (`WouldBlock` when nothing has): one
+/// system call, the socket staying in blocking mode.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn recv_nowait(tcp: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and recv only writes initialised
+    // bytes into the buffer, so it stays a valid `[u8]`.
+    let uninit = unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
+    socket2::SockRef::from(tcp).recv_with_flags(uninit, libc::MSG_DONTWAIT)
+}
+
 /// One read of what has arrived, without waiting: the socket in non-blocking mode for it
 /// (three system calls; only reads made while our own output is held up come here).
+#[cfg(not(target_os = "linux"))]
 fn recv_nowait(tcp: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     nonblocking(tcp, |mut tcp| tcp.read(buf))
 }
 
 /// Runs one read or write with the socket in non-blocking mode.
+#[cfg(not(target_os = "linux"))]
 fn nonblocking(
     tcp: &TcpStream,
     op: impl FnOnce(&TcpStream) -> io::Result<usize>,
