@@ -1295,28 +1295,11 @@ fn last_words_and_close() -> Vec<u8> {
     frames
 }
 
-/// Waits (up to 10 s) until the client's socket has the peer's reset: POLLHUP, which a
-/// FIN alone does not give. Polling neither reads nor takes the socket's pending error.
+/// Waits until the client's socket has the peer's reset.
 #[cfg(target_os = "linux")]
 fn until_reset_arrives(ws: &wsc::WebSocket<wsc::MaybeTlsStream>) {
     use std::os::fd::AsRawFd;
-    let fd = ws.get_ref().tcp().as_raw_fd();
-    let started = Instant::now();
-    loop {
-        let mut poll = libc::pollfd {
-            fd,
-            events: 0,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, the socket open while `ws` is borrowed; no wait.
-        let n = unsafe { libc::poll(&mut poll, 1, 0) };
-        assert!(n >= 0, "poll: {}", std::io::Error::last_os_error());
-        if poll.revents & libc::POLLHUP != 0 {
-            return;
-        }
-        assert!(started.elapsed() < TIMEOUT, "no reset");
-        thread::sleep(Duration::from_millis(5));
-    }
+    common::wait_for_reset(ws.get_ref().tcp().as_raw_fd());
 }
 
 /// A client of a raw server that sends `frames` once connected and then resets the

@@ -84,3 +84,31 @@ impl Uncompressed for wsc::ClientBuilder {
         self
     }
 }
+
+/// Whether the peer's reset has reached the socket `fd`: poll reports a hang-up, which a FIN
+/// alone does not give. Polling neither waits, reads, nor takes the socket's pending error.
+#[cfg(target_os = "linux")]
+pub fn has_reset(fd: std::os::fd::RawFd) -> bool {
+    let mut poll = libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for an open socket (the caller's); no wait.
+    let n = unsafe { libc::poll(&mut poll, 1, 0) };
+    assert!(n >= 0, "poll: {}", std::io::Error::last_os_error());
+    poll.revents & libc::POLLHUP != 0
+}
+
+/// Waits (up to 10 s) until the peer's reset has reached the socket `fd` ([`has_reset`]).
+#[cfg(target_os = "linux")]
+pub fn wait_for_reset(fd: std::os::fd::RawFd) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !has_reset(fd) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the peer's reset never came"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
