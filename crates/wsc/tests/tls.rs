@@ -1744,7 +1744,7 @@ fn close_and_wait_over_tls_returns_the_close_the_server_sent_before_it_reset() {
     let mut ws = builder.connect().unwrap();
     go.send(()).unwrap();
     gone.recv_timeout(TIMEOUT).unwrap();
-    thread::sleep(Duration::from_millis(100));
+    common::wait_for_reset(std::os::fd::AsRawFd::as_raw_fd(ws.get_ref().tcp()));
     let closed = ws.close_and_wait(Some(CloseFrame::new(1000, "bye")));
     assert_eq!(
         closed.unwrap(),
@@ -1763,7 +1763,7 @@ fn async_close_over_tls_returns_the_close_the_server_sent_before_it_reset() {
         let (mut ws, _) = builder.connect_async().await.unwrap();
         go.send(()).unwrap();
         gone.recv_timeout(TIMEOUT).unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        common::wait_for_reset(std::os::fd::AsRawFd::as_raw_fd(ws.get_ref().tcp()));
         let close = ws.close(Some(CloseFrame::new(1000u16, "bye")));
         let closed = tokio::time::timeout(TIMEOUT, close).await.unwrap();
         assert_eq!(
