@@ -905,21 +905,33 @@ fn serve_handles_many_clients_at_once() {
     assert_eq!(echoed, 1000);
 }
 
-/// Starts `wsc serve --echo` on a given address; waits until it listens.
+/// Starts `wsc serve --echo` on a given address; waits until it listens. The address was
+/// released a moment ago: another test's outgoing connection may hold it as its local port
+/// for a while, so a start that finds it in use is tried again.
 fn wsc_serve_at(addr: &str) -> Proc {
-    let mut child = Command::new(WSC)
-        .args(["serve", addr, "--echo"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.contains("ws://"), "wsc serve did not start: {line:?}");
-    Proc(child)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut child = Command::new(WSC)
+            .args(["serve", addr, "--echo"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stderr.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        if line.contains("ws://") {
+            return Proc(child);
+        }
+        let _ = child.wait();
+        assert!(
+            line.contains("in use") && Instant::now() < deadline,
+            "wsc serve did not start: {line:?}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]

@@ -411,11 +411,7 @@ fn reconnect_after_the_server_dies_resubscribes_and_reports_the_gap() {
     // The server is down for a while: attempts fail, then it comes back on the same port.
     let restart = thread::spawn(move || {
         thread::sleep(Duration::from_millis(500));
-        feed_life(
-            TcpListener::bind(addr).unwrap(),
-            "tick 2",
-            Some(CloseCode::GOING_AWAY),
-        );
+        feed_life(bind_again(addr), "tick 2", Some(CloseCode::GOING_AWAY));
     });
     match feed.next_event().unwrap() {
         Event::Reconnected(r) => {
@@ -599,11 +595,7 @@ async fn async_reconnect_after_the_server_dies_resubscribes_and_reports_the_gap(
     assert!(feed.response().is_none() && feed.get_ref().is_none());
     let restart = thread::spawn(move || {
         thread::sleep(Duration::from_millis(300));
-        feed_life(
-            TcpListener::bind(addr).unwrap(),
-            "tick 2",
-            Some(CloseCode::NORMAL),
-        );
+        feed_life(bind_again(addr), "tick 2", Some(CloseCode::NORMAL));
     });
     assert!(matches!(feed.next_event().await.unwrap(), Event::Reconnected(r) if r.attempts >= 1));
     assert_ne!(accept(&feed), first_accept);
@@ -1510,4 +1502,19 @@ fn the_read_timeout_counts_from_the_start_of_the_wait_with_keepalive_on() {
     assert!(took < Duration::from_millis(1750), "{took:?}");
     drop(ws);
     server.join().unwrap();
+}
+
+/// Listens again on `addr`, released a moment ago: another test's outgoing connection may
+/// hold it as its local port for a while (ports of either kind come from the same range).
+fn bind_again(addr: std::net::SocketAddr) -> TcpListener {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpListener::bind(addr) {
+            Ok(listener) => return listener,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot listen on {addr} again: {e}"),
+        }
+    }
 }
