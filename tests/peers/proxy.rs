@@ -226,6 +226,16 @@ impl TestProxy {
         self.state.connections.load(Ordering::SeqCst)
     }
 
+    /// Waits up to 5 s until `count` client connections were accepted (a client can be done
+    /// before the accept thread has counted it), then checks there were no more.
+    pub fn wait_for_connections(&self, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.connections() < count && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(self.connections(), count);
+    }
+
     /// What the clients asked for so far.
     pub fn requests(&self) -> Vec<Request> {
         self.state.requests.lock().unwrap().clone()

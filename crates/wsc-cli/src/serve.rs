@@ -168,8 +168,9 @@ async fn handle(
         acceptor = acceptor.deflate(None);
     }
     // Subscribed before the 101 goes out: a client that has seen it gets every message
-    // published after (those published during its handshake wait in the inbox).
-    let inbox = (settings.mode == ServeMode::Broadcast).then(|| hub.subscribe());
+    // published after (those published during its handshake wait in the inbox). Only
+    // --broadcast publishes; in the other modes the inbox stays empty.
+    let inbox = hub.subscribe();
     let (mut ws, request) = match acceptor.accept_async(tcp).await {
         Ok(accepted) => accepted,
         Err(e) => {
@@ -183,10 +184,7 @@ async fn handle(
     let served = async {
         match settings.mode {
             ServeMode::Echo => echo(&mut ws, &mut stats).await,
-            ServeMode::Broadcast => {
-                let inbox = inbox.unwrap_or_else(|| hub.subscribe());
-                broadcast(&mut ws, hub, inbox, &mut stats).await
-            }
+            ServeMode::Broadcast => broadcast(&mut ws, hub, inbox, &mut stats).await,
             ServeMode::Feed => feed(&mut ws, settings, id, &mut stats).await,
         }
     };

@@ -627,17 +627,7 @@ fn a_proxy_that_never_answers_times_out_in_the_proxy_phase() {
     );
     assert!(start.elapsed() < Duration::from_secs(2));
     // The proxy never answered, so its accept thread may not have counted them all yet.
-    wait_for_connections(&silent, 3);
-}
-
-/// Waits up to 5 s until `proxy` has accepted `count` connections, then checks it has
-/// accepted no more.
-fn wait_for_connections(proxy: &TestProxy, count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while proxy.connections() < count && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(10));
-    }
-    assert_eq!(proxy.connections(), count);
+    silent.wait_for_connections(3);
 }
 
 // ---------------------------------------------------------------------------------------------
