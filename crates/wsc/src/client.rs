@@ -527,12 +527,7 @@ impl ClientBuilder {
             MaybeTlsStream::plain(tcp)
         };
         let timeout = self.phase_timeout(self.handshake_timeout, opened);
-        self.handshake(
-            url.clone(),
-            stream,
-            Some(StreamControl::for_maybe_tls()),
-            timeout,
-        )
+        self.handshake(url, stream, Some(StreamControl::for_maybe_tls()), timeout)
     }
 
     /// The connection the accepted handshake opens, with compression if it was agreed.
@@ -602,12 +597,12 @@ impl ClientBuilder {
     pub fn connect_on<S: Read + Write>(self, stream: S) -> Result<WebSocket<S>, Error> {
         let url = WsUrl::parse(&self.url)?;
         let timeout = self.handshake_timeout;
-        self.handshake(url, stream, None, timeout)
+        self.handshake(&url, stream, None, timeout)
     }
 
     fn handshake<S: Read + Write>(
         &self,
-        url: WsUrl,
+        url: &WsUrl,
         mut stream: S,
         control: Option<StreamControl<S>>,
         timeout: Option<Duration>,
@@ -618,7 +613,7 @@ impl ClientBuilder {
             (c.set_deadline)(&mut stream, deadline)?;
         }
         let (mut handshake, request) =
-            ClientHandshake::new(&self.request(&url), self.max_handshake_size)?;
+            ClientHandshake::new(&self.request(url), self.max_handshake_size)?;
         let io_err = |e: io::Error| map_io_error(e, Phase::WebSocketHandshake, &host);
         stream.write_all(&request).map_err(io_err)?;
         stream.flush().map_err(io_err)?;

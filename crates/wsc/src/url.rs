@@ -1,6 +1,6 @@
 //! WebSocket URLs (RFC 6455 section 3): `ws://` and `wss://`, with host, port, path and query.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 /// A parsed `ws://` or `wss://` URL.
 #[derive(Clone, PartialEq, Eq)]
@@ -271,11 +271,21 @@ impl WsUrl {
 
     /// The `Host` header value: the port is included only when it is not the default.
     pub fn host_header(&self) -> String {
-        if self.port == self.default_port() {
-            self.host_for_header()
-        } else {
-            format!("{}:{}", self.host_for_header(), self.port)
+        // Built in place, one allocation: it is part of every connection's cost.
+        let mut out = String::with_capacity(self.host.len() + 8);
+        let bracketed = self.host.contains(':');
+        if bracketed {
+            out.push('[');
         }
+        out.push_str(&self.host);
+        if bracketed {
+            out.push(']');
+        }
+        if self.port != self.default_port() {
+            // Writing to a String cannot fail.
+            let _ = write!(out, ":{}", self.port);
+        }
+        out
     }
 
     /// `host:port`, for messages and for connecting.
@@ -354,6 +364,16 @@ mod tests {
 
         let u = WsUrl::parse("ws://[::1]").unwrap();
         assert_eq!((u.port, u.host_header().as_str()), (80, "[::1]"));
+
+        for (url, host) in [
+            ("ws://h:1", "h:1"),
+            ("ws://h:65535", "h:65535"),
+            ("ws://h:443", "h:443"),
+            ("wss://h:80", "h:80"),
+            ("wss://[fe80::1]:443", "[fe80::1]"),
+        ] {
+            assert_eq!(WsUrl::parse(url).unwrap().host_header(), host, "{url}");
+        }
 
         let u = WsUrl::parse("ws://h/caf\u{e9}?q=\u{e9}").unwrap();
         assert_eq!(u.path, "/caf%C3%A9?q=%C3%A9");

@@ -31,6 +31,10 @@ pub(crate) fn overridden(overrides: &Overrides, host: &str, port: u16) -> Option
 /// the two families interleaved, starting with the family the resolver listed first (its
 /// preference).
 pub(crate) fn interleave(addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
+    // One address (an IP literal, most names): nothing to order.
+    if addrs.len() < 2 {
+        return addrs;
+    }
     let mut unique: Vec<SocketAddr> = Vec::with_capacity(addrs.len());
     for addr in addrs {
         if !unique.contains(&addr) {

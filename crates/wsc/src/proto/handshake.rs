@@ -4,7 +4,7 @@
 //! (httparse); the server parses a request and answers it. Bytes that follow the response in the
 //! same read belong to the first frames: parsers report how much they consumed.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::mem::MaybeUninit;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -547,22 +547,28 @@ impl ClientHandshake {
                 "request path {path:?} contains spaces or control characters"
             )));
         }
-        // Writing to a String cannot fail.
-        let _ = write!(
-            out,
-            "GET {path} HTTP/1.1\r\nHost: {host}\r\n\
-             Upgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n",
-        );
+        // Appended piece by piece, not formatted: this runs for every connection.
+        for part in [
+            "GET ",
+            path,
+            " HTTP/1.1\r\nHost: ",
+            host,
+            "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ",
+            key,
+            "\r\nSec-WebSocket-Version: 13\r\n",
+        ] {
+            out.push_str(part);
+        }
+        let mut header = |name: &str, value: &str| {
+            for part in [name, ": ", value, "\r\n"] {
+                out.push_str(part);
+            }
+        };
         if let Some(origin) = &request.origin {
-            let _ = write!(out, "Origin: {origin}\r\n");
+            header("Origin", origin);
         }
         if !request.protocols.is_empty() {
-            let _ = write!(
-                out,
-                "Sec-WebSocket-Protocol: {}\r\n",
-                request.protocols.join(", ")
-            );
+            header("Sec-WebSocket-Protocol", &request.protocols.join(", "));
         }
         #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
         let mut offers: Vec<String> = request.extensions.iter().cloned().collect();
@@ -571,12 +577,12 @@ impl ClientHandshake {
         if !offers.is_empty() {
             let ext = offers.join(", ");
             validate_header("Sec-WebSocket-Extensions", &ext)?;
-            let _ = write!(out, "Sec-WebSocket-Extensions: {ext}\r\n");
+            header("Sec-WebSocket-Extensions", &ext);
         }
         for (name, value) in &request.headers {
             if !name.eq_ignore_ascii_case("host") {
                 // (A Host is sent above, in place of the URL's.)
-                let _ = write!(out, "{name}: {value}\r\n");
+                header(name, value);
             }
         }
         out.push_str("\r\n");
