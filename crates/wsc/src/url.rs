@@ -314,7 +314,7 @@ impl fmt::Debug for WsUrl {
                 &self
                     .credentials
                     .as_ref()
-                    .map(|(user, _)| (user, "<redacted>")),
+                    .map(|(user, _)| (user, crate::proto::redact::REDACTED)),
             )
             .finish()
     }

@@ -4,26 +4,11 @@
 use std::fmt;
 
 use super::ClientBuilder;
-
-/// What stands in for a secret.
-const REDACTED: &str = "<redacted>";
-
-/// Request headers whose values are credentials.
-const SECRET_HEADERS: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
+use crate::proto::redact::{shown_headers, REDACTED};
 
 impl fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let headers: Vec<(&str, &str)> = self
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                let secret = SECRET_HEADERS.iter().any(|s| name.eq_ignore_ascii_case(s));
-                (
-                    name.as_str(),
-                    if secret { REDACTED } else { value.as_str() },
-                )
-            })
-            .collect();
+        let headers = shown_headers(&self.headers);
         let mut d = f.debug_struct("ClientBuilder");
         d.field("url", &url_without_password(&self.url))
             .field("headers", &headers)

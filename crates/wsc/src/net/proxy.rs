@@ -240,7 +240,13 @@ impl fmt::Debug for Proxy {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("user", &self.user())
-            .field("password", &self.credentials.as_ref().map(|_| "<redacted>"))
+            .field(
+                "password",
+                &self
+                    .credentials
+                    .as_ref()
+                    .map(|_| crate::proto::redact::REDACTED),
+            )
             .field("remote_dns", &self.remote_dns)
             .finish()
     }

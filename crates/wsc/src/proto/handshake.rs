@@ -13,6 +13,8 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::StatusCode;
 
+use super::redact;
+
 /// Request headers the handshake itself sets: a caller's own would contradict them.
 const HANDSHAKE_HEADERS: [&str; 6] = [
     "upgrade",
@@ -264,10 +266,7 @@ impl fmt::Debug for Response {
         d.field("redirects", &self.redirects)
             .field(
                 "request_head",
-                &self
-                    .request_head
-                    .as_ref()
-                    .map(|_| "<not shown: may hold credentials>"),
+                &self.request_head.as_ref().map(|_| redact::HEAD_NOT_SHOWN),
             )
             .finish()
     }
@@ -285,8 +284,8 @@ pub struct Redirect {
     pub to: String,
 }
 
-/// What the client puts in its upgrade request.
-#[derive(Debug, Clone, Default)]
+/// What the client puts in its upgrade request (`Debug` redacts credential headers).
+#[derive(Clone, Default)]
 pub struct ClientRequest {
     /// The `Host` header: the host, with the port unless it is the scheme's default.
     pub host: String,
@@ -306,8 +305,7 @@ pub struct ClientRequest {
     pub headers: Vec<(String, String)>,
 }
 
-/// The client side of the opening handshake.
-#[derive(Debug)]
+/// The client side of the opening handshake (`Debug` leaves out the request it sent).
 pub struct ClientHandshake {
     expected_accept: String,
     #[cfg(feature = "deflate")]
@@ -318,6 +316,35 @@ pub struct ClientHandshake {
     refusal: Option<(Response, usize, usize)>,
     /// The request as sent, handed out with a refusal (see [`Response::request_head`]).
     request_head: String,
+}
+
+impl fmt::Debug for ClientRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("ClientRequest");
+        d.field("host", &self.host)
+            .field("path", &self.path)
+            .field("protocols", &self.protocols)
+            .field("origin", &self.origin)
+            .field("extensions", &self.extensions);
+        #[cfg(feature = "deflate")]
+        d.field("deflate", &self.deflate);
+        d.field("headers", &redact::shown_headers(&self.headers))
+            .finish()
+    }
+}
+
+impl fmt::Debug for ClientHandshake {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("ClientHandshake");
+        d.field("expected_accept", &self.expected_accept);
+        #[cfg(feature = "deflate")]
+        d.field("deflate", &self.deflate);
+        d.field("protocols", &self.protocols)
+            .field("max_size", &self.max_size)
+            .field("refusal", &self.refusal)
+            .field("request_head", &redact::HEAD_NOT_SHOWN)
+            .finish()
+    }
 }
 
 /// The error for a head httparse refused. Too many headers is a variant of its own: unlike a
@@ -1328,6 +1355,34 @@ mod tests {
             Err(HandshakeError::Rejected(r)) => assert_eq!(r.body.len(), MAX_ERROR_BODY),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn requests_and_handshakes_printed_with_debug_show_no_credentials() {
+        let mut req = request();
+        req.headers.push(("cookie".into(), "session=c00kie".into()));
+        req.headers
+            .push(("Proxy-Authorization".into(), "Basic cHJveHk=".into()));
+        req.headers.push(("X-Client".into(), "tests".into()));
+        let (hs, sent) = ClientHandshake::with_key(&req, KEY, 1024).unwrap();
+        let sent = String::from_utf8(sent).unwrap();
+        for shown in [format!("{req:?}"), format!("{hs:?}")] {
+            for secret in ["Bearer x", "c00kie", "cHJveHk="] {
+                assert!(sent.contains(secret), "{secret} not sent");
+                assert!(!shown.contains(secret), "{secret} in {shown}");
+            }
+        }
+        let shown = format!("{req:?}");
+        for kept in [
+            "example.com:8080",
+            "/chat?room=1",
+            "X-Client",
+            "tests",
+            "cookie",
+        ] {
+            assert!(shown.contains(kept), "{kept} not in {shown}");
+        }
+        assert!(format!("{hs:?}").contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod keepalive;
 pub mod mask;
 pub mod message;
 mod random;
+pub(crate) mod redact;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
