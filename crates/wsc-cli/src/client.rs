@@ -111,8 +111,8 @@ fn next_line(input: &mut impl BufRead, limit: usize, number: u64) -> Input {
         return Input::Failed(io::Error::new(
             io::ErrorKind::InvalidData,
             format!(
-                "a line is longer than {limit} bytes, the --max-message-size limit (raise \
-                 it, or send the data with --binary)"
+                "line {number} is longer than {limit} bytes, the --max-message-size limit \
+                 (raise it, or send the data with --binary)"
             ),
         ));
     }

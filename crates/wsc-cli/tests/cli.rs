@@ -1451,7 +1451,7 @@ fn a_stdin_line_past_the_message_limit_is_an_error_not_unbounded_memory() {
     input.extend(std::iter::repeat_n(b'z', 2000));
     let out = wsc(&[&url, "--max-message-size", "1K"], &input);
     let err = exits_with(&out, 12);
-    assert!(err.contains("a line is longer than 1024 bytes"), "{err}");
+    assert!(err.contains("line 2 is longer than 1024 bytes"), "{err}");
     assert!(err.contains("--max-message-size"), "{err}");
     // The line before was sent and its echo printed, and the connection closed properly.
     assert_eq!(stdout(&out), "ok\n");
