@@ -347,8 +347,6 @@ impl fmt::Debug for ClientHandshake {
     }
 }
 
-/// The error for a head httparse refused. Too many headers is a variant of its own: unlike a
-/// garbled head, it is no accident of the way, so reconnecting will not retry it.
 /// The first line of what the server sent, quoted and shortened, for an error message: what
 /// answered instead of a WebSocket server.
 fn first_line(buf: &[u8]) -> String {
@@ -358,6 +356,8 @@ fn first_line(buf: &[u8]) -> String {
     format!("{line:?}")
 }
 
+/// The error for a head httparse refused. Too many headers is a variant of its own: unlike a
+/// garbled head, it is no accident of the way, so reconnecting will not retry it.
 fn http_error(e: httparse::Error) -> HandshakeError {
     match e {
         httparse::Error::TooManyHeaders => HandshakeError::TooManyHeaders { max: MAX_HEADERS },
