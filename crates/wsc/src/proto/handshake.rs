@@ -224,7 +224,7 @@ impl std::error::Error for HandshakeError {}
 pub struct Response {
     /// The HTTP status.
     pub status: StatusCode,
-    /// All response headers.
+    /// All response headers (`Debug` redacts `Set-Cookie` values).
     pub headers: HeaderMap,
     /// The subprotocol the server chose, if any.
     pub protocol: Option<String>,
@@ -252,13 +252,13 @@ impl Response {
     }
 }
 
-/// By hand, to leave the request head out: an error printed with `{:?}` (a `main` returning
-/// `Result`, a log line) must not show a password or a token.
+/// By hand, to leave the request head and the cookies set out: an error printed with `{:?}`
+/// (a `main` returning `Result`, a log line) must not show a password or a token.
 impl fmt::Debug for Response {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Response");
         d.field("status", &self.status)
-            .field("headers", &self.headers)
+            .field("headers", &redact::ShownHeaderMap(&self.headers))
             .field("protocol", &self.protocol)
             .field("body", &self.body);
         #[cfg(feature = "deflate")]
@@ -847,12 +847,12 @@ impl ClientHandshake {
     }
 }
 
-/// A client's upgrade request, as the server sees it.
-#[derive(Debug, Clone)]
+/// A client's upgrade request, as the server sees it (`Debug` redacts credential headers).
+#[derive(Clone)]
 pub struct Request {
     /// The request target (path and query).
     pub path: String,
-    /// All request headers.
+    /// All request headers (`Debug` redacts `Authorization`, `Cookie` and the like).
     pub headers: HeaderMap,
     /// The client's `Sec-WebSocket-Key`.
     pub key: String,
@@ -860,6 +860,18 @@ pub struct Request {
     pub protocols: Vec<String>,
     /// The `Sec-WebSocket-Extensions` offers, all headers joined.
     pub extensions: String,
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("path", &self.path)
+            .field("headers", &redact::ShownHeaderMap(&self.headers))
+            .field("key", &self.key)
+            .field("protocols", &self.protocols)
+            .field("extensions", &self.extensions)
+            .finish()
+    }
 }
 
 fn bad_request(status: StatusCode, reason: impl Into<String>) -> HandshakeError {
@@ -1383,6 +1395,39 @@ mod tests {
             assert!(shown.contains(kept), "{kept} not in {shown}");
         }
         assert!(format!("{hs:?}").contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+    }
+
+    #[test]
+    fn requests_and_responses_printed_with_debug_show_no_credentials_in_their_headers() {
+        // What a server sees: the client's Authorization and Cookie.
+        let mut req = request();
+        req.headers.push(("Cookie".into(), "session=c00kie".into()));
+        req.headers.push(("X-Client".into(), "tests".into()));
+        let (mut hs, bytes) = ClientHandshake::with_key(&req, KEY, 1024).unwrap();
+        let (seen, _) = parse_request(&bytes, 4096).unwrap().unwrap();
+        assert_eq!(seen.headers["cookie"], "session=c00kie");
+        let shown = format!("{seen:?}");
+        for secret in ["Bearer x", "c00kie"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        for kept in [
+            "\"authorization\": \"<redacted>\"",
+            "\"x-client\": \"tests\"",
+            KEY,
+        ] {
+            assert!(shown.contains(kept), "{kept} not in {shown}");
+        }
+        // What a client sees: a session cookie set with the 101.
+        let answer = ok_response("Set-Cookie: session=s3ss10n; Path=/\r\nX-Served-By: edge-1\r\n");
+        let (response, _) = hs.parse_response(answer.as_bytes()).unwrap().unwrap();
+        let shown = format!("{response:?}");
+        assert!(!shown.contains("s3ss10n"), "{shown}");
+        for kept in [
+            "\"set-cookie\": \"<redacted>\"",
+            "\"x-served-by\": \"edge-1\"",
+        ] {
+            assert!(shown.contains(kept), "{kept} not in {shown}");
+        }
     }
 
     #[test]
