@@ -7,6 +7,7 @@
 //! driver never reads past the proxy's last byte, so nothing the server sends through the
 //! tunnel is swallowed.
 
+use std::fmt;
 use std::net::IpAddr;
 
 use super::proxy::{host_port, ProxyError};
@@ -76,8 +77,7 @@ impl State {
     }
 }
 
-/// A SOCKS5 negotiation for one CONNECT.
-#[derive(Debug)]
+/// A SOCKS5 negotiation for one CONNECT (`Debug` leaves the password out).
 pub(crate) struct Socks5 {
     target: Target,
     port: u16,
@@ -87,6 +87,23 @@ pub(crate) struct Socks5 {
     state: State,
     /// The bytes of the current piece received so far (at most 255 + 2).
     buf: Vec<u8>,
+}
+
+impl fmt::Debug for Socks5 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let credentials = self
+            .credentials
+            .as_ref()
+            .map(|(user, _)| (user, crate::proto::redact::REDACTED));
+        f.debug_struct("Socks5")
+            .field("target", &self.target)
+            .field("port", &self.port)
+            .field("label", &self.label)
+            .field("credentials", &credentials)
+            .field("state", &self.state)
+            .field("buf", &self.buf)
+            .finish()
+    }
 }
 
 impl Socks5 {
@@ -409,6 +426,14 @@ mod tests {
             [Step::Send(b"\x01\x01u\x00".to_vec())]
         );
         assert!(feed(&mut s, &[5, 0], 2).is_ok());
+    }
+
+    #[test]
+    fn debug_shows_the_user_but_not_the_password() {
+        let s = Socks5::new("h", 1, None, Some(("alice", "s3cret"))).unwrap();
+        let shown = format!("{s:?}");
+        assert!(shown.contains("alice"), "{shown}");
+        assert!(!shown.contains("s3cret"), "{shown}");
     }
 
     #[test]
