@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 use crate::blocking::WebSocket;
 use crate::client::ClientBuilder;
 use crate::error::{Error, Phase};
+use crate::proto::frame::MAX_CONTROL_PAYLOAD;
 use crate::proto::handshake::HandshakeError;
 use crate::proto::{CloseFrame, Message};
 use crate::stream::MaybeTlsStream;
@@ -178,11 +179,12 @@ pub struct Reconnected {
     pub downtime: Duration,
 }
 
-/// Whether another attempt could succeed where `error` failed: network trouble and server
-/// errors yes; a bad URL (`ws://` for a TLS port too), TLS setup or certificate, a refusal
-/// such as 401/403/404, or an answer that breaks the WebSocket handshake (a wrong
-/// `Sec-WebSocket-Accept`, a subprotocol or extension that was not offered) no: the same
-/// server answers the same way again.
+/// Whether another attempt could succeed where `error` failed: network trouble, server
+/// errors, and TLS failures on the way (a garbled record, a server's internal-error alert)
+/// yes; a bad URL (`ws://` for a TLS port too), the TLS setup or the certificate (or versions
+/// and ciphers the server will not take), a refusal such as 401/403/404, or an answer that
+/// breaks the WebSocket handshake (a wrong `Sec-WebSocket-Accept`, a subprotocol or extension
+/// that was not offered) no: the same server answers the same way again.
 pub fn is_retryable(error: &Error) -> bool {
     match error {
         Error::Dns { .. }
@@ -203,6 +205,36 @@ pub fn is_retryable(error: &Error) -> bool {
         Error::Handshake(HandshakeError::ConnectionClosed | HandshakeError::InvalidHttp(_)) => true,
         Error::Handshake(_) => false,
         Error::Proxy { error, .. } => error.is_retryable(),
+        #[cfg(feature = "tls")]
+        Error::Tls { source, .. } => tls_is_retryable(source),
+        _ => false,
+    }
+}
+
+/// Whether a TLS failure could pass: a record garbled or cut on the way, an overloaded or
+/// restarting server's alert. Not the certificate, the versions or ciphers offered, or an
+/// access refused: the same server answers them the same way again.
+#[cfg(feature = "tls")]
+fn tls_is_retryable(error: &rustls::Error) -> bool {
+    use rustls::{AlertDescription as Alert, Error as Tls};
+    match error {
+        Tls::InvalidMessage(_)
+        | Tls::InappropriateMessage { .. }
+        | Tls::InappropriateHandshakeMessage { .. }
+        | Tls::DecryptError
+        | Tls::PeerSentOversizedRecord
+        | Tls::FailedToGetRandomBytes => true,
+        Tls::AlertReceived(alert) => matches!(
+            alert,
+            Alert::InternalError
+                | Alert::CloseNotify
+                | Alert::UserCanceled
+                | Alert::UnexpectedMessage
+                | Alert::DecodeError
+                | Alert::DecryptError
+                | Alert::BadRecordMac
+                | Alert::RecordOverflow
+        ),
         _ => false,
     }
 }
@@ -227,9 +259,11 @@ pub(crate) struct Plan {
     pub(crate) down_since: Option<Instant>,
     /// Failed attempts in the current gap.
     pub(crate) failed: u32,
-    /// Reconnects in a row whose connection dropped before it was stable: they count toward
-    /// the backoff.
-    pub(crate) flaps: u32,
+    /// How far the backoff has gone: each failed attempt, and each reconnect whose
+    /// connection dropped before it was stable, is a step; only a stable connection starts
+    /// it over (a server that accepts and drops at once must not bring every client back at
+    /// the initial delay, however long it refused before).
+    pub(crate) backoff: u32,
     /// Failed attempts in a row, counting as failed the reconnects whose connection dropped
     /// before it was stable (not the first connection: no attempt made it); `max_attempts`
     /// bounds it. A stable connection starts it over.
@@ -255,7 +289,7 @@ impl Plan {
             subscriptions: Vec::new(),
             down_since: None,
             failed: 0,
-            flaps: 0,
+            backoff: 0,
             in_a_row: 0,
             reconnected_since: false,
             up_since: Instant::now(),
@@ -271,9 +305,9 @@ impl Plan {
         let short = now.duration_since(self.up_since) < self.policy.stable_after;
         if short && self.reconnected_since {
             // The first connection's short life is no attempt of ours: no backoff for it.
-            self.flaps = self.flaps.saturating_add(1);
+            self.backoff = self.backoff.saturating_add(1);
         } else if !short {
-            self.flaps = 0;
+            self.backoff = 0;
             self.in_a_row = 0;
         }
         self.down_since = Some(now);
@@ -292,8 +326,8 @@ impl Plan {
     /// The delay before the next attempt: the first after a stable connection comes after
     /// the initial delay, later ones (and those after short-lived connections) back off.
     fn next_delay(&self) -> Duration {
-        let attempt = self.failed.saturating_add(self.flaps).saturating_add(1);
-        self.policy.delay(attempt, random_u32())
+        self.policy
+            .delay(self.backoff.saturating_add(1), random_u32())
     }
 
     /// When the next attempt is due: the backoff delay from the first look, and the same
@@ -319,7 +353,8 @@ impl Plan {
     /// Records a failed attempt: `Err` (the error to return) when it is time to give up.
     pub(crate) fn attempt_failed(&mut self, error: Error) -> Result<(), Error> {
         self.retry_at = None;
-        self.failed += 1;
+        self.failed = self.failed.saturating_add(1);
+        self.backoff = self.backoff.saturating_add(1);
         self.in_a_row = self.in_a_row.saturating_add(1);
         if !is_retryable(&error) || self.policy.gives_up_after(self.in_a_row) {
             self.stopped = true;
@@ -329,11 +364,32 @@ impl Plan {
         Ok(())
     }
 
+    /// Adds a message to the subscriptions, if it can be one: a close would end every
+    /// connection it is replayed on, and a control frame over 125 bytes would fail every
+    /// reconnect (for good: an invalid message is no error a retry mends).
+    pub(crate) fn subscribe(&mut self, message: &Message) -> Result<(), Error> {
+        match message {
+            Message::Close(_) => {
+                return Err(Error::InvalidInput(
+                    "a close frame cannot be a subscription (end the connection with `close`)",
+                ))
+            }
+            Message::Ping(data) | Message::Pong(data) if data.len() > MAX_CONTROL_PAYLOAD => {
+                return Err(Error::InvalidInput(
+                    "ping and pong payloads are at most 125 bytes",
+                ))
+            }
+            _ => {}
+        }
+        self.subscriptions.push(message.clone());
+        Ok(())
+    }
+
     /// Records the successful attempt and turns it into its event.
     pub(crate) fn reconnected(&mut self) -> Event {
         self.retry_at = None;
         let event = Event::Reconnected(Reconnected {
-            attempts: self.failed + 1,
+            attempts: self.failed.saturating_add(1),
             downtime: self.down_since.map_or(Duration::ZERO, |t| t.elapsed()),
         });
         self.down_since = None;
@@ -479,16 +535,21 @@ impl Reconnecting {
     /// Sends a message now (if connected) and again after every reconnect, in the order
     /// subscribed. It is queued even behind output the server has not taken yet (never
     /// [`Error::SendQueueFull`]: it is in the list already); [`Error::Timeout`] with
-    /// [`Phase::Write`] means it waits in the queue, as for [`WebSocket::send`].
+    /// [`Phase::Write`] means it waits in the queue, as for [`WebSocket::send`]. Once it is
+    /// in the list, a connection found dead while sending it is no error of `subscribe`:
+    /// [`Reconnecting::next_event`] reports the drop, and the message goes out after the
+    /// reconnect (subscribing it again would send it twice). A close frame, or a ping or
+    /// pong over 125 bytes, is refused ([`Error::InvalidInput`]) and not added.
     pub fn subscribe(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         let message = message.into();
-        self.plan.subscriptions.push(message.clone());
-        match &mut self.ws {
-            Some(ws) => {
-                ws.queue(message)?;
-                ws.flush()
-            }
-            None => Ok(()),
+        self.plan.subscribe(&message)?;
+        let Some(ws) = &mut self.ws else {
+            return Ok(());
+        };
+        match ws.queue(message).and_then(|()| ws.flush()) {
+            Err(e @ Error::Timeout(Phase::Write)) => Err(e),
+            // The connection is gone: the next read reports it.
+            Err(_) | Ok(()) => Ok(()),
         }
     }
 
@@ -582,6 +643,55 @@ mod tests {
     }
 
     #[test]
+    fn a_reconnect_that_drops_early_goes_on_from_the_backoff_of_the_failed_attempts() {
+        // A server that refused for a while, then accepts and drops at once: the next
+        // attempt waits longer than the last, it does not start over at the initial delay.
+        let policy = Reconnect::new()
+            .initial_delay(Duration::from_millis(100))
+            .max_delay(Duration::from_secs(60))
+            .jitter(false);
+        let mut plan = Plan::new(ClientBuilder::new("ws://127.0.0.1:1/"), policy);
+        plan.up_since = Instant::now() - Duration::from_secs(60);
+        plan.dropped(Disconnect::Closed(None));
+        for expected in [100, 200, 400, 800, 1600, 3200] {
+            assert_eq!(plan.next_delay(), Duration::from_millis(expected));
+            assert!(plan.attempt_failed(Error::Timeout(Phase::Connect)).is_ok());
+        }
+        assert_eq!(plan.next_delay(), Duration::from_millis(6400));
+        plan.reconnected();
+        plan.dropped(Disconnect::Closed(None));
+        assert_eq!(plan.next_delay(), Duration::from_millis(12800));
+        // Once a connection stays up, the backoff starts over.
+        plan.reconnected();
+        plan.up_since = Instant::now() - Duration::from_secs(60);
+        plan.dropped(Disconnect::Closed(None));
+        assert_eq!(plan.next_delay(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_message_that_cannot_be_a_subscription_is_refused_and_not_added() {
+        // Added, it failed every reconnect after (for good: InvalidInput is no error a retry
+        // mends), or closed each new connection at once.
+        let mut plan = Plan::new(ClientBuilder::new("ws://127.0.0.1:1/"), Reconnect::new());
+        for message in [
+            Message::Close(None),
+            Message::Ping(vec![0; 126].into()),
+            Message::Pong(vec![0; 126].into()),
+        ] {
+            let refused = plan.subscribe(&message);
+            assert!(
+                matches!(refused, Err(Error::InvalidInput(_))),
+                "{refused:?}"
+            );
+        }
+        assert!(plan.subscriptions.is_empty());
+        for message in [Message::text("sub"), Message::Ping(vec![0; 125].into())] {
+            plan.subscribe(&message).unwrap();
+        }
+        assert_eq!(plan.subscriptions.len(), 2);
+    }
+
+    #[test]
     fn reconnections_that_keep_dropping_at_once_count_toward_giving_up() {
         // Three reconnects, each dropped at once: the third is the last. The first
         // connection's short life is no attempt of ours and does not count.
@@ -652,6 +762,33 @@ mod tests {
             HandshakeError::TlsAnswer,
         ] {
             assert!(!is_retryable(&Error::Handshake(permanent)));
+        }
+    }
+
+    #[test]
+    #[cfg(feature = "tls")]
+    fn tls_failures_on_the_way_are_retried_and_certificate_ones_are_not() {
+        use rustls::{AlertDescription, CertificateError, Error as Tls, InvalidMessage};
+        let tls = |source| Error::Tls {
+            host: "h".into(),
+            source,
+        };
+        for passing in [
+            Tls::AlertReceived(AlertDescription::InternalError),
+            Tls::InvalidMessage(InvalidMessage::InvalidContentType),
+            Tls::DecryptError,
+        ] {
+            assert!(is_retryable(&tls(passing.clone())), "{passing:?}");
+        }
+        for lasting in [
+            Tls::InvalidCertificate(CertificateError::Expired),
+            Tls::InvalidCertificate(CertificateError::UnknownIssuer),
+            Tls::AlertReceived(AlertDescription::HandshakeFailure),
+            Tls::AlertReceived(AlertDescription::ProtocolVersion),
+            Tls::AlertReceived(AlertDescription::CertificateRequired),
+            Tls::NoCertificatesPresented,
+        ] {
+            assert!(!is_retryable(&tls(lasting.clone())), "{lasting:?}");
         }
     }
 }

@@ -90,7 +90,9 @@ impl Reconnecting {
     /// server's close is wound up, the next call finishes it; cancelled between connections,
     /// the next call waits for the same attempt, due at the same time (a `select!` with a
     /// shorter timer does not put the reconnect off); cancelled during an attempt, the next
-    /// call goes on with that attempt.
+    /// call goes on with that attempt. Unlike the blocking client's, the wait between
+    /// connections is not cut short by the read timeout: to look at a stop flag while it
+    /// lasts, race this call against a timer.
     pub async fn next_event(&mut self) -> Result<Event, Error> {
         if let Some(ws) = &mut self.ws {
             // Once the server's close is in (state `Closed`), the connection is being wound
@@ -193,15 +195,20 @@ impl Reconnecting {
         }
     }
 
-    /// Sends a message now (if connected) and again after every reconnect.
+    /// Sends a message now (if connected) and again after every reconnect. Once it is in
+    /// the list, a connection found dead while sending it is no error of `subscribe`:
+    /// `next_event` reports the drop, and the message goes out after the reconnect. A close
+    /// frame, or a ping or pong over 125 bytes, is refused ([`Error::InvalidInput`]) and not
+    /// added (see [`crate::Reconnecting::subscribe`]).
     pub async fn subscribe(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         let message = message.into();
         // A connection still replaying sends it with the others.
-        self.plan.subscriptions.push(message.clone());
-        match &mut self.ws {
-            Some(ws) => ws.send(message).await,
-            None => Ok(()),
+        self.plan.subscribe(&message)?;
+        if let Some(ws) = &mut self.ws {
+            // An error means the connection is gone: the next read reports it.
+            let _ = ws.send(message).await;
         }
+        Ok(())
     }
 
     /// The messages replayed after each reconnect.

@@ -543,6 +543,52 @@ fn a_subscription_is_queued_even_behind_a_full_queue() {
 }
 
 #[test]
+#[cfg(target_os = "linux")] // socket2 and poll, for the reset
+fn a_subscription_made_on_a_dead_connection_is_no_error_and_goes_out_once_after_the_reconnect() {
+    // The server resets the connection before the client has noticed. Subscribing then
+    // returned ConnectionReset with the message already in the list: a caller who subscribed
+    // again had it sent twice after every reconnect.
+    use std::os::fd::AsRawFd;
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (reset, was_reset) = std::sync::mpsc::channel();
+    let server = thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let ws = wsc::server::accept(tcp).unwrap();
+        socket2::SockRef::from(ws.get_ref())
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(ws);
+        reset.send(()).unwrap();
+        let (tcp, _) = listener.accept().unwrap();
+        let mut ws = wsc::server::accept(tcp).unwrap();
+        let mut got = Vec::new();
+        while let Ok(m) = ws.read() {
+            if m.is_data() {
+                got.push(m.into_payload());
+            }
+        }
+        got
+    });
+    let mut feed = builder(&format!("ws://{addr}/"))
+        .uncompressed()
+        .connect_reconnecting(
+            Reconnect::new()
+                .initial_delay(Duration::from_millis(10))
+                .jitter(false),
+        )
+        .unwrap();
+    was_reset.recv_timeout(Duration::from_secs(10)).unwrap();
+    common::wait_for_reset(feed.get_ref().unwrap().get_ref().tcp().as_raw_fd());
+    feed.subscribe("sub").unwrap();
+    assert_eq!(feed.subscriptions(), [Message::text("sub")]);
+    assert!(matches!(feed.next_event(), Ok(Event::Disconnected(_))));
+    assert!(matches!(feed.next_event(), Ok(Event::Reconnected(_))));
+    feed.close(None).unwrap();
+    assert_eq!(server.join().unwrap(), [bytes::Bytes::from("sub")]);
+}
+
+#[test]
 fn reconnect_gives_up_after_max_attempts() {
     let listener = TcpListener::bind((V4, 0)).unwrap();
     let addr = listener.local_addr().unwrap();
