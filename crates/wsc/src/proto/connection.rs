@@ -235,6 +235,12 @@ pub struct Connection {
     keepalive: Option<KeepaliveTimer>,
     /// Bytes arrived since the keepalive clock last ran: the peer is alive.
     heard: bool,
+    /// Where the last keepalive ping queued ends (in the same count as `written`), and
+    /// `written` when the keepalive clock last ran: output written while the ping still
+    /// waited behind it proves the peer alive too (it is taking our data, and cannot answer
+    /// a ping it has not been sent).
+    ping_end: u64,
+    written_at_poll: u64,
     /// The largest payload lent as it is (the smaller of the frame and message limits).
     lend_limit: usize,
     /// Bytes of a text message being waited for whole that were already checked as UTF-8.
@@ -279,6 +285,8 @@ impl Connection {
             deflate: None,
             keepalive: None,
             heard: false,
+            ping_end: 0,
+            written_at_poll: 0,
             lend_limit,
             wait_checked: 0,
             written: 0,
@@ -560,7 +568,13 @@ impl Connection {
             && self
                 .keepalive
                 .as_ref()
-                .is_some_and(|k| k.overdue(now, self.heard))
+                .is_some_and(|k| k.overdue(now, self.heard || self.wrote_before_ping()))
+    }
+
+    /// Whether output was written, since the keepalive clock last ran, while the ping in
+    /// flight still waited behind it.
+    fn wrote_before_ping(&self) -> bool {
+        self.written > self.written_at_poll && self.written_at_poll < self.ping_end
     }
 
     /// The keepalive's pong timeout (zero when keepalive is off).
@@ -583,16 +597,20 @@ impl Connection {
     /// A pong overdue at `now` fails the connection (as [`Connection::abort`]: the peer is
     /// gone, so nothing more is queued for it) and returns [`Error::KeepaliveTimeout`].
     pub fn poll_keepalive(&mut self, now: Instant) -> Result<Option<Instant>, Error> {
+        if self.keepalive.is_none() || self.state != State::Open {
+            return Ok(None);
+        }
+        let alive = std::mem::take(&mut self.heard) | self.wrote_before_ping();
+        self.written_at_poll = self.written;
         let Some(keepalive) = &mut self.keepalive else {
             return Ok(None);
         };
-        if self.state != State::Open {
-            return Ok(None);
-        }
-        match keepalive.poll(now, std::mem::take(&mut self.heard)) {
+        match keepalive.poll(now, alive) {
             Due::Wait(at) => Ok(Some(at)),
             Due::Ping(payload, at) => {
                 self.write_frame(OpCode::Ping, true, false, &payload)?;
+                // Behind whatever is queued: its pong cannot come before all that is written.
+                self.ping_end = self.written + self.queued_output() as u64;
                 Ok(Some(at))
             }
             Due::Dead => {

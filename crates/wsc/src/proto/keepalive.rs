@@ -2,7 +2,9 @@
 //! dead path to it: a NAT that forgot the mapping, a cable pulled) is noticed within
 //! interval + timeout instead of hours later by TCP. Bytes arriving while the pong is awaited
 //! prove the peer alive too: a pong queued behind a big message cannot arrive before it, so
-//! the wait ends a timeout after the last byte, not after the ping.
+//! the wait ends a timeout after the last byte, not after the ping. So does our own output
+//! going out while the ping waits behind it (the connection tells the clock): a ping queued
+//! behind a big upload reaches the peer only once the upload has.
 //!
 //! Sans-I/O like the rest of the core: the driver passes the current time in and is told when
 //! to call again; it never reads a clock here.
@@ -20,7 +22,8 @@ pub struct Keepalive {
     pub interval: Duration,
     /// How long a ping may wait for its pong, with nothing else arriving either, before the
     /// peer is declared dead (data arriving moves the deadline to a timeout after the last
-    /// of it: the pong may be behind it).
+    /// of it: the pong may be behind it; so does our output going out while the ping is
+    /// queued behind it).
     pub timeout: Duration,
 }
 

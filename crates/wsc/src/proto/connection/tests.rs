@@ -849,6 +849,55 @@ fn bytes_that_came_with_the_handshake_do_not_put_off_a_pong_deadline() {
     }
 }
 
+/// A ping queued behind a big upload reaches the peer only after it: while the upload goes
+/// out, the peer is alive (it takes our data) and cannot have answered. The pong's deadline
+/// used to run from when the ping was queued, and a peer reading a 50 MiB upload at 10 MiB/s
+/// was declared dead after 2 s, the upload thrown away.
+#[test]
+fn output_draining_ahead_of_a_keepalive_ping_keeps_the_connection_alive() {
+    let ms = std::time::Duration::from_millis;
+    let t0 = Instant::now();
+    let drain = |c: &mut Connection, max: usize| {
+        let n = c.pending_output().len().min(max);
+        c.consume_output(n);
+    };
+    let mut c = client();
+    c.set_keepalive(Some(Keepalive::new(ms(1000), ms(1000))), t0);
+    c.send(Message::binary(vec![0u8; 50 << 20])).unwrap();
+    let mut tick = 0;
+    // The peer reads 1 MiB every 100 ms and sends nothing: the ping goes out at 1 s, behind
+    // all of it, and reaches the peer at about 5 s.
+    while c.has_pending_output() {
+        tick += 1;
+        drain(&mut c, 1 << 20);
+        let now = t0 + ms(100 * tick);
+        assert!(!c.keepalive_overdue(now), "overdue at {} ms", 100 * tick);
+        c.poll_keepalive(now).unwrap();
+    }
+    assert!(tick > 50, "{tick}");
+    // Then no pong and nothing else: dead a timeout after the last output went out.
+    let last = t0 + ms(100 * tick);
+    assert!(c.poll_keepalive(last + ms(900)).is_ok());
+    assert!(matches!(
+        c.poll_keepalive(last + ms(1000)),
+        Err(Error::KeepaliveTimeout(_))
+    ));
+    // A peer that stops reading is still found dead: the output stops moving.
+    let mut c = client();
+    c.set_keepalive(Some(Keepalive::new(ms(1000), ms(1000))), t0);
+    c.send(Message::binary(vec![0u8; 50 << 20])).unwrap();
+    for tick in 1..=15 {
+        drain(&mut c, 1 << 20);
+        c.poll_keepalive(t0 + ms(100 * tick)).unwrap();
+    }
+    // Nothing written after 1.5 s: dead at 2.5 s.
+    assert!(c.poll_keepalive(t0 + ms(2400)).is_ok());
+    assert!(matches!(
+        c.poll_keepalive(t0 + ms(2500)),
+        Err(Error::KeepaliveTimeout(_))
+    ));
+}
+
 #[test]
 fn oversized_ping_fails() {
     let mut c = client();
