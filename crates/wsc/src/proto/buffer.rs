@@ -52,14 +52,14 @@ impl ReadBuffer {
         }
     }
 
-    /// Lets `read` fill the free tail (at least `min` bytes of it, more once reads come back
-    /// full) and keeps what it read.
+    /// Lets `read` fill the free tail (at least `min` bytes of it, up to [`MAX_READ`]; more
+    /// once reads come back full) and keeps what it read.
     pub(crate) fn fill_with<E>(
         &mut self,
         min: usize,
         read: impl FnOnce(&mut [u8]) -> Result<usize, E>,
     ) -> Result<usize, E> {
-        let want = min.max(self.read_size);
+        let want = min.min(MAX_READ).max(self.read_size);
         self.reserve(want);
         // At most `want`: a read that spills past the caches costs more than it saves.
         let end = self.buf.len().min(self.tail + want);
@@ -91,15 +91,16 @@ impl ReadBuffer {
     }
 
     /// [`ReadBuffer::fill_with`] for a reader that appends to a `Vec`: `read` is given the
-    /// buffer, ending at the tail, and the most it may append (at least `min` bytes, more once
-    /// reads come back full). Nothing is zeroed: the reader fills spare capacity itself.
+    /// buffer, ending at the tail, and the most it may append (at least `min` bytes, up to
+    /// [`MAX_READ`]; more once reads come back full). Nothing is zeroed: the reader fills
+    /// spare capacity itself.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))] // the async driver's
     pub(crate) fn fill_appending<E>(
         &mut self,
         min: usize,
         read: impl FnOnce(&mut Vec<u8>, usize) -> Result<usize, E>,
     ) -> Result<usize, E> {
-        let want = min.max(self.read_size);
+        let want = min.min(MAX_READ).max(self.read_size);
         if self.head > 0 && self.buf.capacity() - self.tail < want {
             self.compact();
         }

@@ -362,15 +362,32 @@ impl Connection {
         self.read_buf = received;
     }
 
-    /// Hands received bytes to the connection.
+    /// Hands received bytes to the connection. Once it is closed or failed
+    /// ([`Connection::is_terminated`]) nothing more is parsed, and bytes are dropped rather
+    /// than kept: a peer that goes on sending cannot grow the buffer.
     pub fn receive(&mut self, data: &[u8]) {
         self.settle();
+        if self.is_terminated() {
+            self.drop_input_if_terminated();
+            return;
+        }
         self.heard |= !data.is_empty();
         self.read_buf.extend_from_slice(data);
     }
 
+    /// Drops what a read brought in after the connection closed or failed (see
+    /// [`Connection::receive`]). The read buffer lends nothing then: every reading method
+    /// settles the staged message first.
+    fn drop_input_if_terminated(&mut self) {
+        if self.is_terminated() {
+            let all = self.read_buf.len();
+            self.read_buf.advance(all);
+        }
+    }
+
     /// Lets `read` fill the connection's buffers directly (no intermediate copy): it is given
-    /// a slice of at least `chunk` bytes (up to 64 KiB) and returns how many it filled.
+    /// a slice of at least `chunk` bytes (a bigger `chunk` than 64 KiB counts as 64 KiB) and
+    /// returns how many it filled.
     ///
     /// The slice is free room in the read buffer, which is reused from read to read (never
     /// zeroed again) and offered more, up to 64 KiB, while reads keep filling it; or, in the
@@ -391,6 +408,7 @@ impl Connection {
         self.read_buf.shrink_if_oversized();
         let n = self.read_buf.fill_with(chunk, read)?;
         self.heard |= n > 0;
+        self.drop_input_if_terminated();
         Ok(n)
     }
 
@@ -416,6 +434,7 @@ impl Connection {
             .read_buf
             .fill_appending(chunk, |buf, max| read(ReadTarget::Append(buf, max)))?;
         self.heard |= n > 0;
+        self.drop_input_if_terminated();
         Ok(n)
     }
 

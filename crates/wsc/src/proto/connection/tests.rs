@@ -898,6 +898,52 @@ fn output_draining_ahead_of_a_keepalive_ping_keeps_the_connection_alive() {
     ));
 }
 
+/// Nothing is parsed after the close handshake or a failure: bytes a peer goes on sending
+/// were kept in the read buffer, without bound, by a driver that kept handing them over.
+#[test]
+fn bytes_after_the_connection_ended_are_dropped_not_buffered() {
+    // Closed: the server's close answered ours.
+    let mut c = client();
+    c.close(None).unwrap();
+    let close = frame(0x8, true, &1000u16.to_be_bytes(), None);
+    assert!(matches!(
+        feed_all(&mut c, &close)[..],
+        [Ok(Message::Close(_))]
+    ));
+    assert!(c.is_terminated());
+    for _ in 0..100 {
+        c.receive(&[0x81; 64 << 10]);
+    }
+    assert_eq!(c.buffered_input(), 0);
+    let n = c
+        .receive_with(1024, |buf: &mut [u8]| {
+            buf.fill(0x82);
+            Ok::<_, ()>(buf.len())
+        })
+        .unwrap();
+    assert!(n >= 1024);
+    assert_eq!(c.buffered_input(), 0);
+    // Failed: a frame the protocol forbids.
+    let mut c = client();
+    assert!(feed_all(&mut c, &[0x83, 0x00])[0].is_err());
+    assert!(c.is_terminated());
+    c.receive(&[0x81; 1 << 10]);
+    assert_eq!(c.buffered_input(), 0);
+}
+
+/// `receive_with` offers at most 64 KiB however big a `chunk` it is asked for: a huge one
+/// overflowed the buffer's size arithmetic (or asked the allocator for a terabyte).
+#[test]
+fn a_huge_read_chunk_counts_as_64_kib() {
+    for chunk in [usize::MAX, 1 << 40, 65 << 10] {
+        let mut c = client();
+        let offered = c
+            .receive_with(chunk, |buf: &mut [u8]| Ok::<_, ()>(buf.len()))
+            .unwrap();
+        assert!((1..=64 << 10).contains(&offered), "{chunk}: {offered}");
+    }
+}
+
 #[test]
 fn oversized_ping_fails() {
     let mut c = client();
