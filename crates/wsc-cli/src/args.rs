@@ -158,7 +158,8 @@ pub struct ClientArgs {
 
     /// Tunnel through this proxy: http://[user:pass@]host:port (HTTP CONNECT), socks5://
     /// (SOCKS5, host name resolved here) or socks5h:// (SOCKS5, resolved by the proxy); ""
-    /// connects directly. Default: HTTPS_PROXY (wss://) / HTTP_PROXY (ws://) / ALL_PROXY
+    /// connects directly. Default: WSS_PROXY or HTTPS_PROXY (wss://) / WS_PROXY or
+    /// HTTP_PROXY (ws://) / ALL_PROXY
     /// from the environment, minus NO_PROXY; never for loopback hosts (localhost, 127.0.0.1,
     /// ::1), which --proxy tunnels too.
     #[arg(long, value_name = "URL", conflicts_with = "no_proxy")]

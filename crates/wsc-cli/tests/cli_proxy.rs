@@ -30,7 +30,11 @@ const NAME: &str = "echo.wsc-proxy.test";
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// Every variable that could send the child through a proxy.
-const PROXY_VARIABLES: [&str; 9] = [
+const PROXY_VARIABLES: [&str; 13] = [
+    "ws_proxy",
+    "WS_PROXY",
+    "wss_proxy",
+    "WSS_PROXY",
     "http_proxy",
     "HTTP_PROXY",
     "https_proxy",
@@ -425,6 +429,28 @@ fn an_unusable_proxy_variable_is_an_error_naming_it() {
     // A setting that cannot be used, as a bad --proxy is: exit 2, not a proxy's failure.
     let err = exits_with(&out, 2);
     assert!(err.contains("HTTP_PROXY"), "{err}");
+}
+
+#[test]
+fn a_proxy_variable_that_is_not_utf8_is_an_error_not_a_direct_connection() {
+    // It read as unset, and the connection went out directly: traffic the user meant for
+    // the proxy (here a Latin-1 password) left without it.
+    use std::os::unix::ffi::OsStrExt;
+    let (url, resolve) = (format!("ws://{NAME}:9/"), format!("{NAME}:127.0.0.1"));
+    let mut command = Command::new(WSC);
+    command
+        .args([&url, "-n", "--resolve", &resolve])
+        .env_clear_proxies()
+        .env(
+            "http_proxy",
+            std::ffi::OsStr::from_bytes(b"http://u:p\xe9ss@proxy.example:3128"),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = finish(command.spawn().unwrap(), &["(http_proxy not UTF-8)"]);
+    let err = exits_with(&out, 2);
+    assert!(err.contains("http_proxy") && err.contains("UTF-8"), "{err}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -189,7 +189,10 @@ impl ClientBuilder {
         self
     }
 
-    /// Bounds the TLS handshake and the WebSocket handshake, each (default 30 s).
+    /// Bounds the TLS handshake and the WebSocket handshake, each, and the proxy's tunnel
+    /// negotiation (CONNECT or SOCKS5) when there is one (default 30 s). `None` leaves them
+    /// unbounded: a server or proxy that never answers then holds the call, unless an
+    /// [`ClientBuilder::open_timeout`] is set.
     pub fn handshake_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.handshake_timeout = timeout.into();
         self
@@ -414,9 +417,10 @@ impl ClientBuilder {
                 next.credentials = url.credentials.clone();
             }
         } else {
-            // A Host given for the first server does not name the next one either.
+            // Credentials stay with the first server (Proxy-Authorization too, were it set
+            // as a header); a Host given for it does not name the next one either.
             self.headers.retain(|(name, _)| {
-                !["authorization", "cookie", "host"]
+                !["authorization", "proxy-authorization", "cookie", "host"]
                     .iter()
                     .any(|h| name.eq_ignore_ascii_case(h))
             });

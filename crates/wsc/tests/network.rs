@@ -999,6 +999,9 @@ fn redirects_are_followed_when_allowed_and_credentials_stay_behind() {
     let mut ws = builder(&url)
         .max_redirects(2)
         .header("Authorization", "Bearer secret")
+        .header("Proxy-Authorization", "Basic cHJveHk=")
+        .header("Cookie", "session=c00kie")
+        .header("X-Kept", "yes")
         .connect()
         .unwrap();
     let hops = &ws.response().unwrap().redirects;
@@ -1009,10 +1012,13 @@ fn redirects_are_followed_when_allowed_and_credentials_stay_behind() {
     ws.close_and_wait(None).unwrap();
     let request = server.join().unwrap();
     assert_eq!(request.path, "/moved?x=1");
-    assert!(
-        request.headers.get("authorization").is_none(),
-        "credentials followed a redirect to another origin"
-    );
+    for secret in ["authorization", "proxy-authorization", "cookie"] {
+        assert!(
+            request.headers.get(secret).is_none(),
+            "{secret} followed a redirect to another origin"
+        );
+    }
+    assert_eq!(request.headers["x-kept"], "yes");
 }
 
 #[test]

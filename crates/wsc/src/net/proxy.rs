@@ -172,10 +172,19 @@ impl Proxy {
             None | Some("") => default_port,
             Some(p) => match p.parse::<u16>() {
                 Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => n,
-                _ => {
+                // Quoted only if it is digits: `http://user:password` (the host forgotten)
+                // has the password where the port would be.
+                _ if p.bytes().all(|b| b.is_ascii_digit()) => {
                     return Err(ProxyError::InvalidUrl(format!(
                         "invalid proxy port {p:?} (1 to 65535)"
                     )))
+                }
+                _ => {
+                    return Err(ProxyError::InvalidUrl(
+                        "invalid proxy port: not a number from 1 to 65535 (a URL with \
+                         user:password needs @host after it)"
+                            .into(),
+                    ))
                 }
             },
         };
@@ -301,11 +310,13 @@ fn split_host_port(hostport: &str) -> Result<(&str, Option<&str>), ProxyError> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum ProxyConfig {
     /// From the environment, read when each connection is opened, as curl does:
-    /// `https_proxy` / `HTTPS_PROXY` for `wss://`, `http_proxy` / `HTTP_PROXY` for `ws://`,
-    /// then `all_proxy` / `ALL_PROXY`; hosts listed in `no_proxy` / `NO_PROXY` are reached
+    /// `wss_proxy` / `WSS_PROXY`, then `https_proxy` / `HTTPS_PROXY` for `wss://`;
+    /// `ws_proxy` / `WS_PROXY`, then `http_proxy` / `HTTP_PROXY` for `ws://`; then
+    /// `all_proxy` / `ALL_PROXY`. Hosts listed in `no_proxy` / `NO_PROXY` are reached
     /// directly, and so are loopback hosts (`localhost`, `127.0.0.0/8`, `::1`). Empty
     /// variables count as unset; `HTTP_PROXY` is ignored when `REQUEST_METHOD` is set (a CGI
-    /// program, where a request's `Proxy:` header would arrive as `HTTP_PROXY`).
+    /// program, where a request's `Proxy:` header would arrive as `HTTP_PROXY`). A variable
+    /// that is set but not UTF-8 is an error, as an unparsable one is.
     #[default]
     FromEnv,
     /// No proxy, whatever the environment says.
@@ -331,12 +342,39 @@ impl ProxyConfig {
         port: u16,
     ) -> Result<Option<Proxy>, ProxyError> {
         match self {
-            ProxyConfig::FromEnv => from_env(secure, host, port, |name| std::env::var(name).ok()),
+            ProxyConfig::FromEnv => {
+                if let Some(name) = ENV_VARS
+                    .into_iter()
+                    .find(|name| std::env::var_os(name).is_some_and(|v| v.to_str().is_none()))
+                {
+                    return Err(ProxyError::InvalidUrl(format!(
+                        "environment variable {name} is not UTF-8 text"
+                    )));
+                }
+                from_env(secure, host, port, |name| std::env::var(name).ok())
+            }
             ProxyConfig::None => Ok(None),
             ProxyConfig::Explicit(proxy) => Ok(Some(proxy.clone())),
         }
     }
 }
+
+/// Every variable [`from_env`] may read.
+const ENV_VARS: [&str; 13] = [
+    "wss_proxy",
+    "WSS_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "ws_proxy",
+    "WS_PROXY",
+    "http_proxy",
+    "HTTP_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+    "REQUEST_METHOD",
+];
 
 /// The proxy the environment sets for `host:port`, with the variables read through `var` (so
 /// that tests need not touch the process environment). See [`ProxyConfig::FromEnv`] for the
@@ -349,10 +387,10 @@ pub(crate) fn from_env(
 ) -> Result<Option<Proxy>, ProxyError> {
     let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
     let cgi = get("REQUEST_METHOD").is_some();
-    let scheme_vars: [&str; 2] = if secure {
-        ["https_proxy", "HTTPS_PROXY"]
+    let scheme_vars: [&str; 4] = if secure {
+        ["wss_proxy", "WSS_PROXY", "https_proxy", "HTTPS_PROXY"]
     } else {
-        ["http_proxy", "HTTP_PROXY"]
+        ["ws_proxy", "WS_PROXY", "http_proxy", "HTTP_PROXY"]
     };
     let found = scheme_vars
         .into_iter()
@@ -759,6 +797,29 @@ mod tests {
         assert_eq!(got, Some(Proxy::http("lower", 1)));
 
         assert_eq!(from_env(false, "example.com", 80, env(&[])).unwrap(), None);
+
+        // ws_proxy / wss_proxy first, as curl reads them for ws:// and wss://.
+        let vars = env(&[
+            ("WS_PROXY", "ws-proxy:1"),
+            ("http_proxy", "http-proxy:2"),
+            ("wss_proxy", "wss-proxy:3"),
+            ("https_proxy", "https-proxy:4"),
+        ]);
+        assert_eq!(get_with(&vars, false), Some(Proxy::http("ws-proxy", 1)));
+        assert_eq!(get_with(&vars, true), Some(Proxy::http("wss-proxy", 3)));
+    }
+
+    fn get_with(vars: &impl Fn(&str) -> Option<String>, secure: bool) -> Option<Proxy> {
+        from_env(secure, "example.com", 443, vars).unwrap()
+    }
+
+    #[test]
+    fn a_password_in_place_of_the_port_is_not_quoted_in_the_error() {
+        // `http://alice:s3cret` (the host forgotten) reads the password as the port.
+        let msg = Proxy::parse("http://alice:s3cret").unwrap_err().to_string();
+        assert!(!msg.contains("s3cret") && msg.contains("port"), "{msg}");
+        let msg = Proxy::parse("http://h:99999").unwrap_err().to_string();
+        assert!(msg.contains("\"99999\""), "{msg}");
     }
 
     #[test]
@@ -802,7 +863,7 @@ mod tests {
         let vars = env(&[("https_proxy", "http://h:bad")]);
         let err = from_env(true, "example.com", 443, &vars).unwrap_err();
         assert!(
-            matches!(&err, ProxyError::InvalidUrl(m) if m.contains("https_proxy") && m.contains("\"bad\"")),
+            matches!(&err, ProxyError::InvalidUrl(m) if m.contains("https_proxy") && m.contains("port")),
             "{err}"
         );
         let vars = env(&[("ALL_PROXY", "https://h")]);
