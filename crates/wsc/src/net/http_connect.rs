@@ -32,20 +32,46 @@ pub(crate) fn request(host: &str, port: u16, credentials: Option<(&str, &str)>) 
 }
 
 /// Parses the proxy's answer from the bytes received so far: `Ok(None)` if the head is not
-/// complete yet, `Ok(Some(len))` once a 2xx head of `len` bytes is in (any bytes after it are
-/// not part of the answer: the caller decides what they mean). A non-2xx status is
-/// [`ProxyError::HttpStatus`] naming `target`; a malformed head, or one over [`MAX_HEAD`],
-/// is [`ProxyError::BadResponse`].
+/// complete yet, `Ok(Some(len))` once a 2xx head is in, `len` bytes from the start (any bytes
+/// after it are not part of the answer: the caller decides what they mean). Interim 1xx
+/// heads before it are skipped, as RFC 9110 section 15.2 requires of clients. A non-2xx
+/// final status is [`ProxyError::HttpStatus`] naming `target`; a malformed head, or heads
+/// over [`MAX_HEAD`] in all, is [`ProxyError::BadResponse`].
 ///
 /// `Content-Length` and `Transfer-Encoding` in a 2xx answer are ignored, as RFC 9110 requires
 /// of clients: a 2xx answer to CONNECT has no body, and the tunnel starts right after the head.
 pub(crate) fn parse_response(buf: &[u8], target: &str) -> Result<Option<usize>, ProxyError> {
+    let mut start = 0;
+    loop {
+        match parse_head(&buf[start..], buf.len() >= MAX_HEAD, target)? {
+            Head::Partial => return Ok(None),
+            Head::Interim(len) => start += len,
+            Head::Final(len) => return Ok(Some(start + len)),
+        }
+        if start > MAX_HEAD {
+            return Err(too_big());
+        }
+    }
+}
+
+/// One head of the proxy's answer.
+enum Head {
+    Partial,
+    /// A 1xx head of this length.
+    Interim(usize),
+    /// A 2xx head of this length.
+    Final(usize),
+}
+
+/// [`parse_response`] for the head at the start of `buf`; `full`: the bytes received have
+/// reached [`MAX_HEAD`], so a head still incomplete never will be.
+fn parse_head(buf: &[u8], full: bool, target: &str) -> Result<Head, ProxyError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut headers);
     let head_len = match response.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err(too_big()),
-        Ok(httparse::Status::Partial) => return Ok(None),
+        Ok(httparse::Status::Partial) if full => return Err(too_big()),
+        Ok(httparse::Status::Partial) => return Ok(Head::Partial),
         Err(httparse::Error::TooManyHeaders) => {
             return Err(ProxyError::BadResponse(format!(
                 "more than {MAX_HEADERS} header lines in the answer to CONNECT"
@@ -67,7 +93,12 @@ pub(crate) fn parse_response(buf: &[u8], target: &str) -> Result<Option<usize>, 
     }
     let status = response.code.unwrap_or(0);
     if (200..300).contains(&status) {
-        return Ok(Some(head_len));
+        return Ok(Head::Final(head_len));
+    }
+    // 1xx heads are interim, but 101: a switch of protocols was not asked for, and opens
+    // no tunnel.
+    if (100..200).contains(&status) && status != 101 {
+        return Ok(Head::Interim(head_len));
     }
     let mut reason: String = response.reason.unwrap_or("").trim().to_string();
     if reason.is_empty() {
@@ -111,6 +142,33 @@ mod tests {
             b"CONNECT [::1]:8080 HTTP/1.1\r\nHost: [::1]:8080\r\n\
               Proxy-Authorization: Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn interim_1xx_heads_before_the_2xx_are_skipped() {
+        let answer = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\nX: y\r\n\r\n\
+                       HTTP/1.1 200 Connection established\r\n\r\n";
+        assert_eq!(parse_response(answer, "t:1"), Ok(Some(answer.len())));
+        // The final head not in yet: wait for it.
+        let interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 2";
+        assert_eq!(parse_response(interim, "t:1"), Ok(None));
+        // A refusal after an interim head is the refusal.
+        let refused = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 407 Auth\r\n\r\n";
+        assert!(matches!(
+            parse_response(refused, "t:1"),
+            Err(ProxyError::HttpStatus { status: 407, .. })
+        ));
+        // 101 is no interim head here, and interim heads are bounded like one head.
+        let switched = b"HTTP/1.1 101 Switching\r\n\r\nHTTP/1.1 200 OK\r\n\r\n";
+        assert!(matches!(
+            parse_response(switched, "t:1"),
+            Err(ProxyError::HttpStatus { status: 101, .. })
+        ));
+        let endless = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_HEAD / 25 + 1);
+        assert!(matches!(
+            parse_response(&endless, "t:1"),
+            Err(ProxyError::BadResponse(_))
+        ));
     }
 
     #[test]
