@@ -722,9 +722,19 @@ impl<S: Read + Write> WebSocket<S> {
     /// the write may block as the stream does.
     #[inline]
     fn write_replies(&mut self) {
-        if self.reply_error.is_none() && self.conn.has_pending_output() {
+        if self.reply_error.is_none() && self.has_unwritten_replies() {
             self.write_replies_now();
         }
+    }
+
+    /// Whether replies wait to be written: in the connection, or in the stream (a pong rustls
+    /// took whole while the socket was full). The latter must go out here too: otherwise
+    /// rustls writes them first thing in the next read, and a write failing there (the peer
+    /// reset) fails the read before the close frame already received is read.
+    #[inline]
+    fn has_unwritten_replies(&self) -> bool {
+        self.conn.has_pending_output()
+            || self.control.is_some_and(|c| (c.holds_output)(&self.stream))
     }
 
     /// [`WebSocket::write_replies`] when there is something to write (out of the hot path).
@@ -1039,7 +1049,7 @@ impl<S: Read + Write> WebSocket<S> {
     /// ([`Connection::queued_output`]), or held by the stream itself (over `wss://`, rustls
     /// keeps up to 64 KiB). It goes out with the next write, flush or read.
     pub fn has_unsent_output(&self) -> bool {
-        self.user_output || self.conn.has_pending_output()
+        self.user_output || self.has_unwritten_replies()
     }
 
     /// The server's handshake response (client connections only).

@@ -177,7 +177,10 @@ impl MaybeTlsStream {
         }
     }
 
-    /// The TCP stream underneath.
+    /// The TCP stream underneath. Set timeouts through the `WebSocket`
+    /// (`set_read_timeout`, deadlines), not on this stream: the socket's read timeout is
+    /// cached to spare system calls, and a value set here behind that cache's back may be
+    /// kept or lost.
     pub fn tcp(&self) -> &TcpStream {
         &self.inner().tcp
     }

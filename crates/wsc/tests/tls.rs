@@ -1737,6 +1737,70 @@ fn closes_then_resets() -> (
     (builder, go, heard)
 }
 
+/// A pong rustls took whole while the socket was full, then the server's close and its reset:
+/// rustls wrote the pong first thing in the next read, the write failed, and the read
+/// reported ConnectionReset instead of the close frame already received (ws:// delivered it).
+#[test]
+#[cfg(target_os = "linux")]
+fn a_reply_rustls_holds_does_not_hide_the_close_the_server_sent_before_it_reset() {
+    use std::io::Write as _;
+    let (ping, close) = (std::sync::mpsc::channel(), std::sync::mpsc::channel());
+    let ((go_ping, told_ping), (go_close, told_close)) = (ping, close);
+    let (gone, heard) = std::sync::mpsc::channel();
+    let (port, ca) = tls_server_after_handshake(move |mut tls| {
+        tls.sock.set_nodelay(true).unwrap();
+        // Nothing is read: the client's output fills its socket.
+        told_ping.recv_timeout(TIMEOUT).unwrap();
+        tls.write_all(&[0x89, 2, b'h', b'b']).unwrap();
+        tls.flush().unwrap();
+        told_close.recv_timeout(TIMEOUT).unwrap();
+        tls.write_all(&[0x88, 6, 0x03, 0xf0, b'k', b'i', b'c', b'k'])
+            .unwrap();
+        tls.flush().unwrap();
+        socket2::SockRef::from(&tls.sock)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(tls);
+        gone.send(()).unwrap();
+    });
+    let mut ws = ClientBuilder::new(format!("wss://localhost:{port}/"))
+        .read_timeout(Some(TIMEOUT))
+        .close_timeout(Some(TIMEOUT))
+        .tls(trusting(&ca))
+        .connect()
+        .unwrap();
+    // Fill the socket (raw bytes: the server reads none of them), to the last byte.
+    let sock = socket2::SockRef::from(ws.get_ref().tcp());
+    let full = Instant::now() + TIMEOUT;
+    for piece in [4096, 1, 1, 1] {
+        while sock
+            .send_with_flags(&vec![0u8; piece], libc::MSG_DONTWAIT)
+            .is_ok()
+        {
+            assert!(Instant::now() < full, "the socket never filled");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    go_ping.send(()).unwrap();
+    assert_eq!(
+        ws.read().unwrap(),
+        Message::Ping(bytes::Bytes::from_static(b"hb"))
+    );
+    let held = matches!(ws.get_ref(), MaybeTlsStream::Tls(s) if s.conn.wants_write());
+    assert!(
+        held && ws.has_unsent_output(),
+        "the pong should wait in rustls"
+    );
+    go_close.send(()).unwrap();
+    heard.recv_timeout(TIMEOUT).unwrap();
+    common::wait_for_reset(std::os::fd::AsRawFd::as_raw_fd(ws.get_ref().tcp()));
+    let closed = ws.read();
+    assert!(
+        matches!(&closed, Ok(Message::Close(Some(f))) if f.code == CloseCode::POLICY_VIOLATION),
+        "{closed:?}"
+    );
+}
+
 #[test]
 #[cfg(target_os = "linux")]
 fn close_and_wait_over_tls_returns_the_close_the_server_sent_before_it_reset() {
