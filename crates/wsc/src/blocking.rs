@@ -52,6 +52,8 @@ pub(crate) struct StreamControl<S> {
     pub(crate) set_close_deadline: fn(&mut S, Option<Instant>) -> io::Result<()>,
     /// The timeout of each write.
     pub(crate) set_write_timeout: fn(&mut S, Option<Duration>) -> io::Result<()>,
+    /// A deadline for every socket write until lifted (over TLS, one write of ours is many).
+    pub(crate) set_write_deadline: fn(&mut S, Option<Instant>),
     /// Writes that take only what the socket has room for now, on or off.
     pub(crate) set_write_nowait: fn(&mut S, bool),
     /// Reads that take only what has arrived, on or off.
@@ -82,6 +84,7 @@ impl StreamControl<MaybeTlsStream> {
             set_deadline: MaybeTlsStream::set_deadline,
             set_close_deadline: MaybeTlsStream::set_close_deadline,
             set_write_timeout: MaybeTlsStream::set_write_timeout,
+            set_write_deadline: MaybeTlsStream::set_write_deadline,
             set_write_nowait: MaybeTlsStream::set_write_nowait,
             set_read_nowait: MaybeTlsStream::set_read_nowait,
             holds_output: MaybeTlsStream::holds_output,
@@ -695,13 +698,16 @@ impl<S: Read + Write> WebSocket<S> {
         if self.flush_nowait()? {
             return Ok(());
         }
-        let result = self.write_queued(|stream| {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+        // Each socket write waits at most for the time left (over TLS, a write of ours may
+        // be many of them).
+        (control.set_write_deadline)(&mut self.stream, Some(deadline));
+        let result = self.write_queued(|_| {
+            if Instant::now() >= deadline {
                 return Err(io::Error::from(io::ErrorKind::TimedOut));
             }
-            (control.set_write_timeout)(stream, Some(left))
+            Ok(())
         });
+        (control.set_write_deadline)(&mut self.stream, None);
         let restored = (control.set_write_timeout)(&mut self.stream, self.write_timeout);
         match result {
             Ok(()) => {

@@ -28,6 +28,10 @@ pub struct DeadlineTcp {
     armed_at: Option<Instant>,
     /// Writes take what the socket has room for now and never wait (see [`send_nowait`]).
     nowait_writes: bool,
+    /// While set, every blocking write waits at most until it: over TLS, one write of ours
+    /// is many socket writes (rustls writes all it holds), and a timeout set once per write
+    /// of ours would let a slow reader stretch it to many times the bound.
+    write_deadline: Option<Instant>,
     /// Reads fail at once with `WouldBlock`: set while rustls writes, which would otherwise
     /// wait to read whenever a write is blocked (and so outlast the write timeout).
     refuse_reads: bool,
@@ -49,6 +53,7 @@ impl DeadlineTcp {
             armed: None,
             armed_at: None,
             nowait_writes: false,
+            write_deadline: None,
             refuse_reads: false,
             nowait_reads: false,
         }
@@ -137,6 +142,13 @@ impl Write for DeadlineTcp {
         if self.nowait_writes {
             return send_nowait(&self.tcp, buf);
         }
+        if let Some(deadline) = self.write_deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline expired"));
+            }
+            self.tcp.set_write_timeout(Some(left))?;
+        }
         self.tcp.write(buf)
     }
 
@@ -204,6 +216,12 @@ impl MaybeTlsStream {
     /// Sets the timeout of each blocking write.
     pub fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         self.inner().tcp.set_write_timeout(timeout)
+    }
+
+    /// Bounds every blocking write until `deadline` (`None` lifts it; the socket then keeps
+    /// the last timeout armed: set the write timeout again after).
+    pub(crate) fn set_write_deadline(&mut self, deadline: Option<Instant>) {
+        self.inner_mut().write_deadline = deadline;
     }
 
     /// Makes writes take only what the socket has room for now (`WouldBlock` when it has

@@ -1319,6 +1319,52 @@ fn connect_to_a_server_that_reads_nothing(
     ws
 }
 
+/// A server that reads, slowly (512 bytes every 100 ms), through small socket buffers: each
+/// socket write makes a little progress before its timeout. Over TLS one flush of ours is
+/// many socket writes (rustls writes all it holds), and the close timeout was armed once
+/// per flush: closing behind 4 MiB took 20 s for a 1 s close timeout.
+#[test]
+#[cfg(target_os = "linux")]
+fn close_over_tls_is_bounded_by_the_close_timeout_against_a_slow_reader() {
+    use std::io::Read as _;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    socket2::SockRef::from(&listener)
+        .set_recv_buffer_size(4096)
+        .unwrap();
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let (port, ca) = tls_server_after_handshake_on(listener, move |tls| {
+        let mut raw = tls.sock;
+        let mut piece = [0u8; 512];
+        while stopped.try_recv().is_err() {
+            if !matches!(raw.read(&mut piece), Ok(n) if n > 0) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    socket2::SockRef::from(&tcp)
+        .set_send_buffer_size(8192)
+        .unwrap();
+    let mut ws = ClientBuilder::new(format!("wss://localhost:{port}/"))
+        .close_timeout(Some(Duration::from_secs(1)))
+        .uncompressed()
+        .tls(trusting(&ca))
+        .connect_on_tcp(tcp)
+        .unwrap();
+    ws.queue(Message::Binary(vec![0u8; 4 << 20].into()))
+        .unwrap();
+    let start = Instant::now();
+    let closed = ws.close_and_wait(None);
+    let took = start.elapsed();
+    let _ = stop.send(());
+    assert!(
+        matches!(closed, Err(Error::Timeout(Phase::Close))),
+        "{closed:?}"
+    );
+    assert!(took < Duration::from_secs(4), "{took:?}");
+}
+
 #[test]
 fn close_and_wait_after_a_close_that_timed_out_inside_tls_is_bounded_by_the_close_timeout() {
     const CHUNK: usize = 50_000;
