@@ -54,6 +54,9 @@ pub(crate) struct StreamControl<S> {
     pub(crate) set_write_timeout: fn(&mut S, Option<Duration>) -> io::Result<()>,
     /// A deadline for every socket write until lifted (over TLS, one write of ours is many).
     pub(crate) set_write_deadline: fn(&mut S, Option<Instant>),
+    /// The caller's read deadline, for every socket read until lifted (over TLS, one read of
+    /// ours is as many as a record takes to arrive).
+    pub(crate) set_read_deadline: fn(&mut S, Option<Instant>),
     /// Writes that take only what the socket has room for now, on or off.
     pub(crate) set_write_nowait: fn(&mut S, bool),
     /// Reads that take only what has arrived, on or off.
@@ -85,6 +88,7 @@ impl StreamControl<MaybeTlsStream> {
             set_close_deadline: MaybeTlsStream::set_close_deadline,
             set_write_timeout: MaybeTlsStream::set_write_timeout,
             set_write_deadline: MaybeTlsStream::set_write_deadline,
+            set_read_deadline: MaybeTlsStream::set_read_deadline,
             set_write_nowait: MaybeTlsStream::set_write_nowait,
             set_read_nowait: MaybeTlsStream::set_read_nowait,
             holds_output: MaybeTlsStream::holds_output,
@@ -980,13 +984,14 @@ impl<S: Read + Write> WebSocket<S> {
         let control = self.control;
         let deadline = control.and_then(|_| deadline_in(self.close_timeout));
         // The close timeout bounds what follows, not a deadline set for other reads.
-        let read_deadline = self.read_deadline.take();
+        let read_deadline = self.read_deadline;
+        self.set_read_deadline(None);
         match self.conn.state() {
             // The peer is gone: no close to send, but its own may still be read.
             State::Open if self.conn.is_output_lost() => {}
             State::Open => {
                 if let Err(e) = self.conn.close(frame) {
-                    self.read_deadline = read_deadline;
+                    self.set_read_deadline(read_deadline);
                     return Err(e);
                 }
                 self.user_output = true;
@@ -994,11 +999,11 @@ impl<S: Read + Write> WebSocket<S> {
             State::CloseSent => {}
             // Over (a read took the peer's close): its outcome again, the peer's close.
             State::Closed => {
-                self.read_deadline = read_deadline;
+                self.set_read_deadline(read_deadline);
                 return Ok(self.conn.peer_close().cloned());
             }
             State::Failed => {
-                self.read_deadline = read_deadline;
+                self.set_read_deadline(read_deadline);
                 return Err(Error::ConnectionClosed);
             }
         }
@@ -1029,7 +1034,7 @@ impl<S: Read + Write> WebSocket<S> {
             }
         });
         self.close_deadline = None;
-        self.read_deadline = read_deadline;
+        self.set_read_deadline(read_deadline);
         if let Some(c) = control {
             let _ = (c.set_deadline)(&mut self.stream, None);
         }
@@ -1097,10 +1102,15 @@ impl<S: Read + Write> WebSocket<S> {
     /// once `deadline` has passed, even while a message is still arriving: what has arrived
     /// stays buffered and the next call goes on with it. For a loop that must also look at
     /// something else (a signal, a clock) however steadily a big message trickles in; the
-    /// read timeout only counts time without data. Each wait for data still lasts up to the
-    /// read timeout, so the call may end that much after `deadline`.
+    /// read timeout only counts time without data. On streams this crate opened, a wait for
+    /// data ends at the deadline too (over `wss://` as well, however slowly a TLS record
+    /// trickles in); over your own stream each wait lasts up to its read timeout, so the call
+    /// may end that much after `deadline`.
     pub fn set_read_deadline(&mut self, deadline: Option<Instant>) {
         self.read_deadline = deadline;
+        if let Some(c) = self.control {
+            (c.set_read_deadline)(&mut self.stream, deadline);
+        }
     }
 
     /// Changes the read timeout for later reads (streams opened by this crate; set your own

@@ -18,6 +18,10 @@ pub(crate) fn deadline_in(timeout: Option<Duration>) -> Option<Instant> {
 pub struct DeadlineTcp {
     tcp: TcpStream,
     deadline: Option<Instant>,
+    /// The caller's read deadline (`WebSocket::set_read_deadline`), bounding reads beside
+    /// `deadline`: over TLS one read of ours is as many socket reads as a record takes to
+    /// trickle in, and only a deadline here bounds them all.
+    read_deadline: Option<Instant>,
     /// The idle-read timeout still applies under the deadline (off while closing, where only
     /// the close timeout counts).
     idle_under_deadline: bool,
@@ -48,6 +52,7 @@ impl DeadlineTcp {
         DeadlineTcp {
             tcp,
             deadline: None,
+            read_deadline: None,
             idle_under_deadline: true,
             read_timeout: None,
             armed: None,
@@ -81,6 +86,21 @@ impl DeadlineTcp {
         Ok(())
     }
 
+    fn set_read_deadline(&mut self, deadline: Option<Instant>) {
+        if deadline != self.read_deadline {
+            self.armed_at = None;
+        }
+        self.read_deadline = deadline;
+    }
+
+    /// The earlier of the deadlines, if any.
+    fn next_deadline(&self) -> Option<Instant> {
+        match (self.deadline, self.read_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         // Refused now, as the socket would refuse it, rather than at the next read.
         if timeout == Some(Duration::ZERO) {
@@ -103,7 +123,7 @@ impl Read for DeadlineTcp {
         if self.nowait_reads {
             return recv_nowait(&self.tcp, buf);
         }
-        if let Some(deadline) = self.deadline {
+        if let Some(deadline) = self.next_deadline() {
             let now = Instant::now();
             let left = deadline.saturating_duration_since(now);
             if left.is_zero() {
@@ -211,6 +231,12 @@ impl MaybeTlsStream {
     /// Bounds every read until `deadline` alone, the read timeout set aside (for closing).
     pub(crate) fn set_close_deadline(&mut self, deadline: Option<Instant>) -> io::Result<()> {
         self.inner_mut().set_deadline(deadline, false)
+    }
+
+    /// The caller's read deadline: bounds every read beside the deadline above, however many
+    /// socket reads a TLS record takes (`None` lifts it).
+    pub(crate) fn set_read_deadline(&mut self, deadline: Option<Instant>) {
+        self.inner_mut().set_read_deadline(deadline);
     }
 
     /// Sets the timeout of each blocking write.

@@ -1365,6 +1365,50 @@ fn close_over_tls_is_bounded_by_the_close_timeout_against_a_slow_reader() {
     assert!(took < Duration::from_secs(4), "{took:?}");
 }
 
+/// A TLS record trickled a byte every 10 ms (1.3 s in all): rustls reads until it is whole,
+/// and each socket read got the read timeout afresh, so a read under a 300 ms deadline lasted
+/// until the record was in (a probe: 17 s at 40 ms a byte for a bigger record). The
+/// deadline now bounds every socket read; the message still arrives whole at a later call.
+#[test]
+fn a_read_deadline_bounds_a_read_while_a_tls_record_trickles_in() {
+    use std::io::Write as _;
+    let (port, ca) = tls_server_after_handshake(|mut tls| {
+        tls.conn.writer().write_all(&[0x82, 100]).unwrap();
+        tls.conn.writer().write_all(&[7u8; 100]).unwrap();
+        let mut record = Vec::new();
+        while tls.conn.wants_write() {
+            tls.conn.write_tls(&mut record).unwrap();
+        }
+        tls.sock.set_nodelay(true).unwrap();
+        for byte in record {
+            if tls.sock.write_all(&[byte]).is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        thread::sleep(Duration::from_secs(5));
+    });
+    let mut ws = ClientBuilder::new(format!("wss://localhost:{port}/"))
+        .read_timeout(Some(Duration::from_secs(1)))
+        .uncompressed()
+        .tls(trusting(&ca))
+        .connect()
+        .unwrap();
+    let start = Instant::now();
+    ws.set_read_deadline(Some(start + Duration::from_millis(300)));
+    let first = ws.read();
+    let took = start.elapsed();
+    assert!(
+        matches!(first, Err(Error::Timeout(Phase::Read))),
+        "{first:?}"
+    );
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    // Lifted, the read goes on with what had arrived and gets the whole message.
+    ws.set_read_deadline(None);
+    ws.set_read_timeout(Some(TIMEOUT)).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::Binary(vec![7u8; 100].into()));
+}
+
 #[test]
 fn close_and_wait_after_a_close_that_timed_out_inside_tls_is_bounded_by_the_close_timeout() {
     const CHUNK: usize = 50_000;
