@@ -423,9 +423,10 @@ fn is_loopback(host: &str) -> bool {
     if host == "localhost" || host.ends_with(".localhost") {
         return true;
     }
+    // An IPv4-mapped IPv6 address (`::ffff:127.0.0.1`) is the IPv4 one.
     unbracket(&host)
         .parse::<IpAddr>()
-        .is_ok_and(|ip| ip.is_loopback())
+        .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 /// `s` without the brackets of `[v6]`.
@@ -449,7 +450,8 @@ fn unbracket(s: &str) -> &str {
 /// Malformed entries (a bad port or prefix length) match nothing.
 pub(crate) fn no_proxy_matches(list: &str, host: &str, port: u16) -> bool {
     let host = unbracket(host.trim_end_matches('.')).to_ascii_lowercase();
-    let host_ip = host.parse::<IpAddr>().ok();
+    // An IPv4-mapped IPv6 address is checked as the IPv4 one (against `10.0.0.0/8`, say).
+    let host_ip = host.parse::<IpAddr>().ok().map(|ip| ip.to_canonical());
     list.split(|c: char| c == ',' || c.is_whitespace())
         .filter(|entry| !entry.is_empty())
         .any(|entry| entry_matches(entry, &host, host_ip, port))
@@ -853,9 +855,17 @@ mod tests {
             "127.0.0.1",
             "127.9.9.9",
             "::1",
+            "::ffff:127.0.0.1",
+            "[::ffff:127.0.0.1]",
         ] {
             assert_eq!(from_env(true, host, 443, &vars).unwrap(), None, "{host}");
         }
+        // An IPv4-mapped IPv6 address is matched as the IPv4 one by a CIDR entry too.
+        let vars = env(&[("https_proxy", "p:1"), ("no_proxy", "10.0.0.0/8")]);
+        assert_eq!(from_env(true, "::ffff:10.1.2.3", 443, &vars).unwrap(), None);
+        assert!(from_env(true, "::ffff:11.1.2.3", 443, &vars)
+            .unwrap()
+            .is_some());
     }
 
     #[test]
