@@ -87,9 +87,10 @@ impl Reconnect {
         self
     }
 
-    /// Gives up after this many failed attempts in a row (default `None`: never). A connection
-    /// that drops before it is stable ([`Reconnect::stable_after`]) counts as a failed
-    /// attempt: a server that accepts and then closes at once is not retried forever.
+    /// Gives up after this many failed attempts in a row (default `None`: never; `Some(0)`:
+    /// the first drop is the end, with no attempt). A connection that drops before it is
+    /// stable ([`Reconnect::stable_after`]) counts as a failed attempt: a server that accepts
+    /// and then closes at once is not retried forever.
     pub fn max_attempts(mut self, attempts: Option<u32>) -> Self {
         self.max_attempts = attempts;
         self
@@ -315,10 +316,11 @@ impl Plan {
         self.retry_at = None;
         if short && self.reconnected_since {
             self.in_a_row = self.in_a_row.saturating_add(1);
-            if self.policy.gives_up_after(self.in_a_row) {
-                self.stopped = true;
-                self.gave_up = true;
-            }
+        }
+        // (`max_attempts(Some(0))`: no attempt at all.)
+        if self.policy.gives_up_after(self.in_a_row) {
+            self.stopped = true;
+            self.gave_up = true;
         }
         Event::Disconnected(cause)
     }
@@ -689,6 +691,24 @@ mod tests {
             plan.subscribe(&message).unwrap();
         }
         assert_eq!(plan.subscriptions.len(), 2);
+    }
+
+    #[test]
+    fn max_attempts_of_zero_gives_up_at_the_first_drop() {
+        // It made one attempt, as Some(1) does.
+        let policy = Reconnect::new().max_attempts(Some(0));
+        let mut plan = Plan::new(ClientBuilder::new("ws://127.0.0.1:1/"), policy);
+        plan.up_since = Instant::now() - Duration::from_secs(60);
+        plan.dropped(Disconnect::Closed(None));
+        assert!(plan.stopped && plan.gave_up);
+        // Some(1) still makes its one attempt.
+        let policy = Reconnect::new().max_attempts(Some(1));
+        let mut plan = Plan::new(ClientBuilder::new("ws://127.0.0.1:1/"), policy);
+        plan.up_since = Instant::now() - Duration::from_secs(60);
+        plan.dropped(Disconnect::Closed(None));
+        assert!(!plan.stopped);
+        assert!(plan.attempt_failed(Error::Timeout(Phase::Connect)).is_err());
+        assert!(plan.gave_up);
     }
 
     #[test]
