@@ -262,17 +262,13 @@ impl WsUrl {
 
     /// The host as written in a `Host` header or a `host:port` pair (IPv6 in brackets).
     pub fn host_for_header(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        }
+        let mut out = String::with_capacity(self.host.len() + 2);
+        self.push_host(&mut out);
+        out
     }
 
-    /// The `Host` header value: the port is included only when it is not the default.
-    pub fn host_header(&self) -> String {
-        // Built in place, one allocation: it is part of every connection's cost.
-        let mut out = String::with_capacity(self.host.len() + 8);
+    /// Appends [`WsUrl::host_for_header`] to `out`.
+    fn push_host(&self, out: &mut String) {
         let bracketed = self.host.contains(':');
         if bracketed {
             out.push('[');
@@ -281,6 +277,13 @@ impl WsUrl {
         if bracketed {
             out.push(']');
         }
+    }
+
+    /// The `Host` header value: the port is included only when it is not the default.
+    pub fn host_header(&self) -> String {
+        // Built in place, one allocation: it is part of every connection's cost.
+        let mut out = String::with_capacity(self.host.len() + 8);
+        self.push_host(&mut out);
         if self.port != self.default_port() {
             // Writing to a String cannot fail.
             let _ = write!(out, ":{}", self.port);

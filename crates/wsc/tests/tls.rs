@@ -1792,6 +1792,18 @@ fn async_messages_in_tls_records_before_a_bad_record_are_delivered_before_its_er
     });
 }
 
+/// Writes `frames` as TLS records and resets the connection (SO_LINGER 0), as a server that
+/// sends its last words and goes.
+#[cfg(target_os = "linux")] // socket2, for the reset
+fn write_then_reset(mut tls: StreamOwned<ServerConnection, TcpStream>, frames: &[u8]) {
+    use std::io::Write as _;
+    tls.write_all(frames).unwrap();
+    tls.flush().unwrap();
+    socket2::SockRef::from(&tls.sock)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+}
+
 /// A TLS server that, once told to go (the client connected), sends a text and its close
 /// 1008 "rate limit exceeded", then resets the connection (SO_LINGER 0): the builder, the
 /// sender that says go, and the receiver that hears when the server is gone.
@@ -1801,10 +1813,9 @@ fn closes_then_resets() -> (
     std::sync::mpsc::Sender<()>,
     std::sync::mpsc::Receiver<()>,
 ) {
-    use std::io::Write as _;
     let (go, told) = std::sync::mpsc::channel();
     let (gone, heard) = std::sync::mpsc::channel();
-    let (port, ca) = tls_server_after_handshake(move |mut tls| {
+    let (port, ca) = tls_server_after_handshake(move |tls| {
         told.recv_timeout(TIMEOUT).unwrap();
         // One record, sent at once: a segment Nagle held back would die with the reset.
         tls.sock.set_nodelay(true).unwrap();
@@ -1812,12 +1823,7 @@ fn closes_then_resets() -> (
         frames.extend_from_slice(b"last words");
         frames.extend_from_slice(&[0x88, 21, 0x03, 0xf0]);
         frames.extend_from_slice(b"rate limit exceeded");
-        tls.write_all(&frames).unwrap();
-        tls.flush().unwrap();
-        socket2::SockRef::from(&tls.sock)
-            .set_linger(Some(Duration::ZERO))
-            .unwrap();
-        drop(tls);
+        write_then_reset(tls, &frames);
         gone.send(()).unwrap();
     });
     let builder = ClientBuilder::new(format!("wss://localhost:{port}/"))
@@ -1844,13 +1850,7 @@ fn a_reply_rustls_holds_does_not_hide_the_close_the_server_sent_before_it_reset(
         tls.write_all(&[0x89, 2, b'h', b'b']).unwrap();
         tls.flush().unwrap();
         told_close.recv_timeout(TIMEOUT).unwrap();
-        tls.write_all(&[0x88, 6, 0x03, 0xf0, b'k', b'i', b'c', b'k'])
-            .unwrap();
-        tls.flush().unwrap();
-        socket2::SockRef::from(&tls.sock)
-            .set_linger(Some(Duration::ZERO))
-            .unwrap();
-        drop(tls);
+        write_then_reset(tls, &[0x88, 6, 0x03, 0xf0, b'k', b'i', b'c', b'k']);
         gone.send(()).unwrap();
     });
     let mut ws = ClientBuilder::new(format!("wss://localhost:{port}/"))
