@@ -317,22 +317,24 @@ impl<S: Read + Write> WebSocket<S> {
         if let Some(e) = self.reply_error.take() {
             return Err(self.transport_error(e, Phase::Write));
         }
-        if self.user_output {
+        let wake = if self.user_output {
             if self.read_arrived()? {
                 return Ok(());
             }
+            let wake = self.keepalive_step()?;
             // Fed messages go out before we wait for an answer to them. A peer that takes
             // none of them within the write timeout may itself be blocked writing to us: if
             // the read is bounded too, it goes on, and they are written at the next call.
-            match self.flush() {
+            match self.flush_until(wake) {
                 Err(Error::Timeout(Phase::Write)) if self.read_timeout.is_some() => {}
                 Err(e) if self.peer_gone(&e) => {}
                 other => other?,
             }
+            wake
         } else {
             self.write_replies();
-        }
-        let wake = self.keepalive_step()?;
+            self.keepalive_step()?
+        };
         let idle_end = self.bound_idle_read(wake)?;
         let close_end = self.bound_close_wait()?;
         let stream = &mut self.stream;
@@ -361,6 +363,28 @@ impl<S: Read + Write> WebSocket<S> {
                 }
                 Err(e) => return Err(self.transport_error(e, Phase::Read)),
             }
+        }
+    }
+
+    /// [`WebSocket::flush`] before a read waits, with keepalive on no longer than until its
+    /// next step (`wake`) when the write timeout would wait longer: a peer that takes none
+    /// of our output and sends nothing is then found dead by keepalive, as an idle one is,
+    /// instead of holding the read (with no write timeout, for good). Output the peer takes
+    /// meanwhile counts as a sign of life. What stays queued is written at the next step.
+    fn flush_until(&mut self, wake: Option<Instant>) -> Result<(), Error> {
+        let Some(wake) = wake else {
+            return self.flush();
+        };
+        let write_ends_first = self
+            .write_timeout
+            .and_then(|limit| Instant::now().checked_add(limit))
+            .is_some_and(|end| end <= wake);
+        if write_ends_first || self.close_write_deadline().is_some() {
+            return self.flush();
+        }
+        match self.flush_by(Some(wake), Phase::Write) {
+            Err(Error::Timeout(Phase::Write)) => Ok(()),
+            other => other,
         }
     }
 
@@ -678,7 +702,7 @@ impl<S: Read + Write> WebSocket<S> {
 
     /// [`WebSocket::flush`] without waiting for room: `true` when all went out, `false` when
     /// some stays queued.
-    fn flush_nowait(&mut self) -> Result<bool, Error> {
+    pub(crate) fn flush_nowait(&mut self) -> Result<bool, Error> {
         match self.write_queued_nowait() {
             Ok(()) => {
                 self.user_output = false;
@@ -822,8 +846,8 @@ impl<S: Read + Write> WebSocket<S> {
     /// before a read waits for data, and by itself once it holds 128 KiB. (A read that finds
     /// the socket full returns what the peer has already sent first, without waiting: the
     /// peer may be blocked writing to us. When nothing has arrived and the peer takes none of
-    /// it within the write timeout, a read with a timeout of its own goes on without it. The
-    /// next call writes it.)
+    /// it within the write timeout, a read with a timeout of its own goes on without it; with
+    /// keepalive on, the read goes on pinging meanwhile. The next call writes it.)
     ///
     /// A [`Message::Close`] fed or queued starts the close timeout's clock: writing it out (by
     /// `flush`, a read, or this call when the queue is full) is bounded as in

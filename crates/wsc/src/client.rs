@@ -288,10 +288,13 @@ impl ClientBuilder {
     /// pong does not come back within the timeout, so a dead peer or path is noticed within
     /// interval + timeout (default: off). Data arriving meanwhile moves the deadline to a
     /// timeout after the last of it: a pong sent behind a big message arrives after it, and
-    /// the peer is plainly alive. The blocking client pings while [`WebSocket::read`]
-    /// waits (on connections it opened: not over a stream given to [`client()`] or
-    /// [`ClientBuilder::connect_on`]); the async one while the stream (or its reading half)
-    /// is polled, over any stream.
+    /// the peer is plainly alive; so does our output draining. The blocking client pings
+    /// while [`WebSocket::read`] waits (on connections it opened: not over a stream given to
+    /// [`client()`] or [`ClientBuilder::connect_on`]), also while that read first writes
+    /// what `feed` or `queue` left (a peer that takes none of it and sends nothing is found
+    /// dead even with no write timeout); the async one while the stream (or its
+    /// reading half) is polled, over any stream. A blocking `send` waits as the write
+    /// timeout lets it, keepalive or not.
     pub fn keepalive(mut self, keepalive: impl Into<Option<Keepalive>>) -> Self {
         self.keepalive = keepalive.into();
         self

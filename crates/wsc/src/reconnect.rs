@@ -511,18 +511,18 @@ impl Reconnecting {
     }
 
     /// Opens a connection and sends the subscriptions. All of them are queued, however
-    /// slowly the server takes them (they are the caller's own list): a write that times
-    /// out is not a failed attempt, and what the socket did not take goes out with the reads.
+    /// slowly the server takes them (they are the caller's own list); what the socket does
+    /// not take at once goes out with the reads, under their bounds (the write timeout,
+    /// keepalive), so that a server that takes none of it neither fails the attempt nor
+    /// holds it.
     fn open(&self) -> Result<WebSocket<MaybeTlsStream>, Error> {
         let mut ws = self.plan.builder.clone().connect()?;
         ws.set_read_deadline(self.read_deadline);
         for message in &self.plan.subscriptions {
             ws.queue(message.clone())?;
         }
-        match ws.flush() {
-            Ok(()) | Err(Error::Timeout(Phase::Write)) => Ok(ws),
-            Err(e) => Err(e),
-        }
+        ws.flush_nowait()?;
+        Ok(ws)
     }
 
     /// Sends a message on the current connection ([`Error::ConnectionClosed`] while

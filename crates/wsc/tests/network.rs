@@ -498,6 +498,57 @@ fn a_resubscription_the_server_is_slow_to_take_does_not_fail_the_reconnect() {
 }
 
 #[test]
+fn keepalive_finds_a_server_that_takes_no_resubscription_dead() {
+    // No write timeout (the default): the resubscription, bigger than the sockets take,
+    // must not hold the reconnect while the server reads nothing and sends nothing.
+    const SIZE: usize = 8 << 20;
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        {
+            let (tcp, _) = listener.accept().unwrap();
+            let mut ws = wsc::server::accept(tcp).unwrap();
+            ws.close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "restart")))
+                .unwrap();
+            while ws.read().is_ok() {}
+        }
+        let (tcp, _) = listener.accept().unwrap();
+        let ws = wsc::server::accept(tcp).unwrap();
+        thread::sleep(Duration::from_secs(4));
+        drop(ws);
+    });
+    let keepalive = Keepalive::new(Duration::from_millis(200), Duration::from_millis(300));
+    let mut feed = builder(&format!("ws://{addr}/"))
+        .uncompressed()
+        .keepalive(keepalive)
+        .connect_reconnecting(
+            Reconnect::new()
+                .initial_delay(Duration::from_millis(10))
+                .max_attempts(Some(1)),
+        )
+        .unwrap();
+    feed.subscriptions_mut()
+        .push(Message::binary(vec![7u8; SIZE]));
+    let start = Instant::now();
+    assert!(matches!(
+        feed.next_event().unwrap(),
+        Event::Disconnected(Disconnect::Closed(_))
+    ));
+    assert!(matches!(feed.next_event().unwrap(), Event::Reconnected(_)));
+    match feed.next_event().unwrap() {
+        Event::Disconnected(Disconnect::Failed(Error::KeepaliveTimeout(_))) => {}
+        other => panic!("expected a keepalive timeout, got {other:?}"),
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    drop(feed);
+    server.join().unwrap();
+}
+
+#[test]
 fn a_subscription_is_queued_even_behind_a_full_queue() {
     // A server that reads nothing for a while. The first subscription's write times out (it
     // stays queued); the second was refused with SendQueueFull yet kept in the list, so that
@@ -1317,6 +1368,33 @@ fn keepalive_is_not_held_up_by_a_full_send_buffer() {
         "{:?}",
         start.elapsed()
     );
+    server.join().unwrap();
+}
+
+#[test]
+fn keepalive_ends_a_read_held_by_queued_output_the_peer_never_takes() {
+    // No write timeout (the default): only keepalive can tell that the peer is gone while
+    // the read first tries to write what `queue` left.
+    let (url, server) = unresponsive_server();
+    let keepalive = Keepalive::new(Duration::from_millis(200), Duration::from_millis(300));
+    let mut ws = builder(&url).keepalive(keepalive).connect().unwrap();
+    let tcp = ws.get_ref().tcp().try_clone().unwrap();
+    tcp.set_nonblocking(true).unwrap();
+    let junk = [0u8; 65536];
+    while (&tcp).write(&junk).is_ok() {}
+    tcp.set_nonblocking(false).unwrap();
+    ws.queue(Message::text("subscribe")).unwrap();
+    let start = Instant::now();
+    match ws.read() {
+        Err(Error::KeepaliveTimeout(_)) => {}
+        other => panic!("expected a keepalive timeout, got {other:?}"),
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(matches!(ws.read(), Err(Error::ConnectionClosed)));
     server.join().unwrap();
 }
 
