@@ -2,12 +2,17 @@
 
 use std::fmt::{self, Write as _};
 
+mod ipv4;
+
+use ipv4::Ipv4Host;
+
 /// A parsed `ws://` or `wss://` URL.
 #[derive(Clone, PartialEq, Eq)]
 pub struct WsUrl {
     /// `wss://`: TLS.
     pub secure: bool,
-    /// The host: a name, an IPv4 address, or an IPv6 address without brackets.
+    /// The host: a lowercase name, an IPv4 address in dotted decimal (whatever spelling the
+    /// URL used: `127.1` is `127.0.0.1`), or an IPv6 address without brackets.
     pub host: String,
     /// The port (80 or 443 when the URL gives none).
     pub port: u16,
@@ -188,6 +193,15 @@ impl WsUrl {
         if !host.chars().all(valid_host_char) {
             return Err(UrlError::InvalidHost(host));
         }
+        let host = match ipv4::classify(&host) {
+            Ipv4Host::Name => host,
+            Ipv4Host::Address(ip) => ip.to_string(),
+            Ipv4Host::Invalid => {
+                return Err(UrlError::InvalidHost(format!(
+                    "{host} (ends in a number, but is not an IPv4 address)"
+                )))
+            }
+        };
         let default_port = if secure { 443 } else { 80 };
         let port = match port {
             None | Some("") => default_port,
@@ -387,6 +401,35 @@ mod tests {
         let u = WsUrl::parse("ws://us%40er:p%3Ass@h:80/").unwrap();
         assert_eq!(u.credentials, Some(("us@er".into(), "p:ss".into())));
         assert_eq!(u.host_header(), "h");
+    }
+
+    #[test]
+    fn an_ipv4_address_in_any_spelling_becomes_dotted_decimal() {
+        for (url, host, header) in [
+            ("ws://127.1:9/", "127.0.0.1", "127.0.0.1:9"),
+            ("wss://0x7F000001/", "127.0.0.1", "127.0.0.1"),
+            ("ws://0177.0.0.1./x", "127.0.0.1", "127.0.0.1"),
+            ("ws://u:p@2130706433:8080", "127.0.0.1", "127.0.0.1:8080"),
+            ("ws://10.258/", "10.0.1.2", "10.0.1.2"),
+        ] {
+            let u = WsUrl::parse(url).unwrap();
+            assert_eq!(
+                (u.host.as_str(), u.host_header().as_str()),
+                (host, header),
+                "{url}"
+            );
+        }
+        for url in [
+            "ws://256.1.1.1/",
+            "ws://1.2.3.4.5:80/",
+            "wss://example.123/",
+        ] {
+            assert!(
+                matches!(WsUrl::parse(url), Err(UrlError::InvalidHost(ref h)) if h.contains("IPv4")),
+                "{url}"
+            );
+        }
+        assert_eq!(WsUrl::parse("ws://1.2.3.x/").unwrap().host, "1.2.3.x");
     }
 
     #[test]

@@ -237,6 +237,21 @@ fn handshake_sends_headers_protocols_origin_and_url_credentials() {
 }
 
 #[test]
+fn a_short_spelling_of_an_ipv4_address_connects_to_it_and_is_sent_dotted() {
+    let (url, server) = echo_server();
+    let port = url.rsplit(':').next().unwrap().to_string();
+    let mut ws = builder(&format!("ws://127.1:{port}/")).connect().unwrap();
+    ws.send_text("hi").unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("hi"));
+    ws.close_and_wait(None).unwrap();
+    let (request, _) = server.join().unwrap();
+    assert_eq!(
+        request.headers["host"],
+        format!("127.0.0.1:{port}").as_str()
+    );
+}
+
+#[test]
 fn frames_in_the_same_packet_as_the_101_are_not_lost() {
     let (url, server) = serve_once(|mut tcp| {
         // The 101 and two frames in one write.

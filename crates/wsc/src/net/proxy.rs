@@ -866,6 +866,17 @@ mod tests {
         assert!(from_env(true, "::ffff:11.1.2.3", 443, &vars)
             .unwrap()
             .is_some());
+        // Other spellings of IPv4 addresses (which the resolver reads as addresses too) are
+        // the addresses, as the URL parser makes them.
+        let vars = env(&[("https_proxy", "p:1"), ("no_proxy", "10.0.0.0/8")]);
+        for url in ["wss://127.1/", "wss://0x7f000001/", "wss://10.258/"] {
+            let url = crate::url::WsUrl::parse(url).unwrap();
+            assert_eq!(
+                from_env(true, &url.host, 443, &vars).unwrap(),
+                None,
+                "{url}"
+            );
+        }
     }
 
     #[test]
