@@ -40,6 +40,8 @@ pub enum UrlError {
     Fragment,
     /// Whitespace or control characters.
     InvalidCharacter,
+    /// A user name or password whose percent-escapes decode to bytes that are not UTF-8.
+    InvalidCredentials,
 }
 
 impl fmt::Display for UrlError {
@@ -56,15 +58,20 @@ impl fmt::Display for UrlError {
             UrlError::InvalidHost(h) => write!(f, "invalid host {h:?}"),
             UrlError::Fragment => f.write_str("WebSocket URLs cannot have a #fragment"),
             UrlError::InvalidCharacter => f.write_str("whitespace or control character in URL"),
+            UrlError::InvalidCredentials => f.write_str(
+                "the user name or password in the URL decodes to bytes that are not UTF-8; \
+                 percent-encode UTF-8 text",
+            ),
         }
     }
 }
 
 impl std::error::Error for UrlError {}
 
-/// Decodes `%XX` escapes (anything else is kept as written); invalid UTF-8 is replaced. For
-/// the user and password of URLs (ours and proxies').
-pub(crate) fn percent_decode(s: &str) -> String {
+/// Decodes `%XX` escapes (anything else is kept as written), for the user and password of
+/// URLs (ours and proxies'); `None` if the bytes are not UTF-8: sent with U+FFFD in their
+/// place, they would be credentials the user never gave.
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -80,7 +87,7 @@ pub(crate) fn percent_decode(s: &str) -> String {
         out.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8(out).ok()
 }
 
 /// Whether `s` is a URL scheme (RFC 3986 section 3.1: a letter, then letters, digits, `+`,
@@ -155,7 +162,8 @@ impl WsUrl {
         let (credentials, hostport) = match authority.rsplit_once('@') {
             Some((userinfo, hostport)) => {
                 let (user, pass) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-                (Some((percent_decode(user), percent_decode(pass))), hostport)
+                let decoded = percent_decode(user).zip(percent_decode(pass));
+                (Some(decoded.ok_or(UrlError::InvalidCredentials)?), hostport)
             }
             None => (None, authority),
         };
@@ -400,6 +408,8 @@ mod tests {
 
         let u = WsUrl::parse("ws://us%40er:p%3Ass@h:80/").unwrap();
         assert_eq!(u.credentials, Some(("us@er".into(), "p:ss".into())));
+        let u = WsUrl::parse("ws://%C3%A9:%E2%82%AC@h/").unwrap();
+        assert_eq!(u.credentials, Some(("\u{e9}".into(), "\u{20ac}".into())));
         assert_eq!(u.host_header(), "h");
     }
 
@@ -446,6 +456,8 @@ mod tests {
             ("ws://h/#frag", UrlError::Fragment),
             ("ws://h/a b", UrlError::InvalidCharacter),
             ("ws://h<x>/", UrlError::InvalidHost("h<x>".into())),
+            ("ws://u:%E9t%E9@h/", UrlError::InvalidCredentials),
+            ("ws://%FF@h/", UrlError::InvalidCredentials),
             (
                 "ws://a:b:80/",
                 UrlError::InvalidHost("a:b:80 (IPv6 addresses go in brackets: [::1])".into()),

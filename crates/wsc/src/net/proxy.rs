@@ -149,10 +149,15 @@ impl Proxy {
         let (credentials, hostport) = match authority.rsplit_once('@') {
             Some((userinfo, hostport)) => {
                 let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-                (
-                    Some((percent_decode(user), percent_decode(password))),
-                    hostport,
-                )
+                let decoded = percent_decode(user).zip(percent_decode(password));
+                let credentials = decoded.ok_or_else(|| {
+                    ProxyError::InvalidUrl(
+                        "the proxy URL's user name or password decodes to bytes that are not \
+                         UTF-8; percent-encode UTF-8 text"
+                            .into(),
+                    )
+                })?;
+                (Some(credentials), hostport)
             }
             None => (None, authority),
         };
@@ -717,6 +722,15 @@ mod tests {
         // The last '@' separates the host; a raw '@' in the password still works.
         let p = Proxy::parse("http://u:p@ss@h:1").unwrap();
         assert_eq!((p.auth(), p.host()), (Some(("u", "p@ss")), "h"));
+        let p = Proxy::parse("http://u:%E2%82%AC@h:1").unwrap();
+        assert_eq!(p.auth(), Some(("u", "\u{20ac}")));
+        // Bytes that are not UTF-8 (Latin-1 here) are refused, not sent as U+FFFD; the
+        // message does not repeat the password.
+        let err = Proxy::parse("http://u:s%E9cret@h:1").unwrap_err();
+        assert!(
+            matches!(&err, ProxyError::InvalidUrl(m) if m.contains("UTF-8") && !m.contains("cret")),
+            "{err}"
+        );
     }
 
     #[test]
