@@ -283,7 +283,10 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    pub(crate) fn new(builder: ClientBuilder, policy: Reconnect) -> Self {
+    /// A plan for a connection opened at `now`. Every method that needs the time is given
+    /// it, by the client's own clock: std's for the blocking client, tokio's for the async
+    /// one (which a user's test may pause).
+    pub(crate) fn new(builder: ClientBuilder, policy: Reconnect, now: Instant) -> Self {
         Plan {
             builder,
             policy,
@@ -293,16 +296,15 @@ impl Plan {
             backoff: 0,
             in_a_row: 0,
             reconnected_since: false,
-            up_since: Instant::now(),
+            up_since: now,
             stopped: false,
             gave_up: false,
             retry_at: None,
         }
     }
 
-    /// Records a drop and turns it into its event.
-    pub(crate) fn dropped(&mut self, cause: Disconnect) -> Event {
-        let now = Instant::now();
+    /// Records a drop at `now` and turns it into its event.
+    pub(crate) fn dropped(&mut self, cause: Disconnect, now: Instant) -> Event {
         let short = now.duration_since(self.up_since) < self.policy.stable_after;
         if short && self.reconnected_since {
             // The first connection's short life is no attempt of ours: no backoff for it.
@@ -334,8 +336,7 @@ impl Plan {
 
     /// When the next attempt is due: the backoff delay from the first look, and the same
     /// time at every look after it until the attempt is made.
-    pub(crate) fn retry_at(&mut self) -> Instant {
-        let now = Instant::now();
+    pub(crate) fn retry_at(&mut self, now: Instant) -> Instant {
         if self.down_since.is_none() {
             self.down_since = Some(now);
         }
@@ -387,16 +388,18 @@ impl Plan {
         Ok(())
     }
 
-    /// Records the successful attempt and turns it into its event.
-    pub(crate) fn reconnected(&mut self) -> Event {
+    /// Records the attempt that succeeded at `now` and turns it into its event.
+    pub(crate) fn reconnected(&mut self, now: Instant) -> Event {
         self.retry_at = None;
         let event = Event::Reconnected(Reconnected {
             attempts: self.failed.saturating_add(1),
-            downtime: self.down_since.map_or(Duration::ZERO, |t| t.elapsed()),
+            downtime: self
+                .down_since
+                .map_or(Duration::ZERO, |t| now.saturating_duration_since(t)),
         });
         self.down_since = None;
         self.failed = 0;
-        self.up_since = Instant::now();
+        self.up_since = now;
         self.reconnected_since = true;
         event
     }
@@ -427,7 +430,7 @@ impl ClientBuilder {
     pub fn connect_reconnecting(self, policy: Reconnect) -> Result<Reconnecting, Error> {
         let ws = self.clone().connect()?;
         Ok(Reconnecting {
-            plan: Plan::new(self, policy),
+            plan: Plan::new(self, policy, Instant::now()),
             ws: Some(ws),
             read_deadline: None,
         })
@@ -452,13 +455,13 @@ impl Reconnecting {
             return match ws.read() {
                 Ok(Message::Close(frame)) => {
                     self.ws = None;
-                    Ok(self.plan.dropped(Disconnect::Closed(frame)))
+                    Ok(self.plan.dropped(Disconnect::Closed(frame), Instant::now()))
                 }
                 Ok(message) => Ok(Event::Message(message)),
                 Err(e) if !ends_connection(&e) => Err(e),
                 Err(e) => {
                     self.ws = None;
-                    Ok(self.plan.dropped(Disconnect::Failed(e)))
+                    Ok(self.plan.dropped(Disconnect::Failed(e), Instant::now()))
                 }
             };
         }
@@ -466,8 +469,8 @@ impl Reconnecting {
             return Err(Error::ConnectionClosed);
         }
         loop {
-            let due = self.plan.retry_at();
             let now = Instant::now();
+            let due = self.plan.retry_at(now);
             if now < due {
                 let timeout = self
                     .plan
@@ -487,7 +490,7 @@ impl Reconnecting {
             match self.open() {
                 Ok(ws) => {
                     self.ws = Some(ws);
-                    return Ok(self.plan.reconnected());
+                    return Ok(self.plan.reconnected(Instant::now()));
                 }
                 Err(e) => self.plan.attempt_failed(e)?,
             }
@@ -611,12 +614,17 @@ mod tests {
         let mut plan = Plan::new(
             ClientBuilder::new("ws://127.0.0.1:1/"),
             Reconnect::new().max_attempts(Some(2)),
+            Instant::now(),
         );
         assert!(plan.attempt_failed(Error::ConnectionReset).is_ok());
         assert!(plan.attempt_failed(Error::ConnectionReset).is_err());
         assert!(plan.stopped);
 
-        let mut plan = Plan::new(ClientBuilder::new("ws://127.0.0.1:1/"), Reconnect::new());
+        let mut plan = Plan::new(
+            ClientBuilder::new("ws://127.0.0.1:1/"),
+            Reconnect::new(),
+            Instant::now(),
+        );
         let permanent = Error::Url(crate::url::UrlError::MissingHost);
         assert!(plan.attempt_failed(permanent).is_err());
         assert!(plan.stopped);
@@ -628,19 +636,23 @@ mod tests {
             .initial_delay(Duration::from_millis(100))
             .max_delay(Duration::from_secs(10))
             .jitter(false);
-        let mut plan = Plan::new(ClientBuilder::new("ws://127.0.0.1:1/"), policy.clone());
+        let mut plan = Plan::new(
+            ClientBuilder::new("ws://127.0.0.1:1/"),
+            policy.clone(),
+            Instant::now(),
+        );
         // The first connection dropping early is no attempt of ours: the initial delay.
-        plan.dropped(Disconnect::Closed(None));
+        plan.dropped(Disconnect::Closed(None), Instant::now());
         assert_eq!(plan.next_delay(), Duration::from_millis(100));
-        plan.reconnected();
+        plan.reconnected(Instant::now());
         for expected in [200, 400, 800] {
-            plan.dropped(Disconnect::Closed(None));
+            plan.dropped(Disconnect::Closed(None), Instant::now());
             assert_eq!(plan.next_delay(), Duration::from_millis(expected));
-            plan.reconnected();
+            plan.reconnected(Instant::now());
         }
         // A connection that stayed up past `stable_after` starts the backoff over.
         plan.up_since = Instant::now() - Duration::from_secs(11);
-        plan.dropped(Disconnect::Closed(None));
+        plan.dropped(Disconnect::Closed(None), Instant::now());
         assert_eq!(plan.next_delay(), Duration::from_millis(100));
     }
 
@@ -652,21 +664,25 @@ mod tests {
             .initial_delay(Duration::from_millis(100))
             .max_delay(Duration::from_secs(60))
             .jitter(false);
-        let mut plan = Plan::new(ClientBuilder::new("ws://127.0.0.1:1/"), policy);
+        let mut plan = Plan::new(
+            ClientBuilder::new("ws://127.0.0.1:1/"),
+            policy,
+            Instant::now(),
+        );
         plan.up_since = Instant::now() - Duration::from_secs(60);
-        plan.dropped(Disconnect::Closed(None));
+        plan.dropped(Disconnect::Closed(None), Instant::now());
         for expected in [100, 200, 400, 800, 1600, 3200] {
             assert_eq!(plan.next_delay(), Duration::from_millis(expected));
             assert!(plan.attempt_failed(Error::Timeout(Phase::Connect)).is_ok());
         }
         assert_eq!(plan.next_delay(), Duration::from_millis(6400));
-        plan.reconnected();
-        plan.dropped(Disconnect::Closed(None));
+        plan.reconnected(Instant::now());
+        plan.dropped(Disconnect::Closed(None), Instant::now());
         assert_eq!(plan.next_delay(), Duration::from_millis(12800));
         // Once a connection stays up, the backoff starts over.
-        plan.reconnected();
+        plan.reconnected(Instant::now());
         plan.up_since = Instant::now() - Duration::from_secs(60);
-        plan.dropped(Disconnect::Closed(None));
+        plan.dropped(Disconnect::Closed(None), Instant::now());
         assert_eq!(plan.next_delay(), Duration::from_millis(100));
     }
 
@@ -674,7 +690,11 @@ mod tests {
     fn a_message_that_cannot_be_a_subscription_is_refused_and_not_added() {
         // Added, it failed every reconnect after (for good: InvalidInput is no error a retry
         // mends), or closed each new connection at once.
-        let mut plan = Plan::new(ClientBuilder::new("ws://127.0.0.1:1/"), Reconnect::new());
+        let mut plan = Plan::new(
+            ClientBuilder::new("ws://127.0.0.1:1/"),
+            Reconnect::new(),
+            Instant::now(),
+        );
         for message in [
             Message::Close(None),
             Message::Ping(vec![0; 126].into()),
@@ -697,15 +717,23 @@ mod tests {
     fn max_attempts_of_zero_gives_up_at_the_first_drop() {
         // It made one attempt, as Some(1) does.
         let policy = Reconnect::new().max_attempts(Some(0));
-        let mut plan = Plan::new(ClientBuilder::new("ws://127.0.0.1:1/"), policy);
+        let mut plan = Plan::new(
+            ClientBuilder::new("ws://127.0.0.1:1/"),
+            policy,
+            Instant::now(),
+        );
         plan.up_since = Instant::now() - Duration::from_secs(60);
-        plan.dropped(Disconnect::Closed(None));
+        plan.dropped(Disconnect::Closed(None), Instant::now());
         assert!(plan.stopped && plan.gave_up);
         // Some(1) still makes its one attempt.
         let policy = Reconnect::new().max_attempts(Some(1));
-        let mut plan = Plan::new(ClientBuilder::new("ws://127.0.0.1:1/"), policy);
+        let mut plan = Plan::new(
+            ClientBuilder::new("ws://127.0.0.1:1/"),
+            policy,
+            Instant::now(),
+        );
         plan.up_since = Instant::now() - Duration::from_secs(60);
-        plan.dropped(Disconnect::Closed(None));
+        plan.dropped(Disconnect::Closed(None), Instant::now());
         assert!(!plan.stopped);
         assert!(plan.attempt_failed(Error::Timeout(Phase::Connect)).is_err());
         assert!(plan.gave_up);
@@ -716,31 +744,43 @@ mod tests {
         // Three reconnects, each dropped at once: the third is the last. The first
         // connection's short life is no attempt of ours and does not count.
         let policy = Reconnect::new().max_attempts(Some(3));
-        let mut plan = Plan::new(ClientBuilder::new("ws://127.0.0.1:1/"), policy);
-        plan.dropped(Disconnect::Closed(None));
+        let mut plan = Plan::new(
+            ClientBuilder::new("ws://127.0.0.1:1/"),
+            policy,
+            Instant::now(),
+        );
+        plan.dropped(Disconnect::Closed(None), Instant::now());
         for _ in 0..2 {
-            plan.reconnected();
-            plan.dropped(Disconnect::Closed(None));
+            plan.reconnected(Instant::now());
+            plan.dropped(Disconnect::Closed(None), Instant::now());
             assert!(!plan.stopped);
         }
-        plan.reconnected();
-        plan.dropped(Disconnect::Closed(None));
+        plan.reconnected(Instant::now());
+        plan.dropped(Disconnect::Closed(None), Instant::now());
         assert!(plan.stopped && plan.gave_up);
         // Short-lived reconnects and failed attempts add up.
         let policy = Reconnect::new().max_attempts(Some(3));
-        let mut plan = Plan::new(ClientBuilder::new("ws://127.0.0.1:1/"), policy);
-        plan.dropped(Disconnect::Closed(None));
+        let mut plan = Plan::new(
+            ClientBuilder::new("ws://127.0.0.1:1/"),
+            policy,
+            Instant::now(),
+        );
+        plan.dropped(Disconnect::Closed(None), Instant::now());
         assert!(plan.attempt_failed(Error::Timeout(Phase::Connect)).is_ok());
-        plan.reconnected();
-        plan.dropped(Disconnect::Closed(None));
+        plan.reconnected(Instant::now());
+        plan.dropped(Disconnect::Closed(None), Instant::now());
         assert!(plan.attempt_failed(Error::Timeout(Phase::Connect)).is_err());
         assert!(plan.gave_up);
         // A stable connection starts the count over.
         let policy = Reconnect::new().max_attempts(Some(1));
-        let mut plan = Plan::new(ClientBuilder::new("ws://127.0.0.1:1/"), policy);
-        plan.reconnected();
+        let mut plan = Plan::new(
+            ClientBuilder::new("ws://127.0.0.1:1/"),
+            policy,
+            Instant::now(),
+        );
+        plan.reconnected(Instant::now());
         plan.up_since = Instant::now() - Duration::from_secs(11);
-        plan.dropped(Disconnect::Closed(None));
+        plan.dropped(Disconnect::Closed(None), Instant::now());
         assert!(!plan.stopped);
     }
 

@@ -15,7 +15,8 @@ use crate::reconnect::{ends_connection, Disconnect, Event, Plan, Reconnect};
 use crate::tokio::{TokioStream, WebSocketStream};
 
 /// An async client that reconnects after a drop and replays its subscriptions; see
-/// [`crate::reconnect`] for the policy and the events.
+/// [`crate::reconnect`] for the policy and the events. Its delays, downtimes and uptimes run
+/// on tokio's clock: a test that pauses it (`tokio::time::pause`) sees the backoff in full.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), wsc::Error> {
@@ -71,7 +72,7 @@ impl ClientBuilder {
     ) -> Result<Reconnecting, Error> {
         let (ws, response) = self.clone().connect_async().await?;
         Ok(Reconnecting {
-            plan: Plan::new(self, policy),
+            plan: Plan::new(self, policy, now()),
             ws: Some(ws),
             attempt: None,
             opened: None,
@@ -105,13 +106,13 @@ impl Reconnecting {
                     Some(Err(e)) if !ends_connection(&e) => return Err(e),
                     Some(Err(e)) => {
                         self.ws = None;
-                        return Ok(self.plan.dropped(Disconnect::Failed(e)));
+                        return Ok(self.plan.dropped(Disconnect::Failed(e), now()));
                     }
                     None => {
                         self.ws = None;
                         return Ok(self
                             .plan
-                            .dropped(Disconnect::Failed(Error::ConnectionClosed)));
+                            .dropped(Disconnect::Failed(Error::ConnectionClosed), now()));
                     }
                 }
             }
@@ -120,7 +121,7 @@ impl Reconnecting {
             while ws.recv().await.is_some() {}
             let frame = ws.connection().peer_close().cloned();
             self.ws = None;
-            return Ok(self.plan.dropped(Disconnect::Closed(frame)));
+            return Ok(self.plan.dropped(Disconnect::Closed(frame), now()));
         }
         if self.plan.stopped {
             return Err(Error::ConnectionClosed);
@@ -128,7 +129,8 @@ impl Reconnecting {
         loop {
             if self.opened.is_none() {
                 if self.attempt.is_none() {
-                    ::tokio::time::sleep_until(self.plan.retry_at().into()).await;
+                    let due = self.plan.retry_at(now());
+                    ::tokio::time::sleep_until(due.into()).await;
                     self.attempt = Some(Mutex::new(self.open()));
                 }
                 let Some(attempt) = self.attempt.as_mut() else {
@@ -151,7 +153,7 @@ impl Reconnecting {
             match self.replay().await {
                 Ok(()) => {
                     (self.ws, self.response) = self.opened.take().unzip();
-                    return Ok(self.plan.reconnected());
+                    return Ok(self.plan.reconnected(now()));
                 }
                 Err(e) => {
                     self.opened = None;
@@ -250,4 +252,9 @@ impl Reconnecting {
     pub fn response(&self) -> Option<&Response> {
         self.ws.as_ref().and(self.response.as_ref())
     }
+}
+
+/// Now on tokio's clock (which a test may pause), as the plan's times are kept.
+fn now() -> std::time::Instant {
+    ::tokio::time::Instant::now().into_std()
 }

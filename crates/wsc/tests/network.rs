@@ -709,6 +709,54 @@ async fn async_reconnect_after_the_server_dies_resubscribes_and_reports_the_gap(
     feed.close(None).await.unwrap();
 }
 
+#[cfg(feature = "tokio")]
+#[tokio::test]
+async fn async_reconnect_backoff_runs_on_tokios_clock() {
+    // Users test their reconnect logic with tokio's clock paused: the backoff must follow
+    // it, not the system clock (which a paused test barely advances).
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let mut ws = wsc::server::accept(tcp).unwrap();
+        ws.close(None).unwrap();
+        while ws.read().is_ok() {}
+        // The listener goes with the thread: every attempt after is refused.
+    });
+    let mut feed = ClientBuilder::new(format!("ws://{addr}/"))
+        .no_proxy()
+        .connect_timeout(None)
+        .handshake_timeout(None)
+        .connect_reconnecting_async(
+            Reconnect::new()
+                .jitter(false)
+                .initial_delay(Duration::from_secs(10))
+                .max_delay(Duration::from_secs(80))
+                .max_attempts(Some(3)),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        feed.next_event().await.unwrap(),
+        Event::Disconnected(_)
+    ));
+    tokio::task::spawn_blocking(move || server.join().unwrap())
+        .await
+        .unwrap();
+    tokio::time::pause();
+    let (start, real_start) = (tokio::time::Instant::now(), Instant::now());
+    match feed.next_event().await {
+        Err(Error::Connect { source, .. })
+            if source.kind() == std::io::ErrorKind::ConnectionRefused => {}
+        other => panic!("expected the last attempt's refusal, got {other:?}"),
+    }
+    // Attempts after 10, 20 and 40 s of tokio's time, in far less real time.
+    let waited = start.elapsed();
+    assert!(waited >= Duration::from_secs(70), "{waited:?}");
+    assert!(waited < Duration::from_secs(75), "{waited:?}");
+    assert!(real_start.elapsed() < Duration::from_secs(5));
+}
+
 /// A first life that dies at once after the handshake, and a second, started as soon as the
 /// first is gone, that greets the client with `"back"`: the only wait between them is the
 /// client's backoff.
