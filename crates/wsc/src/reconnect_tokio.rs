@@ -219,8 +219,15 @@ impl Reconnecting {
     }
 
     /// The messages replayed after each reconnect, to change: remove one you unsubscribed
-    /// from, replace one whose parameters changed. Nothing is sent now.
+    /// from, replace one whose parameters changed. Nothing is sent now. A replay that a
+    /// cancelled `next_event` left part done is not carried on into the changed list (it
+    /// would skip or repeat entries): that connection is dropped, and the next attempt's
+    /// connection gets the whole list as changed.
     pub fn subscriptions_mut(&mut self) -> &mut Vec<Message> {
+        if self.opened.is_some() && self.replayed > 0 {
+            self.opened = None;
+            self.replayed = 0;
+        }
         &mut self.plan.subscriptions
     }
 
