@@ -136,6 +136,14 @@ struct Inner<S> {
     close_notify: Option<fn(&mut S)>,
 }
 
+impl<S> Inner<S> {
+    /// What the other half of a split stream waits on besides the stream's readiness: when
+    /// it changes, that half is woken (see `split.rs`).
+    fn wake_key(&self) -> (State, bool, bool) {
+        (self.conn.state(), self.dead, self.close_timed_out)
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     /// Reads more bytes into the connection; `Ok(0)` is end of stream.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {

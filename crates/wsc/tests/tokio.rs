@@ -1118,6 +1118,94 @@ async fn a_writers_close_that_times_out_ends_the_readers_wait_with_it() {
     .await;
 }
 
+/// The reader waits with no timer armed (no keepalive, no read timeout) when the writer
+/// sends our close; the server takes it, answers nothing and keeps TCP open. Before, the
+/// reader was never woken to start the close timeout and waited for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_close_timeout_ends_a_reader_already_waiting_when_the_writer_closes() {
+    within(BUDGET, async {
+        let (listener, url) = listen().await;
+        let server = tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            raw_accept(&mut tcp).await;
+            let mut sink = [0u8; 4096];
+            while tcp.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+        });
+        let close_timeout = Duration::from_millis(500);
+        let (ws, _) = builder(&url)
+            .close_timeout(Some(close_timeout))
+            .connect_async()
+            .await
+            .unwrap();
+        let (mut reader, mut writer) = ws.split();
+        let reading = tokio::spawn(async move {
+            let ended = reader.recv().await;
+            (ended, Instant::now())
+        });
+        sleep(Duration::from_millis(100)).await;
+        let closing = Instant::now();
+        writer.close(None).await.unwrap();
+        let (ended, at) = timeout(Duration::from_secs(5), reading)
+            .await
+            .expect("the reader still waits 5 s after a 500 ms close timeout")
+            .unwrap();
+        assert!(
+            matches!(ended, Some(Err(Error::Timeout(Phase::Close)))),
+            "{ended:?}"
+        );
+        let took = at - closing;
+        assert!(took >= close_timeout, "{took:?}");
+        server.abort();
+    })
+    .await;
+}
+
+/// The peer vanishes (reads and sends nothing): a writer blocked on the full socket ends
+/// when the reader finds the peer dead by keepalive. Before, it was not woken, and waited
+/// for a socket that never drains (in 6 of 10 runs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_blocked_on_a_dead_peer_ends_when_the_reader_finds_it_dead() {
+    within(BUDGET, async {
+        for _ in 0..5 {
+            let (listener, url) = listen().await;
+            let server = tokio::spawn(async move {
+                let (mut tcp, _) = listener.accept().await.unwrap();
+                raw_accept(&mut tcp).await;
+                sleep(Duration::from_secs(60)).await;
+                drop(tcp);
+            });
+            let keepalive =
+                wsc::Keepalive::new(Duration::from_millis(200), Duration::from_millis(300));
+            let (ws, _) = with_compression(builder(&url), false)
+                .keepalive(keepalive)
+                .connect_async()
+                .await
+                .unwrap();
+            let (mut reader, mut writer) = ws.split();
+            let writing = tokio::spawn(async move {
+                let payload = Bytes::from(vec![1u8; 64 << 10]);
+                loop {
+                    if let Err(e) = writer.send_binary(payload.clone()).await {
+                        return e;
+                    }
+                }
+            });
+            let ended = reader.recv().await;
+            assert!(
+                matches!(ended, Some(Err(Error::KeepaliveTimeout(_)))),
+                "{ended:?}"
+            );
+            let failed = timeout(Duration::from_secs(3), writing)
+                .await
+                .expect("the writer still waits 3 s after the reader found the peer dead")
+                .unwrap();
+            assert!(matches!(failed, Error::ConnectionClosed), "{failed:?}");
+            server.abort();
+        }
+    })
+    .await;
+}
+
 // ----- 5. many connections -----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,12 +30,16 @@ impl Wake for FanOut {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        for slot in [&self.reader, &self.writer] {
-            let waker = slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            if let Some(w) = waker {
-                w.wake();
-            }
-        }
+        wake(&self.reader);
+        wake(&self.writer);
+    }
+}
+
+/// Wakes the half whose waker is in `slot`, if it waits.
+fn wake(slot: &Mutex<Option<Waker>>) {
+    let waker = slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some(w) = waker {
+        w.wake();
     }
 }
 
@@ -54,9 +58,31 @@ impl<S> Shared<S> {
             *slot = Some(cx.waker().clone());
         }
         drop(slot);
+        self.lock()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner<S>> {
         // A panic while polling cannot leave the protocol state half-updated in a way that
         // matters more than the panic itself: keep going with the state as it is.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the state; when it changed what the other half may wait on with no
+    /// readiness of the stream to come (the connection's state, its death, a close that
+    /// timed out), wakes that half (`other`): a reader waiting with no timer armed must
+    /// start the close timeout once the writer's close is out, and a writer waiting for
+    /// room in a full socket must end once the reader finds the peer dead.
+    fn update<T>(
+        inner: &mut Inner<S>,
+        other: &Mutex<Option<Waker>>,
+        f: impl FnOnce(&mut Inner<S>) -> T,
+    ) -> T {
+        let before = inner.wake_key();
+        let out = f(inner);
+        if inner.wake_key() != before {
+            wake(other);
+        }
+        out
     }
 }
 
@@ -85,7 +111,9 @@ impl<S> std::fmt::Debug for WsWriter<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
     fn poll_message(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
         let mut inner = self.shared.enter(&self.shared.wakers.reader, cx);
-        inner.poll_next_message(&mut Context::from_waker(&self.shared.waker))
+        Shared::update(&mut inner, &self.shared.wakers.writer, |inner| {
+            inner.poll_next_message(&mut Context::from_waker(&self.shared.waker))
+        })
     }
 
     /// The next message; `None` when the connection is over. Cancellation safe.
@@ -122,7 +150,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
         f: impl FnOnce(&mut Inner<S>, &mut Context<'_>) -> T,
     ) -> T {
         let mut inner = self.shared.enter(&self.shared.wakers.writer, cx);
-        f(&mut inner, &mut Context::from_waker(&self.shared.waker))
+        Shared::update(&mut inner, &self.shared.wakers.reader, |inner| {
+            f(inner, &mut Context::from_waker(&self.shared.waker))
+        })
+    }
+
+    /// Changes the state outside a poll (queueing), waking the reader as [`Shared::update`]
+    /// says.
+    fn locked<T>(&self, f: impl FnOnce(&mut Inner<S>) -> T) -> T {
+        Shared::update(&mut self.shared.lock(), &self.shared.wakers.reader, f)
     }
 
     /// Sends a message or control frame and waits until it is written. A [`Message::Close`]
@@ -130,11 +166,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
     pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         match message.into() {
             Message::Close(frame) => {
-                self.shared
-                    .inner
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .queue_close(frame)?;
+                self.locked(|inner| inner.queue_close(frame))?;
                 poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_close(cx))).await
             }
             message => self.queue_and_write(|conn| conn.send(message)).await,
@@ -148,14 +180,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
         queue: impl FnOnce(&mut Connection) -> Result<(), Error>,
     ) -> Result<(), Error> {
         poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_ready(cx))).await?;
-        queue(
-            &mut self
-                .shared
-                .inner
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .conn,
-        )?;
+        self.locked(|inner| queue(&mut inner.conn))?;
         poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_write_out(cx))).await
     }
 
@@ -205,12 +230,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
     /// half delivers what it sent before, then its close frame or
     /// [`Error::ConnectionReset`].
     pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
-        {
-            let mut inner = self.shared.inner.lock().unwrap_or_else(|e| e.into_inner());
+        self.locked(|inner| {
             if inner.conn.can_send() {
                 inner.queue_close(frame)?;
             }
-        }
+            Ok::<_, Error>(())
+        })?;
         poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_close(cx))).await
     }
 }
@@ -225,11 +250,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WsWriter<S> {
     }
 
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
-        self.shared
-            .inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .start_send(item)
+        self.locked(|inner| inner.start_send(item))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
