@@ -23,8 +23,10 @@
 //! What must be built afresh for each connection (a login signed with the current time, a
 //! resume from the last sequence number seen) is not a subscription: send it when
 //! [`Event::Reconnected`] comes, with [`Reconnecting::send`], and read its answer with
-//! `next_event` as usual. Subscriptions are replayed before that event; keep them empty when
-//! they must wait for the login.
+//! `next_event` as usual. Subscriptions are queued on the new connection before that event
+//! (ahead of anything sent after it; what the socket does not take at once goes out with the
+//! reads, under keepalive and the timeouts); keep them empty when they must wait for the
+//! login.
 //!
 //! To stop a blocking feed from elsewhere (a Ctrl-C flag), give the builder a read timeout:
 //! `next_event` then returns [`Error::Timeout`] with [`Phase::Read`] at least that often,

@@ -40,10 +40,6 @@ pub struct Reconnecting {
     /// handshake would otherwise open connection after connection, none of them finished).
     /// In a mutex only so that the client stays `Sync` (it is reached through `&mut self`).
     attempt: Option<Mutex<Attempt>>,
-    /// A new connection whose subscriptions are being sent: `replayed` of them are queued.
-    /// Sent from the list as it is then, so that changing it never restarts an attempt.
-    opened: Option<(WebSocketStream<TokioStream>, Response)>,
-    replayed: usize,
     /// The opening handshake's response of the connection in `ws`.
     response: Option<Response>,
 }
@@ -58,7 +54,6 @@ impl fmt::Debug for Reconnecting {
             .field("plan", &self.plan)
             .field("ws", &self.ws)
             .field("attempting", &self.attempt.is_some())
-            .field("replaying", &self.opened.is_some())
             .finish()
     }
 }
@@ -75,8 +70,6 @@ impl ClientBuilder {
             plan: Plan::new(self, policy, now()),
             ws: Some(ws),
             attempt: None,
-            opened: None,
-            replayed: 0,
             response: Some(response),
         })
     }
@@ -127,54 +120,40 @@ impl Reconnecting {
             return Err(Error::ConnectionClosed);
         }
         loop {
-            if self.opened.is_none() {
-                if self.attempt.is_none() {
-                    let due = self.plan.retry_at(now());
-                    ::tokio::time::sleep_until(due.into()).await;
-                    self.attempt = Some(Mutex::new(self.open()));
-                }
-                let Some(attempt) = self.attempt.as_mut() else {
-                    unreachable!("started above")
-                };
-                let attempt = attempt.get_mut().unwrap_or_else(|e| e.into_inner());
-                let opened = attempt.await;
-                self.attempt = None;
-                match opened {
-                    Ok(ws) => {
-                        self.opened = Some(ws);
-                        self.replayed = 0;
-                    }
-                    Err(e) => {
-                        self.plan.attempt_failed(e)?;
-                        continue;
-                    }
-                }
+            if self.attempt.is_none() {
+                let due = self.plan.retry_at(now());
+                ::tokio::time::sleep_until(due.into()).await;
+                self.attempt = Some(Mutex::new(self.open()));
             }
-            match self.replay().await {
-                Ok(()) => {
-                    (self.ws, self.response) = self.opened.take().unzip();
-                    return Ok(self.plan.reconnected(now()));
-                }
-                Err(e) => {
-                    self.opened = None;
-                    self.plan.attempt_failed(e)?;
-                }
+            let Some(attempt) = self.attempt.as_mut() else {
+                unreachable!("started above")
+            };
+            let attempt = attempt.get_mut().unwrap_or_else(|e| e.into_inner());
+            let opened = attempt.await;
+            self.attempt = None;
+            match opened.and_then(|(ws, response)| self.replay(ws, response)) {
+                Ok(()) => return Ok(self.plan.reconnected(now())),
+                Err(e) => self.plan.attempt_failed(e)?,
             }
         }
     }
 
-    /// Sends the subscriptions on the new connection, from where a cancelled call left off:
-    /// each is queued once (no await between taking it and counting it), then all flushed.
-    async fn replay(&mut self) -> Result<(), Error> {
-        let Some((ws, _)) = self.opened.as_mut() else {
-            return Ok(());
-        };
-        while let Some(message) = self.plan.subscriptions.get(self.replayed) {
-            poll_fn(|cx| Pin::new(&mut *ws).poll_ready(cx)).await?;
-            Pin::new(&mut *ws).start_send(message.clone())?;
-            self.replayed += 1;
+    /// Queues the subscriptions on the new connection, all at once (no await: a cancelled
+    /// call cannot leave a replay half done), and writes what the socket takes now. The rest
+    /// goes out with the reads, under their bounds (keepalive, the read timeout), so that a
+    /// server that takes none of it cannot hold `next_event`.
+    fn replay(
+        &mut self,
+        mut ws: WebSocketStream<TokioStream>,
+        response: Response,
+    ) -> Result<(), Error> {
+        for message in &self.plan.subscriptions {
+            ws.queue(message.clone())?;
         }
-        poll_fn(|cx| Pin::new(&mut *ws).poll_flush(cx)).await
+        ws.write_what_fits()?;
+        self.ws = Some(ws);
+        self.response = Some(response);
+        Ok(())
     }
 
     /// Whether reconnecting gave up (see [`crate::Reconnecting::has_given_up`]).
@@ -202,13 +181,17 @@ impl Reconnecting {
     /// `next_event` reports the drop, and the message goes out after the reconnect. A close
     /// frame, or a ping or pong over 125 bytes, is refused ([`Error::InvalidInput`]) and not
     /// added (see [`crate::Reconnecting::subscribe`]).
+    ///
+    /// The message is queued even behind output the server has not taken yet, at once: a
+    /// `subscribe` cancelled while it waits to be written still sends it.
     pub async fn subscribe(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         let message = message.into();
-        // A connection still replaying sends it with the others.
         self.plan.subscribe(&message)?;
         if let Some(ws) = &mut self.ws {
             // An error means the connection is gone: the next read reports it.
-            let _ = ws.send(message).await;
+            if ws.queue(message).is_ok() {
+                let _ = poll_fn(|cx| Pin::new(&mut *ws).poll_flush(cx)).await;
+            }
         }
         Ok(())
     }
@@ -219,15 +202,8 @@ impl Reconnecting {
     }
 
     /// The messages replayed after each reconnect, to change: remove one you unsubscribed
-    /// from, replace one whose parameters changed. Nothing is sent now. A replay that a
-    /// cancelled `next_event` left part done is not carried on into the changed list (it
-    /// would skip or repeat entries): that connection is dropped, and the next attempt's
-    /// connection gets the whole list as changed.
+    /// from, replace one whose parameters changed. Nothing is sent now.
     pub fn subscriptions_mut(&mut self) -> &mut Vec<Message> {
-        if self.opened.is_some() && self.replayed > 0 {
-            self.opened = None;
-            self.replayed = 0;
-        }
         &mut self.plan.subscriptions
     }
 
@@ -235,7 +211,6 @@ impl Reconnecting {
     pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<Option<CloseFrame>, Error> {
         self.plan.stopped = true;
         self.attempt = None;
-        self.opened = None;
         // After the server's close (a `next_event` cancelled while winding it up), this
         // winds the connection up and returns that close.
         match self.ws.take() {

@@ -55,6 +55,13 @@ pub use crate::reconnect_tokio::Reconnecting;
 pub use split::{WsReader, WsWriter};
 pub use stream::TokioStream;
 
+/// A waker for a poll whose readiness nobody waits for (`Waker::noop` needs Rust 1.85).
+struct NoWake;
+
+impl std::task::Wake for NoWake {
+    fn wake(self: std::sync::Arc<Self>) {}
+}
+
 /// Read this much at a time.
 const READ_CHUNK: usize = 16 << 10;
 
@@ -779,6 +786,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 poll_fn(|cx| self.inner.poll_close(cx)).await
             }
             message => self.queue_and_write(|conn| conn.send(message)).await,
+        }
+    }
+
+    /// Queues a message without waiting for room in the write buffer (for the reconnecting
+    /// client's subscriptions: its caller's own bounded list).
+    pub(crate) fn queue(&mut self, message: Message) -> Result<(), Error> {
+        self.inner.conn.send(message)
+    }
+
+    /// Writes what the socket takes now of the queued output, without waiting (the rest
+    /// goes out with the next read or send).
+    pub(crate) fn write_what_fits(&mut self) -> Result<(), Error> {
+        let waker = std::task::Waker::from(std::sync::Arc::new(NoWake));
+        let mut cx = Context::from_waker(&waker);
+        match self.inner.poll_write_out(&mut cx) {
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Ready(Ok(())) | Poll::Pending => Ok(()),
         }
     }
 
