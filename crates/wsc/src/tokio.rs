@@ -502,6 +502,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     fn queue_close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
         if self.conn.state() == State::Open && self.conn.is_output_lost() {
             // An earlier write found the peer gone: no close can go out, none is needed.
+            // Closing began all the same: a flush goes the way of the close (`Sink::send`
+            // of a close is then as `send`'s: no error).
+            self.close_queued();
             return Ok(());
         }
         self.conn.close(frame)?;
@@ -593,6 +596,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     /// Waits until the queued output is below the write buffer bound.
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if self.dead {
+            // The peer is gone with reading still going on: a close is still taken (there
+            // is nothing to send, see `queue_close`), and `start_send` refuses the rest.
+            if self.conn.is_output_lost() && !self.conn.is_terminated() {
+                return Poll::Ready(Ok(()));
+            }
             return Poll::Ready(Err(Error::ConnectionClosed));
         }
         if self.conn.queued_output() >= self.write_buffer {

@@ -2052,6 +2052,23 @@ async fn sending_a_close_after_a_send_found_the_peer_gone_is_not_an_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg(target_os = "linux")]
+async fn a_sinks_close_after_a_send_found_the_peer_gone_is_not_an_error_either() {
+    within(BUDGET, async {
+        let mut ws = reset_after(last_words_and_close()).await;
+        let sent = ws.send(Message::text("too late")).await;
+        assert!(matches!(sent, Err(Error::ConnectionReset)), "{sent:?}");
+        // As `ws.send(Message::Close(..))`. Before: ConnectionClosed from the flush.
+        SinkExt::send(&mut ws, Message::Close(None)).await.unwrap();
+        assert_eq!(
+            ws.recv().await.unwrap().unwrap(),
+            Message::text("last words")
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_returns_the_servers_close_that_recv_already_returned() {
     within(BUDGET, async {
         let mut payload = 1000u16.to_be_bytes().to_vec();
