@@ -319,7 +319,9 @@ fn parse_duration(s: &str) -> Result<f64, String> {
         .find_map(|(unit, scale)| t.strip_suffix(unit).map(|n| (n, scale)))
         .unwrap_or((t, 1.0));
     match number.trim().parse::<f64>().map(|v| v * scale) {
-        Ok(v) if (0.0..1e9).contains(&v) => Ok(v),
+        Ok(v) if v == 0.0 || (1e-3..1e9).contains(&v) => Ok(v),
+        // A timer that short would fire in a tight loop (or not at all, rounded to zero).
+        Ok(v) if v > 0.0 && v < 1e-3 => Err(format!("{s:?} is too short (at least 1ms)")),
         Ok(v) if v >= 1e9 => Err(format!("{s:?} is too long (under 1e9 seconds, 31 years)")),
         _ => Err(format!(
             "{s:?} is not a positive duration (seconds, or with a unit: 500ms, 5s, 2m, 1h)"
@@ -333,9 +335,9 @@ fn parse_secs_or_zero(s: &str) -> Result<f64, String> {
 
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 && v <= 100_000.0 => Ok(v),
+        Ok(v) if (0.001..=100_000.0).contains(&v) => Ok(v),
         _ => Err(format!(
-            "{s:?} is not a rate between 0 and 100000 per second"
+            "{s:?} is not a rate between 0.001 and 100000 per second"
         )),
     }
 }
@@ -420,5 +422,24 @@ mod tests {
         assert_eq!(parse_secs_or_zero("0m"), Ok(0.0));
         assert_eq!(parse_secs_or_zero("0.00"), Ok(0.0));
         assert!(parse_secs_or_zero("-1").is_err());
+        // Under a millisecond: a timer in a tight loop, or a zero period (a panic).
+        for short in ["1e-12", "0.0001", "0.5ms", "1e-300"] {
+            assert!(
+                parse_secs(short).unwrap_err().contains("too short"),
+                "{short}"
+            );
+            assert!(parse_secs_or_zero(short).is_err(), "{short}");
+        }
+        assert_eq!(parse_secs("1ms"), Ok(0.001));
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("10"), Ok(10.0));
+        assert_eq!(parse_rate("0.001"), Ok(0.001));
+        // 1e-300 per second: a period past what a Duration holds (a panic).
+        for bad in ["0", "1e-300", "0.0009", "100001", "nan", "inf", "-1"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -774,6 +774,16 @@ fn bad_arguments_exit_2() {
     assert!(stderr(&out).contains("unsupported scheme"));
     let out = wsc(&["ws://127.0.0.1:1/", "-H", "no-colon"], b"");
     assert_eq!(out.status.code(), Some(2));
+    // Values that made a feed server panic (a rate whose period no Duration holds, a ping
+    // period rounded to zero) or a client ping in a tight loop are refused up front.
+    for args in [
+        &["serve", "127.0.0.1:0", "--feed", "--rate", "1e-300"][..],
+        &["serve", "127.0.0.1:0", "--feed", "--feed-ping", "1e-12"],
+        &["ws://127.0.0.1:1/", "--ping-interval", "1e-12"],
+    ] {
+        let out = wsc(args, b"");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
 }
 
 #[test]
