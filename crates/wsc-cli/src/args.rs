@@ -236,7 +236,8 @@ pub struct ServeArgs {
     #[arg(long, conflicts_with_all = ["broadcast", "feed"])]
     pub echo: bool,
 
-    /// Send every message to every client.
+    /// Send every message to every client. A client more than 16 MiB behind is closed
+    /// with 1008 (too slow), not left to miss messages.
     #[arg(long, conflicts_with = "feed")]
     pub broadcast: bool,
 

@@ -9,6 +9,7 @@ mod demo;
 mod describe;
 mod exit;
 mod feed;
+mod hub;
 mod output;
 mod redact;
 mod serve;

@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio::time::{interval_at, MissedTickBehavior};
 use wsc::server::Acceptor;
 use wsc::tokio::WebSocketStream;
@@ -18,9 +18,11 @@ use crate::args::{ServeArgs, ServeMode};
 use crate::describe::Described;
 use crate::exit::CliError;
 use crate::feed::{self, Feed};
+use crate::hub::{Hub, Inbox, INBOX_LIMIT};
 
-/// Messages a broadcast client may fall behind by before it misses some.
-const BROADCAST_BACKLOG: usize = 1024;
+/// How long a client may take over its opening handshake: one that sends half a request
+/// and stops must not hold its connection (or the server's shutdown) for good.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long stopping waits for the clients to answer our close 1001.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -120,7 +122,7 @@ async fn accept_loop(
     settings: Arc<Settings>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let (hub, _) = broadcast::channel::<Message>(BROADCAST_BACKLOG);
+    let hub = Arc::new(Hub::default());
     let ids = AtomicU64::new(1);
     loop {
         let accepted = tokio::select! {
@@ -158,7 +160,7 @@ async fn handle(
     peer: SocketAddr,
     id: u64,
     settings: &Settings,
-    hub: &broadcast::Sender<Message>,
+    hub: &Arc<Hub>,
     mut stop: watch::Receiver<bool>,
 ) {
     let started = Instant::now();
@@ -167,15 +169,27 @@ async fn handle(
     if !settings.compression {
         acceptor = acceptor.deflate(None);
     }
-    // Subscribed before the 101 goes out: a client that has seen it gets every message
-    // published after (those published during its handshake wait in the inbox). Only
-    // --broadcast publishes; in the other modes the inbox stays empty.
-    let inbox = hub.subscribe();
-    let (mut ws, request) = match acceptor.accept_async(tcp).await {
-        Ok(accepted) => accepted,
-        Err(e) => {
+    // Joined before the 101 goes out: a client that has seen it gets every message
+    // published after (those published during its handshake wait in the inbox).
+    let inbox = (settings.mode == ServeMode::Broadcast).then(|| hub.join(id));
+    let accepted = tokio::select! {
+        accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept_async(tcp)) => accepted,
+        () = stopping(&mut stop) => return,
+    };
+    let (mut ws, request) = match accepted {
+        Ok(Ok(accepted)) => accepted,
+        Ok(Err(e)) => {
             if settings.log {
                 say!("{peer} handshake failed: {}", Described(&e));
+            }
+            return;
+        }
+        Err(_) => {
+            if settings.log {
+                say!(
+                    "{peer} handshake failed: not done within {} s",
+                    HANDSHAKE_TIMEOUT.as_secs()
+                );
             }
             return;
         }
@@ -184,7 +198,10 @@ async fn handle(
     let served = async {
         match settings.mode {
             ServeMode::Echo => echo(&mut ws, &mut stats).await,
-            ServeMode::Broadcast => broadcast(&mut ws, hub, inbox, &mut stats).await,
+            ServeMode::Broadcast => match inbox {
+                Some(inbox) => broadcast(&mut ws, hub, inbox, &mut stats).await,
+                None => ended(),
+            },
             ServeMode::Feed => feed(&mut ws, settings, id, &mut stats).await,
         }
     };
@@ -244,37 +261,34 @@ async fn echo(ws: &mut WebSocketStream<TcpStream>, stats: &mut Stats) -> Outcome
 
 async fn broadcast(
     ws: &mut WebSocketStream<TcpStream>,
-    hub: &broadcast::Sender<Message>,
-    mut inbox: broadcast::Receiver<Message>,
+    hub: &Hub,
+    mut inbox: Inbox,
     stats: &mut Stats,
 ) -> Outcome {
     loop {
         tokio::select! {
             published = inbox.recv() => match published {
-                Ok(m) => {
-                    ws.send(m).await?;
+                Some(m) => {
+                    if !pass_on(ws, &inbox, m).await? {
+                        return lagged(ws).await;
+                    }
                     stats.sent += 1;
                 }
-                // A slow client misses what it fell behind on rather than grow the server.
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => return ended(),
+                None if inbox.has_lagged() => return lagged(ws).await,
+                None => return ended(),
             },
             message = ws.recv() => match message {
                 Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
                     stats.received += 1;
-                    let _ = hub.send(m);
+                    hub.publish(&m);
                     // What is published by now, this message included, goes out before the
                     // next read: a client that sends and then closes gets its own messages
                     // back before its close (after it, nothing more can be sent).
-                    loop {
-                        match inbox.try_recv() {
-                            Ok(m) => {
-                                ws.send(m).await?;
-                                stats.sent += 1;
-                            }
-                            Err(broadcast::error::TryRecvError::Lagged(_)) => {}
-                            Err(_) => break,
+                    while let Some(m) = inbox.try_recv() {
+                        if !pass_on(ws, &inbox, m).await? {
+                            return lagged(ws).await;
                         }
+                        stats.sent += 1;
                     }
                 }
                 Some(Ok(Message::Close(frame))) => return Ok(frame),
@@ -284,6 +298,38 @@ async fn broadcast(
             },
         }
     }
+}
+
+/// Sends a published message to the client; `false`, without waiting for it to be written,
+/// once the client has lagged (one that takes nothing would hold the send for good).
+async fn pass_on(
+    ws: &mut WebSocketStream<TcpStream>,
+    inbox: &Inbox,
+    message: Message,
+) -> Result<bool, Error> {
+    if inbox.has_lagged() {
+        return Ok(false);
+    }
+    tokio::select! {
+        sent = ws.send(message) => sent.map(|()| true),
+        () = inbox.lagged() => Ok(false),
+    }
+}
+
+/// Closes (1008) a broadcast client that fell more than [`INBOX_LIMIT`] behind: told why,
+/// rather than left to miss messages without knowing.
+async fn lagged(ws: &mut WebSocketStream<TcpStream>) -> Outcome {
+    let frame = CloseFrame::new(
+        CloseCode::POLICY_VIOLATION,
+        format!(
+            "too slow: fell more than {} MiB behind the broadcast",
+            INBOX_LIMIT >> 20
+        ),
+    );
+    // Closed by us either way: a client that takes nothing cannot take the frame either
+    // (the close timeout bounds the try).
+    let _ = ws.close(Some(frame.clone())).await;
+    Ok(Some(frame))
 }
 
 async fn feed(

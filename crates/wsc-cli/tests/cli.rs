@@ -560,6 +560,44 @@ fn broadcast_reaches_other_clients() {
 }
 
 #[test]
+fn broadcast_closes_a_client_that_falls_too_far_behind_with_1008() {
+    let (_server, url, mut log) = wsc_serve(&["--broadcast", "--no-compression"]);
+    // Takes nothing while 40 MiB are published: more than the sockets hold and the 16 MiB
+    // the server keeps for a client. Before, it missed messages without being told, and
+    // the server held up to 1024 messages for it.
+    let mut stalled = wsc::ClientBuilder::new(&url)
+        .read_timeout(Duration::from_secs(10))
+        .connect()
+        .unwrap();
+    let mut sender = wsc::ClientBuilder::new(&url).connect().unwrap();
+    let chunk = vec![7u8; 1 << 20];
+    for _ in 0..40 {
+        sender.send_binary(&chunk).unwrap();
+        assert_eq!(sender.read().unwrap().len(), chunk.len());
+    }
+    sender.close_and_wait(None).unwrap();
+    let mut got = 0;
+    let close = loop {
+        match stalled.read().unwrap() {
+            wsc::Message::Binary(data) => {
+                assert_eq!(data.len(), chunk.len());
+                got += 1;
+            }
+            wsc::Message::Close(frame) => break frame.unwrap(),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(close.code, wsc::CloseCode::POLICY_VIOLATION);
+    assert!(close.reason.contains("too slow"), "{close}");
+    assert!(got < 40, "{got}");
+    let mut lines = String::new();
+    for _ in 0..2 {
+        log.read_line(&mut lines).unwrap();
+    }
+    assert!(lines.contains("closed 1008"), "{lines}");
+}
+
+#[test]
 fn serve_stopping_closes_its_clients_with_1001() {
     let (mut server, url, mut log) = wsc_serve(&[]);
     let mut client = spawn_quiet(&[&url, "-n", "-v"]);
@@ -573,6 +611,20 @@ fn serve_stopping_closes_its_clients_with_1001() {
     let mut line = String::new();
     log.read_line(&mut line).unwrap();
     assert!(line.contains("closed 1001 (going away)"), "{line}");
+}
+
+#[test]
+fn a_half_sent_handshake_does_not_hold_the_servers_stop() {
+    let (mut server, url, _log) = wsc_serve(&[]);
+    let mut tcp = TcpStream::connect(url.trim_start_matches("ws://")).unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+    thread::sleep(Duration::from_millis(200));
+    let stopping = Instant::now();
+    send_signal(&server, "-TERM");
+    assert_eq!(server.0.wait().unwrap().code(), Some(0));
+    // Before, the pending handshake held the stop for the whole 2 s grace.
+    let took = stopping.elapsed();
+    assert!(took < Duration::from_millis(1500), "{took:?}");
 }
 
 #[test]
