@@ -135,7 +135,7 @@ pub struct ClientArgs {
     #[arg(long, value_name = "SECS", value_parser = parse_secs, requires = "ping_interval")]
     pub ping_timeout: Option<f64>,
 
-    /// Fail (exit 7) when no text or binary message arrives for SECS seconds (pings and pongs
+    /// Close (1001) and fail (exit 7) when no text or binary message arrives for SECS seconds (pings and pongs
     /// do not count: with --ping-interval, this catches a feed that stays up but goes silent);
     /// with --reconnect, on each connection (the wait between connections does not count).
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]

@@ -268,6 +268,11 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
         && url
             .get(..6)
             .is_some_and(|scheme| scheme.eq_ignore_ascii_case("wss://"));
+    // Until the connection is open there is nothing to close: a stop signal ends the
+    // process at once, as by default, also when a non-interactive shell started us with
+    // SIGINT ignored (a connect or handshake would otherwise run to its timeout).
+    let opening = Arc::new(AtomicBool::new(true));
+    exit_on_signal_while(&opening);
     let mut link = if args.reconnect {
         let mut policy = Reconnect::new().max_attempts(args.reconnect_max_attempts);
         if let Some(max) = args.reconnect_max_delay {
@@ -297,6 +302,7 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
     // Before anything is printed of the open connection: from the first line that says it
     // is open, Ctrl-C closes it cleanly.
     let stop = stop.cloned().unwrap_or_else(interrupt_flag);
+    opening.store(false, Ordering::Relaxed);
     let Some(ws) = link.ws() else {
         unreachable!("a new link is connected")
     };
@@ -312,6 +318,8 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
     if args.reconnect {
         exit_on_signal_while(&down);
     }
+    let printing = Arc::new(AtomicBool::new(false));
+    exit_on_signal_while(&printing);
     let mode = StdinMode {
         binary: args.binary,
         whole: args.whole,
@@ -332,9 +340,11 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
         input_ended: (args.no_stdin && args.linger.is_some()).then(Instant::now),
         closing_since: None,
         down,
+        printing,
         queued_at_close: usize::MAX,
         stdout_gone: false,
         fault: None,
+        idle_out: None,
     }
     .run(&stop)
 }
@@ -355,6 +365,8 @@ struct Session {
     closing_since: Option<Instant>,
     /// Set while `--reconnect` waits between connections (see `exit_on_signal_while`).
     down: Arc<AtomicBool>,
+    /// Set while a message is written to stdout (see `exit_on_signal_while`).
+    printing: Arc<AtomicBool>,
     /// While closing: our output still queued when last looked at.
     queued_at_close: usize,
     /// Nobody reads stdout any more (`| head` has exited), or it cannot be written to.
@@ -362,16 +374,20 @@ struct Session {
     /// A local I/O fault (stdout cannot be written to, stdin cannot be read), and what
     /// failed: the session closes with 1001, then ends with it.
     fault: Option<(&'static str, io::Error)>,
+    /// `--idle-timeout` ran out: the session closes with 1001, then ends with it.
+    idle_out: Option<Duration>,
 }
 
 impl Session {
     fn run(mut self, stop: &AtomicBool) -> Result<(), CliError> {
         let ended = self.serve(stop);
-        match self.fault.take() {
+        match (self.fault.take(), self.idle_out.take()) {
             // Output not all written, or input not all read: the first fault, however the
             // close went.
-            Some((what, e)) => Err(CliError::Io(what.into(), e)),
-            None => ended,
+            (Some((what, e)), _) => Err(CliError::Io(what.into(), e)),
+            // Why the session ended, however the close went.
+            (None, Some(limit)) => Err(CliError::Idle(limit)),
+            (None, None) => ended,
         }
     }
 
@@ -440,7 +456,12 @@ impl Session {
             } else if let Some(limit) = self.idle_timeout {
                 // Between connections (--reconnect) the clock waits: it counts per connection.
                 if self.last_message.elapsed() >= limit && !self.down.load(Ordering::Relaxed) {
-                    return Err(CliError::Idle(limit));
+                    if !self.link.can_send() {
+                        return Err(CliError::Idle(limit));
+                    }
+                    // Closed as any other way out is, before the exit says why.
+                    self.idle_out = Some(limit);
+                    self.start_close(CloseCode::GOING_AWAY, "idle timeout")?;
                 }
             }
             if let Some(ws) = self.link.ws() {
@@ -496,7 +517,12 @@ impl Session {
             let printed = if self.stdout_gone && message.is_data() {
                 Ok(())
             } else {
-                self.format.received(&mut out, &message)
+                // A reader that stopped reading holds this write (a full pipe), and the stop
+                // flag cannot be looked at meanwhile: a stop signal then ends the process.
+                self.printing.store(true, Ordering::Relaxed);
+                let printed = self.format.received(&mut out, &message);
+                self.printing.store(false, Ordering::Relaxed);
+                printed
             };
             match printed {
                 Ok(()) => {}
@@ -741,7 +767,8 @@ fn is_ignored(signal: i32) -> bool {
 }
 
 /// Makes SIGINT, SIGTERM and SIGHUP end the process at once (130, 143, 129) while `flag` is
-/// set: while `--reconnect` waits between attempts, there is no connection to close.
+/// set: while the connection opens, or `--reconnect` waits between attempts, there is no
+/// connection to close; while stdout's reader holds a write, the close cannot be started.
 fn exit_on_signal_while(flag: &Arc<AtomicBool>) {
     for (signal, status) in heeded_signals() {
         let _ = signal_hook::flag::register_conditional_shutdown(signal, status, flag.clone());

@@ -628,6 +628,74 @@ fn a_half_sent_handshake_does_not_hold_the_servers_stop() {
 }
 
 #[test]
+fn the_idle_timeout_closes_with_1001_before_it_exits_7() {
+    let (_server, url, mut log) = wsc_serve(&[]);
+    let out = wsc(&[&url, "-n", "--idle-timeout", "0.3"], b"");
+    exits_with(&out, 7);
+    assert!(stderr(&out).contains("0.3"), "{}", stderr(&out));
+    // Before, the server saw the connection dropped without a closing handshake.
+    let mut line = String::new();
+    log.read_line(&mut line).unwrap();
+    assert!(line.contains("closed 1001"), "{line}");
+}
+
+#[test]
+fn ctrl_c_while_opening_exits_130_even_with_sigint_ignored_at_start() {
+    // A server that takes the connection and never answers the upgrade.
+    let url = raw_server(|tcp| {
+        thread::sleep(Duration::from_secs(15));
+        drop(tcp);
+    });
+    // As a non-interactive shell starts a background job: SIGINT ignored.
+    let child = Command::new("bash")
+        .args(["-c", r#"trap "" INT; exec "$0" "$@""#, WSC, &url, "-n"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Proc(child);
+    thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    send_signal(&child, "-INT");
+    // Before, the handshake ran to its timeout (30 s) and exited 7.
+    assert_eq!(child.0.wait().unwrap().code(), Some(130));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn a_stop_signal_ends_a_client_whose_stdout_reader_stopped_reading() {
+    let (_server, url, _log) = wsc_serve(&["--feed", "--rate", "1000"]);
+    // stdout is a pipe nobody reads: once it is full, every write waits.
+    let child = Command::new(WSC)
+        .args([
+            &url,
+            "-n",
+            "-s",
+            r#"{"op":"subscribe","symbols":["A","B","C","D"]}"#,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Proc(child);
+    // 64 KiB of pipe at 4,000 ticks a second: full well within 2 s.
+    thread::sleep(Duration::from_secs(2));
+    send_signal(&child, "-TERM");
+    let started = Instant::now();
+    // Before, the first signal was only noted, and the write went on waiting.
+    while child.0.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still running 5 s after SIGTERM"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(child.0.wait().unwrap().code(), Some(143));
+}
+
+#[test]
 fn broadcast_sender_gets_all_its_messages_before_the_close() {
     let (_server, url, _) = wsc_serve(&["--broadcast"]);
     for _ in 0..3 {
