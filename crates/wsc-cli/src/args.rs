@@ -135,9 +135,10 @@ pub struct ClientArgs {
     #[arg(long, value_name = "SECS", value_parser = parse_secs, requires = "ping_interval")]
     pub ping_timeout: Option<f64>,
 
-    /// Close (1001) and fail (exit 7) when no text or binary message arrives for SECS seconds (pings and pongs
-    /// do not count: with --ping-interval, this catches a feed that stays up but goes silent);
-    /// with --reconnect, on each connection (the wait between connections does not count).
+    /// Close (1001) and fail (exit 7) when no text or binary message arrives for SECS seconds
+    /// (pings and pongs do not count: with --ping-interval, this catches a feed that stays up
+    /// but goes silent); with --reconnect, on each connection (the wait between connections
+    /// does not count).
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub idle_timeout: Option<f64>,
 
