@@ -71,7 +71,9 @@ fn spawn_stdin_reader(mode: StdinMode) -> Receiver<Input> {
         let mut lines = 0u64;
         loop {
             let item = if mode.binary {
-                let mut buf = vec![0u8; 64 << 10];
+                // Messages no bigger than the limit, as lines are (the peer's is likely no
+                // larger than ours).
+                let mut buf = vec![0u8; mode.limit.min(64 << 10)];
                 match stdin.read(&mut buf) {
                     Ok(0) => Input::End,
                     Ok(n) => {

@@ -217,6 +217,16 @@ fn binary_mode_round_trips_raw_bytes() {
 }
 
 #[test]
+fn binary_input_is_cut_at_the_message_size_limit() {
+    let (_server, url, _) = wsc_serve(&["--max-message-size", "100"]);
+    let data: Vec<u8> = (0..250u32).map(|i| i as u8).collect();
+    // Before, one 250-byte message: the server closed with 1009 (exit 11).
+    let out = wsc(&[&url, "--binary", "--max-message-size", "100"], &data);
+    exits_with(&out, 0);
+    assert_eq!(out.stdout, data);
+}
+
+#[test]
 fn binary_messages_print_as_hex_by_default() {
     let url = raw_server(|mut tcp| {
         raw_upgrade(&mut tcp);
