@@ -18,30 +18,32 @@ pub(crate) enum Ipv4Host {
     Invalid,
 }
 
-/// Classifies a (lowercased) host.
+/// Classifies a (lowercased) host, without allocating (it runs for every connection).
 pub(crate) fn classify(host: &str) -> Ipv4Host {
-    let mut parts: Vec<&str> = host.split('.').collect();
     // One trailing dot is allowed: `1.2.3.4.` is `1.2.3.4`.
-    if parts.len() > 1 && parts.last() == Some(&"") {
-        parts.pop();
-    }
-    let ends_in_number = parts.last().is_some_and(|last| {
-        !last.is_empty() && (last.bytes().all(|b| b.is_ascii_digit()) || number(last).is_some())
-    });
+    let host = match host.strip_suffix('.') {
+        Some(rest) if !rest.is_empty() => rest,
+        _ => host,
+    };
+    let last = host.rsplit('.').next().unwrap_or("");
+    let ends_in_number =
+        !last.is_empty() && (last.bytes().all(|b| b.is_ascii_digit()) || number(last).is_some());
     if !ends_in_number {
         return Ipv4Host::Name;
     }
-    address(&parts).map_or(Ipv4Host::Invalid, Ipv4Host::Address)
+    address(host).map_or(Ipv4Host::Invalid, Ipv4Host::Address)
 }
 
 /// The address of 1 to 4 numeric parts; the last fills the bytes the others leave.
-fn address(parts: &[&str]) -> Option<Ipv4Addr> {
-    if parts.len() > 4 {
-        return None;
+fn address(host: &str) -> Option<Ipv4Addr> {
+    let mut numbers = [0u64; 4];
+    let mut count = 0;
+    for part in host.split('.') {
+        *numbers.get_mut(count)? = number(part)?;
+        count += 1;
     }
-    let numbers: Vec<u64> = parts.iter().map(|p| number(p)).collect::<Option<_>>()?;
-    let (last, leading) = numbers.split_last()?;
-    if leading.iter().any(|&n| n > 255) || *last >= 1u64 << (8 * (5 - numbers.len())) {
+    let (last, leading) = numbers[..count].split_last()?;
+    if leading.iter().any(|&n| n > 255) || *last >= 1u64 << (8 * (5 - count)) {
         return None;
     }
     let mut value = *last;
