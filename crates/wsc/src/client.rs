@@ -595,6 +595,10 @@ impl ClientBuilder {
         tcp: std::net::TcpStream,
     ) -> Result<WebSocket<MaybeTlsStream>, Error> {
         let (url, tls_config) = self.prepare()?;
+        // The builder's timeouts from here, not those the socket came with (the driver
+        // arms only what differs from what it set itself).
+        tcp.set_read_timeout(None)?;
+        tcp.set_write_timeout(None)?;
         self.open_over(&url, tls_config, tcp, Instant::now())
     }
 
@@ -622,8 +626,17 @@ impl ClientBuilder {
         let (mut handshake, request) =
             ClientHandshake::new(&self.request(url), self.max_handshake_size)?;
         let io_err = |e: io::Error| map_io_error(e, Phase::WebSocketHandshake, &host);
+        // The timeout bounds writing the request too: a big one (cookies, tokens) to a
+        // server that reads nothing would otherwise wait for the write timeout alone.
+        if let Some(c) = control {
+            (c.set_write_deadline)(&mut stream, deadline);
+        }
         stream.write_all(&request).map_err(io_err)?;
         stream.flush().map_err(io_err)?;
+        if let Some(c) = control {
+            (c.set_write_deadline)(&mut stream, None);
+            (c.set_write_timeout)(&mut stream, self.write_timeout)?;
+        }
         let mut received = ReadBuffer::default();
         let (response, used) = loop {
             if let Some(done) = handshake.parse_response(&received)? {

@@ -484,8 +484,14 @@ pub(crate) fn tls_handshake(
         host: host.to_string(),
         source,
     })?;
+    // Restored once the handshake's deadline is lifted.
+    let write_timeout = tcp.write_timeout()?;
     let mut sock = DeadlineTcp::new(tcp);
-    sock.set_deadline(deadline_in(timeout), true)?;
+    let deadline = deadline_in(timeout);
+    sock.set_deadline(deadline, true)?;
+    // Our handshake messages are written by the same deadline (a client certificate chain
+    // can be more than the socket takes at once).
+    sock.write_deadline = deadline;
     while conn.is_handshaking() {
         match conn.complete_io(&mut sock) {
             Ok((0, 0)) if conn.is_handshaking() => {
@@ -498,6 +504,9 @@ pub(crate) fn tls_handshake(
         }
     }
     sock.set_deadline(None, true)?;
+    if sock.write_deadline.take().is_some() {
+        sock.tcp.set_write_timeout(write_timeout)?;
+    }
     Ok(MaybeTlsStream::Tls(Box::new(rustls::StreamOwned::new(
         conn, sock,
     ))))

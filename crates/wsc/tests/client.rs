@@ -398,6 +398,36 @@ fn silent_server_times_out_in_the_handshake_phase() {
 }
 
 #[test]
+fn the_handshake_timeout_bounds_writing_the_request() {
+    // A server that takes the connection and reads nothing; a request bigger than the
+    // sockets hold (6 MiB of header). Before, the write waited for the write timeout alone
+    // (none by default): here until the server gave up, 4 s later.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        thread::sleep(Duration::from_secs(4));
+        drop(tcp);
+    });
+    let start = Instant::now();
+    let opened = ClientBuilder::new(format!("ws://{addr}/"))
+        .no_proxy()
+        .handshake_timeout(Duration::from_millis(500))
+        .header("X-Big", "a".repeat(6 << 20))
+        .connect();
+    assert!(
+        matches!(opened, Err(Error::Timeout(Phase::WebSocketHandshake))),
+        "{opened:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    server.join().unwrap();
+}
+
+#[test]
 fn refused_port_is_a_connect_error() {
     let port = {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -1299,6 +1329,30 @@ fn connect_on_tcp_applies_keepalive_and_the_read_timeout() {
         seen.iter().any(|m| matches!(m, Message::Ping(_))),
         "{seen:?}"
     );
+}
+
+#[test]
+fn connect_on_tcp_sets_aside_the_sockets_own_timeouts() {
+    // "Everything after connecting applies as in connect": the builder's timeouts (none
+    // here), not those the caller's socket came with.
+    let (url, server) = serve_once(|tcp| {
+        let (mut ws, _) = wsc::server::Acceptor::new().accept(tcp).unwrap();
+        thread::sleep(Duration::from_millis(400));
+        ws.send(Message::text("late")).unwrap();
+        let _ = ws.read();
+    });
+    let tcp = TcpStream::connect(url.trim_start_matches("ws://")).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut ws = ClientBuilder::new(format!("{url}/"))
+        .handshake_timeout(None)
+        .read_timeout(None)
+        .connect_on_tcp(tcp)
+        .unwrap();
+    // Before: Timeout(Read) after the socket's 100 ms.
+    assert_eq!(ws.read().unwrap(), Message::text("late"));
+    ws.close_and_wait(None).unwrap();
+    server.join().unwrap();
 }
 
 /// The frames of a server that says its last words and closes with 1008 "rate limit".
