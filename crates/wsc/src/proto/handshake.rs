@@ -850,7 +850,8 @@ impl ClientHandshake {
 /// A client's upgrade request, as the server sees it (`Debug` redacts credential headers).
 #[derive(Clone)]
 pub struct Request {
-    /// The request target (path and query).
+    /// The resource name: path and query (`/chat?room=1`), also when the client sent an
+    /// absolute URI as the target (`GET http://host/chat?room=1`).
     pub path: String,
     /// All request headers (`Debug` redacts `Authorization`, `Cookie` and the like).
     pub headers: HeaderMap,
@@ -879,6 +880,26 @@ fn bad_request(status: StatusCode, reason: impl Into<String>) -> HandshakeError 
         status,
         reason: reason.into(),
     }
+}
+
+/// The resource name (path and query) of a request target: the target as sent, or the path
+/// and query of an absolute URI, which RFC 6455 section 4.2.1 allows (`GET http://h/x?q`).
+fn resource_name(target: &str) -> String {
+    for scheme in ["http://", "https://", "ws://", "wss://"] {
+        let Some(rest) = target
+            .get(..scheme.len())
+            .filter(|s| s.eq_ignore_ascii_case(scheme))
+            .and_then(|_| target.get(scheme.len()..))
+        else {
+            continue;
+        };
+        return match rest.find(['/', '?']) {
+            Some(i) if rest[i..].starts_with('/') => rest[i..].to_string(),
+            Some(i) => format!("/{}", &rest[i..]),
+            None => "/".to_string(),
+        };
+    }
+    target.to_string()
 }
 
 /// Parses and validates an upgrade request from the start of `buf` (server role).
@@ -913,10 +934,24 @@ pub fn parse_request(
             "the request must be HTTP/1.1",
         ));
     }
-    let path = parsed.path.unwrap_or("/").to_string();
+    let path = resource_name(parsed.path.unwrap_or("/"));
     let headers = to_header_map(parsed.headers, buf, head_len)?;
     if !headers.contains_key(header::HOST) {
         return Err(bad_request(StatusCode::BAD_REQUEST, "missing Host header"));
+    }
+    // Each at most once (RFC 9112 section 3.2, RFC 6455 section 11.3.1): which one would
+    // count is anybody's guess.
+    for name in [
+        header::HOST,
+        header::SEC_WEBSOCKET_KEY,
+        header::SEC_WEBSOCKET_VERSION,
+    ] {
+        if headers.get_all(&name).iter().nth(1).is_some() {
+            return Err(bad_request(
+                StatusCode::BAD_REQUEST,
+                format!("more than one {name} header"),
+            ));
+        }
     }
     if !has_token(&headers, &header::UPGRADE, "websocket") {
         return Err(bad_request(
@@ -1047,11 +1082,22 @@ pub fn refusal_response(status: StatusCode, headers: &HeaderMap, body: &[u8]) ->
     if !matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED) {
         out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
     }
-    out.extend_from_slice(b"Connection: close\r\n");
-    if status == StatusCode::UPGRADE_REQUIRED
-        && !headers.contains_key(header::SEC_WEBSOCKET_VERSION)
-    {
-        out.extend_from_slice(b"Sec-WebSocket-Version: 13\r\n");
+    if status == StatusCode::UPGRADE_REQUIRED {
+        // RFC 9110 section 15.5.22: a 426 names the protocol to upgrade to, and a sender of
+        // Upgrade also sends the "upgrade" connection option (section 7.8).
+        out.extend_from_slice(b"Connection: Upgrade, close\r\n");
+        if !headers.contains_key(header::UPGRADE) {
+            out.extend_from_slice(b"Upgrade: websocket\r\n");
+        }
+        if !headers.contains_key(header::SEC_WEBSOCKET_VERSION) {
+            out.extend_from_slice(b"Sec-WebSocket-Version: 13\r\n");
+        }
+    } else {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    // RFC 9110 section 15.5.6: a 405 says which methods the resource takes.
+    if status == StatusCode::METHOD_NOT_ALLOWED && !headers.contains_key(header::ALLOW) {
+        out.extend_from_slice(b"Allow: GET\r\n");
     }
     write_headers(&mut out, headers);
     out.extend_from_slice(b"\r\n");
@@ -1315,7 +1361,7 @@ mod tests {
         assert!(text.ends_with("\r\n\r\n{}"), "{text}");
         for line in [
             "Content-Length: 2",
-            "Connection: close",
+            "Connection: Upgrade, close",
             "Sec-WebSocket-Version: 13",
         ] {
             assert!(
@@ -1523,6 +1569,16 @@ mod tests {
             good.replace(KEY, "c2hvcnQ="),
             good.replace("Upgrade: websocket\r\n", ""),
             good.replace("Host: example.com:8080\r\n", ""),
+            // Twice: which would count?
+            good.replace("Host: example.com:8080\r\n", "Host: a\r\nHost: b\r\n"),
+            good.replace(
+                "Sec-WebSocket-Version: 13\r\n",
+                "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Version: 13\r\n",
+            ),
+            good.replace(
+                &format!("Sec-WebSocket-Key: {KEY}\r\n"),
+                &format!("Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Key: {KEY}\r\n"),
+            ),
         ];
         for case in cases {
             assert!(
@@ -1530,6 +1586,41 @@ mod tests {
                 "accepted: {case}"
             );
         }
+    }
+
+    #[test]
+    fn an_absolute_request_target_gives_its_resource_name() {
+        let good =
+            String::from_utf8(ClientHandshake::with_key(&request(), KEY, 1024).unwrap().1).unwrap();
+        let line = good.lines().next().unwrap().to_string();
+        for (target, path) in [
+            ("http://example.com:8080/chat?room=1", "/chat?room=1"),
+            ("HTTPS://example.com/x", "/x"),
+            ("ws://example.com", "/"),
+            ("http://example.com?q=1", "/?q=1"),
+            ("/plain?x", "/plain?x"),
+        ] {
+            let case = good.replace(&line, &format!("GET {target} HTTP/1.1"));
+            let (parsed, _) = parse_request(case.as_bytes(), 4096).unwrap().unwrap();
+            assert_eq!(parsed.path, path, "{target}");
+        }
+    }
+
+    #[test]
+    fn a_426_names_the_upgrade_and_a_405_the_method_allowed() {
+        let text =
+            |status| String::from_utf8(refusal_response(status, &HeaderMap::new(), b"")).unwrap();
+        let upgrade = text(StatusCode::UPGRADE_REQUIRED);
+        for line in [
+            "Upgrade: websocket\r\n",
+            "Connection: Upgrade, close\r\n",
+            "Sec-WebSocket-Version: 13\r\n",
+        ] {
+            assert!(upgrade.contains(line), "{upgrade}");
+        }
+        let method = text(StatusCode::METHOD_NOT_ALLOWED);
+        assert!(method.contains("Allow: GET\r\n"), "{method}");
+        assert!(method.contains("Connection: close\r\n"), "{method}");
     }
 
     #[test]
