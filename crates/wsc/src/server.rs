@@ -115,6 +115,12 @@ impl Acceptor {
 
     /// Reads the upgrade request and answers it. Invalid requests get an HTTP error response
     /// and an error. Returns the connection and the request (path, headers).
+    ///
+    /// A refused stream is dropped here. Over TCP, with input from the client still unread
+    /// (frames it sent before the 101), the kernel then resets the connection, and the
+    /// client may lose the refusal. To linger, pass `&tcp` (a reference is a stream too),
+    /// and after an error shut down its write side and read until the client closes. The
+    /// async `accept_async` lingers by itself.
     pub fn accept<S: Read + Write>(&self, stream: S) -> Result<(WebSocket<S>, Request), Error> {
         self.accept_with(stream, |_| Ok(Accept::new()))
     }

@@ -1206,6 +1206,53 @@ async fn a_writer_blocked_on_a_dead_peer_ends_when_the_reader_finds_it_dead() {
     .await;
 }
 
+/// A refusal reaches a client that sent more than its request (frames before the 101, as
+/// eager clients do) whole, then a clean end of stream. Before, the server dropped the
+/// stream with the client's bytes unread, and the kernel reset the connection: the client
+/// got ECONNRESET, and with a small receive buffer lost most of a long body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_reaches_an_eager_client_whole_with_a_clean_end() {
+    within(BUDGET, async {
+        let (listener, url) = listen().await;
+        let body = vec![b'x'; 1 << 20];
+        let server_body = body.clone();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let acceptor = Acceptor::new();
+            let upgrade = acceptor.read_request_async(tcp).await.unwrap();
+            let refusal = wsc::server::Refusal::new(403u16).body(server_body);
+            assert!(upgrade.answer_async(Err(refusal)).await.is_err());
+        });
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(8 << 10).unwrap();
+        let addr: std::net::SocketAddr = url.trim_start_matches("ws://").parse().unwrap();
+        socket.connect(&addr.into()).unwrap();
+        let mut tcp = std::net::TcpStream::from(socket);
+        let request = format!(
+            "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        std::io::Write::write_all(&mut tcp, request.as_bytes()).unwrap();
+        // A masked text frame after the request, once the server has read it.
+        sleep(Duration::from_millis(100)).await;
+        std::io::Write::write_all(&mut tcp, &[0x81, 0x82, 0, 0, 0, 0, b'h', b'i']).unwrap();
+        // Reads only once the server has written all it can and closed.
+        sleep(Duration::from_millis(300)).await;
+        let response = tokio::task::spawn_blocking(move || {
+            let mut response = Vec::new();
+            std::io::Read::read_to_end(&mut tcp, &mut response).map(|_| response)
+        })
+        .await
+        .unwrap()
+        .expect("a clean end of stream, not a reset");
+        assert!(response.starts_with(b"HTTP/1.1 403"));
+        assert!(response.ends_with(&body[..]));
+        server.await.unwrap();
+    })
+    .await;
+}
+
 // ----- 5. many connections -----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

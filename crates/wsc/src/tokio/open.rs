@@ -312,8 +312,7 @@ impl Acceptor {
                 Ok(Some(done)) => break done,
                 Ok(None) => {}
                 Err(e) => {
-                    let _ = stream.write_all(&refusal(&e)).await;
-                    let _ = stream.flush().await;
+                    refuse(&mut stream, &refusal(&e)).await;
                     return Err(Error::Handshake(e));
                 }
             }
@@ -348,8 +347,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Upgrade<'_, S> {
         let (response, conn) = match acceptor.reply(&request, decision) {
             Reply::Open(response, conn) => (response, conn),
             Reply::Refuse(response, e) => {
-                let _ = stream.write_all(&response).await;
-                let _ = stream.flush().await;
+                refuse(&mut stream, &response).await;
                 return Err(Error::Handshake(e));
             }
         };
@@ -360,4 +358,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Upgrade<'_, S> {
             request,
         ))
     }
+}
+
+/// How long a refused connection lingers to read what the client still sends.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+
+/// The most read and dropped while a refused connection lingers.
+const REFUSAL_DRAIN: usize = 64 << 10;
+
+/// Sends a refusal, then ends the stream gently: our side shut down (FIN behind the
+/// response), and what the client still sends (frames sent before the 101, the rest of a
+/// request too big) read and dropped until it closes, for at most [`REFUSAL_LINGER`] and
+/// [`REFUSAL_DRAIN`]. Closed with its bytes unread, the connection would be reset by the
+/// kernel, and the client could lose the refusal to the reset.
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, response: &[u8]) {
+    if stream.write_all(response).await.is_err() || stream.flush().await.is_err() {
+        return;
+    }
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let drain = async {
+        let mut scratch = [0u8; 4096];
+        let mut dropped = 0;
+        while dropped < REFUSAL_DRAIN {
+            match stream.read(&mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => dropped += n,
+            }
+        }
+    };
+    let _ = timeout(REFUSAL_LINGER, drain).await;
 }
