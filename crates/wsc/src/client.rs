@@ -521,7 +521,7 @@ impl ClientBuilder {
                     unreachable!("built above for wss:// URLs")
                 };
                 let timeout = self.phase_timeout(self.handshake_timeout, opened);
-                crate::stream::tls_handshake(tcp, &url.host, config, timeout)?
+                crate::stream::tls_handshake(tcp, &url.host, config, timeout, self.write_timeout)?
             }
             #[cfg(not(feature = "tls"))]
             {
@@ -531,7 +531,7 @@ impl ClientBuilder {
                 ));
             }
         } else {
-            MaybeTlsStream::plain(tcp)
+            MaybeTlsStream::plain(tcp, self.write_timeout)
         };
         let timeout = self.phase_timeout(self.handshake_timeout, opened);
         self.handshake(url, stream, Some(StreamControl::for_maybe_tls()), timeout)
@@ -635,7 +635,6 @@ impl ClientBuilder {
         stream.flush().map_err(io_err)?;
         if let Some(c) = control {
             (c.set_write_deadline)(&mut stream, None);
-            (c.set_write_timeout)(&mut stream, self.write_timeout)?;
         }
         let mut received = ReadBuffer::default();
         let (response, used) = loop {

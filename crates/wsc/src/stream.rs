@@ -36,6 +36,10 @@ pub struct DeadlineTcp {
     /// is many socket writes (rustls writes all it holds), and a timeout set once per write
     /// of ours would let a slow reader stretch it to many times the bound.
     write_deadline: Option<Instant>,
+    /// The socket's send timeout outside write deadlines (the write timeout), and whether a
+    /// deadline has armed another since (to be set back when the deadline is lifted).
+    write_timeout: Option<Duration>,
+    write_armed: bool,
     /// Reads fail at once with `WouldBlock`: set while rustls writes, which would otherwise
     /// wait to read whenever a write is blocked (and so outlast the write timeout).
     refuse_reads: bool,
@@ -59,6 +63,8 @@ impl DeadlineTcp {
             armed_at: None,
             nowait_writes: false,
             write_deadline: None,
+            write_timeout: None,
+            write_armed: false,
             refuse_reads: false,
             nowait_reads: false,
         }
@@ -84,6 +90,15 @@ impl DeadlineTcp {
         // Without a deadline, the next read restores the read timeout if it must: a
         // connection that ends first (after its handshake, after its close) spares the call.
         Ok(())
+    }
+
+    fn set_write_deadline(&mut self, deadline: Option<Instant>) {
+        self.write_deadline = deadline;
+        if deadline.is_none() && std::mem::take(&mut self.write_armed) {
+            // Should it fail, the next write under a deadline sets the timeout anyway, and
+            // plain writes are bounded by the deadline's last timeout at worst.
+            let _ = self.tcp.set_write_timeout(self.write_timeout);
+        }
     }
 
     fn set_read_deadline(&mut self, deadline: Option<Instant>) {
@@ -163,11 +178,19 @@ impl Write for DeadlineTcp {
             return send_nowait(&self.tcp, buf);
         }
         if let Some(deadline) = self.write_deadline {
+            // Most writes fit in the socket: only one that would wait arms the timeout (a
+            // system call, and another to set it back).
+            #[cfg(target_os = "linux")]
+            match send_nowait(&self.tcp, buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                done => return done,
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline expired"));
             }
             self.tcp.set_write_timeout(Some(left))?;
+            self.write_armed = true;
         }
         self.tcp.write(buf)
     }
@@ -189,8 +212,11 @@ pub enum MaybeTlsStream {
 }
 
 impl MaybeTlsStream {
-    pub(crate) fn plain(tcp: TcpStream) -> Self {
-        MaybeTlsStream::Plain(DeadlineTcp::new(tcp))
+    pub(crate) fn plain(tcp: TcpStream, write_timeout: Option<Duration>) -> Self {
+        let mut sock = DeadlineTcp::new(tcp);
+        // (What the caller gave the socket, set back whenever a deadline changes it.)
+        sock.write_timeout = write_timeout;
+        MaybeTlsStream::Plain(sock)
     }
 
     fn inner(&self) -> &DeadlineTcp {
@@ -241,13 +267,16 @@ impl MaybeTlsStream {
 
     /// Sets the timeout of each blocking write.
     pub fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        self.inner().tcp.set_write_timeout(timeout)
+        let inner = self.inner_mut();
+        inner.write_timeout = timeout;
+        inner.write_armed = false;
+        inner.tcp.set_write_timeout(timeout)
     }
 
-    /// Bounds every blocking write until `deadline` (`None` lifts it; the socket then keeps
-    /// the last timeout armed: set the write timeout again after).
+    /// Bounds every blocking write until `deadline`; `None` lifts it, and gives the socket
+    /// its write timeout back if a write under the deadline changed it.
     pub(crate) fn set_write_deadline(&mut self, deadline: Option<Instant>) {
-        self.inner_mut().write_deadline = deadline;
+        self.inner_mut().set_write_deadline(deadline);
     }
 
     /// Makes writes take only what the socket has room for now (`WouldBlock` when it has
@@ -478,20 +507,21 @@ pub(crate) fn tls_handshake(
     host: &str,
     config: std::sync::Arc<rustls::ClientConfig>,
     timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
 ) -> Result<MaybeTlsStream, Error> {
     let name = crate::tls::server_name(host)?;
     let mut conn = rustls::ClientConnection::new(config, name).map_err(|source| Error::Tls {
         host: host.to_string(),
         source,
     })?;
-    // Restored once the handshake's deadline is lifted.
-    let write_timeout = tcp.write_timeout()?;
     let mut sock = DeadlineTcp::new(tcp);
+    // (What the caller gave the socket, set back if the handshake's deadline changes it.)
+    sock.write_timeout = write_timeout;
     let deadline = deadline_in(timeout);
     sock.set_deadline(deadline, true)?;
     // Our handshake messages are written by the same deadline (a client certificate chain
     // can be more than the socket takes at once).
-    sock.write_deadline = deadline;
+    sock.set_write_deadline(deadline);
     while conn.is_handshaking() {
         match conn.complete_io(&mut sock) {
             Ok((0, 0)) if conn.is_handshaking() => {
@@ -504,9 +534,7 @@ pub(crate) fn tls_handshake(
         }
     }
     sock.set_deadline(None, true)?;
-    if sock.write_deadline.take().is_some() {
-        sock.tcp.set_write_timeout(write_timeout)?;
-    }
+    sock.set_write_deadline(None);
     Ok(MaybeTlsStream::Tls(Box::new(rustls::StreamOwned::new(
         conn, sock,
     ))))
