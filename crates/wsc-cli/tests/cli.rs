@@ -904,6 +904,15 @@ fn bad_arguments_exit_2() {
     assert!(stderr(&out).contains("unsupported scheme"));
     let out = wsc(&["ws://127.0.0.1:1/", "-H", "no-colon"], b"");
     assert_eq!(out.status.code(), Some(2));
+    // A client option before `serve`: clap's message alone spoke of a URL and a subcommand
+    // named after the address.
+    let out = wsc(&["-v", "serve", "127.0.0.1:0"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("hint: `serve` comes first"),
+        "{}",
+        stderr(&out)
+    );
     // Values that made a feed server panic (a rate whose period no Duration holds, a ping
     // period rounded to zero) or a client ping in a tight loop are refused up front.
     for args in [
