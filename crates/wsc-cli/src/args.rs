@@ -268,6 +268,10 @@ pub struct ServeArgs {
     /// Largest message accepted from clients, in bytes (suffixes K, M, G allowed).
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     pub max_message_size: Option<usize>,
+
+    /// No line per connection on stderr (the first line, with the address served, stays).
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 impl ServeArgs {

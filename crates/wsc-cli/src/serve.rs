@@ -53,7 +53,7 @@ impl Settings {
             feed_ping: (args.feed_ping > 0.0).then(|| Duration::from_secs_f64(args.feed_ping)),
             config,
             compression: !args.no_compression,
-            log: true,
+            log: !args.quiet,
         }
     }
 }

@@ -716,6 +716,18 @@ fn broadcast_sender_gets_all_its_messages_before_the_close() {
 }
 
 #[test]
+fn serve_quiet_logs_no_line_per_connection() {
+    let (mut server, url, mut log) = wsc_serve(&["-q"]);
+    let out = wsc(&[&url], b"a\n");
+    exits_with(&out, 0);
+    send_signal(&server, "-TERM");
+    assert_eq!(server.0.wait().unwrap().code(), Some(0));
+    let mut rest = String::new();
+    log.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "");
+}
+
+#[test]
 fn serve_logs_one_line_per_connection() {
     let (_server, url, mut log) = wsc_serve(&[]);
     let out = wsc(&[&format!("{url}/logged")], b"a\nb\n");
