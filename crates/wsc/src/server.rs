@@ -164,8 +164,9 @@ impl Acceptor {
     /// (with an HTTP error response) and returned as errors, as by [`Acceptor::accept`].
     pub fn read_request<S: Read + Write>(&self, mut stream: S) -> Result<Upgrade<'_, S>, Error> {
         let mut received = ReadBuffer::default();
+        let mut seen = 0;
         let (request, used) = loop {
-            match parse_request(&received, self.max_handshake_size) {
+            match parse_when_a_line_ends(&received, &mut seen, self.max_handshake_size) {
                 Ok(Some(done)) => break done,
                 Ok(None) => {}
                 Err(e) => {
@@ -256,6 +257,23 @@ impl Acceptor {
 }
 
 /// The HTTP error response for a request that is not a valid upgrade.
+/// [`parse_request`] once a line of the head has ended since the last look (`seen`: how
+/// much of `buf` it saw), or the head is past its size limit: a request that trickles in a
+/// byte at a time is then parsed once a line, not once a byte, from its start each time.
+pub(crate) fn parse_when_a_line_ends(
+    buf: &[u8],
+    seen: &mut usize,
+    max_size: usize,
+) -> Result<Option<(Request, usize)>, HandshakeError> {
+    let line_ended = buf.get(*seen..).is_some_and(|new| new.contains(&b'\n'));
+    *seen = buf.len();
+    if line_ended || buf.len() > max_size {
+        parse_request(buf, max_size)
+    } else {
+        Ok(None)
+    }
+}
+
 pub(crate) fn refusal(e: &HandshakeError) -> Vec<u8> {
     let status = match e {
         HandshakeError::BadRequest { status, .. } => *status,

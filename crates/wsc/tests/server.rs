@@ -228,6 +228,42 @@ fn raw_refusal(url: &str, path: &str) -> (String, Vec<String>, String) {
 }
 
 #[test]
+fn a_request_trickled_a_byte_at_a_time_is_answered_and_a_bad_line_at_its_end() {
+    // The head is parsed once a line ends (not once a byte, from its start each time): the
+    // answers must not change.
+    let (url, server) = serve(Acceptor::new(), 2, |_| Ok(Accept::new()));
+    let addr = url.trim_start_matches("ws://");
+    let request = "GET /slow HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_nodelay(true).unwrap();
+    tcp.set_read_timeout(Some(LIMIT)).unwrap();
+    for byte in request.as_bytes() {
+        tcp.write_all(&[*byte]).unwrap();
+        thread::sleep(Duration::from_micros(200));
+    }
+    let mut head = [0u8; 12];
+    tcp.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101");
+    // Closes, with no message: the server's echo loop ends.
+    drop(tcp);
+    // A request line that is not HTTP is answered once that line ends, without waiting for
+    // the rest of the head.
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(LIMIT)).unwrap();
+    tcp.write_all(b"GET /pot HTCPCP/1.0\r\n").unwrap();
+    let mut head = [0u8; 12];
+    tcp.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 400");
+    let results = server.join().unwrap();
+    assert!(
+        matches!(&results[0], Ok(path) if path == "/slow"),
+        "{results:?}"
+    );
+    assert!(results[1].is_err(), "{results:?}");
+}
+
+#[test]
 fn a_refusal_is_a_complete_http_response_then_the_connection_closes() {
     let (url, server) = serve(Acceptor::new(), 1, |_| {
         Err(Refusal::new(403).header("X-Why", "banned").body("go away"))

@@ -16,9 +16,9 @@ use crate::net::connect::tokio::connect_tcp;
 use crate::net::tunnel;
 use crate::proto::buffer::ReadBuffer;
 use crate::proto::handshake::{
-    parse_request, ClientHandshake, HandshakeError, Request, Response, REFUSAL_BODY_WAIT,
+    ClientHandshake, HandshakeError, Request, Response, REFUSAL_BODY_WAIT,
 };
-use crate::server::{refusal, Accept, Acceptor, Refusal, Reply, Upgrade};
+use crate::server::{parse_when_a_line_ends, refusal, Accept, Acceptor, Refusal, Reply, Upgrade};
 use crate::stream::map_io_error;
 use crate::url::WsUrl;
 
@@ -307,8 +307,9 @@ impl Acceptor {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let mut buf = Vec::with_capacity(1024);
+        let mut seen = 0;
         let (request, used) = loop {
-            match parse_request(&buf, self.max_handshake()) {
+            match parse_when_a_line_ends(&buf, &mut seen, self.max_handshake()) {
                 Ok(Some(done)) => break done,
                 Ok(None) => {}
                 Err(e) => {
