@@ -133,7 +133,13 @@ fn next_line(input: &mut impl BufRead, limit: usize, number: u64) -> Input {
 
 /// Builds the connection options from the arguments.
 pub fn builder(args: &ClientArgs, url: &str) -> Result<ClientBuilder, CliError> {
-    let mut b = ClientBuilder::new(url).open_timeout(Duration::from_secs_f64(args.connect_timeout));
+    // The whole opening, and so each of its phases too (whose own defaults, 30 s, would
+    // otherwise cut a longer --connect-timeout short).
+    let opening = Duration::from_secs_f64(args.connect_timeout);
+    let mut b = ClientBuilder::new(url)
+        .open_timeout(opening)
+        .connect_timeout(opening)
+        .handshake_timeout(opening);
     for header in &args.headers {
         let (name, value) = header
             .split_once(':')
