@@ -10,9 +10,14 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, Notify};
 use wsc::Message;
 
-/// The most a client's inbox holds (payload bytes) before the client counts as lagging. A
-/// single message bigger than that still reaches a client that has nothing waiting.
+/// The most a client's inbox holds (payload bytes, and [`MESSAGE_COST`] for each message)
+/// before the client counts as lagging. A single message bigger than that still reaches a
+/// client that has nothing waiting.
 pub const INBOX_LIMIT: usize = 16 << 20;
+
+/// What a queued message costs beside its payload (the `Message` and its place in the
+/// channel): empty messages must not queue for free.
+const MESSAGE_COST: usize = 64;
 
 /// Every joined client's inbox.
 #[derive(Default)]
@@ -59,7 +64,7 @@ impl Hub {
     /// Puts `message` in every inbox, but for those it would take past [`INBOX_LIMIT`]:
     /// those clients lag, and leave the hub (what their inbox holds is still theirs).
     pub fn publish(&self, message: &Message) {
-        let len = message.len();
+        let len = cost(message);
         self.lock().retain(|_, slot| {
             let queued = slot.shared.queued.load(Ordering::Acquire);
             if queued > 0 && queued.saturating_add(len) > INBOX_LIMIT {
@@ -106,7 +111,7 @@ impl Inbox {
     fn taken(&self, message: &Message) {
         self.shared
             .queued
-            .fetch_sub(message.len(), Ordering::AcqRel);
+            .fetch_sub(cost(message), Ordering::AcqRel);
     }
 
     /// Whether the client fell more than [`INBOX_LIMIT`] behind and was dropped from the
@@ -123,6 +128,11 @@ impl Inbox {
         }
         notified.await;
     }
+}
+
+/// What `message` counts for against [`INBOX_LIMIT`].
+fn cost(message: &Message) -> usize {
+    message.len().saturating_add(MESSAGE_COST)
 }
 
 impl Drop for Inbox {
@@ -156,7 +166,7 @@ mod tests {
     async fn a_client_that_falls_too_far_behind_lags_and_leaves_the_hub() {
         let hub = Arc::new(Hub::default());
         let (mut slow, mut fast) = (hub.join(1), hub.join(2));
-        let chunk = Message::binary(vec![0u8; 1 << 20]);
+        let chunk = Message::binary(vec![0u8; (1 << 20) - MESSAGE_COST]);
         for _ in 0..16 {
             hub.publish(&chunk);
             assert!(fast.recv().await.is_some());
@@ -175,6 +185,19 @@ mod tests {
         hub.publish(&chunk);
         assert!(fast.recv().await.is_some());
         assert_eq!(hub.lock().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn empty_messages_count_against_the_limit_too() {
+        let hub = Arc::new(Hub::default());
+        let slow = hub.join(1);
+        let empty = Message::text("");
+        let mut published = 0;
+        while !slow.has_lagged() {
+            hub.publish(&empty);
+            published += 1;
+            assert!(published <= INBOX_LIMIT / MESSAGE_COST + 1, "{published}");
+        }
     }
 
     #[tokio::test]

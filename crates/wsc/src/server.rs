@@ -256,7 +256,6 @@ impl Acceptor {
     }
 }
 
-/// The HTTP error response for a request that is not a valid upgrade.
 /// [`parse_request`] once a line of the head has ended since the last look (`seen`: how
 /// much of `buf` it saw), or the head is past its size limit: a request that trickles in a
 /// byte at a time is then parsed once a line, not once a byte, from its start each time.
@@ -274,6 +273,7 @@ pub(crate) fn parse_when_a_line_ends(
     }
 }
 
+/// The HTTP error response for a request that is not a valid upgrade.
 pub(crate) fn refusal(e: &HandshakeError) -> Vec<u8> {
     let status = match e {
         HandshakeError::BadRequest { status, .. } => *status,

@@ -201,7 +201,10 @@ impl WsUrl {
         if !host.chars().all(valid_host_char) {
             return Err(UrlError::InvalidHost(host));
         }
+        // (An IPv6 address, checked above, may end in dotted IPv4: `::ffff:1.2.3.4`.)
+        let bracketed = hostport.starts_with('[');
         let host = match ipv4::classify(&host) {
+            _ if bracketed => host,
             Ipv4Host::Name => host,
             Ipv4Host::Address(ip) => ip.to_string(),
             Ipv4Host::Invalid => {
@@ -440,6 +443,14 @@ mod tests {
             );
         }
         assert_eq!(WsUrl::parse("ws://1.2.3.x/").unwrap().host, "1.2.3.x");
+        // IPv6 addresses that end in dotted IPv4 stay as they are.
+        for (url, host) in [
+            ("ws://[::ffff:1.2.3.4]/", "::ffff:1.2.3.4"),
+            ("ws://[::1.2.3.4]:80/", "::1.2.3.4"),
+            ("wss://[64:ff9b::192.0.2.33]/", "64:ff9b::192.0.2.33"),
+        ] {
+            assert_eq!(WsUrl::parse(url).unwrap().host, host, "{url}");
+        }
     }
 
     #[test]
