@@ -326,8 +326,6 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
     if args.reconnect {
         exit_on_signal_while(&down);
     }
-    let printing = Arc::new(AtomicBool::new(false));
-    exit_on_signal_while(&printing);
     let mode = StdinMode {
         binary: args.binary,
         whole: args.whole,
@@ -348,7 +346,6 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
         input_ended: (args.no_stdin && args.linger.is_some()).then(Instant::now),
         closing_since: None,
         down,
-        printing,
         queued_at_close: usize::MAX,
         stdout_gone: false,
         fault: None,
@@ -373,8 +370,6 @@ struct Session {
     closing_since: Option<Instant>,
     /// Set while `--reconnect` waits between connections (see `exit_on_signal_while`).
     down: Arc<AtomicBool>,
-    /// Set while a message is written to stdout (see `exit_on_signal_while`).
-    printing: Arc<AtomicBool>,
     /// While closing: our output still queued when last looked at.
     queued_at_close: usize,
     /// Nobody reads stdout any more (`| head` has exited), or it cannot be written to.
@@ -525,12 +520,7 @@ impl Session {
             let printed = if self.stdout_gone && message.is_data() {
                 Ok(())
             } else {
-                // A reader that stopped reading holds this write (a full pipe), and the stop
-                // flag cannot be looked at meanwhile: a stop signal then ends the process.
-                self.printing.store(true, Ordering::Relaxed);
-                let printed = self.format.received(&mut out, &message);
-                self.printing.store(false, Ordering::Relaxed);
-                printed
+                self.format.received(&mut out, &message)
             };
             match printed {
                 Ok(()) => {}
@@ -776,7 +766,7 @@ fn is_ignored(signal: i32) -> bool {
 
 /// Makes SIGINT, SIGTERM and SIGHUP end the process at once (130, 143, 129) while `flag` is
 /// set: while the connection opens, or `--reconnect` waits between attempts, there is no
-/// connection to close; while stdout's reader holds a write, the close cannot be started.
+/// connection to close.
 fn exit_on_signal_while(flag: &Arc<AtomicBool>) {
     for (signal, status) in heeded_signals() {
         let _ = signal_hook::flag::register_conditional_shutdown(signal, status, flag.clone());

@@ -674,38 +674,6 @@ fn ctrl_c_while_opening_exits_130_even_with_sigint_ignored_at_start() {
 }
 
 #[test]
-fn a_stop_signal_ends_a_client_whose_stdout_reader_stopped_reading() {
-    let (_server, url, _log) = wsc_serve(&["--feed", "--rate", "1000"]);
-    // stdout is a pipe nobody reads: once it is full, every write waits.
-    let child = Command::new(WSC)
-        .args([
-            &url,
-            "-n",
-            "-s",
-            r#"{"op":"subscribe","symbols":["A","B","C","D"]}"#,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut child = Proc(child);
-    // 64 KiB of pipe at 4,000 ticks a second: full well within 2 s.
-    thread::sleep(Duration::from_secs(2));
-    send_signal(&child, "-TERM");
-    let started = Instant::now();
-    // Before, the first signal was only noted, and the write went on waiting.
-    while child.0.try_wait().unwrap().is_none() {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "still running 5 s after SIGTERM"
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(child.0.wait().unwrap().code(), Some(143));
-}
-
-#[test]
 fn broadcast_sender_gets_all_its_messages_before_the_close() {
     let (_server, url, _) = wsc_serve(&["--broadcast"]);
     for _ in 0..3 {
