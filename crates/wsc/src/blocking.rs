@@ -134,6 +134,10 @@ pub struct WebSocket<S> {
     user_output: bool,
     /// Reads have a timeout (see `fill`).
     read_timeout: Option<Duration>,
+    /// Since when our output has not moved while reads flush it under keepalive, and how
+    /// much had been written then (the write timeout counts from here across keepalive
+    /// steps; see `flush_until`).
+    flush_stuck: Option<(Instant, u64)>,
     /// Since when reads have waited without data, while keepalive bounds them (the idle-read
     /// timeout then counts from here, not from the last keepalive step).
     idle_since: Option<Instant>,
@@ -187,6 +191,7 @@ impl<S: Read + Write> WebSocket<S> {
             write_timeout: None,
             user_output: false,
             read_timeout: None,
+            flush_stuck: None,
             idle_since: None,
             read_deadline: None,
             reply_error: None,
@@ -371,20 +376,43 @@ impl<S: Read + Write> WebSocket<S> {
     /// of our output and sends nothing is then found dead by keepalive, as an idle one is,
     /// instead of holding the read (with no write timeout, for good). Output the peer takes
     /// meanwhile counts as a sign of life. What stays queued is written at the next step.
+    ///
+    /// The write timeout still holds across these steps: counted from when our output
+    /// stopped moving, it ends the read with [`Error::Timeout`] (`Phase::Write`) as it does
+    /// with keepalive off.
     fn flush_until(&mut self, wake: Option<Instant>) -> Result<(), Error> {
         let Some(wake) = wake else {
             return self.flush();
         };
-        let write_ends_first = self
-            .write_timeout
-            .and_then(|limit| Instant::now().checked_add(limit))
-            .is_some_and(|end| end <= wake);
-        if write_ends_first || self.close_write_deadline().is_some() {
+        if self.close_write_deadline().is_some() {
             return self.flush();
         }
-        match self.flush_by(Some(wake), Phase::Write) {
-            Err(Error::Timeout(Phase::Write)) => Ok(()),
-            other => other,
+        let now = Instant::now();
+        let written = self.conn.written();
+        // Output that moved since the clock started (here, or in a write between) starts it
+        // over.
+        if self.flush_stuck.is_some_and(|(_, at)| written > at) {
+            self.flush_stuck = None;
+        }
+        let write_end = self.write_timeout.and_then(|limit| {
+            let (since, _) = *self.flush_stuck.get_or_insert((now, written));
+            since.checked_add(limit)
+        });
+        let until = write_end.map_or(wake, |end| end.min(wake));
+        match self.flush_by(Some(until), Phase::Write) {
+            Err(Error::Timeout(Phase::Write)) => {
+                if self.conn.written() > written {
+                    self.flush_stuck = None;
+                } else if write_end.is_some_and(|end| Instant::now() >= end) {
+                    self.flush_stuck = None;
+                    return Err(Error::Timeout(Phase::Write));
+                }
+                Ok(())
+            }
+            other => {
+                self.flush_stuck = None;
+                other
+            }
         }
     }
 

@@ -1551,6 +1551,44 @@ fn keepalive_ends_a_read_held_by_queued_output_the_peer_never_takes() {
     server.join().unwrap();
 }
 
+#[test]
+fn with_keepalive_on_the_write_timeout_still_ends_a_read_held_by_queued_output() {
+    // The write timeout (500 ms) ends well before keepalive would (30 s + 10 s): the read
+    // must report it, as without keepalive, and the connection stay usable.
+    // A server that reads nothing, with a small receive buffer: what it can hold is soon
+    // full (loopback's autotuning would otherwise take tens of MB).
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(64 << 10).unwrap();
+    socket.bind(&SocketAddr::from((V4, 0)).into()).unwrap();
+    socket.listen(1).unwrap();
+    let listener = TcpListener::from(socket);
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let server = thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let ws = wsc::server::accept(tcp).unwrap();
+        thread::sleep(Duration::from_secs(3));
+        drop(ws);
+    });
+    let keepalive = Keepalive::new(Duration::from_secs(30), Duration::from_secs(10));
+    let mut ws = builder(&url)
+        .uncompressed()
+        .keepalive(keepalive)
+        .write_timeout(Duration::from_millis(500))
+        .connect()
+        .unwrap();
+    // More than the sockets hold.
+    ws.queue(Message::binary(vec![0u8; 8 << 20])).unwrap();
+    let start = Instant::now();
+    match ws.read() {
+        Err(Error::Timeout(Phase::Write)) => {}
+        other => panic!("expected the write timeout, got {other:?}"),
+    }
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(450), "{took:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    server.join().unwrap();
+}
+
 /// Answers the client's close after `delay`, then closes TCP.
 #[cfg(feature = "tokio")]
 fn slow_closer(delay: Duration) -> String {

@@ -596,6 +596,11 @@ impl Connection {
         self.written > self.written_at_poll && self.written_at_poll < self.ping_end
     }
 
+    /// Output written so far, in bytes (all of it ever consumed).
+    pub(crate) fn written(&self) -> u64 {
+        self.written
+    }
+
     /// The keepalive's pong timeout (zero when keepalive is off).
     pub fn keepalive_timeout(&self) -> std::time::Duration {
         self.keepalive
