@@ -372,7 +372,7 @@ impl<S: Read + Write> WebSocket<S> {
     }
 
     /// [`WebSocket::flush`] before a read waits, with keepalive on no longer than until its
-    /// next step (`wake`) when the write timeout would wait longer: a peer that takes none
+    /// next step (`wake`) or the write timeout's end, whichever comes first: a peer that takes none
     /// of our output and sends nothing is then found dead by keepalive, as an idle one is,
     /// instead of holding the read (with no write timeout, for good). Output the peer takes
     /// meanwhile counts as a sign of life. What stays queued is written at the next step.
