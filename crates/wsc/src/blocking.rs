@@ -50,8 +50,6 @@ pub(crate) struct StreamControl<S> {
     pub(crate) set_deadline: fn(&mut S, Option<Instant>) -> io::Result<()>,
     /// The same, with the idle-read timeout set aside: the close timeout alone bounds closing.
     pub(crate) set_close_deadline: fn(&mut S, Option<Instant>) -> io::Result<()>,
-    /// The timeout of each write.
-    pub(crate) set_write_timeout: fn(&mut S, Option<Duration>) -> io::Result<()>,
     /// A deadline for every socket write until lifted (over TLS, one write of ours is many).
     pub(crate) set_write_deadline: fn(&mut S, Option<Instant>),
     /// The caller's read deadline, for every socket read until lifted (over TLS, one read of
@@ -86,7 +84,6 @@ impl StreamControl<MaybeTlsStream> {
             set_read_timeout: MaybeTlsStream::set_read_timeout,
             set_deadline: MaybeTlsStream::set_deadline,
             set_close_deadline: MaybeTlsStream::set_close_deadline,
-            set_write_timeout: MaybeTlsStream::set_write_timeout,
             set_write_deadline: MaybeTlsStream::set_write_deadline,
             set_read_deadline: MaybeTlsStream::set_read_deadline,
             set_write_nowait: MaybeTlsStream::set_write_nowait,
@@ -763,12 +760,12 @@ impl<S: Read + Write> WebSocket<S> {
             }
             Ok(())
         });
+        // (Lifting it gives the socket its write timeout back.)
         (control.set_write_deadline)(&mut self.stream, None);
-        let restored = (control.set_write_timeout)(&mut self.stream, self.write_timeout);
         match result {
             Ok(()) => {
                 self.user_output = false;
-                restored.map_err(Error::Io)
+                Ok(())
             }
             // The deadline passed: the operation as a whole (`phase`) timed out.
             Err(e) if is_timeout(&e) => Err(Error::Timeout(phase)),

@@ -52,7 +52,9 @@ pub struct DeadlineTcp {
 const REARM_SLACK: Duration = Duration::from_millis(5);
 
 impl DeadlineTcp {
-    fn new(tcp: TcpStream) -> Self {
+    /// Over `tcp`, whose send timeout outside write deadlines is `write_timeout` (as the
+    /// caller set it): lifting a deadline sets it back.
+    fn new(tcp: TcpStream, write_timeout: Option<Duration>) -> Self {
         DeadlineTcp {
             tcp,
             deadline: None,
@@ -63,7 +65,7 @@ impl DeadlineTcp {
             armed_at: None,
             nowait_writes: false,
             write_deadline: None,
-            write_timeout: None,
+            write_timeout,
             write_armed: false,
             refuse_reads: false,
             nowait_reads: false,
@@ -213,10 +215,7 @@ pub enum MaybeTlsStream {
 
 impl MaybeTlsStream {
     pub(crate) fn plain(tcp: TcpStream, write_timeout: Option<Duration>) -> Self {
-        let mut sock = DeadlineTcp::new(tcp);
-        // (What the caller gave the socket, set back whenever a deadline changes it.)
-        sock.write_timeout = write_timeout;
-        MaybeTlsStream::Plain(sock)
+        MaybeTlsStream::Plain(DeadlineTcp::new(tcp, write_timeout))
     }
 
     fn inner(&self) -> &DeadlineTcp {
@@ -514,9 +513,7 @@ pub(crate) fn tls_handshake(
         host: host.to_string(),
         source,
     })?;
-    let mut sock = DeadlineTcp::new(tcp);
-    // (What the caller gave the socket, set back if the handshake's deadline changes it.)
-    sock.write_timeout = write_timeout;
+    let mut sock = DeadlineTcp::new(tcp, write_timeout);
     let deadline = deadline_in(timeout);
     sock.set_deadline(deadline, true)?;
     // Our handshake messages are written by the same deadline (a client certificate chain
@@ -550,7 +547,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (peer, _) = listener.accept().unwrap();
-        (DeadlineTcp::new(client), peer)
+        (DeadlineTcp::new(client, None), peer)
     }
 
     #[test]
