@@ -611,22 +611,23 @@ mod tests {
         assert!(mid > Duration::from_millis(290) && mid < Duration::from_millis(310));
     }
 
+    /// A plan for a connection opened now.
+    fn new_plan(policy: Reconnect) -> Plan {
+        Plan::new(
+            ClientBuilder::new("ws://127.0.0.1:1/"),
+            policy,
+            Instant::now(),
+        )
+    }
+
     #[test]
     fn attempts_are_bounded_and_permanent_errors_stop_at_once() {
-        let mut plan = Plan::new(
-            ClientBuilder::new("ws://127.0.0.1:1/"),
-            Reconnect::new().max_attempts(Some(2)),
-            Instant::now(),
-        );
+        let mut plan = new_plan(Reconnect::new().max_attempts(Some(2)));
         assert!(plan.attempt_failed(Error::ConnectionReset).is_ok());
         assert!(plan.attempt_failed(Error::ConnectionReset).is_err());
         assert!(plan.stopped);
 
-        let mut plan = Plan::new(
-            ClientBuilder::new("ws://127.0.0.1:1/"),
-            Reconnect::new(),
-            Instant::now(),
-        );
+        let mut plan = new_plan(Reconnect::new());
         let permanent = Error::Url(crate::url::UrlError::MissingHost);
         assert!(plan.attempt_failed(permanent).is_err());
         assert!(plan.stopped);
@@ -638,11 +639,7 @@ mod tests {
             .initial_delay(Duration::from_millis(100))
             .max_delay(Duration::from_secs(10))
             .jitter(false);
-        let mut plan = Plan::new(
-            ClientBuilder::new("ws://127.0.0.1:1/"),
-            policy.clone(),
-            Instant::now(),
-        );
+        let mut plan = new_plan(policy.clone());
         // The first connection dropping early is no attempt of ours: the initial delay.
         plan.dropped(Disconnect::Closed(None), Instant::now());
         assert_eq!(plan.next_delay(), Duration::from_millis(100));
@@ -666,11 +663,7 @@ mod tests {
             .initial_delay(Duration::from_millis(100))
             .max_delay(Duration::from_secs(60))
             .jitter(false);
-        let mut plan = Plan::new(
-            ClientBuilder::new("ws://127.0.0.1:1/"),
-            policy,
-            Instant::now(),
-        );
+        let mut plan = new_plan(policy);
         plan.up_since = Instant::now() - Duration::from_secs(60);
         plan.dropped(Disconnect::Closed(None), Instant::now());
         for expected in [100, 200, 400, 800, 1600, 3200] {
@@ -692,11 +685,7 @@ mod tests {
     fn a_message_that_cannot_be_a_subscription_is_refused_and_not_added() {
         // Added, it failed every reconnect after (for good: InvalidInput is no error a retry
         // mends), or closed each new connection at once.
-        let mut plan = Plan::new(
-            ClientBuilder::new("ws://127.0.0.1:1/"),
-            Reconnect::new(),
-            Instant::now(),
-        );
+        let mut plan = new_plan(Reconnect::new());
         for message in [
             Message::Close(None),
             Message::Ping(vec![0; 126].into()),
@@ -719,21 +708,13 @@ mod tests {
     fn max_attempts_of_zero_gives_up_at_the_first_drop() {
         // It made one attempt, as Some(1) does.
         let policy = Reconnect::new().max_attempts(Some(0));
-        let mut plan = Plan::new(
-            ClientBuilder::new("ws://127.0.0.1:1/"),
-            policy,
-            Instant::now(),
-        );
+        let mut plan = new_plan(policy);
         plan.up_since = Instant::now() - Duration::from_secs(60);
         plan.dropped(Disconnect::Closed(None), Instant::now());
         assert!(plan.stopped && plan.gave_up);
         // Some(1) still makes its one attempt.
         let policy = Reconnect::new().max_attempts(Some(1));
-        let mut plan = Plan::new(
-            ClientBuilder::new("ws://127.0.0.1:1/"),
-            policy,
-            Instant::now(),
-        );
+        let mut plan = new_plan(policy);
         plan.up_since = Instant::now() - Duration::from_secs(60);
         plan.dropped(Disconnect::Closed(None), Instant::now());
         assert!(!plan.stopped);
@@ -746,11 +727,7 @@ mod tests {
         // Three reconnects, each dropped at once: the third is the last. The first
         // connection's short life is no attempt of ours and does not count.
         let policy = Reconnect::new().max_attempts(Some(3));
-        let mut plan = Plan::new(
-            ClientBuilder::new("ws://127.0.0.1:1/"),
-            policy,
-            Instant::now(),
-        );
+        let mut plan = new_plan(policy);
         plan.dropped(Disconnect::Closed(None), Instant::now());
         for _ in 0..2 {
             plan.reconnected(Instant::now());
@@ -762,11 +739,7 @@ mod tests {
         assert!(plan.stopped && plan.gave_up);
         // Short-lived reconnects and failed attempts add up.
         let policy = Reconnect::new().max_attempts(Some(3));
-        let mut plan = Plan::new(
-            ClientBuilder::new("ws://127.0.0.1:1/"),
-            policy,
-            Instant::now(),
-        );
+        let mut plan = new_plan(policy);
         plan.dropped(Disconnect::Closed(None), Instant::now());
         assert!(plan.attempt_failed(Error::Timeout(Phase::Connect)).is_ok());
         plan.reconnected(Instant::now());
@@ -775,11 +748,7 @@ mod tests {
         assert!(plan.gave_up);
         // A stable connection starts the count over.
         let policy = Reconnect::new().max_attempts(Some(1));
-        let mut plan = Plan::new(
-            ClientBuilder::new("ws://127.0.0.1:1/"),
-            policy,
-            Instant::now(),
-        );
+        let mut plan = new_plan(policy);
         plan.reconnected(Instant::now());
         plan.up_since = Instant::now() - Duration::from_secs(11);
         plan.dropped(Disconnect::Closed(None), Instant::now());

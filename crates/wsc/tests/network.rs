@@ -497,14 +497,10 @@ fn a_resubscription_the_server_is_slow_to_take_does_not_fail_the_reconnect() {
     server.join().unwrap();
 }
 
-#[test]
-fn keepalive_finds_a_server_that_takes_no_resubscription_dead() {
-    // No write timeout (the default): the resubscription, bigger than the sockets take,
-    // must not hold the reconnect while the server reads nothing and sends nothing.
-    const SIZE: usize = 8 << 20;
-    let listener = TcpListener::bind((V4, 0)).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = thread::spawn(move || {
+/// A first life that closes at once (1001), then a second that reads and sends nothing for
+/// 4 s: a server that takes none of a resubscription.
+fn restart_then_go_silent(listener: TcpListener) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
         {
             let (tcp, _) = listener.accept().unwrap();
             let mut ws = wsc::server::accept(tcp).unwrap();
@@ -516,7 +512,17 @@ fn keepalive_finds_a_server_that_takes_no_resubscription_dead() {
         let ws = wsc::server::accept(tcp).unwrap();
         thread::sleep(Duration::from_secs(4));
         drop(ws);
-    });
+    })
+}
+
+#[test]
+fn keepalive_finds_a_server_that_takes_no_resubscription_dead() {
+    // No write timeout (the default): the resubscription, bigger than the sockets take,
+    // must not hold the reconnect while the server reads nothing and sends nothing.
+    const SIZE: usize = 8 << 20;
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = restart_then_go_silent(listener);
     let keepalive = Keepalive::new(Duration::from_millis(200), Duration::from_millis(300));
     let mut feed = builder(&format!("ws://{addr}/"))
         .uncompressed()
@@ -765,19 +771,7 @@ async fn async_keepalive_finds_a_server_that_takes_no_resubscription_dead() {
     const SIZE: usize = 8 << 20;
     let listener = TcpListener::bind((V4, 0)).unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = thread::spawn(move || {
-        {
-            let (tcp, _) = listener.accept().unwrap();
-            let mut ws = wsc::server::accept(tcp).unwrap();
-            ws.close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "restart")))
-                .unwrap();
-            while ws.read().is_ok() {}
-        }
-        let (tcp, _) = listener.accept().unwrap();
-        let ws = wsc::server::accept(tcp).unwrap();
-        thread::sleep(Duration::from_secs(4));
-        drop(ws);
-    });
+    let server = restart_then_go_silent(listener);
     let keepalive = Keepalive::new(Duration::from_millis(200), Duration::from_millis(300));
     let mut feed = builder(&format!("ws://{addr}/"))
         .uncompressed()
@@ -1500,17 +1494,22 @@ async fn async_keepalive_keeps_a_peer_that_floods_pings_and_reads_nothing() {
         .unwrap();
 }
 
-#[test]
-fn keepalive_is_not_held_up_by_a_full_send_buffer() {
-    let (url, server) = unresponsive_server();
-    let keepalive = Keepalive::new(Duration::from_millis(200), Duration::from_millis(300));
-    let mut ws = builder(&url).keepalive(keepalive).connect().unwrap();
-    // Fill the path to the peer, as unacknowledged data to a dead peer would.
+/// Fills the path to the peer behind the client's back, as unacknowledged data to a dead
+/// peer would.
+fn fill_the_path(ws: &wsc::WebSocket<wsc::MaybeTlsStream>) {
     let tcp = ws.get_ref().tcp().try_clone().unwrap();
     tcp.set_nonblocking(true).unwrap();
     let junk = [0u8; 65536];
     while (&tcp).write(&junk).is_ok() {}
     tcp.set_nonblocking(false).unwrap();
+}
+
+#[test]
+fn keepalive_is_not_held_up_by_a_full_send_buffer() {
+    let (url, server) = unresponsive_server();
+    let keepalive = Keepalive::new(Duration::from_millis(200), Duration::from_millis(300));
+    let mut ws = builder(&url).keepalive(keepalive).connect().unwrap();
+    fill_the_path(&ws);
     let start = Instant::now();
     match ws.read() {
         Err(Error::KeepaliveTimeout(_)) => {}
@@ -1531,11 +1530,7 @@ fn keepalive_ends_a_read_held_by_queued_output_the_peer_never_takes() {
     let (url, server) = unresponsive_server();
     let keepalive = Keepalive::new(Duration::from_millis(200), Duration::from_millis(300));
     let mut ws = builder(&url).keepalive(keepalive).connect().unwrap();
-    let tcp = ws.get_ref().tcp().try_clone().unwrap();
-    tcp.set_nonblocking(true).unwrap();
-    let junk = [0u8; 65536];
-    while (&tcp).write(&junk).is_ok() {}
-    tcp.set_nonblocking(false).unwrap();
+    fill_the_path(&ws);
     ws.queue(Message::text("subscribe")).unwrap();
     let start = Instant::now();
     match ws.read() {
