@@ -272,6 +272,14 @@ pub struct ServeArgs {
     /// No line per connection on stderr (the first line, with the address served, stays).
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// Serve wss:// (TLS) with this certificate chain (PEM, the server's own first).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ServeArgs {

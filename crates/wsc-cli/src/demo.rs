@@ -20,6 +20,7 @@ pub fn run(args: &DemoArgs, interrupted: &Arc<AtomicBool>) -> Result<(), CliErro
         config: Config::default(),
         compression: true,
         log: false,
+        tls: None,
     };
     let server = serve::start("127.0.0.1:0", settings)?;
     let url = format!("ws://{}/market", server.addr);

@@ -13,6 +13,7 @@ mod hub;
 mod output;
 mod redact;
 mod serve;
+mod serve_tls;
 mod stdout_gone;
 mod tls_args;
 

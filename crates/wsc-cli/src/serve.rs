@@ -1,5 +1,6 @@
-//! `wsc serve`: echo, broadcast or feed, on the library's async server role (`wsc::tokio`),
-//! one task per connection, so thousands of clients cost little.
+//! `wsc serve`: echo, broadcast or feed, over ws:// or wss:// (`--tls-cert`), on the
+//! library's async server role (`wsc::tokio`), one task per connection, so thousands of
+//! clients cost little.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -7,9 +8,12 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::time::{interval_at, MissedTickBehavior};
+use tokio::time::{interval_at, timeout_at, MissedTickBehavior};
+use tokio_rustls::TlsAcceptor;
+use wsc::rustls::{self, ServerConfig};
 use wsc::server::Acceptor;
 use wsc::tokio::WebSocketStream;
 use wsc::{CloseCode, CloseFrame, Config, Error, Message};
@@ -19,9 +23,11 @@ use crate::describe::Described;
 use crate::exit::CliError;
 use crate::feed::{self, Feed};
 use crate::hub::{Hub, Inbox, INBOX_LIMIT};
+use crate::serve_tls;
 
-/// How long a client may take over its opening handshake: one that sends half a request
-/// and stops must not hold its connection (or the server's shutdown) for good.
+/// How long a client may take over its opening handshakes (TLS, then WebSocket): one that
+/// sends half a request and stops must not hold its connection (or the server's shutdown)
+/// for good.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long stopping waits for the clients to answer our close 1001.
@@ -38,22 +44,38 @@ pub struct Settings {
     pub compression: bool,
     /// Log one line per connection on stderr.
     pub log: bool,
+    /// Serve wss://: the TLS handshake comes first.
+    pub tls: Option<Arc<ServerConfig>>,
 }
 
 impl Settings {
-    pub fn from_args(args: &ServeArgs) -> Self {
+    pub fn from_args(args: &ServeArgs) -> Result<Self, CliError> {
         let mut config = Config::default();
         if let Some(max) = args.max_message_size {
             // Frames too (no frame limit: see the client's).
             config = config.max_message_size(Some(max));
         }
-        Settings {
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(serve_tls::server_config(cert, key)?),
+            _ => None,
+        };
+        Ok(Settings {
             mode: args.mode(),
             rate: args.rate,
             feed_ping: (args.feed_ping > 0.0).then(|| Duration::from_secs_f64(args.feed_ping)),
             config,
             compression: !args.no_compression,
             log: !args.quiet,
+            tls,
+        })
+    }
+
+    /// The URL scheme served.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "wss"
+        } else {
+            "ws"
         }
     }
 }
@@ -155,16 +177,89 @@ struct Stats {
 
 type Outcome = Result<Option<CloseFrame>, Error>;
 
+/// One accepted connection, on its way through the handshakes.
+struct Client {
+    peer: SocketAddr,
+    id: u64,
+    started: Instant,
+    /// The end of [`HANDSHAKE_TIMEOUT`], for the TLS and the WebSocket handshake together.
+    deadline: tokio::time::Instant,
+    stop: watch::Receiver<bool>,
+}
+
+impl Client {
+    fn handshake_timed_out(&self, settings: &Settings) {
+        if settings.log {
+            say!(
+                "{} handshake failed: not done within {} s",
+                self.peer,
+                HANDSHAKE_TIMEOUT.as_secs()
+            );
+        }
+    }
+}
+
 async fn handle(
     tcp: TcpStream,
     peer: SocketAddr,
     id: u64,
     settings: &Settings,
     hub: &Arc<Hub>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    let started = Instant::now();
     let _ = tcp.set_nodelay(true);
+    let mut client = Client {
+        peer,
+        id,
+        started: Instant::now(),
+        deadline: tokio::time::Instant::now() + HANDSHAKE_TIMEOUT,
+        stop,
+    };
+    let Some(config) = &settings.tls else {
+        return serve(tcp, client, settings, hub).await;
+    };
+    let tls = tokio::select! {
+        tls = timeout_at(client.deadline, TlsAcceptor::from(config.clone()).accept(tcp)) => tls,
+        () = stopping(&mut client.stop) => return,
+    };
+    match tls {
+        Ok(Ok(tls)) => serve(tls, client, settings, hub).await,
+        Ok(Err(e)) => {
+            if settings.log {
+                say!("{peer} TLS handshake failed: {}", tls_failure(&e));
+            }
+        }
+        Err(_) => client.handshake_timed_out(settings),
+    }
+}
+
+/// Why a TLS handshake failed, with a hint for the usual mistake: a ws:// client, whose
+/// plain HTTP request rustls reads as a record of no known type.
+fn tls_failure(e: &std::io::Error) -> String {
+    let plain_http = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|e| {
+            matches!(
+                e,
+                rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)
+            )
+        });
+    if plain_http {
+        format!("{e} (a ws:// client? this server speaks wss:// only)")
+    } else {
+        e.to_string()
+    }
+}
+
+/// The WebSocket handshake and the mode, over TCP or TLS.
+async fn serve<S>(stream: S, mut client: Client, settings: &Settings, hub: &Arc<Hub>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let Client {
+        peer, id, started, ..
+    } = client;
     let mut acceptor = Acceptor::new().config(settings.config.clone());
     if !settings.compression {
         acceptor = acceptor.deflate(None);
@@ -173,8 +268,8 @@ async fn handle(
     // published after (those published during its handshake wait in the inbox).
     let inbox = (settings.mode == ServeMode::Broadcast).then(|| hub.join(id));
     let accepted = tokio::select! {
-        accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept_async(tcp)) => accepted,
-        () = stopping(&mut stop) => return,
+        accepted = timeout_at(client.deadline, acceptor.accept_async(stream)) => accepted,
+        () = stopping(&mut client.stop) => return,
     };
     let (mut ws, request) = match accepted {
         Ok(Ok(accepted)) => accepted,
@@ -184,16 +279,9 @@ async fn handle(
             }
             return;
         }
-        Err(_) => {
-            if settings.log {
-                say!(
-                    "{peer} handshake failed: not done within {} s",
-                    HANDSHAKE_TIMEOUT.as_secs()
-                );
-            }
-            return;
-        }
+        Err(_) => return client.handshake_timed_out(settings),
     };
+    let mut stop = client.stop;
     let mut stats = Stats::default();
     let served = async {
         match settings.mode {
@@ -244,7 +332,10 @@ fn ended() -> Outcome {
     Err(Error::ConnectionReset)
 }
 
-async fn echo(ws: &mut WebSocketStream<TcpStream>, stats: &mut Stats) -> Outcome {
+async fn echo(
+    ws: &mut WebSocketStream<impl AsyncRead + AsyncWrite + Unpin>,
+    stats: &mut Stats,
+) -> Outcome {
     while let Some(message) = ws.recv().await {
         match message? {
             m @ (Message::Text(_) | Message::Binary(_)) => {
@@ -260,7 +351,7 @@ async fn echo(ws: &mut WebSocketStream<TcpStream>, stats: &mut Stats) -> Outcome
 }
 
 async fn broadcast(
-    ws: &mut WebSocketStream<TcpStream>,
+    ws: &mut WebSocketStream<impl AsyncRead + AsyncWrite + Unpin>,
     hub: &Hub,
     mut inbox: Inbox,
     stats: &mut Stats,
@@ -303,7 +394,7 @@ async fn broadcast(
 /// Sends a published message to the client; `false`, without waiting for it to be written,
 /// once the client has lagged (one that takes nothing would hold the send for good).
 async fn pass_on(
-    ws: &mut WebSocketStream<TcpStream>,
+    ws: &mut WebSocketStream<impl AsyncRead + AsyncWrite + Unpin>,
     inbox: &Inbox,
     message: Message,
 ) -> Result<bool, Error> {
@@ -318,7 +409,7 @@ async fn pass_on(
 
 /// Closes (1008) a broadcast client that fell more than [`INBOX_LIMIT`] behind: told why,
 /// rather than left to miss messages without knowing.
-async fn lagged(ws: &mut WebSocketStream<TcpStream>) -> Outcome {
+async fn lagged(ws: &mut WebSocketStream<impl AsyncRead + AsyncWrite + Unpin>) -> Outcome {
     let frame = CloseFrame::new(
         CloseCode::POLICY_VIOLATION,
         format!(
@@ -333,7 +424,7 @@ async fn lagged(ws: &mut WebSocketStream<TcpStream>) -> Outcome {
 }
 
 async fn feed(
-    ws: &mut WebSocketStream<TcpStream>,
+    ws: &mut WebSocketStream<impl AsyncRead + AsyncWrite + Unpin>,
     settings: &Settings,
     id: u64,
     stats: &mut Stats,
@@ -385,8 +476,8 @@ async fn feed(
 
 /// `wsc serve`: runs until interrupted.
 pub fn run(args: &ServeArgs, stop: &AtomicBool) -> Result<(), CliError> {
-    let settings = Settings::from_args(args);
-    let mode = settings.mode;
+    let settings = Settings::from_args(args)?;
+    let (mode, scheme) = (settings.mode, settings.scheme());
     let server = start(&args.addr, settings)?;
     let what = match mode {
         ServeMode::Echo => "echo",
@@ -394,7 +485,7 @@ pub fn run(args: &ServeArgs, stop: &AtomicBool) -> Result<(), CliError> {
         ServeMode::Feed => "feed",
     };
     say!(
-        "wsc: serving {what} on ws://{}/ (Ctrl-C to stop)",
+        "wsc: serving {what} on {scheme}://{}/ (Ctrl-C to stop)",
         server.addr
     );
     while !stop.load(Ordering::Relaxed) {

@@ -28,7 +28,7 @@ pub fn options(args: &ClientArgs) -> Result<TlsOptions, CliError> {
 
 /// Fails, naming `flag` and `path`, unless `path` opens for reading. Nothing is read: a pipe
 /// (`--cacert <(...)`) keeps all its bytes for the library.
-fn readable(flag: &str, path: &Path) -> Result<(), CliError> {
+pub fn readable(flag: &str, path: &Path) -> Result<(), CliError> {
     let opened = File::open(path).and_then(|file| {
         if file.metadata()?.is_dir() {
             // Opens, but fails only at the first read, in the library's words.

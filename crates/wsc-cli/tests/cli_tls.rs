@@ -344,3 +344,144 @@ fn a_certificate_file_that_cannot_be_read_names_its_flag_and_path() {
         names_no_library_method(&err);
     }
 }
+
+/// `wsc serve` with `flags` (TLS ones among them) on a free port, killed when dropped.
+struct Serve {
+    child: std::process::Child,
+    /// The `wss://` (or `ws://`) URL of its first line.
+    url: String,
+    /// Its stderr after that line: one line per connection.
+    log: io::BufReader<std::process::ChildStderr>,
+}
+
+impl Serve {
+    fn start(flags: &[&str]) -> Self {
+        let mut child = Command::new(WSC)
+            .args(["serve", "127.0.0.1:0"])
+            .args(flags)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut log = io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        io::BufRead::read_line(&mut log, &mut line).unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.contains("://"))
+            .unwrap_or_else(|| panic!("no URL in {line:?}"))
+            .to_string();
+        Serve { child, url, log }
+    }
+
+    /// The next connection's log line.
+    fn next_log_line(&mut self) -> String {
+        let mut line = String::new();
+        io::BufRead::read_line(&mut self.log, &mut line).unwrap();
+        line
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A server certificate for `localhost` from `ca`, written with the CA's own certificate.
+fn serve_files(dir: &TempDir, ca: &TestCa) -> (String, String, String) {
+    let server = ca.server_cert();
+    let cert = dir.write("server.pem", &server.cert_pem);
+    let key = dir.write("server.key", &server.key_pem);
+    let ca_pem = dir.write("ca.pem", &ca.0.pem());
+    (cert, key, ca_pem)
+}
+
+#[test]
+fn serve_with_tls_echoes_to_a_client_that_trusts_its_ca() {
+    let ca = TestCa::new();
+    let dir = TempDir::new("serve-tls");
+    let (cert, key, ca_pem) = serve_files(&dir, &ca);
+    let mut server = Serve::start(&["--tls-cert", &cert, "--tls-key", &key]);
+    let port = server
+        .url
+        .strip_prefix("wss://127.0.0.1:")
+        .unwrap_or_else(|| {
+            panic!("not a wss:// URL: {}", server.url);
+        });
+    let url = format!("wss://localhost:{port}");
+    let out = wsc(&[&url, "--cacert", &ca_pem], b"over TLS\n");
+    exits_with(&out, 0);
+    assert_eq!(common::stdout(&out), "over TLS\n");
+    let line = server.next_log_line();
+    assert!(line.contains("1 in, 1 out, closed 1000"), "{line}");
+
+    // Without the CA the client refuses the certificate, and the server says the TLS
+    // handshake failed, not the WebSocket one.
+    let out = wsc(&[&url], b"");
+    exits_with(&out, 5);
+    let line = server.next_log_line();
+    assert!(line.contains("TLS handshake failed"), "{line}");
+}
+
+#[test]
+fn a_ws_client_of_a_tls_server_is_told_on_both_sides() {
+    let ca = TestCa::new();
+    let dir = TempDir::new("serve-tls-plain");
+    let (cert, key, _) = serve_files(&dir, &ca);
+    let mut server = Serve::start(&["--tls-cert", &cert, "--tls-key", &key]);
+    let plain = server.url.replace("wss://", "ws://");
+    let out = wsc(&[&plain], b"");
+    let err = exits_with(&out, 6);
+    assert!(err.contains("use a wss:// URL"), "{err}");
+    let line = server.next_log_line();
+    assert!(
+        line.contains("TLS handshake failed") && line.contains("speaks wss:// only"),
+        "{line}"
+    );
+}
+
+#[test]
+fn serve_refuses_tls_files_it_cannot_use_naming_flag_and_path() {
+    let ca = TestCa::new();
+    let dir = TempDir::new("serve-tls-bad");
+    let (cert, key, _) = serve_files(&dir, &ca);
+    let other_key = dir.write("other.key", &ca.server_cert().key_pem);
+    let missing = dir.0.join("missing.pem").to_string_lossy().into_owned();
+    let not_pem = dir.write("notes.txt", "no certificate here\n");
+    let cases: [(&[&str], String); 5] = [
+        (
+            &["--tls-cert", &missing, "--tls-key", &key],
+            format!("wsc: --tls-cert {missing}: No such file"),
+        ),
+        (
+            &["--tls-cert", &cert, "--tls-key", &missing],
+            format!("wsc: --tls-key {missing}: No such file"),
+        ),
+        (
+            &["--tls-cert", &not_pem, "--tls-key", &key],
+            format!("wsc: --tls-cert {not_pem}: no PEM certificate in it"),
+        ),
+        (
+            &["--tls-cert", &cert, "--tls-key", &not_pem],
+            format!("wsc: --tls-key {not_pem}: no PEM private key in it"),
+        ),
+        (
+            // A key that is not the certificate's.
+            &["--tls-cert", &cert, "--tls-key", &other_key],
+            format!("wsc: --tls-cert {cert} with --tls-key {other_key}: the key is not the certificate's"),
+        ),
+    ];
+    for (flags, said) in cases {
+        let out = wsc(&[&["serve", "127.0.0.1:0"][..], flags].concat(), b"");
+        let err = exits_with(&out, 2);
+        assert!(err.starts_with(&said), "{flags:?}: {err}");
+        names_no_library_method(&err);
+    }
+    // One without the other is a usage error too.
+    let out = wsc(&["serve", "127.0.0.1:0", "--tls-cert", &cert], b"");
+    let err = exits_with(&out, 2);
+    assert!(err.contains("--tls-key"), "{err}");
+}
