@@ -1,7 +1,7 @@
 //! The client session: connect (and reconnect, with `--reconnect`), send `--send` messages and
 //! stdin, print what arrives, and close cleanly on end of input, `--count` or Ctrl-C.
 
-use std::io::{self, BufRead, Read};
+use std::io::{self, BufRead, IsTerminal, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::Arc;
@@ -239,6 +239,7 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
         json: args.json,
         raw_binary: args.binary,
         verbose: args.verbose,
+        escape_text: io::stdout().is_terminal(),
     };
     if args.count == Some(0) {
         return Err(CliError::Usage("--count must be at least 1".into()));

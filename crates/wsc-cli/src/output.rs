@@ -10,6 +10,7 @@ use serde_json::json;
 use wsc::Message;
 
 use crate::redact;
+use crate::terminal::escape_controls;
 
 /// How received messages are shown.
 #[derive(Debug, Clone, Copy, Default)]
@@ -20,6 +21,8 @@ pub struct Format {
     pub raw_binary: bool,
     /// Control frames on stderr.
     pub verbose: bool,
+    /// Text shown with its control characters escaped (stdout is a terminal).
+    pub escape_text: bool,
 }
 
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -92,6 +95,7 @@ impl Format {
             return out.flush();
         }
         match message {
+            Message::Text(t) if self.escape_text => writeln!(out, "{}", escape_controls(t))?,
             Message::Text(t) => writeln!(out, "{t}")?,
             Message::Binary(b) if self.raw_binary => out.write_all(b)?,
             Message::Binary(b) => {
@@ -220,6 +224,21 @@ mod tests {
         f.received(&mut out, &Message::binary(vec![0xde, 0xad]))
             .unwrap();
         assert_eq!(out, b"hi\ndead\n");
+    }
+
+    #[test]
+    fn text_for_a_terminal_has_its_controls_escaped_and_piped_text_is_exact() {
+        let text = Message::text("\x1b]0;owned\x07ok\r");
+        let mut out = Vec::new();
+        let terminal = Format {
+            escape_text: true,
+            ..Format::default()
+        };
+        terminal.received(&mut out, &text).unwrap();
+        assert_eq!(out, b"\\x1b]0;owned\\x07ok\\r\n");
+        out.clear();
+        Format::default().received(&mut out, &text).unwrap();
+        assert_eq!(out, b"\x1b]0;owned\x07ok\r\n");
     }
 
     #[test]

@@ -1852,3 +1852,54 @@ fn closing_for_a_gone_stdout_is_bounded_by_the_close_timeout() {
     let err = exits_with(&out, 7);
     assert!(err.contains("did not answer our close within 3 s"), "{err}");
 }
+
+/// On a terminal, what the server sends cannot drive it: the escape sequences of a text
+/// message (stdout) and of a close reason (stderr, `-v`) are shown as `\x1b`, not obeyed.
+/// `wsc` runs on a pseudo-terminal made by Python's `pty`; piped, the text stays exact.
+#[test]
+fn a_servers_escape_sequences_are_shown_not_obeyed_on_a_terminal() {
+    let text = "\x1b]0;owned\x07title\x1b[2J";
+    let reason = "\x1b[31mbye";
+    // A C1 control (U+009B, CSI) in a header, shown with -v.
+    let header = ("X-Note".to_string(), "\u{9b}7mfine".to_string());
+    let serve = move |mut tcp: TcpStream| {
+        raw_upgrade_with(&mut tcp, &[header]);
+        let mut frames = vec![0x81, text.len() as u8];
+        frames.extend_from_slice(text.as_bytes());
+        frames.extend_from_slice(&[0x88, 2 + reason.len() as u8, 0x03, 0xE8]);
+        frames.extend_from_slice(reason.as_bytes());
+        tcp.write_all(&frames).unwrap();
+        let _ = tcp.read_to_end(&mut Vec::new());
+    };
+    let url = raw_server(serve.clone());
+    let child = Command::new("python3")
+        .args([
+            "-c",
+            "import pty, sys; sys.exit(pty.spawn(sys.argv[1:]) >> 8)",
+            WSC,
+            &url,
+            "-n",
+            "-v",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = finish(child, &"wsc on a pty");
+    let shown = exits_with(&out, 0);
+    let shown = shown + &stdout(&out);
+    assert!(
+        !shown.contains(['\x1b', '\u{9b}']),
+        "an escape reached the terminal: {shown:?}"
+    );
+    assert!(shown.contains(r"\x1b]0;owned\x07title\x1b[2J"), "{shown}");
+    assert!(shown.contains(r"\u{9b}7mfine"), "{shown}");
+    assert!(shown.contains("[31mbye"), "{shown}");
+
+    // Piped, the message is the server's, byte for byte.
+    let url = raw_server(serve);
+    let out = wsc(&[&url, "-n"], b"");
+    exits_with(&out, 0);
+    assert_eq!(stdout(&out), format!("{text}\n"));
+}
