@@ -137,8 +137,8 @@ pub struct ClientArgs {
 
     /// Close (1001) and fail (exit 7) when no text or binary message arrives for SECS seconds
     /// (pings and pongs do not count: with --ping-interval, this catches a feed that stays up
-    /// but goes silent); with --reconnect, on each connection (the wait between connections
-    /// does not count).
+    /// but goes silent); with --reconnect, close (1001) and reconnect instead, counted per
+    /// connection (the wait between connections does not count).
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub idle_timeout: Option<f64>,
 

@@ -460,6 +460,25 @@ impl Session {
             } else if let Some(limit) = self.idle_timeout {
                 // Between connections (--reconnect) the clock waits: it counts per connection.
                 if self.last_message.elapsed() >= limit && !self.down.load(Ordering::Relaxed) {
+                    if let Link::Reconnecting(link) = &mut self.link {
+                        // A silent feed is replaced (closed with 1001), not ended.
+                        let idle = CloseFrame::new(CloseCode::GOING_AWAY, "idle timeout");
+                        if link.reconnect(Some(idle)).is_some() {
+                            let why = format!(
+                                "no message in {:.1} s (--idle-timeout)",
+                                limit.as_secs_f64()
+                            );
+                            if self.link.has_given_up() {
+                                return Err(CliError::GaveUp(why));
+                            }
+                            self.down.store(true, Ordering::Relaxed);
+                            self.format.event_disconnected(&why);
+                            if stop.load(Ordering::Relaxed) {
+                                return Err(CliError::Interrupted);
+                            }
+                            continue;
+                        }
+                    }
                     if !self.link.can_send() {
                         return Err(CliError::Idle(limit));
                     }
@@ -480,6 +499,9 @@ impl Session {
                         return match why {
                             Disconnect::Closed(frame) => closed(frame),
                             Disconnect::Failed(e) => Err(closing_failed(e)),
+                            // (A connection is replaced only by --idle-timeout, which does
+                            // not run while we close.)
+                            _ => closed(None),
                         };
                     }
                     if self.link.has_given_up() {

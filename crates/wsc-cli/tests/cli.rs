@@ -1903,3 +1903,37 @@ fn a_servers_escape_sequences_are_shown_not_obeyed_on_a_terminal() {
     exits_with(&out, 0);
     assert_eq!(stdout(&out), format!("{text}\n"));
 }
+
+/// With --reconnect, --idle-timeout replaces a connection gone silent: closed with 1001
+/// "idle timeout", then a new one, where the --send messages go again. Before, it ended the
+/// session with exit 7.
+#[test]
+fn idle_timeout_with_reconnect_replaces_a_silent_connection() {
+    let (_server, url, mut log) = wsc_serve(&["--echo"]);
+    let out = wsc(
+        &[
+            &url,
+            "-n",
+            "--reconnect",
+            "--send",
+            "hi",
+            "--idle-timeout",
+            "0.5",
+            "--count",
+            "2",
+        ],
+        b"",
+    );
+    let err = exits_with(&out, 0);
+    assert_eq!(stdout(&out), "hi\nhi\n", "{err}");
+    assert!(
+        err.contains("no message in 0.5 s (--idle-timeout); reconnecting"),
+        "{err}"
+    );
+    let mut first = String::new();
+    log.read_line(&mut first).unwrap();
+    assert!(
+        first.contains("1 in, 1 out, closed 1001") && first.contains("idle timeout"),
+        "{first}"
+    );
+}

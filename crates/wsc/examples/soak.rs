@@ -963,6 +963,8 @@ impl Checker {
                             + ": "
                             + &e.to_string().chars().take(60).collect::<String>()
                     }
+                    // This soak never replaces a connection itself.
+                    other => format!("{other}"),
                 };
                 eprintln!("client: disconnected: {why}");
                 *self.disconnects.entry(kind).or_default() += 1;

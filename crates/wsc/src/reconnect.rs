@@ -149,11 +149,14 @@ pub enum Event {
 
 /// Why the connection dropped.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Disconnect {
     /// The server closed the connection (with its close frame).
     Closed(Option<CloseFrame>),
     /// The connection failed: reset, I/O or TLS error, protocol violation, keepalive timeout.
     Failed(Error),
+    /// We closed it to reconnect ([`Reconnecting::reconnect`]), with this close frame.
+    Replaced(Option<CloseFrame>),
 }
 
 impl fmt::Display for Disconnect {
@@ -168,6 +171,14 @@ impl fmt::Display for Disconnect {
             }
             Disconnect::Closed(None) => f.write_str("the server closed the connection"),
             Disconnect::Failed(e) => write!(f, "{e}"),
+            Disconnect::Replaced(Some(frame)) => {
+                write!(f, "closed to reconnect ({}", frame.code)?;
+                if !frame.reason.is_empty() {
+                    write!(f, " {:?}", &*frame.reason)?;
+                }
+                f.write_str(")")
+            }
+            Disconnect::Replaced(None) => f.write_str("closed to reconnect"),
         }
     }
 }
@@ -569,6 +580,52 @@ impl Reconnecting {
     /// from, replace one whose parameters changed. Nothing is sent now.
     pub fn subscriptions_mut(&mut self) -> &mut Vec<Message> {
         &mut self.plan.subscriptions
+    }
+
+    /// Closes the open connection with `frame` and reconnects by the policy, as after a drop:
+    /// for a connection that is up but no longer of use, such as a feed gone silent (no
+    /// message for longer than the feed ever pauses: the server's side of it is stuck). The
+    /// server's answer is waited for within the close timeout. Returns the drop's
+    /// [`Event::Disconnected`] ([`Disconnect::Replaced`]); the next [`Reconnecting::next_event`]
+    /// opens the new connection after the policy's delay (the initial delay after a stable
+    /// connection; one replaced sooner than `stable_after` counts toward `max_attempts`, as a
+    /// drop would). `None` when no connection is open (between connections, or after
+    /// [`Reconnecting::close`]).
+    ///
+    /// ```no_run
+    /// use std::time::{Duration, Instant};
+    /// use wsc::reconnect::{Event, Reconnect};
+    /// use wsc::{CloseCode, CloseFrame, Error, Phase};
+    ///
+    /// const SILENCE: Duration = Duration::from_secs(30);
+    /// let mut feed = wsc::ClientBuilder::new("wss://stream.example.com/ws")
+    ///     .read_timeout(Some(Duration::from_secs(1)))
+    ///     .connect_reconnecting(Reconnect::new())?;
+    /// let mut last = Instant::now();
+    /// loop {
+    ///     match feed.next_event() {
+    ///         Ok(Event::Message(m)) if m.is_data() => last = Instant::now(),
+    ///         Ok(Event::Reconnected(_)) => last = Instant::now(),
+    ///         Ok(_) => {}
+    ///         Err(Error::Timeout(Phase::Read)) if last.elapsed() > SILENCE => {
+    ///             let idle = CloseFrame::new(CloseCode::GOING_AWAY, "no data");
+    ///             feed.reconnect(Some(idle));
+    ///         }
+    ///         Err(Error::Timeout(Phase::Read)) => {}
+    ///         Err(e) => return Err(e),
+    ///     }
+    /// }
+    /// # Ok::<(), wsc::Error>(())
+    /// ```
+    pub fn reconnect(&mut self, frame: Option<CloseFrame>) -> Option<Event> {
+        let mut ws = self.ws.take()?;
+        // Bounded by the close timeout (not by a read deadline the caller set). Whatever the
+        // server answers, or if it answers nothing, this connection is over.
+        let _ = ws.close_and_wait(frame.clone());
+        Some(
+            self.plan
+                .dropped(Disconnect::Replaced(frame), Instant::now()),
+        )
     }
 
     /// Closes the connection and stops reconnecting; returns the server's close frame.

@@ -207,6 +207,26 @@ impl Reconnecting {
         &mut self.plan.subscriptions
     }
 
+    /// Closes the open connection with `frame` and reconnects by the policy, as after a drop:
+    /// for a connection that is up but no longer of use, such as a feed gone silent. As
+    /// [`Reconnecting::reconnect`](crate::reconnect::Reconnecting::reconnect): the server's
+    /// answer is waited for within the close timeout, and the drop's
+    /// [`Event::Disconnected`] ([`Disconnect::Replaced`]) is returned; `None` when no
+    /// connection is open. Cancelled while it waits for the server's answer, the connection
+    /// is dropped and the reconnect goes on all the same with the next
+    /// [`next_event`](Self::next_event).
+    pub async fn reconnect(&mut self, frame: Option<CloseFrame>) -> Option<Event> {
+        let mut ws = self.ws.take()?;
+        // Counted now, so that a cancelled wait below leaves a reconnect under way, not a
+        // client with neither a connection nor an attempt.
+        let event = self
+            .plan
+            .dropped(Disconnect::Replaced(frame.clone()), now());
+        // Whatever the server answers, or if it answers nothing, this connection is over.
+        let _ = ws.close(frame).await;
+        Some(event)
+    }
+
     /// Closes the connection and stops reconnecting; returns the server's close frame.
     pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<Option<CloseFrame>, Error> {
         self.plan.stopped = true;

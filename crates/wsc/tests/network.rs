@@ -1834,3 +1834,104 @@ fn bind_again(addr: std::net::SocketAddr) -> TcpListener {
         }
     }
 }
+
+/// A feed server for two connections on `listener`: the first sends `tick 1`, then nothing
+/// (stuck), and answers the client's close once it reads it, `pause` after `tick 1`; the
+/// second sends `tick 2`. Each tick follows the connection's subscription. Returns the close
+/// frame the first connection got.
+fn stuck_then_fresh(
+    listener: TcpListener,
+    pause: Duration,
+) -> thread::JoinHandle<Option<CloseFrame>> {
+    thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let mut ws = wsc::server::accept(tcp).unwrap();
+        let subscription = ws.read().unwrap();
+        ws.send_text(&format!("tick 1 after {}", subscription.as_text().unwrap()))
+            .unwrap();
+        // Silent from here; the close reply goes out as the client's close is read.
+        thread::sleep(pause);
+        let got = loop {
+            match ws.read() {
+                Ok(Message::Close(frame)) => break frame,
+                Ok(_) => {}
+                Err(e) => panic!("the client's close, not {e}"),
+            }
+        };
+        drop(ws);
+        let (tcp, _) = listener.accept().unwrap();
+        let mut ws = wsc::server::accept(tcp).unwrap();
+        let subscription = ws.read().unwrap();
+        ws.send_text(&format!("tick 2 after {}", subscription.as_text().unwrap()))
+            .unwrap();
+        while ws.read().is_ok() {}
+        got
+    })
+}
+
+#[test]
+fn reconnect_replaces_a_connection_gone_silent_with_a_close_and_a_new_one() {
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = stuck_then_fresh(listener, Duration::from_millis(500));
+    let mut feed = builder(&format!("ws://{addr}/feed"))
+        .connect_reconnecting(Reconnect::new().initial_delay(Duration::from_millis(50)))
+        .unwrap();
+    feed.subscribe("subscribe:ticker").unwrap();
+    assert!(matches!(feed.next_event().unwrap(),
+        Event::Message(m) if m.as_text() == Some("tick 1 after subscribe:ticker")));
+    // A read deadline already past (as a loop that looks at a flag sets them) does not cut
+    // the wait for the server's answer short: it comes once the server reads, 500 ms after
+    // its tick.
+    feed.set_read_deadline(Some(Instant::now()));
+    let idle = CloseFrame::new(CloseCode::GOING_AWAY, "no data");
+    let started = Instant::now();
+    match feed.reconnect(Some(idle.clone())) {
+        Some(Event::Disconnected(Disconnect::Replaced(Some(frame)))) => assert_eq!(frame, idle),
+        other => panic!("expected the replaced connection's drop, got {other:?}"),
+    }
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(250), "{waited:?}");
+    assert!(feed.get_ref().is_none());
+    feed.set_read_deadline(None);
+    assert!(matches!(feed.next_event().unwrap(), Event::Reconnected(_)));
+    assert!(matches!(feed.next_event().unwrap(),
+        Event::Message(m) if m.as_text() == Some("tick 2 after subscribe:ticker")));
+    feed.close(None).unwrap();
+    assert_eq!(server.join().unwrap(), Some(idle));
+    // Nothing open, nothing to replace.
+    assert!(feed.reconnect(None).is_none());
+}
+
+#[cfg(feature = "tokio")]
+#[tokio::test]
+async fn async_reconnect_replaces_a_connection_gone_silent_with_a_close_and_a_new_one() {
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = stuck_then_fresh(listener, Duration::ZERO);
+    let mut feed = builder(&format!("ws://{addr}/feed"))
+        .connect_reconnecting_async(Reconnect::new().initial_delay(Duration::from_millis(50)))
+        .await
+        .unwrap();
+    feed.subscribe("subscribe:ticker").await.unwrap();
+    assert!(matches!(feed.next_event().await.unwrap(),
+        Event::Message(m) if m.as_text() == Some("tick 1 after subscribe:ticker")));
+    let idle = CloseFrame::new(CloseCode::GOING_AWAY, "no data");
+    match feed.reconnect(Some(idle.clone())).await {
+        Some(Event::Disconnected(Disconnect::Replaced(Some(frame)))) => assert_eq!(frame, idle),
+        other => panic!("expected the replaced connection's drop, got {other:?}"),
+    }
+    assert!(feed.get_ref().is_none());
+    assert!(matches!(
+        feed.next_event().await.unwrap(),
+        Event::Reconnected(_)
+    ));
+    assert!(matches!(feed.next_event().await.unwrap(),
+        Event::Message(m) if m.as_text() == Some("tick 2 after subscribe:ticker")));
+    feed.close(None).await.unwrap();
+    let got = tokio::task::spawn_blocking(move || server.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(got, Some(idle));
+    assert!(feed.reconnect(None).await.is_none());
+}
