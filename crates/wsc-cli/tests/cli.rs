@@ -38,23 +38,7 @@ fn wsc(args: &[&str], stdin: &[u8]) -> Output {
 
 /// Starts `wsc serve` on a free port and returns its ws:// base URL.
 fn wsc_serve(extra: &[&str]) -> (Proc, String, BufReader<ChildStderr>) {
-    let mut child = Command::new(WSC)
-        .args(["serve", "127.0.0.1:0"])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("ws://"))
-        .unwrap_or_else(|| panic!("no URL in {line:?}"))
-        .trim_end_matches('/')
-        .to_string();
+    let (child, url, err) = common::spawn_serve(extra);
     (Proc(child), url, err)
 }
 

@@ -8,7 +8,7 @@
 //! (`echo.wsc-proxy.test`), because loopback hosts never use the environment's proxy; the
 //! proxies map that name to 127.0.0.1, and `--resolve` does the same for direct connections.
 
-use std::io::{BufRead, BufReader};
+use std::io::BufRead;
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Output, Stdio};
 use std::thread;
@@ -57,26 +57,12 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
-        let mut child = Command::new(WSC)
-            .args(["serve", "127.0.0.1:0", "--echo"])
-            .env_clear_proxies()
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        err.read_line(&mut line).unwrap();
+        // (A server reads no proxy variables.)
+        let (child, url, err) = common::spawn_serve(&["--echo"]);
         // Keep draining stderr so that the server never blocks on it.
         thread::spawn(move || for _ in err.lines().map_while(Result::ok) {});
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("ws://"))
-            .unwrap_or_else(|| panic!("no URL in {line:?}"));
         let port = url
             .trim_start_matches("ws://")
-            .trim_end_matches('/')
             .rsplit_once(':')
             .and_then(|(_, port)| port.parse().ok())
             .unwrap_or_else(|| panic!("no port in {url:?}"));

@@ -348,7 +348,7 @@ fn a_certificate_file_that_cannot_be_read_names_its_flag_and_path() {
 /// `wsc serve` with `flags` (TLS ones among them) on a free port, killed when dropped.
 struct Serve {
     child: std::process::Child,
-    /// The `wss://` (or `ws://`) URL of its first line.
+    /// The `wss://` (or `ws://`) URL of its first line, without a trailing slash.
     url: String,
     /// Its stderr after that line: one line per connection.
     log: io::BufReader<std::process::ChildStderr>,
@@ -356,22 +356,7 @@ struct Serve {
 
 impl Serve {
     fn start(flags: &[&str]) -> Self {
-        let mut child = Command::new(WSC)
-            .args(["serve", "127.0.0.1:0"])
-            .args(flags)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut log = io::BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        io::BufRead::read_line(&mut log, &mut line).unwrap();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.contains("://"))
-            .unwrap_or_else(|| panic!("no URL in {line:?}"))
-            .to_string();
+        let (child, url, log) = common::spawn_serve(flags);
         Serve { child, url, log }
     }
 

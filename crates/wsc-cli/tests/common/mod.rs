@@ -2,7 +2,8 @@
 
 #![allow(dead_code)]
 
-use std::process::{Child, Command, Output};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -40,4 +41,28 @@ pub fn exits_with(out: &Output, code: i32) -> String {
     let err = stderr(out);
     assert_eq!(out.status.code(), Some(code), "{err}");
     err
+}
+
+/// Starts `wsc serve 127.0.0.1:0` with `flags` on a free port; returns it, the URL of its
+/// first line (`ws://` or `wss://`, no trailing slash) and the rest of its stderr (a line per
+/// connection).
+pub fn spawn_serve(flags: &[&str]) -> (Child, String, BufReader<ChildStderr>) {
+    let mut child = Command::new(WSC)
+        .args(["serve", "127.0.0.1:0"])
+        .args(flags)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.contains("://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .trim_end_matches('/')
+        .to_string();
+    (child, url, err)
 }
