@@ -463,7 +463,8 @@ impl Session {
                     if let Link::Reconnecting(link) = &mut self.link {
                         // A silent feed is replaced (closed with 1001), not ended.
                         let idle = CloseFrame::new(CloseCode::GOING_AWAY, "idle timeout");
-                        if link.reconnect(Some(idle)).is_some() {
+                        // (Waits for the server's answer, up to the close timeout.)
+                        if link.reconnect(Some(idle))?.is_some() {
                             let why = format!(
                                 "no message in {:.1} s (--idle-timeout)",
                                 limit.as_secs_f64()
@@ -472,10 +473,11 @@ impl Session {
                                 return Err(CliError::GaveUp(why));
                             }
                             self.down.store(true, Ordering::Relaxed);
-                            self.format.event_disconnected(&why);
+                            // A Ctrl-C during that wait: no "reconnecting" to take back.
                             if stop.load(Ordering::Relaxed) {
                                 return Err(CliError::Interrupted);
                             }
+                            self.format.event_disconnected(&why);
                             continue;
                         }
                     }

@@ -78,7 +78,27 @@ pub fn json_line(message: &Message, now: SystemTime) -> String {
             "reason": frame.as_ref().map(|f| f.reason.as_str()),
         }),
     };
-    value.to_string()
+    escape_del_and_c1(value.to_string())
+}
+
+/// `line` (JSON) with DEL and the C1 controls (U+007F to U+009F) written as `\u00XX`, as
+/// serde_json already writes those below U+0020: the same JSON, but no byte of it can drive
+/// a terminal (U+009B is a CSI on terminals that read C1). These appear only inside strings.
+fn escape_del_and_c1(line: String) -> String {
+    use std::fmt::Write as _;
+    let c1 = |c: char| ('\u{7f}'..='\u{9f}').contains(&c);
+    if !line.contains(c1) {
+        return line;
+    }
+    let mut out = String::with_capacity(line.len() + 16);
+    for c in line.chars() {
+        if c1(c) {
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Writes one line to stdout and flushes it (a closed stdout is noticed by the next message).
@@ -214,6 +234,16 @@ mod tests {
             (v["code"].as_u64(), v["reason"].as_str()),
             (Some(1001), Some("bye"))
         );
+    }
+
+    #[test]
+    fn json_lines_carry_del_and_c1_escaped_as_the_same_json() {
+        let text = "b\u{9b}31m\u{7f}\x1b é";
+        let line = json_line(&Message::text(text), SystemTime::UNIX_EPOCH);
+        assert!(!line.contains(['\u{9b}', '\u{7f}', '\x1b']), "{line}");
+        assert!(line.contains(r"b\u009b31m\u007f\u001b é"), "{line}");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["data"], text);
     }
 
     #[test]

@@ -188,10 +188,11 @@ struct Client {
 }
 
 impl Client {
-    fn handshake_timed_out(&self, settings: &Settings) {
+    /// Logs that the `what` handshake ("TLS ", or "" for the WebSocket one) ran out of time.
+    fn handshake_timed_out(&self, what: &str, settings: &Settings) {
         if settings.log {
             say!(
-                "{} handshake failed: not done within {} s",
+                "{} {what}handshake failed: not done within {} s",
                 self.peer,
                 HANDSHAKE_TIMEOUT.as_secs()
             );
@@ -229,7 +230,7 @@ async fn handle(
                 say!("{peer} TLS handshake failed: {}", tls_failure(&e));
             }
         }
-        Err(_) => client.handshake_timed_out(settings),
+        Err(_) => client.handshake_timed_out("TLS ", settings),
     }
 }
 
@@ -279,7 +280,7 @@ where
             }
             return;
         }
-        Err(_) => return client.handshake_timed_out(settings),
+        Err(_) => return client.handshake_timed_out("", settings),
     };
     let mut stop = client.stop;
     let mut stats = Stats::default();

@@ -11,21 +11,20 @@ use wsc::rustls::{self, ServerConfig};
 use crate::exit::CliError;
 use crate::tls_args::readable;
 
-/// The configuration presenting the chain in `cert` with the key in `key`: TLS 1.2 and 1.3,
-/// no client certificates, ALPN `http/1.1` (the only protocol a WebSocket upgrade speaks).
+/// The configuration presenting the chain in `cert` with the key in `key_file`: TLS 1.2 and
+/// 1.3, no client certificates, ALPN `http/1.1` (the only protocol a WebSocket upgrade
+/// speaks). Each file is read once, so that a pipe (`--tls-key <(...)`) works too.
 pub fn server_config(cert: &Path, key_file: &Path) -> Result<Arc<ServerConfig>, CliError> {
-    readable("--tls-cert", cert)?;
-    readable("--tls-key", key_file)?;
-    let chain = CertificateDer::pem_file_iter(cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+    let cert_pem = read("--tls-cert", cert)?;
+    let key_pem = read("--tls-key", key_file)?;
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad_file("--tls-cert", cert, &e))?;
     if chain.is_empty() {
         return Err(bad_file("--tls-cert", cert, &pem::Error::NoItemsFound));
     }
-    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| {
-        let encrypted =
-            std::fs::read_to_string(key_file).is_ok_and(|pem| pem.contains("ENCRYPTED"));
-        if encrypted {
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+        if key_pem.windows(9).any(|w| w == b"ENCRYPTED") {
             CliError::Usage(format!(
                 "--tls-key {}: the key is encrypted, which is not supported: decrypt it first \
                  (openssl pkey -in KEY -out KEY.plain)",
@@ -42,20 +41,39 @@ pub fn server_config(cert: &Path, key_file: &Path) -> Result<Arc<ServerConfig>, 
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|e| {
-            let why = match e {
-                rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
-                    "the key is not the certificate's (their public keys differ)".to_string()
-                }
-                other => other.to_string(),
-            };
             CliError::Usage(format!(
-                "--tls-cert {} with --tls-key {}: {why}",
+                "--tls-cert {} with --tls-key {}: {}",
                 cert.display(),
-                key_file.display()
+                key_file.display(),
+                unusable(&e)
             ))
         })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The whole file, or an error that names `flag` and `path`.
+fn read(flag: &str, path: &Path) -> Result<Vec<u8>, CliError> {
+    readable(flag, path)?;
+    std::fs::read(path).map_err(|e| CliError::Usage(format!("{flag} {}: {e}", path.display())))
+}
+
+/// Why rustls will not serve with this certificate and key, in a server operator's words.
+fn unusable(e: &rustls::Error) -> String {
+    match e {
+        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+            "the key is not the certificate's (their public keys differ; in a chain, the \
+             server's own certificate comes first)"
+                .to_string()
+        }
+        rustls::Error::InvalidCertificate(why) => {
+            format!("the certificate cannot be used: {why:?}")
+        }
+        rustls::Error::General(why) => {
+            format!("{why} (supported keys: RSA, ECDSA P-256 or P-384, Ed25519)")
+        }
+        other => other.to_string(),
+    }
 }
 
 /// `flag path: what is wrong`, in words for the file at hand.

@@ -286,6 +286,10 @@ pub(crate) struct Plan {
     pub(crate) reconnected_since: bool,
     /// When the current connection opened.
     pub(crate) up_since: Instant,
+    /// A text or binary message arrived on the current connection: one replaced before any
+    /// did counts as short-lived, however long it was up (a feed that never sends anything
+    /// must not be replaced forever, `max_attempts` or not).
+    pub(crate) heard: bool,
     /// The caller closed the connection, or reconnecting gave up: no more attempts.
     pub(crate) stopped: bool,
     /// Reconnecting gave up (after `max_attempts`, or on an error no retry can mend).
@@ -310,6 +314,7 @@ impl Plan {
             in_a_row: 0,
             reconnected_since: false,
             up_since: now,
+            heard: false,
             stopped: false,
             gave_up: false,
             retry_at: None,
@@ -318,7 +323,8 @@ impl Plan {
 
     /// Records a drop at `now` and turns it into its event.
     pub(crate) fn dropped(&mut self, cause: Disconnect, now: Instant) -> Event {
-        let short = now.duration_since(self.up_since) < self.policy.stable_after;
+        let short = now.duration_since(self.up_since) < self.policy.stable_after
+            || (matches!(cause, Disconnect::Replaced(_)) && !self.heard);
         if short && self.reconnected_since {
             // The first connection's short life is no attempt of ours: no backoff for it.
             self.backoff = self.backoff.saturating_add(1);
@@ -413,6 +419,7 @@ impl Plan {
         self.down_since = None;
         self.failed = 0;
         self.up_since = now;
+        self.heard = false;
         self.reconnected_since = true;
         event
     }
@@ -470,7 +477,10 @@ impl Reconnecting {
                     self.ws = None;
                     Ok(self.plan.dropped(Disconnect::Closed(frame), Instant::now()))
                 }
-                Ok(message) => Ok(Event::Message(message)),
+                Ok(message) => {
+                    self.plan.heard |= message.is_data();
+                    Ok(Event::Message(message))
+                }
                 Err(e) if !ends_connection(&e) => Err(e),
                 Err(e) => {
                     self.ws = None;
@@ -585,12 +595,16 @@ impl Reconnecting {
     /// Closes the open connection with `frame` and reconnects by the policy, as after a drop:
     /// for a connection that is up but no longer of use, such as a feed gone silent (no
     /// message for longer than the feed ever pauses: the server's side of it is stuck). The
-    /// server's answer is waited for within the close timeout. Returns the drop's
-    /// [`Event::Disconnected`] ([`Disconnect::Replaced`]); the next [`Reconnecting::next_event`]
-    /// opens the new connection after the policy's delay (the initial delay after a stable
-    /// connection; one replaced sooner than `stable_after` counts toward `max_attempts`, as a
-    /// drop would). `None` when no connection is open (between connections, or after
-    /// [`Reconnecting::close`]).
+    /// server's answer is waited for within the close timeout (with none set, for as long as
+    /// the server takes). Returns the drop's [`Event::Disconnected`]
+    /// ([`Disconnect::Replaced`]), its gap counted from the call; the next
+    /// [`Reconnecting::next_event`] opens the new connection after the policy's delay (the
+    /// initial delay after a stable connection). A connection replaced sooner than
+    /// `stable_after`, or before any text or binary message came on it, counts toward
+    /// `max_attempts` as a short-lived one would: a feed that never sends anything is not
+    /// replaced forever. `Ok(None)` when no connection is open (between connections, or after
+    /// [`Reconnecting::close`]); [`Error::InvalidInput`] for a frame that cannot be sent (a
+    /// reserved code, a reason over 123 bytes), the connection kept.
     ///
     /// ```no_run
     /// use std::time::{Duration, Instant};
@@ -609,7 +623,7 @@ impl Reconnecting {
     ///         Ok(_) => {}
     ///         Err(Error::Timeout(Phase::Read)) if last.elapsed() > SILENCE => {
     ///             let idle = CloseFrame::new(CloseCode::GOING_AWAY, "no data");
-    ///             feed.reconnect(Some(idle));
+    ///             feed.reconnect(Some(idle))?;
     ///         }
     ///         Err(Error::Timeout(Phase::Read)) => {}
     ///         Err(e) => return Err(e),
@@ -617,15 +631,24 @@ impl Reconnecting {
     /// }
     /// # Ok::<(), wsc::Error>(())
     /// ```
-    pub fn reconnect(&mut self, frame: Option<CloseFrame>) -> Option<Event> {
-        let mut ws = self.ws.take()?;
+    pub fn reconnect(&mut self, frame: Option<CloseFrame>) -> Result<Option<Event>, Error> {
+        let Some(ws) = &mut self.ws else {
+            return Ok(None);
+        };
+        // A frame that cannot be sent (a reserved code, a reason over 123 bytes) leaves the
+        // connection as it is: closing without it would be a drop, not a close.
+        if let Some(frame) = &frame {
+            frame.check_sendable()?;
+        }
+        // The gap starts now, as on the async client (whose wait may be cancelled).
+        let event = self
+            .plan
+            .dropped(Disconnect::Replaced(frame.clone()), Instant::now());
         // Bounded by the close timeout (not by a read deadline the caller set). Whatever the
         // server answers, or if it answers nothing, this connection is over.
-        let _ = ws.close_and_wait(frame.clone());
-        Some(
-            self.plan
-                .dropped(Disconnect::Replaced(frame), Instant::now()),
-        )
+        let _ = ws.close_and_wait(frame);
+        self.ws = None;
+        Ok(Some(event))
     }
 
     /// Closes the connection and stops reconnecting; returns the server's close frame.

@@ -95,7 +95,10 @@ impl Reconnecting {
             if ws.connection().state() != State::Closed {
                 match ws.recv().await {
                     Some(Ok(Message::Close(_))) => {}
-                    Some(Ok(message)) => return Ok(Event::Message(message)),
+                    Some(Ok(message)) => {
+                        self.plan.heard |= message.is_data();
+                        return Ok(Event::Message(message));
+                    }
                     Some(Err(e)) if !ends_connection(&e) => return Err(e),
                     Some(Err(e)) => {
                         self.ws = None;
@@ -210,21 +213,33 @@ impl Reconnecting {
     /// Closes the open connection with `frame` and reconnects by the policy, as after a drop:
     /// for a connection that is up but no longer of use, such as a feed gone silent. As
     /// [`Reconnecting::reconnect`](crate::reconnect::Reconnecting::reconnect): the server's
-    /// answer is waited for within the close timeout, and the drop's
-    /// [`Event::Disconnected`] ([`Disconnect::Replaced`]) is returned; `None` when no
-    /// connection is open. Cancelled while it waits for the server's answer, the connection
-    /// is dropped and the reconnect goes on all the same with the next
+    /// answer is waited for within the close timeout, the drop's [`Event::Disconnected`]
+    /// ([`Disconnect::Replaced`]) is returned (or [`Disconnect::Closed`], when the server's
+    /// close had come in already: a `next_event` cancelled while it wound the connection up),
+    /// `Ok(None)` when no connection is open, and [`Error::InvalidInput`] for a frame that
+    /// cannot be sent. Cancelled while it waits for the server's answer, the connection is
+    /// dropped and the reconnect goes on all the same with the next
     /// [`next_event`](Self::next_event).
-    pub async fn reconnect(&mut self, frame: Option<CloseFrame>) -> Option<Event> {
-        let mut ws = self.ws.take()?;
+    pub async fn reconnect(&mut self, frame: Option<CloseFrame>) -> Result<Option<Event>, Error> {
+        let Some(ws) = &self.ws else {
+            return Ok(None);
+        };
+        if let Some(frame) = &frame {
+            frame.check_sendable()?;
+        }
+        let cause = match ws.connection().state() {
+            State::Closed => Disconnect::Closed(ws.connection().peer_close().cloned()),
+            _ => Disconnect::Replaced(frame.clone()),
+        };
         // Counted now, so that a cancelled wait below leaves a reconnect under way, not a
         // client with neither a connection nor an attempt.
-        let event = self
-            .plan
-            .dropped(Disconnect::Replaced(frame.clone()), now());
-        // Whatever the server answers, or if it answers nothing, this connection is over.
-        let _ = ws.close(frame).await;
-        Some(event)
+        let event = self.plan.dropped(cause, now());
+        if let Some(mut ws) = self.ws.take() {
+            // Whatever the server answers, or if it answers nothing, this connection is over
+            // (after the server's close, this only winds it up).
+            let _ = ws.close(frame).await;
+        }
+        Ok(Some(event))
     }
 
     /// Closes the connection and stops reconnecting; returns the server's close frame.

@@ -1887,7 +1887,7 @@ fn reconnect_replaces_a_connection_gone_silent_with_a_close_and_a_new_one() {
     let idle = CloseFrame::new(CloseCode::GOING_AWAY, "no data");
     let started = Instant::now();
     match feed.reconnect(Some(idle.clone())) {
-        Some(Event::Disconnected(Disconnect::Replaced(Some(frame)))) => assert_eq!(frame, idle),
+        Ok(Some(Event::Disconnected(Disconnect::Replaced(Some(frame))))) => assert_eq!(frame, idle),
         other => panic!("expected the replaced connection's drop, got {other:?}"),
     }
     let waited = started.elapsed();
@@ -1900,7 +1900,7 @@ fn reconnect_replaces_a_connection_gone_silent_with_a_close_and_a_new_one() {
     feed.close(None).unwrap();
     assert_eq!(server.join().unwrap(), Some(idle));
     // Nothing open, nothing to replace.
-    assert!(feed.reconnect(None).is_none());
+    assert!(matches!(feed.reconnect(None), Ok(None)));
 }
 
 #[cfg(feature = "tokio")]
@@ -1918,7 +1918,7 @@ async fn async_reconnect_replaces_a_connection_gone_silent_with_a_close_and_a_ne
         Event::Message(m) if m.as_text() == Some("tick 1 after subscribe:ticker")));
     let idle = CloseFrame::new(CloseCode::GOING_AWAY, "no data");
     match feed.reconnect(Some(idle.clone())).await {
-        Some(Event::Disconnected(Disconnect::Replaced(Some(frame)))) => assert_eq!(frame, idle),
+        Ok(Some(Event::Disconnected(Disconnect::Replaced(Some(frame))))) => assert_eq!(frame, idle),
         other => panic!("expected the replaced connection's drop, got {other:?}"),
     }
     assert!(feed.get_ref().is_none());
@@ -1933,5 +1933,101 @@ async fn async_reconnect_replaces_a_connection_gone_silent_with_a_close_and_a_ne
         .await
         .unwrap();
     assert_eq!(got, Some(idle));
-    assert!(feed.reconnect(None).await.is_none());
+    assert!(matches!(feed.reconnect(None).await, Ok(None)));
+}
+
+/// Accepts WebSocket connections on `listener` one after another, sends nothing, and answers
+/// each client's close; counts the connections until the listener's owner stops calling.
+fn silent_server(listener: TcpListener) {
+    thread::spawn(move || {
+        while let Ok((tcp, _)) = listener.accept() {
+            let Ok(mut ws) = wsc::server::accept(tcp) else {
+                continue;
+            };
+            while ws.read().is_ok() {}
+        }
+    });
+}
+
+#[test]
+fn a_frame_that_cannot_be_sent_keeps_the_connection_and_one_never_heard_from_counts_as_short() {
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    silent_server(listener);
+    // Stable after 1 ms: only the rule for connections that never sent a message can make
+    // these replacements count toward max_attempts.
+    let policy = Reconnect::new()
+        .initial_delay(Duration::from_millis(10))
+        .stable_after(Duration::from_millis(1))
+        .max_attempts(Some(1));
+    let mut feed = builder(&format!("ws://{addr}/"))
+        .connect_reconnecting(policy)
+        .unwrap();
+    // 1005 may not be sent, nor a reason over 123 bytes: an error, and nothing closed.
+    for frame in [
+        CloseFrame::new(1005, ""),
+        CloseFrame::new(CloseCode::GOING_AWAY, "x".repeat(124)),
+    ] {
+        assert!(matches!(
+            feed.reconnect(Some(frame)),
+            Err(Error::InvalidInput(_))
+        ));
+        assert!(feed.get_ref().is_some_and(|ws| ws.can_send()));
+    }
+    for round in 0..2 {
+        thread::sleep(Duration::from_millis(20));
+        assert!(matches!(
+            feed.reconnect(None),
+            Ok(Some(Event::Disconnected(Disconnect::Replaced(None))))
+        ));
+        if round == 0 {
+            // The first connection is no attempt of ours.
+            assert!(!feed.has_given_up());
+            assert!(matches!(feed.next_event().unwrap(), Event::Reconnected(_)));
+        }
+    }
+    // Up 20 ms (past stable_after) but silent all along: short-lived, so max_attempts(1) is
+    // reached.
+    assert!(feed.has_given_up());
+    assert!(matches!(feed.next_event(), Err(Error::ConnectionClosed)));
+}
+
+#[cfg(feature = "tokio")]
+#[tokio::test]
+async fn async_reconnect_after_a_cancelled_wind_up_reports_the_servers_close() {
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    // Closes with 4001 and holds TCP open for a while after the client's reply.
+    let server = thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let mut tcp = wsc::server::accept(tcp).unwrap().into_inner();
+        tcp.write_all(&[0x88, 0x06, 0x0f, 0xa1, b'g', b'o', b'n', b'e'])
+            .unwrap();
+        let mut reply = [0u8; 16];
+        let _ = tcp.read(&mut reply);
+        thread::sleep(Duration::from_millis(400));
+    });
+    let mut feed = builder(&url)
+        .connect_reconnecting_async(Reconnect::new())
+        .await
+        .unwrap();
+    // Cancelled once the server's close is in and the wind-up waits for its TCP close.
+    let cancelled = tokio::time::timeout(Duration::from_millis(150), feed.next_event()).await;
+    assert!(cancelled.is_err(), "{cancelled:?}");
+    match feed
+        .reconnect(Some(CloseFrame::new(CloseCode::GOING_AWAY, "")))
+        .await
+    {
+        Ok(Some(Event::Disconnected(Disconnect::Closed(Some(frame))))) => {
+            assert_eq!(
+                (frame.code, frame.reason.as_str()),
+                (CloseCode(4001), "gone")
+            );
+        }
+        other => panic!("expected the server's close, got {other:?}"),
+    }
+    feed.close(None).await.unwrap();
+    tokio::task::spawn_blocking(move || server.join().unwrap())
+        .await
+        .unwrap();
 }

@@ -105,6 +105,22 @@ impl CloseFrame {
             reason: reason.into(),
         }
     }
+
+    /// Whether this frame may be sent: a code allowed on the wire and a reason that fits in
+    /// a control frame.
+    pub(crate) fn check_sendable(&self) -> Result<(), crate::Error> {
+        if !self.code.is_valid_on_wire() {
+            return Err(crate::Error::InvalidInput(
+                "close code must be 1000-1003, 1007-1014 or 3000-4999",
+            ));
+        }
+        if self.reason.len() > super::frame::MAX_CONTROL_PAYLOAD - 2 {
+            return Err(crate::Error::InvalidInput(
+                "close reason longer than 123 bytes",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Display for CloseFrame {

@@ -142,15 +142,7 @@ impl Connection {
         self.check_open()?;
         let mut payload = Vec::new();
         if let Some(frame) = &frame {
-            let sendable = frame.code.is_valid_on_wire();
-            if !sendable {
-                return Err(Error::InvalidInput(
-                    "close code must be 1000-1003, 1007-1014 or 3000-4999",
-                ));
-            }
-            if frame.reason.len() > MAX_CONTROL_PAYLOAD - 2 {
-                return Err(Error::InvalidInput("close reason longer than 123 bytes"));
-            }
+            frame.check_sendable()?;
             payload.extend_from_slice(&frame.code.0.to_be_bytes());
             payload.extend_from_slice(frame.reason.as_bytes());
         }
