@@ -351,6 +351,7 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
         stdout_gone: false,
         fault: None,
         idle_out: None,
+        shown_rtt: None,
     }
     .run(&stop)
 }
@@ -380,6 +381,8 @@ struct Session {
     fault: Option<(&'static str, io::Error)>,
     /// `--idle-timeout` ran out: the session closes with 1001, then ends with it.
     idle_out: Option<Duration>,
+    /// The keepalive round trip last shown (`-v`): shown again only when it changes.
+    shown_rtt: Option<Duration>,
 }
 
 impl Session {
@@ -566,7 +569,16 @@ impl Session {
                         self.start_close(CloseCode::NORMAL, "count reached")?;
                     }
                 }
-                Message::Pong(_) => {}
+                Message::Pong(_) => {
+                    // The answer to a --ping-interval ping: how long it took.
+                    if let Some(rtt) = self.link.ws().and_then(|ws| ws.latency()) {
+                        if self.shown_rtt != Some(rtt) {
+                            self.shown_rtt = Some(rtt);
+                            let ms = rtt.as_secs_f64() * 1e3;
+                            self.format.note(&format!("* round trip: {ms:.2} ms"));
+                        }
+                    }
+                }
                 // Answered only while open: after our close, nothing more is sent.
                 Message::Ping(_) if self.link.can_send() => self.format.note("> pong (automatic)"),
                 Message::Ping(_) => {}

@@ -1921,3 +1921,29 @@ fn idle_timeout_with_reconnect_replaces_a_silent_connection() {
         "{first}"
     );
 }
+
+/// `-v` with `--ping-interval` shows each keepalive pong's round trip.
+#[test]
+fn verbose_keepalive_shows_the_round_trip_of_each_ping() {
+    let (_server, url, _) = wsc_serve(&["--echo"]);
+    let out = wsc(
+        &[
+            &url,
+            "-n",
+            "-v",
+            "--ping-interval",
+            "0.2",
+            "--idle-timeout",
+            "0.7",
+        ],
+        b"",
+    );
+    let err = exits_with(&out, 7);
+    let rtts: Vec<f64> = err
+        .lines()
+        .filter_map(|l| l.strip_prefix("* round trip: "))
+        .map(|ms| ms.trim_end_matches(" ms").parse().unwrap())
+        .collect();
+    assert!(!rtts.is_empty(), "{err}");
+    assert!(rtts.iter().all(|&ms| ms < 500.0), "{rtts:?}");
+}

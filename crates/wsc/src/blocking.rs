@@ -347,6 +347,7 @@ impl<S: Read + Write> WebSocket<S> {
                     // Data came: the peer is alive, whatever its pong is doing.
                     self.last_chance = false;
                     self.idle_since = None;
+                    self.note_arrival();
                     return Ok(());
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -485,6 +486,14 @@ impl<S: Read + Write> WebSocket<S> {
     /// takes no more of our output until we read, so waiting for room first would only slow
     /// both directions (an echo of a big input). `true` when bytes were read (or the stream
     /// ended). Only on streams this crate opened.
+    /// With keepalive on, tells the connection when bytes were read: a pong among them gives
+    /// the round trip ([`WebSocket::latency`]). A clock read per read, not per message.
+    fn note_arrival(&mut self) {
+        if self.conn.has_keepalive() {
+            self.conn.received_at(Instant::now());
+        }
+    }
+
     #[cold]
     fn read_arrived(&mut self) -> Result<bool, Error> {
         let Some(control) = self.control else {
@@ -505,6 +514,7 @@ impl<S: Read + Write> WebSocket<S> {
             Ok(_) => {
                 self.last_chance = false;
                 self.idle_since = None;
+                self.note_arrival();
                 Ok(true)
             }
             Err(e)
@@ -574,6 +584,15 @@ impl<S: Read + Write> WebSocket<S> {
     /// streams this crate opened: it needs to bound reads.
     pub fn set_keepalive(&mut self, keepalive: Option<Keepalive>) {
         self.conn.set_keepalive(keepalive, Instant::now());
+    }
+
+    /// The round trip of the last keepalive ping: from when it was queued to when the read
+    /// that brought its pong returned (so it includes output queued before the ping, and
+    /// time the application spent between reads while the pong waited). `None` with
+    /// keepalive off or before the first pong. A health figure for a long-lived feed, as
+    /// Python `websockets`' `latency`.
+    pub fn latency(&self) -> Option<Duration> {
+        self.conn.keepalive_rtt()
     }
 
     /// Maps an I/O error; anything but a timeout kills the connection, so that later calls

@@ -188,6 +188,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             }
             return Poll::Pending;
         }
+        if matches!(result, Ok(n) if n > 0) && self.conn.has_keepalive() {
+            // A pong among these bytes gives the round trip (`WebSocketStream::latency`).
+            self.conn
+                .received_at(::tokio::time::Instant::now().into_std());
+        }
         Poll::Ready(result)
     }
 
@@ -751,6 +756,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     pub fn set_keepalive(&mut self, keepalive: Option<Keepalive>) {
         let now = ::tokio::time::Instant::now().into_std();
         self.inner.conn.set_keepalive(keepalive, now);
+    }
+
+    /// The round trip of the last keepalive ping: from when it was queued to when the read
+    /// that brought its pong completed (on tokio's clock). `None` with keepalive off or
+    /// before the first pong. See [`crate::WebSocket::latency`].
+    pub fn latency(&self) -> Option<Duration> {
+        self.inner.conn.keepalive_rtt()
     }
 
     /// Yields [`Error::Timeout`] (`Phase::Read`) from `recv` when no data arrives for this

@@ -294,10 +294,16 @@ fn keepalive_keeps_a_live_connection_and_pings_on_schedule() {
     let (url, server) = pinged_server(Duration::from_millis(1000));
     let keepalive = Keepalive::new(Duration::from_millis(100), Duration::from_millis(500));
     let mut ws = builder(&url).keepalive(keepalive).connect().unwrap();
+    assert_eq!(ws.latency(), None, "no pong yet");
     let mut pongs = 0;
     let text = loop {
         match ws.read().unwrap() {
-            Message::Pong(_) => pongs += 1,
+            Message::Pong(_) => {
+                pongs += 1;
+                // Each pong answers a ping: the round trip is known, within the timeout.
+                let rtt = ws.latency().expect("a round trip once a pong is in");
+                assert!(rtt < Duration::from_millis(500), "{rtt:?}");
+            }
             Message::Text(t) => break t,
             other => panic!("unexpected {other:?}"),
         }
@@ -2027,6 +2033,36 @@ async fn async_reconnect_after_a_cancelled_wind_up_reports_the_servers_close() {
         other => panic!("expected the server's close, got {other:?}"),
     }
     feed.close(None).await.unwrap();
+    tokio::task::spawn_blocking(move || server.join().unwrap())
+        .await
+        .unwrap();
+}
+
+#[cfg(feature = "tokio")]
+#[tokio::test]
+async fn async_keepalive_measures_the_round_trip_of_its_pings() {
+    let (url, server) = pinged_server(Duration::from_millis(400));
+    let keepalive = Keepalive::new(Duration::from_millis(50), Duration::from_millis(500));
+    let (mut ws, _) = builder(&url)
+        .keepalive(keepalive)
+        .connect_async()
+        .await
+        .unwrap();
+    assert_eq!(ws.latency(), None, "no pong yet");
+    let mut pongs = 0;
+    loop {
+        match ws.recv().await.unwrap().unwrap() {
+            Message::Pong(_) => {
+                pongs += 1;
+                let rtt = ws.latency().expect("a round trip once a pong is in");
+                assert!(rtt < Duration::from_millis(500), "{rtt:?}");
+            }
+            Message::Text(_) => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(pongs >= 2, "only {pongs} pongs");
+    ws.close(None).await.unwrap();
     tokio::task::spawn_blocking(move || server.join().unwrap())
         .await
         .unwrap();

@@ -235,6 +235,9 @@ pub struct Connection {
     keepalive: Option<KeepaliveTimer>,
     /// Bytes arrived since the keepalive clock last ran: the peer is alive.
     heard: bool,
+    /// When the driver last read bytes ([`Connection::received_at`]), for the keepalive's
+    /// round trip.
+    arrived: Option<Instant>,
     /// Where the last keepalive ping queued ends (in the same count as `written`), and
     /// `written` when the keepalive clock last ran: output written while the ping still
     /// waited behind it proves the peer alive too (it is taking our data, and cannot answer
@@ -285,6 +288,7 @@ impl Connection {
             deflate: None,
             keepalive: None,
             heard: false,
+            arrived: None,
             ping_end: 0,
             written_at_poll: 0,
             lend_limit,
@@ -611,6 +615,21 @@ impl Connection {
     /// Whether keepalive pings are on.
     pub fn has_keepalive(&self) -> bool {
         self.keepalive.is_some()
+    }
+
+    /// Tells the connection when the bytes it was last given were read (the driver's clock:
+    /// the core reads none), so that a keepalive pong among them gives the round trip
+    /// ([`Connection::keepalive_rtt`]). Only of use with keepalive on.
+    pub fn received_at(&mut self, now: Instant) {
+        self.arrived = Some(now);
+    }
+
+    /// The round trip of the last keepalive ping answered by its pong: from when the ping
+    /// was queued (behind any output queued before it) to when the bytes holding the pong
+    /// were read, as told by [`Connection::received_at`]. `None` with keepalive off or before
+    /// the first such pong.
+    pub fn keepalive_rtt(&self) -> Option<std::time::Duration> {
+        self.keepalive.as_ref().and_then(KeepaliveTimer::rtt)
     }
 
     /// Runs the keepalive clock at `now`: queues a ping when one is due and returns when to
@@ -1174,7 +1193,7 @@ impl Connection {
             }
             OpCode::Pong => {
                 if let Some(keepalive) = &mut self.keepalive {
-                    keepalive.on_pong();
+                    keepalive.on_pong(&payload, self.arrived);
                 }
                 Ok(Message::Pong(payload))
             }

@@ -57,6 +57,10 @@ pub(crate) struct KeepaliveTimer {
     /// When bytes last arrived while the ping in flight waits (as told to `poll`).
     last_heard: Option<Instant>,
     sent: u32,
+    /// The payload of the last ping and when it was queued, until its pong is in.
+    in_flight: Option<([u8; 4], Instant)>,
+    /// The round trip of the last ping answered by its own pong.
+    rtt: Option<Duration>,
 }
 
 impl KeepaliveTimer {
@@ -73,6 +77,8 @@ impl KeepaliveTimer {
             awaiting: None,
             last_heard: None,
             sent: 0,
+            in_flight: None,
+            rtt: None,
         }
     }
 
@@ -89,10 +95,24 @@ impl KeepaliveTimer {
             && self.last_heard.map_or(true, quiet_since)
     }
 
-    /// Any pong proves the peer alive (some peers answer with an empty payload).
-    pub(crate) fn on_pong(&mut self) {
+    /// Any pong proves the peer alive (some peers answer with an empty payload). The pong of
+    /// our last ping, with `arrived` (when the bytes holding it were read), also gives the
+    /// round trip.
+    pub(crate) fn on_pong(&mut self, payload: &[u8], arrived: Option<Instant>) {
         self.awaiting = None;
         self.last_heard = None;
+        if let (Some((ping, queued)), Some(arrived)) = (self.in_flight, arrived) {
+            if payload == ping {
+                self.rtt = Some(arrived.saturating_duration_since(queued));
+                self.in_flight = None;
+            }
+        }
+    }
+
+    /// The round trip of the last ping its pong answered: from when the ping was queued to
+    /// when the pong was read.
+    pub(crate) fn rtt(&self) -> Option<Duration> {
+        self.rtt
     }
 
     /// What is due at `now`; `heard`: bytes arrived since the last call.
@@ -123,6 +143,7 @@ impl KeepaliveTimer {
         self.awaiting = Some(deadline);
         self.last_heard = None;
         self.next_ping = now + self.settings.interval;
+        self.in_flight = Some((self.sent.to_be_bytes(), now));
         Due::Ping(self.sent.to_be_bytes(), deadline)
     }
 
@@ -151,7 +172,7 @@ mod tests {
             Due::Ping(1u32.to_be_bytes(), t0 + secs(13))
         );
         assert_eq!(ka.poll(t0 + secs(11), false), Due::Wait(t0 + secs(13)));
-        ka.on_pong();
+        ka.on_pong(&1u32.to_be_bytes(), None);
         assert_eq!(ka.next_wake(), t0 + secs(20));
         assert_eq!(ka.poll(t0 + secs(12), false), Due::Wait(t0 + secs(20)));
         assert_eq!(
@@ -176,7 +197,7 @@ mod tests {
         assert!(matches!(ka.poll(t0 + secs(1), false), Due::Ping(..)));
         // One ping in flight at a time: the interval passing does not send another.
         assert_eq!(ka.poll(t0 + secs(3), false), Due::Wait(t0 + secs(6)));
-        ka.on_pong();
+        ka.on_pong(&[], None);
         assert!(matches!(ka.poll(t0 + secs(3), false), Due::Ping(..)));
     }
 
@@ -194,5 +215,28 @@ mod tests {
         assert!(ka.overdue(t0 + secs(14), false));
         assert!(!ka.overdue(t0 + secs(14), true));
         assert_eq!(ka.poll(t0 + secs(14), false), Due::Dead);
+    }
+
+    #[test]
+    fn the_round_trip_is_the_last_ping_answered_by_its_own_pong() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut ka = KeepaliveTimer::new(Keepalive::new(secs(10), secs(3)), t0);
+        assert_eq!(ka.rtt(), None);
+        assert!(matches!(ka.poll(t0 + secs(10), false), Due::Ping(..)));
+        // Another payload (a pong the application asked for), or no time told: alive, but
+        // no round trip.
+        ka.on_pong(b"mine", Some(t0 + secs(10) + ms(5)));
+        ka.on_pong(&1u32.to_be_bytes(), None);
+        assert_eq!(ka.rtt(), None);
+        assert!(matches!(ka.poll(t0 + secs(20), false), Due::Ping(..)));
+        ka.on_pong(&2u32.to_be_bytes(), Some(t0 + secs(20) + ms(42)));
+        assert_eq!(ka.rtt(), Some(ms(42)));
+        // Kept until the next ping's own pong.
+        assert!(matches!(ka.poll(t0 + secs(30), false), Due::Ping(..)));
+        ka.on_pong(&2u32.to_be_bytes(), Some(t0 + secs(31)));
+        assert_eq!(ka.rtt(), Some(ms(42)));
+        ka.on_pong(&3u32.to_be_bytes(), Some(t0 + secs(30) + ms(7)));
+        assert_eq!(ka.rtt(), Some(ms(7)));
     }
 }
