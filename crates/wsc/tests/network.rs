@@ -2062,6 +2062,11 @@ async fn async_keepalive_measures_the_round_trip_of_its_pings() {
         }
     }
     assert!(pongs >= 2, "only {pongs} pongs");
+    // The reading half, where the pongs come in, tells it too.
+    let rtt = ws.latency();
+    let (reader, writer) = ws.split();
+    assert_eq!(reader.latency(), rtt);
+    let mut ws = reader.reunite(writer).unwrap();
     ws.close(None).await.unwrap();
     tokio::task::spawn_blocking(move || server.join().unwrap())
         .await

@@ -121,6 +121,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
         poll_fn(|cx| self.poll_message(cx)).await
     }
 
+    /// The round trip of the last keepalive ping (see [`WebSocketStream::latency`]): the
+    /// pongs come in on this half.
+    pub fn latency(&self) -> Option<std::time::Duration> {
+        self.shared.lock().conn.keepalive_rtt()
+    }
+
     /// Puts the two halves of one stream back together (for `recv_ref`, `close` with the
     /// peer's frame, `get_mut`...). Halves of different streams are handed back.
     pub fn reunite(self, writer: WsWriter<S>) -> Result<WebSocketStream<S>, (Self, WsWriter<S>)> {
