@@ -78,8 +78,8 @@ pub struct ClientArgs {
     pub json: bool,
 
     /// Show the handshake headers (the values of Authorization, Proxy-Authorization, Cookie
-    /// and the server's Set-Cookie hidden: `session=***`, Set-Cookie's attributes kept) and
-    /// control frames on stderr.
+    /// and the server's Set-Cookie hidden: `session=***`, Set-Cookie's attributes kept),
+    /// control frames and, with --ping-interval, each ping's round trip on stderr.
     #[arg(short = 'v', long)]
     pub verbose: bool,
 
