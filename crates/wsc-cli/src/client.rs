@@ -381,7 +381,8 @@ struct Session {
     fault: Option<(&'static str, io::Error)>,
     /// `--idle-timeout` ran out: the session closes with 1001, then ends with it.
     idle_out: Option<Duration>,
-    /// The keepalive round trip last shown (`-v`): shown again only when it changes.
+    /// The keepalive round trip last shown (`-v`, `--json`): shown again only when a pong
+    /// gives a new one.
     shown_rtt: Option<Duration>,
 }
 
@@ -396,6 +397,17 @@ impl Session {
             (None, Some(limit)) => Err(CliError::Idle(limit)),
             (None, None) => ended,
         }
+    }
+
+    /// The keepalive round trip, if the pong just read gave a new one (not the pong of a ping
+    /// of ours, or no keepalive: none).
+    fn new_round_trip(&mut self) -> Option<Duration> {
+        let rtt = self.link.ws().and_then(|ws| ws.latency())?;
+        if self.shown_rtt == Some(rtt) {
+            return None;
+        }
+        self.shown_rtt = Some(rtt);
+        Some(rtt)
     }
 
     /// The session, until the connection ends.
@@ -545,10 +557,15 @@ impl Session {
             }
             // Once nobody reads stdout, the messages that still come before the server's
             // close go nowhere (control frames are still noted on stderr).
+            // The answer to a --ping-interval ping: how long it took (a new figure).
+            let rtt = match message {
+                Message::Pong(_) => self.new_round_trip(),
+                _ => None,
+            };
             let printed = if self.stdout_gone && message.is_data() {
                 Ok(())
             } else {
-                self.format.received(&mut out, &message)
+                self.format.received(&mut out, &message, rtt)
             };
             match printed {
                 Ok(()) => {}
@@ -570,13 +587,9 @@ impl Session {
                     }
                 }
                 Message::Pong(_) => {
-                    // The answer to a --ping-interval ping: how long it took.
-                    if let Some(rtt) = self.link.ws().and_then(|ws| ws.latency()) {
-                        if self.shown_rtt != Some(rtt) {
-                            self.shown_rtt = Some(rtt);
-                            let ms = rtt.as_secs_f64() * 1e3;
-                            self.format.note(&format!("* round trip: {ms:.2} ms"));
-                        }
+                    if let Some(rtt) = rtt {
+                        let ms = rtt.as_secs_f64() * 1e3;
+                        self.format.note(&format!("* round trip: {ms:.2} ms"));
                     }
                 }
                 // Answered only while open: after our close, nothing more is sent.

@@ -2,7 +2,7 @@
 //! pipelines (`| grep`, `| jq`) see each message as it comes.
 
 use std::io::{self, Write};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -56,8 +56,9 @@ fn preview(bytes: &[u8]) -> String {
     }
 }
 
-/// The JSON line for a message.
-pub fn json_line(message: &Message, now: SystemTime) -> String {
+/// The JSON line for a message; a pong that answered a keepalive ping carries its round trip
+/// (`rtt_ms`).
+pub fn json_line(message: &Message, now: SystemTime, rtt: Option<Duration>) -> String {
     let ts = humantime::format_rfc3339_millis(now).to_string();
     let value = match message {
         Message::Text(t) => json!({"type": "text", "ts": ts, "size": t.len(), "data": t.as_str()}),
@@ -67,9 +68,13 @@ pub fn json_line(message: &Message, now: SystemTime) -> String {
         Message::Ping(b) => {
             json!({"type": "ping", "ts": ts, "size": b.len(), "data": BASE64.encode(b)})
         }
-        Message::Pong(b) => {
-            json!({"type": "pong", "ts": ts, "size": b.len(), "data": BASE64.encode(b)})
-        }
+        Message::Pong(b) => match rtt {
+            Some(rtt) => {
+                json!({"type": "pong", "ts": ts, "size": b.len(), "data": BASE64.encode(b),
+                "rtt_ms": rtt.as_secs_f64() * 1e3})
+            }
+            None => json!({"type": "pong", "ts": ts, "size": b.len(), "data": BASE64.encode(b)}),
+        },
         Message::Close(frame) => json!({
             "type": "close",
             "ts": ts,
@@ -108,10 +113,15 @@ fn print_line(line: &str) {
 }
 
 impl Format {
-    /// Prints a received message.
-    pub fn received(&self, out: &mut impl Write, message: &Message) -> io::Result<()> {
+    /// Prints a received message (`rtt`: the keepalive round trip a pong gave).
+    pub fn received(
+        &self,
+        out: &mut impl Write,
+        message: &Message,
+        rtt: Option<Duration>,
+    ) -> io::Result<()> {
         if self.json {
-            writeln!(out, "{}", json_line(message, SystemTime::now()))?;
+            writeln!(out, "{}", json_line(message, SystemTime::now(), rtt))?;
             return out.flush();
         }
         match message {
@@ -223,13 +233,13 @@ mod tests {
     fn json_lines_parse_back() {
         let now = SystemTime::UNIX_EPOCH;
         let v: serde_json::Value =
-            serde_json::from_str(&json_line(&Message::binary(vec![0, 255]), now)).unwrap();
+            serde_json::from_str(&json_line(&Message::binary(vec![0, 255]), now, None)).unwrap();
         assert_eq!(v["type"], "binary");
         assert_eq!(v["data"], "AP8=");
         assert_eq!(v["size"], 2);
         assert_eq!(v["ts"], "1970-01-01T00:00:00.000Z");
         let close = Message::Close(Some(wsc::CloseFrame::new(1001, "bye")));
-        let v: serde_json::Value = serde_json::from_str(&json_line(&close, now)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json_line(&close, now, None)).unwrap();
         assert_eq!(
             (v["code"].as_u64(), v["reason"].as_str()),
             (Some(1001), Some("bye"))
@@ -239,7 +249,7 @@ mod tests {
     #[test]
     fn json_lines_carry_del_and_c1_escaped_as_the_same_json() {
         let text = "b\u{9b}31m\u{7f}\x1b é";
-        let line = json_line(&Message::text(text), SystemTime::UNIX_EPOCH);
+        let line = json_line(&Message::text(text), SystemTime::UNIX_EPOCH, None);
         assert!(!line.contains(['\u{9b}', '\u{7f}', '\x1b']), "{line}");
         assert!(line.contains(r"b\u009b31m\u007f\u001b é"), "{line}");
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
@@ -247,11 +257,26 @@ mod tests {
     }
 
     #[test]
+    fn a_keepalive_pong_carries_its_round_trip_in_json() {
+        let pong = Message::Pong(wsc::bytes::Bytes::from_static(b"\0\0\0\x01"));
+        let rtt = Some(Duration::from_micros(1500));
+        let v: serde_json::Value =
+            serde_json::from_str(&json_line(&pong, SystemTime::UNIX_EPOCH, rtt)).unwrap();
+        assert_eq!(
+            (v["type"].as_str(), v["rtt_ms"].as_f64()),
+            (Some("pong"), Some(1.5))
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&json_line(&pong, SystemTime::UNIX_EPOCH, None)).unwrap();
+        assert!(v.get("rtt_ms").is_none(), "{v}");
+    }
+
+    #[test]
     fn text_and_hex() {
         let f = Format::default();
         let mut out = Vec::new();
-        f.received(&mut out, &Message::text("hi")).unwrap();
-        f.received(&mut out, &Message::binary(vec![0xde, 0xad]))
+        f.received(&mut out, &Message::text("hi"), None).unwrap();
+        f.received(&mut out, &Message::binary(vec![0xde, 0xad]), None)
             .unwrap();
         assert_eq!(out, b"hi\ndead\n");
     }
@@ -264,10 +289,10 @@ mod tests {
             escape_text: true,
             ..Format::default()
         };
-        terminal.received(&mut out, &text).unwrap();
+        terminal.received(&mut out, &text, None).unwrap();
         assert_eq!(out, b"\\x1b]0;owned\\x07ok\\r\n");
         out.clear();
-        Format::default().received(&mut out, &text).unwrap();
+        Format::default().received(&mut out, &text, None).unwrap();
         assert_eq!(out, b"\x1b]0;owned\x07ok\r\n");
     }
 
@@ -276,7 +301,7 @@ mod tests {
         let bytes: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
         let mut out = Vec::new();
         Format::default()
-            .received(&mut out, &Message::binary(bytes.clone()))
+            .received(&mut out, &Message::binary(bytes.clone()), None)
             .unwrap();
         let expected: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(String::from_utf8(out).unwrap(), expected + "\n");

@@ -1947,3 +1947,32 @@ fn verbose_keepalive_shows_the_round_trip_of_each_ping() {
     assert!(!rtts.is_empty(), "{err}");
     assert!(rtts.iter().all(|&ms| ms < 500.0), "{rtts:?}");
 }
+
+/// `--json` with `--ping-interval`: each keepalive pong's line carries its round trip.
+#[test]
+fn json_keepalive_pongs_carry_their_round_trip() {
+    let (_server, url, _) = wsc_serve(&["--echo"]);
+    let out = wsc(
+        &[
+            &url,
+            "-n",
+            "--json",
+            "--ping-interval",
+            "0.2",
+            "--idle-timeout",
+            "0.7",
+        ],
+        b"",
+    );
+    exits_with(&out, 7);
+    let pongs: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["type"] == "pong")
+        .collect();
+    assert!(!pongs.is_empty(), "{}", stdout(&out));
+    for pong in &pongs {
+        let ms = pong["rtt_ms"].as_f64().unwrap_or_else(|| panic!("{pong}"));
+        assert!(ms > 0.0 && ms < 500.0, "{pong}");
+    }
+}
