@@ -1066,24 +1066,35 @@ async fn async_reconnect_attempt_survives_a_select_with_a_timer_shorter_than_the
     feed.close(None).await.unwrap();
 }
 
+/// A server that closes with `code` and `reason` (raw frame), reads the client's reply and
+/// holds TCP open 400 ms more, checking that nothing follows the reply (no second close
+/// frame); returns its URL.
 #[cfg(feature = "tokio")]
-#[tokio::test]
-async fn async_reconnect_cancelled_while_the_servers_close_winds_up_keeps_the_close() {
+fn closes_then_holds(code: u16, reason: &'static str) -> (String, thread::JoinHandle<()>) {
     let listener = TcpListener::bind((V4, 0)).unwrap();
     let url = format!("ws://{}/", listener.local_addr().unwrap());
-    // Closes with 1001 and holds TCP open for a while after the client's reply.
     let server = thread::spawn(move || {
         let (tcp, _) = listener.accept().unwrap();
         let mut tcp = wsc::server::accept(tcp).unwrap().into_inner();
-        tcp.write_all(&[
-            0x88, 0x09, 0x03, 0xe9, b'r', b'e', b's', b't', b'a', b'r', b't',
-        ])
-        .unwrap();
+        let mut close = vec![0x88, 2 + reason.len() as u8];
+        close.extend_from_slice(&code.to_be_bytes());
+        close.extend_from_slice(reason.as_bytes());
+        tcp.write_all(&close).unwrap();
         let mut reply = [0u8; 16];
         let n = tcp.read(&mut reply).unwrap();
         assert!(n >= 2 && reply[0] == 0x88, "{:?}", &reply[..n]);
-        thread::sleep(Duration::from_millis(400));
+        tcp.set_read_timeout(Some(Duration::from_millis(400)))
+            .unwrap();
+        let n = tcp.read(&mut reply).unwrap_or(0);
+        assert_eq!(n, 0, "{:?}", &reply[..n]);
     });
+    (url, server)
+}
+
+#[cfg(feature = "tokio")]
+#[tokio::test]
+async fn async_reconnect_cancelled_while_the_servers_close_winds_up_keeps_the_close() {
+    let (url, server) = closes_then_holds(1001, "restart");
     let mut feed = builder(&url)
         .connect_reconnecting_async(Reconnect::new())
         .await
@@ -1115,25 +1126,7 @@ async fn async_reconnect_cancelled_while_the_servers_close_winds_up_keeps_the_cl
 #[cfg(feature = "tokio")]
 #[tokio::test]
 async fn async_reconnect_closed_after_a_cancelled_wind_up_returns_the_servers_close() {
-    let listener = TcpListener::bind((V4, 0)).unwrap();
-    let url = format!("ws://{}/", listener.local_addr().unwrap());
-    // Closes with 1001 and holds TCP open for a while after the client's reply.
-    let server = thread::spawn(move || {
-        let (tcp, _) = listener.accept().unwrap();
-        let mut tcp = wsc::server::accept(tcp).unwrap().into_inner();
-        tcp.write_all(&[
-            0x88, 0x09, 0x03, 0xe9, b'r', b'e', b's', b't', b'a', b'r', b't',
-        ])
-        .unwrap();
-        let mut reply = [0u8; 16];
-        let n = tcp.read(&mut reply).unwrap();
-        assert!(n >= 2 && reply[0] == 0x88, "{:?}", &reply[..n]);
-        // Nothing after the close reply (no second close frame) for a while, TCP held open.
-        tcp.set_read_timeout(Some(Duration::from_millis(400)))
-            .unwrap();
-        let n = tcp.read(&mut reply).unwrap_or(0);
-        assert_eq!(n, 0, "{:?}", &reply[..n]);
-    });
+    let (url, server) = closes_then_holds(1001, "restart");
     let mut feed = builder(&url)
         .connect_reconnecting_async(Reconnect::new())
         .await
@@ -2001,18 +1994,7 @@ fn a_frame_that_cannot_be_sent_keeps_the_connection_and_one_never_heard_from_cou
 #[cfg(feature = "tokio")]
 #[tokio::test]
 async fn async_reconnect_after_a_cancelled_wind_up_reports_the_servers_close() {
-    let listener = TcpListener::bind((V4, 0)).unwrap();
-    let url = format!("ws://{}/", listener.local_addr().unwrap());
-    // Closes with 4001 and holds TCP open for a while after the client's reply.
-    let server = thread::spawn(move || {
-        let (tcp, _) = listener.accept().unwrap();
-        let mut tcp = wsc::server::accept(tcp).unwrap().into_inner();
-        tcp.write_all(&[0x88, 0x06, 0x0f, 0xa1, b'g', b'o', b'n', b'e'])
-            .unwrap();
-        let mut reply = [0u8; 16];
-        let _ = tcp.read(&mut reply);
-        thread::sleep(Duration::from_millis(400));
-    });
+    let (url, server) = closes_then_holds(4001, "gone");
     let mut feed = builder(&url)
         .connect_reconnecting_async(Reconnect::new())
         .await
