@@ -555,13 +555,13 @@ impl Session {
                 // --count reached: what still arrives before the server's close is dropped.
                 continue;
             }
-            // Once nobody reads stdout, the messages that still come before the server's
-            // close go nowhere (control frames are still noted on stderr).
             // The answer to a --ping-interval ping: how long it took (a new figure).
             let rtt = match message {
                 Message::Pong(_) => self.new_round_trip(),
                 _ => None,
             };
+            // Once nobody reads stdout, the messages that still come before the server's
+            // close go nowhere (control frames are still noted on stderr).
             let printed = if self.stdout_gone && message.is_data() {
                 Ok(())
             } else {

@@ -68,13 +68,14 @@ pub fn json_line(message: &Message, now: SystemTime, rtt: Option<Duration>) -> S
         Message::Ping(b) => {
             json!({"type": "ping", "ts": ts, "size": b.len(), "data": BASE64.encode(b)})
         }
-        Message::Pong(b) => match rtt {
-            Some(rtt) => {
-                json!({"type": "pong", "ts": ts, "size": b.len(), "data": BASE64.encode(b),
-                "rtt_ms": rtt.as_secs_f64() * 1e3})
+        Message::Pong(b) => {
+            let mut pong =
+                json!({"type": "pong", "ts": ts, "size": b.len(), "data": BASE64.encode(b)});
+            if let Some(rtt) = rtt {
+                pong["rtt_ms"] = json!(rtt.as_secs_f64() * 1e3);
             }
-            None => json!({"type": "pong", "ts": ts, "size": b.len(), "data": BASE64.encode(b)}),
-        },
+            pong
+        }
         Message::Close(frame) => json!({
             "type": "close",
             "ts": ts,

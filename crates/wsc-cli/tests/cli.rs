@@ -1922,15 +1922,15 @@ fn idle_timeout_with_reconnect_replaces_a_silent_connection() {
     );
 }
 
-/// `-v` with `--ping-interval` shows each keepalive pong's round trip.
-#[test]
-fn verbose_keepalive_shows_the_round_trip_of_each_ping() {
+/// A 0.7 s session with `wsc serve`, pinging every 0.2 s, shown as `output` says (`-v` or
+/// `--json`); it ends with the idle timeout (exit 7), its stderr returned with the output.
+fn keepalive_session(output: &str) -> (Output, String) {
     let (_server, url, _) = wsc_serve(&["--echo"]);
     let out = wsc(
         &[
             &url,
             "-n",
-            "-v",
+            output,
             "--ping-interval",
             "0.2",
             "--idle-timeout",
@@ -1939,6 +1939,13 @@ fn verbose_keepalive_shows_the_round_trip_of_each_ping() {
         b"",
     );
     let err = exits_with(&out, 7);
+    (out, err)
+}
+
+/// `-v` with `--ping-interval` shows each keepalive pong's round trip.
+#[test]
+fn verbose_keepalive_shows_the_round_trip_of_each_ping() {
+    let (_, err) = keepalive_session("-v");
     let rtts: Vec<f64> = err
         .lines()
         .filter_map(|l| l.strip_prefix("* round trip: "))
@@ -1951,20 +1958,7 @@ fn verbose_keepalive_shows_the_round_trip_of_each_ping() {
 /// `--json` with `--ping-interval`: each keepalive pong's line carries its round trip.
 #[test]
 fn json_keepalive_pongs_carry_their_round_trip() {
-    let (_server, url, _) = wsc_serve(&["--echo"]);
-    let out = wsc(
-        &[
-            &url,
-            "-n",
-            "--json",
-            "--ping-interval",
-            "0.2",
-            "--idle-timeout",
-            "0.7",
-        ],
-        b"",
-    );
-    exits_with(&out, 7);
+    let (out, _) = keepalive_session("--json");
     let pongs: Vec<Value> = stdout(&out)
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())

@@ -481,11 +481,6 @@ impl<S: Read + Write> WebSocket<S> {
         self.give_up(Error::Timeout(Phase::Close))
     }
 
-    /// With our output still to write: writes what the socket takes now, and if some stays,
-    /// reads what the peer has already sent, neither waiting. A peer blocked writing to us
-    /// takes no more of our output until we read, so waiting for room first would only slow
-    /// both directions (an echo of a big input). `true` when bytes were read (or the stream
-    /// ended). Only on streams this crate opened.
     /// With keepalive on, tells the connection when bytes were read: a pong among them gives
     /// the round trip ([`WebSocket::latency`]). A clock read per read, not per message.
     fn note_arrival(&mut self) {
@@ -494,6 +489,11 @@ impl<S: Read + Write> WebSocket<S> {
         }
     }
 
+    /// With our output still to write: writes what the socket takes now, and if some stays,
+    /// reads what the peer has already sent, neither waiting. A peer blocked writing to us
+    /// takes no more of our output until we read, so waiting for room first would only slow
+    /// both directions (an echo of a big input). `true` when bytes were read (or the stream
+    /// ended). Only on streams this crate opened.
     #[cold]
     fn read_arrived(&mut self) -> Result<bool, Error> {
         let Some(control) = self.control else {

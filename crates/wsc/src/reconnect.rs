@@ -161,24 +161,26 @@ pub enum Disconnect {
 
 impl fmt::Display for Disconnect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        /// `what`, then the close frame's code and reason in parentheses, if there is one.
+        fn closed(
+            f: &mut fmt::Formatter<'_>,
+            what: &str,
+            frame: &Option<CloseFrame>,
+        ) -> fmt::Result {
+            f.write_str(what)?;
+            let Some(frame) = frame else {
+                return Ok(());
+            };
+            write!(f, " ({}", frame.code)?;
+            if !frame.reason.is_empty() {
+                write!(f, " {:?}", &*frame.reason)?;
+            }
+            f.write_str(")")
+        }
         match self {
-            Disconnect::Closed(Some(frame)) => {
-                write!(f, "the server closed the connection ({}", frame.code)?;
-                if !frame.reason.is_empty() {
-                    write!(f, " {:?}", &*frame.reason)?;
-                }
-                f.write_str(")")
-            }
-            Disconnect::Closed(None) => f.write_str("the server closed the connection"),
+            Disconnect::Closed(frame) => closed(f, "the server closed the connection", frame),
             Disconnect::Failed(e) => write!(f, "{e}"),
-            Disconnect::Replaced(Some(frame)) => {
-                write!(f, "closed to reconnect ({}", frame.code)?;
-                if !frame.reason.is_empty() {
-                    write!(f, " {:?}", &*frame.reason)?;
-                }
-                f.write_str(")")
-            }
-            Disconnect::Replaced(None) => f.write_str("closed to reconnect"),
+            Disconnect::Replaced(frame) => closed(f, "closed to reconnect", frame),
         }
     }
 }

@@ -201,10 +201,14 @@ impl WsUrl {
         if !host.chars().all(valid_host_char) {
             return Err(UrlError::InvalidHost(host));
         }
-        // (An IPv6 address, checked above, may end in dotted IPv4: `::ffff:1.2.3.4`.)
-        let bracketed = hostport.starts_with('[');
-        let host = match ipv4::classify(&host) {
-            _ if bracketed => host,
+        // An IPv6 address (checked above) is no IPv4 spelling, though it may end in dotted
+        // IPv4: `::ffff:1.2.3.4`.
+        let classified = if hostport.starts_with('[') {
+            Ipv4Host::Name
+        } else {
+            ipv4::classify(&host)
+        };
+        let host = match classified {
             Ipv4Host::Name => host,
             Ipv4Host::Address(ip) => ip.to_string(),
             Ipv4Host::Invalid => {
