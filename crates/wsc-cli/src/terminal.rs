@@ -1,7 +1,13 @@
 //! What the server sends is shown on a terminal, never obeyed by it: control characters in
 //! text (escape sequences that retitle the window, move the cursor, rewrite what was printed,
-//! or worse on some terminals) are printed as visible escapes (`\x1b`, `\r`, `\u{9b}`)
-//! when the stream is a terminal. Piped or redirected output stays byte for byte.
+//! or worse on some terminals) and the bidirectional embeddings, overrides and isolates
+//! (which make a line display in another order than it reads, as in "Trojan Source") are
+//! printed as visible escapes (`\x1b`, `\r`, `\u{9b}`, `\u{202e}`) when the stream is a
+//! terminal. Piped or redirected output stays byte for byte.
+//!
+//! Backslashes are left as they are: JSON text is full of them, and doubling every one (to
+//! set a `\x1b` the server typed apart from an escape of ours) would make all of it harder
+//! to read.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -15,21 +21,30 @@ pub fn stderr_is_terminal() -> bool {
 }
 
 /// Whether `c` must not reach a terminal as it is: the control characters (C0, DEL and C1,
-/// where U+009B is a CSI on terminals that read them) but newline and tab.
+/// where U+009B is a CSI on terminals that read them) but newline and tab, and the
+/// bidirectional formatting characters that reorder what follows them (LRE, RLE, PDF, LRO,
+/// RLO, LRI, RLI, FSI, PDI). The marks (LRM, RLM, ALM) affect only their neighbours and are
+/// part of right-to-left text, and zero-width joiners build emoji: those pass.
 fn is_unsafe(c: char) -> bool {
-    c.is_control() && c != '\n' && c != '\t'
+    (c.is_control() && c != '\n' && c != '\t')
+        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
-/// `text` with its control characters (but newline and tab) written as escapes: `\r`,
-/// `\x1b` (C0 and DEL), `\u{9b}` (C1). Borrowed when there are none, the common case.
+/// `text` with its control characters (but newline, tab and the CR of a CRLF, which only
+/// ends a line) and bidirectional overrides written as escapes: `\r`, `\x1b` (C0 and DEL),
+/// `\u{9b}` (C1), `\u{202e}`. Borrowed when there are none, the common case.
 pub fn escape_controls(text: &str) -> Cow<'_, str> {
-    if !text.contains(is_unsafe) {
+    let needs_escape = |(i, c): (usize, char)| {
+        is_unsafe(c) && !(c == '\r' && text.as_bytes().get(i + 1) == Some(&b'\n'))
+    };
+    if !text.char_indices().any(needs_escape) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 16);
-    for c in text.chars() {
+    for (i, c) in text.char_indices() {
         match c {
-            '\r' => out.push_str("\\r"),
+            '\r' if needs_escape((i, c)) => out.push_str("\\r"),
+            '\r' => out.push(c),
             c if is_unsafe(c) && (c as u32) < 0x80 => {
                 let _ = write!(out, "\\x{:02x}", c as u32);
             }
@@ -48,7 +63,17 @@ mod tests {
 
     #[test]
     fn plain_text_newlines_and_tabs_pass_unchanged_and_unallocated() {
-        for text in ["", "{\"p\":1}", "two\nlines\tand a tab", "héllo ✓ 日本"] {
+        for text in [
+            "",
+            "{\"p\":1}",
+            "two\nlines\tand a tab",
+            "héllo ✓ 日本",
+            "crlf\r\nends a line\r\n",
+            // RLM in Hebrew text, a ZWJ emoji sequence, a zero-width space
+            "שלום\u{200f}!",
+            "👩\u{200d}💻",
+            "a\u{200b}b",
+        ] {
             assert!(matches!(escape_controls(text), Cow::Borrowed(t) if t == text));
         }
     }
@@ -63,5 +88,21 @@ mod tests {
         assert_eq!(escape_controls("a\0b\x7fc"), "a\\x00b\\x7fc");
         assert_eq!(escape_controls("x\u{9b}31my"), "x\\u{9b}31my");
         assert_eq!(escape_controls("\u{85}é\u{a0}"), "\\u{85}é\u{a0}");
+        // A CR is harmless only right before its LF.
+        assert_eq!(escape_controls("a\r\nb\rc\r"), "a\r\nb\\rc\\r");
+        assert_eq!(escape_controls("\n\r\r\n"), "\n\\r\r\n");
+    }
+
+    #[test]
+    fn bidirectional_overrides_become_visible_escapes() {
+        // "Trojan Source": RLO makes the rest of the line display reversed.
+        assert_eq!(
+            escape_controls("price: \u{202e}001\u{202c} USD"),
+            "price: \\u{202e}001\\u{202c} USD"
+        );
+        assert_eq!(
+            escape_controls("\u{2066}x\u{2069}\u{202a}"),
+            "\\u{2066}x\\u{2069}\\u{202a}"
+        );
     }
 }

@@ -1838,11 +1838,12 @@ fn closing_for_a_gone_stdout_is_bounded_by_the_close_timeout() {
 }
 
 /// On a terminal, what the server sends cannot drive it: the escape sequences of a text
-/// message (stdout) and of a close reason (stderr, `-v`) are shown as `\x1b`, not obeyed.
+/// message (stdout) and of a close reason (stderr, `-v`) are shown as `\x1b`, not obeyed, and
+/// a bidirectional override as `\u{202e}`, not applied.
 /// `wsc` runs on a pseudo-terminal made by Python's `pty`; piped, the text stays exact.
 #[test]
 fn a_servers_escape_sequences_are_shown_not_obeyed_on_a_terminal() {
-    let text = "\x1b]0;owned\x07title\x1b[2J";
+    let text = "\x1b]0;owned\x07title\x1b[2J \u{202e}gnp.exe";
     let reason = "\x1b[31mbye";
     // A C1 control (U+009B, CSI) in a header, shown with -v.
     let header = ("X-Note".to_string(), "\u{9b}7mfine".to_string());
@@ -1874,10 +1875,13 @@ fn a_servers_escape_sequences_are_shown_not_obeyed_on_a_terminal() {
     let shown = exits_with(&out, 0);
     let shown = shown + &stdout(&out);
     assert!(
-        !shown.contains(['\x1b', '\u{9b}']),
+        !shown.contains(['\x1b', '\u{9b}', '\u{202e}']),
         "an escape reached the terminal: {shown:?}"
     );
-    assert!(shown.contains(r"\x1b]0;owned\x07title\x1b[2J"), "{shown}");
+    assert!(
+        shown.contains(r"\x1b]0;owned\x07title\x1b[2J \u{202e}gnp.exe"),
+        "{shown}"
+    );
     assert!(shown.contains(r"\u{9b}7mfine"), "{shown}");
     assert!(shown.contains("[31mbye"), "{shown}");
 
