@@ -238,11 +238,11 @@ pub struct Connection {
     /// When the driver last read bytes ([`Connection::received_at`]), for the keepalive's
     /// round trip.
     arrived: Option<Instant>,
-    /// Where the last keepalive ping queued ends (in the same count as `written`), and
+    /// Where the last keepalive ping queued begins (in the same count as `written`), and
     /// `written` when the keepalive clock last ran: output written while the ping still
     /// waited behind it proves the peer alive too (it is taking our data, and cannot answer
-    /// a ping it has not been sent).
-    ping_end: u64,
+    /// a ping it has not been sent). The ping's own bytes do not: they are what is answered.
+    ping_start: u64,
     written_at_poll: u64,
     /// The largest payload lent as it is (the smaller of the frame and message limits).
     lend_limit: usize,
@@ -289,7 +289,7 @@ impl Connection {
             keepalive: None,
             heard: false,
             arrived: None,
-            ping_end: 0,
+            ping_start: 0,
             written_at_poll: 0,
             lend_limit,
             wait_checked: 0,
@@ -594,10 +594,10 @@ impl Connection {
                 .is_some_and(|k| k.overdue(now, self.heard || self.wrote_before_ping()))
     }
 
-    /// Whether output was written, since the keepalive clock last ran, while the ping in
-    /// flight still waited behind it.
+    /// Whether output queued ahead of the ping in flight was written since the keepalive
+    /// clock last ran.
     fn wrote_before_ping(&self) -> bool {
-        self.written > self.written_at_poll && self.written_at_poll < self.ping_end
+        self.written > self.written_at_poll && self.written_at_poll < self.ping_start
     }
 
     /// Output written so far, in bytes (all of it ever consumed).
@@ -651,9 +651,9 @@ impl Connection {
         match keepalive.poll(now, alive) {
             Due::Wait(at) => Ok(Some(at)),
             Due::Ping(payload, at) => {
-                self.write_frame(OpCode::Ping, true, false, &payload)?;
                 // Behind whatever is queued: its pong cannot come before all that is written.
-                self.ping_end = self.written + self.queued_output() as u64;
+                self.ping_start = self.written + self.queued_output() as u64;
+                self.write_frame(OpCode::Ping, true, false, &payload)?;
                 Ok(Some(at))
             }
             Due::Dead => {

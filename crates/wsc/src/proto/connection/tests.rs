@@ -865,18 +865,24 @@ fn output_draining_ahead_of_a_keepalive_ping_keeps_the_connection_alive() {
     c.set_keepalive(Some(Keepalive::new(ms(1000), ms(1000))), t0);
     c.send(Message::binary(vec![0u8; 50 << 20])).unwrap();
     let mut tick = 0;
-    // The peer reads 1 MiB every 100 ms and sends nothing: the ping goes out at 1 s, behind
-    // all of it, and reaches the peer at about 5 s.
+    let mut upload_out = None;
+    // The peer reads 1 MiB every 100 ms and sends nothing: the ping, queued at 1 s behind
+    // all of it, reaches the peer at about 5 s.
     while c.has_pending_output() {
         tick += 1;
         drain(&mut c, 1 << 20);
         let now = t0 + ms(100 * tick);
         assert!(!c.keepalive_overdue(now), "overdue at {} ms", 100 * tick);
         c.poll_keepalive(now).unwrap();
+        // Only the ping's 10 bytes left (header, mask key, 4 bytes of payload).
+        if upload_out.is_none() && c.queued_output() <= 10 {
+            upload_out = Some(now);
+        }
     }
     assert!(tick > 50, "{tick}");
-    // Then no pong and nothing else: dead a timeout after the last output went out.
-    let last = t0 + ms(100 * tick);
+    // Then no pong and nothing else: dead a timeout after the last of the upload went out
+    // (the ping's own bytes prove nothing).
+    let last = upload_out.unwrap();
     assert!(c.poll_keepalive(last + ms(900)).is_ok());
     assert!(matches!(
         c.poll_keepalive(last + ms(1000)),
@@ -894,6 +900,26 @@ fn output_draining_ahead_of_a_keepalive_ping_keeps_the_connection_alive() {
     assert!(c.poll_keepalive(t0 + ms(2400)).is_ok());
     assert!(matches!(
         c.poll_keepalive(t0 + ms(2500)),
+        Err(Error::KeepaliveTimeout(_))
+    ));
+}
+
+/// The ping's own bytes going out prove nothing: only output queued ahead of it does. A
+/// driver that wrote the ping and next ran the clock at its deadline had the deadline pushed
+/// back a timeout (a dead peer found after interval + 2 x timeout, not interval + timeout).
+#[test]
+fn writing_the_keepalive_ping_itself_does_not_put_off_its_deadline() {
+    let ms = std::time::Duration::from_millis;
+    let t0 = Instant::now();
+    let mut c = client();
+    c.set_keepalive(Some(Keepalive::new(ms(500), ms(500))), t0);
+    assert_eq!(c.poll_keepalive(t0 + ms(500)).unwrap(), Some(t0 + ms(1000)));
+    let ping = c.pending_output().len();
+    assert!(ping > 0);
+    c.consume_output(ping);
+    assert!(c.keepalive_overdue(t0 + ms(1000)));
+    assert!(matches!(
+        c.poll_keepalive(t0 + ms(1000)),
         Err(Error::KeepaliveTimeout(_))
     ));
 }
