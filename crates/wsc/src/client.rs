@@ -18,7 +18,7 @@ use crate::proto::handshake::{
     DEFAULT_MAX_HANDSHAKE_SIZE, REFUSAL_BODY_WAIT,
 };
 use crate::proto::{Config, Connection, Keepalive, Role};
-use crate::stream::{deadline_in, is_timeout, map_io_error, MaybeTlsStream};
+use crate::stream::{deadline_in, is_peer_gone, is_timeout, map_io_error, MaybeTlsStream};
 #[cfg(feature = "tls")]
 use crate::tls::TlsOptions;
 use crate::url::WsUrl;
@@ -648,22 +648,25 @@ impl ClientBuilder {
                     (c.set_deadline)(&mut stream, deadline)?;
                 }
             }
-            match read_head(&mut stream, &mut received) {
-                Ok(0) => {
-                    let refusal = handshake.take_refusal(&received);
-                    return Err(Error::Handshake(
-                        refusal.unwrap_or(HandshakeError::ConnectionClosed),
-                    ));
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            let ended = match read_head(&mut stream, &mut received) {
+                Ok(n) => n == 0,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => false,
                 Err(e) if is_timeout(&e) => {
                     return Err(handshake
                         .take_refusal(&received)
                         .map(Error::Handshake)
                         .unwrap_or(Error::Timeout(Phase::WebSocketHandshake)));
                 }
+                // Reset: a server that refuses and closes with our request unread does.
+                Err(e) if is_peer_gone(&e) => true,
                 Err(e) => return Err(io_err(e)),
+            };
+            if ended {
+                // A refusal read before the end is the answer.
+                let refusal = handshake.take_refusal(&received);
+                return Err(Error::Handshake(
+                    refusal.unwrap_or(HandshakeError::ConnectionClosed),
+                ));
             }
         };
         received.advance(used);

@@ -5,6 +5,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Phase};
+use crate::proto::handshake::HandshakeError;
 
 /// The deadline `timeout` from now, if any (none for a timeout the clock cannot count to).
 pub(crate) fn deadline_in(timeout: Option<Duration>) -> Option<Instant> {
@@ -477,6 +478,10 @@ pub(crate) fn map_io_error(e: io::Error, phase: Phase, host: &str) -> Error {
     }
     if matches!(phase, Phase::Read | Phase::Write | Phase::Close) && is_peer_gone(&e) {
         return Error::ConnectionReset;
+    }
+    // As when the server closes it: which way TCP said it is no news to the user.
+    if phase == Phase::WebSocketHandshake && is_peer_gone(&e) {
+        return Error::Handshake(HandshakeError::ConnectionClosed);
     }
     if phase == Phase::TlsHandshake
         && (e.kind() == io::ErrorKind::UnexpectedEof || is_peer_gone(&e))

@@ -1514,3 +1514,34 @@ fn flushing_a_fed_or_queued_close_is_bounded_by_the_close_timeout_as_close_is() 
         assert!(matches!(read, Error::ConnectionClosed), "{how}: {read}");
     }
 }
+
+/// A server that resets the connection during the opening handshake: a handshake error, as
+/// when it closes it (it was a bare `Error::Io`, "connection reset by peer", naming neither
+/// the handshake nor the server), and a refusal it sent before the reset is the answer (a
+/// server that refuses with our request unread resets as it closes).
+#[test]
+#[cfg(target_os = "linux")] // socket2, for the reset
+fn a_reset_during_the_handshake_is_a_handshake_error_that_keeps_a_refusal_sent_before_it() {
+    for refusal in [&b""[..], b"HTTP/1.1 403 Forbidden\r\n\r\nno entry"] {
+        let (url, server) = serve_once(move |mut tcp| {
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8; 1];
+                tcp.read_exact(&mut byte).unwrap();
+                head.push(byte[0]);
+            }
+            tcp.write_all(refusal).unwrap();
+            socket2::SockRef::from(&tcp)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+        });
+        let result = builder(&url).connect();
+        server.join().unwrap();
+        match result {
+            Err(Error::Handshake(HandshakeError::ConnectionClosed)) if refusal.is_empty() => {}
+            Err(Error::Handshake(HandshakeError::Rejected(response)))
+                if !refusal.is_empty() && response.status == 403 => {}
+            other => panic!("{:?}: {other:?}", String::from_utf8_lossy(refusal)),
+        }
+    }
+}

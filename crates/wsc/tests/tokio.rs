@@ -2228,3 +2228,33 @@ async fn flushing_a_close_queued_through_a_writers_sink_is_bounded_by_the_close_
     )
     .await;
 }
+
+/// As the blocking client: a reset during the opening handshake is a handshake error (it was
+/// a bare `Error::Io`), and a refusal sent before the reset is the answer.
+#[tokio::test]
+#[cfg(target_os = "linux")] // socket2, for the reset
+async fn a_reset_during_the_handshake_is_a_handshake_error_that_keeps_a_refusal_sent_before_it() {
+    use wsc::HandshakeError;
+    for refusal in [&b""[..], b"HTTP/1.1 403 Forbidden\r\n\r\nno entry"] {
+        let (listener, url) = listen().await;
+        let server = tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                head.push(tcp.read_u8().await.unwrap());
+            }
+            tcp.write_all(refusal).await.unwrap();
+            socket2::SockRef::from(&tcp)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+        });
+        let result = builder(&url).connect_async().await;
+        server.await.unwrap();
+        match result {
+            Err(Error::Handshake(HandshakeError::ConnectionClosed)) if refusal.is_empty() => {}
+            Err(Error::Handshake(HandshakeError::Rejected(response)))
+                if !refusal.is_empty() && response.status == 403 => {}
+            other => panic!("{:?}: {:?}", String::from_utf8_lossy(refusal), other.err()),
+        }
+    }
+}

@@ -19,7 +19,7 @@ use crate::proto::handshake::{
     ClientHandshake, HandshakeError, Request, Response, REFUSAL_BODY_WAIT,
 };
 use crate::server::{parse_when_a_line_ends, refusal, Accept, Acceptor, Refusal, Reply, Upgrade};
-use crate::stream::map_io_error;
+use crate::stream::{is_peer_gone, map_io_error};
 use crate::url::WsUrl;
 
 /// Runs `f` within `limit`, naming `phase` if it runs out. Not an `async fn`: that would
@@ -221,9 +221,12 @@ impl ClientBuilder {
                 match read {
                     Some(Ok(0)) | None => {}
                     Some(Ok(_)) => continue,
+                    // Reset (a server that refuses and closes with our request unread): as
+                    // closed, a refusal read before it is the answer.
+                    Some(Err(e)) if is_peer_gone(&e) => {}
                     Some(Err(e)) => return Err(io_err(e)),
                 }
-                // The end of the stream, or of the wait for a refusal's body.
+                // The end of the stream (or a reset), or of the wait for a refusal's body.
                 let refusal = handshake.take_refusal(&buf);
                 return Err(Error::Handshake(
                     refusal.unwrap_or(HandshakeError::ConnectionClosed),
