@@ -332,6 +332,11 @@ impl fmt::Display for Error {
                              TlsOptions::add_ca_pem_file (--cacert), or skip verification only \
                              for testing (danger_accept_invalid_certs, -k))"
                         }
+                        rustls::CertificateError::BadSignature => {
+                            " (its signature does not verify with the key of the trusted CA \
+                             of its issuer's name: another CA by that name is trusted, as in \
+                             SSL_CERT_FILE or SSL_CERT_DIR, or the certificate was altered)"
+                        }
                         rustls::CertificateError::NotValidYet
                         | rustls::CertificateError::NotValidYetContext { .. } => {
                             " (the certificate is not valid yet: is this machine's clock right?)"

@@ -133,6 +133,13 @@ impl TlsOptions {
                     "the key is encrypted, which is not supported: decrypt it first \
                      (openssl pkey -in KEY -out KEY.plain)",
                 )
+            } else if matches!(e, rustls::pki_types::pem::Error::NoItemsFound) {
+                // pki-types says "no items found".
+                file_error(
+                    "private key",
+                    key,
+                    "no private key in it (a PEM block such as -----BEGIN PRIVATE KEY-----)",
+                )
             } else {
                 file_error("private key", key, e)
             }
@@ -231,8 +238,16 @@ impl TlsOptions {
         let mut config = match &self.client_auth {
             Some((chain, key)) => builder
                 .with_client_auth_cert(chain.clone(), key.clone_key())
-                .map_err(|e| {
-                    Error::TlsConfig(format!("unusable client certificate or key: {e}"))
+                .map_err(|e| match e {
+                    rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+                        Error::TlsConfig(
+                            "unusable client certificate or key: the key is not the \
+                             certificate's (their public keys differ; in a chain, the client's \
+                             own certificate comes first)"
+                                .into(),
+                        )
+                    }
+                    e => Error::TlsConfig(format!("unusable client certificate or key: {e}")),
                 })?,
             None => builder.with_no_client_auth(),
         };

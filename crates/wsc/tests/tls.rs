@@ -974,6 +974,34 @@ fn missing_client_key_file_is_a_config_error_naming_the_path() {
     assert!(names_path(&message, &key_file), "{message}");
 }
 
+/// A key file with no key, or the key of another certificate: a reason the user can act
+/// on (rustls and pki-types said "no items found" and "keys may not be consistent:
+/// KeyMismatch").
+#[test]
+fn a_client_key_that_is_missing_from_its_file_or_not_the_certificates_is_named_as_such() {
+    let dir = TempDir::new();
+    let ca = TestCa::new("wsc test CA");
+    let client = ca.client_cert();
+    let cert_file = dir.write("client.pem", &client.cert_pem);
+    // The certificate file given as the key too.
+    let message = config_error(TlsOptions::new().client_cert_pem_files(&cert_file, &cert_file));
+    assert!(names_path(&message, &cert_file), "{message}");
+    assert!(message.contains("no private key in it"), "{message}");
+    // Another certificate's key: refused when the configuration is built.
+    let other_key = dir.write("other.key", ca.client_cert().key_pem);
+    let tls = TlsOptions::new()
+        .client_cert_pem_files(&cert_file, &other_key)
+        .unwrap();
+    let message = match tls.build() {
+        Err(Error::TlsConfig(message)) => message,
+        other => panic!("expected a TLS configuration error, got {other:?}"),
+    };
+    assert!(
+        message.contains("the key is not the certificate's"),
+        "{message}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // The async client (wsc::tokio) over tokio-rustls: same verification, same errors
 // ---------------------------------------------------------------------------------------------
