@@ -28,6 +28,8 @@ pub struct WsUrl {
 pub enum UrlError {
     /// No `scheme://`.
     MissingScheme,
+    /// `ws:` or `wss:` not followed by `//` (`ws:/host`, `wss:host`).
+    MissingSlashes,
     /// A scheme other than ws or wss.
     UnsupportedScheme(String),
     /// Nothing between `//` and the path.
@@ -50,6 +52,9 @@ impl fmt::Display for UrlError {
             UrlError::MissingScheme => {
                 f.write_str("missing scheme; use ws://host/path or wss://host/path")
             }
+            UrlError::MissingSlashes => f.write_str(
+                "the scheme must be followed by two slashes: ws://host/path or wss://host/path",
+            ),
             UrlError::UnsupportedScheme(s) => {
                 write!(f, "unsupported scheme {s:?}; use ws:// or wss://")
             }
@@ -129,7 +134,16 @@ impl WsUrl {
         if input.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(UrlError::InvalidCharacter);
         }
-        let (scheme, rest) = input.split_once("://").ok_or(UrlError::MissingScheme)?;
+        let Some((scheme, rest)) = input.split_once("://") else {
+            let ws_scheme = input.split_once(':').is_some_and(|(scheme, _)| {
+                scheme.eq_ignore_ascii_case("ws") || scheme.eq_ignore_ascii_case("wss")
+            });
+            return Err(if ws_scheme {
+                UrlError::MissingSlashes
+            } else {
+                UrlError::MissingScheme
+            });
+        };
         let secure = match scheme.to_ascii_lowercase().as_str() {
             "ws" => false,
             "wss" => true,
@@ -196,8 +210,16 @@ impl WsUrl {
         if host.is_empty() {
             return Err(UrlError::MissingHost);
         }
+        if !host.is_ascii() {
+            // Its ASCII form (punycode, after the IDNA mapping) takes Unicode tables this
+            // crate does not carry; sent as it is, the name would reach DNS, the Host header
+            // and TLS in three different ways.
+            return Err(UrlError::InvalidHost(format!(
+                "{host} (give an internationalized name in its ASCII form, xn--...)"
+            )));
+        }
         let valid_host_char =
-            |c: char| c.is_ascii_alphanumeric() || "-._~%!$&'()*+,;=:".contains(c) || !c.is_ascii();
+            |c: char| c.is_ascii_alphanumeric() || "-._~%!$&'()*+,;=:".contains(c);
         if !host.chars().all(valid_host_char) {
             return Err(UrlError::InvalidHost(host));
         }
@@ -462,6 +484,15 @@ mod tests {
         let cases = [
             ("http://h/", UrlError::UnsupportedScheme("http".into())),
             ("h/path", UrlError::MissingScheme),
+            ("ws:/h/path", UrlError::MissingSlashes),
+            ("WSS:h", UrlError::MissingSlashes),
+            ("localhost:8080", UrlError::MissingScheme),
+            (
+                "ws://ünï.test/",
+                UrlError::InvalidHost(
+                    "ünï.test (give an internationalized name in its ASCII form, xn--...)".into(),
+                ),
+            ),
             ("ws:///path", UrlError::MissingHost),
             ("ws://h:0/", UrlError::InvalidPort("0".into())),
             ("ws://h:70000/", UrlError::InvalidPort("70000".into())),
