@@ -512,6 +512,9 @@ impl Session {
             let message = match self.link.next_event() {
                 Ok(Event::Message(m)) => m,
                 Ok(Event::Disconnected(why)) => {
+                    if let Disconnect::Failed(e) = &why {
+                        self.note_protocol_close(e);
+                    }
                     if self.closing_since.is_some() {
                         return match why {
                             Disconnect::Closed(frame) => closed(frame),
@@ -545,7 +548,10 @@ impl Session {
                 // Said as such: the last attempt's error alone read as if the first
                 // connection had failed.
                 Err(e) if self.link.has_given_up() => return Err(CliError::ReconnectFailed(e)),
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    self.note_protocol_close(&e);
+                    return Err(e.into());
+                }
             };
             if message.is_data() {
                 self.last_message = Instant::now();
@@ -668,6 +674,15 @@ impl Session {
     }
 
     /// Sends our close once; the loop then waits for the server's close.
+    /// `-v`: the close the library sent for the server's protocol violation, as the closes
+    /// we start are shown.
+    fn note_protocol_close(&self, e: &Error) {
+        if let Error::Protocol(violation) = e {
+            self.format
+                .note(&format!("> close {}", violation.close_code()));
+        }
+    }
+
     fn start_close(&mut self, code: CloseCode, why: &str) -> Result<(), CliError> {
         if self.closing_since.is_some() {
             return Ok(());

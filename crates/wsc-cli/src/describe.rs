@@ -21,19 +21,26 @@ impl fmt::Display for Described<'_> {
 pub fn write_error(f: &mut fmt::Formatter<'_>, e: &Error) -> fmt::Result {
     match e {
         Error::Protocol(
-            ProtocolError::FrameTooLarge { size, max }
-            | ProtocolError::MessageTooLarge { size, max },
+            violation @ (ProtocolError::FrameTooLarge { size, max }
+            | ProtocolError::MessageTooLarge { size, max }),
         ) => {
+            // A frame's length is announced; a message's size is what it reached when it
+            // passed the limit (more fragments, or more inflated bytes, may have followed).
+            let more = match violation {
+                ProtocolError::FrameTooLarge { .. } => "",
+                _ => " or more",
+            };
             write!(
                 f,
-                "a message of {size} bytes or more exceeds the limit of {max} bytes"
+                "a message of {size} bytes{more} exceeds the limit of {max} bytes"
             )?;
-            if *size >= 1 << 48 {
+            let hint = if *size >= 1 << 48 {
                 // No real message is 256 TiB: the length itself is the fault.
-                f.write_str(" (no real message is that big: a broken or hostile server)")
+                "no real message is that big: a broken or hostile server"
             } else {
-                f.write_str(" (raise it with --max-message-size)")
-            }
+                "raise it with --max-message-size"
+            };
+            write!(f, " ({hint}; closed with {})", violation.close_code())
         }
         Error::Tls { host, source } => match tls_hint(source) {
             Some(hint) => write!(f, "TLS error with {host}: {source} ({hint})"),
@@ -120,8 +127,21 @@ mod tests {
                 max: 1 << 20,
             }))
         };
-        assert!(too_big(2 << 20).ends_with("(raise it with --max-message-size)"));
+        assert_eq!(
+            too_big(2 << 20),
+            "a message of 2097152 bytes or more exceeds the limit of 1048576 bytes (raise it \
+             with --max-message-size; closed with 1009 (message too big))"
+        );
         assert!(too_big(i64::MAX as u64).contains("broken or hostile server"));
+        // A frame's length is exact.
+        let frame = shown(Error::Protocol(ProtocolError::FrameTooLarge {
+            size: 5000,
+            max: 4096,
+        }));
+        assert!(
+            frame.starts_with("a message of 5000 bytes exceeds the limit of 4096 bytes ("),
+            "{frame}"
+        );
     }
 
     #[test]

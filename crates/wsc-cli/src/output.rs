@@ -72,7 +72,9 @@ pub fn json_line(message: &Message, now: SystemTime, rtt: Option<Duration>) -> S
             let mut pong =
                 json!({"type": "pong", "ts": ts, "size": b.len(), "data": BASE64.encode(b)});
             if let Some(rtt) = rtt {
-                pong["rtt_ms"] = json!(rtt.as_secs_f64() * 1e3);
+                // In whole microseconds: nanoseconds in binary floating point printed as
+                // 0.12186200000000001.
+                pong["rtt_ms"] = json!(rtt.as_micros() as f64 / 1e3);
             }
             pong
         }
@@ -270,6 +272,16 @@ mod tests {
         let v: serde_json::Value =
             serde_json::from_str(&json_line(&pong, SystemTime::UNIX_EPOCH, None)).unwrap();
         assert!(v.get("rtt_ms").is_none(), "{v}");
+        // Microseconds, without the noise of binary fractions.
+        let line = json_line(
+            &pong,
+            SystemTime::UNIX_EPOCH,
+            Some(Duration::from_nanos(121_862)),
+        );
+        assert!(
+            line.contains(r#""rtt_ms":0.121,"#) || line.ends_with(r#""rtt_ms":0.121}"#),
+            "{line}"
+        );
     }
 
     #[test]

@@ -347,17 +347,46 @@ fn protocol_violation_exits_8_and_closes_with_1002() {
         let code = u16::from_be_bytes([frame[6] ^ mask[0], frame[7] ^ mask[1]]);
         let _ = tx.send((frame[0], code));
     });
-    let out = wsc(&[&url, "-n"], b"");
-    exits_with(&out, 8);
+    let out = wsc(&[&url, "-n", "-v"], b"");
+    let err = exits_with(&out, 8);
     assert_eq!(
         stdout(&out),
         "ok\n",
         "messages before the error are printed"
     );
-    assert!(stderr(&out).contains("1002"), "{}", stderr(&out));
+    assert!(err.contains("closed with 1002"), "{err}");
+    // -v shows the close we sent, as it shows the closes we start.
+    assert!(err.contains("> close 1002 (protocol error)"), "{err}");
     assert_eq!(
         rx.recv_timeout(Duration::from_secs(5)).unwrap(),
         (0x88, 1002)
+    );
+}
+
+/// A message past --max-message-size: exit 8, the close code we sent (1009) in the message
+/// as for any other violation (it was left out), and shown by -v.
+#[test]
+fn a_message_past_the_limit_exits_8_and_closes_with_1009() {
+    let (tx, rx) = mpsc::channel();
+    let url = raw_server(move |mut tcp| {
+        raw_upgrade(&mut tcp);
+        let mut frame = vec![0x81, 126, 0, 200];
+        frame.extend_from_slice(&[b'x'; 200]);
+        tcp.write_all(&frame).unwrap();
+        let mut close = [0u8; 8];
+        let _ = tcp.read_exact(&mut close);
+        let mask = [close[2], close[3], close[4], close[5]];
+        let code = u16::from_be_bytes([close[6] ^ mask[0], close[7] ^ mask[1]]);
+        let _ = tx.send((close[0], code));
+    });
+    let out = wsc(&[&url, "-n", "-v", "--max-message-size", "100"], b"");
+    let err = exits_with(&out, 8);
+    assert!(err.contains("exceeds the limit of 100 bytes"), "{err}");
+    assert!(err.contains("closed with 1009 (message too big)"), "{err}");
+    assert!(err.contains("> close 1009 (message too big)"), "{err}");
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        (0x88, 1009)
     );
 }
 
