@@ -77,7 +77,8 @@ fn tls_hint(source: &rustls::Error) -> Option<&'static str> {
         {
             Some(
                 "the server presents a CA certificate as its own: it needs a certificate for \
-                 its name, issued by that CA, or trust that very certificate with --cacert FILE",
+                 its name, issued by that CA, or trust the very certificate it presents with \
+                 --cacert FILE",
             )
         }
         rustls::Error::AlertReceived(AlertDescription::CertificateRequired) => {

@@ -346,8 +346,9 @@ impl fmt::Display for Error {
                             if other.to_string().contains("CaUsedAsEndEntity") =>
                         {
                             " (the server presents a CA certificate as its own: it needs a \
-                             certificate for its name, issued by that CA, or trust that very \
-                             certificate with TlsOptions::add_ca_pem_file (--cacert))"
+                             certificate for its name, issued by that CA, or trust the very \
+                             certificate it presents with TlsOptions::add_ca_pem_file \
+                             (--cacert))"
                         }
                         _ => "",
                     };

@@ -55,6 +55,7 @@ pub struct Reconnect {
     max_attempts: Option<u32>,
     jitter: bool,
     stable_after: Duration,
+    retry_first: bool,
 }
 
 impl Default for Reconnect {
@@ -65,6 +66,7 @@ impl Default for Reconnect {
             max_attempts: None,
             jitter: true,
             stable_after: Duration::from_secs(10),
+            retry_first: false,
         }
     }
 }
@@ -110,6 +112,18 @@ impl Reconnect {
     /// being retried at the initial delay forever.
     pub fn stable_after(mut self, duration: Duration) -> Self {
         self.stable_after = duration;
+        self
+    }
+
+    /// Retries the first connection too (default off: its failure is returned at once, as
+    /// most often it is a mistake to mend, not a drop to wait out). On, a failure that a
+    /// retry could mend ([`is_retryable`]: refused, timed out, a 503) makes the connect
+    /// return the client at once, not yet connected, as if the connection had dropped: the
+    /// next events are the attempts' outcome, [`Event::Reconnected`] when one succeeds (its
+    /// `attempts` count the first), or the last error when `max_attempts` (which counts the
+    /// first attempt too) runs out. A service started before its server is up waits for it.
+    pub fn retry_first_connect(mut self, on: bool) -> Self {
+        self.retry_first = on;
         self
     }
 
@@ -325,6 +339,25 @@ impl Plan {
         }
     }
 
+    /// A plan whose first connection failed with `error` at `now`: down from the start, the
+    /// failure counted as an attempt. The error back when no retry is to be made (the policy
+    /// does not retry first connections, the error is not one to retry, or `max_attempts`
+    /// is spent already).
+    pub(crate) fn first_failed(
+        builder: ClientBuilder,
+        policy: Reconnect,
+        error: Error,
+        now: Instant,
+    ) -> Result<Self, Error> {
+        if !policy.retry_first {
+            return Err(error);
+        }
+        let mut plan = Plan::new(builder, policy, now);
+        plan.down_since = Some(now);
+        plan.attempt_failed(error)?;
+        Ok(plan)
+    }
+
     /// Records a drop at `now` and turns it into its event.
     pub(crate) fn dropped(&mut self, cause: Disconnect, now: Instant) -> Event {
         let short = now.duration_since(self.up_since) < self.policy.stable_after
@@ -450,12 +483,16 @@ pub struct Reconnecting {
 
 impl ClientBuilder {
     /// Connects, and reconnects by `policy` whenever the connection drops. The first
-    /// connection is not retried: its failure (a wrong URL, a refusal) is returned at once.
+    /// connection is not retried, its failure (a wrong URL, a refusal) returned at once,
+    /// unless the policy says so ([`Reconnect::retry_first_connect`]).
     pub fn connect_reconnecting(self, policy: Reconnect) -> Result<Reconnecting, Error> {
-        let ws = self.clone().connect()?;
+        let (plan, ws) = match self.clone().connect() {
+            Ok(ws) => (Plan::new(self, policy, Instant::now()), Some(ws)),
+            Err(e) => (Plan::first_failed(self, policy, e, Instant::now())?, None),
+        };
         Ok(Reconnecting {
-            plan: Plan::new(self, policy, Instant::now()),
-            ws: Some(ws),
+            plan,
+            ws,
             read_deadline: None,
         })
     }

@@ -60,17 +60,21 @@ impl fmt::Debug for Reconnecting {
 
 impl ClientBuilder {
     /// Connects on tokio, and reconnects by `policy` whenever the connection drops. The
-    /// first connection is not retried: its failure is returned at once.
+    /// first connection is not retried, its failure returned at once, unless the policy says
+    /// so ([`Reconnect::retry_first_connect`]).
     pub async fn connect_reconnecting_async(
         self,
         policy: Reconnect,
     ) -> Result<Reconnecting, Error> {
-        let (ws, response) = self.clone().connect_async().await?;
+        let (plan, ws, response) = match self.clone().connect_async().await {
+            Ok((ws, response)) => (Plan::new(self, policy, now()), Some(ws), Some(response)),
+            Err(e) => (Plan::first_failed(self, policy, e, now())?, None, None),
+        };
         Ok(Reconnecting {
-            plan: Plan::new(self, policy, now()),
-            ws: Some(ws),
+            plan,
+            ws,
             attempt: None,
-            response: Some(response),
+            response,
         })
     }
 }

@@ -676,6 +676,100 @@ fn reconnect_gives_up_after_max_attempts() {
     assert!(matches!(feed.next_event(), Err(Error::ConnectionClosed)));
 }
 
+/// A port nothing listens on (yet): connections to it are refused.
+fn refusing_port() -> std::net::SocketAddr {
+    TcpListener::bind((V4, 0)).unwrap().local_addr().unwrap()
+}
+
+/// `retry_first_connect`: a client started before its server waits for it, subscription
+/// and all; without it, or once `max_attempts` (the first counted) runs out, the first
+/// failure is the answer, at once.
+#[test]
+fn the_first_connection_is_retried_when_the_policy_says_so() {
+    let policy = || {
+        Reconnect::new()
+            .initial_delay(Duration::from_millis(50))
+            .max_delay(Duration::from_millis(100))
+    };
+    let addr = refusing_port();
+    let url = format!("ws://{addr}/feed");
+    assert!(matches!(
+        builder(&url).connect_reconnecting(policy()),
+        Err(Error::Connect { .. })
+    ));
+    assert!(matches!(
+        builder(&url)
+            .connect_reconnecting(policy().retry_first_connect(true).max_attempts(Some(1))),
+        Err(Error::Connect { .. })
+    ));
+    let mut feed = builder(&url)
+        .connect_reconnecting(policy().retry_first_connect(true))
+        .unwrap();
+    assert!(feed.get_ref().is_none());
+    feed.subscribe("subscribe:ticker").unwrap();
+    let server = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(300));
+        feed_life(bind_again(addr), "tick 1", Some(CloseCode::GOING_AWAY));
+    });
+    match feed.next_event().unwrap() {
+        Event::Reconnected(r) => {
+            assert!(r.attempts >= 2, "{r:?}");
+            assert!(r.downtime >= Duration::from_millis(250), "{r:?}");
+        }
+        other => panic!("expected the connection, got {other:?}"),
+    }
+    assert!(matches!(feed.next_event().unwrap(),
+        Event::Message(m) if m.as_text() == Some("tick 1 after subscribe:ticker")));
+    assert!(matches!(
+        feed.next_event().unwrap(),
+        Event::Disconnected(Disconnect::Closed(_))
+    ));
+    server.join().unwrap();
+    feed.close(None).unwrap();
+}
+
+/// As the blocking client's.
+#[cfg(feature = "tokio")]
+#[tokio::test]
+async fn async_the_first_connection_is_retried_when_the_policy_says_so() {
+    let policy = || {
+        Reconnect::new()
+            .initial_delay(Duration::from_millis(50))
+            .max_delay(Duration::from_millis(100))
+    };
+    let addr = refusing_port();
+    let url = format!("ws://{addr}/feed");
+    assert!(matches!(
+        builder(&url).connect_reconnecting_async(policy()).await,
+        Err(Error::Connect { .. })
+    ));
+    let mut feed = builder(&url)
+        .connect_reconnecting_async(policy().retry_first_connect(true))
+        .await
+        .unwrap();
+    assert!(feed.get_ref().is_none() && feed.response().is_none());
+    feed.subscribe("subscribe:ticker").await.unwrap();
+    let server = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(300));
+        feed_life(bind_again(addr), "tick 1", Some(CloseCode::GOING_AWAY));
+    });
+    match feed.next_event().await.unwrap() {
+        Event::Reconnected(r) => assert!(r.attempts >= 2, "{r:?}"),
+        other => panic!("expected the connection, got {other:?}"),
+    }
+    assert_eq!(feed.response().map(|r| r.status.as_u16()), Some(101));
+    assert!(matches!(feed.next_event().await.unwrap(),
+        Event::Message(m) if m.as_text() == Some("tick 1 after subscribe:ticker")));
+    assert!(matches!(
+        feed.next_event().await.unwrap(),
+        Event::Disconnected(Disconnect::Closed(_))
+    ));
+    tokio::task::spawn_blocking(move || server.join().unwrap())
+        .await
+        .unwrap();
+    feed.close(None).await.unwrap();
+}
+
 #[cfg(feature = "tokio")]
 #[tokio::test]
 async fn async_reconnect_after_the_server_dies_resubscribes_and_reports_the_gap() {
