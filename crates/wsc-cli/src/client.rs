@@ -673,16 +673,22 @@ impl Session {
         }
     }
 
-    /// Sends our close once; the loop then waits for the server's close.
     /// `-v`: the close the library sent for the server's protocol violation, as the closes
-    /// we start are shown.
-    fn note_protocol_close(&self, e: &Error) {
+    /// we start are shown. None goes out after our own close, nor to a server gone.
+    fn note_protocol_close(&mut self, e: &Error) {
+        let output_lost = self
+            .link
+            .ws()
+            .is_some_and(|ws| ws.connection().is_output_lost());
         if let Error::Protocol(violation) = e {
-            self.format
-                .note(&format!("> close {}", violation.close_code()));
+            if self.closing_since.is_none() && !output_lost {
+                self.format
+                    .note(&format!("> close {}", violation.close_code()));
+            }
         }
     }
 
+    /// Sends our close once; the loop then waits for the server's close.
     fn start_close(&mut self, code: CloseCode, why: &str) -> Result<(), CliError> {
         if self.closing_since.is_some() {
             return Ok(());

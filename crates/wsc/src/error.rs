@@ -335,7 +335,8 @@ impl fmt::Display for Error {
                         rustls::CertificateError::BadSignature => {
                             " (its signature does not verify with the key of the trusted CA \
                              of its issuer's name: another CA by that name is trusted, as in \
-                             SSL_CERT_FILE or SSL_CERT_DIR, or the certificate was altered)"
+                             SSL_CERT_FILE or SSL_CERT_DIR, or the certificate was altered; \
+                             or the server signs with a key that is not its certificate's)"
                         }
                         rustls::CertificateError::NotValidYet
                         | rustls::CertificateError::NotValidYetContext { .. } => {

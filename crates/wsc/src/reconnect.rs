@@ -212,8 +212,8 @@ pub struct Reconnected {
 /// Whether another attempt could succeed where `error` failed: network trouble, server
 /// errors, and TLS failures on the way (a garbled record, a server's internal-error alert)
 /// yes; a bad URL (`ws://` for a TLS port too), the TLS setup or the certificate (or versions
-/// and ciphers the server will not take), a refusal such as 401/403/404, an answer that is
-/// not HTTP (another service on the port), or an answer that breaks the WebSocket handshake (a wrong `Sec-WebSocket-Accept`, a subprotocol or extension
+/// and ciphers the server will not take), a refusal such as 401/403/404, or an answer that
+/// breaks the WebSocket handshake (a wrong `Sec-WebSocket-Accept`, a subprotocol or extension
 /// that was not offered) no: the same server answers the same way again.
 pub fn is_retryable(error: &Error) -> bool {
     match error {
@@ -231,10 +231,10 @@ pub fn is_retryable(error: &Error) -> bool {
             let status = response.status.as_u16();
             status >= 500 || status == 408 || status == 429
         }
-        // Cut short (a restarting server, a proxy's hiccup). Not an answer that is not HTTP:
-        // TCP delivers what was sent, so that is a service other than a web server on the
-        // port (SSH, a database), which answers the same way every time.
-        Error::Handshake(HandshakeError::ConnectionClosed) => true,
+        // Cut short (a restarting server, a proxy's hiccup), or not HTTP/1.1: an HTTP/1.0
+        // 503 from a restarting backend or balancer is one (so is SSH's banner on the port,
+        // which is retried for nothing until `max_attempts`, the lesser harm).
+        Error::Handshake(HandshakeError::ConnectionClosed | HandshakeError::InvalidHttp(_)) => true,
         Error::Handshake(_) => false,
         Error::Proxy { error, .. } => error.is_retryable(),
         #[cfg(feature = "tls")]
@@ -898,8 +898,12 @@ mod tests {
         assert!(is_retryable(&Error::Handshake(
             HandshakeError::ConnectionClosed
         )));
+        assert!(is_retryable(&Error::Handshake(
+            HandshakeError::InvalidHttp(
+                "the response is not HTTP/1.1: HTTP/1.0 503 Service Unavailable".into()
+            )
+        )));
         for permanent in [
-            HandshakeError::InvalidHttp("SSH-2.0-OpenSSH_8.9".into()),
             HandshakeError::WrongAccept {
                 found: "x".into(),
                 expected: "y".into(),

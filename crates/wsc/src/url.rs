@@ -210,6 +210,13 @@ impl WsUrl {
         if host.is_empty() {
             return Err(UrlError::MissingHost);
         }
+        if host.contains('%') {
+            // A percent-escaped name would go to DNS, the Host header and TLS as typed.
+            return Err(UrlError::InvalidHost(format!(
+                "{host} (percent-escapes in a host name are not supported: give it as it is, \
+                 an internationalized name in its ASCII form, xn--...)"
+            )));
+        }
         if !host.is_ascii() {
             // Its ASCII form (punycode, after the IDNA mapping) takes Unicode tables this
             // crate does not carry; sent as it is, the name would reach DNS, the Host header
@@ -218,8 +225,7 @@ impl WsUrl {
                 "{host} (give an internationalized name in its ASCII form, xn--...)"
             )));
         }
-        let valid_host_char =
-            |c: char| c.is_ascii_alphanumeric() || "-._~%!$&'()*+,;=:".contains(c);
+        let valid_host_char = |c: char| c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:".contains(c);
         if !host.chars().all(valid_host_char) {
             return Err(UrlError::InvalidHost(host));
         }
@@ -485,6 +491,14 @@ mod tests {
             ("http://h/", UrlError::UnsupportedScheme("http".into())),
             ("h/path", UrlError::MissingScheme),
             ("ws:/h/path", UrlError::MissingSlashes),
+            (
+                "ws://ex%41mple.com/",
+                UrlError::InvalidHost(
+                    "ex%41mple.com (percent-escapes in a host name are not supported: give it \
+                     as it is, an internationalized name in its ASCII form, xn--...)"
+                        .into(),
+                ),
+            ),
             ("WSS:h", UrlError::MissingSlashes),
             ("localhost:8080", UrlError::MissingScheme),
             (

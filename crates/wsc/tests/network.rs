@@ -214,8 +214,9 @@ fn unresponsive_server() -> (String, thread::JoinHandle<()>) {
 fn keepalive_detects_a_peer_that_stops_answering_pings() {
     let (url, server) = unresponsive_server();
     let keepalive = Keepalive::new(Duration::from_millis(200), Duration::from_millis(1000));
-    let mut ws = builder(&url).keepalive(keepalive).connect().unwrap();
+    // The keepalive clock starts in connect.
     let start = Instant::now();
+    let mut ws = builder(&url).keepalive(keepalive).connect().unwrap();
     match ws.read() {
         Err(Error::KeepaliveTimeout(waited)) => assert_eq!(waited, keepalive.timeout),
         other => panic!("expected a keepalive timeout, got {other:?}"),
@@ -235,12 +236,13 @@ fn keepalive_detects_a_peer_that_stops_answering_pings() {
 async fn async_keepalive_detects_a_peer_that_stops_answering_pings() {
     let (url, server) = unresponsive_server();
     let keepalive = Keepalive::new(Duration::from_millis(200), Duration::from_millis(1000));
+    // The keepalive clock starts in connect.
+    let start = Instant::now();
     let (mut ws, _) = builder(&url)
         .keepalive(keepalive)
         .connect_async()
         .await
         .unwrap();
-    let start = Instant::now();
     match ws.recv().await {
         Some(Err(Error::KeepaliveTimeout(_))) => {}
         other => panic!("expected a keepalive timeout, got {other:?}"),
@@ -1427,8 +1429,9 @@ fn keepalive_does_not_fail_a_slow_reader_whose_pong_is_waiting() {
     let keepalive = Keepalive::new(Duration::from_millis(200), Duration::from_millis(1000));
     let mut ws = builder(&url).keepalive(keepalive).connect().unwrap();
     assert_eq!(ws.read().unwrap().as_text(), Some("data"));
-    // A slow consumer: the pong came long ago but has not been read.
-    thread::sleep(Duration::from_millis(1000));
+    // A slow consumer: the pong came long ago but has not been read, and its deadline
+    // (a timeout after the ping) has passed.
+    thread::sleep(Duration::from_millis(1500));
     match ws.read() {
         Ok(Message::Pong(_)) => {}
         other => panic!("a healthy peer was declared dead: {other:?}"),
