@@ -397,6 +397,20 @@ fn feed_life(listener: TcpListener, tick: &'static str, end: Option<CloseCode>) 
     }
 }
 
+/// A feed server that comes back on `addr` after `down` (connections are refused until
+/// then) for one life that ends with a close of `end`.
+fn feed_life_later(
+    addr: std::net::SocketAddr,
+    down: Duration,
+    tick: &'static str,
+    end: CloseCode,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        thread::sleep(down);
+        feed_life(bind_again(addr), tick, Some(end));
+    })
+}
+
 #[test]
 fn reconnect_after_the_server_dies_resubscribes_and_reports_the_gap() {
     let listener = TcpListener::bind((V4, 0)).unwrap();
@@ -419,10 +433,12 @@ fn reconnect_after_the_server_dies_resubscribes_and_reports_the_gap() {
     // Changed while down: the new one is what the next connection gets.
     feed.subscriptions_mut()[0] = Message::text("subscribe:ticker:v2");
     // The server is down for a while: attempts fail, then it comes back on the same port.
-    let restart = thread::spawn(move || {
-        thread::sleep(Duration::from_millis(500));
-        feed_life(bind_again(addr), "tick 2", Some(CloseCode::GOING_AWAY));
-    });
+    let restart = feed_life_later(
+        addr,
+        Duration::from_millis(500),
+        "tick 2",
+        CloseCode::GOING_AWAY,
+    );
     match feed.next_event().unwrap() {
         Event::Reconnected(r) => {
             assert!(r.attempts >= 2, "{r:?}");
@@ -709,10 +725,12 @@ fn the_first_connection_is_retried_when_the_policy_says_so() {
         .unwrap();
     assert!(feed.get_ref().is_none());
     feed.subscribe("subscribe:ticker").unwrap();
-    let server = thread::spawn(move || {
-        thread::sleep(Duration::from_millis(300));
-        feed_life(bind_again(addr), "tick 1", Some(CloseCode::GOING_AWAY));
-    });
+    let server = feed_life_later(
+        addr,
+        Duration::from_millis(300),
+        "tick 1",
+        CloseCode::GOING_AWAY,
+    );
     match feed.next_event().unwrap() {
         Event::Reconnected(r) => {
             assert!(r.attempts >= 2, "{r:?}");
@@ -751,10 +769,12 @@ async fn async_the_first_connection_is_retried_when_the_policy_says_so() {
         .unwrap();
     assert!(feed.get_ref().is_none() && feed.response().is_none());
     feed.subscribe("subscribe:ticker").await.unwrap();
-    let server = thread::spawn(move || {
-        thread::sleep(Duration::from_millis(300));
-        feed_life(bind_again(addr), "tick 1", Some(CloseCode::GOING_AWAY));
-    });
+    let server = feed_life_later(
+        addr,
+        Duration::from_millis(300),
+        "tick 1",
+        CloseCode::GOING_AWAY,
+    );
     match feed.next_event().await.unwrap() {
         Event::Reconnected(r) => assert!(r.attempts >= 2, "{r:?}"),
         other => panic!("expected the connection, got {other:?}"),
@@ -800,10 +820,12 @@ async fn async_reconnect_after_the_server_dies_resubscribes_and_reports_the_gap(
         Event::Disconnected(Disconnect::Failed(_))
     ));
     assert!(feed.response().is_none() && feed.get_ref().is_none());
-    let restart = thread::spawn(move || {
-        thread::sleep(Duration::from_millis(300));
-        feed_life(bind_again(addr), "tick 2", Some(CloseCode::NORMAL));
-    });
+    let restart = feed_life_later(
+        addr,
+        Duration::from_millis(300),
+        "tick 2",
+        CloseCode::NORMAL,
+    );
     assert!(matches!(feed.next_event().await.unwrap(), Event::Reconnected(r) if r.attempts >= 1));
     assert_ne!(accept(&feed), first_accept);
     assert!(feed.get_ref().is_some());
