@@ -676,15 +676,16 @@ impl Session {
     /// `-v`: the close the library sent for the server's protocol violation, as the closes
     /// we start are shown. None goes out after our own close, nor to a server gone.
     fn note_protocol_close(&mut self, e: &Error) {
+        let Error::Protocol(violation) = e else {
+            return;
+        };
         let output_lost = self
             .link
             .ws()
             .is_some_and(|ws| ws.connection().is_output_lost());
-        if let Error::Protocol(violation) = e {
-            if self.closing_since.is_none() && !output_lost {
-                self.format
-                    .note(&format!("> close {}", violation.close_code()));
-            }
+        if self.closing_since.is_none() && !output_lost {
+            self.format
+                .note(&format!("> close {}", violation.close_code()));
         }
     }
 
