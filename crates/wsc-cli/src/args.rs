@@ -170,8 +170,9 @@ pub struct ClientArgs {
     #[arg(long)]
     pub no_proxy: bool,
 
-    /// Use ADDR for HOST instead of DNS (repeatable; several addresses comma-separated),
-    /// e.g. --resolve example.com:127.0.0.1 or --resolve localhost:[::1],127.0.0.1.
+    /// Use ADDR for HOST instead of DNS (repeatable, for other hosts: the last one given for
+    /// a host wins; several addresses comma-separated), e.g. --resolve
+    /// example.com:127.0.0.1 or --resolve localhost:[::1],127.0.0.1.
     #[arg(long, value_name = "HOST:ADDR[,ADDR]", value_parser = parse_resolve)]
     pub resolve: Vec<(String, Vec<std::net::IpAddr>)>,
 

@@ -262,16 +262,15 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
             timeout.as_secs_f64()
         ));
     }
-    if format.verbose {
+    let proxy = b.proxy_to_use().ok().flatten().map(|p| p.display_name());
+    if let Some(proxy) = &proxy {
         // Which way the connection goes, before it is tried: also shown when it fails.
-        if let Ok(Some(proxy)) = b.proxy_to_use() {
-            let from = if explicit_proxy(args).is_some() {
-                "--proxy"
-            } else {
-                "from the environment"
-            };
-            format.note(&format!("* proxy: {} ({from})", proxy.display_name()));
-        }
+        let from = if explicit_proxy(args).is_some() {
+            "--proxy"
+        } else {
+            "from the environment"
+        };
+        format.note(&format!("* proxy: {proxy} ({from})"));
     }
     let tls_without_cert = args.cert.is_none()
         && url
@@ -290,7 +289,7 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
         let mut r = b
             .connect_reconnecting(policy)
             .inspect_err(|e| format.refusal(e))
-            .map_err(|e| CliError::opening(e, tls_without_cert))?;
+            .map_err(|e| CliError::opening(e, tls_without_cert, proxy.as_deref()))?;
         for msg in &args.send {
             // Queued if not written yet (the session's writes wait only WRITE_POLL).
             sent_or_queued(r.subscribe(msg.as_str()))?;
@@ -300,7 +299,7 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
         let mut ws = b
             .connect()
             .inspect_err(|e| format.refusal(e))
-            .map_err(|e| CliError::opening(e, tls_without_cert))?;
+            .map_err(|e| CliError::opening(e, tls_without_cert, proxy.as_deref()))?;
         for msg in &args.send {
             // Queued whole (a few arguments' worth): the session writes them as the server
             // reads, before stdin's input.
@@ -346,6 +345,7 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
         // Without stdin, the --send messages are all the input: --linger closes after them.
         input_ended: (args.no_stdin && args.linger.is_some()).then(Instant::now),
         closing_since: None,
+        close_out: false,
         down,
         queued_at_close: usize::MAX,
         stdout_gone: false,
@@ -370,6 +370,9 @@ struct Session {
     /// When input ended, until the close it calls for is sent.
     input_ended: Option<Instant>,
     closing_since: Option<Instant>,
+    /// While closing: our close, and all our output before it, had been written when last
+    /// looked at (before the read that waits for the server's answer).
+    close_out: bool,
     /// Set while `--reconnect` waits between connections (see `exit_on_signal_while`).
     down: Arc<AtomicBool>,
     /// While closing: our output still queued when last looked at.
@@ -454,9 +457,15 @@ impl Session {
                 }
             }
             if let Some(since) = self.closing_since {
-                let (queued, unsent) = self.link.ws().map_or((0, false), |ws| {
-                    (ws.connection().queued_output(), ws.has_unsent_output())
+                let (queued, unsent, lost) = self.link.ws().map_or((0, false, true), |ws| {
+                    let conn = ws.connection();
+                    (
+                        conn.queued_output(),
+                        ws.has_unsent_output(),
+                        conn.is_output_lost(),
+                    )
                 });
+                self.close_out = !unsent && !lost;
                 let moved = queued > 0 && queued < self.queued_at_close;
                 self.queued_at_close = queued;
                 if moved {
@@ -518,7 +527,7 @@ impl Session {
                     if self.closing_since.is_some() {
                         return match why {
                             Disconnect::Closed(frame) => closed(frame),
-                            Disconnect::Failed(e) => Err(closing_failed(e)),
+                            Disconnect::Failed(e) => self.closing_failed(e),
                             // (A connection is replaced only by --idle-timeout, which does
                             // not run while we close.)
                             _ => closed(None),
@@ -544,7 +553,7 @@ impl Session {
                 }
                 // Nothing arrived, or the peer took none of our output, within POLL.
                 Err(Error::Timeout(Phase::Read | Phase::Write)) => continue,
-                Err(e) if self.closing_since.is_some() => return Err(closing_failed(e)),
+                Err(e) if self.closing_since.is_some() => return self.closing_failed(e),
                 // Said as such: the last attempt's error alone read as if the first
                 // connection had failed.
                 Err(e) if self.link.has_given_up() => return Err(CliError::ReconnectFailed(e)),
@@ -689,6 +698,21 @@ impl Session {
         }
     }
 
+    /// How the connection ending with `e` while we closed it ends the session. A server that
+    /// answers our close by ending TCP (a FIN or a reset, no close frame of its own) is
+    /// common and loses nothing once our close and everything before it are out: the clean
+    /// end the user asked for, not a lost connection.
+    fn closing_failed(&mut self, e: Error) -> Result<(), CliError> {
+        match e {
+            Error::ConnectionReset if self.close_out => {
+                self.format
+                    .note("* the server ended the connection without answering our close");
+                Ok(())
+            }
+            e => Err(closing_error(e)),
+        }
+    }
+
     /// Sends our close once; the loop then waits for the server's close.
     fn start_close(&mut self, code: CloseCode, why: &str) -> Result<(), CliError> {
         if self.closing_since.is_some() {
@@ -706,7 +730,7 @@ impl Session {
 
 /// The error that ended the connection while we closed it. The library's close timeout
 /// (`CLOSE_WAIT` too) may run out before the session's own clock looks: the same exit.
-fn closing_failed(e: Error) -> CliError {
+fn closing_error(e: Error) -> CliError {
     match e {
         Error::Timeout(Phase::Close) => CliError::NoCloseReply(CLOSE_WAIT),
         e => e.into(),

@@ -6,7 +6,7 @@
 use std::fmt;
 
 use wsc::rustls::{self, AlertDescription, CertificateError};
-use wsc::{Error, HandshakeError, ProtocolError, RedirectError, Response};
+use wsc::{Error, HandshakeError, Phase, ProtocolError, RedirectError, Response};
 
 /// An error shown in the tool's words, for `format!` and logs (`wsc serve`).
 pub struct Described<'a>(pub &'a Error);
@@ -14,6 +14,17 @@ pub struct Described<'a>(pub &'a Error);
 impl fmt::Display for Described<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write_error(f, self.0)
+    }
+}
+
+/// Writes `e`, which ended the client, in the tool's words: as [`write_error`], and an
+/// opening that timed out names the flag that bounds it (not for `wsc serve`'s logs).
+pub fn write_client_error(f: &mut fmt::Formatter<'_>, e: &Error) -> fmt::Result {
+    match e {
+        Error::Timeout(Phase::Connect | Phase::TlsHandshake | Phase::WebSocketHandshake) => {
+            write!(f, "{e} (--connect-timeout bounds the whole opening)")
+        }
+        _ => write_error(f, e),
     }
 }
 

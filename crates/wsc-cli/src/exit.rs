@@ -10,7 +10,8 @@ use crate::describe;
 pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0   clean close (or --count reached, end of input, Ctrl-C, SIGTERM, SIGHUP, or stdout
-      closed: the reader of `wsc URL | head` gone, which wsc closes with 1001)
+      closed: the reader of `wsc URL | head` gone, which wsc closes with 1001); also a
+      server that answers our close by ending TCP without a close frame of its own
   1   other error
   2   bad arguments or URL (a header or subprotocol that cannot be sent included; a proxy
       URL, from --proxy or the environment, that cannot be used)
@@ -23,9 +24,11 @@ Exit status:
   7   timeout (connect, proxy, TLS or WebSocket handshake, --idle-timeout), or, while we
       close, the server taking nothing more from us (our input was not all sent) or not
       answering our close within 3 s
-  8   protocol violation by the server (the close code sent is in the message)
-  9   an open connection lost without a close handshake (closed or reset), or --reconnect
-      gave up on connections that kept dropping soon after they opened
+  8   protocol violation by the server, or a message from it past --max-message-size
+      (the close code sent, such as 1002 or 1009, is in the message)
+  9   an open connection lost without a close handshake (closed or reset) before we
+      closed it, or --reconnect gave up on connections that kept dropping soon after
+      they opened
   10  no pong within the ping timeout
   11  the server closed with an error code (not 1000/1001)
   12  I/O error (stdin that cannot be read, a stdin line over --max-message-size or not
@@ -65,10 +68,12 @@ pub enum CliError {
     /// answered our upgrade request. `after_tls_without_cert`: over TLS, with no client
     /// certificate offered, where this is how some servers requiring one refuse (TLS 1.3 ends
     /// our side of the TLS handshake before the server has checked our certificate, and not
-    /// every server sends the certificate_required alert).
+    /// every server sends the certificate_required alert). `proxy`: the proxy the
+    /// connection went through, which may be the one that closed it.
     ClosedInHandshake {
         error: Error,
         after_tls_without_cert: bool,
+        proxy: Option<String>,
     },
     /// The server closed cleanly after `received` of the `count` messages of `--count`: a
     /// script asking for `count` can tell it got fewer.
@@ -86,8 +91,9 @@ impl CliError {
     /// An error of the opening (TCP, proxy, TLS, WebSocket handshake) as the tool reports it:
     /// the connection closed or reset before the server answered is a failed handshake
     /// (status 6), not a connection lost (9), which only an open connection can be.
-    /// `tls_without_cert`: the URL is wss:// and no --cert was given.
-    pub fn opening(error: Error, tls_without_cert: bool) -> CliError {
+    /// `tls_without_cert`: the URL is wss:// and no --cert was given; `proxy`: the proxy in
+    /// use, if any.
+    pub fn opening(error: Error, tls_without_cert: bool, proxy: Option<&str>) -> CliError {
         let closed = match &error {
             Error::Handshake(HandshakeError::ConnectionClosed) | Error::ConnectionReset => true,
             // TLS and the proxy report their own phases' ends: this one is the handshake's.
@@ -104,6 +110,7 @@ impl CliError {
             CliError::ClosedInHandshake {
                 error,
                 after_tls_without_cert: tls_without_cert,
+                proxy: proxy.map(str::to_string),
             }
         } else {
             CliError::Wsc(error)
@@ -163,7 +170,7 @@ impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             // The library's hints name its methods; the tool's name flags.
-            CliError::Wsc(e) => describe::write_error(f, e),
+            CliError::Wsc(e) => describe::write_client_error(f, e),
             CliError::Usage(msg) => write!(f, "{msg}"),
             CliError::ClosedWithError(frame) => {
                 write!(f, "the server closed the connection: {frame}")
@@ -197,6 +204,7 @@ impl fmt::Display for CliError {
             CliError::ClosedInHandshake {
                 error,
                 after_tls_without_cert,
+                proxy,
             } => {
                 f.write_str(
                     "WebSocket handshake failed: the server closed the connection before \
@@ -204,6 +212,15 @@ impl fmt::Display for CliError {
                 )?;
                 if let Error::Io(e) = error {
                     write!(f, " ({e})")?;
+                }
+                if let Some(proxy) = proxy {
+                    // Some proxies say the tunnel is open before they have reached the
+                    // server, and close it when they cannot.
+                    write!(
+                        f,
+                        " through the proxy {proxy} (or the proxy did, unable to reach the \
+                         server)"
+                    )?;
                 }
                 if *after_tls_without_cert {
                     // A guess, said as one: rustls does not tell whether the server asked
@@ -217,7 +234,7 @@ impl fmt::Display for CliError {
             }
             CliError::ReconnectFailed(e) => {
                 f.write_str("could not reconnect, giving up: ")?;
-                describe::write_error(f, e)
+                describe::write_client_error(f, e)
             }
             CliError::NoCloseReply(waited) => write!(
                 f,

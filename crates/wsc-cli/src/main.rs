@@ -35,6 +35,12 @@ fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
+    if let (None, Some(name)) = (&cli.command, misplaced(cli.client.url.as_deref())) {
+        // `wsc -v serve`: the subcommand read as the URL.
+        say!("wsc: invalid URL: {name:?} (is it the subcommand?)");
+        say!("hint: `{name}` comes first, before any option (wsc {name} --help)");
+        return ExitCode::from(2);
+    }
     let result = match &cli.command {
         Some(Command::Serve(args)) => serve::run(args, &client::interrupt_flag()),
         Some(Command::Demo(args)) => demo::run(args, &client::interrupt_flag()),
@@ -52,13 +58,23 @@ fn main() -> ExitCode {
 }
 
 /// The subcommand named after a client option (`wsc -v serve ...`), which clap reads as a
-/// URL followed by a stray argument and reports in those terms.
+/// URL followed by stray arguments, or options the client does not have, and reports in
+/// those terms.
 fn misplaced_subcommand(e: &clap::Error) -> Option<&'static str> {
-    if e.kind() != clap::error::ErrorKind::ArgumentConflict {
+    use clap::error::ErrorKind;
+    if !matches!(
+        e.kind(),
+        ErrorKind::ArgumentConflict | ErrorKind::UnknownArgument
+    ) {
         return None;
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
+    args.iter().skip(1).find_map(|a| misplaced(Some(a)))
+}
+
+/// `arg` if it names a subcommand.
+fn misplaced(arg: Option<&str>) -> Option<&'static str> {
     ["serve", "demo"]
         .into_iter()
-        .find(|name| args.iter().skip(1).any(|a| a == name))
+        .find(|name| arg == Some(*name))
 }

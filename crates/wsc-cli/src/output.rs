@@ -86,21 +86,23 @@ pub fn json_line(message: &Message, now: SystemTime, rtt: Option<Duration>) -> S
             "reason": frame.as_ref().map(|f| f.reason.as_str()),
         }),
     };
-    escape_del_and_c1(value.to_string())
+    escape_for_terminals(value.to_string())
 }
 
-/// `line` (JSON) with DEL and the C1 controls (U+007F to U+009F) written as `\u00XX`, as
-/// serde_json already writes those below U+0020: the same JSON, but no byte of it can drive
-/// a terminal (U+009B is a CSI on terminals that read C1). These appear only inside strings.
-fn escape_del_and_c1(line: String) -> String {
+/// `line` (JSON) with DEL and the C1 controls (U+007F to U+009F) and the bidirectional
+/// overrides (U+202A to U+202E, U+2066 to U+2069) written as `\uXXXX`, as serde_json
+/// already writes the controls below U+0020: the same JSON, but none of it can drive a
+/// terminal (U+009B is a CSI on terminals that read C1) nor show a line in another order
+/// than it reads. These appear only inside strings.
+fn escape_for_terminals(line: String) -> String {
     use std::fmt::Write as _;
-    let c1 = |c: char| ('\u{7f}'..='\u{9f}').contains(&c);
-    if !line.contains(c1) {
+    let unsafe_char = |c: char| matches!(c, '\u{7f}'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !line.contains(unsafe_char) {
         return line;
     }
     let mut out = String::with_capacity(line.len() + 16);
     for c in line.chars() {
-        if c1(c) {
+        if unsafe_char(c) {
             let _ = write!(out, "\\u{:04x}", c as u32);
         } else {
             out.push(c);
@@ -250,11 +252,19 @@ mod tests {
     }
 
     #[test]
-    fn json_lines_carry_del_and_c1_escaped_as_the_same_json() {
-        let text = "b\u{9b}31m\u{7f}\x1b é";
+    fn json_lines_carry_controls_and_bidi_overrides_escaped_as_the_same_json() {
+        let text = "b\u{9b}31m\u{7f}\x1b é \u{202e}txt.exe\u{2066}\u{200f}";
         let line = json_line(&Message::text(text), SystemTime::UNIX_EPOCH, None);
-        assert!(!line.contains(['\u{9b}', '\u{7f}', '\x1b']), "{line}");
-        assert!(line.contains(r"b\u009b31m\u007f\u001b é"), "{line}");
+        assert!(
+            !line.contains(['\u{9b}', '\u{7f}', '\x1b', '\u{202e}', '\u{2066}']),
+            "{line}"
+        );
+        assert!(
+            line.contains(r"b\u009b31m\u007f\u001b é \u202etxt.exe\u2066"),
+            "{line}"
+        );
+        // RLM, part of right-to-left text, passes.
+        assert!(line.contains('\u{200f}'), "{line}");
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["data"], text);
     }

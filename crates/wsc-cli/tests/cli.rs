@@ -899,13 +899,22 @@ fn bad_arguments_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     // A client option before `serve`: clap's message alone spoke of a URL and a subcommand
     // named after the address.
-    let out = wsc(&["-v", "serve", "127.0.0.1:0"], b"");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("hint: `serve` comes first"),
-        "{}",
-        stderr(&out)
-    );
+    // Also alone (read as the URL) and before one of its own options.
+    for args in [
+        &["-v", "serve", "127.0.0.1:0"][..],
+        &["-v", "serve"],
+        &["-v", "serve", "--feed"],
+        &["-n", "demo"],
+    ] {
+        let out = wsc(args, b"");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let name = args[1];
+        assert!(
+            stderr(&out).contains(&format!("hint: `{name}` comes first")),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
     // Values that made a feed server panic (a rate whose period no Duration holds, a ping
     // period rounded to zero) or a client ping in a tight loop are refused up front.
     for args in [
@@ -1494,6 +1503,71 @@ fn sighup_closes_cleanly_as_ctrl_c_does() {
     send_signal(&child, "-HUP");
     assert_eq!(py.event("closed")["code"], 1000);
     assert_eq!(child.0.wait().unwrap().code(), Some(0));
+}
+
+/// A server that answers our close by ending TCP, with no close frame of its own: `reset`
+/// ends it with a reset (SO_LINGER 0) rather than a FIN. It sends "x" first.
+fn server_hanging_up_on_our_close(reset: bool) -> String {
+    raw_server(move |mut tcp| {
+        raw_upgrade(&mut tcp);
+        tcp.write_all(&[0x81, 0x01, b'x']).unwrap();
+        // Reads up to the end of our close frame (opcode 8, masked, 2-byte code).
+        let mut head = [0u8; 2];
+        loop {
+            tcp.read_exact(&mut head).unwrap();
+            let len = usize::from(head[1] & 0x7f) + 4;
+            let mut rest = vec![0u8; len];
+            tcp.read_exact(&mut rest).unwrap();
+            if head[0] & 0x0f == 8 {
+                break;
+            }
+        }
+        if reset {
+            socket2::SockRef::from(&tcp)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+        }
+    })
+}
+
+#[test]
+fn a_server_hanging_up_on_our_close_is_a_clean_end_exit_0() {
+    // Many servers answer a close by dropping TCP: once our close is out, nothing is lost
+    // (each way out that closes: the end of stdin, --count, Ctrl-C).
+    for reset in [false, true] {
+        let url = server_hanging_up_on_our_close(reset);
+        let out = wsc(&[&url, "--no-compression", "--linger", "0"], b"");
+        exits_with(&out, 0);
+        assert_eq!(stdout(&out), "x\n");
+        let url = server_hanging_up_on_our_close(reset);
+        let out = wsc(&[&url, "-n", "--count", "1", "-v"], b"");
+        exits_with(&out, 0);
+        let err = stderr(&out);
+        assert!(
+            err.contains("the server ended the connection without answering our close"),
+            "{err}"
+        );
+    }
+    let url = server_hanging_up_on_our_close(false);
+    let mut child = spawn_quiet(&[&url, "-n", "-v"]);
+    let _err = once_open(&mut child);
+    send_signal(&child, "-INT");
+    assert_eq!(child.0.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn a_server_that_never_answers_the_upgrade_is_a_timeout_naming_the_flag() {
+    let url = raw_server(|mut tcp| {
+        let mut sink = [0u8; 1024];
+        while tcp.read(&mut sink).is_ok_and(|n| n > 0) {}
+    });
+    let out = wsc(&[&url, "-n", "--connect-timeout", "0.3"], b"");
+    exits_with(&out, 7);
+    let err = stderr(&out);
+    assert!(
+        err.contains("timed out during the WebSocket handshake (--connect-timeout bounds"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -507,6 +507,29 @@ fn a_socks5_refusal_exits_13() {
 }
 
 #[test]
+fn a_server_closing_before_it_answers_through_a_proxy_names_the_proxy() {
+    // Also what a proxy that reports the tunnel open before it reaches the server looks like.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for tcp in listener.incoming() {
+            drop(tcp);
+        }
+    });
+    let proxy = TestProxy::http(HttpMode::Open);
+    let out = hello(
+        &format!("ws://127.0.0.1:{port}/"),
+        &["--proxy", &proxy.url("http")],
+        &[],
+    );
+    let err = exits_with(&out, 6);
+    assert!(
+        err.contains(&format!("through the proxy {}", proxy.url("http"))),
+        "{err}"
+    );
+}
+
+#[test]
 fn an_unreachable_proxy_exits_4_naming_the_proxy() {
     let port = proxy::free_port();
     let out = hello(

@@ -273,7 +273,8 @@ impl ClientBuilder {
     /// Uses these addresses for `host` instead of asking the resolver (as curl's `--resolve`);
     /// the port still comes from the URL. The TLS server name and the `Host` header stay
     /// `host`. Only names are looked up: a URL whose host is an IP address is connected to
-    /// as it is.
+    /// as it is. Called again for the same name (in any case, with or without a final dot),
+    /// the last call's addresses are used.
     pub fn resolve(
         mut self,
         host: impl Into<String>,

@@ -1005,7 +1005,7 @@ fn pproxy_with_credentials() {
     assert!(
         matches!(
             error,
-            ProxyError::ClosedEarly | ProxyError::Socks5AuthFailed
+            ProxyError::ClosedAfterCredentials | ProxyError::Socks5AuthFailed
         ),
         "{message}"
     );

@@ -19,11 +19,18 @@ pub(crate) const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 /// `--resolve`): the names are matched case-insensitively, the port of the URL is kept.
 pub(crate) type Overrides = Vec<(String, Vec<IpAddr>)>;
 
-/// The addresses set for `host` in `overrides`, if any.
+/// The addresses set for `host` in `overrides`, if any: the last set, as a later option
+/// overrides an earlier one. A name ending with the root's dot (`example.com.`) is the same
+/// name.
 pub(crate) fn overridden(overrides: &Overrides, host: &str, port: u16) -> Option<Vec<SocketAddr>> {
+    fn bare(name: &str) -> &str {
+        name.strip_suffix('.').unwrap_or(name)
+    }
+    let host = bare(host);
     overrides
         .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case(host))
+        .rev()
+        .find(|(name, _)| bare(name).eq_ignore_ascii_case(host))
         .map(|(_, ips)| ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect())
 }
 
@@ -391,5 +398,22 @@ mod tests {
             Some(vec![a("[::1]:443")])
         );
         assert_eq!(overridden(&overrides, "other.example", 443), None);
+    }
+
+    #[test]
+    fn overrides_match_a_name_with_or_without_its_root_dot_and_the_last_one_wins() {
+        let v4: IpAddr = "127.0.0.1".parse().unwrap();
+        let v6: IpAddr = "::1".parse().unwrap();
+        let overrides: Overrides = vec![
+            ("feed.example.".into(), vec![v6]),
+            ("FEED.example".into(), vec![v4]),
+        ];
+        for host in ["feed.example", "feed.example."] {
+            assert_eq!(
+                overridden(&overrides, host, 80),
+                Some(vec![SocketAddr::new(v4, 80)]),
+                "{host}"
+            );
+        }
     }
 }

@@ -579,6 +579,9 @@ pub enum ProxyError {
     },
     /// The proxy closed the connection before the tunnel was open.
     ClosedEarly,
+    /// The SOCKS5 proxy closed the connection right after our user name and password,
+    /// instead of answering them: how some proxies reject credentials.
+    ClosedAfterCredentials,
     /// A SOCKS5 user name or password is longer than the protocol's 255 bytes.
     CredentialsTooLong,
 }
@@ -591,7 +594,8 @@ impl ProxyError {
     /// not retried.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ProxyError::ClosedEarly => true,
+            // Credentials are likely wrong, but a proxy restarting looks the same.
+            ProxyError::ClosedEarly | ProxyError::ClosedAfterCredentials => true,
             ProxyError::HttpStatus { status, .. } => {
                 *status >= 500 || *status == 408 || *status == 429
             }
@@ -661,6 +665,10 @@ impl fmt::Display for ProxyError {
             ProxyError::ClosedEarly => {
                 f.write_str("closed the connection before the tunnel was open")
             }
+            ProxyError::ClosedAfterCredentials => f.write_str(
+                "closed the connection right after our user name and password, instead of \
+                 answering them: it likely rejected them (check those of the proxy URL)",
+            ),
             ProxyError::CredentialsTooLong => f.write_str(
                 "SOCKS5 allows at most 255 bytes for the user name and for the password",
             ),

@@ -168,6 +168,11 @@ impl Socks5 {
         self.state.len() - self.buf.len()
     }
 
+    /// Whether our user name and password went out and their answer has not come.
+    pub(crate) fn awaits_auth_answer(&self) -> bool {
+        self.state == State::Auth
+    }
+
     /// Whether the tunnel is open.
     #[cfg(test)]
     pub(crate) fn is_done(&self) -> bool {

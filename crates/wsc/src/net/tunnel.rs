@@ -80,6 +80,17 @@ impl Negotiation {
         }
     }
 
+    /// The proxy closed the connection before the tunnel was open: right after our SOCKS5
+    /// credentials, that is how some proxies reject them.
+    fn closed_early(&self) -> ProxyError {
+        match self {
+            Negotiation::Socks5(socks) if socks.awaits_auth_answer() => {
+                ProxyError::ClosedAfterCredentials
+            }
+            _ => ProxyError::ClosedEarly,
+        }
+    }
+
     /// Takes bytes read from the proxy (at most [`Negotiation::read_limit`]).
     fn receive(&mut self, data: &[u8]) -> Result<Next, ProxyError> {
         match self {
@@ -249,7 +260,7 @@ fn negotiate_blocking(
         let limit = negotiation.read_limit().min(scratch.len());
         tcp.set_read_timeout(time_left(deadline)?)?;
         let n = match tcp.read(&mut scratch[..limit]) {
-            Ok(0) => return Err(proxy_error(proxy)(ProxyError::ClosedEarly)),
+            Ok(0) => return Err(proxy_error(proxy)(negotiation.closed_early())),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(io_error(e)),
@@ -359,7 +370,7 @@ where
         let limit = negotiation.read_limit().min(scratch.len());
         let n = stream.read(&mut scratch[..limit]).await?;
         if n == 0 {
-            return Err(proxy_error(proxy)(ProxyError::ClosedEarly));
+            return Err(proxy_error(proxy)(negotiation.closed_early()));
         }
         match negotiation
             .receive(&scratch[..n])
@@ -567,6 +578,29 @@ mod tests {
             no_redial,
         ));
         assert_eq!(error, ProxyError::ClosedEarly);
+        proxy_thread.join().unwrap();
+    }
+
+    #[test]
+    fn a_socks5_proxy_hanging_up_on_our_credentials_is_said_to_have_likely_rejected_them() {
+        // As pproxy does, instead of RFC 1929's failure status.
+        let (addr, proxy_thread) = fake_proxy(|mut tcp| {
+            assert_eq!(read_n(&mut tcp, 4), [5, 2, 0, 2]);
+            tcp.write_all(&[5, 2]).unwrap();
+            assert_eq!(read_n(&mut tcp, 10), b"\x01\x04user\x03bad");
+        });
+        let proxy = Proxy::socks5("127.0.0.1", addr.port()).credentials("user", "bad");
+        let mut tcp = TcpStream::connect(addr).unwrap();
+        let error = proxy_err(open_blocking(
+            &mut tcp,
+            &proxy,
+            ("h", 80),
+            &Vec::new(),
+            soon(),
+            no_redial,
+        ));
+        assert_eq!(error, ProxyError::ClosedAfterCredentials);
+        assert!(error.to_string().contains("likely rejected"), "{error}");
         proxy_thread.join().unwrap();
     }
 
