@@ -207,7 +207,10 @@ impl ClientBuilder {
 
     /// Fails a read that waits longer than this for data with [`Error::Timeout`]
     /// (`Phase::Read`); the connection stays usable (default: wait forever). Takes a
-    /// `Duration` or an `Option`, as the other timeouts do.
+    /// `Duration` or an `Option`, as the other timeouts do. Any frame counts as data, the
+    /// pongs that answer keepalive pings too: to notice a feed that stays up but sends no
+    /// messages, keep the time of the last text or binary message (as the CLI's
+    /// `--idle-timeout` does).
     pub fn read_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.read_timeout = timeout.into();
         self

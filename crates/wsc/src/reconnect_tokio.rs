@@ -82,7 +82,10 @@ impl ClientBuilder {
 impl Reconnecting {
     /// The next message, or a drop or reconnect. Returns an error when reconnecting gives
     /// up (the last attempt's error), after [`Reconnecting::close`]
-    /// ([`Error::ConnectionClosed`]), and for a read timeout (the connection stays up).
+    /// ([`Error::ConnectionClosed`]), and for a read timeout (the connection stays up). When
+    /// connections keep dropping before they are stable, the drop that reaches
+    /// `max_attempts` is the last event ([`Reconnecting::has_given_up`]);
+    /// [`Error::ConnectionClosed`] follows.
     ///
     /// Cancellation safe: cancelled while connected, nothing is lost; cancelled while the
     /// server's close is wound up, the next call finishes it; cancelled between connections,

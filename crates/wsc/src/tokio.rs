@@ -3,11 +3,20 @@
 //!
 //! [`WebSocketStream`] is a [`futures_core::Stream`] of messages and a [`futures_sink::Sink`]
 //! for sending, with `recv`/`send`/`close` methods on top. All of its state lives in the
-//! struct, never in a future, so every method is cancellation safe: a `recv()` dropped by
-//! `select!` loses no message, and a `send()` dropped half-way leaves the frame queued, to go
-//! out with the next write. (A `send()` dropped while it still waited for room in the write
-//! buffer, the peer reading slowly, had not queued its message: keep a message that must not
-//! be lost until its `send` returns.)
+//! struct, never in a future: a `recv()` (or `recv_ref`, `next`) dropped by `select!` loses
+//! no message, and a `close` (or the sink's flush) called again goes on where the dropped
+//! call was.
+//!
+//! A `send()` (and `send_text`, `send_binary`, `ping`, `send_fragmented`, `send_part`)
+//! dropped before it returns may or may not have queued its message: dropped while it waited
+//! for room in the write buffer (the peer reading slowly), it queued nothing; dropped after,
+//! the message goes out with the next write. Sending it again may then send it twice, and
+//! not sending it may lose it. To send from a `select!` loop, queue with
+//! `futures_util::SinkExt::feed`, which waits for room and queues in the same step (a `feed`
+//! dropped queued nothing; one that returned queued its message), then write with
+//! `SinkExt::flush`; or send from a task of its own ([`WebSocketStream::split`]).
+//! The parts of a `send_part` message must not be dropped half-way: a part left out or sent
+//! twice changes the message.
 //!
 //! [`WebSocketStream::split`] gives a reading and a writing half for two tasks. Pongs and
 //! close replies are written by whichever half is polled, so a task that only reads still
@@ -125,6 +134,13 @@ struct Inner<S> {
     read_timeout: Option<Duration>,
     /// Since when the reader has waited without data (for the idle-read timeout).
     idle_since: Option<Instant>,
+    /// A deadline (keepalive, idle read, close) was found passed with nothing to read, and
+    /// the stream is to be read once more, after tokio's I/O driver has run, before it
+    /// counts (see [`Inner::deadline_counts`]).
+    looked_again: bool,
+    /// The socket was read after the close timeout ended: the next look at it ends the
+    /// connection, however much keeps coming (see [`Inner::poll_stage`]).
+    read_past_close_deadline: bool,
     /// When the reader first waited for data while keeping the last big message's buffer:
     /// `poll_timers` frees the buffer `KEEP_MESSAGE_BUFFER` later, at that wait or a later
     /// one (so a busy stream of big messages allocates it again about once a second).
@@ -291,13 +307,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             if !self.conn.is_terminated() {
                 self.poll_write_replies(cx);
             }
-            if self.conn.state() == State::CloseSent {
-                // Also while data keeps coming, when the timers do not run.
-                let now = ::tokio::time::Instant::now().into_std();
-                if let Err(e) = self.close_overdue(now) {
-                    return self.staging_failed(e);
-                }
-            }
             match self.conn.stage_next() {
                 Ok(true) => {
                     self.poll_write_replies(cx);
@@ -349,6 +358,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     return self.staging_failed(e);
                 }
             }
+            // The close timeout, also while data keeps coming (when the timers do not run),
+            // once the socket has been read past it: what arrived by then (the peer's close,
+            // unseen while the runtime's thread was busy) is staged first.
+            let closing_overdue = self.conn.state() == State::CloseSent
+                && self.close_deadline_passed(::tokio::time::Instant::now().into_std());
+            if closing_overdue && self.read_past_close_deadline {
+                let now = ::tokio::time::Instant::now().into_std();
+                if let Err(e) = self.close_overdue(now) {
+                    return self.staging_failed(e);
+                }
+            }
             let filled = match self.poll_fill(cx) {
                 Poll::Ready(filled) => filled,
                 Poll::Pending => match self.poll_timers(cx) {
@@ -359,6 +379,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 },
             };
             self.idle_since = None;
+            self.looked_again = false;
+            self.read_past_close_deadline |= closing_overdue;
             match filled {
                 Ok(0) => {
                     if let Err(e) = self.conn.receive_eof() {
@@ -403,6 +425,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         // tokio's clock, which its timers follow (it may be paused in tests).
         let now = ::tokio::time::Instant::now().into_std();
         let queued = self.conn.queued_output();
+        if self.conn.keepalive_overdue(now) && !self.deadline_counts(cx) {
+            return Poll::Pending;
+        }
         let mut wake = match self.conn.poll_keepalive(now) {
             Ok(wake) => wake,
             Err(e) => {
@@ -426,6 +451,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         if let Some(limit) = idle {
             let since = *self.idle_since.get_or_insert(now);
             if now.saturating_duration_since(since) >= limit {
+                if !self.deadline_counts(cx) {
+                    return Poll::Pending;
+                }
                 self.idle_since = Some(now);
                 return Poll::Ready(Some(Error::Timeout(Phase::Read)));
             }
@@ -435,6 +463,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             }
         }
         if closing {
+            if self.close_deadline_passed(now) && !self.deadline_counts(cx) {
+                return Poll::Pending;
+            }
             match self.close_overdue(now) {
                 Err(e) => return Poll::Ready(Some(e)),
                 Ok(Some(end)) => wake = Some(wake.map_or(end, |at| at.min(end))),
@@ -461,6 +492,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             Poll::Ready(()) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
+    }
+
+    /// Whether a deadline found passed (with nothing to read) counts now. The first time, not
+    /// yet: tokio learns that bytes arrived only when its I/O driver runs, so after the
+    /// runtime's thread was busy (a handler doing synchronous work, past a deadline) the
+    /// answer may be waiting in the socket unseen. The task is woken after the driver's next
+    /// turn (as `yield_now` does) to read once more; the deadline counts if nothing came.
+    fn deadline_counts(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.looked_again {
+            self.looked_again = false;
+            return true;
+        }
+        self.looked_again = true;
+        // Always pending at its first poll, with the wake deferred past the driver's turn.
+        let _ = std::pin::pin!(::tokio::task::yield_now()).poll(cx);
+        false
+    }
+
+    /// Whether the close timeout has ended at `now` (never before closing began).
+    fn close_deadline_passed(&self, now: Instant) -> bool {
+        self.close_sent_since.is_some() && self.close_deadline(now).is_some_and(|end| now >= end)
     }
 
     /// Our close frame went out and the peer's close has not come within the close timeout
@@ -735,6 +787,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 timer: None,
                 read_timeout: None,
                 idle_since: None,
+                looked_again: false,
+                read_past_close_deadline: false,
                 kept_since: None,
                 close_sent_since: None,
                 close_timed_out: false,

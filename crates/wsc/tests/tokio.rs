@@ -900,6 +900,45 @@ async fn send_blocks_when_the_peer_does_not_read_and_the_queue_stays_bounded() {
     .await;
 }
 
+/// The way the module's docs give to send from a `select!` loop: a `feed` dropped by a
+/// timer queued nothing, so the same message is fed again, and every one arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_dropped_by_a_timer_queued_nothing_so_feeding_it_again_sends_it_once() {
+    within(BUDGET, async {
+        let (listener, url) = listen().await;
+        let (go, wait) = oneshot::channel();
+        let server = tokio::spawn(stalled_server(listener, wait));
+        let (mut ws, _) = with_compression(builder(&url), false)
+            .connect_async()
+            .await
+            .unwrap();
+        ws.set_write_buffer(WRITE_BUFFER);
+        let mut go = Some(go);
+        let (mut dropped, total) = (0u32, 300u32);
+        for i in 0..total {
+            loop {
+                let feed = SinkExt::<Message>::feed(&mut ws, Message::binary(numbered(i, CHUNK)));
+                match timeout(Duration::from_millis(2), feed).await {
+                    Ok(result) => break result.unwrap(),
+                    Err(_) => dropped += 1,
+                }
+                // The server reads once feeds have been dropped while it did not.
+                if dropped >= 20 {
+                    if let Some(go) = go.take() {
+                        go.send(()).unwrap();
+                    }
+                }
+            }
+        }
+        assert!(go.is_none(), "no feed waited for room");
+        SinkExt::<Message>::flush(&mut ws).await.unwrap();
+        ws.close(None).await.unwrap();
+        let (numbers, _) = server.await.unwrap();
+        assert!(numbers.iter().copied().eq(0..total), "{numbers:?}");
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sink_feed_and_send_block_when_the_peer_does_not_read() {
     within(BUDGET, async {
@@ -2257,4 +2296,78 @@ async fn a_reset_during_the_handshake_is_a_handshake_error_that_keeps_a_refusal_
             other => panic!("{:?}: {:?}", String::from_utf8_lossy(refusal), other.err()),
         }
     }
+}
+
+/// A blocking echo server on its own thread (it answers pings, as every server does), so
+/// that it runs while the client's runtime thread is blocked. Ends with the connection.
+fn threaded_echo_server() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        tcp.set_read_timeout(Some(BUDGET)).unwrap();
+        let mut ws = wsc::server::accept(tcp).unwrap();
+        while let Ok(message) = ws.read() {
+            if message.is_data() && ws.send(message).is_err() {
+                break;
+            }
+        }
+    });
+    url
+}
+
+/// The runtime's thread blocked (a handler doing synchronous work) while the answer arrives:
+/// when the stream is next polled, its deadline has passed, but the answer is waiting in the
+/// socket, unseen by tokio's readiness until its I/O driver runs. Before, the keepalive
+/// found a healthy peer dead, and the read timeout fired with a message waiting.
+#[tokio::test(flavor = "current_thread")]
+async fn deadlines_passed_while_the_thread_was_blocked_look_at_the_socket_first() {
+    use futures_util::FutureExt as _;
+    within(BUDGET, async {
+        let interval = Duration::from_millis(100);
+        let keepalive = wsc::Keepalive::new(interval, interval);
+        let (mut ws, _) = builder(&threaded_echo_server())
+            .keepalive(keepalive)
+            .connect_async()
+            .await
+            .unwrap();
+        // The ping falls due; one poll sends it, then the thread blocks past its deadline
+        // while the pong comes in.
+        tokio::time::sleep(interval * 2).await;
+        assert!(ws.recv().now_or_never().is_none());
+        std::thread::sleep(interval * 4);
+        match ws.recv().await {
+            Some(Ok(Message::Pong(_))) => {}
+            other => panic!("the pong waiting in the socket was not read: {other:?}"),
+        }
+        ws.close(None).await.unwrap();
+
+        let (mut ws, _) = builder(&threaded_echo_server())
+            .read_timeout(interval)
+            .connect_async()
+            .await
+            .unwrap();
+        // The read timeout's clock starts at the first wait.
+        assert!(ws.recv().now_or_never().is_none());
+        ws.send_text("echo me").await.unwrap();
+        std::thread::sleep(interval * 4);
+        match ws.recv().await {
+            Some(Ok(Message::Text(text))) => assert_eq!(text.as_str(), "echo me"),
+            other => panic!("the message waiting in the socket was not read: {other:?}"),
+        }
+        ws.close(None).await.unwrap();
+
+        let (mut ws, _) = builder(&threaded_echo_server())
+            .close_timeout(interval)
+            .connect_async()
+            .await
+            .unwrap();
+        // Our close goes out (the server's answer cannot be read within this first poll);
+        // the thread blocks past the close timeout while the answer comes in.
+        let first = ws.close(None).now_or_never();
+        assert!(first.is_none(), "{first:?}");
+        std::thread::sleep(interval * 4);
+        ws.close(None).await.unwrap();
+    })
+    .await;
 }

@@ -232,9 +232,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
     /// Sends a close frame within the close timeout (the reading half then receives the
     /// peer's close, also within the close timeout). `frame: None` sends no status code (the
     /// server sees 1005); `Some(wsc::CloseFrame::new(wsc::CloseCode::NORMAL, ""))` sends
-    /// 1000. A peer already gone (it reset the connection) is not an error here: the reading
-    /// half delivers what it sent before, then its close frame or
-    /// [`Error::ConnectionReset`].
+    /// 1000. A peer found gone by this write (it reset the connection) is not an error here:
+    /// the reading half delivers what it sent before, then its close frame or
+    /// [`Error::ConnectionReset`]. Once the reading half has reported the connection's end
+    /// (a reset, an error), nothing can be sent: [`Error::ConnectionClosed`].
     pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
         self.locked(|inner| {
             if inner.conn.can_send() {
