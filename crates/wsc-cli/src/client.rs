@@ -222,6 +222,18 @@ impl Link {
         }
     }
 
+    /// Once we close: no more reconnecting, the connection ends as a direct one does (and
+    /// says how, which a drop reported by the reconnecting client no longer can).
+    fn stop_reconnecting(&mut self) {
+        let taken = match self {
+            Link::Reconnecting(r) => r.take(),
+            Link::Direct(_) => None,
+        };
+        if let Some(ws) = taken {
+            *self = Link::Direct(ws);
+        }
+    }
+
     /// `--reconnect` gave up: `--reconnect-max-attempts` connections in a row dropped
     /// before they were stable.
     fn has_given_up(&self) -> bool {
@@ -699,12 +711,17 @@ impl Session {
     }
 
     /// How the connection ending with `e` while we closed it ends the session. A server that
-    /// answers our close by ending TCP (a FIN or a reset, no close frame of its own) is
-    /// common and loses nothing once our close and everything before it are out: the clean
-    /// end the user asked for, not a lost connection.
+    /// answers our close by ending TCP (a FIN, no close frame of its own) is common, and had
+    /// read all we sent once our close and everything before it were out: the clean end the
+    /// user asked for, not a lost connection. A reset is not that: a server that closes with
+    /// our data unread resets.
     fn closing_failed(&mut self, e: Error) -> Result<(), CliError> {
+        let ended = self
+            .link
+            .ws()
+            .is_some_and(|ws| ws.connection().peer_ended_stream());
         match e {
-            Error::ConnectionReset if self.close_out => {
+            Error::ConnectionReset if self.close_out && ended => {
                 self.format
                     .note("* the server ended the connection without answering our close");
                 Ok(())
@@ -723,6 +740,7 @@ impl Session {
             // Possibly queued behind output the peer has not taken yet.
             sent_or_queued(ws.close(Some(CloseFrame::new(code, ""))))?;
             self.closing_since = Some(Instant::now());
+            self.link.stop_reconnecting();
         }
         Ok(())
     }

@@ -11,7 +11,8 @@ pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0   clean close (or --count reached, end of input, Ctrl-C, SIGTERM, SIGHUP, or stdout
       closed: the reader of `wsc URL | head` gone, which wsc closes with 1001); also a
-      server that answers our close by ending TCP without a close frame of its own
+      server that answers our close by closing TCP (a FIN, not a reset) without a close
+      frame of its own
   1   other error
   2   bad arguments or URL (a header or subprotocol that cannot be sent included; a proxy
       URL, from --proxy or the environment, that cannot be used)
@@ -26,9 +27,9 @@ Exit status:
       answering our close within 3 s
   8   protocol violation by the server, or a message from it past --max-message-size
       (the close code sent, such as 1002 or 1009, is in the message)
-  9   an open connection lost without a close handshake (closed or reset) before we
-      closed it, or --reconnect gave up on connections that kept dropping soon after
-      they opened
+  9   an open connection lost without a close handshake (closed or reset; while we
+      close, reset, or closed before our output was all out), or --reconnect gave up on
+      connections that kept dropping soon after they opened
   10  no pong within the ping timeout
   11  the server closed with an error code (not 1000/1001)
   12  I/O error (stdin that cannot be read, a stdin line over --max-message-size or not

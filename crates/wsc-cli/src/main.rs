@@ -69,7 +69,11 @@ fn misplaced_subcommand(e: &clap::Error) -> Option<&'static str> {
         return None;
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
-    args.iter().skip(1).find_map(|a| misplaced(Some(a)))
+    // Not after a URL: `wsc ws://h --send demo --bogus` sends the word.
+    args.iter()
+        .take_while(|a| !a.contains("://"))
+        .skip(1)
+        .find_map(|a| misplaced(Some(a)))
 }
 
 /// `arg` if it names a subcommand.

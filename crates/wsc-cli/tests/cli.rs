@@ -915,6 +915,10 @@ fn bad_arguments_exit_2() {
             stderr(&out)
         );
     }
+    // A message that reads as a subcommand, after the URL: no such hint.
+    let out = wsc(&["ws://127.0.0.1:1/", "--send", "demo", "--bogus"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!stderr(&out).contains("hint:"), "{}", stderr(&out));
     // Values that made a feed server panic (a rate whose period no Duration holds, a ping
     // period rounded to zero) or a client ping in a tight loop are refused up front.
     for args in [
@@ -1531,21 +1535,25 @@ fn server_hanging_up_on_our_close(reset: bool) -> String {
 }
 
 #[test]
-fn a_server_hanging_up_on_our_close_is_a_clean_end_exit_0() {
-    // Many servers answer a close by dropping TCP: once our close is out, nothing is lost
-    // (each way out that closes: the end of stdin, --count, Ctrl-C).
-    for reset in [false, true] {
-        let url = server_hanging_up_on_our_close(reset);
-        let out = wsc(&[&url, "--no-compression", "--linger", "0"], b"");
-        exits_with(&out, 0);
-        assert_eq!(stdout(&out), "x\n");
-        let url = server_hanging_up_on_our_close(reset);
-        let out = wsc(&[&url, "-n", "--count", "1", "-v"], b"");
+fn a_server_hanging_up_on_our_close_is_a_clean_end_exit_0_but_a_reset_is_not() {
+    // Many servers answer a close by ending TCP: once our close is out, a FIN says the
+    // server read it all (each way out that closes: the end of stdin, --count, Ctrl-C; with
+    // --reconnect too). A reset says nothing of the kind: a server closing with our data
+    // unread resets.
+    let url = server_hanging_up_on_our_close(false);
+    let out = wsc(&[&url, "--no-compression", "--linger", "0"], b"");
+    exits_with(&out, 0);
+    assert_eq!(stdout(&out), "x\n");
+    for extra in [&[][..], &["--reconnect"]] {
+        let url = server_hanging_up_on_our_close(false);
+        let mut args = vec![url.as_str(), "-n", "--count", "1", "-v"];
+        args.extend_from_slice(extra);
+        let out = wsc(&args, b"");
         exits_with(&out, 0);
         let err = stderr(&out);
         assert!(
             err.contains("the server ended the connection without answering our close"),
-            "{err}"
+            "{extra:?}: {err}"
         );
     }
     let url = server_hanging_up_on_our_close(false);
@@ -1553,6 +1561,10 @@ fn a_server_hanging_up_on_our_close_is_a_clean_end_exit_0() {
     let _err = once_open(&mut child);
     send_signal(&child, "-INT");
     assert_eq!(child.0.wait().unwrap().code(), Some(0));
+
+    let url = server_hanging_up_on_our_close(true);
+    let out = wsc(&[&url, "-n", "--count", "1"], b"");
+    exits_with(&out, 9);
 }
 
 #[test]

@@ -710,6 +710,14 @@ impl Reconnecting {
     pub fn get_mut(&mut self) -> Option<&mut WebSocket<MaybeTlsStream>> {
         self.ws.as_mut()
     }
+
+    /// Stops reconnecting and hands over the current connection, if one is open (to close
+    /// it and read until its end as a plain [`WebSocket`]); `next_event` then returns
+    /// [`Error::ConnectionClosed`].
+    pub fn take(&mut self) -> Option<WebSocket<MaybeTlsStream>> {
+        self.plan.stopped = true;
+        self.ws.take()
+    }
 }
 
 #[cfg(test)]

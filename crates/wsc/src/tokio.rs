@@ -35,7 +35,9 @@
 use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
@@ -134,10 +136,10 @@ struct Inner<S> {
     read_timeout: Option<Duration>,
     /// Since when the reader has waited without data (for the idle-read timeout).
     idle_since: Option<Instant>,
-    /// A deadline (keepalive, idle read, close) was found passed with nothing to read, and
-    /// the stream is to be read once more, after tokio's I/O driver has run, before it
-    /// counts (see [`Inner::deadline_counts`]).
-    looked_again: bool,
+    /// A deadline (keepalive, idle read, close) was found passed with nothing to read: the
+    /// stream is read once more, after tokio's I/O driver has run (this wake's turn), before
+    /// it counts (see [`Inner::deadline_counts`]).
+    look_again: Option<Arc<DriverTurn>>,
     /// The socket was read after the close timeout ended: the next look at it ends the
     /// connection, however much keeps coming (see [`Inner::poll_stage`]).
     read_past_close_deadline: bool,
@@ -379,7 +381,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 },
             };
             self.idle_since = None;
-            self.looked_again = false;
+            self.look_again = None;
             self.read_past_close_deadline |= closing_overdue;
             match filled {
                 Ok(0) => {
@@ -494,19 +496,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         }
     }
 
-    /// Whether a deadline found passed (with nothing to read) counts now. The first time, not
-    /// yet: tokio learns that bytes arrived only when its I/O driver runs, so after the
-    /// runtime's thread was busy (a handler doing synchronous work, past a deadline) the
-    /// answer may be waiting in the socket unseen. The task is woken after the driver's next
-    /// turn (as `yield_now` does) to read once more; the deadline counts if nothing came.
+    /// Whether a deadline found passed (with nothing to read) counts now. Not before the
+    /// socket has been read after a turn of tokio's I/O driver: tokio learns that bytes
+    /// arrived only when its driver runs, so after the runtime's thread was busy (a handler
+    /// doing synchronous work, past a deadline) the answer may be waiting in the socket
+    /// unseen. The task is woken after the driver's next turn (tokio's `yield_now` defers
+    /// the wake so, on a runtime's worker; elsewhere, as in `block_on`, it wakes at once,
+    /// and the other workers run the driver) to read once more; polls before that wake
+    /// (another branch of a `select!`) wait for it.
     fn deadline_counts(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.looked_again {
-            self.looked_again = false;
-            return true;
+        if let Some(turn) = &self.look_again {
+            if turn.passed.load(Ordering::Acquire) {
+                self.look_again = None;
+                return true;
+            }
+            if turn.waker.will_wake(cx.waker()) {
+                return false;
+            }
         }
-        self.looked_again = true;
+        let turn = Arc::new(DriverTurn {
+            waker: cx.waker().clone(),
+            passed: AtomicBool::new(false),
+        });
+        let waker = Waker::from(Arc::clone(&turn));
         // Always pending at its first poll, with the wake deferred past the driver's turn.
-        let _ = std::pin::pin!(::tokio::task::yield_now()).poll(cx);
+        let _ = std::pin::pin!(::tokio::task::yield_now()).poll(&mut Context::from_waker(&waker));
+        self.look_again = Some(turn);
         false
     }
 
@@ -787,7 +802,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 timer: None,
                 read_timeout: None,
                 idle_since: None,
-                looked_again: false,
+                look_again: None,
                 read_past_close_deadline: false,
                 kept_since: None,
                 close_sent_since: None,
@@ -1027,6 +1042,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     /// [`WsReader::reunite`] puts them back together.
     pub fn split(self) -> (WsReader<S>, WsWriter<S>) {
         split::halves(self.inner)
+    }
+}
+
+/// The wake of [`Inner::deadline_counts`]: records that it came (after a turn of tokio's I/O
+/// driver), then wakes the task.
+#[derive(Debug)]
+struct DriverTurn {
+    waker: Waker,
+    passed: AtomicBool,
+}
+
+impl Wake for DriverTurn {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.passed.store(true, Ordering::Release);
+        self.waker.wake_by_ref();
     }
 }
 

@@ -2316,6 +2316,10 @@ fn threaded_echo_server() -> String {
     url
 }
 
+/// How long the tests below block the runtime's thread: the deadlines (100 ms) pass, and
+/// the server's thread has long answered (with room for a loaded machine).
+const BLOCKED: Duration = Duration::from_millis(1000);
+
 /// The runtime's thread blocked (a handler doing synchronous work) while the answer arrives:
 /// when the stream is next polled, its deadline has passed, but the answer is waiting in the
 /// socket, unseen by tokio's readiness until its I/O driver runs. Before, the keepalive
@@ -2335,7 +2339,7 @@ async fn deadlines_passed_while_the_thread_was_blocked_look_at_the_socket_first(
         // while the pong comes in.
         tokio::time::sleep(interval * 2).await;
         assert!(ws.recv().now_or_never().is_none());
-        std::thread::sleep(interval * 4);
+        std::thread::sleep(BLOCKED);
         match ws.recv().await {
             Some(Ok(Message::Pong(_))) => {}
             other => panic!("the pong waiting in the socket was not read: {other:?}"),
@@ -2350,7 +2354,7 @@ async fn deadlines_passed_while_the_thread_was_blocked_look_at_the_socket_first(
         // The read timeout's clock starts at the first wait.
         assert!(ws.recv().now_or_never().is_none());
         ws.send_text("echo me").await.unwrap();
-        std::thread::sleep(interval * 4);
+        std::thread::sleep(BLOCKED);
         match ws.recv().await {
             Some(Ok(Message::Text(text))) => assert_eq!(text.as_str(), "echo me"),
             other => panic!("the message waiting in the socket was not read: {other:?}"),
@@ -2366,7 +2370,37 @@ async fn deadlines_passed_while_the_thread_was_blocked_look_at_the_socket_first(
         // the thread blocks past the close timeout while the answer comes in.
         let first = ws.close(None).now_or_never();
         assert!(first.is_none(), "{first:?}");
-        std::thread::sleep(interval * 4);
+        std::thread::sleep(BLOCKED);
+        ws.close(None).await.unwrap();
+
+        // Jobs keep the task busy (each blocks the thread) after the deadline has passed:
+        // the look at the socket waits for the I/O driver's turn, which comes once they are
+        // done.
+        let (mut ws, _) = builder(&threaded_echo_server())
+            .keepalive(keepalive)
+            .connect_async()
+            .await
+            .unwrap();
+        let (jobs, mut queue) = tokio::sync::mpsc::unbounded_channel();
+        for _ in 0..10 {
+            jobs.send(()).unwrap();
+        }
+        tokio::time::sleep(interval * 2).await;
+        let mut done = 0;
+        loop {
+            tokio::select! {
+                biased;
+                message = ws.recv() => match message {
+                    Some(Ok(Message::Pong(_))) => break,
+                    other => panic!("after {done} jobs: {other:?}"),
+                },
+                Some(()) = queue.recv() => {
+                    std::thread::sleep(interval * 6 / 10);
+                    done += 1;
+                }
+            }
+        }
+        drop(jobs);
         ws.close(None).await.unwrap();
     })
     .await;

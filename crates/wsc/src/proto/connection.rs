@@ -256,6 +256,8 @@ pub struct Connection {
     unsent_pongs: u32,
     /// The transport takes no more output (see [`Connection::lose_output`]).
     output_lost: bool,
+    /// The peer ended the stream (see [`Connection::peer_ended_stream`]).
+    peer_ended: bool,
     /// The kind (text or binary) of a message being sent in parts, until its last part.
     sending_parts: Option<OpCode>,
     /// The peer's close frame, once it came (state `Closed`): kept for `close` calls made
@@ -297,6 +299,7 @@ impl Connection {
             last_pong_end: 0,
             unsent_pongs: 0,
             output_lost: false,
+            peer_ended: false,
             sending_parts: None,
             peer_close: None,
         }
@@ -536,6 +539,7 @@ impl Connection {
     /// Tells the connection that the peer closed the transport. Returns an error unless the
     /// close handshake had completed (or the connection had already failed).
     pub fn receive_eof(&mut self) -> Result<(), Error> {
+        self.peer_ended = true;
         match self.state {
             State::Closed | State::Failed => Ok(()),
             State::Open | State::CloseSent => {
@@ -569,6 +573,15 @@ impl Connection {
         self.out_pos = 0;
         self.out_rest = None;
         self.out_after.clear();
+    }
+
+    /// Whether the peer ended the stream ([`Connection::receive_eof`]: TCP's FIN, with or
+    /// without TLS close_notify) rather than resetting it, which [`Error::ConnectionReset`]
+    /// alone does not say. A peer that closes its socket with our data unread resets it:
+    /// one that ends the stream after our close, without its close frame, most likely read
+    /// all we sent.
+    pub fn peer_ended_stream(&self) -> bool {
+        self.peer_ended
     }
 
     /// Whether the transport takes no more output (see [`Connection::lose_output`]): nothing
