@@ -843,17 +843,37 @@ fn check_delivered(numbers: &[u32], completed: u32, attempted: u32) {
         .eq(0..completed));
 }
 
+/// A client (no compression, a write buffer of `WRITE_BUFFER`) of a [`stalled_server`],
+/// the server's task and what lets it read; `small`: both ends' socket buffers small.
+async fn client_of_a_stalled_server(
+    small: bool,
+) -> (
+    wsc::tokio::WebSocketStream<wsc::tokio::TokioStream>,
+    tokio::task::JoinHandle<(Vec<u32>, Option<CloseFrame>)>,
+    oneshot::Sender<()>,
+) {
+    let (listener, url) = if small {
+        listen_small().await
+    } else {
+        listen().await
+    };
+    let (go, wait) = oneshot::channel();
+    let server = tokio::spawn(stalled_server(listener, wait));
+    let (mut ws, _) = with_compression(builder(&url), false)
+        .connect_async()
+        .await
+        .unwrap();
+    if small {
+        small_send_buffer(&ws);
+    }
+    ws.set_write_buffer(WRITE_BUFFER);
+    (ws, server, go)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_blocks_when_the_peer_does_not_read_and_the_queue_stays_bounded() {
     within(BUDGET, async {
-        let (listener, url) = listen().await;
-        let (go, wait) = oneshot::channel();
-        let server = tokio::spawn(stalled_server(listener, wait));
-        let (mut ws, _) = with_compression(builder(&url), false)
-            .connect_async()
-            .await
-            .unwrap();
-        ws.set_write_buffer(WRITE_BUFFER);
+        let (mut ws, server, go) = client_of_a_stalled_server(false).await;
         let bound = WRITE_BUFFER + CHUNK + 14;
         let (mut completed, mut attempted, mut blocked) = (0u32, 0u32, 0u32);
         let mut queued_after = Vec::new();
@@ -905,14 +925,7 @@ async fn send_blocks_when_the_peer_does_not_read_and_the_queue_stays_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_feed_dropped_by_a_timer_queued_nothing_so_feeding_it_again_sends_it_once() {
     within(BUDGET, async {
-        let (listener, url) = listen().await;
-        let (go, wait) = oneshot::channel();
-        let server = tokio::spawn(stalled_server(listener, wait));
-        let (mut ws, _) = with_compression(builder(&url), false)
-            .connect_async()
-            .await
-            .unwrap();
-        ws.set_write_buffer(WRITE_BUFFER);
+        let (mut ws, server, go) = client_of_a_stalled_server(false).await;
         let mut go = Some(go);
         let (mut dropped, total) = (0u32, 300u32);
         for i in 0..total {
@@ -942,15 +955,7 @@ async fn a_feed_dropped_by_a_timer_queued_nothing_so_feeding_it_again_sends_it_o
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sink_feed_and_send_block_when_the_peer_does_not_read() {
     within(BUDGET, async {
-        let (listener, url) = listen_small().await;
-        let (go, wait) = oneshot::channel();
-        let server = tokio::spawn(stalled_server(listener, wait));
-        let (mut ws, _) = with_compression(builder(&url), false)
-            .connect_async()
-            .await
-            .unwrap();
-        small_send_buffer(&ws);
-        ws.set_write_buffer(WRITE_BUFFER);
+        let (mut ws, server, go) = client_of_a_stalled_server(true).await;
         let bound = WRITE_BUFFER + CHUNK + 14;
         let (mut completed, mut attempted, mut blocked) = (0u32, 0u32, 0u32);
         while blocked < 40 {

@@ -509,6 +509,12 @@ mod tests {
         proxy_thread.join().unwrap();
     }
 
+    /// Opens a tunnel through `proxy`, listening at `addr`, to `h:80`.
+    fn open_to_h(proxy: &Proxy, addr: SocketAddr, deadline: Option<Instant>) -> Result<(), Error> {
+        let mut tcp = TcpStream::connect(addr).unwrap();
+        open_blocking(&mut tcp, proxy, ("h", 80), &Vec::new(), deadline, no_redial)
+    }
+
     #[test]
     fn bytes_after_the_200_are_a_bad_response() {
         let (addr, proxy_thread) = fake_proxy(|mut tcp| {
@@ -516,15 +522,7 @@ mod tests {
             tcp.write_all(b"HTTP/1.1 200 OK\r\n\r\nSURPRISE").unwrap();
         });
         let proxy = Proxy::http("127.0.0.1", addr.port());
-        let mut tcp = TcpStream::connect(addr).unwrap();
-        let error = proxy_err(open_blocking(
-            &mut tcp,
-            &proxy,
-            ("h", 80),
-            &Vec::new(),
-            soon(),
-            no_redial,
-        ));
+        let error = proxy_err(open_to_h(&proxy, addr, soon()));
         assert!(
             matches!(&error, ProxyError::BadResponse(m) if m.contains("8 bytes")),
             "{error}"
@@ -568,15 +566,7 @@ mod tests {
             read_head(&mut tcp);
         });
         let proxy = Proxy::http("127.0.0.1", addr.port());
-        let mut tcp = TcpStream::connect(addr).unwrap();
-        let error = proxy_err(open_blocking(
-            &mut tcp,
-            &proxy,
-            ("h", 80),
-            &Vec::new(),
-            None,
-            no_redial,
-        ));
+        let error = proxy_err(open_to_h(&proxy, addr, None));
         assert_eq!(error, ProxyError::ClosedEarly);
         proxy_thread.join().unwrap();
     }
@@ -590,15 +580,7 @@ mod tests {
             assert_eq!(read_n(&mut tcp, 10), b"\x01\x04user\x03bad");
         });
         let proxy = Proxy::socks5("127.0.0.1", addr.port()).credentials("user", "bad");
-        let mut tcp = TcpStream::connect(addr).unwrap();
-        let error = proxy_err(open_blocking(
-            &mut tcp,
-            &proxy,
-            ("h", 80),
-            &Vec::new(),
-            soon(),
-            no_redial,
-        ));
+        let error = proxy_err(open_to_h(&proxy, addr, soon()));
         assert_eq!(error, ProxyError::ClosedAfterCredentials);
         assert!(error.to_string().contains("likely rejected"), "{error}");
         proxy_thread.join().unwrap();
