@@ -35,7 +35,7 @@ fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
-    if let (None, Some(name)) = (&cli.command, misplaced(cli.client.url.as_deref())) {
+    if let (None, Some(name)) = (&cli.command, cli.client.url.as_deref().and_then(misplaced)) {
         // `wsc -v serve`: the subcommand read as the URL.
         say!("wsc: invalid URL: {name:?} (is it the subcommand?)");
         say!("hint: `{name}` comes first, before any option (wsc {name} --help)");
@@ -73,12 +73,10 @@ fn misplaced_subcommand(e: &clap::Error) -> Option<&'static str> {
     args.iter()
         .take_while(|a| !a.contains("://"))
         .skip(1)
-        .find_map(|a| misplaced(Some(a)))
+        .find_map(|a| misplaced(a))
 }
 
 /// `arg` if it names a subcommand.
-fn misplaced(arg: Option<&str>) -> Option<&'static str> {
-    ["serve", "demo"]
-        .into_iter()
-        .find(|name| arg == Some(*name))
+fn misplaced(arg: &str) -> Option<&'static str> {
+    ["serve", "demo"].into_iter().find(|name| arg == *name)
 }

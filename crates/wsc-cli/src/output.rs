@@ -10,7 +10,7 @@ use serde_json::json;
 use wsc::Message;
 
 use crate::redact;
-use crate::terminal::escape_controls;
+use crate::terminal::{escape_controls, is_bidi_override};
 
 /// How received messages are shown.
 #[derive(Debug, Clone, Copy, Default)]
@@ -96,7 +96,7 @@ pub fn json_line(message: &Message, now: SystemTime, rtt: Option<Duration>) -> S
 /// than it reads. These appear only inside strings.
 fn escape_for_terminals(line: String) -> String {
     use std::fmt::Write as _;
-    let unsafe_char = |c: char| matches!(c, '\u{7f}'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    let unsafe_char = |c: char| ('\u{7f}'..='\u{9f}').contains(&c) || is_bidi_override(c);
     if !line.contains(unsafe_char) {
         return line;
     }

@@ -26,8 +26,13 @@ pub fn stderr_is_terminal() -> bool {
 /// RLO, LRI, RLI, FSI, PDI). The marks (LRM, RLM, ALM) affect only their neighbours and are
 /// part of right-to-left text, and zero-width joiners build emoji: those pass.
 fn is_unsafe(c: char) -> bool {
-    (c.is_control() && c != '\n' && c != '\t')
-        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    (c.is_control() && c != '\n' && c != '\t') || is_bidi_override(c)
+}
+
+/// Whether `c` is a bidirectional embedding, override or isolate (U+202A to U+202E, U+2066
+/// to U+2069): what follows it displays in another order than it reads.
+pub fn is_bidi_override(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// `text` with its control characters (but newline, tab and the CR of a CRLF, which only

@@ -397,6 +397,21 @@ fn feed_life(listener: TcpListener, tick: &'static str, end: Option<CloseCode>) 
     }
 }
 
+/// Asserts `event` is a reconnect that took failed attempts first (the server was down)
+/// and at least `min_downtime_ms`.
+fn assert_reconnected_after_failed_attempts(event: Event, min_downtime_ms: u64) {
+    match event {
+        Event::Reconnected(r) => {
+            assert!(r.attempts >= 2, "{r:?}");
+            assert!(
+                r.downtime >= Duration::from_millis(min_downtime_ms),
+                "{r:?}"
+            );
+        }
+        other => panic!("expected a reconnect, got {other:?}"),
+    }
+}
+
 /// A feed server that comes back on `addr` after `down` (connections are refused until
 /// then) for one life that ends with a close of `end`.
 fn feed_life_later(
@@ -439,13 +454,7 @@ fn reconnect_after_the_server_dies_resubscribes_and_reports_the_gap() {
         "tick 2",
         CloseCode::GOING_AWAY,
     );
-    match feed.next_event().unwrap() {
-        Event::Reconnected(r) => {
-            assert!(r.attempts >= 2, "{r:?}");
-            assert!(r.downtime >= Duration::from_millis(400), "{r:?}");
-        }
-        other => panic!("expected a reconnect, got {other:?}"),
-    }
+    assert_reconnected_after_failed_attempts(feed.next_event().unwrap(), 400);
     assert!(matches!(feed.next_event().unwrap(),
         Event::Message(m) if m.as_text() == Some("tick 2 after subscribe:ticker:v2")));
     match feed.next_event().unwrap() {
@@ -731,13 +740,7 @@ fn the_first_connection_is_retried_when_the_policy_says_so() {
         "tick 1",
         CloseCode::GOING_AWAY,
     );
-    match feed.next_event().unwrap() {
-        Event::Reconnected(r) => {
-            assert!(r.attempts >= 2, "{r:?}");
-            assert!(r.downtime >= Duration::from_millis(250), "{r:?}");
-        }
-        other => panic!("expected the connection, got {other:?}"),
-    }
+    assert_reconnected_after_failed_attempts(feed.next_event().unwrap(), 250);
     assert!(matches!(feed.next_event().unwrap(),
         Event::Message(m) if m.as_text() == Some("tick 1 after subscribe:ticker")));
     assert!(matches!(
