@@ -143,7 +143,8 @@ pub struct ClientArgs {
     pub idle_timeout: Option<f64>,
 
     /// Reconnect after the connection drops, with backoff, sending the --send messages again;
-    /// stdin lines wait for the new connection.
+    /// stdin lines wait for the new connection. Each failed attempt is said on stderr; a
+    /// refusal with Retry-After (429, 503) is waited out, up to an hour.
     #[arg(long)]
     pub reconnect: bool,
 
@@ -153,7 +154,8 @@ pub struct ClientArgs {
     #[arg(long, value_name = "N", requires = "reconnect")]
     pub reconnect_max_attempts: Option<u32>,
 
-    /// With --reconnect: the longest wait between attempts (default 30).
+    /// With --reconnect: the longest wait between attempts (default 30; a server's
+    /// Retry-After may ask for longer).
     #[arg(long, value_name = "SECS", value_parser = parse_secs, requires = "reconnect")]
     pub reconnect_max_delay: Option<f64>,
 

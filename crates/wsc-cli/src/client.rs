@@ -557,12 +557,23 @@ impl Session {
                     }
                     continue;
                 }
+                Ok(Event::AttemptFailed(f)) => {
+                    self.format.event_attempt_failed(
+                        f.attempt,
+                        &f.error,
+                        f.retry_in,
+                        f.retry_after,
+                    );
+                    continue;
+                }
                 Ok(Event::Reconnected(r)) => {
                     self.down.store(false, Ordering::Relaxed);
                     self.last_message = Instant::now();
                     self.format.event_reconnected(r.attempts, r.downtime);
                     continue;
                 }
+                // (Events of later versions.)
+                Ok(_) => continue,
                 // Nothing arrived, or the peer took none of our output, within POLL.
                 Err(Error::Timeout(Phase::Read | Phase::Write)) => continue,
                 Err(e) if self.closing_since.is_some() => return self.closing_failed(e),

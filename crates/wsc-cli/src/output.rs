@@ -155,6 +155,38 @@ impl Format {
         }
     }
 
+    /// A failed attempt to reconnect (`--reconnect`) and the wait before the next one, like
+    /// [`Format::event_disconnected`]: a server down for long says so at each attempt.
+    pub fn event_attempt_failed(
+        &self,
+        attempt: u32,
+        error: &wsc::Error,
+        retry_in: std::time::Duration,
+        retry_after: Option<std::time::Duration>,
+    ) {
+        let asked = if retry_after.is_some_and(|w| w >= retry_in) {
+            " (the server's Retry-After)"
+        } else {
+            ""
+        };
+        say!(
+            "wsc: attempt {attempt} failed: {error}; next in {:.1} s{asked}",
+            retry_in.as_secs_f64()
+        );
+        if self.json {
+            let ts = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+            let line = json!({
+                "type": "attempt_failed",
+                "ts": ts,
+                "attempt": attempt,
+                "error": error.to_string(),
+                "retry_in_ms": retry_in.as_millis() as u64,
+                "retry_after_ms": retry_after.map(|w| w.as_millis() as u64),
+            });
+            print_line(&line.to_string());
+        }
+    }
+
     /// A reconnect (`--reconnect`), like [`Format::event_disconnected`].
     pub fn event_reconnected(&self, attempts: u32, downtime: std::time::Duration) {
         say!(

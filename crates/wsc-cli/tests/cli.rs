@@ -1138,10 +1138,23 @@ fn reconnect_survives_a_killed_server_resubscribes_and_reports_the_gap() {
     thread::sleep(Duration::from_millis(700));
     server = wsc_serve_at(&addr);
 
-    let back = next();
+    // Each attempt refused while it was down is a line, then the reconnect counts them.
+    let mut back = next();
+    let mut failed = 0;
+    while back["type"] == "attempt_failed" {
+        failed += 1;
+        assert_eq!(back["attempt"], failed, "{back}");
+        assert!(
+            back["error"].as_str().unwrap().contains("refused"),
+            "{back}"
+        );
+        assert!(back["retry_in_ms"].as_u64().unwrap() > 0, "{back}");
+        assert!(back["retry_after_ms"].is_null(), "{back}");
+        back = next();
+    }
     assert_eq!(back["type"], "reconnected", "{back}");
     assert!(back["downtime_ms"].as_u64().unwrap() >= 500, "{back}");
-    assert!(back["attempts"].as_u64().unwrap() >= 1, "{back}");
+    assert_eq!(back["attempts"], failed + 1, "{back}");
     // The subscription was sent again on the new connection and echoed.
     let again = next();
     assert_eq!(
@@ -1162,6 +1175,50 @@ fn reconnect_survives_a_killed_server_resubscribes_and_reports_the_gap() {
         "{err}"
     );
     drop(server);
+}
+
+#[test]
+fn reconnect_says_each_failed_attempt_and_waits_out_a_retry_after() {
+    // A server that drops us, then refuses with 429 and Retry-After: 1 (a service that limits
+    // its rate), then takes us back: the refusal is said with the wait, which is the
+    // server's, not the backoff's 0.5 s at most.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let server = thread::spawn(move || {
+        let refused_at;
+        {
+            let (tcp, _) = listener.accept().unwrap();
+            let mut ws = wsc::server::accept(tcp).unwrap();
+            ws.send_text("first").unwrap();
+        }
+        {
+            let (mut tcp, _) = listener.accept().unwrap();
+            let mut request = [0u8; 4096];
+            let _ = tcp.read(&mut request).unwrap();
+            tcp.write_all(
+                b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n",
+            )
+            .unwrap();
+            refused_at = Instant::now();
+        }
+        let (tcp, _) = listener.accept().unwrap();
+        let waited = refused_at.elapsed();
+        let mut ws = wsc::server::accept(tcp).unwrap();
+        ws.send_text("second").unwrap();
+        while ws.read().is_ok() {}
+        waited
+    });
+    let out = wsc(&[&url, "-n", "--reconnect", "--count", "2"], b"");
+    let err = exits_with(&out, 0);
+    assert_eq!(stdout(&out), "first\nsecond\n");
+    assert!(
+        err.contains("wsc: attempt 1 failed: ")
+            && err.contains("429")
+            && err.contains("; next in 1.0 s (the server's Retry-After)")
+            && err.contains("reconnected after"),
+        "{err}"
+    );
+    assert!(server.join().unwrap() >= Duration::from_millis(950));
 }
 
 #[test]

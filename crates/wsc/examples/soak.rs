@@ -851,6 +851,8 @@ struct Checker {
     read_timeouts: u64,
     disconnects: HashMap<String, u64>,
     reconnects: u64,
+    /// Failed attempts reported since the last drop.
+    failed_in_gap: u32,
     attempts_max: u32,
     downtime_max: Duration,
     downtime_total: Duration,
@@ -978,6 +980,13 @@ impl Checker {
                 if !self.disconnected {
                     self.error("Reconnected without Disconnected".into());
                 }
+                if r.attempts != self.failed_in_gap + 1 {
+                    self.error(format!(
+                        "reconnected in {} attempts, {} failed ones reported",
+                        r.attempts, self.failed_in_gap
+                    ));
+                }
+                self.failed_in_gap = 0;
                 self.disconnected = false;
                 self.expect_new = true;
                 self.reconnects += 1;
@@ -992,6 +1001,20 @@ impl Checker {
                     ));
                 }
             }
+            Event::AttemptFailed(f) => {
+                if !self.disconnected {
+                    self.error("AttemptFailed while connected".into());
+                }
+                // Each failed attempt, numbered from 1 in this gap, before its Reconnected.
+                self.failed_in_gap += 1;
+                if f.attempt != self.failed_in_gap {
+                    self.error(format!(
+                        "attempt {} reported as {}",
+                        self.failed_in_gap, f.attempt
+                    ));
+                }
+            }
+            other => self.error(format!("unknown event {other:?}")),
         }
     }
 }

@@ -14,7 +14,9 @@
 //!     match feed.next_event()? {
 //!         Event::Message(message) => println!("{message:?}"),
 //!         Event::Disconnected(why) => eprintln!("gap starts: {why}"),
+//!         Event::AttemptFailed(f) => eprintln!("attempt {} failed: {}; next in {:?}", f.attempt, f.error, f.retry_in),
 //!         Event::Reconnected(r) => eprintln!("back after {:?} ({} attempts)", r.downtime, r.attempts),
+//!         _ => {}
 //!     }
 //! }
 //! # Ok::<(), wsc::Error>(())
@@ -35,7 +37,7 @@
 //! signal in `tokio::select!`: it is cancellation safe.
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::blocking::WebSocket;
 use crate::client::ClientBuilder;
@@ -56,6 +58,7 @@ pub struct Reconnect {
     jitter: bool,
     stable_after: Duration,
     retry_first: bool,
+    max_retry_after: Option<Duration>,
 }
 
 impl Default for Reconnect {
@@ -67,6 +70,7 @@ impl Default for Reconnect {
             jitter: true,
             stable_after: Duration::from_secs(10),
             retry_first: false,
+            max_retry_after: Some(Duration::from_secs(3600)),
         }
     }
 }
@@ -127,6 +131,16 @@ impl Reconnect {
         self
     }
 
+    /// The longest wait a server's `Retry-After` can impose (default 1 hour; `None`: the
+    /// field is ignored). A refusal that can be retried (429 Too Many Requests, 503 Service
+    /// Unavailable, ...) with a `Retry-After` puts the next attempt off until then at the
+    /// soonest, past the backoff's delay if need be: services that limit their rate ban the
+    /// addresses of clients that come back sooner. A longer wait asked for is cut to this.
+    pub fn max_retry_after(mut self, limit: Option<Duration>) -> Self {
+        self.max_retry_after = limit;
+        self
+    }
+
     /// The delay before attempt `attempt` (1-based): the initial delay doubled per attempt,
     /// capped at the maximum, then jittered with `random`.
     pub fn delay(&self, attempt: u32, random: u32) -> Duration {
@@ -150,6 +164,7 @@ impl Reconnect {
 
 /// What a reconnecting client reports.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Event {
     /// A message or control frame from the server (a close from the server is reported as
     /// [`Event::Disconnected`] instead).
@@ -157,6 +172,10 @@ pub enum Event {
     /// The connection dropped; reconnecting starts with the next call. Messages the server
     /// sends from now until [`Event::Reconnected`] are lost: this is the gap.
     Disconnected(Disconnect),
+    /// An attempt to reconnect failed; the next one is made in `retry_in`. Reported for each
+    /// failed attempt but the last: when reconnecting gives up, `next_event` returns that
+    /// attempt's error instead.
+    AttemptFailed(AttemptFailed),
     /// A new connection is open and the subscriptions were sent again.
     Reconnected(Reconnected),
 }
@@ -207,6 +226,22 @@ pub struct Reconnected {
     pub attempts: u32,
     /// From noticing the drop to the new connection being open.
     pub downtime: Duration,
+}
+
+/// A failed attempt to reconnect, and when the next one comes.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct AttemptFailed {
+    /// Why it failed (one that a retry could mend: [`is_retryable`]).
+    pub error: Error,
+    /// Attempts failed since the connection dropped, this one included.
+    pub attempt: u32,
+    /// The wait before the next attempt: the backoff's delay, or the server's `Retry-After`
+    /// when that is longer.
+    pub retry_in: Duration,
+    /// The wait the server asked for with `Retry-After` (cut to
+    /// [`Reconnect::max_retry_after`]), if it asked.
+    pub retry_after: Option<Duration>,
 }
 
 /// Whether another attempt could succeed where `error` failed: network trouble, server
@@ -315,6 +350,9 @@ pub(crate) struct Plan {
     /// When the next attempt is due, once the wait for it began: a wait cut short (by a read
     /// timeout, a read deadline, a cancelled future) goes on toward the same time.
     retry_at: Option<Instant>,
+    /// An event to report before anything else: the failure of a first connection that is
+    /// retried ([`Reconnect::retry_first_connect`]).
+    pub(crate) pending: Option<Event>,
 }
 
 impl Plan {
@@ -336,6 +374,7 @@ impl Plan {
             stopped: false,
             gave_up: false,
             retry_at: None,
+            pending: None,
         }
     }
 
@@ -354,7 +393,7 @@ impl Plan {
         }
         let mut plan = Plan::new(builder, policy, now);
         plan.down_since = Some(now);
-        plan.attempt_failed(error)?;
+        plan.pending = Some(plan.attempt_failed(error, now)?);
         Ok(plan)
     }
 
@@ -399,28 +438,37 @@ impl Plan {
         if let Some(at) = self.retry_at {
             return at;
         }
-        let delay = self.next_delay();
-        // A delay past what the clock can count to (a huge max_delay): a year will do.
-        let at = now
-            .checked_add(delay)
-            .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
-            .unwrap_or(now);
+        let at = later(now, self.next_delay());
         self.retry_at = Some(at);
         at
     }
 
-    /// Records a failed attempt: `Err` (the error to return) when it is time to give up.
-    pub(crate) fn attempt_failed(&mut self, error: Error) -> Result<(), Error> {
-        self.retry_at = None;
+    /// Records an attempt that failed at `now` and plans the next one: its event, or `Err`
+    /// (the error to return) when it is time to give up.
+    pub(crate) fn attempt_failed(&mut self, error: Error, now: Instant) -> Result<Event, Error> {
         self.failed = self.failed.saturating_add(1);
         self.backoff = self.backoff.saturating_add(1);
         self.in_a_row = self.in_a_row.saturating_add(1);
         if !is_retryable(&error) || self.policy.gives_up_after(self.in_a_row) {
+            self.retry_at = None;
             self.stopped = true;
             self.gave_up = true;
             return Err(error);
         }
-        Ok(())
+        let retry_after = match (&error, self.policy.max_retry_after) {
+            (Error::Handshake(HandshakeError::Rejected(response)), Some(limit)) => response
+                .retry_after(SystemTime::now())
+                .map(|wait| wait.min(limit)),
+            _ => None,
+        };
+        let retry_in = retry_after.map_or(self.next_delay(), |w| w.max(self.next_delay()));
+        self.retry_at = Some(later(now, retry_in));
+        Ok(Event::AttemptFailed(AttemptFailed {
+            error,
+            attempt: self.failed,
+            retry_in,
+            retry_after,
+        }))
     }
 
     /// Adds a message to the subscriptions, if it can be one: a close would end every
@@ -460,6 +508,14 @@ impl Plan {
         self.reconnected_since = true;
         event
     }
+}
+
+/// `now + delay`; for a delay past what the clock can count to (a huge `max_delay`), a year
+/// will do.
+fn later(now: Instant, delay: Duration) -> Instant {
+    now.checked_add(delay)
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(now)
 }
 
 /// Whether a read error ends the connection. A read timeout does not, nor a write timeout:
@@ -532,32 +588,33 @@ impl Reconnecting {
         if self.plan.stopped {
             return Err(Error::ConnectionClosed);
         }
-        loop {
-            let now = Instant::now();
-            let due = self.plan.retry_at(now);
-            if now < due {
-                let timeout = self
-                    .plan
-                    .builder
-                    .read_timeout
-                    .and_then(|t| now.checked_add(t));
-                let until = [Some(due), timeout, self.read_deadline]
-                    .into_iter()
-                    .flatten()
-                    .min()
-                    .unwrap_or(due);
-                std::thread::sleep(until.saturating_duration_since(now));
-                if until < due {
-                    return Err(Error::Timeout(Phase::Read));
-                }
+        if let Some(event) = self.plan.pending.take() {
+            return Ok(event);
+        }
+        let now = Instant::now();
+        let due = self.plan.retry_at(now);
+        if now < due {
+            let timeout = self
+                .plan
+                .builder
+                .read_timeout
+                .and_then(|t| now.checked_add(t));
+            let until = [Some(due), timeout, self.read_deadline]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(due);
+            std::thread::sleep(until.saturating_duration_since(now));
+            if until < due {
+                return Err(Error::Timeout(Phase::Read));
             }
-            match self.open() {
-                Ok(ws) => {
-                    self.ws = Some(ws);
-                    return Ok(self.plan.reconnected(Instant::now()));
-                }
-                Err(e) => self.plan.attempt_failed(e)?,
+        }
+        match self.open() {
+            Ok(ws) => {
+                self.ws = Some(ws);
+                Ok(self.plan.reconnected(Instant::now()))
             }
+            Err(e) => self.plan.attempt_failed(e, Instant::now()),
         }
     }
 
@@ -752,13 +809,17 @@ mod tests {
     #[test]
     fn attempts_are_bounded_and_permanent_errors_stop_at_once() {
         let mut plan = new_plan(Reconnect::new().max_attempts(Some(2)));
-        assert!(plan.attempt_failed(Error::ConnectionReset).is_ok());
-        assert!(plan.attempt_failed(Error::ConnectionReset).is_err());
+        assert!(plan
+            .attempt_failed(Error::ConnectionReset, Instant::now())
+            .is_ok());
+        assert!(plan
+            .attempt_failed(Error::ConnectionReset, Instant::now())
+            .is_err());
         assert!(plan.stopped);
 
         let mut plan = new_plan(Reconnect::new());
         let permanent = Error::Url(crate::url::UrlError::MissingHost);
-        assert!(plan.attempt_failed(permanent).is_err());
+        assert!(plan.attempt_failed(permanent, Instant::now()).is_err());
         assert!(plan.stopped);
     }
 
@@ -797,7 +858,9 @@ mod tests {
         plan.dropped(Disconnect::Closed(None), Instant::now());
         for expected in [100, 200, 400, 800, 1600, 3200] {
             assert_eq!(plan.next_delay(), Duration::from_millis(expected));
-            assert!(plan.attempt_failed(Error::Timeout(Phase::Connect)).is_ok());
+            assert!(plan
+                .attempt_failed(Error::Timeout(Phase::Connect), Instant::now())
+                .is_ok());
         }
         assert_eq!(plan.next_delay(), Duration::from_millis(6400));
         plan.reconnected(Instant::now());
@@ -808,6 +871,76 @@ mod tests {
         plan.up_since = Instant::now() - Duration::from_secs(60);
         plan.dropped(Disconnect::Closed(None), Instant::now());
         assert_eq!(plan.next_delay(), Duration::from_millis(100));
+    }
+
+    /// A refusal with `status` and, if given, a `Retry-After` of `retry_after`.
+    fn refusal(status: u16, retry_after: Option<&'static str>) -> Error {
+        let mut headers = http::HeaderMap::new();
+        if let Some(value) = retry_after {
+            headers.insert(http::header::RETRY_AFTER, value.parse().unwrap());
+        }
+        Error::Handshake(HandshakeError::Rejected(Box::new(crate::Response {
+            status: http::StatusCode::from_u16(status).unwrap(),
+            headers,
+            protocol: None,
+            body: bytes::Bytes::new(),
+            #[cfg(feature = "deflate")]
+            deflate: None,
+            redirects: Vec::new(),
+            request_head: None,
+        })))
+    }
+
+    /// The wait planned after `error` failed an attempt, and the `Retry-After` it honoured.
+    fn wait_after(plan: &mut Plan, error: Error) -> (Duration, Option<Duration>) {
+        let now = Instant::now();
+        match plan.attempt_failed(error, now) {
+            Ok(Event::AttemptFailed(f)) => {
+                assert_eq!(plan.retry_at(now), now + f.retry_in, "{f:?}");
+                (f.retry_in, f.retry_after)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_retry_after_puts_the_next_attempt_off_past_the_backoff_up_to_the_limit() {
+        let policy = Reconnect::new()
+            .initial_delay(Duration::from_secs(1))
+            .max_delay(Duration::from_secs(4))
+            .jitter(false);
+        let secs = Duration::from_secs;
+        let mut plan = new_plan(policy.clone());
+        plan.dropped(Disconnect::Closed(None), Instant::now());
+        // Longer than the backoff: honoured. Shorter: the backoff's delay stands.
+        assert_eq!(
+            wait_after(&mut plan, refusal(429, Some("120"))),
+            (secs(120), Some(secs(120)))
+        );
+        assert_eq!(
+            wait_after(&mut plan, refusal(503, Some("1"))),
+            (secs(4), Some(secs(1)))
+        );
+        // No Retry-After, or another error: the backoff alone.
+        assert_eq!(wait_after(&mut plan, refusal(503, None)), (secs(4), None));
+        assert_eq!(
+            wait_after(&mut plan, Error::ConnectionReset),
+            (secs(4), None)
+        );
+        // Cut to the limit, or ignored.
+        let mut plan = new_plan(policy.clone().max_retry_after(Some(secs(60))));
+        let asked = refusal(503, Some("86400"));
+        assert_eq!(wait_after(&mut plan, asked), (secs(60), Some(secs(60))));
+        let mut plan = new_plan(policy.max_retry_after(None));
+        assert_eq!(
+            wait_after(&mut plan, refusal(429, Some("120"))),
+            (secs(2), None)
+        );
+        // A refusal no retry mends is the end, Retry-After or not.
+        let mut plan = new_plan(Reconnect::new());
+        assert!(plan
+            .attempt_failed(refusal(403, Some("5")), Instant::now())
+            .is_err());
     }
 
     #[test]
@@ -847,7 +980,9 @@ mod tests {
         plan.up_since = Instant::now() - Duration::from_secs(60);
         plan.dropped(Disconnect::Closed(None), Instant::now());
         assert!(!plan.stopped);
-        assert!(plan.attempt_failed(Error::Timeout(Phase::Connect)).is_err());
+        assert!(plan
+            .attempt_failed(Error::Timeout(Phase::Connect), Instant::now())
+            .is_err());
         assert!(plan.gave_up);
     }
 
@@ -870,10 +1005,14 @@ mod tests {
         let policy = Reconnect::new().max_attempts(Some(3));
         let mut plan = new_plan(policy);
         plan.dropped(Disconnect::Closed(None), Instant::now());
-        assert!(plan.attempt_failed(Error::Timeout(Phase::Connect)).is_ok());
+        assert!(plan
+            .attempt_failed(Error::Timeout(Phase::Connect), Instant::now())
+            .is_ok());
         plan.reconnected(Instant::now());
         plan.dropped(Disconnect::Closed(None), Instant::now());
-        assert!(plan.attempt_failed(Error::Timeout(Phase::Connect)).is_err());
+        assert!(plan
+            .attempt_failed(Error::Timeout(Phase::Connect), Instant::now())
+            .is_err());
         assert!(plan.gave_up);
         // A stable connection starts the count over.
         let policy = Reconnect::new().max_attempts(Some(1));

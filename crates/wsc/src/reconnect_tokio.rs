@@ -129,22 +129,23 @@ impl Reconnecting {
         if self.plan.stopped {
             return Err(Error::ConnectionClosed);
         }
-        loop {
-            if self.attempt.is_none() {
-                let due = self.plan.retry_at(now());
-                ::tokio::time::sleep_until(due.into()).await;
-                self.attempt = Some(Mutex::new(self.open()));
-            }
-            let Some(attempt) = self.attempt.as_mut() else {
-                unreachable!("started above")
-            };
-            let attempt = attempt.get_mut().unwrap_or_else(|e| e.into_inner());
-            let opened = attempt.await;
-            self.attempt = None;
-            match opened.and_then(|(ws, response)| self.replay(ws, response)) {
-                Ok(()) => return Ok(self.plan.reconnected(now())),
-                Err(e) => self.plan.attempt_failed(e)?,
-            }
+        if let Some(event) = self.plan.pending.take() {
+            return Ok(event);
+        }
+        if self.attempt.is_none() {
+            let due = self.plan.retry_at(now());
+            ::tokio::time::sleep_until(due.into()).await;
+            self.attempt = Some(Mutex::new(self.open()));
+        }
+        let Some(attempt) = self.attempt.as_mut() else {
+            unreachable!("started above")
+        };
+        let attempt = attempt.get_mut().unwrap_or_else(|e| e.into_inner());
+        let opened = attempt.await;
+        self.attempt = None;
+        match opened.and_then(|(ws, response)| self.replay(ws, response)) {
+            Ok(()) => Ok(self.plan.reconnected(now())),
+            Err(e) => self.plan.attempt_failed(e, now()),
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 mod common;
 use common::Uncompressed;
 
-use wsc::reconnect::{Disconnect, Event, Reconnect};
+use wsc::reconnect::{AttemptFailed, Disconnect, Event, Reconnect, Reconnected};
 use wsc::{ClientBuilder, CloseCode, CloseFrame, Error, Keepalive, Message, Phase, RedirectError};
 
 const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -397,19 +397,63 @@ fn feed_life(listener: TcpListener, tick: &'static str, end: Option<CloseCode>) 
     }
 }
 
-/// Asserts `event` is a reconnect that took failed attempts first (the server was down)
-/// and at least `min_downtime_ms`.
-fn assert_reconnected_after_failed_attempts(event: Event, min_downtime_ms: u64) {
+/// Takes `event`, one of those of a gap: a failed attempt is added to `failed`, a reconnect
+/// returned, once asserted to count the failed attempts reported (numbered 1, 2, ...).
+fn end_of_gap(event: Event, failed: &mut Vec<AttemptFailed>) -> Option<Reconnected> {
     match event {
-        Event::Reconnected(r) => {
-            assert!(r.attempts >= 2, "{r:?}");
-            assert!(
-                r.downtime >= Duration::from_millis(min_downtime_ms),
-                "{r:?}"
-            );
+        Event::AttemptFailed(f) => {
+            assert_eq!(f.attempt as usize, failed.len() + 1, "{f:?}");
+            failed.push(f);
+            None
         }
-        other => panic!("expected a reconnect, got {other:?}"),
+        Event::Reconnected(r) => {
+            assert_eq!(
+                r.attempts as usize,
+                failed.len() + 1,
+                "{r:?} after {failed:?}"
+            );
+            Some(r)
+        }
+        other => panic!("expected a failed attempt or the reconnect, got {other:?}"),
     }
+}
+
+/// The blocking client's events until the reconnect: the failed attempts, the reconnect.
+fn through_the_gap(feed: &mut wsc::Reconnecting) -> (Vec<AttemptFailed>, Reconnected) {
+    let mut failed = Vec::new();
+    loop {
+        if let Some(r) = end_of_gap(feed.next_event().unwrap(), &mut failed) {
+            return (failed, r);
+        }
+    }
+}
+
+/// As [`through_the_gap`], for the async client.
+#[cfg(feature = "tokio")]
+async fn through_the_gap_async(
+    feed: &mut wsc::tokio::Reconnecting,
+) -> (Vec<AttemptFailed>, Reconnected) {
+    let mut failed = Vec::new();
+    loop {
+        if let Some(r) = end_of_gap(feed.next_event().await.unwrap(), &mut failed) {
+            return (failed, r);
+        }
+    }
+}
+
+/// Asserts that the reconnect at the end of the gap took failed attempts first (the server
+/// was down, refusing connections) and at least `min_downtime_ms`.
+fn assert_reconnected_after_refusals(gap: (Vec<AttemptFailed>, Reconnected), min_downtime_ms: u64) {
+    let (failed, r) = gap;
+    assert!(!failed.is_empty(), "{r:?}");
+    for f in &failed {
+        assert!(matches!(f.error, Error::Connect { .. }), "{f:?}");
+        assert_eq!(f.retry_after, None);
+    }
+    assert!(
+        r.downtime >= Duration::from_millis(min_downtime_ms),
+        "{r:?}"
+    );
 }
 
 /// A feed server that comes back on `addr` after `down` (connections are refused until
@@ -454,7 +498,7 @@ fn reconnect_after_the_server_dies_resubscribes_and_reports_the_gap() {
         "tick 2",
         CloseCode::GOING_AWAY,
     );
-    assert_reconnected_after_failed_attempts(feed.next_event().unwrap(), 400);
+    assert_reconnected_after_refusals(through_the_gap(&mut feed), 400);
     assert!(matches!(feed.next_event().unwrap(),
         Event::Message(m) if m.as_text() == Some("tick 2 after subscribe:ticker:v2")));
     match feed.next_event().unwrap() {
@@ -513,6 +557,7 @@ fn a_resubscription_the_server_is_slow_to_take_does_not_fail_the_reconnect() {
                     Ok(Event::Message(m)) => events.push(m.as_text().unwrap_or("").to_string()),
                     Ok(Event::Disconnected(_)) => events.push("down".into()),
                     Ok(Event::Reconnected(_)) => events.push("up".into()),
+                    Ok(other) => events.push(format!("{other:?}")),
                     Err(Error::Timeout(Phase::Write | Phase::Read)) => {}
                     Err(e) => return Err(e),
                 }
@@ -696,11 +741,137 @@ fn reconnect_gives_up_after_max_attempts() {
     assert!(matches!(feed.next_event().unwrap(), Event::Message(_)));
     server.join().unwrap();
     assert!(matches!(feed.next_event().unwrap(), Event::Disconnected(_)));
+    // Three attempts: the first two reported, the third's error returned.
+    for attempt in 1..=2 {
+        match feed.next_event() {
+            Ok(Event::AttemptFailed(f)) => {
+                assert_eq!(f.attempt, attempt);
+                assert!(matches!(f.error, Error::Connect { .. }), "{f:?}");
+            }
+            other => panic!("expected failed attempt {attempt}, got {other:?}"),
+        }
+    }
     match feed.next_event() {
         Err(Error::Connect { .. }) => {}
         other => panic!("expected the last connect error, got {other:?}"),
     }
+    assert!(feed.has_given_up());
     assert!(matches!(feed.next_event(), Err(Error::ConnectionClosed)));
+}
+
+/// Answers the next connection on `listener` with a refusal: `status` and `headers` (each
+/// line ending in CRLF).
+fn refuse_one(listener: &TcpListener, status: &str, headers: &str) {
+    let (mut tcp, _) = listener.accept().unwrap();
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !request.ends_with(b"\r\n\r\n") {
+        let n = tcp.read(&mut buf).unwrap();
+        assert!(n > 0, "the client left before its request was in");
+        request.extend_from_slice(&buf[..n]);
+    }
+    let head = format!("HTTP/1.1 {status}\r\n{headers}Content-Length: 0\r\n\r\n");
+    tcp.write_all(head.as_bytes()).unwrap();
+}
+
+/// Asserts `f` is the failure of a refusal with `status` whose `Retry-After` set the wait
+/// before the next attempt to `secs`.
+fn assert_put_off_by_retry_after(f: &AttemptFailed, status: u16, secs: u64) {
+    match &f.error {
+        Error::Handshake(wsc::HandshakeError::Rejected(response)) => {
+            assert_eq!(response.status.as_u16(), status)
+        }
+        other => panic!("expected the refusal, got {other:?}"),
+    }
+    let wait = Duration::from_secs(secs);
+    assert_eq!((f.retry_in, f.retry_after), (wait, Some(wait)), "{f:?}");
+}
+
+/// A server that refuses with `Retry-After` (a 503 while it restarts, a 429 from a service
+/// that limits its rate) is left alone that long, however short the backoff's delay:
+/// exchanges ban the addresses of clients that come back sooner.
+#[test]
+fn a_refusal_with_retry_after_puts_the_next_attempt_off_that_long() {
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        refuse_one(&listener, "503 Service Unavailable", "Retry-After: 1\r\n");
+        feed_life(listener, "tick 1", Some(CloseCode::NORMAL));
+    });
+    let policy = Reconnect::new()
+        .initial_delay(Duration::from_millis(10))
+        .jitter(false)
+        .retry_first_connect(true);
+    let start = Instant::now();
+    let mut feed = builder(&format!("ws://{addr}/feed"))
+        .connect_reconnecting(policy)
+        .unwrap();
+    feed.subscribe("subscribe:ticker").unwrap();
+    let (failed, r) = through_the_gap(&mut feed);
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_put_off_by_retry_after(&failed[0], 503, 1);
+    assert!(start.elapsed() >= Duration::from_secs(1));
+    assert!(r.downtime >= Duration::from_secs(1), "{r:?}");
+    assert!(matches!(feed.next_event().unwrap(),
+        Event::Message(m) if m.as_text() == Some("tick 1 after subscribe:ticker")));
+    feed.close(None).unwrap();
+    server.join().unwrap();
+}
+
+/// As the blocking client's, after a drop, on tokio's clock (paused: two minutes pass in
+/// no time); `max_retry_after` cuts a longer wait.
+#[cfg(feature = "tokio")]
+#[tokio::test]
+async fn async_a_refusal_with_retry_after_puts_the_next_attempt_off_that_long() {
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let mut ws = wsc::server::accept(tcp).unwrap();
+        ws.close(None).unwrap();
+        while ws.read().is_ok() {}
+        refuse_one(&listener, "429 Too Many Requests", "Retry-After: 120\r\n");
+        refuse_one(
+            &listener,
+            "503 Service Unavailable",
+            "Retry-After: 86400\r\n",
+        );
+        feed_life(listener, "tick 2", Some(CloseCode::NORMAL));
+    });
+    // No timeouts: tokio's paused clock would jump to them while a handshake waits.
+    let mut feed = ClientBuilder::new(format!("ws://{addr}/feed"))
+        .no_proxy()
+        .connect_timeout(None)
+        .handshake_timeout(None)
+        .connect_reconnecting_async(
+            Reconnect::new()
+                .initial_delay(Duration::from_millis(10))
+                .jitter(false)
+                .max_retry_after(Some(Duration::from_secs(300))),
+        )
+        .await
+        .unwrap();
+    feed.subscribe("subscribe:ticker").await.unwrap();
+    assert!(matches!(
+        feed.next_event().await.unwrap(),
+        Event::Disconnected(Disconnect::Closed(_))
+    ));
+    tokio::time::pause();
+    let (start, real_start) = (tokio::time::Instant::now(), Instant::now());
+    let (failed, r) = through_the_gap_async(&mut feed).await;
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert_put_off_by_retry_after(&failed[0], 429, 120);
+    assert_put_off_by_retry_after(&failed[1], 503, 300);
+    let waited = start.elapsed();
+    assert!(waited >= Duration::from_secs(420), "{waited:?} ({r:?})");
+    assert!(waited < Duration::from_secs(425), "{waited:?}");
+    assert!(real_start.elapsed() < Duration::from_secs(5));
+    assert!(matches!(feed.next_event().await.unwrap(),
+        Event::Message(m) if m.as_text() == Some("tick 2 after subscribe:ticker")));
+    feed.close(None).await.unwrap();
+    tokio::task::spawn_blocking(move || server.join().unwrap())
+        .await
+        .unwrap();
 }
 
 /// A port nothing listens on (yet): connections to it are refused.
@@ -740,7 +911,7 @@ fn the_first_connection_is_retried_when_the_policy_says_so() {
         "tick 1",
         CloseCode::GOING_AWAY,
     );
-    assert_reconnected_after_failed_attempts(feed.next_event().unwrap(), 250);
+    assert_reconnected_after_refusals(through_the_gap(&mut feed), 250);
     assert!(matches!(feed.next_event().unwrap(),
         Event::Message(m) if m.as_text() == Some("tick 1 after subscribe:ticker")));
     assert!(matches!(
@@ -778,10 +949,7 @@ async fn async_the_first_connection_is_retried_when_the_policy_says_so() {
         "tick 1",
         CloseCode::GOING_AWAY,
     );
-    match feed.next_event().await.unwrap() {
-        Event::Reconnected(r) => assert!(r.attempts >= 2, "{r:?}"),
-        other => panic!("expected the connection, got {other:?}"),
-    }
+    assert_reconnected_after_refusals(through_the_gap_async(&mut feed).await, 250);
     assert_eq!(feed.response().map(|r| r.status.as_u16()), Some(101));
     assert!(matches!(feed.next_event().await.unwrap(),
         Event::Message(m) if m.as_text() == Some("tick 1 after subscribe:ticker")));
@@ -829,7 +997,7 @@ async fn async_reconnect_after_the_server_dies_resubscribes_and_reports_the_gap(
         "tick 2",
         CloseCode::NORMAL,
     );
-    assert!(matches!(feed.next_event().await.unwrap(), Event::Reconnected(r) if r.attempts >= 1));
+    assert_reconnected_after_refusals(through_the_gap_async(&mut feed).await, 250);
     assert_ne!(accept(&feed), first_accept);
     assert!(feed.get_ref().is_some());
     assert!(matches!(feed.next_event().await.unwrap(),
@@ -880,12 +1048,24 @@ async fn async_reconnect_backoff_runs_on_tokios_clock() {
         .unwrap();
     tokio::time::pause();
     let (start, real_start) = (tokio::time::Instant::now(), Instant::now());
+    // Attempts after 10, 20 and 40 s of tokio's time, in far less real time; each failure
+    // but the last says when the next comes.
+    for (attempt, next) in [(1, 20), (2, 40)] {
+        match feed.next_event().await {
+            Ok(Event::AttemptFailed(f)) => {
+                assert_eq!(
+                    (f.attempt, f.retry_in),
+                    (attempt, Duration::from_secs(next))
+                )
+            }
+            other => panic!("expected failed attempt {attempt}, got {other:?}"),
+        }
+    }
     match feed.next_event().await {
         Err(Error::Connect { source, .. })
             if source.kind() == std::io::ErrorKind::ConnectionRefused => {}
         other => panic!("expected the last attempt's refusal, got {other:?}"),
     }
-    // Attempts after 10, 20 and 40 s of tokio's time, in far less real time.
     let waited = start.elapsed();
     assert!(waited >= Duration::from_secs(70), "{waited:?}");
     assert!(waited < Duration::from_secs(75), "{waited:?}");

@@ -250,6 +250,12 @@ impl Response {
         let body = body.trim();
         (!body.is_empty()).then(|| body.chars().take(200).collect())
     }
+
+    /// For a refusal (429, 503), how long the server asks us to wait before trying again,
+    /// as of `now`: its `Retry-After` ([`super::retry_after::retry_after`]).
+    pub fn retry_after(&self, now: std::time::SystemTime) -> Option<std::time::Duration> {
+        super::retry_after::retry_after(&self.headers, now)
+    }
 }
 
 /// By hand, to leave the request head and the cookies set out: an error printed with `{:?}`

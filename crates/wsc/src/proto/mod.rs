@@ -17,6 +17,7 @@ pub mod mask;
 pub mod message;
 mod random;
 pub(crate) mod redact;
+pub mod retry_after;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
