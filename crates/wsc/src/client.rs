@@ -216,8 +216,11 @@ impl ClientBuilder {
         self
     }
 
-    /// Fails a write that waits longer than this for the peer (default: wait forever). Blocking
-    /// client only: in async code, wrap `send()` in `tokio::time::timeout`.
+    /// Fails a write that waits longer than this for the peer to take some of our output
+    /// (default: wait forever) with [`Error::Timeout`] (`Phase::Write`): a peer that stops
+    /// reading cannot hold a send forever. What was not written stays queued, and the
+    /// connection usable. Both clients: the async one bounds `send` and its kin, and
+    /// `Sink::poll_ready` and `poll_flush`, the same way.
     pub fn write_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.write_timeout = timeout.into();
         self
@@ -297,8 +300,8 @@ impl ClientBuilder {
     /// [`client()`] or [`ClientBuilder::connect_on`]), also while that read first writes
     /// what `feed` or `queue` left (a peer that takes none of it and sends nothing is found
     /// dead even with no write timeout); the async one while the stream (or its
-    /// reading half) is polled, over any stream. A blocking `send` waits as the write
-    /// timeout lets it, keepalive or not.
+    /// reading half) is polled, over any stream. A `send` waits as the write timeout lets
+    /// it, keepalive or not.
     pub fn keepalive(mut self, keepalive: impl Into<Option<Keepalive>>) -> Self {
         self.keepalive = keepalive.into();
         self

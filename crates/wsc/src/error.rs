@@ -79,7 +79,8 @@ pub enum Error {
     /// A message was not sent, nor queued: the peer has not taken the `queued` bytes that
     /// earlier sends left queued (their writes timed out) within the write timeout. The
     /// connection stays usable: send the message again once the peer reads (a `flush` that
-    /// succeeds, or a read). Blocking client only; the async one waits for room instead.
+    /// succeeds, or a read). The async client's `send` and `Sink::poll_ready` say so too,
+    /// once the write buffer is full and the write timeout runs out.
     SendQueueFull {
         /// Bytes still queued from earlier sends.
         queued: usize,

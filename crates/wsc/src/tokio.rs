@@ -118,6 +118,11 @@ struct Inner<S> {
     close_wait: Option<Pin<Box<Sleep>>>,
     /// The writer's: sending our close frame (`Sink::close`, the writing half's `close`).
     close_send_wait: Option<Pin<Box<Sleep>>>,
+    /// How long a send waits for the peer to take some of our output (`None`: forever).
+    write_timeout: Option<Duration>,
+    /// The send's timer for it, with the count of bytes written when it started: output
+    /// that moves starts it over (a slow peer is no stuck one).
+    write_wait: Option<(Pin<Box<Sleep>>, u64)>,
     drained: bool,
     drained_bytes: usize,
     /// The transport failed: nothing more can be written (queued frames were discarded).
@@ -223,6 +228,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             Ok(()) => Poll::Ready(Ok(())),
             Err(e) => Poll::Ready(Err(self.transport_error(e, Phase::Write))),
         }
+    }
+
+    /// [`Inner::poll_write_out`] for a send (and `Sink::poll_ready` and `poll_flush`): fails
+    /// with [`Error::Timeout`] ([`Phase::Write`]) once the peer has taken none of our output
+    /// for the write timeout. What was not written stays queued, as in the blocking client:
+    /// the next send, flush or read goes on with it.
+    fn poll_send_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let written = match self.poll_write_out(cx) {
+            Poll::Ready(result) => {
+                self.write_wait = None;
+                return Poll::Ready(result);
+            }
+            Poll::Pending => self.conn.written(),
+        };
+        let Some(limit) = self.write_timeout else {
+            return Poll::Pending;
+        };
+        let end = ::tokio::time::Instant::now() + limit;
+        match &mut self.write_wait {
+            Some((timer, at)) if *at != written => {
+                timer.as_mut().reset(end);
+                *at = written;
+            }
+            Some(_) => {}
+            None => self.write_wait = Some((Box::pin(sleep_until(end)), written)),
+        }
+        let fired = self
+            .write_wait
+            .as_mut()
+            .is_some_and(|(timer, _)| timer.as_mut().poll(cx).is_ready());
+        if !fired {
+            return Poll::Pending;
+        }
+        self.write_wait = None;
+        Poll::Ready(Err(Error::Timeout(Phase::Write)))
     }
 
     /// [`Inner::poll_write_out`] without its error handling.
@@ -676,7 +716,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             return Poll::Ready(Err(Error::ConnectionClosed));
         }
         if self.conn.queued_output() >= self.write_buffer {
-            ready!(self.poll_write_out(cx))?;
+            // The write timeout ran out before there was room: nothing was queued, which
+            // `SendQueueFull` says (as the blocking client's), unlike `Timeout(Write)`.
+            return match ready!(self.poll_send_out(cx)) {
+                Err(Error::Timeout(Phase::Write)) => Poll::Ready(Err(Error::SendQueueFull {
+                    queued: self.conn.queued_output(),
+                })),
+                other => Poll::Ready(other),
+            };
         }
         Poll::Ready(Ok(()))
     }
@@ -716,7 +763,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         if self.close_sent_since.is_some() {
             self.poll_write_close(cx)
         } else {
-            self.poll_write_out(cx)
+            self.poll_send_out(cx)
         }
     }
 
@@ -793,6 +840,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 close_timeout: Some(Duration::from_secs(5)),
                 close_wait: None,
                 close_send_wait: None,
+                write_timeout: None,
+                write_wait: None,
                 drained: false,
                 drained_bytes: 0,
                 dead: false,
@@ -834,6 +883,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
         self.inner.conn.keepalive_rtt()
     }
 
+    /// Fails a send (and `Sink::poll_ready` and `poll_flush`) with [`Error::Timeout`]
+    /// (`Phase::Write`) when the peer takes none of our output for this long (default: wait
+    /// forever): a peer that stops reading cannot hold a send forever. What was not written
+    /// stays queued; the stream stays usable. Not closing, which the close timeout bounds.
+    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
+        self.inner.write_timeout = timeout;
+        self.inner.write_wait = None;
+    }
+
     /// Yields [`Error::Timeout`] (`Phase::Read`) from `recv` when no data arrives for this
     /// long; the stream stays usable, and the wait starts again.
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
@@ -864,6 +922,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     }
 
     /// Sends a message or control frame and waits until it is written.
+    ///
+    /// With a write timeout ([`WebSocketStream::set_write_timeout`]), a peer that takes none
+    /// of our output for that long fails it: [`Error::Timeout`] ([`Phase::Write`]) when the
+    /// message was queued (it goes out with the next send, flush or read), or
+    /// [`Error::SendQueueFull`] when earlier output still filled the write buffer and the
+    /// message was not queued (send it again once the peer reads).
     ///
     /// A [`Message::Close`] is sent as `Sink::close` sends it: within the close timeout, so a
     /// peer that reads nothing cannot hold it forever ([`Error::Timeout`] with
@@ -903,7 +967,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     ) -> Result<(), Error> {
         poll_fn(|cx| self.inner.poll_ready(cx)).await?;
         queue(&mut self.inner.conn)?;
-        poll_fn(|cx| self.inner.poll_write_out(cx)).await
+        poll_fn(|cx| self.inner.poll_send_out(cx)).await
     }
 
     /// Sends a text message.

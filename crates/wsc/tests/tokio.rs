@@ -920,6 +920,93 @@ async fn send_blocks_when_the_peer_does_not_read_and_the_queue_stays_bounded() {
     .await;
 }
 
+/// The write timeout bounds an async send to a peer that takes nothing, as the blocking
+/// client's: `Timeout(Write)` with the message queued, then `SendQueueFull` for one that
+/// found the write buffer full and was not queued; once the peer reads, every message
+/// queued arrives, once, in order. A peer that keeps taking some is not stuck.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_write_timeout_fails_a_send_the_peer_takes_nothing_of_and_keeps_it_queued() {
+    within(BUDGET, async {
+        let (mut ws, server, go) = client_of_a_stalled_server(true).await;
+        let limit = Duration::from_millis(200);
+        ws.set_write_timeout(Some(limit));
+        let mut sent = 0u32;
+        let waited = loop {
+            assert!(sent < 1000, "no send was held");
+            let started = Instant::now();
+            match ws.send(Message::binary(numbered(sent, CHUNK))).await {
+                Ok(()) => sent += 1,
+                Err(Error::Timeout(Phase::Write)) => break started.elapsed(),
+                Err(e) => panic!("send {sent}: {e}"),
+            }
+        };
+        assert!(waited >= limit, "{waited:?}");
+        // Queued: the stream goes on, and the next sends queue behind it until the write
+        // buffer is full, then are refused unqueued.
+        let queued = sent + 1;
+        let mut next = queued;
+        let refused = loop {
+            assert!(next < queued + 100, "the write buffer never filled");
+            match ws.send(Message::binary(numbered(next, CHUNK))).await {
+                Err(Error::Timeout(Phase::Write)) => next += 1,
+                Err(Error::SendQueueFull { queued }) => break queued,
+                other => panic!("send {next}: {other:?}"),
+            }
+        };
+        assert!(refused >= WRITE_BUFFER, "{refused}");
+        assert_eq!(ws.connection().queued_output(), refused);
+        go.send(()).unwrap();
+        SinkExt::<Message>::flush(&mut ws).await.unwrap();
+        ws.close(None).await.unwrap();
+        let (numbers, _) = server.await.unwrap();
+        assert!(numbers.iter().copied().eq(0..next), "{numbers:?}");
+    })
+    .await;
+}
+
+/// A peer that reads slowly but steadily takes some of our output within each write
+/// timeout: the send waits for it, for longer than the timeout in all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_write_timeout_spares_a_slow_peer_that_keeps_reading() {
+    within(BUDGET, async {
+        let (listener, url) = listen_small().await;
+        let server = tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            // The handshake by hand: then the bytes are read a little at a time.
+            let mut buf = vec![0u8; 4096];
+            let n = tcp.read(&mut buf).await.unwrap();
+            let (request, _) = parse_request(&buf[..n], 1 << 16)
+                .unwrap()
+                .expect("the whole request in one read");
+            let answer = accept_response(&request, None, &[]);
+            tcp.write_all(&answer).await.unwrap();
+            let mut total = 0usize;
+            loop {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                match tcp.read(&mut buf[..2048]).await.unwrap() {
+                    0 => return total,
+                    n => total += n,
+                }
+            }
+        });
+        let (mut ws, _) = with_compression(builder(&url), false)
+            .write_timeout(Duration::from_millis(200))
+            .connect_async()
+            .await
+            .unwrap();
+        small_send_buffer(&ws);
+        // About 100 KiB a second gets through: 200 KiB takes two seconds, ten timeouts.
+        let started = Instant::now();
+        ws.send(Message::binary(vec![7u8; 200 * 1024]))
+            .await
+            .unwrap();
+        assert!(started.elapsed() > Duration::from_millis(400));
+        drop(ws);
+        assert!(server.await.unwrap() > 200 * 1024);
+    })
+    .await;
+}
+
 /// The way the module's docs give to send from a `select!` loop: a `feed` dropped by a
 /// timer queued nothing, so the same message is fed again, and every one arrives once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

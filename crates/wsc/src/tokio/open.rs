@@ -239,6 +239,7 @@ impl ClientBuilder {
         ws.set_close_timeout(self.close_timeout);
         ws.set_keepalive(self.keepalive);
         ws.set_read_timeout(self.read_timeout);
+        ws.set_write_timeout(self.write_timeout);
         ws.inner.host = url.host.into();
         Ok((ws, response))
     }

@@ -167,8 +167,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
         Shared::update(&mut self.shared.lock(), &self.shared.wakers.reader, f)
     }
 
-    /// Sends a message or control frame and waits until it is written. A [`Message::Close`]
-    /// is sent as [`WsWriter::close`] sends it: within the close timeout.
+    /// Sends a message or control frame and waits until it is written, within the write
+    /// timeout as [`WebSocketStream::send`]. A [`Message::Close`] is sent as
+    /// [`WsWriter::close`] sends it: within the close timeout.
     pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         match message.into() {
             Message::Close(frame) => {
@@ -187,7 +188,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
     ) -> Result<(), Error> {
         poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_ready(cx))).await?;
         self.locked(|inner| queue(&mut inner.conn))?;
-        poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_write_out(cx))).await
+        poll_fn(|cx| self.with(cx, |inner, cx| inner.poll_send_out(cx))).await
     }
 
     /// Sends a text message.
