@@ -164,10 +164,9 @@ impl Format {
         retry_in: std::time::Duration,
         retry_after: Option<std::time::Duration>,
     ) {
-        let asked = if retry_after.is_some_and(|w| w >= retry_in) {
-            " (the server's Retry-After)"
-        } else {
-            ""
+        let asked = match retry_after {
+            Some(wait) => format!(" (the server's Retry-After: {} s)", wait.as_secs()),
+            None => String::new(),
         };
         say!(
             "wsc: attempt {attempt} failed: {error}; next in {:.1} s{asked}",

@@ -1214,7 +1214,8 @@ fn reconnect_says_each_failed_attempt_and_waits_out_a_retry_after() {
     assert!(
         err.contains("wsc: attempt 1 failed: ")
             && err.contains("429")
-            && err.contains("; next in 1.0 s (the server's Retry-After)")
+            && (err.contains("; next in 1.0 s") || err.contains("; next in 1.1 s"))
+            && err.contains("(the server's Retry-After: 1 s)")
             && err.contains("reconnected after"),
         "{err}"
     );

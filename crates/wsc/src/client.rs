@@ -216,11 +216,13 @@ impl ClientBuilder {
         self
     }
 
-    /// Fails a write that waits longer than this for the peer to take some of our output
-    /// (default: wait forever) with [`Error::Timeout`] (`Phase::Write`): a peer that stops
-    /// reading cannot hold a send forever. What was not written stays queued, and the
-    /// connection usable. Both clients: the async one bounds `send` and its kin, and
-    /// `Sink::poll_ready` and `poll_flush`, the same way.
+    /// Fails a write once the peer has taken none of our output for this long (default:
+    /// wait forever) with [`Error::Timeout`] (`Phase::Write`): a peer that stops reading
+    /// cannot hold a send forever, while one that reads slowly is waited for. What was not
+    /// written stays queued, and the connection usable. Both clients: the async one bounds
+    /// `send` and its kin, and `Sink::poll_ready` and `poll_flush`, the same way; its clock
+    /// starts when a write first waits and goes on through a send cancelled meanwhile (the
+    /// next send fails at once if the peer took nothing since).
     pub fn write_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.write_timeout = timeout.into();
         self

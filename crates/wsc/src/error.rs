@@ -76,8 +76,9 @@ pub enum Error {
     ConnectionClosed,
     /// A message or close was sent after this side had already sent a close frame.
     AlreadyClosed,
-    /// A message was not sent, nor queued: the peer has not taken the `queued` bytes that
-    /// earlier sends left queued (their writes timed out) within the write timeout. The
+    /// A message was not sent, nor queued: the peer has not taken the `queued` bytes queued
+    /// before it (sends whose writes timed out, or output fed and not yet flushed) within
+    /// the write timeout. The
     /// connection stays usable: send the message again once the peer reads (a `flush` that
     /// succeeds, or a read). The async client's `send` and `Sink::poll_ready` say so too,
     /// once the write buffer is full and the write timeout runs out.

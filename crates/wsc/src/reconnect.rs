@@ -47,7 +47,8 @@ use crate::proto::handshake::HandshakeError;
 use crate::proto::{CloseFrame, Message};
 use crate::stream::MaybeTlsStream;
 
-/// When to try again after a drop: exponential backoff with jitter, bounded in delay and,
+/// When to try again after a drop: exponential backoff with jitter, bounded in delay (a
+/// server's `Retry-After` may ask for longer: [`Reconnect::max_retry_after`]) and,
 /// optionally, in attempts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
@@ -76,7 +77,8 @@ impl Default for Reconnect {
 }
 
 impl Reconnect {
-    /// The default policy: first retry after about 0.5 s, doubling up to 30 s, forever.
+    /// The default policy: first retry after about 0.5 s, doubling up to 30 s (or as long as
+    /// a refusal's `Retry-After` asks, up to an hour), forever.
     pub fn new() -> Self {
         Self::default()
     }
@@ -89,7 +91,8 @@ impl Reconnect {
         self
     }
 
-    /// The longest delay between attempts (default 30 s).
+    /// The longest delay between attempts (default 30 s), but for a server's `Retry-After`
+    /// ([`Reconnect::max_retry_after`]).
     pub fn max_delay(mut self, delay: Duration) -> Self {
         self.max_delay = delay;
         self
@@ -136,6 +139,9 @@ impl Reconnect {
     /// Unavailable, ...) with a `Retry-After` puts the next attempt off until then at the
     /// soonest, past the backoff's delay if need be: services that limit their rate ban the
     /// addresses of clients that come back sooner. A longer wait asked for is cut to this.
+    /// With [`Reconnect::jitter`], up to a tenth of the wait (at most `max_delay`) is added.
+    /// A blocking client without a read timeout sleeps through the wait: give it one to
+    /// look at a stop flag meanwhile.
     pub fn max_retry_after(mut self, limit: Option<Duration>) -> Self {
         self.max_retry_after = limit;
         self
@@ -237,7 +243,7 @@ pub struct AttemptFailed {
     /// Attempts failed since the connection dropped, this one included.
     pub attempt: u32,
     /// The wait before the next attempt: the backoff's delay, or the server's `Retry-After`
-    /// when that is longer.
+    /// (and, with jitter, up to a tenth more) when that is longer.
     pub retry_in: Duration,
     /// The wait the server asked for with `Retry-After` (cut to
     /// [`Reconnect::max_retry_after`]), if it asked.
@@ -461,8 +467,21 @@ impl Plan {
                 .map(|wait| wait.min(limit)),
             _ => None,
         };
-        let retry_in = retry_after.map_or(self.next_delay(), |w| w.max(self.next_delay()));
-        self.retry_at = Some(later(now, retry_in));
+        let backoff = self.next_delay();
+        let wait = match retry_after {
+            // With jitter, a share of a tenth of it (up to `max_delay`) on top: clients the
+            // server refused at the same moment do not all come back at the same moment.
+            Some(asked) if self.policy.jitter => {
+                let share = f64::from(random_u32()) / f64::from(u32::MAX);
+                let spread = (asked / 10).min(self.policy.max_delay).mul_f64(share);
+                asked.saturating_add(spread).max(backoff)
+            }
+            Some(asked) => asked.max(backoff),
+            None => backoff,
+        };
+        let at = later(now, wait);
+        self.retry_at = Some(at);
+        let retry_in = at.saturating_duration_since(now);
         Ok(Event::AttemptFailed(AttemptFailed {
             error,
             attempt: self.failed,
@@ -936,6 +955,17 @@ mod tests {
             wait_after(&mut plan, refusal(429, Some("120"))),
             (secs(2), None)
         );
+        // Jittered: up to a tenth more, so that refused clients spread out.
+        let mut plan = new_plan(Reconnect::new().initial_delay(Duration::from_millis(10)));
+        for _ in 0..20 {
+            let (wait, asked) = wait_after(&mut plan, refusal(429, Some("100")));
+            assert_eq!(asked, Some(secs(100)));
+            assert!(wait >= secs(100) && wait <= secs(110), "{wait:?}");
+        }
+        // No limit and a wait past what the clock counts: a year, said as it is.
+        let mut plan = new_plan(Reconnect::new().max_retry_after(Some(Duration::MAX)));
+        let (wait, _) = wait_after(&mut plan, refusal(503, Some("99999999999999999999")));
+        assert!(wait <= secs(366 * 24 * 3600), "{wait:?}");
         // A refusal no retry mends is the end, Retry-After or not.
         let mut plan = new_plan(Reconnect::new());
         assert!(plan

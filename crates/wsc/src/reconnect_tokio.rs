@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use futures_sink::Sink;
 
 use crate::client::ClientBuilder;
-use crate::error::Error;
+use crate::error::{Error, Phase};
 use crate::proto::handshake::Response;
 use crate::proto::{CloseFrame, Message, State};
 use crate::reconnect::{ends_connection, Disconnect, Event, Plan, Reconnect};
@@ -194,14 +194,19 @@ impl Reconnecting {
     /// added (see [`crate::Reconnecting::subscribe`]).
     ///
     /// The message is queued even behind output the server has not taken yet, at once: a
-    /// `subscribe` cancelled while it waits to be written still sends it.
+    /// `subscribe` cancelled while it waits to be written still sends it. [`Error::Timeout`]
+    /// with [`Phase::Write`] (the write timeout) means it waits in the queue, as for the
+    /// blocking client.
     pub async fn subscribe(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         let message = message.into();
         self.plan.subscribe(&message)?;
         if let Some(ws) = &mut self.ws {
-            // An error means the connection is gone: the next read reports it.
+            // Another error means the connection is gone: the next read reports it.
             if ws.queue(message).is_ok() {
-                let _ = poll_fn(|cx| Pin::new(&mut *ws).poll_flush(cx)).await;
+                let written = poll_fn(|cx| Pin::new(&mut *ws).poll_flush(cx)).await;
+                if let Err(e @ Error::Timeout(Phase::Write)) = written {
+                    return Err(e);
+                }
             }
         }
         Ok(())

@@ -120,9 +120,12 @@ struct Inner<S> {
     close_send_wait: Option<Pin<Box<Sleep>>>,
     /// How long a send waits for the peer to take some of our output (`None`: forever).
     write_timeout: Option<Duration>,
-    /// The send's timer for it, with the count of bytes written when it started: output
-    /// that moves starts it over (a slow peer is no stuck one).
+    /// The send's timer for it, with the measure of progress when it started: output that
+    /// moves starts it over (a slow peer is no stuck one).
     write_wait: Option<(Pin<Box<Sleep>>, u64)>,
+    /// Bytes of ours the peer has acknowledged, where the stream can tell (the streams this
+    /// crate opens, on Linux): progress that TLS hides from the connection's count.
+    acked: Option<fn(&S) -> Option<u64>>,
     drained: bool,
     drained_bytes: usize,
     /// The transport failed: nothing more can be written (queued frames were discarded).
@@ -235,24 +238,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     /// for the write timeout. What was not written stays queued, as in the blocking client:
     /// the next send, flush or read goes on with it.
     fn poll_send_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        let written = match self.poll_write_out(cx) {
-            Poll::Ready(result) => {
-                self.write_wait = None;
-                return Poll::Ready(result);
-            }
-            Poll::Pending => self.conn.written(),
-        };
+        if let Poll::Ready(result) = self.poll_write_out(cx) {
+            self.write_wait = None;
+            return Poll::Ready(result);
+        }
         let Some(limit) = self.write_timeout else {
             return Poll::Pending;
         };
-        let end = ::tokio::time::Instant::now() + limit;
-        match &mut self.write_wait {
-            Some((timer, at)) if *at != written => {
-                timer.as_mut().reset(end);
-                *at = written;
+        // What the connection handed on, and what the peer acknowledged: the records TLS
+        // holds drain without the first moving.
+        let acked = self.acked.and_then(|acked| acked(&self.stream));
+        let progress = self.conn.written().wrapping_add(acked.unwrap_or(0));
+        let moved = self.write_wait.as_ref().map(|(_, at)| *at != progress);
+        if moved != Some(false) {
+            // A timeout past what the clock can count to: no timer, the send waits.
+            let Some(end) = ::tokio::time::Instant::now().checked_add(limit) else {
+                return Poll::Pending;
+            };
+            match &mut self.write_wait {
+                Some((timer, at)) => {
+                    timer.as_mut().reset(end);
+                    *at = progress;
+                }
+                None => self.write_wait = Some((Box::pin(sleep_until(end)), progress)),
             }
-            Some(_) => {}
-            None => self.write_wait = Some((Box::pin(sleep_until(end)), written)),
         }
         let fired = self
             .write_wait
@@ -842,6 +851,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 close_send_wait: None,
                 write_timeout: None,
                 write_wait: None,
+                acked: None,
                 drained: false,
                 drained_bytes: 0,
                 dead: false,

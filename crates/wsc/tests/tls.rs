@@ -1957,3 +1957,60 @@ fn async_close_over_tls_returns_the_close_the_server_sent_before_it_reset() {
         );
     });
 }
+
+/// The async write timeout over TLS: rustls holds records that the connection counts as
+/// written already, and a peer that keeps reading them, slowly, is no stuck one: the
+/// kernel's count of the bytes it acknowledged shows the progress. Before, the last 64 KiB
+/// (rustls's buffer) drained unseen, and the send failed with `Timeout(Write)`.
+#[cfg(all(feature = "tokio", target_os = "linux"))]
+#[test]
+fn async_write_timeout_spares_a_slow_peer_that_keeps_reading_over_tls() {
+    use std::io::Read;
+    let ca = TestCa::new("wsc test CA");
+    let config = server_config(&ca.server_cert(&["localhost"]), None);
+    // Small socket buffers both ways (set before the connection, as the window is sized at
+    // the TCP handshake): most of the message waits on our side.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    socket.listen(4).unwrap();
+    let listener: TcpListener = socket.into();
+    let port = listener.local_addr().unwrap().port();
+    let server = thread::spawn(move || {
+        let tcp = accept_tcp(&listener).unwrap();
+        let conn = ServerConnection::new(config).unwrap();
+        let mut ws = wsc::server::accept(StreamOwned::new(conn, tcp)).unwrap();
+        // About 100 KB a second.
+        let (tls, mut buf, mut total) = (ws.get_mut(), [0u8; 2048], 0usize);
+        loop {
+            thread::sleep(Duration::from_millis(20));
+            match tls.read(&mut buf) {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => total += n,
+            }
+        }
+    });
+    let url = format!("wss://localhost:{port}/");
+    let (sent, took) = block_on(async move {
+        let (mut ws, _) = ClientBuilder::new(url)
+            .uncompressed()
+            .tls(trusting(&ca))
+            .handshake_timeout(TIMEOUT)
+            .write_timeout(Duration::from_millis(200))
+            .connect_async()
+            .await
+            .unwrap();
+        socket2::SockRef::from(ws.get_ref().tcp())
+            .set_send_buffer_size(4096)
+            .unwrap();
+        let started = Instant::now();
+        let sent = ws.send(Message::binary(vec![7u8; 200 * 1024])).await;
+        (sent, started.elapsed())
+    });
+    sent.unwrap();
+    // Well past the write timeout in all: the peer took it slowly.
+    assert!(took > Duration::from_millis(600), "{took:?}");
+    assert!(server.join().unwrap() > 150 * 1024);
+}

@@ -964,6 +964,25 @@ async fn the_write_timeout_fails_a_send_the_peer_takes_nothing_of_and_keeps_it_q
     .await;
 }
 
+/// A write timeout past what the clock can count to is no timeout: the send waits (it
+/// panicked adding it to the time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_timeout_of_duration_max_waits_as_none_does() {
+    within(BUDGET, async {
+        let (mut ws, server, go) = client_of_a_stalled_server(true).await;
+        ws.set_write_timeout(Some(Duration::MAX));
+        let big = Message::binary(numbered(0, 2 * SOCKETS_HOLD_AT_MOST));
+        assert!(timeout(Duration::from_millis(500), ws.send(big))
+            .await
+            .is_err());
+        go.send(()).unwrap();
+        SinkExt::<Message>::flush(&mut ws).await.unwrap();
+        ws.close(None).await.unwrap();
+        server.await.unwrap();
+    })
+    .await;
+}
+
 /// A peer that reads slowly but steadily takes some of our output within each write
 /// timeout: the send waits for it, for longer than the timeout in all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

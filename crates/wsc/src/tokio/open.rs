@@ -146,6 +146,7 @@ impl ClientBuilder {
         let limit = self.phase_timeout(self.handshake_timeout, opened);
         let (mut ws, response) = self.handshake_async(url.clone(), stream, limit).await?;
         ws.inner.close_notify = Some(TokioStream::close_notify);
+        ws.inner.acked = Some(|stream| crate::net::acked::bytes_acked(stream.tcp()));
         Ok((ws, response))
     }
 
