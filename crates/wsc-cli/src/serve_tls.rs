@@ -34,6 +34,9 @@ pub fn server_config(cert: &Path, key_file: &Path) -> Result<Arc<ServerConfig>, 
             bad_file("--tls-key", key_file, &e)
         }
     })?;
+    // ring, as the library's client (rustls 0.23.48 deprecates it: no post-quantum key
+    // exchange; see wsc's tls.rs).
+    #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -50,7 +50,7 @@ use crate::stream::MaybeTlsStream;
 /// When to try again after a drop: exponential backoff with jitter, bounded in delay (a
 /// server's `Retry-After` may ask for longer: [`Reconnect::max_retry_after`]) and,
 /// optionally, in attempts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[must_use]
 pub struct Reconnect {
     initial_delay: Duration,
@@ -60,6 +60,7 @@ pub struct Reconnect {
     stable_after: Duration,
     retry_first: bool,
     max_retry_after: Option<Duration>,
+    retry_if: fn(&Error) -> bool,
 }
 
 impl Default for Reconnect {
@@ -72,6 +73,7 @@ impl Default for Reconnect {
             stable_after: Duration::from_secs(10),
             retry_first: false,
             max_retry_after: Some(Duration::from_secs(3600)),
+            retry_if: is_retryable,
         }
     }
 }
@@ -124,7 +126,7 @@ impl Reconnect {
 
     /// Retries the first connection too (default off: its failure is returned at once, as
     /// most often it is a mistake to mend, not a drop to wait out). On, a failure that a
-    /// retry could mend ([`is_retryable`]: refused, timed out, a 503) makes the connect
+    /// retry could mend ([`Reconnect::retry_if`]: refused, timed out, a 503) makes the connect
     /// return the client at once, not yet connected, as if the connection had dropped: the
     /// next events are the attempts' outcome, [`Event::Reconnected`] when one succeeds (its
     /// `attempts` count the first), or the last error when `max_attempts` (which counts the
@@ -144,6 +146,25 @@ impl Reconnect {
     /// look at a stop flag meanwhile.
     pub fn max_retry_after(mut self, limit: Option<Duration>) -> Self {
         self.max_retry_after = limit;
+        self
+    }
+
+    /// Which failed attempts are worth another (default [`is_retryable`]: network trouble,
+    /// timeouts, 5xx, 408 and 429 refusals; not a 401, 403 or 404, a certificate refused or a
+    /// handshake the server breaks). A failure it turns down ends reconnecting: its error is
+    /// returned. A feed that must outlive a load balancer's 404 during a deploy, or a
+    /// maintenance page, widens it:
+    ///
+    /// ```
+    /// use wsc::reconnect::{is_retryable, Reconnect};
+    /// use wsc::{Error, HandshakeError};
+    /// // Also any refusal, but not a bad URL or TLS setup (which no retry mends).
+    /// let policy = Reconnect::new().retry_if(|e| {
+    ///     is_retryable(e) || matches!(e, Error::Handshake(HandshakeError::Rejected(_)))
+    /// });
+    /// ```
+    pub fn retry_if(mut self, retryable: fn(&Error) -> bool) -> Self {
+        self.retry_if = retryable;
         self
     }
 
@@ -238,7 +259,7 @@ pub struct Reconnected {
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct AttemptFailed {
-    /// Why it failed (one that a retry could mend: [`is_retryable`]).
+    /// Why it failed (one that a retry could mend: [`Reconnect::retry_if`]).
     pub error: Error,
     /// Attempts failed since the connection dropped, this one included.
     pub attempt: u32,
@@ -455,7 +476,7 @@ impl Plan {
         self.failed = self.failed.saturating_add(1);
         self.backoff = self.backoff.saturating_add(1);
         self.in_a_row = self.in_a_row.saturating_add(1);
-        if !is_retryable(&error) || self.policy.gives_up_after(self.in_a_row) {
+        if !(self.policy.retry_if)(&error) || self.policy.gives_up_after(self.in_a_row) {
             self.retry_at = None;
             self.stopped = true;
             self.gave_up = true;
@@ -696,6 +717,31 @@ impl Reconnecting {
             // The connection is gone: the next read reports it.
             Err(_) | Ok(()) => Ok(()),
         }
+    }
+
+    /// The builder the next attempts connect with: to change the URL or headers between
+    /// connections (a token that is good for one connection only, a login header signed
+    /// with the time), when [`Event::Disconnected`] or [`Event::AttemptFailed`] comes.
+    ///
+    /// ```no_run
+    /// use wsc::reconnect::{Event, Reconnect};
+    /// # fn fresh_token() -> String { String::new() }
+    /// let url = |token: String| format!("wss://stream.example.com/ws?token={token}");
+    /// let mut feed = wsc::ClientBuilder::new(url(fresh_token()))
+    ///     .connect_reconnecting(Reconnect::new())?;
+    /// loop {
+    ///     match feed.next_event()? {
+    ///         Event::Disconnected(_) | Event::AttemptFailed(_) => {
+    ///             *feed.builder_mut() = wsc::ClientBuilder::new(url(fresh_token()));
+    ///         }
+    ///         Event::Message(m) => println!("{m:?}"),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # Ok::<(), wsc::Error>(())
+    /// ```
+    pub fn builder_mut(&mut self) -> &mut ClientBuilder {
+        &mut self.plan.builder
     }
 
     /// The messages replayed after each reconnect.

@@ -212,6 +212,13 @@ impl Reconnecting {
         Ok(())
     }
 
+    /// The builder the next attempts connect with, to change between connections (see
+    /// [`crate::Reconnecting::builder_mut`]). An attempt already begun (by a `next_event`
+    /// that was cancelled) goes on with the builder it began with.
+    pub fn builder_mut(&mut self) -> &mut ClientBuilder {
+        &mut self.plan.builder
+    }
+
     /// The messages replayed after each reconnect.
     pub fn subscriptions(&self) -> &[Message] {
         &self.plan.subscriptions

@@ -49,6 +49,10 @@ pub struct TlsOptions {
     custom: Option<Arc<ClientConfig>>,
 }
 
+/// ring's provider, chosen explicitly (never the process-wide default, which panics when
+/// two features install one each). rustls 0.23.48 deprecates it for lacking post-quantum
+/// key exchange, which ring does not offer; aws-lc-rs, which does, is a much heavier build.
+#[allow(deprecated)]
 fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     PROVIDER

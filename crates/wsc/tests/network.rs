@@ -760,8 +760,8 @@ fn reconnect_gives_up_after_max_attempts() {
 }
 
 /// Answers the next connection on `listener` with a refusal: `status` and `headers` (each
-/// line ending in CRLF).
-fn refuse_one(listener: &TcpListener, status: &str, headers: &str) {
+/// line ending in CRLF). Returns the path the client asked for.
+fn refuse_one(listener: &TcpListener, status: &str, headers: &str) -> String {
     let (mut tcp, _) = listener.accept().unwrap();
     let mut request = Vec::new();
     let mut buf = [0u8; 1024];
@@ -772,6 +772,8 @@ fn refuse_one(listener: &TcpListener, status: &str, headers: &str) {
     }
     let head = format!("HTTP/1.1 {status}\r\n{headers}Content-Length: 0\r\n\r\n");
     tcp.write_all(head.as_bytes()).unwrap();
+    let request = String::from_utf8_lossy(&request).into_owned();
+    request.split(' ').nth(1).unwrap_or_default().to_string()
 }
 
 /// Asserts `f` is the failure of a refusal with `status` whose `Retry-After` set the wait
@@ -785,6 +787,58 @@ fn assert_put_off_by_retry_after(f: &AttemptFailed, status: u16, secs: u64) {
     }
     let wait = Duration::from_secs(secs);
     assert_eq!((f.retry_in, f.retry_after), (wait, Some(wait)), "{f:?}");
+}
+
+/// A feed whose URL carries a token good for one connection: `builder_mut` gives each
+/// attempt the builder as changed on the events before it. And `retry_if`, widened, retries
+/// a 404 (a load balancer's, during a deploy), which by default ends reconnecting.
+#[test]
+fn each_attempt_connects_with_the_builder_as_changed_and_retry_if_widens_what_is_retried() {
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let acceptor = wsc::server::Acceptor::new();
+        let (tcp, _) = listener.accept().unwrap();
+        let (first, request) = acceptor.accept(tcp).unwrap();
+        drop(first);
+        let mut paths = vec![request.path];
+        paths.push(refuse_one(&listener, "404 Not Found", ""));
+        let (tcp, _) = listener.accept().unwrap();
+        let (mut ws, request) = acceptor.accept(tcp).unwrap();
+        paths.push(request.path);
+        ws.send_text("welcome").unwrap();
+        ws.close(None).unwrap();
+        while ws.read().is_ok() {}
+        paths
+    });
+    let url = |token: u32| format!("ws://{addr}/feed?token={token}");
+    let policy = Reconnect::new()
+        .initial_delay(Duration::from_millis(10))
+        .retry_if(|e| {
+            wsc::reconnect::is_retryable(e)
+                || matches!(e, Error::Handshake(wsc::HandshakeError::Rejected(_)))
+        });
+    let mut feed = builder(&url(1)).connect_reconnecting(policy).unwrap();
+    let mut token = 1;
+    let mut refusals = Vec::new();
+    loop {
+        match feed.next_event().unwrap() {
+            Event::Message(m) if m.as_text() == Some("welcome") => break,
+            Event::Disconnected(_) => {}
+            Event::AttemptFailed(f) => refusals.push(f.error.to_string()),
+            Event::Reconnected(_) => continue,
+            other => panic!("{other:?}"),
+        }
+        token += 1;
+        *feed.builder_mut() = builder(&url(token));
+    }
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert!(refusals[0].contains("404"), "{refusals:?}");
+    feed.close(None).unwrap();
+    assert_eq!(
+        server.join().unwrap(),
+        ["/feed?token=1", "/feed?token=2", "/feed?token=3"]
+    );
 }
 
 /// A server that refuses with `Retry-After` (a 503 while it restarts, a 429 from a service
