@@ -55,7 +55,7 @@ pub enum Error {
         source: rustls::Error,
     },
     /// The server closed or reset the connection during the TLS handshake, without a TLS
-    /// alert: most often a server that does not speak TLS on this port.
+    /// alert: a server that does not speak TLS on this port, or one going down.
     TlsClosed {
         /// The server name being connected to.
         host: String,
@@ -74,6 +74,9 @@ pub enum Error {
     /// The connection is closed (the close handshake completed or the connection failed);
     /// nothing more will be received.
     ConnectionClosed,
+    /// A reconnecting client is between connections: the message was not sent, nor queued
+    /// (send it again after [`crate::reconnect::Event::Reconnected`]).
+    NotConnected,
     /// A message or close was sent after this side had already sent a close frame.
     AlreadyClosed,
     /// A message was not sent, nor queued: the peer has not taken the `queued` bytes queued
@@ -307,8 +310,8 @@ impl fmt::Display for Error {
             Error::TlsConfig(msg) => write!(f, "TLS configuration: {msg}"),
             Error::TlsClosed { host } => write!(
                 f,
-                "{host} closed the connection during the TLS handshake (does the server speak \
-                 TLS on this port? for one that does not, use a ws:// URL)"
+                "{host} closed the connection during the TLS handshake (it went down \
+                 meanwhile, or does not speak TLS on this port: for that, use a ws:// URL)"
             ),
             #[cfg(feature = "tls")]
             Error::Tls { host, source } => {
@@ -394,6 +397,10 @@ impl fmt::Display for Error {
                 f.write_str("the peer closed the connection without a closing handshake")
             }
             Error::ConnectionClosed => f.write_str("the connection is closed"),
+            Error::NotConnected => f.write_str(
+                "not sent: the connection dropped and the client is reconnecting (send it \
+                 again once reconnected)",
+            ),
             Error::AlreadyClosed => f.write_str("cannot send: a close frame was already sent"),
             Error::SendQueueFull { queued } => write!(
                 f,

@@ -689,12 +689,14 @@ impl Reconnecting {
         Ok(ws)
     }
 
-    /// Sends a message on the current connection ([`Error::ConnectionClosed`] while
-    /// reconnecting: it is not queued).
+    /// Sends a message on the current connection: [`Error::NotConnected`] between
+    /// connections (it is not queued: what made sense before a gap may not after it), and
+    /// [`Error::ConnectionClosed`] after [`Reconnecting::close`] or giving up.
     pub fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         match &mut self.ws {
             Some(ws) => ws.send(message),
-            None => Err(Error::ConnectionClosed),
+            None if self.plan.stopped => Err(Error::ConnectionClosed),
+            None => Err(Error::NotConnected),
         }
     }
 

@@ -489,6 +489,8 @@ fn reconnect_after_the_server_dies_resubscribes_and_reports_the_gap() {
         Event::Disconnected(Disconnect::Failed(Error::ConnectionReset)) => {}
         other => panic!("expected the drop, got {other:?}"),
     }
+    // Between connections a send says so, unlike one after `close`.
+    assert!(matches!(feed.send("now?"), Err(Error::NotConnected)));
     // Changed while down: the new one is what the next connection gets.
     feed.subscriptions_mut()[0] = Message::text("subscribe:ticker:v2");
     // The server is down for a while: attempts fail, then it comes back on the same port.
@@ -510,6 +512,7 @@ fn reconnect_after_the_server_dies_resubscribes_and_reports_the_gap() {
     restart.join().unwrap();
     feed.close(None).unwrap();
     assert!(matches!(feed.next_event(), Err(Error::ConnectionClosed)));
+    assert!(matches!(feed.send("now?"), Err(Error::ConnectionClosed)));
 }
 
 #[test]
@@ -1045,6 +1048,7 @@ async fn async_reconnect_after_the_server_dies_resubscribes_and_reports_the_gap(
         Event::Disconnected(Disconnect::Failed(_))
     ));
     assert!(feed.response().is_none() && feed.get_ref().is_none());
+    assert!(matches!(feed.send("now?").await, Err(Error::NotConnected)));
     let restart = feed_life_later(
         addr,
         Duration::from_millis(300),
