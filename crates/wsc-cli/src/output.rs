@@ -149,10 +149,7 @@ impl Format {
     /// consumer can mark the gap.
     pub fn event_disconnected(&self, why: &str) {
         say!("wsc: connection lost: {why}; reconnecting");
-        if self.json {
-            let ts = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-            print_line(&json!({"type": "disconnected", "ts": ts, "reason": why}).to_string());
-        }
+        self.json_event("disconnected", json!({ "reason": why }));
     }
 
     /// A failed attempt to reconnect (`--reconnect`) and the wait before the next one, like
@@ -172,18 +169,13 @@ impl Format {
             "wsc: attempt {attempt} failed: {error}; next in {:.1} s{asked}",
             retry_in.as_secs_f64()
         );
-        if self.json {
-            let ts = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-            let line = json!({
-                "type": "attempt_failed",
-                "ts": ts,
-                "attempt": attempt,
-                "error": error.to_string(),
-                "retry_in_ms": retry_in.as_millis() as u64,
-                "retry_after_ms": retry_after.map(|w| w.as_millis() as u64),
-            });
-            print_line(&line.to_string());
-        }
+        let fields = json!({
+            "attempt": attempt,
+            "error": error.to_string(),
+            "retry_in_ms": retry_in.as_millis() as u64,
+            "retry_after_ms": retry_after.map(|w| w.as_millis() as u64),
+        });
+        self.json_event("attempt_failed", fields);
     }
 
     /// A reconnect (`--reconnect`), like [`Format::event_disconnected`].
@@ -193,16 +185,23 @@ impl Format {
             downtime.as_secs_f64(),
             if attempts == 1 { "" } else { "s" }
         );
-        if self.json {
-            let ts = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-            let line = json!({
-                "type": "reconnected",
-                "ts": ts,
-                "attempts": attempts,
-                "downtime_ms": downtime.as_millis() as u64,
-            });
-            print_line(&line.to_string());
+        let fields = json!({
+            "attempts": attempts,
+            "downtime_ms": downtime.as_millis() as u64,
+        });
+        self.json_event("reconnected", fields);
+    }
+
+    /// In `--json` mode, a reconnect event as a JSON line: `fields`, its `type` and the time.
+    fn json_event(&self, kind: &str, mut fields: serde_json::Value) {
+        if !self.json {
+            return;
         }
+        fields["type"] = kind.into();
+        fields["ts"] = humantime::format_rfc3339_millis(SystemTime::now())
+            .to_string()
+            .into();
+        print_line(&fields.to_string());
     }
 
     /// A note on stderr in verbose mode.

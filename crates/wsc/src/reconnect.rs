@@ -180,8 +180,7 @@ impl Reconnect {
             return base;
         }
         let half = base / 2;
-        let fraction = f64::from(random) / f64::from(u32::MAX);
-        half + half.mul_f64(fraction)
+        half + share_of(half, random)
     }
 
     pub(crate) fn gives_up_after(&self, failed: u32) -> bool {
@@ -333,6 +332,11 @@ fn tls_is_retryable(error: &rustls::Error) -> bool {
     }
 }
 
+/// The share `random` (of `u32::MAX`) of `span`: jitter.
+fn share_of(span: Duration, random: u32) -> Duration {
+    span.mul_f64(f64::from(random) / f64::from(u32::MAX))
+}
+
 /// A random number for jitter; without randomness the delay is simply not jittered.
 pub(crate) fn random_u32() -> u32 {
     let mut bytes = [0u8; 4];
@@ -379,7 +383,7 @@ pub(crate) struct Plan {
     retry_at: Option<Instant>,
     /// An event to report before anything else: the failure of a first connection that is
     /// retried ([`Reconnect::retry_first_connect`]).
-    pub(crate) pending: Option<Event>,
+    pending: Option<Event>,
 }
 
 impl Plan {
@@ -490,14 +494,15 @@ impl Plan {
         };
         let backoff = self.next_delay();
         let wait = match retry_after {
-            // With jitter, a share of a tenth of it (up to `max_delay`) on top: clients the
-            // server refused at the same moment do not all come back at the same moment.
-            Some(asked) if self.policy.jitter => {
-                let share = f64::from(random_u32()) / f64::from(u32::MAX);
-                let spread = (asked / 10).min(self.policy.max_delay).mul_f64(share);
+            Some(asked) => {
+                // With jitter, a share of a tenth of it (up to `max_delay`) on top: clients
+                // the server refused at the same moment do not all come back at once.
+                let spread = match self.policy.jitter {
+                    true => share_of((asked / 10).min(self.policy.max_delay), random_u32()),
+                    false => Duration::ZERO,
+                };
                 asked.saturating_add(spread).max(backoff)
             }
-            Some(asked) => asked.max(backoff),
             None => backoff,
         };
         let at = later(now, wait);
@@ -530,6 +535,24 @@ impl Plan {
         }
         self.subscriptions.push(message.clone());
         Ok(())
+    }
+
+    /// What `next_event` returns between connections before it waits for the next attempt,
+    /// if anything: [`Error::ConnectionClosed`] once stopped, else the event pending.
+    pub(crate) fn before_attempt(&mut self) -> Option<Result<Event, Error>> {
+        if self.stopped {
+            return Some(Err(Error::ConnectionClosed));
+        }
+        self.pending.take().map(Ok)
+    }
+
+    /// The error of a send with no connection open: [`Error::ConnectionClosed`] once
+    /// stopped, [`Error::NotConnected`] between connections.
+    pub(crate) fn unconnected(&self) -> Error {
+        match self.stopped {
+            true => Error::ConnectionClosed,
+            false => Error::NotConnected,
+        }
     }
 
     /// Records the attempt that succeeded at `now` and turns it into its event.
@@ -625,11 +648,8 @@ impl Reconnecting {
                 }
             };
         }
-        if self.plan.stopped {
-            return Err(Error::ConnectionClosed);
-        }
-        if let Some(event) = self.plan.pending.take() {
-            return Ok(event);
+        if let Some(answer) = self.plan.before_attempt() {
+            return answer;
         }
         let now = Instant::now();
         let due = self.plan.retry_at(now);
@@ -695,8 +715,7 @@ impl Reconnecting {
     pub fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         match &mut self.ws {
             Some(ws) => ws.send(message),
-            None if self.plan.stopped => Err(Error::ConnectionClosed),
-            None => Err(Error::NotConnected),
+            None => Err(self.plan.unconnected()),
         }
     }
 

@@ -126,11 +126,8 @@ impl Reconnecting {
             self.ws = None;
             return Ok(self.plan.dropped(Disconnect::Closed(frame), now()));
         }
-        if self.plan.stopped {
-            return Err(Error::ConnectionClosed);
-        }
-        if let Some(event) = self.plan.pending.take() {
-            return Ok(event);
+        if let Some(answer) = self.plan.before_attempt() {
+            return answer;
         }
         if self.attempt.is_none() {
             let due = self.plan.retry_at(now());
@@ -184,8 +181,7 @@ impl Reconnecting {
     pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         match &mut self.ws {
             Some(ws) => ws.send(message).await,
-            None if self.plan.stopped => Err(Error::ConnectionClosed),
-            None => Err(Error::NotConnected),
+            None => Err(self.plan.unconnected()),
         }
     }
 

@@ -120,9 +120,11 @@ struct Inner<S> {
     close_send_wait: Option<Pin<Box<Sleep>>>,
     /// How long a send waits for the peer to take some of our output (`None`: forever).
     write_timeout: Option<Duration>,
-    /// The send's timer for it, with the measure of progress when it started: output that
-    /// moves starts it over (a slow peer is no stuck one).
-    write_wait: Option<(Pin<Box<Sleep>>, u64)>,
+    /// The send's timer for it: output that moves starts it over (a slow peer is no stuck
+    /// one).
+    write_wait: Option<Pin<Box<Sleep>>>,
+    /// The measure of progress when `write_wait` last started.
+    write_progress: u64,
     /// Bytes of ours the peer has acknowledged, where the stream can tell (the streams this
     /// crate opens, on Linux): progress that TLS hides from the connection's count.
     acked: Option<fn(&S) -> Option<u64>>,
@@ -249,25 +251,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         // holds drain without the first moving.
         let acked = self.acked.and_then(|acked| acked(&self.stream));
         let progress = self.conn.written().wrapping_add(acked.unwrap_or(0));
-        let moved = self.write_wait.as_ref().map(|(_, at)| *at != progress);
-        if moved != Some(false) {
+        if self.write_wait.is_none() || self.write_progress != progress {
             // A timeout past what the clock can count to: no timer, the send waits.
             let Some(end) = ::tokio::time::Instant::now().checked_add(limit) else {
                 return Poll::Pending;
             };
             match &mut self.write_wait {
-                Some((timer, at)) => {
-                    timer.as_mut().reset(end);
-                    *at = progress;
-                }
-                None => self.write_wait = Some((Box::pin(sleep_until(end)), progress)),
+                Some(timer) => timer.as_mut().reset(end),
+                None => self.write_wait = Some(Box::pin(sleep_until(end))),
             }
+            self.write_progress = progress;
         }
-        let fired = self
-            .write_wait
-            .as_mut()
-            .is_some_and(|(timer, _)| timer.as_mut().poll(cx).is_ready());
-        if !fired {
+        if !expired(&mut self.write_wait, cx) {
             return Poll::Pending;
         }
         self.write_wait = None;
@@ -851,6 +846,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 close_send_wait: None,
                 write_timeout: None,
                 write_wait: None,
+                write_progress: 0,
                 acked: None,
                 drained: false,
                 drained_bytes: 0,

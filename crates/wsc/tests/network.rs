@@ -875,6 +875,28 @@ fn a_refusal_with_retry_after_puts_the_next_attempt_off_that_long() {
     server.join().unwrap();
 }
 
+/// A server's life that closes the next connection on `listener` at once (a clean close,
+/// the client's answer read).
+fn close_at_once(listener: &TcpListener) {
+    let (tcp, _) = listener.accept().unwrap();
+    let mut ws = wsc::server::accept(tcp).unwrap();
+    ws.close(None).unwrap();
+    while ws.read().is_ok() {}
+}
+
+/// An async reconnecting client of `url` for a test that pauses tokio's clock: no connect
+/// or handshake timeout, which the paused clock would jump to while a handshake waits.
+#[cfg(feature = "tokio")]
+async fn reconnecting_on_tokios_clock(url: String, policy: Reconnect) -> wsc::tokio::Reconnecting {
+    ClientBuilder::new(url)
+        .no_proxy()
+        .connect_timeout(None)
+        .handshake_timeout(None)
+        .connect_reconnecting_async(policy)
+        .await
+        .unwrap()
+}
+
 /// As the blocking client's, after a drop, on tokio's clock (paused: two minutes pass in
 /// no time); `max_retry_after` cuts a longer wait.
 #[cfg(feature = "tokio")]
@@ -883,10 +905,7 @@ async fn async_a_refusal_with_retry_after_puts_the_next_attempt_off_that_long() 
     let listener = TcpListener::bind((V4, 0)).unwrap();
     let addr = listener.local_addr().unwrap();
     let server = thread::spawn(move || {
-        let (tcp, _) = listener.accept().unwrap();
-        let mut ws = wsc::server::accept(tcp).unwrap();
-        ws.close(None).unwrap();
-        while ws.read().is_ok() {}
+        close_at_once(&listener);
         refuse_one(&listener, "429 Too Many Requests", "Retry-After: 120\r\n");
         refuse_one(
             &listener,
@@ -895,19 +914,11 @@ async fn async_a_refusal_with_retry_after_puts_the_next_attempt_off_that_long() 
         );
         feed_life(listener, "tick 2", Some(CloseCode::NORMAL));
     });
-    // No timeouts: tokio's paused clock would jump to them while a handshake waits.
-    let mut feed = ClientBuilder::new(format!("ws://{addr}/feed"))
-        .no_proxy()
-        .connect_timeout(None)
-        .handshake_timeout(None)
-        .connect_reconnecting_async(
-            Reconnect::new()
-                .initial_delay(Duration::from_millis(10))
-                .jitter(false)
-                .max_retry_after(Some(Duration::from_secs(300))),
-        )
-        .await
-        .unwrap();
+    let policy = Reconnect::new()
+        .initial_delay(Duration::from_millis(10))
+        .jitter(false)
+        .max_retry_after(Some(Duration::from_secs(300)));
+    let mut feed = reconnecting_on_tokios_clock(format!("ws://{addr}/feed"), policy).await;
     feed.subscribe("subscribe:ticker").await.unwrap();
     assert!(matches!(
         feed.next_event().await.unwrap(),
@@ -1078,25 +1089,15 @@ async fn async_reconnect_backoff_runs_on_tokios_clock() {
     let listener = TcpListener::bind((V4, 0)).unwrap();
     let addr = listener.local_addr().unwrap();
     let server = thread::spawn(move || {
-        let (tcp, _) = listener.accept().unwrap();
-        let mut ws = wsc::server::accept(tcp).unwrap();
-        ws.close(None).unwrap();
-        while ws.read().is_ok() {}
+        close_at_once(&listener);
         // The listener goes with the thread: every attempt after is refused.
     });
-    let mut feed = ClientBuilder::new(format!("ws://{addr}/"))
-        .no_proxy()
-        .connect_timeout(None)
-        .handshake_timeout(None)
-        .connect_reconnecting_async(
-            Reconnect::new()
-                .jitter(false)
-                .initial_delay(Duration::from_secs(10))
-                .max_delay(Duration::from_secs(80))
-                .max_attempts(Some(3)),
-        )
-        .await
-        .unwrap();
+    let policy = Reconnect::new()
+        .jitter(false)
+        .initial_delay(Duration::from_secs(10))
+        .max_delay(Duration::from_secs(80))
+        .max_attempts(Some(3));
+    let mut feed = reconnecting_on_tokios_clock(format!("ws://{addr}/"), policy).await;
     assert!(matches!(
         feed.next_event().await.unwrap(),
         Event::Disconnected(_)

@@ -870,6 +870,17 @@ async fn client_of_a_stalled_server(
     (ws, server, go)
 }
 
+/// Once the [`stalled_server`] reads: writes out everything queued, closes, and returns the
+/// numbers of the messages the server got.
+async fn flush_and_close_for(
+    mut ws: WebSocketStream<wsc::tokio::TokioStream>,
+    server: tokio::task::JoinHandle<(Vec<u32>, Option<CloseFrame>)>,
+) -> Vec<u32> {
+    SinkExt::<Message>::flush(&mut ws).await.unwrap();
+    ws.close(None).await.unwrap();
+    server.await.unwrap().0
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_blocks_when_the_peer_does_not_read_and_the_queue_stays_bounded() {
     within(BUDGET, async {
@@ -956,9 +967,7 @@ async fn the_write_timeout_fails_a_send_the_peer_takes_nothing_of_and_keeps_it_q
         assert!(refused >= WRITE_BUFFER, "{refused}");
         assert_eq!(ws.connection().queued_output(), refused);
         go.send(()).unwrap();
-        SinkExt::<Message>::flush(&mut ws).await.unwrap();
-        ws.close(None).await.unwrap();
-        let (numbers, _) = server.await.unwrap();
+        let numbers = flush_and_close_for(ws, server).await;
         assert!(numbers.iter().copied().eq(0..next), "{numbers:?}");
     })
     .await;
@@ -976,9 +985,7 @@ async fn a_write_timeout_of_duration_max_waits_as_none_does() {
             .await
             .is_err());
         go.send(()).unwrap();
-        SinkExt::<Message>::flush(&mut ws).await.unwrap();
-        ws.close(None).await.unwrap();
-        server.await.unwrap();
+        flush_and_close_for(ws, server).await;
     })
     .await;
 }
@@ -1050,9 +1057,7 @@ async fn a_feed_dropped_by_a_timer_queued_nothing_so_feeding_it_again_sends_it_o
             }
         }
         assert!(go.is_none(), "no feed waited for room");
-        SinkExt::<Message>::flush(&mut ws).await.unwrap();
-        ws.close(None).await.unwrap();
-        let (numbers, _) = server.await.unwrap();
+        let numbers = flush_and_close_for(ws, server).await;
         assert!(numbers.iter().copied().eq(0..total), "{numbers:?}");
     })
     .await;
