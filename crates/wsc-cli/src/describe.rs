@@ -17,13 +17,28 @@ impl fmt::Display for Described<'_> {
     }
 }
 
+/// A client's error in the tool's words (see [`write_client_error`]): a reconnect attempt's.
+pub struct DescribedForClient<'a>(pub &'a Error);
+
+impl fmt::Display for DescribedForClient<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_client_error(f, self.0)
+    }
+}
+
 /// Writes `e`, which ended the client, in the tool's words: as [`write_error`], and an
 /// opening that timed out names the flag that bounds it (not for `wsc serve`'s logs).
 pub fn write_client_error(f: &mut fmt::Formatter<'_>, e: &Error) -> fmt::Result {
     match e {
-        Error::Timeout(Phase::Connect | Phase::TlsHandshake | Phase::WebSocketHandshake) => {
-            write!(f, "{e} (--connect-timeout bounds the whole opening)")
-        }
+        Error::Timeout(phase @ (Phase::Connect | Phase::WebSocketHandshake)) => write!(
+            f,
+            "timed out during the {phase} (--connect-timeout bounds the whole opening)"
+        ),
+        Error::Timeout(Phase::TlsHandshake) => f.write_str(
+            "timed out during the TLS handshake (--connect-timeout bounds the whole opening; \
+             a server without TLS on this port waits for a request instead: for that, use a \
+             ws:// URL)",
+        ),
         _ => write_error(f, e),
     }
 }

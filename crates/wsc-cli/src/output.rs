@@ -165,13 +165,14 @@ impl Format {
             Some(wait) => format!(" (the server's Retry-After: {} s)", wait.as_secs()),
             None => String::new(),
         };
+        let error = crate::describe::DescribedForClient(error).to_string();
         say!(
             "wsc: attempt {attempt} failed: {error}; next in {:.1} s{asked}",
             retry_in.as_secs_f64()
         );
         let fields = json!({
             "attempt": attempt,
-            "error": error.to_string(),
+            "error": error,
             "retry_in_ms": retry_in.as_millis() as u64,
             "retry_after_ms": retry_after.map(|w| w.as_millis() as u64),
         });

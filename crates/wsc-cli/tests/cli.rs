@@ -551,7 +551,10 @@ fn missing_pong_is_reported() {
         b"",
     );
     let err = exits_with(&out, 10);
-    assert!(err.contains("nor any other data, for 0.5 s"), "{err}");
+    assert!(
+        err.contains("no pong within 0.5 s of a keepalive ping, nor any other data since"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -69,7 +69,10 @@ pub enum Error {
     Protocol(ProtocolError),
     /// The peer closed or reset the TCP connection without a close handshake (also when a
     /// write finds it gone: a reset or a broken pipe). Messages that arrived before are
-    /// delivered first.
+    /// delivered first. A peer that ended the stream in order (a FIN, not a reset) is told
+    /// by [`Connection::peer_ended_stream`](crate::proto::Connection::peer_ended_stream): after our
+    /// own close, some servers answer so instead of with a close frame, which a caller may
+    /// count as a clean end.
     ConnectionReset,
     /// The connection is closed (the close handshake completed or the connection failed);
     /// nothing more will be received.
@@ -77,6 +80,14 @@ pub enum Error {
     /// A reconnecting client is between connections: the message was not sent, nor queued
     /// (send it again after [`crate::reconnect::Event::Reconnected`]).
     NotConnected,
+    /// A reconnecting client gave up: `attempts` in a row failed (or, as a failure, dropped
+    /// before the connection was stable), reaching [`crate::Reconnect::max_attempts`], or
+    /// the last failed with an error no retry can mend. The events and the error returned
+    /// before this one say why.
+    GaveUp {
+        /// The failed attempts in a row, the last one included.
+        attempts: u32,
+    },
     /// A message or close was sent after this side had already sent a close frame.
     AlreadyClosed,
     /// A message was not sent, nor queued: the peer has not taken the `queued` bytes queued
@@ -161,8 +172,43 @@ pub enum Phase {
     Read,
     /// Writing to a peer that does not accept data.
     Write,
-    /// Waiting for the server to close the TCP connection after the close handshake.
+    /// Closing: our close frame was not written, or not answered by the peer's, within the
+    /// close timeout (the connection was then dropped). A server that answers but keeps TCP
+    /// open is no error: the close handshake is done, and the wait for TCP ends quietly.
     Close,
+}
+
+impl Phase {
+    /// What bounded the phase and what a timeout in it means, for [`Error`]'s message.
+    fn timeout_hint(self) -> &'static str {
+        match self {
+            Phase::Connect => {
+                "no answer within ClientBuilder::connect_timeout or open_timeout: the host is \
+                 down, or a firewall drops the packets"
+            }
+            Phase::Proxy => {
+                "the tunnel did not open in time; a proxy of another kind than its URL says \
+                 never answers: http:// is for HTTP CONNECT, socks5:// and socks5h:// for SOCKS5"
+            }
+            Phase::TlsHandshake => {
+                "not done within ClientBuilder::handshake_timeout or open_timeout; a server \
+                 without TLS on this port waits for a request instead: for that, use a ws:// URL"
+            }
+            Phase::WebSocketHandshake => {
+                "no complete response within ClientBuilder::handshake_timeout or open_timeout: \
+                 is this a WebSocket endpoint?"
+            }
+            Phase::Read => "nothing arrived within the read timeout; the connection stays open",
+            Phase::Write => {
+                "the peer took none of our data within the write timeout; what was not written \
+                 stays queued and the connection open"
+            }
+            Phase::Close => {
+                "our close was not written or not answered within the close timeout; the \
+                 connection was dropped"
+            }
+        }
+    }
 }
 
 impl fmt::Display for Phase {
@@ -293,18 +339,15 @@ impl fmt::Display for Error {
             Error::Url(e) => write!(f, "invalid URL: {e}"),
             Error::Dns { host, source } => write!(f, "cannot resolve host {host:?}: {source}"),
             Error::Connect { target, source } => write!(f, "cannot connect to {target}: {source}"),
-            Error::Timeout(Phase::Proxy) => f.write_str(
-                "timed out during the proxy handshake (the tunnel did not open in time; a \
-                 proxy of another kind than its URL says never answers: http:// is for HTTP \
-                 CONNECT, socks5:// and socks5h:// for SOCKS5)",
-            ),
-            Error::Timeout(phase) => write!(f, "timed out during the {phase}"),
+            Error::Timeout(phase) => {
+                write!(f, "timed out during the {phase} ({})", phase.timeout_hint())
+            }
             Error::Proxy { proxy, error } => write!(f, "proxy {proxy}: {error}"),
             Error::Redirect(e) => write!(f, "redirect not followed: {e}"),
             Error::KeepaliveTimeout(waited) => write!(
                 f,
-                "no pong to a keepalive ping, nor any other data, for {:.1} s: the peer or \
-                 the network path to it is dead",
+                "no pong within {:.1} s of a keepalive ping, nor any other data since: the \
+                 peer or the network path to it is dead",
                 waited.as_secs_f64()
             ),
             Error::TlsConfig(msg) => write!(f, "TLS configuration: {msg}"),
@@ -400,6 +443,13 @@ impl fmt::Display for Error {
             Error::NotConnected => f.write_str(
                 "not sent: the connection dropped and the client is reconnecting (send it \
                  again once reconnected)",
+            ),
+            Error::GaveUp { attempts } => write!(
+                f,
+                "reconnecting gave up after {attempts} failed attempt{} in a row (a connection \
+                 that drops before Reconnect::stable_after counts as one; \
+                 Reconnect::max_attempts bounds them)",
+                if *attempts == 1 { "" } else { "s" }
             ),
             Error::AlreadyClosed => f.write_str("cannot send: a close frame was already sent"),
             Error::SendQueueFull { queued } => write!(

@@ -538,20 +538,25 @@ impl Plan {
     }
 
     /// What `next_event` returns between connections before it waits for the next attempt,
-    /// if anything: [`Error::ConnectionClosed`] once stopped, else the event pending.
+    /// if anything: [`Error::GaveUp`] or [`Error::ConnectionClosed`] once stopped, else the
+    /// event pending.
     pub(crate) fn before_attempt(&mut self) -> Option<Result<Event, Error>> {
         if self.stopped {
-            return Some(Err(Error::ConnectionClosed));
+            return Some(Err(self.unconnected()));
         }
         self.pending.take().map(Ok)
     }
 
-    /// The error of a send with no connection open: [`Error::ConnectionClosed`] once
-    /// stopped, [`Error::NotConnected`] between connections.
+    /// The error of a send with no connection open: [`Error::GaveUp`] once reconnecting gave
+    /// up, [`Error::ConnectionClosed`] once the caller stopped it, [`Error::NotConnected`]
+    /// between connections.
     pub(crate) fn unconnected(&self) -> Error {
-        match self.stopped {
-            true => Error::ConnectionClosed,
-            false => Error::NotConnected,
+        match (self.gave_up, self.stopped) {
+            (true, _) => Error::GaveUp {
+                attempts: self.in_a_row,
+            },
+            (false, true) => Error::ConnectionClosed,
+            (false, false) => Error::NotConnected,
         }
     }
 
@@ -623,7 +628,7 @@ impl Reconnecting {
     /// ([`Error::ConnectionClosed`]), and for a read or write timeout (the connection stays
     /// up; what was not written stays queued). When connections keep dropping before they
     /// are stable, the drop that reaches `max_attempts` is the last event
-    /// ([`Reconnecting::has_given_up`]); [`Error::ConnectionClosed`] follows.
+    /// ([`Reconnecting::has_given_up`]); [`Error::GaveUp`] follows, at every call.
     ///
     /// Between connections the read timeout (the builder's) and the read deadline bound the
     /// wait for the next attempt as they bound a read: [`Error::Timeout`] with
@@ -710,8 +715,9 @@ impl Reconnecting {
     }
 
     /// Sends a message on the current connection: [`Error::NotConnected`] between
-    /// connections (it is not queued: what made sense before a gap may not after it), and
-    /// [`Error::ConnectionClosed`] after [`Reconnecting::close`] or giving up.
+    /// connections (it is not queued: what made sense before a gap may not after it),
+    /// [`Error::ConnectionClosed`] after [`Reconnecting::close`], [`Error::GaveUp`] after
+    /// giving up.
     pub fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         match &mut self.ws {
             Some(ws) => ws.send(message),

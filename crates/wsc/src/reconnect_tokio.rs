@@ -85,7 +85,7 @@ impl Reconnecting {
     /// ([`Error::ConnectionClosed`]), and for a read timeout (the connection stays up). When
     /// connections keep dropping before they are stable, the drop that reaches
     /// `max_attempts` is the last event ([`Reconnecting::has_given_up`]);
-    /// [`Error::ConnectionClosed`] follows.
+    /// [`Error::GaveUp`] follows, at every call.
     ///
     /// Cancellation safe: cancelled while connected, nothing is lost; cancelled while the
     /// server's close is wound up, the next call finishes it; cancelled between connections,
@@ -176,8 +176,9 @@ impl Reconnecting {
     }
 
     /// Sends a message on the current connection: [`Error::NotConnected`] between
-    /// connections (it is not queued: what made sense before a gap may not after it), and
-    /// [`Error::ConnectionClosed`] after [`Reconnecting::close`] or giving up.
+    /// connections (it is not queued: what made sense before a gap may not after it),
+    /// [`Error::ConnectionClosed`] after [`Reconnecting::close`], [`Error::GaveUp`] after
+    /// giving up.
     pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         match &mut self.ws {
             Some(ws) => ws.send(message).await,

@@ -244,6 +244,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             self.write_wait = None;
             return Poll::Ready(result);
         }
+        if self.conn.is_terminated() {
+            // The peer's close arrived (or the connection failed) with our output stuck: a
+            // peer that closed discards what follows its close, so the send ends now rather
+            // than when the close timeout gives the connection up.
+            self.write_wait = None;
+            return Poll::Ready(Err(Error::ConnectionClosed));
+        }
         let Some(limit) = self.write_timeout else {
             return Poll::Pending;
         };
@@ -746,10 +753,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     /// `close`); the reading half then receives the peer's close. A peer already gone is
     /// not an error here: the reading half tells how it ended.
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        // The reader found the connection ended without a close (a FIN, a protocol
+        // violation): there was nothing to close, as after a reset (`poll_write_out` reports
+        // a dead one) or for the unsplit stream's `close`, once the close frame of a
+        // failure is out.
+        let failed = self.conn.state() == State::Failed && !self.close_timed_out && !self.dead;
         if self.conn.can_send() && !self.close_timed_out {
             self.queue_close(None)?;
         }
-        self.poll_write_close(cx)
+        let written = ready!(self.poll_write_close(cx));
+        match failed {
+            true => Poll::Ready(written.and(Err(Error::ConnectionClosed))),
+            false => Poll::Ready(written),
+        }
     }
 
     /// `Sink::start_send`: a [`Message::Close`] is queued as `send` queues it, starting the
@@ -1110,6 +1126,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
 
     /// Splits into a reading and a writing half, usable from two tasks at once;
     /// [`WsReader::reunite`] puts them back together.
+    ///
+    /// For many tasks that send, and one that may close: give the writer to one task that
+    /// takes messages and the close from a channel, rather than share it behind a lock. A
+    /// send waits while the peer takes nothing (with no write timeout, for as long as the
+    /// peer lives), and a close behind it would wait as long; a writer task's channel does
+    /// not (`try_send`), and with [`ClientBuilder::write_timeout`](crate::ClientBuilder::write_timeout)
+    /// no send waits past it. A send waiting when the peer's close arrives ends at once.
     pub fn split(self) -> (WsReader<S>, WsWriter<S>) {
         split::halves(self.inner)
     }

@@ -759,7 +759,15 @@ fn reconnect_gives_up_after_max_attempts() {
         other => panic!("expected the last connect error, got {other:?}"),
     }
     assert!(feed.has_given_up());
-    assert!(matches!(feed.next_event(), Err(Error::ConnectionClosed)));
+    // From then on, every call says it gave up (not as after the caller's close).
+    assert!(matches!(
+        feed.next_event(),
+        Err(Error::GaveUp { attempts: 3 })
+    ));
+    assert!(matches!(
+        feed.send("now?"),
+        Err(Error::GaveUp { attempts: 3 })
+    ));
 }
 
 /// Answers the next connection on `listener` with a refusal: `status` and `headers` (each
@@ -2351,7 +2359,15 @@ fn a_frame_that_cannot_be_sent_keeps_the_connection_and_one_never_heard_from_cou
     // Up 20 ms (past stable_after) but silent all along: short-lived, so max_attempts(1) is
     // reached.
     assert!(feed.has_given_up());
-    assert!(matches!(feed.next_event(), Err(Error::ConnectionClosed)));
+    let gave_up = feed.next_event();
+    assert!(
+        matches!(gave_up, Err(Error::GaveUp { attempts: 1 })),
+        "{gave_up:?}"
+    );
+    assert!(gave_up
+        .unwrap_err()
+        .to_string()
+        .starts_with("reconnecting gave up after 1 failed attempt in a row"));
 }
 
 #[cfg(feature = "tokio")]

@@ -1361,6 +1361,99 @@ async fn a_writer_blocked_on_a_dead_peer_ends_when_the_reader_finds_it_dead() {
     .await;
 }
 
+/// The peer stops reading, then sends its close frame and keeps TCP open: a writer blocked
+/// on the full socket ends as soon as the reader has the close (the peer discards what
+/// follows its close anyway). Before, it waited out the close timeout (5 s) after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_blocked_on_a_full_socket_ends_when_the_peers_close_arrives() {
+    within(BUDGET, async {
+        let (listener, url) = listen_small().await;
+        let (go, told) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            raw_accept(&mut tcp).await;
+            told.await.unwrap();
+            let mut close = 1001u16.to_be_bytes().to_vec();
+            close.extend_from_slice(b"going away");
+            tcp.write_all(&server_frame(FIN | OP_CLOSE, &close))
+                .await
+                .unwrap();
+            sleep(Duration::from_secs(30)).await;
+            drop(tcp);
+        });
+        let (ws, _) = with_compression(builder(&url), false)
+            .connect_async()
+            .await
+            .unwrap();
+        small_send_buffer(&ws);
+        let (mut reader, mut writer) = ws.split();
+        let writing = tokio::spawn(async move {
+            let payload = Bytes::from(vec![1u8; 64 << 10]);
+            loop {
+                if let Err(e) = writer.send_binary(payload.clone()).await {
+                    return e;
+                }
+            }
+        });
+        // The writer is blocked on the full socket by now.
+        sleep(Duration::from_millis(300)).await;
+        assert!(!writing.is_finished());
+        go.send(()).unwrap();
+        let got = reader.recv().await;
+        assert_eq!(
+            got.unwrap().unwrap(),
+            Message::Close(Some(CloseFrame::new(1001u16, "going away")))
+        );
+        let failed = timeout(Duration::from_secs(2), writing)
+            .await
+            .expect("the writer still waits 2 s after the peer's close arrived")
+            .unwrap();
+        assert!(matches!(failed, Error::ConnectionClosed), "{failed:?}");
+        server.abort();
+    })
+    .await;
+}
+
+/// A writing half's `close` after the reader reported the server's end without a close
+/// (a FIN) fails as the unsplit stream's does, and as after a reset. Before, it returned
+/// `Ok` after a FIN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writers_close_after_the_server_ended_without_a_close_is_connection_closed() {
+    within(BUDGET, async {
+        let (listener, url) = listen().await;
+        let server = tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            raw_accept(&mut tcp).await;
+            tcp.write_all(&server_frame(FIN | OP_TEXT, b"hello"))
+                .await
+                .unwrap();
+            tcp.shutdown().await.unwrap();
+            // Still reading: the FIN is no reset.
+            let mut sink = [0u8; 1024];
+            while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
+        });
+        let (ws, _) = builder(&url).connect_async().await.unwrap();
+        let (mut reader, mut writer) = ws.split();
+        assert_eq!(
+            reader.recv().await.unwrap().unwrap(),
+            Message::text("hello")
+        );
+        let ended = reader.recv().await;
+        assert!(
+            matches!(ended, Some(Err(Error::ConnectionReset))),
+            "{ended:?}"
+        );
+        assert!(reader.recv().await.is_none());
+        let closed = writer.close(None).await;
+        assert!(matches!(closed, Err(Error::ConnectionClosed)), "{closed:?}");
+        let closed = SinkExt::<Message>::close(&mut writer).await;
+        assert!(matches!(closed, Err(Error::ConnectionClosed)), "{closed:?}");
+        drop((reader, writer));
+        server.await.unwrap();
+    })
+    .await;
+}
+
 /// A refusal reaches a client that sent more than its request (frames before the 101, as
 /// eager clients do) whole, then a clean end of stream. Before, the server dropped the
 /// stream with the client's bytes unread, and the kernel reset the connection: the client
