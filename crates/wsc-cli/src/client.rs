@@ -18,6 +18,7 @@ use crate::args::ClientArgs;
 use crate::exit::CliError;
 use crate::output::Format;
 use crate::stdout_gone::stdout_gone;
+use crate::stop_aware_stdout::{is_stopped_while_blocked, StopAwareStdout};
 
 /// How often the session looks at stdin, timers and Ctrl-C while waiting for messages.
 const POLL: Duration = Duration::from_millis(20);
@@ -37,6 +38,9 @@ const DEFAULT_LINGER: Duration = Duration::from_secs(1);
 
 /// The largest message accepted without `--max-message-size`.
 const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
+
+/// Stdout's buffer: a message up to this size goes out in one flush's writes.
+const OUT_BUFFER: usize = 64 << 10;
 
 /// Input from stdin, read on its own thread.
 enum Input {
@@ -427,7 +431,9 @@ impl Session {
 
     /// The session, until the connection ends.
     fn serve(&mut self, stop: &AtomicBool) -> Result<(), CliError> {
-        let mut out = io::stdout().lock();
+        // Buffered here, flushed after each message (as std's stdout would be, but for the
+        // stop signal it heeds: see `stop_aware_stdout`).
+        let mut out = io::BufWriter::with_capacity(OUT_BUFFER, StopAwareStdout::new(stop));
         loop {
             let stopped = stop.load(Ordering::Relaxed);
             // Looked at every turn, not only when a write fails: a quiet session prints
@@ -610,6 +616,9 @@ impl Session {
                 // The reader went away (`| head`): the next turn closes with 1001 and waits
                 // for the server's close, as Ctrl-C does with 1000.
                 Err(e) if e.kind() == io::ErrorKind::BrokenPipe => self.stdout_gone = true,
+                // A stop signal while the reader took nothing: what still comes goes
+                // nowhere, as for a reader gone, and the close the stop calls for goes out.
+                Err(e) if is_stopped_while_blocked(&e) => self.stdout_gone = true,
                 // A full disk and the like: closed the same way (the server sees a client
                 // going away, not a dropped connection), the error reported once closed.
                 Err(e) => {

@@ -15,6 +15,7 @@ mod redact;
 mod serve;
 mod serve_tls;
 mod stdout_gone;
+mod stop_aware_stdout;
 mod terminal;
 mod tls_args;
 

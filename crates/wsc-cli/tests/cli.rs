@@ -417,6 +417,83 @@ fn ctrl_c_sends_close_1000() {
     assert_eq!(code, Some(0));
 }
 
+/// A raw server that floods text frames until the client's close arrives, then answers it;
+/// the close code the client sent comes on the channel.
+fn flooding_server() -> (String, mpsc::Receiver<u16>) {
+    let (tx, rx) = mpsc::channel();
+    let url = raw_server(move |mut tcp| {
+        raw_upgrade(&mut tcp);
+        tcp.set_read_timeout(None).unwrap();
+        let closing = Arc::new(AtomicUsize::new(0));
+        let mut writer = tcp.try_clone().unwrap();
+        let flood = thread::spawn({
+            let closing = closing.clone();
+            move || {
+                let mut frame = vec![0x81, 126, 0x04, 0x00];
+                frame.extend([b'x'; 1024]);
+                while closing.load(Ordering::SeqCst) == 0 {
+                    if writer.write_all(&frame).is_err() {
+                        return;
+                    }
+                }
+                let _ = writer.write_all(&[0x88, 0x02, 0x03, 0xE8]);
+            }
+        });
+        // With -n and no keepalive, the client's first frame is its close.
+        let mut head = [0u8; 2];
+        if tcp.read_exact(&mut head).is_err() || head[0] != 0x88 {
+            return;
+        }
+        let mut rest = vec![0u8; 4 + usize::from(head[1] & 0x7F)];
+        if tcp.read_exact(&mut rest).is_err() || rest.len() < 6 {
+            return;
+        }
+        let code = u16::from_be_bytes([rest[4] ^ rest[0], rest[5] ^ rest[1]]);
+        closing.store(1, Ordering::SeqCst);
+        let _ = tx.send(code);
+        let _ = flood.join();
+    });
+    (url, rx)
+}
+
+/// SIGTERM while stdout's reader takes nothing (`wsc URL | stalled`): the write that waits
+/// for room gives way, the close goes out, and wsc exits as after any stop. Before, the
+/// signal waited behind the write, for as long as the reader stalled (a second signal
+/// killed it, with no close sent).
+#[test]
+fn a_stop_signal_is_heeded_while_stdouts_reader_takes_nothing() {
+    let (url, closes) = flooding_server();
+    let mut child = Command::new(WSC)
+        .args([&url, "-n", "-v", "--no-compression"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(Proc)
+        .unwrap();
+    // Held, never read: the pipe fills at once.
+    let _stalled = child.0.stdout.take().unwrap();
+    let err = once_open(&mut child);
+    thread::sleep(Duration::from_millis(500));
+    send_signal(&child, "-TERM");
+    let code = closes
+        .recv_timeout(Duration::from_secs(5))
+        .expect("no close from wsc within 5 s of SIGTERM");
+    assert_eq!(code, 1000);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "wsc still runs 5 s after its close went out"
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "{}", err.join().unwrap());
+}
+
 #[test]
 fn ctrl_c_with_input_the_server_never_takes_reports_it_unsent() {
     // A server that completes the handshake, then never reads, until the client is done.
