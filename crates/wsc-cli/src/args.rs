@@ -55,8 +55,9 @@ pub struct ClientArgs {
     pub keep_open: bool,
 
     /// At the end of stdin, close only once no message has come for SECS (default 1; 0 closes
-    /// at once): the replies to the last input get printed (many servers drop what they would
-    /// send once they see our close). With --count, whichever comes first (without
+    /// at once), and at the latest 10 x SECS after it (a server that never goes quiet): the
+    /// replies to the last input get printed (many servers drop what they would send once
+    /// they see our close). With --count, whichever comes first (without
     /// --linger, the count alone decides); with -n, SECS after the --send messages (without
     /// --linger, -n stays open).
     #[arg(long, value_name = "SECS", value_parser = parse_secs_or_zero, conflicts_with = "keep_open")]

@@ -36,6 +36,11 @@ const CLOSE_WAIT: Duration = Duration::from_secs(3);
 /// printed nothing from them.
 const DEFAULT_LINGER: Duration = Duration::from_secs(1);
 
+/// The end of input waits for quiet at most this many lingers: a server that sends more
+/// often than that (a ticker, heartbeats) never goes quiet, and `echo request | wsc URL`
+/// must still end.
+const LINGER_BOUND: u32 = 10;
+
 /// The largest message accepted without `--max-message-size`.
 const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
 
@@ -466,7 +471,8 @@ impl Session {
             self.pump_stdin()?;
             if let Some(ended) = self.input_ended {
                 let linger = self.linger.unwrap_or(DEFAULT_LINGER);
-                if ended.max(self.last_message).elapsed() >= linger {
+                let quiet = ended.max(self.last_message).elapsed() >= linger;
+                if quiet || ended.elapsed() >= linger.saturating_mul(LINGER_BOUND) {
                     // While reconnecting there is nothing to close yet: again once back.
                     self.start_close(CloseCode::NORMAL, "end of input")?;
                     if self.closing_since.is_some() {

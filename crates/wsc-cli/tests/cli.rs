@@ -1623,6 +1623,27 @@ fn piped_requests_get_their_replies_from_a_server_that_stops_at_our_close() {
     assert_eq!(stdout(&out), "reply\n");
 }
 
+/// The end of input against a feed that never goes quiet: the wait for quiet is bounded
+/// (10 x --linger after the end of input). Before, `echo request | wsc URL` never exited
+/// against a server that sends more often than --linger (a ticker, heartbeats).
+#[test]
+fn linger_ends_against_a_server_that_never_goes_quiet() {
+    let (_server, url, _) = wsc_serve(&["--feed", "--rate", "20"]);
+    let url = format!("{url}/market");
+    let start = Instant::now();
+    let out = wsc(
+        &[&url, "--linger", "0.5"],
+        br#"{"op":"subscribe","symbols":["ETH-USD"]}
+"#,
+    );
+    exits_with(&out, 0);
+    let took = start.elapsed();
+    // Ticks all along: it closed for the bound, not for a quiet spell.
+    let ticks = stdout(&out).lines().count();
+    assert!(ticks >= 40, "{ticks} ticks in {took:?}");
+    assert!(took >= Duration::from_secs(5), "{took:?}");
+}
+
 #[test]
 fn linger_without_stdin_closes_after_the_send_messages() {
     let (_py, url) = py_server(&[]);
