@@ -8,9 +8,12 @@ use std::fmt;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+#[cfg(unix)]
+use crate::stdout_gone::poll_stdout;
+
 /// How often a wait for room in stdout looks at the stop flag, in milliseconds.
 #[cfg(unix)]
-const STOP_POLL_MS: i32 = 100;
+const STOP_POLL_MS: libc::c_int = 100;
 
 /// At most this much per write: a pipe that polls writable has a free page, which takes
 /// this much without blocking (POSIX's PIPE_BUF).
@@ -81,23 +84,15 @@ impl StopAwareStdout<'_> {
     /// the write will fail at once: a reader gone, a closed descriptor), `false` to look
     /// again; the error once stopped with no room.
     fn wait_for_room(&self) -> io::Result<bool> {
-        let mut fd = libc::pollfd {
-            fd: libc::STDOUT_FILENO,
-            events: libc::POLLOUT,
-            revents: 0,
-        };
         // Room now: no wait, whatever the flag says (a stop still prints what fits).
-        // SAFETY: one valid pollfd; poll only fills in `revents`.
-        if unsafe { libc::poll(&mut fd, 1, 0) } > 0 {
+        if poll_stdout(libc::POLLOUT, 0) != 0 {
             return Ok(true);
         }
         if self.stop.load(Ordering::Relaxed) {
             return Err(io::Error::other(StoppedWhileBlocked));
         }
-        // SAFETY: as above.
-        let ready = unsafe { libc::poll(&mut fd, 1, STOP_POLL_MS) };
         // Interrupted by the signal itself, or no room yet: the flag is looked at again.
-        Ok(ready > 0)
+        Ok(poll_stdout(libc::POLLOUT, STOP_POLL_MS) != 0)
     }
 }
 

@@ -1315,6 +1315,26 @@ async fn the_close_timeout_ends_a_reader_already_waiting_when_the_writer_closes(
     .await;
 }
 
+/// Sends 64 KiB messages on a writing half until a send fails; the error.
+async fn send_until_it_fails(mut writer: wsc::tokio::WsWriter<wsc::tokio::TokioStream>) -> Error {
+    let payload = Bytes::from(vec![1u8; 64 << 10]);
+    loop {
+        if let Err(e) = writer.send_binary(payload.clone()).await {
+            return e;
+        }
+    }
+}
+
+/// Asserts that a [`send_until_it_fails`] task ends within `limit` of what `after` says,
+/// with [`Error::ConnectionClosed`].
+async fn ends_closed_within(limit: Duration, writing: tokio::task::JoinHandle<Error>, after: &str) {
+    let failed = timeout(limit, writing)
+        .await
+        .unwrap_or_else(|_| panic!("the writer still waits {limit:?} after {after}"))
+        .unwrap();
+    assert!(matches!(failed, Error::ConnectionClosed), "{failed:?}");
+}
+
 /// The peer vanishes (reads and sends nothing): a writer blocked on the full socket ends
 /// when the reader finds the peer dead by keepalive. Before, it was not woken, and waited
 /// for a socket that never drains (in 6 of 10 runs).
@@ -1336,25 +1356,19 @@ async fn a_writer_blocked_on_a_dead_peer_ends_when_the_reader_finds_it_dead() {
                 .connect_async()
                 .await
                 .unwrap();
-            let (mut reader, mut writer) = ws.split();
-            let writing = tokio::spawn(async move {
-                let payload = Bytes::from(vec![1u8; 64 << 10]);
-                loop {
-                    if let Err(e) = writer.send_binary(payload.clone()).await {
-                        return e;
-                    }
-                }
-            });
+            let (mut reader, writer) = ws.split();
+            let writing = tokio::spawn(send_until_it_fails(writer));
             let ended = reader.recv().await;
             assert!(
                 matches!(ended, Some(Err(Error::KeepaliveTimeout(_)))),
                 "{ended:?}"
             );
-            let failed = timeout(Duration::from_secs(3), writing)
-                .await
-                .expect("the writer still waits 3 s after the reader found the peer dead")
-                .unwrap();
-            assert!(matches!(failed, Error::ConnectionClosed), "{failed:?}");
+            ends_closed_within(
+                Duration::from_secs(3),
+                writing,
+                "the reader found the peer dead",
+            )
+            .await;
             server.abort();
         }
     })
@@ -1386,15 +1400,8 @@ async fn a_writer_blocked_on_a_full_socket_ends_when_the_peers_close_arrives() {
             .await
             .unwrap();
         small_send_buffer(&ws);
-        let (mut reader, mut writer) = ws.split();
-        let writing = tokio::spawn(async move {
-            let payload = Bytes::from(vec![1u8; 64 << 10]);
-            loop {
-                if let Err(e) = writer.send_binary(payload.clone()).await {
-                    return e;
-                }
-            }
-        });
+        let (mut reader, writer) = ws.split();
+        let writing = tokio::spawn(send_until_it_fails(writer));
         // The writer is blocked on the full socket by now.
         sleep(Duration::from_millis(300)).await;
         assert!(!writing.is_finished());
@@ -1404,11 +1411,7 @@ async fn a_writer_blocked_on_a_full_socket_ends_when_the_peers_close_arrives() {
             got.unwrap().unwrap(),
             Message::Close(Some(CloseFrame::new(1001u16, "going away")))
         );
-        let failed = timeout(Duration::from_secs(2), writing)
-            .await
-            .expect("the writer still waits 2 s after the peer's close arrived")
-            .unwrap();
-        assert!(matches!(failed, Error::ConnectionClosed), "{failed:?}");
+        ends_closed_within(Duration::from_secs(2), writing, "the peer's close arrived").await;
         server.abort();
     })
     .await;
