@@ -4,7 +4,10 @@ use std::fmt;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::Mutex;
+use std::task::{ready, Context, Poll};
 
+use ::tokio::time::Sleep;
+use futures_core::{FusedStream, Stream};
 use futures_sink::Sink;
 
 use crate::client::ClientBuilder;
@@ -17,6 +20,8 @@ use crate::tokio::{TokioStream, WebSocketStream};
 /// An async client that reconnects after a drop and replays its subscriptions; see
 /// [`crate::reconnect`] for the policy and the events. Its delays, downtimes and uptimes run
 /// on tokio's clock: a test that pauses it (`tokio::time::pause`) sees the backoff in full.
+/// It is also a [`Stream`] of the same events (`while let Some(event) = feed.next().await`),
+/// which ends once reconnecting gives up or is closed.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), wsc::Error> {
@@ -42,6 +47,8 @@ pub struct Reconnecting {
     attempt: Option<Mutex<Attempt>>,
     /// The opening handshake's response of the connection in `ws`.
     response: Option<Response>,
+    /// The timer until the next attempt, kept between polls (reset for each attempt).
+    wait: Option<Pin<Box<Sleep>>>,
 }
 
 /// One reconnect attempt: connect and handshake.
@@ -75,6 +82,7 @@ impl ClientBuilder {
             ws,
             attempt: None,
             response,
+            wait: None,
         })
     }
 }
@@ -95,55 +103,69 @@ impl Reconnecting {
     /// connections is not cut short by the read timeout: to look at a stop flag while it
     /// lasts, race this call against a timer.
     pub async fn next_event(&mut self) -> Result<Event, Error> {
+        poll_fn(|cx| self.poll_next_event(cx)).await
+    }
+
+    /// `next_event` as a poll, for it and for the [`Stream`]: everything it waits on (the
+    /// connection, the timer until the next attempt, the attempt) is kept in `self`, so a
+    /// poll that returns `Pending` loses nothing.
+    fn poll_next_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event, Error>> {
         if let Some(ws) = &mut self.ws {
             // Once the server's close is in (state `Closed`), the connection is being wound
             // up: a call cancelled meanwhile finishes that on the next one, and the frame is
             // kept by the connection.
             if ws.connection().state() != State::Closed {
-                match ws.recv().await {
+                match ready!(Pin::new(&mut *ws).poll_next(cx)) {
                     Some(Ok(Message::Close(_))) => {}
                     Some(Ok(message)) => {
                         self.plan.heard |= message.is_data();
-                        return Ok(Event::Message(message));
+                        return Poll::Ready(Ok(Event::Message(message)));
                     }
-                    Some(Err(e)) if !ends_connection(&e) => return Err(e),
+                    Some(Err(e)) if !ends_connection(&e) => return Poll::Ready(Err(e)),
                     Some(Err(e)) => {
                         self.ws = None;
-                        return Ok(self.plan.dropped(Disconnect::Failed(e), now()));
+                        return Poll::Ready(Ok(self.plan.dropped(Disconnect::Failed(e), now())));
                     }
                     None => {
                         self.ws = None;
-                        return Ok(self
-                            .plan
-                            .dropped(Disconnect::Failed(Error::ConnectionClosed), now()));
+                        let cause = Disconnect::Failed(Error::ConnectionClosed);
+                        return Poll::Ready(Ok(self.plan.dropped(cause, now())));
                     }
                 }
             }
             // Let the driver send the close reply and wait (bounded by the close timeout)
             // for the server to close TCP, as the blocking client does.
-            while ws.recv().await.is_some() {}
+            while ready!(Pin::new(&mut *ws).poll_next(cx)).is_some() {}
             let frame = ws.connection().peer_close().cloned();
             self.ws = None;
-            return Ok(self.plan.dropped(Disconnect::Closed(frame), now()));
+            return Poll::Ready(Ok(self.plan.dropped(Disconnect::Closed(frame), now())));
         }
         if let Some(answer) = self.plan.before_attempt() {
-            return answer;
+            return Poll::Ready(answer);
         }
         if self.attempt.is_none() {
-            let due = self.plan.retry_at(now());
-            ::tokio::time::sleep_until(due.into()).await;
+            let due = ::tokio::time::Instant::from_std(self.plan.retry_at(now()));
+            let wait = self
+                .wait
+                .get_or_insert_with(|| Box::pin(::tokio::time::sleep_until(due)));
+            if wait.deadline() != due {
+                wait.as_mut().reset(due);
+            }
+            ready!(wait.as_mut().poll(cx));
             self.attempt = Some(Mutex::new(self.open()));
         }
         let Some(attempt) = self.attempt.as_mut() else {
             unreachable!("started above")
         };
         let attempt = attempt.get_mut().unwrap_or_else(|e| e.into_inner());
-        let opened = attempt.await;
+        let opened = ready!(attempt.as_mut().poll(cx));
         self.attempt = None;
-        match opened.and_then(|(ws, response)| self.replay(ws, response)) {
-            Ok(()) => Ok(self.plan.reconnected(now())),
-            Err(e) => self.plan.attempt_failed(e, now()),
-        }
+        Poll::Ready(
+            match opened.and_then(|(ws, response)| self.replay(ws, response)) {
+                Ok(()) => Ok(self.plan.reconnected(now())),
+                Err(e) => self.plan.attempt_failed(e, now()),
+            },
+        )
     }
 
     /// Queues the subscriptions on the new connection, all at once (no await: a cancelled
@@ -287,6 +309,29 @@ impl Reconnecting {
     /// subprotocol the server chose), if one is open: each reconnect has its own.
     pub fn response(&self) -> Option<&Response> {
         self.ws.as_ref().and(self.response.as_ref())
+    }
+}
+
+/// The events of [`Reconnecting::next_event`] as a stream, for `StreamExt` and `select!`:
+/// `while let Some(event) = feed.next().await`. Its errors are those of `next_event`; the
+/// stream ends after the last of them, once reconnecting gave up or [`Reconnecting::close`]
+/// stopped it (where `next_event` returns [`Error::GaveUp`] or [`Error::ConnectionClosed`]).
+/// A read timeout is an error item, and the stream goes on after it.
+impl Stream for Reconnecting {
+    type Item = Result<Event, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.is_terminated() {
+            return Poll::Ready(None);
+        }
+        this.poll_next_event(cx).map(Some)
+    }
+}
+
+impl FusedStream for Reconnecting {
+    fn is_terminated(&self) -> bool {
+        self.ws.is_none() && self.plan.stopped
     }
 }
 

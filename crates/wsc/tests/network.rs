@@ -1374,6 +1374,72 @@ async fn async_reconnect_is_not_put_off_by_a_select_with_a_shorter_timer() {
         .unwrap();
 }
 
+/// The async client is a stream of its events (`while let Some(event) = feed.next().await`):
+/// the message, the drop and the failed attempt come as from `next_event`, then the last
+/// attempt's error, and then the stream ends, as it does after `close`.
+#[cfg(feature = "tokio")]
+#[tokio::test]
+async fn async_reconnecting_is_a_stream_that_ends_once_reconnecting_gives_up() {
+    use futures_util::stream::{FusedStream, StreamExt};
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    // One connection, closed after a tick; then nothing listens.
+    let server = thread::spawn(move || feed_life(listener, "tick 1", Some(CloseCode::GOING_AWAY)));
+    let policy = Reconnect::new()
+        .initial_delay(Duration::from_millis(20))
+        .max_attempts(Some(2));
+    let mut feed = builder(&format!("ws://{addr}/feed"))
+        .connect_reconnecting_async(policy)
+        .await
+        .unwrap();
+    feed.subscribe("subscribe:ticker").await.unwrap();
+    let mut events = Vec::new();
+    while let Some(event) = feed.next().await {
+        events.push(event);
+    }
+    assert!(feed.is_terminated() && feed.has_given_up());
+    assert_eq!(events.len(), 4, "{events:?}");
+    assert!(matches!(&events[0],
+        Ok(Event::Message(m)) if m.as_text() == Some("tick 1 after subscribe:ticker")));
+    assert!(matches!(
+        &events[1],
+        Ok(Event::Disconnected(Disconnect::Closed(Some(f)))) if f.code == CloseCode::GOING_AWAY
+    ));
+    assert!(matches!(&events[2],
+        Ok(Event::AttemptFailed(f)) if f.attempt == 1 && matches!(f.error, Error::Connect { .. })));
+    assert!(
+        matches!(&events[3], Err(Error::Connect { .. })),
+        "{events:?}"
+    );
+    assert!(feed.next().await.is_none());
+    assert!(matches!(
+        feed.next_event().await,
+        Err(Error::GaveUp { attempts: 2 })
+    ));
+    tokio::task::spawn_blocking(move || server.join().unwrap())
+        .await
+        .unwrap();
+
+    // Closed by the caller: the stream is over too.
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = echo_on(listener);
+    let mut feed = builder(&format!("ws://{addr}/"))
+        .connect_reconnecting_async(Reconnect::new())
+        .await
+        .unwrap();
+    feed.send("hello").await.unwrap();
+    assert!(matches!(feed.next().await,
+        Some(Ok(Event::Message(m))) if m.as_text() == Some("hello")));
+    assert!(!feed.is_terminated());
+    feed.close(None).await.unwrap();
+    assert!(feed.is_terminated());
+    assert!(feed.next().await.is_none());
+    tokio::task::spawn_blocking(move || server.join().unwrap())
+        .await
+        .unwrap();
+}
+
 #[test]
 fn both_reconnecting_clients_can_be_shared_and_sent() {
     fn shared_and_sent<T: Send + Sync>() {}
