@@ -1,7 +1,7 @@
 //! The client session: connect (and reconnect, with `--reconnect`), send `--send` messages and
 //! stdin, print what arrives, and close cleanly on end of input, `--count` or Ctrl-C.
 
-use std::io::{self, BufRead, IsTerminal, Read};
+use std::io::{self, BufRead, BufWriter, IsTerminal, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::Arc;
@@ -47,6 +47,13 @@ const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
 /// Stdout's buffer: a message up to this size goes out in one flush's writes.
 const OUT_BUFFER: usize = 64 << 10;
 
+/// Stdout as the session writes it.
+type Stdout<'a> = BufWriter<StopAwareStdout<'a>>;
+
+/// Input already waiting is queued up to this much before it is written: one write for many
+/// lines, not one each (a file of 300,000 lines made 300,000 system calls).
+const STDIN_BATCH: usize = 64 << 10;
+
 /// Input from stdin, read on its own thread.
 enum Input {
     Text(String),
@@ -65,6 +72,17 @@ struct StdinMode {
     /// message and of each line, so that a stream without newlines (a binary file,
     /// `/dev/zero`) is an error, not a line that grows until memory runs out.
     limit: usize,
+}
+
+/// What sending input comes to: a write that timed out left it queued (the session's next
+/// read writes it), and a server gone is no error here: what it sent before (its close and
+/// reason, above all) is still read, and the reads say how the connection ended.
+fn unless_lost(ws: &WebSocket<MaybeTlsStream>, sent: Result<(), Error>) -> Result<(), CliError> {
+    match sent {
+        Ok(()) | Err(Error::Timeout(Phase::Write)) => Ok(()),
+        Err(Error::ConnectionReset) if ws.connection().is_output_lost() => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn spawn_stdin_reader(mode: StdinMode) -> Receiver<Input> {
@@ -423,6 +441,33 @@ impl Session {
         }
     }
 
+    /// Writes out what was printed, unless nobody reads it any more.
+    fn flush_stdout(&mut self, out: &mut impl Write) {
+        if !self.stdout_gone {
+            let flushed = out.flush();
+            self.note_stdout(flushed);
+        }
+    }
+
+    /// Takes in what writing to stdout came to.
+    fn note_stdout(&mut self, written: io::Result<()>) {
+        match written {
+            Ok(()) => {}
+            // The reader went away (`| head`): the next turn closes with 1001 and waits for
+            // the server's close, as Ctrl-C does with 1000.
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => self.stdout_gone = true,
+            // A stop signal while the reader took nothing: what still comes goes nowhere, as
+            // for a reader gone, and the close the stop calls for goes out.
+            Err(e) if is_stopped_while_blocked(&e) => self.stdout_gone = true,
+            // A full disk and the like: closed the same way (the server sees a client going
+            // away, not a dropped connection), the error reported once closed.
+            Err(e) => {
+                self.stdout_gone = true;
+                self.fault.get_or_insert(("cannot write to stdout", e));
+            }
+        }
+    }
+
     /// The keepalive round trip, if the pong just read gave a new one (not the pong of a ping
     /// of ours, or no keepalive: none).
     fn new_round_trip(&mut self) -> Option<Duration> {
@@ -434,16 +479,41 @@ impl Session {
         Some(rtt)
     }
 
-    /// The session, until the connection ends.
+    /// The session, until the connection ends, and what it printed flushed.
     fn serve(&mut self, stop: &AtomicBool) -> Result<(), CliError> {
-        // Buffered here, flushed after each message (as std's stdout would be, but for the
-        // stop signal it heeds: see `stop_aware_stdout`).
-        let mut out = io::BufWriter::with_capacity(OUT_BUFFER, StopAwareStdout::new(stop));
+        // Buffered here (not by std's stdout: see `stop_aware_stdout` for the stop signal it
+        // heeds), and flushed before anything else is said and before a read would wait.
+        let mut out = BufWriter::with_capacity(OUT_BUFFER, StopAwareStdout::new(stop));
+        let ended = self.session(stop, &mut out);
+        self.flush_stdout(&mut out);
+        ended
+    }
+
+    /// The session's turns, until the connection ends.
+    fn session(&mut self, stop: &AtomicBool, out: &mut Stdout<'_>) -> Result<(), CliError> {
+        // Whether this turn's read takes only what is in the connection's buffer already:
+        // messages printed are flushed when a read would wait for more, not one by one (a
+        // write and a poll per message held a fast feed to a file back). Tried once per
+        // wait: what is buffered may be a frame's first part only.
+        let mut buffered_only = false;
+        let mut gone_checked = Instant::now() - POLL;
         loop {
+            buffered_only = !buffered_only
+                && !out.buffer().is_empty()
+                && self
+                    .link
+                    .ws()
+                    .is_some_and(|ws| ws.connection().buffered_input() > 0);
+            if !buffered_only {
+                self.flush_stdout(out);
+            }
             let stopped = stop.load(Ordering::Relaxed);
-            // Looked at every turn, not only when a write fails: a quiet session prints
+            // Looked at every POLL, not only when a write fails: a quiet session prints
             // nothing that would fail.
-            self.stdout_gone = self.stdout_gone || stdout_gone();
+            if gone_checked.elapsed() >= POLL {
+                gone_checked = Instant::now();
+                self.stdout_gone = self.stdout_gone || stdout_gone();
+            }
             let leaving = if stopped {
                 Some((CloseCode::NORMAL, "stopping"))
             } else if let Some((what, _)) = &self.fault {
@@ -466,6 +536,7 @@ impl Session {
                         Link::Direct(_) => Ok(()),
                     };
                 }
+                self.flush_stdout(out);
                 self.start_close(code, why)?;
             }
             self.pump_stdin()?;
@@ -540,10 +611,19 @@ impl Session {
             if let Some(ws) = self.link.ws() {
                 // Back within POLL even while a big message trickles in: Ctrl-C and the
                 // clocks above are looked at meanwhile.
-                ws.set_read_deadline(Some(Instant::now() + POLL));
+                let wait = if buffered_only { Duration::ZERO } else { POLL };
+                ws.set_read_deadline(Some(Instant::now() + wait));
             }
-            let message = match self.link.next_event() {
-                Ok(Event::Message(m)) => m,
+            let event = self.link.next_event();
+            if !matches!(event, Ok(Event::Message(_)) | Err(Error::Timeout(_))) {
+                // Said after the messages before it.
+                self.flush_stdout(out);
+            }
+            let message = match event {
+                Ok(Event::Message(m)) => {
+                    buffered_only = false;
+                    m
+                }
                 Ok(Event::Disconnected(why)) => {
                     if let Disconnect::Failed(e) = &why {
                         self.note_protocol_close(e);
@@ -612,30 +692,19 @@ impl Session {
             };
             // Once nobody reads stdout, the messages that still come before the server's
             // close go nowhere (control frames are still noted on stderr).
-            let printed = if self.stdout_gone && message.is_data() {
-                Ok(())
-            } else {
-                self.format.received(&mut out, &message, rtt)
-            };
-            match printed {
-                Ok(()) => {}
-                // The reader went away (`| head`): the next turn closes with 1001 and waits
-                // for the server's close, as Ctrl-C does with 1000.
-                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => self.stdout_gone = true,
-                // A stop signal while the reader took nothing: what still comes goes
-                // nowhere, as for a reader gone, and the close the stop calls for goes out.
-                Err(e) if is_stopped_while_blocked(&e) => self.stdout_gone = true,
-                // A full disk and the like: closed the same way (the server sees a client
-                // going away, not a dropped connection), the error reported once closed.
-                Err(e) => {
-                    self.stdout_gone = true;
-                    self.fault = Some(("cannot write to stdout", e));
-                }
+            if !message.is_data() {
+                // Its note on stderr comes after the messages before it.
+                self.flush_stdout(out);
+            }
+            if !(self.stdout_gone && message.is_data()) {
+                let printed = self.format.received(out, &message, rtt);
+                self.note_stdout(printed);
             }
             match message {
                 Message::Text(_) | Message::Binary(_) => {
                     self.received += 1;
                     if self.count.is_some_and(|n| self.received >= n) {
+                        self.flush_stdout(out);
                         self.start_close(CloseCode::NORMAL, "count reached")?;
                     }
                 }
@@ -675,21 +744,25 @@ impl Session {
         let Some(ws) = self.link.ws() else {
             return Ok(());
         };
+        // Input that is waiting already goes out in one write, up to STDIN_BATCH: a file
+        // or a fast producer is not sent a line per system call.
+        let mut fed = false;
         loop {
             // Output the peer has not taken yet holds more input back. The session's next
             // read writes it first, as much as the socket takes within WRITE_POLL: a second
             // wait for room here would only slow the reads that make room (an echo).
-            if ws.connection().has_pending_output() {
-                return Ok(());
+            let queued = ws.connection().queued_output();
+            if (!fed && ws.connection().has_pending_output()) || queued >= STDIN_BATCH {
+                break;
             }
             let input = match rx.try_recv() {
                 Ok(input) => input,
-                Err(TryRecvError::Empty) => return Ok(()),
+                Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => Input::End,
             };
-            let sent = match input {
-                Input::Text(text) if ws.can_send() => ws.send_text(&text),
-                Input::Binary(data) if ws.can_send() => ws.send_binary(&data),
+            let queued = match input {
+                Input::Text(text) if ws.can_send() => ws.feed(Message::text(text)),
+                Input::Binary(data) if ws.can_send() => ws.feed(Message::binary(data)),
                 Input::Text(_) | Input::Binary(_) => Ok(()),
                 Input::End => {
                     self.stdin = None;
@@ -698,26 +771,24 @@ impl Session {
                     if !self.keep_open && (self.count.is_none() || self.linger.is_some()) {
                         self.input_ended = Some(Instant::now());
                     }
-                    return Ok(());
+                    break;
                 }
                 Input::Failed(e) => {
                     // Closed with 1001 (the server sees a client going away, not a dropped
                     // connection), then reported.
                     self.stdin = None;
                     self.fault = Some(("cannot read stdin", e));
-                    return Ok(());
+                    break;
                 }
             };
-            match sent {
-                Ok(()) => {}
-                // Queued: the session's next read writes it.
-                Err(Error::Timeout(Phase::Write)) => return Ok(()),
-                // The server is gone, but what it sent before (its close and reason, above
-                // all) is still read: the reads say how the connection ended.
-                Err(Error::ConnectionReset) if ws.connection().is_output_lost() => return Ok(()),
-                Err(e) => return Err(e.into()),
-            }
+            fed = true;
+            unless_lost(ws, queued)?;
         }
+        if fed {
+            let flushed = ws.flush();
+            unless_lost(ws, flushed)?;
+        }
+        Ok(())
     }
 
     /// `-v`: the close the library sent for the server's protocol violation, as the closes

@@ -1,5 +1,6 @@
-//! Printing what arrives: plain lines, raw or hex binary, or JSON lines; flushed at once so
-//! pipelines (`| grep`, `| jq`) see each message as it comes.
+//! Printing what arrives: plain lines, raw or hex binary, or JSON lines. The session flushes
+//! them before it waits for more, so pipelines (`| grep`, `| jq`) see each message as it
+//! comes.
 
 use std::io::{self, Write};
 use std::time::{Duration, SystemTime};
@@ -118,7 +119,8 @@ fn print_line(line: &str) {
 }
 
 impl Format {
-    /// Prints a received message (`rtt`: the keepalive round trip a pong gave).
+    /// Prints a received message (`rtt`: the keepalive round trip a pong gave) to `out`, for
+    /// the caller to flush (before a control frame's note on stderr too, to keep the order).
     pub fn received(
         &self,
         out: &mut impl Write,
@@ -126,23 +128,33 @@ impl Format {
         rtt: Option<Duration>,
     ) -> io::Result<()> {
         if self.json {
-            writeln!(out, "{}", json_line(message, SystemTime::now(), rtt))?;
-            return out.flush();
+            return writeln!(out, "{}", json_line(message, SystemTime::now(), rtt));
         }
         match message {
-            Message::Text(t) if self.escape_text => writeln!(out, "{}", escape_controls(t))?,
-            Message::Text(t) => writeln!(out, "{t}")?,
-            Message::Binary(b) if self.raw_binary => out.write_all(b)?,
+            Message::Text(t) if self.escape_text => writeln!(out, "{}", escape_controls(t)),
+            Message::Text(t) => writeln!(out, "{t}"),
+            Message::Binary(b) if self.raw_binary => out.write_all(b),
             Message::Binary(b) => {
                 write_hex(out, b)?;
-                out.write_all(b"\n")?;
+                out.write_all(b"\n")
             }
-            Message::Ping(b) => self.note(&format!("< ping {}", preview(b))),
-            Message::Pong(b) => self.note(&format!("< pong {}", preview(b))),
-            Message::Close(Some(frame)) => self.note(&format!("< close {frame}")),
-            Message::Close(None) => self.note("< close (no status)"),
+            Message::Ping(b) => {
+                self.note(&format!("< ping {}", preview(b)));
+                Ok(())
+            }
+            Message::Pong(b) => {
+                self.note(&format!("< pong {}", preview(b)));
+                Ok(())
+            }
+            Message::Close(Some(frame)) => {
+                self.note(&format!("< close {frame}"));
+                Ok(())
+            }
+            Message::Close(None) => {
+                self.note("< close (no status)");
+                Ok(())
+            }
         }
-        out.flush()
     }
 
     /// A drop (`--reconnect`): always on stderr, and as a JSON line in `--json` mode so a

@@ -494,6 +494,63 @@ fn a_stop_signal_is_heeded_while_stdouts_reader_takes_nothing() {
     assert_eq!(status.code(), Some(0), "{}", err.join().unwrap());
 }
 
+/// Stdout is written in batches, yet nothing waits in them while the server is quiet: a
+/// burst of 2,000 messages followed by the first half of another frame, then silence, is
+/// all on stdout while the connection is still open; the frame's second half completes it.
+#[test]
+fn a_burst_is_all_printed_before_a_quiet_spell_even_after_a_partial_frame() {
+    let (go_on, go_on_rx) = mpsc::channel::<()>();
+    let url = raw_server(move |mut tcp| {
+        raw_upgrade(&mut tcp);
+        let mut burst = Vec::new();
+        for n in 0..2000 {
+            let text = format!("message {n:04}");
+            burst.extend([0x81, text.len() as u8]);
+            burst.extend(text.as_bytes());
+        }
+        let last = b"the last one";
+        burst.extend([0x81, last.len() as u8]);
+        burst.extend(&last[..4]);
+        tcp.write_all(&burst).unwrap();
+        let _ = go_on_rx.recv_timeout(Duration::from_secs(10));
+        tcp.write_all(&last[4..]).unwrap();
+        tcp.write_all(&[0x88, 0x02, 0x03, 0xE8]).unwrap();
+        let mut rest = Vec::new();
+        let _ = tcp.read_to_end(&mut rest);
+    });
+    let mut child = Command::new(WSC)
+        .args([&url, "-n", "--no-compression"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(Proc)
+        .unwrap();
+    let (lines_tx, lines) = mpsc::channel();
+    let out = BufReader::new(child.0.stdout.take().unwrap());
+    thread::spawn(move || {
+        for line in out.lines() {
+            let Ok(line) = line else { return };
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    for n in 0..2000 {
+        let line = lines
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|_| panic!("message {n} not printed while the server is quiet"));
+        assert_eq!(line, format!("message {n:04}"));
+    }
+    assert!(lines.recv_timeout(Duration::from_millis(200)).is_err());
+    go_on.send(()).unwrap();
+    assert_eq!(
+        lines.recv_timeout(Duration::from_secs(5)).unwrap(),
+        "the last one"
+    );
+    assert_eq!(child.0.wait().unwrap().code(), Some(0));
+}
+
 #[test]
 fn ctrl_c_with_input_the_server_never_takes_reports_it_unsent() {
     // A server that completes the handshake, then never reads, until the client is done.
