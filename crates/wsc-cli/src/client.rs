@@ -919,12 +919,28 @@ fn without_password(url: &str) -> String {
     let start = url.find("://").map_or(0, |i| i + 3);
     // The last @ of all: a password may hold a raw / (masking too much is the safe side).
     let Some(at) = url[start..].rfind('@').map(|i| start + i) else {
-        return url.to_string();
+        return without_unlikely_port(url, start);
     };
     let Some(colon) = url[start..at].find(':').map(|i| start + i) else {
         return url.to_string();
     };
     format!("{}:***{}", &url[..colon], &url[at..])
+}
+
+/// A proxy URL with no `@`, as it may be shown: what follows a colon of the authority is a
+/// port if it is all digits, else perhaps a password whose host was left out
+/// (`http://alice:s3cret`), masked.
+fn without_unlikely_port(url: &str, start: usize) -> String {
+    let end = url[start..].find('/').map_or(url.len(), |i| start + i);
+    let Some(colon) = url[start..end].rfind(':').map(|i| start + i) else {
+        return url.to_string();
+    };
+    let after = &url[colon + 1..end];
+    // (An IPv6 literal's colons are inside its brackets: what follows the last is the port.)
+    if after.bytes().all(|b| b.is_ascii_digit()) || url[start..end].ends_with(']') {
+        return url.to_string();
+    }
+    format!("{}:***{}", &url[..colon], &url[end..])
 }
 
 /// A send's result, where a write that timed out (the session's writes wait only
@@ -1023,5 +1039,17 @@ mod tests {
             without_password("http://alice@proxy:3128"),
             "http://alice@proxy:3128"
         );
+        // The host left out: what follows the colon is no port, so perhaps a password.
+        assert_eq!(without_password("http://alice:s3cret"), "http://alice:***");
+        assert_eq!(
+            without_password("socks5h://alice:s3cret/"),
+            "socks5h://alice:***/"
+        );
+        assert_eq!(without_password("alice:s3cret"), "alice:***");
+        // Ports and IPv6 literals are shown as they are.
+        assert_eq!(without_password("http://proxy:3128"), "http://proxy:3128");
+        assert_eq!(without_password("http://[::1]"), "http://[::1]");
+        assert_eq!(without_password("http://[::1]:8080"), "http://[::1]:8080");
+        assert_eq!(without_password("proxy"), "proxy");
     }
 }

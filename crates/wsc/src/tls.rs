@@ -91,8 +91,9 @@ impl TlsOptions {
     /// Trusts the CA certificates in a PEM file, in addition to the roots.
     ///
     /// A server may also present one of these very certificates as its own, even one marked
-    /// as a CA's (as `openssl req -x509` makes self-signed certificates): it is accepted if
-    /// it is within its dates and names the host, as curl would.
+    /// as a CA's (as `openssl req -x509` makes self-signed certificates) or one issued by a
+    /// CA that is not trusted (a private CA's leaf given alone): it is accepted if it is
+    /// within its dates and names the host, as curl would.
     pub fn add_ca_pem_file(mut self, path: impl AsRef<Path>) -> Result<Self, Error> {
         let certs = read_pem_certs("CA certificates", path.as_ref())?;
         self.extra_cas.extend(certs);

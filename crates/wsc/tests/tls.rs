@@ -573,6 +573,32 @@ fn an_expired_certificate_trusted_as_it_is_is_refused_as_expired() {
     assert!(is_expired(certificate_error(&err, "localhost")), "{err:?}");
 }
 
+/// A private CA's leaf given alone (`--cacert server.pem`), its CA not trusted: accepted as
+/// curl takes it, but still only for its names and within its dates; another leaf of the
+/// same CA is not.
+#[test]
+fn a_private_cas_leaf_trusted_as_it_is_connects_as_curl_would() {
+    let ca = TestCa::new("private CA");
+    let leaf = ca.server_cert(&["localhost"]);
+    let server = EchoServer::start(server_config(&leaf, None), 1);
+    let ws = connect(&server.url("localhost"), trusting_as_is(&leaf)).unwrap();
+    assert_echo_works(server, ws);
+
+    let err = refused(&leaf, "127.0.0.1", trusting_as_is(&leaf));
+    assert!(
+        is_for_another_name(certificate_error(&err, "127.0.0.1")),
+        "{err:?}"
+    );
+    let sibling = ca.server_cert(&["localhost"]);
+    assert_unknown_issuer(&refused(&sibling, "localhost", trusting_as_is(&leaf)));
+    let mut params = leaf_params(&["localhost"], ExtendedKeyUsagePurpose::ServerAuth);
+    params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+    let expired = ca.issue(params);
+    let err = refused(&expired, "localhost", trusting_as_is(&expired));
+    assert!(is_expired(certificate_error(&err, "localhost")), "{err:?}");
+}
+
 #[test]
 fn a_ca_certificate_as_the_servers_own_is_refused_with_a_reason_a_user_can_read() {
     // Issued by a trusted CA and naming the host, but itself a CA's certificate, and not one

@@ -142,9 +142,17 @@ impl Proxy {
         // Everything up to the first '/' is the authority; only an empty path is allowed.
         let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
         if !path.is_empty() && path != "/" {
-            return Err(ProxyError::InvalidUrl(
-                "a proxy URL has no path, query or fragment (just scheme://host:port)".into(),
-            ));
+            // A '/', '?' or '#' before an '@': most likely in the password, not encoded.
+            let hint = match path.contains('@') {
+                true => {
+                    "; a '/', '?' or '#' in the user name or password must be \
+                         percent-encoded (%2F, %3F, %23)"
+                }
+                false => "",
+            };
+            return Err(ProxyError::InvalidUrl(format!(
+                "a proxy URL has no path, query or fragment (just scheme://host:port){hint}"
+            )));
         }
         let (credentials, hostport) = match authority.rsplit_once('@') {
             Some((userinfo, hostport)) => {
@@ -718,6 +726,24 @@ mod tests {
         assert_eq!(p, Proxy::socks5("[::1]", 9050));
         assert_eq!(p.host(), "::1");
         assert!(p.is_remote_dns());
+    }
+
+    #[test]
+    fn a_raw_slash_or_hash_in_a_password_is_said_to_need_encoding() {
+        for url in [
+            "http://u:p#zz9@h:1",
+            "socks5://u:p/zz9@h",
+            "http://u:p?zz9@h:1/",
+        ] {
+            let err = Proxy::parse(url).unwrap_err().to_string();
+            assert!(
+                err.contains("must be percent-encoded (%2F, %3F, %23)"),
+                "{err}"
+            );
+            assert!(!err.contains("zz9"), "{err}");
+        }
+        let err = Proxy::parse("http://h:1/path").unwrap_err().to_string();
+        assert!(!err.contains("percent-encoded"), "{err}");
     }
 
     #[test]

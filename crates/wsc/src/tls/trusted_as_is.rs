@@ -4,7 +4,8 @@
 //! configuration), and that is what many test and internal servers present. webpki refuses any
 //! CA certificate as a server's own (`CaUsedAsEndEntity`), even one the user added as trusted;
 //! curl, Python, Go and Node accept it when it is exactly a certificate they were told to
-//! trust. So do we, and only then: everything else is webpki's verdict.
+//! trust. So do we, and only then: everything else is webpki's verdict. The same goes for a
+//! leaf of a private CA given alone, whose CA is not trusted (curl takes it too).
 
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use rustls::{CertificateError, DigitallySignedStruct, OtherError, SignatureSchem
 
 /// webpki's verifier, plus the certificates the user added (`TlsOptions::add_ca_*`) accepted
 /// when the server presents one of them as its own and webpki's only objection is that it is
-/// a CA's.
+/// a CA's or that its issuer is unknown.
 #[derive(Debug)]
 pub(super) struct TrustedAsIs {
     pub(super) webpki: Arc<WebPkiServerVerifier>,
@@ -28,6 +29,19 @@ pub(super) struct TrustedAsIs {
 /// tests hold webpki to that).
 fn is_ca_used_as_end_entity(e: &OtherError) -> bool {
     e.to_string().contains("CaUsedAsEndEntity")
+}
+
+/// Whether webpki's objection to a certificate the user added is one that trusting it as it
+/// is overrules: that it is a CA's, or that its issuer is not trusted (a leaf of a private
+/// CA given alone, which curl and OpenSSL's partial chains accept). webpki checks the
+/// certificate's own dates, CA flag and key usage before it looks for an issuer, so with
+/// either objection the certificate has passed those (the tests hold webpki to that).
+fn trusted_anyway(problem: &CertificateError) -> bool {
+    match problem {
+        CertificateError::UnknownIssuer => true,
+        CertificateError::Other(e) => is_ca_used_as_end_entity(e),
+        _ => false,
+    }
 }
 
 impl ServerCertVerifier for TrustedAsIs {
@@ -43,8 +57,8 @@ impl ServerCertVerifier for TrustedAsIs {
             .webpki
             .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
         {
-            Err(rustls::Error::InvalidCertificate(CertificateError::Other(e)))
-                if is_ca_used_as_end_entity(&e)
+            Err(rustls::Error::InvalidCertificate(problem))
+                if trusted_anyway(&problem)
                     && self.added.iter().any(|c| c.as_ref() == end_entity.as_ref()) =>
             {
                 // Trusted as it is, but still only for the names it carries.
