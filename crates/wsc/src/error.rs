@@ -353,12 +353,30 @@ impl fmt::Display for Error {
             Error::TlsConfig(msg) => write!(f, "TLS configuration: {msg}"),
             Error::TlsClosed { host } => write!(
                 f,
-                "{host} closed the connection during the TLS handshake (it went down \
-                 meanwhile, or does not speak TLS on this port: for that, use a ws:// URL)"
+                "{host} closed the connection during the TLS handshake, without saying why (a \
+                 TLS alert): it refused something of ours, most often a missing client \
+                 certificate it requires (TlsOptions::client_cert_pem_files, --cert/--key) or \
+                 a signature algorithm it cannot use; or it went down meanwhile; or it does \
+                 not speak TLS on this port (then use a ws:// URL)"
             ),
             #[cfg(feature = "tls")]
             Error::Tls { host, source } => {
-                write!(f, "TLS error with {host}: {source}")?;
+                match source {
+                    // rustls says it with the algorithm's DER bytes and a list of numbers.
+                    rustls::Error::InvalidCertificate(
+                        rustls::CertificateError::UnsupportedSignatureAlgorithmContext {
+                            signature_algorithm_id,
+                            ..
+                        },
+                    ) => write!(
+                        f,
+                        "TLS error with {host}: invalid peer certificate: signed with {}, \
+                         which this client does not accept (SHA-1 and MD5 are broken; the \
+                         server needs a certificate signed with SHA-256 or better)",
+                        signature_algorithm_name(signature_algorithm_id)
+                    )?,
+                    _ => write!(f, "TLS error with {host}: {source}")?,
+                }
                 if let rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) =
                     source
                 {
@@ -382,9 +400,11 @@ impl fmt::Display for Error {
                         }
                         rustls::CertificateError::BadSignature => {
                             " (its signature does not verify with the key of the trusted CA \
-                             of its issuer's name: another CA by that name is trusted, as in \
-                             SSL_CERT_FILE or SSL_CERT_DIR, or the certificate was altered; \
-                             or the server signs with a key that is not its certificate's)"
+                             of its issuer's name: a key too weak to be accepted signs it or \
+                             is its own (RSA under 2048 bits), another CA by that name is \
+                             trusted (as in SSL_CERT_FILE or SSL_CERT_DIR), the certificate \
+                             was altered, or the server signs with a key that is not its \
+                             certificate's)"
                         }
                         rustls::CertificateError::NotValidYet
                         | rustls::CertificateError::NotValidYetContext { .. } => {
@@ -412,6 +432,18 @@ impl fmt::Display for Error {
                         rustls::AlertDescription::ProtocolVersion => {
                             " (the server speaks no TLS version this client does: TLS 1.2 \
                              and 1.3; older ones are insecure and not offered)"
+                        }
+                        // Alerts about a certificate, from a server: about ours.
+                        rustls::AlertDescription::UnknownCA
+                        | rustls::AlertDescription::BadCertificate
+                        | rustls::AlertDescription::UnsupportedCertificate
+                        | rustls::AlertDescription::CertificateExpired
+                        | rustls::AlertDescription::CertificateRevoked
+                        | rustls::AlertDescription::CertificateUnknown
+                        | rustls::AlertDescription::AccessDenied => {
+                            " (the server refused our client certificate (--cert/--key): not \
+                             issued by a CA it trusts, expired, revoked, or not one it \
+                             accepts)"
                         }
                         rustls::AlertDescription::HandshakeFailure => {
                             " (the server refused the handshake: no cipher suite in common, \
@@ -463,6 +495,35 @@ impl fmt::Display for Error {
     }
 }
 
+/// The name of a certificate's signature algorithm, from its DER `AlgorithmIdentifier`, for
+/// the broken ones a server may still present; others are "an unsupported algorithm".
+#[cfg(feature = "tls")]
+fn signature_algorithm_name(der: &[u8]) -> &'static str {
+    // The OIDs in DER: PKCS #1 1.2.840.113549.1.1.{5,4}, ANSI X9.62 1.2.840.10045.4.1.
+    const NAMED: [(&[u8], &str); 3] = [
+        (
+            &[
+                0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x05,
+            ],
+            "SHA-1 with RSA",
+        ),
+        (
+            &[
+                0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x04,
+            ],
+            "MD5 with RSA",
+        ),
+        (
+            &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x01],
+            "ECDSA with SHA-1",
+        ),
+    ];
+    NAMED
+        .iter()
+        .find(|(oid, _)| der.windows(oid.len()).any(|w| w == *oid))
+        .map_or("an unsupported algorithm", |(_, name)| name)
+}
+
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
@@ -507,3 +568,52 @@ impl From<getrandom::Error> for Error {
 
 /// Shorthand for results in this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(all(test, feature = "tls"))]
+mod tests {
+    use super::*;
+
+    fn tls(source: rustls::Error) -> String {
+        let host = "feed.test".to_string();
+        Error::Tls { host, source }.to_string()
+    }
+
+    #[test]
+    fn a_certificate_signed_with_sha1_is_said_so_not_in_der_bytes() {
+        let sha1_rsa = vec![
+            0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x05, 0x05, 0x00,
+        ];
+        let message = tls(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnsupportedSignatureAlgorithmContext {
+                signature_algorithm_id: sha1_rsa,
+                supported_algorithms: vec![],
+            },
+        ));
+        assert!(
+            message.contains("signed with SHA-1 with RSA, which"),
+            "{message}"
+        );
+        assert!(!message.contains("[6, 9"), "{message}");
+        let message = tls(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnsupportedSignatureAlgorithmContext {
+                signature_algorithm_id: vec![0x06, 0x03, 0x2b, 0x65, 0x71],
+                supported_algorithms: vec![],
+            },
+        ));
+        assert!(
+            message.contains("signed with an unsupported algorithm"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_servers_alert_about_a_certificate_is_about_ours() {
+        let message = tls(rustls::Error::AlertReceived(
+            rustls::AlertDescription::UnknownCA,
+        ));
+        assert!(
+            message.contains("refused our client certificate"),
+            "{message}"
+        );
+    }
+}

@@ -213,7 +213,7 @@ impl TlsOptions {
             for ca in &self.extra_cas {
                 store
                     .add(ca.clone())
-                    .map_err(|e| Error::TlsConfig(format!("unusable CA certificate: {e}")))?;
+                    .map_err(|e| Error::TlsConfig(unusable_ca(&e)))?;
             }
             if store.is_empty() {
                 let from = match self.roots {
@@ -370,5 +370,21 @@ impl ServerCertVerifier for AcceptAnyCert {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Why a CA certificate given to trust cannot be used, said of it (rustls words its
+/// reasons for the peer's certificate).
+fn unusable_ca(e: &rustls::Error) -> String {
+    match e {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding) => {
+            "unusable CA certificate: it is not a well-formed X.509 certificate (DER); a PEM \
+             file goes to add_ca_pem_file"
+                .into()
+        }
+        rustls::Error::InvalidCertificate(problem) => {
+            format!("unusable CA certificate: {problem:?}")
+        }
+        e => format!("unusable CA certificate: {e}"),
     }
 }

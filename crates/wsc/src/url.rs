@@ -36,8 +36,16 @@ pub enum UrlError {
     MissingHost,
     /// A port that is not a number from 1 to 65535.
     InvalidPort(String),
-    /// A malformed host (bad IPv6 literal, forbidden characters).
+    /// A malformed host (a bad IPv6 literal, forbidden characters).
     InvalidHost(String),
+    /// A host written in a form this crate does not take, and how to write it instead
+    /// (an internationalized name, percent-escapes, an IPv6 address without brackets).
+    UnsupportedHost {
+        /// The host as given.
+        host: String,
+        /// Why, and what to give instead.
+        why: &'static str,
+    },
     /// A `#fragment`, which WebSocket URLs must not have.
     Fragment,
     /// Whitespace or control characters.
@@ -61,6 +69,7 @@ impl fmt::Display for UrlError {
             UrlError::MissingHost => f.write_str("missing host"),
             UrlError::InvalidPort(p) => write!(f, "invalid port {p:?}"),
             UrlError::InvalidHost(h) => write!(f, "invalid host {h:?}"),
+            UrlError::UnsupportedHost { host, why } => write!(f, "invalid host {host:?} ({why})"),
             UrlError::Fragment => f.write_str("WebSocket URLs cannot have a #fragment"),
             UrlError::InvalidCharacter => f.write_str("whitespace or control character in URL"),
             UrlError::InvalidCredentials => f.write_str(
@@ -199,9 +208,10 @@ impl WsUrl {
         } else {
             match hostport.rsplit_once(':') {
                 Some((h, _)) if h.contains(':') => {
-                    return Err(UrlError::InvalidHost(format!(
-                        "{hostport} (IPv6 addresses go in brackets: [::1])"
-                    )))
+                    return Err(UrlError::UnsupportedHost {
+                        host: hostport.to_string(),
+                        why: "IPv6 addresses go in brackets: [::1]",
+                    })
                 }
                 Some((h, p)) => (h.to_ascii_lowercase(), Some(p)),
                 None => (hostport.to_ascii_lowercase(), None),
@@ -212,18 +222,20 @@ impl WsUrl {
         }
         if host.contains('%') {
             // A percent-escaped name would go to DNS, the Host header and TLS as typed.
-            return Err(UrlError::InvalidHost(format!(
-                "{host} (percent-escapes in a host name are not supported: give it as it is, \
-                 an internationalized name in its ASCII form, xn--...)"
-            )));
+            return Err(UrlError::UnsupportedHost {
+                host,
+                why: "percent-escapes in a host name are not supported: give it as it is, an \
+                      internationalized name in its ASCII form, xn--...",
+            });
         }
         if !host.is_ascii() {
             // Its ASCII form (punycode, after the IDNA mapping) takes Unicode tables this
             // crate does not carry; sent as it is, the name would reach DNS, the Host header
             // and TLS in three different ways.
-            return Err(UrlError::InvalidHost(format!(
-                "{host} (give an internationalized name in its ASCII form, xn--...)"
-            )));
+            return Err(UrlError::UnsupportedHost {
+                host,
+                why: "give an internationalized name in its ASCII form, xn--...",
+            });
         }
         let valid_host_char = |c: char| c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:".contains(c);
         if !host.chars().all(valid_host_char) {
@@ -493,19 +505,20 @@ mod tests {
             ("ws:/h/path", UrlError::MissingSlashes),
             (
                 "ws://ex%41mple.com/",
-                UrlError::InvalidHost(
-                    "ex%41mple.com (percent-escapes in a host name are not supported: give it \
-                     as it is, an internationalized name in its ASCII form, xn--...)"
-                        .into(),
-                ),
+                UrlError::UnsupportedHost {
+                    host: "ex%41mple.com".into(),
+                    why: "percent-escapes in a host name are not supported: give it as it is, \
+                          an internationalized name in its ASCII form, xn--...",
+                },
             ),
             ("WSS:h", UrlError::MissingSlashes),
             ("localhost:8080", UrlError::MissingScheme),
             (
                 "ws://ünï.test/",
-                UrlError::InvalidHost(
-                    "ünï.test (give an internationalized name in its ASCII form, xn--...)".into(),
-                ),
+                UrlError::UnsupportedHost {
+                    host: "ünï.test".into(),
+                    why: "give an internationalized name in its ASCII form, xn--...",
+                },
             ),
             ("ws:///path", UrlError::MissingHost),
             ("ws://h:0/", UrlError::InvalidPort("0".into())),
@@ -520,12 +533,20 @@ mod tests {
             ("ws://%FF@h/", UrlError::InvalidCredentials),
             (
                 "ws://a:b:80/",
-                UrlError::InvalidHost("a:b:80 (IPv6 addresses go in brackets: [::1])".into()),
+                UrlError::UnsupportedHost {
+                    host: "a:b:80".into(),
+                    why: "IPv6 addresses go in brackets: [::1]",
+                },
             ),
         ];
         for (input, expected) in cases {
             assert_eq!(WsUrl::parse(input), Err(expected), "{input}");
         }
+        // The advice follows the host, outside its quotes.
+        assert_eq!(
+            WsUrl::parse("ws://ünï.test/").unwrap_err().to_string(),
+            "invalid host \"ünï.test\" (give an internationalized name in its ASCII form, xn--...)"
+        );
     }
 
     #[test]

@@ -600,6 +600,21 @@ fn a_private_cas_leaf_trusted_as_it_is_connects_as_curl_would() {
 }
 
 #[test]
+fn a_ca_certificate_that_is_no_certificate_is_said_to_be_ours() {
+    let tls = TlsOptions::new()
+        .roots(Roots::None)
+        .add_ca_der(vec![0x30, 0x03, 0x02, 0x01, 0x01]);
+    // Said before any connection is made (nothing listens there).
+    let err = connect("wss://localhost:1/", tls).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("unusable CA certificate: it is not a well-formed X.509"),
+        "{message}"
+    );
+    assert!(!message.contains("peer"), "{message}");
+}
+
+#[test]
 fn a_ca_certificate_as_the_servers_own_is_refused_with_a_reason_a_user_can_read() {
     // Issued by a trusted CA and naming the host, but itself a CA's certificate, and not one
     // the user trusts as it is.

@@ -643,7 +643,8 @@ impl fmt::Display for ProxyError {
                     write!(f, " {reason}")?;
                 }
                 match status {
-                    407 => f.write_str(
+                    // (Some proxies, tinyproxy among them, answer bad credentials so.)
+                    401 | 407 => f.write_str(
                         " (the proxy requires credentials, or rejected the ones given: \
                          http://user:password@host:port)",
                     ),
@@ -1078,6 +1079,12 @@ mod tests {
             target: "h:1".into(),
             status: 407,
             reason: "Proxy Authentication Required".into(),
+        };
+        assert!(e.to_string().contains("requires credentials"), "{e}");
+        let e = ProxyError::HttpStatus {
+            target: "h:1".into(),
+            status: 401,
+            reason: "Unauthorized".into(),
         };
         assert!(e.to_string().contains("requires credentials"), "{e}");
         let e = ProxyError::Socks5Reply {
