@@ -496,7 +496,7 @@ impl Session {
         // write and a poll per message held a fast feed to a file back). Tried once per
         // wait: what is buffered may be a frame's first part only.
         let mut buffered_only = false;
-        let mut gone_checked = Instant::now() - POLL;
+        let mut gone_checked: Option<Instant> = None;
         loop {
             buffered_only = !buffered_only
                 && !out.buffer().is_empty()
@@ -510,8 +510,8 @@ impl Session {
             let stopped = stop.load(Ordering::Relaxed);
             // Looked at every POLL, not only when a write fails: a quiet session prints
             // nothing that would fail.
-            if gone_checked.elapsed() >= POLL {
-                gone_checked = Instant::now();
+            if !gone_checked.is_some_and(|at| at.elapsed() < POLL) {
+                gone_checked = Some(Instant::now());
                 self.stdout_gone = self.stdout_gone || stdout_gone();
             }
             let leaving = if stopped {
@@ -596,7 +596,8 @@ impl Session {
                             if stop.load(Ordering::Relaxed) {
                                 return Err(CliError::Interrupted);
                             }
-                            self.format.event_disconnected(&why);
+                            let said = self.format.event_disconnected(out, &why);
+                            self.note_stdout(said);
                             continue;
                         }
                     }
@@ -643,25 +644,29 @@ impl Session {
                     }
                     // Down before it is said: a Ctrl-C by whoever reads it ends the wait (130).
                     self.down.store(true, Ordering::Relaxed);
-                    self.format.event_disconnected(&why.to_string());
+                    let said = self.format.event_disconnected(out, &why.to_string());
+                    self.note_stdout(said);
                     if stop.load(Ordering::Relaxed) {
                         return Err(CliError::Interrupted);
                     }
                     continue;
                 }
                 Ok(Event::AttemptFailed(f)) => {
-                    self.format.event_attempt_failed(
+                    let said = self.format.event_attempt_failed(
+                        out,
                         f.attempt,
                         &f.error,
                         f.retry_in,
                         f.retry_after,
                     );
+                    self.note_stdout(said);
                     continue;
                 }
                 Ok(Event::Reconnected(r)) => {
                     self.down.store(false, Ordering::Relaxed);
                     self.last_message = Instant::now();
-                    self.format.event_reconnected(r.attempts, r.downtime);
+                    let said = self.format.event_reconnected(out, r.attempts, r.downtime);
+                    self.note_stdout(said);
                     continue;
                 }
                 // (Events of later versions.)

@@ -112,12 +112,6 @@ fn escape_for_terminals(line: String) -> String {
     out
 }
 
-/// Writes one line to stdout and flushes it (a closed stdout is noticed by the next message).
-fn print_line(line: &str) {
-    let mut out = io::stdout().lock();
-    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
-}
-
 impl Format {
     /// Prints a received message (`rtt`: the keepalive round trip a pong gave) to `out`, for
     /// the caller to flush (before a control frame's note on stderr too, to keep the order).
@@ -157,22 +151,23 @@ impl Format {
         }
     }
 
-    /// A drop (`--reconnect`): always on stderr, and as a JSON line in `--json` mode so a
-    /// consumer can mark the gap.
-    pub fn event_disconnected(&self, why: &str) {
+    /// A drop (`--reconnect`): always on stderr, and as a JSON line to `out` in `--json`
+    /// mode so a consumer can mark the gap.
+    pub fn event_disconnected(&self, out: &mut impl Write, why: &str) -> io::Result<()> {
         say!("wsc: connection lost: {why}; reconnecting");
-        self.json_event("disconnected", json!({ "reason": why }));
+        self.json_event(out, "disconnected", json!({ "reason": why }))
     }
 
     /// A failed attempt to reconnect (`--reconnect`) and the wait before the next one, like
     /// [`Format::event_disconnected`]: a server down for long says so at each attempt.
     pub fn event_attempt_failed(
         &self,
+        out: &mut impl Write,
         attempt: u32,
         error: &wsc::Error,
         retry_in: std::time::Duration,
         retry_after: Option<std::time::Duration>,
-    ) {
+    ) -> io::Result<()> {
         let asked = match retry_after {
             Some(wait) => format!(" (the server's Retry-After: {} s)", wait.as_secs()),
             None => String::new(),
@@ -188,11 +183,16 @@ impl Format {
             "retry_in_ms": retry_in.as_millis() as u64,
             "retry_after_ms": retry_after.map(|w| w.as_millis() as u64),
         });
-        self.json_event("attempt_failed", fields);
+        self.json_event(out, "attempt_failed", fields)
     }
 
     /// A reconnect (`--reconnect`), like [`Format::event_disconnected`].
-    pub fn event_reconnected(&self, attempts: u32, downtime: std::time::Duration) {
+    pub fn event_reconnected(
+        &self,
+        out: &mut impl Write,
+        attempts: u32,
+        downtime: std::time::Duration,
+    ) -> io::Result<()> {
         say!(
             "wsc: reconnected after {:.1} s ({attempts} attempt{})",
             downtime.as_secs_f64(),
@@ -202,19 +202,25 @@ impl Format {
             "attempts": attempts,
             "downtime_ms": downtime.as_millis() as u64,
         });
-        self.json_event("reconnected", fields);
+        self.json_event(out, "reconnected", fields)
     }
 
-    /// In `--json` mode, a reconnect event as a JSON line: `fields`, its `type` and the time.
-    fn json_event(&self, kind: &str, mut fields: serde_json::Value) {
+    /// In `--json` mode, a reconnect event as a JSON line to `out` (among the messages, for
+    /// the caller to flush): `fields`, its `type` and the time.
+    fn json_event(
+        &self,
+        out: &mut impl Write,
+        kind: &str,
+        mut fields: serde_json::Value,
+    ) -> io::Result<()> {
         if !self.json {
-            return;
+            return Ok(());
         }
         fields["type"] = kind.into();
         fields["ts"] = humantime::format_rfc3339_millis(SystemTime::now())
             .to_string()
             .into();
-        print_line(&fields.to_string());
+        writeln!(out, "{fields}")
     }
 
     /// A note on stderr in verbose mode.
