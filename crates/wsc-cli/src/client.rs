@@ -311,10 +311,10 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
         };
         format.note(&format!("* proxy: {proxy} ({from})"));
     }
-    let tls_without_cert = args.cert.is_none()
-        && url
-            .get(..6)
-            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("wss://"));
+    let secure = url
+        .get(..6)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("wss://"));
+    let with_cert = args.cert.is_some();
     // Until the connection is open there is nothing to close: a stop signal ends the
     // process at once, as by default, also when a non-interactive shell started us with
     // SIGINT ignored (a connect or handshake would otherwise run to its timeout).
@@ -328,7 +328,7 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
         let mut r = b
             .connect_reconnecting(policy)
             .inspect_err(|e| format.refusal(e))
-            .map_err(|e| CliError::opening(e, tls_without_cert, proxy.as_deref()))?;
+            .map_err(|e| CliError::opening(e, secure, with_cert, proxy.as_deref()))?;
         for msg in &args.send {
             // Queued if not written yet (the session's writes wait only WRITE_POLL).
             sent_or_queued(r.subscribe(msg.as_str()))?;
@@ -338,7 +338,7 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
         let mut ws = b
             .connect()
             .inspect_err(|e| format.refusal(e))
-            .map_err(|e| CliError::opening(e, tls_without_cert, proxy.as_deref()))?;
+            .map_err(|e| CliError::opening(e, secure, with_cert, proxy.as_deref()))?;
         for msg in &args.send {
             // Queued whole (a few arguments' worth): the session writes them as the server
             // reads, before stdin's input.
@@ -439,6 +439,14 @@ impl Session {
             (None, Some(limit)) => Err(CliError::Idle(limit)),
             (None, None) => ended,
         }
+    }
+
+    /// The end of reconnecting, with the error wsc exits with: in `--json` mode also the
+    /// last line, so that a consumer of the events sees why they stop.
+    fn gave_up(&mut self, out: &mut impl Write, error: CliError) -> Result<(), CliError> {
+        let said = self.format.event_gave_up(out, &error.to_string());
+        self.note_stdout(said);
+        Err(error)
     }
 
     /// Writes out what was printed, unless nobody reads it any more.
@@ -589,7 +597,7 @@ impl Session {
                                 limit.as_secs_f64()
                             );
                             if self.link.has_given_up() {
-                                return Err(CliError::GaveUp(why));
+                                return self.gave_up(out, CliError::GaveUp(why));
                             }
                             self.down.store(true, Ordering::Relaxed);
                             // A Ctrl-C during that wait: no "reconnecting" to take back.
@@ -629,6 +637,12 @@ impl Session {
                     if let Disconnect::Failed(e) = &why {
                         self.note_protocol_close(e);
                     }
+                    if let Disconnect::Closed(frame) = &why {
+                        // As without --reconnect: among the messages (--json), or noted (-v).
+                        let close = Message::Close(frame.clone());
+                        let printed = self.format.received(out, &close, None);
+                        self.note_stdout(printed);
+                    }
                     if self.closing_since.is_some() {
                         return match why {
                             Disconnect::Closed(frame) => closed(frame),
@@ -640,7 +654,7 @@ impl Session {
                     }
                     if self.link.has_given_up() {
                         // Not a clean end, whatever the last close said.
-                        return Err(CliError::GaveUp(why.to_string()));
+                        return self.gave_up(out, CliError::GaveUp(why.to_string()));
                     }
                     // Down before it is said: a Ctrl-C by whoever reads it ends the wait (130).
                     self.down.store(true, Ordering::Relaxed);
@@ -676,7 +690,9 @@ impl Session {
                 Err(e) if self.closing_since.is_some() => return self.closing_failed(e),
                 // Said as such: the last attempt's error alone read as if the first
                 // connection had failed.
-                Err(e) if self.link.has_given_up() => return Err(CliError::ReconnectFailed(e)),
+                Err(e) if self.link.has_given_up() => {
+                    return self.gave_up(out, CliError::ReconnectFailed(e))
+                }
                 Err(e) => {
                     self.note_protocol_close(&e);
                     return Err(e.into());

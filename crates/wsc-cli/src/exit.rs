@@ -69,11 +69,13 @@ pub enum CliError {
     /// answered our upgrade request. `after_tls_without_cert`: over TLS, with no client
     /// certificate offered, where this is how some servers requiring one refuse (TLS 1.3 ends
     /// our side of the TLS handshake before the server has checked our certificate, and not
-    /// every server sends the certificate_required alert). `proxy`: the proxy the
+    /// every server sends the certificate_required alert). `plain`: a ws:// URL, where this
+    /// is how a server that wants TLS on the port answers. `proxy`: the proxy the
     /// connection went through, which may be the one that closed it.
     ClosedInHandshake {
         error: Error,
         after_tls_without_cert: bool,
+        plain: bool,
         proxy: Option<String>,
     },
     /// The server closed cleanly after `received` of the `count` messages of `--count`: a
@@ -92,9 +94,9 @@ impl CliError {
     /// An error of the opening (TCP, proxy, TLS, WebSocket handshake) as the tool reports it:
     /// the connection closed or reset before the server answered is a failed handshake
     /// (status 6), not a connection lost (9), which only an open connection can be.
-    /// `tls_without_cert`: the URL is wss:// and no --cert was given; `proxy`: the proxy in
-    /// use, if any.
-    pub fn opening(error: Error, tls_without_cert: bool, proxy: Option<&str>) -> CliError {
+    /// `secure`: the URL is wss://; `with_cert`: --cert was given; `proxy`: the proxy in use,
+    /// if any.
+    pub fn opening(error: Error, secure: bool, with_cert: bool, proxy: Option<&str>) -> CliError {
         let closed = match &error {
             Error::Handshake(HandshakeError::ConnectionClosed) | Error::ConnectionReset => true,
             // TLS and the proxy report their own phases' ends: this one is the handshake's.
@@ -110,7 +112,8 @@ impl CliError {
         if closed {
             CliError::ClosedInHandshake {
                 error,
-                after_tls_without_cert: tls_without_cert,
+                after_tls_without_cert: secure && !with_cert,
+                plain: !secure,
                 proxy: proxy.map(str::to_string),
             }
         } else {
@@ -205,6 +208,7 @@ impl fmt::Display for CliError {
             CliError::ClosedInHandshake {
                 error,
                 after_tls_without_cert,
+                plain,
                 proxy,
             } => {
                 f.write_str(
@@ -229,6 +233,13 @@ impl fmt::Display for CliError {
                     f.write_str(
                         ", right after the TLS handshake: a server that requires a client \
                          certificate may refuse this way; give one with --cert FILE --key FILE",
+                    )?;
+                }
+                if *plain {
+                    // As a TLS server takes a request that is no TLS handshake.
+                    f.write_str(
+                        "; a server that speaks TLS on this port answers a ws:// URL this way: \
+                         then use wss://",
                     )?;
                 }
                 Ok(())

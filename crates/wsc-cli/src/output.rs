@@ -205,6 +205,12 @@ impl Format {
         self.json_event(out, "reconnected", fields)
     }
 
+    /// Reconnecting given up (`--reconnect`): in `--json` mode a last event line with the
+    /// reason wsc exits with (which stderr says as well).
+    pub fn event_gave_up(&self, out: &mut impl Write, why: &str) -> io::Result<()> {
+        self.json_event(out, "gave_up", json!({ "reason": why }))
+    }
+
     /// In `--json` mode, a reconnect event as a JSON line to `out` (among the messages, for
     /// the caller to flush): `fields`, its `type` and the time.
     fn json_event(

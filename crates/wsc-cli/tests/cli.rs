@@ -621,7 +621,14 @@ fn reconnect_gives_up_on_a_server_that_closes_every_connection_at_once() {
         }
     });
     let out = wsc(
-        &[&url, "-n", "--reconnect", "--reconnect-max-attempts", "2"],
+        &[
+            &url,
+            "-n",
+            "--json",
+            "--reconnect",
+            "--reconnect-max-attempts",
+            "2",
+        ],
         b"",
     );
     let err = stderr(&out);
@@ -629,6 +636,29 @@ fn reconnect_gives_up_on_a_server_that_closes_every_connection_at_once() {
     assert!(err.contains("giving up"), "{err}");
     // The first connection and two reconnects, each closed at once.
     assert_eq!(err.matches("reconnected").count(), 2, "{err}");
+    // On stdout, each server's close (as without --reconnect), the gaps, and the end.
+    let lines: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let types: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "close",
+            "disconnected",
+            "reconnected",
+            "close",
+            "disconnected",
+            "reconnected",
+            "close",
+            "gave_up"
+        ],
+        "{lines:?}"
+    );
+    assert_eq!(lines[0]["code"], 1011, "{lines:?}");
+    let reason = lines[7]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("giving up"), "{reason}");
 }
 
 #[test]
@@ -1387,8 +1417,9 @@ fn a_reset_before_the_handshake_answer_is_a_failed_handshake_exit_6() {
         err.contains("before answering our upgrade request"),
         "{err}"
     );
-    // Not over TLS: no client certificate to suggest.
+    // Not over TLS: no client certificate to suggest, but perhaps TLS is what it wants.
     assert!(!err.contains("--cert"), "{err}");
+    assert!(err.contains("then use wss://"), "{err}");
 }
 
 #[test]
