@@ -74,6 +74,16 @@ pub struct ClientArgs {
     #[arg(short = 'W', long, conflicts_with = "no_stdin")]
     pub whole: bool,
 
+    /// The close code wsc ends with when it ends as asked (end of input, --count reached, a
+    /// stop signal), instead of 1000: 1000-1003, 1007-1014, or 3000-4999 (an application's).
+    /// The server answering with the same code is a clean end (exit 0).
+    #[arg(long, value_name = "CODE", value_parser = parse_close_code)]
+    pub close_code: Option<u16>,
+
+    /// The reason sent with that close (default none; UTF-8, at most 123 bytes).
+    #[arg(long, value_name = "TEXT", value_parser = parse_close_reason)]
+    pub close_reason: Option<String>,
+
     /// Print every received message and control frame as one JSON object per line.
     #[arg(long)]
     pub json: bool,
@@ -320,6 +330,30 @@ fn parse_listen_addr(s: &str) -> Result<String, String> {
 }
 
 /// Parses a duration in seconds: `5`, `0.25`, or with a unit, `500ms`, `5s`, `2m`, `1h`.
+/// A close code wsc may send (`--close-code`).
+fn parse_close_code(s: &str) -> Result<u16, String> {
+    let code: u16 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a close code (a number such as 1000 or 4000)"))?;
+    if !wsc::CloseCode(code).is_valid_on_wire() {
+        return Err(format!(
+            "{code} cannot be sent: close codes are 1000-1003, 1007-1014 or 3000-4999"
+        ));
+    }
+    Ok(code)
+}
+
+/// A close reason that fits in a close frame (`--close-reason`).
+fn parse_close_reason(s: &str) -> Result<String, String> {
+    if s.len() > 123 {
+        return Err(format!(
+            "a close reason has at most 123 bytes (this one has {})",
+            s.len()
+        ));
+    }
+    Ok(s.to_string())
+}
+
 fn parse_secs(s: &str) -> Result<f64, String> {
     match parse_duration(s)? {
         v if v > 0.0 => Ok(v),

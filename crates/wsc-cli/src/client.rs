@@ -391,6 +391,11 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
         fault: None,
         idle_out: None,
         shown_rtt: None,
+        ending: CloseFrame::new(
+            CloseCode(args.close_code.unwrap_or(CloseCode::NORMAL.0)),
+            args.close_reason.clone().unwrap_or_default(),
+        ),
+        sent_close: None,
     }
     .run(&stop)
 }
@@ -398,6 +403,11 @@ pub fn run(args: &ClientArgs, stop: Option<&Arc<AtomicBool>>) -> Result<(), CliE
 struct Session {
     link: Link,
     format: Format,
+    /// The close of an end as asked (end of input, --count, a stop signal): 1000 and no
+    /// reason, or --close-code and --close-reason.
+    ending: CloseFrame,
+    /// The code of the close we sent, if we did.
+    sent_close: Option<CloseCode>,
     idle_timeout: Option<Duration>,
     last_message: Instant,
     stdin: Option<Receiver<Input>>,
@@ -447,6 +457,21 @@ impl Session {
         let said = self.format.event_gave_up(out, &error.to_string());
         self.note_stdout(said);
         Err(error)
+    }
+
+    /// The verdict on the server's close frame: 1000, 1001, or the code of our own close
+    /// echoed back (--close-code) end cleanly.
+    fn closed(&self, frame: Option<CloseFrame>) -> Result<(), CliError> {
+        match frame {
+            Some(f)
+                if f.code != CloseCode::NORMAL
+                    && f.code != CloseCode::GOING_AWAY
+                    && Some(f.code) != self.sent_close =>
+            {
+                Err(CliError::ClosedWithError(f))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Writes out what was printed, unless nobody reads it any more.
@@ -645,11 +670,11 @@ impl Session {
                     }
                     if self.closing_since.is_some() {
                         return match why {
-                            Disconnect::Closed(frame) => closed(frame),
+                            Disconnect::Closed(frame) => self.closed(frame),
                             Disconnect::Failed(e) => self.closing_failed(e),
                             // (A connection is replaced only by --idle-timeout, which does
                             // not run while we close.)
-                            _ => closed(None),
+                            _ => self.closed(None),
                         };
                     }
                     if self.link.has_given_up() {
@@ -744,7 +769,7 @@ impl Session {
                         .count
                         .filter(|&n| self.received < n && self.closing_since.is_none());
                     // An error code says more than the count: 11 all the same.
-                    closed(frame.clone())?;
+                    self.closed(frame.clone())?;
                     return match short {
                         Some(count) => Err(CliError::CountShort {
                             received: self.received,
@@ -853,10 +878,17 @@ impl Session {
         if self.closing_since.is_some() {
             return Ok(());
         }
+        // An end as asked: with the code and reason asked for, if any.
+        let frame = match code {
+            CloseCode::NORMAL => self.ending.clone(),
+            code => CloseFrame::new(code, ""),
+        };
         if let Some(ws) = self.link.ws().filter(|ws| ws.can_send()) {
-            self.format.note(&format!("> close {} ({why})", code.0));
+            self.format
+                .note(&format!("> close {} ({why})", frame.code.0));
+            self.sent_close = Some(frame.code);
             // Possibly queued behind output the peer has not taken yet.
-            sent_or_queued(ws.close(Some(CloseFrame::new(code, ""))))?;
+            sent_or_queued(ws.close(Some(frame)))?;
             self.closing_since = Some(Instant::now());
             self.link.stop_reconnecting();
         }
@@ -971,16 +1003,6 @@ fn sent_or_queued(sent: Result<(), Error>) -> Result<(), CliError> {
     match sent {
         Ok(()) | Err(Error::Timeout(Phase::Write)) => Ok(()),
         Err(e) => Err(e.into()),
-    }
-}
-
-/// The verdict on the server's close frame.
-fn closed(frame: Option<CloseFrame>) -> Result<(), CliError> {
-    match frame {
-        Some(f) if f.code != CloseCode::NORMAL && f.code != CloseCode::GOING_AWAY => {
-            Err(CliError::ClosedWithError(f))
-        }
-        _ => Ok(()),
     }
 }
 

@@ -31,7 +31,7 @@ Exit status:
       close, reset, or closed before our output was all out), or --reconnect gave up on
       connections that kept dropping soon after they opened
   10  no pong within the ping timeout
-  11  the server closed with an error code (not 1000/1001)
+  11  the server closed with an error code (not 1000/1001, nor the --close-code sent)
   12  I/O error (stdin that cannot be read, a stdin line over --max-message-size or not
       UTF-8, stdout that cannot be written: reported after closing with 1001; the lines
       before it are sent)

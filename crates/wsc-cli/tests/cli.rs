@@ -133,6 +133,43 @@ fn echo_round_trip_with_wsc_serve() {
     assert_eq!(stdout(&out), "hello\nworld\n\nlast line without newline\n");
 }
 
+/// `--close-code` and `--close-reason` are the close of an end as asked; the server echoing
+/// the code back is a clean end. Codes that cannot be sent and reasons too long are refused.
+#[test]
+fn close_code_and_reason_are_sent_at_the_end_of_input() {
+    let (_server, url, mut log) = wsc_serve(&["--echo"]);
+    let out = wsc(
+        &[
+            &url,
+            "-v",
+            "--close-code",
+            "4000",
+            "--close-reason",
+            "bye now",
+        ],
+        b"hi\n",
+    );
+    let err = exits_with(&out, 0);
+    assert_eq!(stdout(&out), "hi\n");
+    assert!(err.contains("> close 4000 (end of input)"), "{err}");
+    let mut line = String::new();
+    log.read_line(&mut line).unwrap();
+    assert!(
+        line.contains("closed 4000 (private use): \"bye now\""),
+        "{line}"
+    );
+    for args in [
+        &["--close-code", "1005"][..],
+        &["--close-code", "5000"],
+        &["--close-code", "x"],
+        &["--close-reason", &"x".repeat(124)],
+    ] {
+        let out = wsc(&[&[url.as_str()][..], args].concat(), b"");
+        let err = exits_with(&out, 2);
+        assert!(err.contains("--close-"), "{err}");
+    }
+}
+
 /// `wsc` against `wsc serve --feed`: subscribes to ETH-USD with `--send` and counts `count`
 /// messages, with stdin empty (it ends at once); `extra` are more arguments.
 fn subscribe_and_count(count: &str, extra: &[&str]) -> Output {
