@@ -116,6 +116,8 @@ pub struct WebSocket<S> {
     control: Option<StreamControl<S>>,
     close_timeout: Option<Duration>,
     drained: bool,
+    /// TLS was told we have no more to send (close_notify).
+    stream_ended: bool,
     /// A keepalive deadline is set on the stream (and must be lifted when keepalive stops).
     keepalive_deadline: bool,
     /// A pong is overdue and one more read was given to let it in (it may wait in the
@@ -182,6 +184,7 @@ impl<S: Read + Write> WebSocket<S> {
             control: None,
             close_timeout: Some(Duration::from_secs(5)),
             drained: false,
+            stream_ended: false,
             keepalive_deadline: false,
             last_chance: false,
             close_deadline: None,
@@ -226,11 +229,12 @@ impl<S: Read + Write> WebSocket<S> {
     /// Pings are answered automatically (and still returned), as the socket has room: a peer
     /// that reads nothing cannot hold a read up with them, over `ws://` or `wss://` (pongs
     /// the socket has no room for wait, up to a bound). A close frame from the peer is
-    /// answered and returned as [`Message::Close`]; a client returns it once the server has
-    /// closed TCP, as RFC 6455 section 7.1.1 has the server do first (within the close
-    /// timeout: a server that keeps TCP open delays it that long). After that (or after an
-    /// error) every call returns [`Error::ConnectionClosed`]. Messages that arrived before a
-    /// protocol violation or a failed write are returned before the error.
+    /// answered and returned as [`Message::Close`], at once. After that (or after an error)
+    /// every call returns [`Error::ConnectionClosed`]; a client's first such call lets the
+    /// server close TCP first, as RFC 6455 section 7.1.1 has it (within the close timeout: a
+    /// server that keeps TCP open delays it that long), and dropping the connection instead
+    /// closes it from our side. Messages that arrived before a protocol violation or a
+    /// failed write are returned before the error.
     pub fn read(&mut self) -> Result<Message, Error> {
         self.stage()?;
         self.conn.take_staged().ok_or(Error::ConnectionClosed)
@@ -275,16 +279,21 @@ impl<S: Read + Write> WebSocket<S> {
                 }
                 Ok(true) => {
                     if matches!(self.conn.staged(), Some(MessageRef::Close(_))) {
-                        // The close reply, within the close timeout that also bounds the
-                        // wait for the server's TCP close. The close is delivered even if
-                        // the reply cannot be written: the connection is over either way.
+                        // The close reply, within the close timeout. The close is delivered
+                        // even if the reply cannot be written (the connection is over either
+                        // way), and at once, as tungstenite and the async client do: the
+                        // wait for the server to close TCP first (RFC 6455 section 7.1.1)
+                        // is the next read's.
                         let deadline = self.closing_deadline();
                         if let Some(c) = self.control {
                             // Writing over TLS may read too: bounded by it as well.
                             let _ = (c.set_close_deadline)(&mut self.stream, deadline);
                         }
                         let _ = self.flush_by(deadline, Phase::Close);
-                        self.wait_for_server_close(deadline);
+                        self.end_our_stream();
+                        if let Some(c) = self.control {
+                            let _ = (c.set_deadline)(&mut self.stream, None);
+                        }
                     } else {
                         self.write_replies();
                     }
@@ -611,6 +620,21 @@ impl<S: Read + Write> WebSocket<S> {
         error
     }
 
+    /// Once the close handshake is over and our close frame is out (not merely queued), TLS
+    /// says it has no more to send (close_notify), once: a caller that drops the connection
+    /// after the close leaves a clean end behind.
+    fn end_our_stream(&mut self) {
+        let Some(control) = self.control else { return };
+        if !self.stream_ended
+            && self.conn.state() == State::Closed
+            && !self.conn.has_pending_output()
+            && !self.conn.is_output_lost()
+        {
+            self.stream_ended = true;
+            (control.close_notify)(&mut self.stream);
+        }
+    }
+
     /// After the close handshake, a client lets the server close TCP first
     /// (RFC 6455 section 7.1.1), for at most the close timeout in all. Over a caller's own
     /// stream, whose timeouts we cannot set, it does not wait.
@@ -620,13 +644,7 @@ impl<S: Read + Write> WebSocket<S> {
         }
         self.drained = true;
         let Some(control) = self.control else { return };
-        // Our close frame is out (not merely queued): TLS may say it has no more to send.
-        if self.conn.state() == State::Closed
-            && !self.conn.has_pending_output()
-            && !self.conn.is_output_lost()
-        {
-            (control.close_notify)(&mut self.stream);
-        }
+        self.end_our_stream();
         if (control.set_close_deadline)(&mut self.stream, deadline).is_err() {
             return;
         }

@@ -639,6 +639,9 @@ impl Reconnecting {
         if let Some(ws) = &mut self.ws {
             return match ws.read() {
                 Ok(Message::Close(frame)) => {
+                    // The server closes TCP first (RFC 6455 section 7.1.1): the next read
+                    // waits for that, within the close timeout, as the async client does.
+                    let _ = ws.read();
                     self.ws = None;
                     Ok(self.plan.dropped(Disconnect::Closed(frame), Instant::now()))
                 }

@@ -618,6 +618,40 @@ fn close_wait_is_bounded_when_the_server_keeps_tcp_open() {
     assert_eq!(server.join().unwrap(), (8, 1000u16.to_be_bytes().to_vec()));
 }
 
+/// The server's close is returned at once, as tungstenite and the async client return it,
+/// even from a server that keeps TCP open a while; the next read is the one that lets the
+/// server close TCP first (RFC 6455 section 7.1.1), within the close timeout. Before, the
+/// close itself waited for the TCP close.
+#[test]
+fn the_servers_close_comes_at_once_and_the_next_read_waits_for_its_tcp_close() {
+    let (url, server) = serve_once(|mut tcp| {
+        raw_accept(&mut tcp, &[0x88, 0x02, 0x03, 0xE8]);
+        let reply = read_client_frame(&mut tcp);
+        thread::sleep(Duration::from_millis(1500));
+        reply
+    });
+    let mut ws = builder(&url)
+        .close_timeout(Some(Duration::from_secs(5)))
+        .connect()
+        .unwrap();
+    let start = Instant::now();
+    assert_eq!(
+        ws.read().unwrap(),
+        Message::Close(Some(CloseFrame::new(1000, "")))
+    );
+    let closed_after = start.elapsed();
+    assert!(closed_after < Duration::from_secs(1), "{closed_after:?}");
+    // The reply went out before the close was returned.
+    assert_eq!(server.join().unwrap(), (8, 1000u16.to_be_bytes().to_vec()));
+    assert!(matches!(ws.read(), Err(Error::ConnectionClosed)));
+    let tcp_closed_after = start.elapsed();
+    assert!(
+        tcp_closed_after >= Duration::from_millis(1400),
+        "{tcp_closed_after:?}"
+    );
+    assert!(matches!(ws.read(), Err(Error::ConnectionClosed)));
+}
+
 #[test]
 fn eof_without_close_is_connection_reset() {
     let (url, server) = serve_once(|mut tcp| {
