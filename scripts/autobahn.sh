@@ -54,7 +54,7 @@ fi
 py="$venv/bin/python"
 
 if [[ -z "$client" ]]; then
-  bin=target/release/examples/autobahn_client
+  bin=${CARGO_TARGET_DIR:-target}/release/examples/autobahn_client
   [[ -x "$bin" ]] || die "$bin not found; build it: cargo build --release --example autobahn_client"
   client="$bin \$AUTOBAHN_URL"
 fi

@@ -9,7 +9,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 secs=${SOAK_SECS:-35}
 cargo build --quiet --release -p wsc --features tokio --example soak
-soak=target/release/examples/soak
+soak=${CARGO_TARGET_DIR:-target}/release/examples/soak
 status=0
 summary() { sed -n '/==== SUMMARY/,$p'; }
 

@@ -7,6 +7,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 start=$(date +%s)
+# Logs and peers go to ./target even when CARGO_TARGET_DIR puts the builds elsewhere.
+mkdir -p target
 
 step "Python peers in ${WSC_VENV:=.venv} (kosoku for Autobahn, websockets for interop, pproxy for the proxy tests)"
 if ! "$WSC_VENV/bin/python" -c "import kosoku, websockets, pproxy" 2>/dev/null; then
@@ -49,7 +51,7 @@ bash scripts/autobahn.sh --sections 1-13 --timeout 1500 --port 9001 \
 blocking=$!
 bash scripts/autobahn.sh --sections 1-13 --timeout 1500 --port 9002 --agent wsc-tokio \
   --outdir target/autobahn-tokio \
-  --client 'target/release/examples/autobahn_client_tokio $AUTOBAHN_URL' \
+  --client "${CARGO_TARGET_DIR:-target}/release/examples/autobahn_client_tokio \$AUTOBAHN_URL" \
   >target/autobahn-tokio.log 2>&1 &
 async=$!
 status=0

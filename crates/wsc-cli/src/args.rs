@@ -132,7 +132,7 @@ pub struct ClientArgs {
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     pub max_message_size: Option<usize>,
 
-    /// Bound the whole opening (TCP, TLS and WebSocket handshake), in seconds.
+    /// Bound the whole opening (TCP, proxy, TLS and WebSocket handshake), in seconds.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
     pub connect_timeout: f64,
 

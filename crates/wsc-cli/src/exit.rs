@@ -9,10 +9,10 @@ use crate::describe;
 
 pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
-  0   clean close (or --count reached, end of input, Ctrl-C, SIGTERM, SIGHUP, or stdout
-      closed: the reader of `wsc URL | head` gone, which wsc closes with 1001); also a
-      server that answers our close by closing TCP (a FIN, not a reset) without a close
-      frame of its own
+  0   clean close (the server closed with 1000/1001, or --count reached, end of input,
+      Ctrl-C, SIGTERM, SIGHUP, or stdout closed: the reader of `wsc URL | head` gone, which
+      wsc closes with 1001); also a server that answers our close by closing TCP (a FIN,
+      not a reset) without a close frame of its own
   1   other error
   2   bad arguments or URL (a header or subprotocol that cannot be sent included; a proxy
       URL, from --proxy or the environment, that cannot be used)

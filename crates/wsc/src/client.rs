@@ -40,8 +40,8 @@ pub(crate) type TlsClientConfig = std::convert::Infallible;
 /// let reply = ws.read()?;
 /// # Ok::<(), wsc::Error>(())
 /// ```
-pub fn connect(url: &str) -> Result<WebSocket<MaybeTlsStream>, Error> {
-    ClientBuilder::new(url).connect()
+pub fn connect(url: impl AsRef<str>) -> Result<WebSocket<MaybeTlsStream>, Error> {
+    ClientBuilder::new(url.as_ref()).connect()
 }
 
 /// Runs the client handshake over a stream you opened yourself (a Unix socket, a tunnel, an
@@ -61,8 +61,8 @@ pub fn connect(url: &str) -> Result<WebSocket<MaybeTlsStream>, Error> {
 /// ws.send_text("hello")?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn client<S: Read + Write>(url: &str, stream: S) -> Result<WebSocket<S>, Error> {
-    ClientBuilder::new(url).connect_on(stream)
+pub fn client<S: Read + Write>(url: impl AsRef<str>, stream: S) -> Result<WebSocket<S>, Error> {
+    ClientBuilder::new(url.as_ref()).connect_on(stream)
 }
 
 /// Every option of a client connection.

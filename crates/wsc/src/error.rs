@@ -387,7 +387,9 @@ impl fmt::Display for Error {
                     let hint = match cert {
                         rustls::CertificateError::NotValidForName
                         | rustls::CertificateError::NotValidForNameContext { .. } => {
-                            " (the certificate does not name this host)"
+                            " (the certificate does not name this host: its subjectAltName \
+                             must list the name or address, a common name (CN) alone does not \
+                             count)"
                         }
                         rustls::CertificateError::Expired
                         | rustls::CertificateError::ExpiredContext { .. } => {

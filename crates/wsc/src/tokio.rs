@@ -88,16 +88,23 @@ const CLOSE_DRAIN_LIMIT: usize = 1 << 20;
 const KEEP_MESSAGE_BUFFER: Duration = Duration::from_secs(1);
 
 /// Connects to a `ws://` or `wss://` URL with default options.
-pub async fn connect(url: &str) -> Result<(WebSocketStream<TokioStream>, Response), Error> {
-    ClientBuilder::new(url).connect_async().await
+pub async fn connect(
+    url: impl AsRef<str>,
+) -> Result<(WebSocketStream<TokioStream>, Response), Error> {
+    ClientBuilder::new(url.as_ref()).connect_async().await
 }
 
 /// Runs the client handshake over a stream you opened yourself.
-pub async fn client<S>(url: &str, stream: S) -> Result<(WebSocketStream<S>, Response), Error>
+pub async fn client<S>(
+    url: impl AsRef<str>,
+    stream: S,
+) -> Result<(WebSocketStream<S>, Response), Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    ClientBuilder::new(url).connect_async_on(stream).await
+    ClientBuilder::new(url.as_ref())
+        .connect_async_on(stream)
+        .await
 }
 
 /// Accepts a WebSocket upgrade on `stream` with default options (server role).
@@ -1125,7 +1132,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     }
 
     /// Splits into a reading and a writing half, usable from two tasks at once;
-    /// [`WsReader::reunite`] puts them back together.
+    /// [`WsReader::reunite`] puts them back together. The reader comes first: the opposite
+    /// of `StreamExt::split`'s `(sink, stream)`, which works too (this method, being the
+    /// type's own, is the one `ws.split()` calls). The reader is a `Stream`, the writer a
+    /// `Sink`.
     ///
     /// For many tasks that send, and one that may close: give the writer to one task that
     /// takes messages and the close from a channel, rather than share it behind a lock. A

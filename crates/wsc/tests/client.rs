@@ -667,7 +667,7 @@ fn eof_without_close_is_connection_reset() {
 fn client_over_a_caller_supplied_stream() {
     let (url, server) = echo_server();
     let tcp = TcpStream::connect(url.trim_start_matches("ws://")).unwrap();
-    let mut ws = wsc::client(&format!("{url}/custom"), tcp).unwrap();
+    let mut ws = wsc::client(format!("{url}/custom"), tcp).unwrap();
     ws.send_text("over my stream").unwrap();
     assert_eq!(ws.read().unwrap(), Message::text("over my stream"));
     ws.close_and_wait(None).unwrap();

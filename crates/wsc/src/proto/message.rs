@@ -183,6 +183,16 @@ impl Message {
         matches!(self, Message::Close(_))
     }
 
+    /// Whether this is a ping.
+    pub fn is_ping(&self) -> bool {
+        matches!(self, Message::Ping(_))
+    }
+
+    /// Whether this is a pong.
+    pub fn is_pong(&self) -> bool {
+        matches!(self, Message::Pong(_))
+    }
+
     /// The text, if this is a text message, without a copy.
     pub fn into_text(self) -> Option<Utf8Bytes> {
         match self {
@@ -223,6 +233,13 @@ impl From<Vec<u8>> for Message {
 impl From<Bytes> for Message {
     fn from(b: Bytes) -> Self {
         Message::Binary(b)
+    }
+}
+
+/// A binary message, copied.
+impl From<&[u8]> for Message {
+    fn from(b: &[u8]) -> Self {
+        Message::Binary(Bytes::copy_from_slice(b))
     }
 }
 

@@ -237,6 +237,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
     /// the reading half delivers what it sent before, then its close frame or
     /// [`Error::ConnectionReset`]. Once the reading half has reported the connection's end
     /// (a reset, an error), nothing can be sent: [`Error::ConnectionClosed`].
+    /// (`SinkExt::close(&mut writer)` closes with no status code, as `close(None)` does.)
     pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
         self.locked(|inner| {
             if inner.conn.can_send() {
