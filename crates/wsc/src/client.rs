@@ -49,8 +49,9 @@ pub fn connect(url: impl AsRef<str>) -> Result<WebSocket<MaybeTlsStream>, Error>
 /// TLS is added for `wss://`.
 ///
 /// The blocking client cannot bound reads on a stream it does not know, so the builder's
-/// timeouts and keepalive do not apply: set the stream's own timeouts (a read that times out
-/// returns [`Error::Timeout`] with [`Phase::Read`] and the connection stays usable), or give
+/// timeouts and keepalive do not apply: set the stream's own timeouts (a read that times out,
+/// or finds a non-blocking stream empty (`WouldBlock`), returns [`Error::Timeout`] with
+/// [`Phase::Read`] and the connection stays usable: call it again), or give
 /// a TCP stream to [`ClientBuilder::connect_on_tcp`], which has them all (and TLS). The async
 /// client (`ClientBuilder::connect_async_on`) has no such limit.
 ///
