@@ -10,6 +10,7 @@ mod describe;
 mod exit;
 mod feed;
 mod hub;
+mod json_line;
 mod output;
 mod redact;
 mod serve;

@@ -5,13 +5,12 @@
 use std::io::{self, Write};
 use std::time::{Duration, SystemTime};
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
 use serde_json::json;
 use wsc::Message;
 
+use crate::json_line;
 use crate::redact;
-use crate::terminal::{escape_controls, is_bidi_override};
+use crate::terminal::escape_controls;
 
 /// How received messages are shown.
 #[derive(Debug, Clone, Copy, Default)]
@@ -57,61 +56,6 @@ fn preview(bytes: &[u8]) -> String {
     }
 }
 
-/// The JSON line for a message; a pong that answered a keepalive ping carries its round trip
-/// (`rtt_ms`).
-pub fn json_line(message: &Message, now: SystemTime, rtt: Option<Duration>) -> String {
-    let ts = humantime::format_rfc3339_millis(now).to_string();
-    let value = match message {
-        Message::Text(t) => json!({"type": "text", "ts": ts, "size": t.len(), "data": t.as_str()}),
-        Message::Binary(b) => {
-            json!({"type": "binary", "ts": ts, "size": b.len(), "data": BASE64.encode(b)})
-        }
-        Message::Ping(b) => {
-            json!({"type": "ping", "ts": ts, "size": b.len(), "data": BASE64.encode(b)})
-        }
-        Message::Pong(b) => {
-            let mut pong =
-                json!({"type": "pong", "ts": ts, "size": b.len(), "data": BASE64.encode(b)});
-            if let Some(rtt) = rtt {
-                // In whole microseconds: nanoseconds in binary floating point printed as
-                // 0.12186200000000001.
-                pong["rtt_ms"] = json!(rtt.as_micros() as f64 / 1e3);
-            }
-            pong
-        }
-        Message::Close(frame) => json!({
-            "type": "close",
-            "ts": ts,
-            "size": frame.as_ref().map_or(0, |f| 2 + f.reason.len()),
-            "code": frame.as_ref().map(|f| f.code.0),
-            "reason": frame.as_ref().map(|f| f.reason.as_str()),
-        }),
-    };
-    escape_for_terminals(value.to_string())
-}
-
-/// `line` (JSON) with DEL and the C1 controls (U+007F to U+009F) and the bidirectional
-/// overrides (U+202A to U+202E, U+2066 to U+2069) written as `\uXXXX`, as serde_json
-/// already writes the controls below U+0020: the same JSON, but none of it can drive a
-/// terminal (U+009B is a CSI on terminals that read C1) nor show a line in another order
-/// than it reads. These appear only inside strings.
-fn escape_for_terminals(line: String) -> String {
-    use std::fmt::Write as _;
-    let unsafe_char = |c: char| ('\u{7f}'..='\u{9f}').contains(&c) || is_bidi_override(c);
-    if !line.contains(unsafe_char) {
-        return line;
-    }
-    let mut out = String::with_capacity(line.len() + 16);
-    for c in line.chars() {
-        if unsafe_char(c) {
-            let _ = write!(out, "\\u{:04x}", c as u32);
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 impl Format {
     /// Prints a received message (`rtt`: the keepalive round trip a pong gave) to `out`, for
     /// the caller to flush (before a control frame's note on stderr too, to keep the order).
@@ -122,7 +66,7 @@ impl Format {
         rtt: Option<Duration>,
     ) -> io::Result<()> {
         if self.json {
-            return writeln!(out, "{}", json_line(message, SystemTime::now(), rtt));
+            return json_line::write_message(out, message, SystemTime::now(), rtt);
         }
         match message {
             Message::Text(t) if self.escape_text => writeln!(out, "{}", escape_controls(t)),
@@ -226,7 +170,7 @@ impl Format {
         fields["ts"] = humantime::format_rfc3339_millis(SystemTime::now())
             .to_string()
             .into();
-        writeln!(out, "{fields}")
+        json_line::write_value(out, &fields)
     }
 
     /// A note on stderr in verbose mode.
@@ -288,66 +232,6 @@ fn print_response_head(resp: &wsc::Response) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn json_lines_parse_back() {
-        let now = SystemTime::UNIX_EPOCH;
-        let v: serde_json::Value =
-            serde_json::from_str(&json_line(&Message::binary(vec![0, 255]), now, None)).unwrap();
-        assert_eq!(v["type"], "binary");
-        assert_eq!(v["data"], "AP8=");
-        assert_eq!(v["size"], 2);
-        assert_eq!(v["ts"], "1970-01-01T00:00:00.000Z");
-        let close = Message::Close(Some(wsc::CloseFrame::new(1001, "bye")));
-        let v: serde_json::Value = serde_json::from_str(&json_line(&close, now, None)).unwrap();
-        assert_eq!(
-            (v["code"].as_u64(), v["reason"].as_str()),
-            (Some(1001), Some("bye"))
-        );
-    }
-
-    #[test]
-    fn json_lines_carry_controls_and_bidi_overrides_escaped_as_the_same_json() {
-        let text = "b\u{9b}31m\u{7f}\x1b é \u{202e}txt.exe\u{2066}\u{200f}";
-        let line = json_line(&Message::text(text), SystemTime::UNIX_EPOCH, None);
-        assert!(
-            !line.contains(['\u{9b}', '\u{7f}', '\x1b', '\u{202e}', '\u{2066}']),
-            "{line}"
-        );
-        assert!(
-            line.contains(r"b\u009b31m\u007f\u001b é \u202etxt.exe\u2066"),
-            "{line}"
-        );
-        // RLM, part of right-to-left text, passes.
-        assert!(line.contains('\u{200f}'), "{line}");
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(v["data"], text);
-    }
-
-    #[test]
-    fn a_keepalive_pong_carries_its_round_trip_in_json() {
-        let pong = Message::Pong(wsc::bytes::Bytes::from_static(b"\0\0\0\x01"));
-        let rtt = Some(Duration::from_micros(1500));
-        let v: serde_json::Value =
-            serde_json::from_str(&json_line(&pong, SystemTime::UNIX_EPOCH, rtt)).unwrap();
-        assert_eq!(
-            (v["type"].as_str(), v["rtt_ms"].as_f64()),
-            (Some("pong"), Some(1.5))
-        );
-        let v: serde_json::Value =
-            serde_json::from_str(&json_line(&pong, SystemTime::UNIX_EPOCH, None)).unwrap();
-        assert!(v.get("rtt_ms").is_none(), "{v}");
-        // Microseconds, without the noise of binary fractions.
-        let line = json_line(
-            &pong,
-            SystemTime::UNIX_EPOCH,
-            Some(Duration::from_nanos(121_862)),
-        );
-        assert!(
-            line.contains(r#""rtt_ms":0.121,"#) || line.ends_with(r#""rtt_ms":0.121}"#),
-            "{line}"
-        );
-    }
 
     #[test]
     fn text_and_hex() {
