@@ -136,16 +136,22 @@ impl fmt::Display for RedirectError {
         match self {
             RedirectError::TooMany { max, location } => write!(
                 f,
-                "more than {max} redirects (the last to {location}); raise the limit with \
-                 max_redirects (--max-redirects)"
+                "more than {max} redirects (the last to {}); raise the limit with \
+                 max_redirects (--max-redirects)",
+                shortened(location)
             ),
             RedirectError::Downgrade { location } => write!(
                 f,
-                "refusing to follow a redirect from wss:// to unencrypted {location}; allow it \
-                 with allow_insecure_redirects (--allow-insecure-redirects)"
+                "refusing to follow a redirect from wss:// to unencrypted {}; allow it \
+                 with allow_insecure_redirects (--allow-insecure-redirects)",
+                shortened(location)
             ),
             RedirectError::BadLocation { location, error } => {
-                write!(f, "the redirect's Location {location:?} is not usable")?;
+                write!(
+                    f,
+                    "the redirect's Location {:?} is not usable",
+                    shortened(location)
+                )?;
                 if let Some(e) = error {
                     write!(f, ": {e}")?;
                 }
@@ -156,6 +162,16 @@ impl fmt::Display for RedirectError {
 }
 
 impl std::error::Error for RedirectError {}
+
+/// A location as a message shows it: its first 200 characters, and how long it is when
+/// longer (a server's Location may fill the whole 64 KiB head).
+fn shortened(location: &str) -> std::borrow::Cow<'_, str> {
+    const SHOWN: usize = 200;
+    match location.char_indices().nth(SHOWN) {
+        None => location.into(),
+        Some((cut, _)) => format!("{}... ({} bytes)", &location[..cut], location.len()).into(),
+    }
+}
 
 /// The phase of a connection that ran out of time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -616,6 +632,30 @@ mod tests {
         assert!(
             message.contains("refused our client certificate"),
             "{message}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod redirect_tests {
+    use super::*;
+
+    #[test]
+    fn a_long_redirect_location_is_shortened_in_messages() {
+        let location = format!("ws://h/{}", "a".repeat(60_000));
+        let message = RedirectError::TooMany {
+            max: 10,
+            location: location.clone(),
+        }
+        .to_string();
+        assert!(message.len() < 400, "{}", message.len());
+        assert!(message.contains("... (60007 bytes)"), "{message}");
+        let short = RedirectError::Downgrade {
+            location: "ws://h/x".into(),
+        };
+        assert!(
+            short.to_string().contains("unencrypted ws://h/x;"),
+            "{short}"
         );
     }
 }
