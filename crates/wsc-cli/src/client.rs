@@ -578,6 +578,7 @@ impl Session {
                 let quiet = ended.max(self.last_message).elapsed() >= linger;
                 if quiet || ended.elapsed() >= linger.saturating_mul(LINGER_BOUND) {
                     // While reconnecting there is nothing to close yet: again once back.
+                    self.flush_stdout(out);
                     self.start_close(CloseCode::NORMAL, "end of input")?;
                     if self.closing_since.is_some() {
                         self.input_ended = None;
@@ -639,6 +640,7 @@ impl Session {
                     }
                     // Closed as any other way out is, before the exit says why.
                     self.idle_out = Some(limit);
+                    self.flush_stdout(out);
                     self.start_close(CloseCode::GOING_AWAY, "idle timeout")?;
                 }
             }
@@ -745,6 +747,10 @@ impl Session {
             if !(self.stdout_gone && message.is_data()) {
                 let printed = self.format.received(out, &message, rtt);
                 self.note_stdout(printed);
+            }
+            if !message.is_data() {
+                // Its --json line before the notes that follow it (a round trip, our pong).
+                self.flush_stdout(out);
             }
             match message {
                 Message::Text(_) | Message::Binary(_) => {
@@ -980,20 +986,25 @@ fn without_password(url: &str) -> String {
     format!("{}:***{}", &url[..colon], &url[at..])
 }
 
-/// A proxy URL with no `@`, as it may be shown: what follows a colon of the authority is a
-/// port if it is all digits, else perhaps a password whose host was left out
-/// (`http://alice:s3cret`), masked.
+/// A proxy URL with no `@`, as it may be shown: `host:port` (and a final `/`) as it is;
+/// anything else after a colon is perhaps a password whose host was left out
+/// (`http://alice:s3cret`, `http://alice:pa/ss`), masked to the end.
 fn without_unlikely_port(url: &str, start: usize) -> String {
-    let end = url[start..].find('/').map_or(url.len(), |i| start + i);
-    let Some(colon) = url[start..end].rfind(':').map(|i| start + i) else {
+    let rest = &url[start..];
+    // An IPv6 literal's colons are inside its brackets: the port's is the one after them.
+    let host_end = match rest.starts_with('[') {
+        true => rest.find(']').map_or(rest.len(), |i| i + 1),
+        false => 0,
+    };
+    let Some(colon) = rest[host_end..].find(':').map(|i| start + host_end + i) else {
         return url.to_string();
     };
-    let after = &url[colon + 1..end];
-    // (An IPv6 literal's colons are inside its brackets: what follows the last is the port.)
-    if after.bytes().all(|b| b.is_ascii_digit()) || url[start..end].ends_with(']') {
+    let after = &url[colon + 1..];
+    let port = after.strip_suffix('/').unwrap_or(after);
+    if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
         return url.to_string();
     }
-    format!("{}:***{}", &url[..colon], &url[end..])
+    format!("{}:***", &url[..colon])
 }
 
 /// A send's result, where a write that timed out (the session's writes wait only
@@ -1086,11 +1097,15 @@ mod tests {
         assert_eq!(without_password("http://alice:s3cret"), "http://alice:***");
         assert_eq!(
             without_password("socks5h://alice:s3cret/"),
-            "socks5h://alice:***/"
+            "socks5h://alice:***"
         );
+        // A raw / in it, or digits and more: masked to the end.
+        assert_eq!(without_password("http://alice:pa/ss"), "http://alice:***");
+        assert_eq!(without_password("http://alice:1234/x"), "http://alice:***");
         assert_eq!(without_password("alice:s3cret"), "alice:***");
         // Ports and IPv6 literals are shown as they are.
         assert_eq!(without_password("http://proxy:3128"), "http://proxy:3128");
+        assert_eq!(without_password("http://proxy:3128/"), "http://proxy:3128/");
         assert_eq!(without_password("http://[::1]"), "http://[::1]");
         assert_eq!(without_password("http://[::1]:8080"), "http://[::1]:8080");
         assert_eq!(without_password("proxy"), "proxy");

@@ -1053,8 +1053,9 @@ impl<S: Read + Write> WebSocket<S> {
         }
     }
 
-    /// Closes and waits for the peer's close frame, discarding messages still in flight, for
-    /// at most the close timeout in all (on streams this crate opened). Returns the peer's
+    /// Closes and waits for the peer's close frame, discarding messages still in flight, and
+    /// then (a client) for the server to close TCP first, as RFC 6455 section 7.1.1 has it;
+    /// for at most the close timeout in all (on streams this crate opened). Returns the peer's
     /// close frame (`None` when it carried no status code), also when the close handshake
     /// was already over: after a [`WebSocket::read`] that returned the peer's close, or a
     /// second call. `frame` is sent as in [`WebSocket::close`]: `None` means no status code,
@@ -1113,7 +1114,12 @@ impl<S: Read + Write> WebSocket<S> {
         };
         let result = written.and_then(|()| loop {
             match self.read() {
-                Ok(Message::Close(frame)) => break Ok(frame),
+                Ok(Message::Close(frame)) => {
+                    // Then, as RFC 6455 section 7.1.1 has it, the server closes TCP first:
+                    // waited for within what is left of the close timeout.
+                    self.wait_for_server_close(self.closing_deadline());
+                    break Ok(frame);
+                }
                 Ok(_) => {}
                 Err(Error::Timeout(Phase::Read)) => break Err(Error::Timeout(Phase::Close)),
                 Err(e) => break Err(e),

@@ -49,6 +49,8 @@ pub struct Reconnecting {
     response: Option<Response>,
     /// The timer until the next attempt, kept between polls (reset for each attempt).
     wait: Option<Pin<Box<Sleep>>>,
+    /// The stream gave its last item, [`Error::GaveUp`].
+    stream_over: bool,
 }
 
 /// One reconnect attempt: connect and handshake.
@@ -83,6 +85,7 @@ impl ClientBuilder {
             attempt: None,
             response,
             wait: None,
+            stream_over: false,
         })
     }
 }
@@ -313,10 +316,10 @@ impl Reconnecting {
 }
 
 /// The events of [`Reconnecting::next_event`] as a stream, for `StreamExt` and `select!`:
-/// `while let Some(event) = feed.next().await`. Its errors are those of `next_event`; the
-/// stream ends after the last of them, once reconnecting gave up or [`Reconnecting::close`]
-/// stopped it (where `next_event` returns [`Error::GaveUp`] or [`Error::ConnectionClosed`]).
-/// A read timeout is an error item, and the stream goes on after it.
+/// `while let Some(event) = feed.next().await`. Its items are those of `next_event`, errors
+/// included (a read timeout is one, and the stream goes on after it). Once reconnecting
+/// gives up, the last item is [`Error::GaveUp`] (after the last attempt's error, or the
+/// last drop); once [`Reconnecting::close`] stopped it, the stream simply ends.
 impl Stream for Reconnecting {
     type Item = Result<Event, Error>;
 
@@ -325,13 +328,17 @@ impl Stream for Reconnecting {
         if this.is_terminated() {
             return Poll::Ready(None);
         }
+        if this.ws.is_none() && this.plan.gave_up {
+            this.stream_over = true;
+            return Poll::Ready(Some(Err(this.plan.unconnected())));
+        }
         this.poll_next_event(cx).map(Some)
     }
 }
 
 impl FusedStream for Reconnecting {
     fn is_terminated(&self) -> bool {
-        self.ws.is_none() && self.plan.stopped
+        self.stream_over || (self.ws.is_none() && self.plan.stopped && !self.plan.gave_up)
     }
 }
 

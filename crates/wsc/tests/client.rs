@@ -652,6 +652,30 @@ fn the_servers_close_comes_at_once_and_the_next_read_waits_for_its_tcp_close() {
     assert!(matches!(ws.read(), Err(Error::ConnectionClosed)));
 }
 
+/// `close_and_wait` closes as RFC 6455 section 7.1.1 has it: the server, which answers the
+/// close and closes TCP a second later, closes first; the client does not drop the
+/// connection under it as soon as the close frame is in.
+#[test]
+fn close_and_wait_lets_the_server_close_tcp_first() {
+    let (url, server) = serve_once(|mut tcp| {
+        raw_accept(&mut tcp, &[]);
+        let close = read_client_frame(&mut tcp);
+        tcp.write_all(&[0x88, 0x02, 0x03, 0xE8]).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        // A read of 0 bytes: the client closed its side first.
+        let client_closed_first = matches!(tcp.read(&mut [0u8; 16]), Ok(0));
+        (close.0, client_closed_first)
+    });
+    let mut ws = builder(&url)
+        .close_timeout(Some(Duration::from_secs(5)))
+        .connect()
+        .unwrap();
+    let frame = ws.close_and_wait(Some(CloseFrame::new(1000, ""))).unwrap();
+    assert_eq!(frame, Some(CloseFrame::new(1000, "")));
+    drop(ws);
+    assert_eq!(server.join().unwrap(), (8, false));
+}
+
 #[test]
 fn eof_without_close_is_connection_reset() {
     let (url, server) = serve_once(|mut tcp| {
