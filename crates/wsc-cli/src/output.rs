@@ -10,7 +10,7 @@ use wsc::Message;
 
 use crate::json_line;
 use crate::redact;
-use crate::terminal::escape_controls;
+use crate::terminal;
 
 /// How received messages are shown.
 #[derive(Debug, Clone, Copy, Default)]
@@ -69,7 +69,10 @@ impl Format {
             return json_line::write_message(out, message, SystemTime::now(), rtt);
         }
         match message {
-            Message::Text(t) if self.escape_text => writeln!(out, "{}", escape_controls(t)),
+            Message::Text(t) if self.escape_text => {
+                terminal::write_escaped(out, t)?;
+                out.write_all(b"\n")
+            }
             Message::Text(t) => writeln!(out, "{t}"),
             Message::Binary(b) if self.raw_binary => out.write_all(b),
             Message::Binary(b) => {

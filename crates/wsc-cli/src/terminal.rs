@@ -10,8 +10,7 @@
 //! to read.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
-use std::io::IsTerminal;
+use std::io::{self, IsTerminal, Write};
 use std::sync::OnceLock;
 
 /// Whether stderr is a terminal (asked once).
@@ -39,27 +38,38 @@ pub fn is_bidi_override(c: char) -> bool {
 /// ends a line) and bidirectional overrides written as escapes: `\r`, `\x1b` (C0 and DEL),
 /// `\u{9b}` (C1), `\u{202e}`. Borrowed when there are none, the common case.
 pub fn escape_controls(text: &str) -> Cow<'_, str> {
-    let needs_escape = |(i, c): (usize, char)| {
-        is_unsafe(c) && !(c == '\r' && text.as_bytes().get(i + 1) == Some(&b'\n'))
-    };
-    if !text.char_indices().any(needs_escape) {
+    if !text.char_indices().any(|(i, c)| needs_escape(text, i, c)) {
         return Cow::Borrowed(text);
     }
-    let mut out = String::with_capacity(text.len() + 16);
+    let mut out = Vec::with_capacity(text.len() + 16);
+    // Writing to a Vec cannot fail, and what is written is `text`'s UTF-8 and ASCII escapes.
+    let _ = write_escaped(&mut out, text);
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Writes `text` as [`escape_controls`] shows it, a run at a time: a big message costs no
+/// copy of itself (64 MiB of ESC made a 256 MiB string).
+pub fn write_escaped(out: &mut impl Write, text: &str) -> io::Result<()> {
+    let mut start = 0;
     for (i, c) in text.char_indices() {
-        match c {
-            '\r' if needs_escape((i, c)) => out.push_str("\\r"),
-            '\r' => out.push(c),
-            c if is_unsafe(c) && (c as u32) < 0x80 => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c if is_unsafe(c) => {
-                let _ = write!(out, "\\u{{{:x}}}", c as u32);
-            }
-            c => out.push(c),
+        if !needs_escape(text, i, c) {
+            continue;
         }
+        out.write_all(&text.as_bytes()[start..i])?;
+        match c {
+            '\r' => out.write_all(b"\\r")?,
+            c if (c as u32) < 0x80 => write!(out, "\\x{:02x}", c as u32)?,
+            c => write!(out, "\\u{{{:x}}}", c as u32)?,
+        }
+        start = i + c.len_utf8();
     }
-    Cow::Owned(out)
+    out.write_all(&text.as_bytes()[start..])
+}
+
+/// Whether `c`, at byte `i` of `text`, is shown as an escape: an unsafe character, but for a
+/// CR right before its LF.
+fn needs_escape(text: &str, i: usize, c: char) -> bool {
+    is_unsafe(c) && !(c == '\r' && text.as_bytes().get(i + 1) == Some(&b'\n'))
 }
 
 #[cfg(test)]
