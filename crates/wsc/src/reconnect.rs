@@ -603,6 +603,8 @@ pub struct Reconnecting {
     ws: Option<WebSocket<MaybeTlsStream>>,
     /// See [`Reconnecting::set_read_deadline`].
     read_deadline: Option<Instant>,
+    /// The iterator gave its last item, [`Error::GaveUp`].
+    iter_over: bool,
 }
 
 impl ClientBuilder {
@@ -618,7 +620,28 @@ impl ClientBuilder {
             plan,
             ws,
             read_deadline: None,
+            iter_over: false,
         })
+    }
+}
+
+/// The events of [`Reconnecting::next_event`] as an iterator (`for event in feed`), as the
+/// async client's are a `Stream`: its items are those of `next_event`, errors included (a
+/// read timeout is one, and the iterator goes on after it). Once reconnecting gives up, the
+/// last item is [`Error::GaveUp`]; once [`Reconnecting::close`] stopped it, it simply ends.
+impl Iterator for Reconnecting {
+    type Item = Result<Event, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.iter_over {
+            return None;
+        }
+        if self.ws.is_none() && self.plan.stopped {
+            // Given up: said once, as the last item; closed by the caller: nothing more.
+            self.iter_over = true;
+            return self.plan.gave_up.then(|| Err(self.plan.unconnected()));
+        }
+        Some(self.next_event())
     }
 }
 

@@ -1377,6 +1377,55 @@ async fn async_reconnect_is_not_put_off_by_a_select_with_a_shorter_timer() {
         .unwrap();
 }
 
+/// The blocking client is an iterator of its events (`for event in feed`), as the async one
+/// is a stream: the message, the drop, the failed attempt, the last attempt's error and
+/// `GaveUp`, then nothing; after `close`, nothing at once.
+#[test]
+fn reconnecting_is_an_iterator_that_ends_once_reconnecting_gives_up() {
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || feed_life(listener, "tick 1", Some(CloseCode::GOING_AWAY)));
+    let policy = Reconnect::new()
+        .initial_delay(Duration::from_millis(20))
+        .max_attempts(Some(2));
+    let mut feed = builder(&format!("ws://{addr}/feed"))
+        .connect_reconnecting(policy)
+        .unwrap();
+    feed.subscribe("subscribe:ticker").unwrap();
+    let events: Vec<_> = feed.by_ref().collect();
+    assert_eq!(events.len(), 5, "{events:?}");
+    assert!(matches!(&events[0],
+        Ok(Event::Message(m)) if m.as_text() == Some("tick 1 after subscribe:ticker")));
+    assert!(matches!(
+        &events[1],
+        Ok(Event::Disconnected(Disconnect::Closed(Some(f)))) if f.code == CloseCode::GOING_AWAY
+    ));
+    assert!(matches!(&events[2], Ok(Event::AttemptFailed(f)) if f.attempt == 1));
+    assert!(
+        matches!(&events[3], Err(Error::Connect { .. })),
+        "{events:?}"
+    );
+    assert!(
+        matches!(&events[4], Err(Error::GaveUp { attempts: 2 })),
+        "{events:?}"
+    );
+    assert!(feed.next().is_none());
+    server.join().unwrap();
+
+    let listener = TcpListener::bind((V4, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = echo_on(listener);
+    let mut feed = builder(&format!("ws://{addr}/"))
+        .connect_reconnecting(Reconnect::new())
+        .unwrap();
+    feed.send("hello").unwrap();
+    assert!(matches!(feed.next(),
+        Some(Ok(Event::Message(m))) if m.as_text() == Some("hello")));
+    feed.close(None).unwrap();
+    assert!(feed.next().is_none());
+    server.join().unwrap();
+}
+
 /// The async client is a stream of its events (`while let Some(event) = feed.next().await`):
 /// the message, the drop and the failed attempt come as from `next_event`, then the last
 /// attempt's error and `GaveUp`, and then the stream ends, as it does (at once) after
