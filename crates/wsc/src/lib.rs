@@ -112,8 +112,9 @@
 //! ## Real networks
 //!
 //! Every address of the host is tried, IPv6 and IPv4 raced as in Happy Eyeballs (RFC 8305).
-//! Proxies (HTTP CONNECT, SOCKS5) come from `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`/`NO_PROXY`
-//! or from [`ClientBuilder::proxy`]; [`ClientBuilder::keepalive`] detects a dead peer;
+//! Proxies (HTTP CONNECT, SOCKS5) come from the environment (`WSS_PROXY` or `HTTPS_PROXY`
+//! for `wss://`, `WS_PROXY` or `HTTP_PROXY` for `ws://`, `ALL_PROXY`, `NO_PROXY`; lowercase
+//! too) or from [`ClientBuilder::proxy`]; [`ClientBuilder::keepalive`] detects a dead peer;
 //! [`ClientBuilder::max_redirects`] follows redirects; and [`reconnect`] re-opens a dropped
 //! connection, replays its subscriptions and reports the gap:
 //!
