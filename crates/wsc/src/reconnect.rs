@@ -378,6 +378,8 @@ pub(crate) struct Plan {
     pub(crate) stopped: bool,
     /// Reconnecting gave up (after `max_attempts`, or on an error no retry can mend).
     pub(crate) gave_up: bool,
+    /// The iterator or stream of events gave its last item.
+    events_over: bool,
     /// When the next attempt is due, once the wait for it began: a wait cut short (by a read
     /// timeout, a read deadline, a cancelled future) goes on toward the same time.
     retry_at: Option<Instant>,
@@ -404,6 +406,7 @@ impl Plan {
             heard: false,
             stopped: false,
             gave_up: false,
+            events_over: false,
             retry_at: None,
             pending: None,
         }
@@ -547,6 +550,24 @@ impl Plan {
         self.pending.take().map(Ok)
     }
 
+    /// For the iterator and the stream of events, with no connection open: `None` while
+    /// there are events to come (call `next_event`); once stopped, `Some` of the last item,
+    /// [`Error::GaveUp`] once when reconnecting gave up (none after the caller's close).
+    pub(crate) fn last_item(&mut self) -> Option<Option<Result<Event, Error>>> {
+        if !self.stopped {
+            return None;
+        }
+        let item = (self.gave_up && !self.events_over).then(|| Err(self.unconnected()));
+        self.events_over = true;
+        Some(item)
+    }
+
+    /// Whether the iterator or stream of events is over (with no connection open): the
+    /// caller closed it, or the last item after giving up was given.
+    pub(crate) fn events_over(&self) -> bool {
+        self.stopped && (self.events_over || !self.gave_up)
+    }
+
     /// The error of a send with no connection open: [`Error::GaveUp`] once reconnecting gave
     /// up, [`Error::ConnectionClosed`] once the caller stopped it, [`Error::NotConnected`]
     /// between connections.
@@ -603,8 +624,6 @@ pub struct Reconnecting {
     ws: Option<WebSocket<MaybeTlsStream>>,
     /// See [`Reconnecting::set_read_deadline`].
     read_deadline: Option<Instant>,
-    /// The iterator gave its last item, [`Error::GaveUp`].
-    iter_over: bool,
 }
 
 impl ClientBuilder {
@@ -620,7 +639,6 @@ impl ClientBuilder {
             plan,
             ws,
             read_deadline: None,
-            iter_over: false,
         })
     }
 }
@@ -633,13 +651,10 @@ impl Iterator for Reconnecting {
     type Item = Result<Event, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.iter_over {
-            return None;
-        }
-        if self.ws.is_none() && self.plan.stopped {
-            // Given up: said once, as the last item; closed by the caller: nothing more.
-            self.iter_over = true;
-            return self.plan.gave_up.then(|| Err(self.plan.unconnected()));
+        if self.ws.is_none() {
+            if let Some(last) = self.plan.last_item() {
+                return last;
+            }
         }
         Some(self.next_event())
     }

@@ -49,8 +49,6 @@ pub struct Reconnecting {
     response: Option<Response>,
     /// The timer until the next attempt, kept between polls (reset for each attempt).
     wait: Option<Pin<Box<Sleep>>>,
-    /// The stream gave its last item, [`Error::GaveUp`].
-    stream_over: bool,
 }
 
 /// One reconnect attempt: connect and handshake.
@@ -85,7 +83,6 @@ impl ClientBuilder {
             attempt: None,
             response,
             wait: None,
-            stream_over: false,
         })
     }
 }
@@ -325,12 +322,10 @@ impl Stream for Reconnecting {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        if this.is_terminated() {
-            return Poll::Ready(None);
-        }
-        if this.ws.is_none() && this.plan.gave_up {
-            this.stream_over = true;
-            return Poll::Ready(Some(Err(this.plan.unconnected())));
+        if this.ws.is_none() {
+            if let Some(last) = this.plan.last_item() {
+                return Poll::Ready(last);
+            }
         }
         this.poll_next_event(cx).map(Some)
     }
@@ -338,7 +333,7 @@ impl Stream for Reconnecting {
 
 impl FusedStream for Reconnecting {
     fn is_terminated(&self) -> bool {
-        self.stream_over || (self.ws.is_none() && self.plan.stopped && !self.plan.gave_up)
+        self.ws.is_none() && self.plan.events_over()
     }
 }
 

@@ -1377,22 +1377,21 @@ async fn async_reconnect_is_not_put_off_by_a_select_with_a_shorter_timer() {
         .unwrap();
 }
 
-/// The blocking client is an iterator of its events (`for event in feed`), as the async one
-/// is a stream: the message, the drop, the failed attempt, the last attempt's error and
-/// `GaveUp`, then nothing; after `close`, nothing at once.
-#[test]
-fn reconnecting_is_an_iterator_that_ends_once_reconnecting_gives_up() {
+/// A feed that serves one connection (a tick, then close 1001) and is gone, with a policy
+/// that gives up after two attempts: its URL, its thread and the policy.
+fn feed_that_goes_away() -> (String, thread::JoinHandle<()>, Reconnect) {
     let listener = TcpListener::bind((V4, 0)).unwrap();
     let addr = listener.local_addr().unwrap();
     let server = thread::spawn(move || feed_life(listener, "tick 1", Some(CloseCode::GOING_AWAY)));
     let policy = Reconnect::new()
         .initial_delay(Duration::from_millis(20))
         .max_attempts(Some(2));
-    let mut feed = builder(&format!("ws://{addr}/feed"))
-        .connect_reconnecting(policy)
-        .unwrap();
-    feed.subscribe("subscribe:ticker").unwrap();
-    let events: Vec<_> = feed.by_ref().collect();
+    (format!("ws://{addr}/feed"), server, policy)
+}
+
+/// Asserts the events of a client of [`feed_that_goes_away`] subscribed to the ticker, to
+/// the end: the tick, the drop, a failed attempt, the last attempt's error and `GaveUp`.
+fn assert_ticked_then_gave_up(events: &[Result<Event, Error>]) {
     assert_eq!(events.len(), 5, "{events:?}");
     assert!(matches!(&events[0],
         Ok(Event::Message(m)) if m.as_text() == Some("tick 1 after subscribe:ticker")));
@@ -1400,7 +1399,8 @@ fn reconnecting_is_an_iterator_that_ends_once_reconnecting_gives_up() {
         &events[1],
         Ok(Event::Disconnected(Disconnect::Closed(Some(f)))) if f.code == CloseCode::GOING_AWAY
     ));
-    assert!(matches!(&events[2], Ok(Event::AttemptFailed(f)) if f.attempt == 1));
+    assert!(matches!(&events[2],
+        Ok(Event::AttemptFailed(f)) if f.attempt == 1 && matches!(f.error, Error::Connect { .. })));
     assert!(
         matches!(&events[3], Err(Error::Connect { .. })),
         "{events:?}"
@@ -1409,6 +1409,18 @@ fn reconnecting_is_an_iterator_that_ends_once_reconnecting_gives_up() {
         matches!(&events[4], Err(Error::GaveUp { attempts: 2 })),
         "{events:?}"
     );
+}
+
+/// The blocking client is an iterator of its events (`for event in feed`), as the async one
+/// is a stream: the message, the drop, the failed attempt, the last attempt's error and
+/// `GaveUp`, then nothing; after `close`, nothing at once.
+#[test]
+fn reconnecting_is_an_iterator_that_ends_once_reconnecting_gives_up() {
+    let (url, server, policy) = feed_that_goes_away();
+    let mut feed = builder(&url).connect_reconnecting(policy).unwrap();
+    feed.subscribe("subscribe:ticker").unwrap();
+    let events: Vec<_> = feed.by_ref().collect();
+    assert_ticked_then_gave_up(&events);
     assert!(feed.next().is_none());
     server.join().unwrap();
 
@@ -1434,14 +1446,8 @@ fn reconnecting_is_an_iterator_that_ends_once_reconnecting_gives_up() {
 #[tokio::test]
 async fn async_reconnecting_is_a_stream_that_ends_once_reconnecting_gives_up() {
     use futures_util::stream::{FusedStream, StreamExt};
-    let listener = TcpListener::bind((V4, 0)).unwrap();
-    let addr = listener.local_addr().unwrap();
-    // One connection, closed after a tick; then nothing listens.
-    let server = thread::spawn(move || feed_life(listener, "tick 1", Some(CloseCode::GOING_AWAY)));
-    let policy = Reconnect::new()
-        .initial_delay(Duration::from_millis(20))
-        .max_attempts(Some(2));
-    let mut feed = builder(&format!("ws://{addr}/feed"))
+    let (url, server, policy) = feed_that_goes_away();
+    let mut feed = builder(&url)
         .connect_reconnecting_async(policy)
         .await
         .unwrap();
@@ -1451,23 +1457,7 @@ async fn async_reconnecting_is_a_stream_that_ends_once_reconnecting_gives_up() {
         events.push(event);
     }
     assert!(feed.is_terminated() && feed.has_given_up());
-    assert_eq!(events.len(), 5, "{events:?}");
-    assert!(matches!(&events[0],
-        Ok(Event::Message(m)) if m.as_text() == Some("tick 1 after subscribe:ticker")));
-    assert!(matches!(
-        &events[1],
-        Ok(Event::Disconnected(Disconnect::Closed(Some(f)))) if f.code == CloseCode::GOING_AWAY
-    ));
-    assert!(matches!(&events[2],
-        Ok(Event::AttemptFailed(f)) if f.attempt == 1 && matches!(f.error, Error::Connect { .. })));
-    assert!(
-        matches!(&events[3], Err(Error::Connect { .. })),
-        "{events:?}"
-    );
-    assert!(
-        matches!(&events[4], Err(Error::GaveUp { attempts: 2 })),
-        "{events:?}"
-    );
+    assert_ticked_then_gave_up(&events);
     assert!(feed.next().await.is_none());
     assert!(matches!(
         feed.next_event().await,
