@@ -329,7 +329,6 @@ fn parse_listen_addr(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
-/// Parses a duration in seconds: `5`, `0.25`, or with a unit, `500ms`, `5s`, `2m`, `1h`.
 /// A close code wsc may send (`--close-code`).
 fn parse_close_code(s: &str) -> Result<u16, String> {
     let code: u16 = s
@@ -343,17 +342,20 @@ fn parse_close_code(s: &str) -> Result<u16, String> {
     Ok(code)
 }
 
-/// A close reason that fits in a close frame (`--close-reason`).
+/// A close reason that fits in a close frame (`--close-reason`): a control frame's payload,
+/// less the code's two bytes.
 fn parse_close_reason(s: &str) -> Result<String, String> {
-    if s.len() > 123 {
+    let max = wsc::proto::frame::MAX_CONTROL_PAYLOAD - 2;
+    if s.len() > max {
         return Err(format!(
-            "a close reason has at most 123 bytes (this one has {})",
+            "a close reason has at most {max} bytes (this one has {})",
             s.len()
         ));
     }
     Ok(s.to_string())
 }
 
+/// Parses a duration in seconds: `5`, `0.25`, or with a unit, `500ms`, `5s`, `2m`, `1h`.
 fn parse_secs(s: &str) -> Result<f64, String> {
     match parse_duration(s)? {
         v if v > 0.0 => Ok(v),

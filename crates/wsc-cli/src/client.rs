@@ -79,9 +79,8 @@ struct StdinMode {
 /// reason, above all) is still read, and the reads say how the connection ended.
 fn unless_lost(ws: &WebSocket<MaybeTlsStream>, sent: Result<(), Error>) -> Result<(), CliError> {
     match sent {
-        Ok(()) | Err(Error::Timeout(Phase::Write)) => Ok(()),
         Err(Error::ConnectionReset) if ws.connection().is_output_lost() => Ok(()),
-        Err(e) => Err(e.into()),
+        sent => sent_or_queued(sent),
     }
 }
 
@@ -569,8 +568,7 @@ impl Session {
                         Link::Direct(_) => Ok(()),
                     };
                 }
-                self.flush_stdout(out);
-                self.start_close(code, why)?;
+                self.start_close(out, code, why)?;
             }
             self.pump_stdin()?;
             if let Some(ended) = self.input_ended {
@@ -578,8 +576,7 @@ impl Session {
                 let quiet = ended.max(self.last_message).elapsed() >= linger;
                 if quiet || ended.elapsed() >= linger.saturating_mul(LINGER_BOUND) {
                     // While reconnecting there is nothing to close yet: again once back.
-                    self.flush_stdout(out);
-                    self.start_close(CloseCode::NORMAL, "end of input")?;
+                    self.start_close(out, CloseCode::NORMAL, "end of input")?;
                     if self.closing_since.is_some() {
                         self.input_ended = None;
                     }
@@ -640,8 +637,7 @@ impl Session {
                     }
                     // Closed as any other way out is, before the exit says why.
                     self.idle_out = Some(limit);
-                    self.flush_stdout(out);
-                    self.start_close(CloseCode::GOING_AWAY, "idle timeout")?;
+                    self.start_close(out, CloseCode::GOING_AWAY, "idle timeout")?;
                 }
             }
             if let Some(ws) = self.link.ws() {
@@ -756,8 +752,7 @@ impl Session {
                 Message::Text(_) | Message::Binary(_) => {
                     self.received += 1;
                     if self.count.is_some_and(|n| self.received >= n) {
-                        self.flush_stdout(out);
-                        self.start_close(CloseCode::NORMAL, "count reached")?;
+                        self.start_close(out, CloseCode::NORMAL, "count reached")?;
                     }
                 }
                 Message::Pong(_) => {
@@ -812,7 +807,7 @@ impl Session {
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => Input::End,
             };
-            let queued = match input {
+            let fed_one = match input {
                 Input::Text(text) if ws.can_send() => ws.feed(Message::text(text)),
                 Input::Binary(data) if ws.can_send() => ws.feed(Message::binary(data)),
                 Input::Text(_) | Input::Binary(_) => Ok(()),
@@ -834,7 +829,7 @@ impl Session {
                 }
             };
             fed = true;
-            unless_lost(ws, queued)?;
+            unless_lost(ws, fed_one)?;
         }
         if fed {
             let flushed = ws.flush();
@@ -880,10 +875,17 @@ impl Session {
     }
 
     /// Sends our close once; the loop then waits for the server's close.
-    fn start_close(&mut self, code: CloseCode, why: &str) -> Result<(), CliError> {
+    fn start_close(
+        &mut self,
+        out: &mut impl Write,
+        code: CloseCode,
+        why: &str,
+    ) -> Result<(), CliError> {
         if self.closing_since.is_some() {
             return Ok(());
         }
+        // Its note on stderr comes after the lines printed before it.
+        self.flush_stdout(out);
         // An end as asked: with the code and reason asked for, if any.
         let frame = match code {
             CloseCode::NORMAL => self.ending.clone(),

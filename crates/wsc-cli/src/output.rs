@@ -79,23 +79,17 @@ impl Format {
                 write_hex(out, b)?;
                 out.write_all(b"\n")
             }
-            Message::Ping(b) => {
-                self.note(&format!("< ping {}", preview(b)));
-                Ok(())
-            }
-            Message::Pong(b) => {
-                self.note(&format!("< pong {}", preview(b)));
-                Ok(())
-            }
-            Message::Close(Some(frame)) => {
-                self.note(&format!("< close {frame}"));
-                Ok(())
-            }
-            Message::Close(None) => {
-                self.note("< close (no status)");
-                Ok(())
-            }
+            Message::Ping(b) => self.note_ok(&format!("< ping {}", preview(b))),
+            Message::Pong(b) => self.note_ok(&format!("< pong {}", preview(b))),
+            Message::Close(Some(frame)) => self.note_ok(&format!("< close {frame}")),
+            Message::Close(None) => self.note_ok("< close (no status)"),
         }
+    }
+
+    /// [`Format::note`], for a control frame that prints nothing on stdout.
+    fn note_ok(&self, text: &str) -> io::Result<()> {
+        self.note(text);
+        Ok(())
     }
 
     /// A drop (`--reconnect`): always on stderr, and as a JSON line to `out` in `--json`
