@@ -587,16 +587,18 @@ impl From<getrandom::Error> for Error {
 /// Shorthand for results in this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-#[cfg(all(test, feature = "tls"))]
+#[cfg(test)]
 mod tests {
     use super::*;
 
+    #[cfg(feature = "tls")]
     fn tls(source: rustls::Error) -> String {
         let host = "feed.test".to_string();
         Error::Tls { host, source }.to_string()
     }
 
     #[test]
+    #[cfg(feature = "tls")]
     fn a_certificate_signed_with_sha1_is_said_so_not_in_der_bytes() {
         let sha1_rsa = vec![
             0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x05, 0x05, 0x00,
@@ -625,6 +627,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "tls")]
     fn a_servers_alert_about_a_certificate_is_about_ours() {
         let message = tls(rustls::Error::AlertReceived(
             rustls::AlertDescription::UnknownCA,
@@ -634,11 +637,6 @@ mod tests {
             "{message}"
         );
     }
-}
-
-#[cfg(test)]
-mod redirect_tests {
-    use super::*;
 
     #[test]
     fn a_long_redirect_location_is_shortened_in_messages() {

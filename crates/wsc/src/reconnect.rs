@@ -563,7 +563,8 @@ impl Plan {
     }
 
     /// Whether the iterator or stream of events is over (with no connection open): the
-    /// caller closed it, or the last item after giving up was given.
+    /// caller closed it, or the last item after giving up was given (for `FusedStream`).
+    #[cfg(feature = "tokio")]
     pub(crate) fn events_over(&self) -> bool {
         self.stopped && (self.events_over || !self.gave_up)
     }

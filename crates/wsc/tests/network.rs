@@ -885,6 +885,7 @@ fn a_refusal_with_retry_after_puts_the_next_attempt_off_that_long() {
 
 /// A server's life that closes the next connection on `listener` at once (a clean close,
 /// the client's answer read).
+#[cfg(feature = "tokio")]
 fn close_at_once(listener: &TcpListener) {
     let (tcp, _) = listener.accept().unwrap();
     let mut ws = wsc::server::accept(tcp).unwrap();
